@@ -1,0 +1,44 @@
+"""The Flask application factory. Importing this module does nothing else."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+from config.settings import Settings
+from webhooks.queue import DeliveryQueue
+from webhooks.receivers import Intake, blueprint
+from webhooks.store import Store
+from webhooks.worker import Services
+
+
+class InsecureConfiguration(RuntimeError):
+    """A tracker is enabled without a webhook secret and the insecure development flag is off."""
+
+
+def check_secrets(settings: Settings) -> None:
+    unsigned = settings.unsigned_trackers()
+    if unsigned and not settings.insecure_dev:
+        variables = ", ".join(f"{t.upper()}_WEBHOOK_SECRET" for t in unsigned)
+        raise InsecureConfiguration(
+            f"no webhook secret for {', '.join(unsigned)}: set {variables}, disable the tracker with "
+            "SOPGUARD_TRACKERS, or pass --insecure-dev (SOPGUARD_INSECURE_DEV=1) for local development"
+        )
+    if unsigned:
+        logging.getLogger(__name__).warning(
+            "INSECURE: accepting unsigned %s deliveries (development mode)", ", ".join(unsigned)
+        )
+
+
+def create_app(settings: Settings | None = None, services: Services | None = None) -> Flask:
+    """Build the web application; `settings` default to the environment, read now, not at import."""
+    settings = settings or Settings()
+    check_secrets(settings)
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    queue = DeliveryQueue(settings, services)
+    store = services.store if services else Store(settings.resolved_database_url)
+    app.extensions["sopguard"] = Intake(settings, store, queue)
+    app.register_blueprint(blueprint)
+    return app

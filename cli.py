@@ -1,0 +1,230 @@
+"""The `sopguard` command line: serve, worker, validate, schema, simulate, audit."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import threading
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import click
+from pydantic import ValidationError
+
+from config.checks import all_rules
+from config.loader import PolicyError, load_policy
+from config.schema import Policy
+from config.settings import Settings
+from policies.engine import evaluate
+from policies.models import Decision, Event, Source
+from webhooks.delivery import Delivery
+from webhooks.errors import BadPayload, Ignored
+from webhooks.store import Store, describe, to_json
+from webhooks.worker import utc_now
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        raise click.ClickException(f"invalid settings: {problems}") from None
+
+
+def _policy(path: Path | None) -> Policy:
+    try:
+        return load_policy(path)
+    except PolicyError as error:
+        raise click.ClickException(f"the policy has problems:\n{error}") from None
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="sopguard")
+def main() -> None:
+    """Enforce a technical-service SOP on GitHub Issues and Jira.
+
+    Every setting comes from the environment (SOPGUARD_*; see README.md); options given here win.
+    """
+
+
+@main.command()
+@click.option("--host", help="Address to listen on [SOPGUARD_HOST, default 127.0.0.1].")
+@click.option("--port", type=int, help="Port to listen on [SOPGUARD_PORT, default 8080].")
+@click.option("--workers", type=int, help="Queue consumer threads; 0 = web only [SOPGUARD_WORKERS, default 2].")
+@click.option("--policy", type=click.Path(path_type=Path), help="Policy file [SOPGUARD_POLICY].")
+@click.option(
+    "--insecure-dev", is_flag=True, default=None, help="Accept unsigned deliveries for trackers without a secret."
+)
+def serve(
+    host: str | None, port: int | None, workers: int | None, policy: Path | None, insecure_dev: bool | None
+) -> None:
+    """Run the webhook receiver and, in the same process, the queue consumer."""
+    import waitress
+
+    from app import InsecureConfiguration, create_app
+
+    settings = _settings(host=host, port=port, workers=workers, policy=policy, insecure_dev=insecure_dev)
+    _logging(settings.log_level)
+    _policy(settings.policy)
+    try:
+        app = create_app(settings)
+    except InsecureConfiguration as error:
+        raise click.ClickException(str(error)) from None
+    queue = app.extensions["sopguard"].queue
+    click.echo(f"sopguard listening on http://{settings.host}:{settings.port} ({settings.workers} worker thread(s))")
+    if settings.workers == 0:
+        waitress.serve(app, host=settings.host, port=settings.port)
+        return
+    server = waitress.create_server(app, host=settings.host, port=settings.port)
+    threading.Thread(target=server.run, name="http", daemon=True).start()
+    queue.huey.create_consumer(workers=settings.workers, worker_type="thread").run()
+    server.close()
+
+
+@main.command()
+@click.option("--workers", type=int, help="Consumer threads [SOPGUARD_WORKERS, default 2].")
+@click.option("--drain", is_flag=True, help="Process what is queued now, then exit.")
+@click.option("--policy", type=click.Path(path_type=Path), help="Policy file [SOPGUARD_POLICY].")
+def worker(workers: int | None, drain: bool, policy: Path | None) -> None:
+    """Run queue consumers alone (scale-out: several machines sharing a Redis queue)."""
+    from webhooks.queue import DeliveryQueue
+
+    settings = _settings(workers=workers, policy=policy)
+    _logging(settings.log_level)
+    _policy(settings.policy)
+    queue = DeliveryQueue(settings)
+    if drain:
+        click.echo(f"processed {queue.run_pending()} queued deliveries")
+        return
+    queue.huey.create_consumer(workers=max(settings.workers, 1), worker_type="thread").run()
+
+
+@main.command()
+@click.argument("path", required=False, type=click.Path(path_type=Path))
+def validate(path: Path | None) -> None:
+    """Check a policy file and print every problem as PATH:LINE:COLUMN: message.
+
+    Without PATH, checks SOPGUARD_POLICY or the embedded default policy.
+    """
+    path = path or _settings().policy
+    try:
+        policy = load_policy(path)
+    except PolicyError as error:
+        for problem in error.problems:
+            click.echo(str(problem))
+        click.echo(f"{len(error.problems)} problem(s) found", err=True)
+        sys.exit(1)
+    rules = len(list(all_rules(dict(policy))))
+    click.echo(
+        f"{path or 'default policy'}: valid ({len(policy.workflow.states)} states, "
+        f"{len(policy.workflow.transitions)} transitions, {rules} rules, {len(policy.scopes)} scopes)"
+    )
+
+
+@main.command()
+def schema() -> None:
+    """Print the policy's JSON Schema, for editors (yaml-language-server) to complete and check."""
+    click.echo(json.dumps(Policy.model_json_schema(by_alias=True), indent=2, ensure_ascii=False))
+
+
+def _event_name_from_path(path: Path) -> str:
+    """`issues__labeled.json` -> issues; `issues/labeled.payload.json` -> issues."""
+    if "__" in path.name:
+        return path.name.split("__", 1)[0]
+    return path.parent.name
+
+
+@main.command()
+@click.option("--source", type=click.Choice(["github", "jira"]), required=True, help="Which tracker sent it.")
+@click.option("--event", "event_file", type=click.File("rb"), required=True, help="A webhook body (JSON); - for stdin.")
+@click.option("--event-name", help="GitHub's X-GitHub-Event (default: guessed from the file name).")
+@click.option("--state", "last_state", help="The SOP state the service last knew for this issue.")
+@click.option("--policy", type=click.Path(path_type=Path), help="Policy file (default: SOPGUARD_POLICY or embedded).")
+@click.option("--json", "as_json", is_flag=True, help="Print the decision as JSON.")
+def simulate(
+    source: Source, event_file: Any, event_name: str | None, last_state: str | None, policy: Path | None, as_json: bool
+) -> None:
+    """Print what the policy decides for one delivery. No network, no database."""
+    policy_model = _policy(policy or _settings().policy)
+    body = event_file.read()
+    try:
+        payload = json.loads(body)
+    except ValueError as error:
+        raise click.ClickException(f"{event_file.name} is not JSON: {error}") from None
+    if source == "github" and not event_name:
+        event_name = _event_name_from_path(Path(event_file.name))
+        if not event_name or event_name == ".":
+            raise click.ClickException("give --event-name (the X-GitHub-Event header, e.g. issues)")
+    name = event_name or str(payload.get("webhookEvent", ""))
+    try:
+        event, snapshot = Delivery(source, "simulated", name, payload).normalize()
+    except (Ignored, BadPayload) as reason:
+        click.echo(f"not processed: {reason}")
+        return
+    if last_state:
+        snapshot = replace(snapshot, last_state=last_state)
+    decision = evaluate(policy_model, event, snapshot, utc_now())
+    click.echo(_decision_json(event, decision) if as_json else _decision_text(event, decision))
+
+
+def _decision_json(event: Event, decision: Decision) -> str:
+    return json.dumps(
+        {
+            "event": event.name,
+            "issue": str(event.issue),
+            "actor": event.actor.login,
+            "note": decision.note,
+            "rules": [{**r.__dict__, "mode": str(r.mode), "reasons": list(r.reasons)} for r in decision.results],
+            "actions": [describe(a) for a in decision.actions],
+        },
+        indent=2,
+        ensure_ascii=False,
+    )
+
+
+def _decision_text(event: Event, decision: Decision) -> str:
+    lines = [f"{event.name} on {event.issue} by {event.actor.login}"]
+    if decision.note:
+        lines.append(f"  {decision.note}")
+    for result in decision.results:
+        mark = "ok  " if result.passed else "FAIL"
+        lines.append(f"  {mark} {result.rule_id} (SOP {result.sop}, {result.mode})")
+        lines.extend(f"         {reason}" for reason in result.reasons)
+    if decision.actions:
+        lines.append("actions:")
+    for number, action in enumerate(decision.actions, 1):
+        data = describe(action)
+        body = data.pop("body", None)
+        details = ", ".join(f"{k}={v}" for k, v in data.items() if k != "type")
+        lines.append(f"  {number}. {data['type']}: {details}")
+        if body:
+            lines.extend(f"       | {line}" for line in body.splitlines())
+    return "\n".join(lines)
+
+
+@main.command()
+@click.option("--issue", help="Only this issue: owner/name#123 or PROJ-123.")
+@click.option("--limit", default=200, show_default=True, help="At most this many entries (newest).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def audit(issue: str | None, limit: int, as_json: bool) -> None:
+    """List the decisions recorded in the audit log, oldest first."""
+    store = Store(_settings().resolved_database_url)
+    for entry in store.audit_entries(issue, limit):
+        if as_json:
+            click.echo(to_json(entry))
+            continue
+        verdict = "-" if entry.passed is None else ("ok" if entry.passed else "FAIL")
+        rule = f"{entry.rule_id} (SOP {entry.sop}, {entry.mode})" if entry.rule_id else "no rule"
+        click.echo(f"{entry.at:%Y-%m-%d %H:%M:%S}  {entry.issue}  {entry.event}  {verdict} {rule}  -> {entry.outcome}")
+        for reason in entry.reasons:
+            click.echo(f"    {reason}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,258 @@
+"""Cross-reference checks: rules that relate one part of a policy to another.
+
+Each check needs some top-level sections and yields `(location, message)` pairs; it runs only when
+those sections validated, so one broken section does not hide the problems of the others.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar, get_args
+
+import holidays
+import jinja2
+
+from config.schema import (
+    ChecklistGuard,
+    MessageKind,
+    Rule,
+    Scope,
+)
+from config.templates import template_environment
+
+Loc = tuple[str | int, ...]
+CheckError = tuple[Loc, str]
+Sections = Mapping[str, Any]
+Check = Callable[[Sections], Iterator[CheckError]]
+
+_CHECKS: list[tuple[tuple[str, ...], Check]] = []
+
+
+def _needs(*names: str) -> Callable[[Check], Check]:
+    def register(check: Check) -> Check:
+        _CHECKS.append((names, check))
+        return check
+
+    return register
+
+
+_T = TypeVar("_T", bound=Hashable)
+
+
+def _duplicates(ids: Sequence[_T]) -> set[_T]:
+    return {value for value, count in Counter(ids).items() if count > 1}
+
+
+@_needs("workflow")
+def _workflow_states(s: Sections) -> Iterator[CheckError]:
+    workflow = s["workflow"]
+    state_ids = [state.id for state in workflow.states]
+    for index, state in enumerate(workflow.states):
+        if state.id in _duplicates(state_ids):
+            yield ("workflow", "states", index, "id"), f"state '{state.id}' is defined twice"
+    known = set(state_ids)
+    if workflow.initial not in known:
+        yield ("workflow", "initial"), _unknown("state", workflow.initial, known)
+    for index, transition in enumerate(workflow.transitions):
+        for position, source in enumerate(transition.from_):
+            if source not in known:
+                yield ("workflow", "transitions", index, "from", position), _unknown("state", source, known)
+        if transition.to not in known:
+            yield ("workflow", "transitions", index, "to"), _unknown("state", transition.to, known)
+    pairs = [(source, t.to) for t in workflow.transitions for source in t.from_]
+    for index, transition in enumerate(workflow.transitions):
+        for source in transition.from_:
+            if (source, transition.to) in _duplicates(pairs):
+                yield (
+                    ("workflow", "transitions", index),
+                    f"transition {source} -> {transition.to} is defined more than once",
+                )
+                break
+
+
+@_needs("workflow", "checklists")
+def _checklist_references(s: Sections) -> Iterator[CheckError]:
+    known = {c.id for c in s["checklists"]}
+    used: set[str] = set()
+    for index, state in enumerate(s["workflow"].states):
+        used.update(state.checklists)
+        for position, checklist_id in enumerate(state.checklists):
+            if checklist_id not in known:
+                yield (
+                    ("workflow", "states", index, "checklists", position),
+                    _unknown("checklist", checklist_id, known),
+                )
+    for t_index, transition in enumerate(s["workflow"].transitions):
+        for g_index, guard in enumerate(transition.guards):
+            if isinstance(guard, ChecklistGuard) and guard.checklist not in known:
+                yield (
+                    ("workflow", "transitions", t_index, "guards", g_index, "checklist"),
+                    _unknown("checklist", guard.checklist, known),
+                )
+    for index, checklist in enumerate(s["checklists"]):
+        if checklist.id not in used:
+            yield ("checklists", index, "id"), f"checklist '{checklist.id}' is not used by any state"
+
+
+@_needs("intake", "priority")
+def _priority_fields(s: Sections) -> Iterator[CheckError]:
+    intake, priority = s["intake"], s["priority"]
+    ids = [f.id for f in intake.fields]
+    for index, field_id in enumerate(ids):
+        if field_id in _duplicates(ids):
+            yield ("intake", "fields", index, "id"), f"intake field '{field_id}' is defined twice"
+    for key in ("impact_field", "urgency_field", "tier_field"):
+        if intake.field(getattr(priority, key)) is None:
+            yield ("priority", key), _unknown("intake field", getattr(priority, key), set(ids))
+    impact, urgency = intake.field(priority.impact_field), intake.field(priority.urgency_field)
+    if impact and impact.options and set(priority.matrix) != set(impact.options):
+        yield ("priority", "matrix"), _coverage("impact", impact.options, priority.matrix)
+    for row_key, row in priority.matrix.items():
+        if urgency and urgency.options and set(row) != set(urgency.options):
+            yield ("priority", "matrix", row_key), _coverage("urgency", urgency.options, row)
+        for column, level in row.items():
+            if level not in priority.levels:
+                yield (
+                    ("priority", "matrix", row_key, column),
+                    _unknown("priority level", level, set(priority.levels)),
+                )
+
+
+@_needs("priority", "sla", "workflow")
+def _sla_references(s: Sections) -> Iterator[CheckError]:
+    levels, sla = s["priority"].levels, s["sla"]
+    calendars = {c.id for c in sla.calendars}
+    states = {state.id for state in s["workflow"].states}
+    for index, state in enumerate(sla.pause_states):
+        if state not in states:
+            yield ("sla", "pause_states", index), _unknown("state", state, states)
+    for index, calendar in enumerate(sla.calendars):
+        if calendar.holidays and calendar.holidays.country not in holidays.list_supported_countries():
+            yield (
+                ("sla", "calendars", index, "holidays", "country"),
+                (f"the holidays library does not know country '{calendar.holidays.country}'"),
+            )
+    for index, target in enumerate(sla.targets):
+        if target.calendar and target.calendar not in calendars:
+            yield ("sla", "targets", index, "calendar"), _unknown("calendar", target.calendar, calendars)
+        for level in levels:
+            if level not in target.by_priority:
+                yield (
+                    ("sla", "targets", index, "by_priority"),
+                    f"priority {level} has no {target.kind} target",
+                )
+        for level in target.by_priority:
+            if level not in levels:
+                yield (
+                    ("sla", "targets", index, "by_priority", level),
+                    _unknown("priority level", level, set(levels)),
+                )
+
+
+@_needs("trackers", "workflow", "priority")
+def _tracker_mapping(s: Sections) -> Iterator[CheckError]:
+    jira, github = s["trackers"].jira, s["trackers"].github
+    states = [state.id for state in s["workflow"].states]
+    for state in jira.statuses:
+        if state not in states:
+            yield ("trackers", "jira", "statuses", state), _unknown("state", state, set(states))
+    for state in states:
+        if state not in jira.statuses:
+            yield ("trackers", "jira", "statuses"), f"state '{state}' has no Jira status"
+    names = [name for group in jira.statuses.values() for name in group]
+    for name in _duplicates(names):
+        yield ("trackers", "jira", "statuses"), f"Jira status '{name}' is mapped to more than one state"
+    for level in s["priority"].levels:
+        if level not in jira.priorities:
+            yield ("trackers", "jira", "priorities"), f"priority {level} has no Jira priority name"
+    for index, state in enumerate(github.closed_states):
+        if state not in states:
+            yield ("trackers", "github", "closed_states", index), _unknown("state", state, set(states))
+
+
+@_needs("workflow", "intake", "priority", "checklists", "sla", "rule_modes", "sop_clauses")
+def _rules(s: Sections) -> Iterator[CheckError]:
+    rules = list(all_rules(s))
+    ids = [rule.id for _, rule in rules]
+    for loc, rule in rules:
+        if rule.id in _duplicates(ids):
+            yield (*loc, "id"), f"rule id '{rule.id}' is used by more than one rule"
+        if rule.sop not in s["sop_clauses"]:
+            yield (*loc, "sop"), f"clause {rule.sop} has no text in sop_clauses"
+    for rule_id in s["rule_modes"]:
+        if rule_id not in ids:
+            yield ("rule_modes", rule_id), _unknown("rule", rule_id, set(ids))
+
+
+@_needs("messages")
+def _templates(s: Sections) -> Iterator[CheckError]:
+    templates = s["messages"].templates
+    for kind in get_args(MessageKind):
+        if kind not in templates:
+            yield ("messages", "templates"), f"no template for '{kind}'"
+    environment = template_environment()
+    for kind, text in templates.items():
+        for locale, source in (("en", text.en), ("zh-CN", text.zh_cn)):
+            try:
+                environment.parse(source or "")
+            except jinja2.TemplateSyntaxError as error:
+                yield (
+                    ("messages", "templates", kind, locale),
+                    f"template line {error.lineno}: {error.message}",
+                )
+
+
+def all_rules(s: Sections) -> Iterator[tuple[Loc, Rule]]:
+    """Every rule of a policy (or of its validated sections) with its location in the file."""
+    workflow = s["workflow"]
+    yield ("workflow", "rule"), workflow.rule
+    for t_index, transition in enumerate(workflow.transitions):
+        yield ("workflow", "transitions", t_index), transition
+        for g_index, guard in enumerate(transition.guards):
+            yield ("workflow", "transitions", t_index, "guards", g_index), guard
+    yield ("intake",), s["intake"]
+    yield ("priority",), s["priority"]
+    for index, checklist in enumerate(s["checklists"]):
+        yield ("checklists", index), checklist
+    for index, target in enumerate(s["sla"].targets):
+        yield ("sla", "targets", index), target
+
+
+def _unknown(kind: str, value: str, known: set[str]) -> str:
+    listed = ", ".join(sorted(known)) or "none defined"
+    return f"unknown {kind} '{value}' (known: {listed})"
+
+
+def _coverage(axis: str, options: list[str], given: Mapping[str, Any]) -> str:
+    missing = [o for o in options if o not in given]
+    extra = [g for g in given if g not in options]
+    parts = [
+        f"missing {', '.join(missing)}" if missing else "",
+        f"not options: {', '.join(extra)}" if extra else "",
+    ]
+    return f"must have one entry per {axis} option ({'; '.join(p for p in parts if p)})"
+
+
+def _run_checks(sections: Sections) -> Iterator[CheckError]:
+    for needed, check in _CHECKS:
+        if all(name in sections for name in needed):
+            yield from check(sections)
+
+
+def _scope_sections(sections: Sections, scope: Scope) -> dict[str, Any]:
+    replaced = {
+        name: value for name, value in scope if name not in ("match", "rule_modes") and value is not None
+    }
+    return {**sections, **replaced, "rule_modes": {**sections.get("rule_modes", {}), **scope.rule_modes}}
+
+
+def cross_reference_errors(sections: Sections) -> list[CheckError]:
+    """Every cross-reference problem of a policy and of each of its scopes."""
+    errors = list(_run_checks(sections))
+    for index, scope in enumerate(sections.get("scopes", [])):
+        own = {name for name, value in scope if value not in (None, {}) and name != "match"}
+        for loc, message in _run_checks(_scope_sections(sections, scope)):
+            if loc[0] in own:
+                errors.append((("scopes", index, *loc), message))
+    return list(dict.fromkeys(errors))

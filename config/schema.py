@@ -1,0 +1,417 @@
+"""The policy language: what an admin may write in the YAML file, as pydantic models.
+
+Every model forbids unknown keys, so a typo is an error rather than a silently ignored setting.
+Structural rules live here; rules that relate one part of the file to another (a transition to a
+state that does not exist, a priority with no SLA target) live in `config.checks`, so that all
+of them can be reported at once with their line and column.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from enum import StrEnum
+from fnmatch import fnmatchcase
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
+
+SopClause = Annotated[
+    str,
+    StringConstraints(pattern=r"^(P[1-5]|S[1-5]\.[1-9])$"),
+    Field(description="An SOP clause ID such as S1.3 or P4."),
+]
+Ident = Annotated[
+    str,
+    StringConstraints(pattern=r"^[a-z][a-z0-9-]*$"),
+    Field(description="A lower-case id: letters, digits and dashes."),
+]
+PriorityLevel = Annotated[str, StringConstraints(pattern=r"^P[1-9]$")]
+Locale = Literal["en", "zh-CN"]
+
+_DURATION = re.compile(r"^\s*(?:(?P<d>\d+)d)?\s*(?:(?P<h>\d+)h)?\s*(?:(?P<m>\d+)m)?\s*$")
+
+
+def _parse_duration(value: Any) -> Any:
+    """Accept `15m`, `4h`, `1h30m` and `2d` (24-hour days) besides pydantic's own forms."""
+    if isinstance(value, str) and (match := _DURATION.match(value)) and any(match.groupdict().values()):
+        parts = {k: int(v or 0) for k, v in match.groupdict().items()}
+        return dt.timedelta(days=parts["d"], hours=parts["h"], minutes=parts["m"])
+    return value
+
+
+def _positive(value: dt.timedelta) -> dt.timedelta:
+    if value <= dt.timedelta(0):
+        raise ValueError("must be longer than zero")
+    return value
+
+
+Duration = Annotated[
+    dt.timedelta,
+    BeforeValidator(_parse_duration),
+    AfterValidator(_positive),
+    Field(description="A duration such as 15m, 4h, 1h30m or 2d (working time)."),
+]
+
+
+def _known_time_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Asia/Shanghai)") from None
+    return value
+
+
+TimeZoneName = Annotated[str, AfterValidator(_known_time_zone)]
+
+
+class Mode(StrEnum):
+    """How a rule acts: `enforce` undoes and comments, `warn` only comments, `off` is skipped."""
+
+    ENFORCE = "enforce"
+    WARN = "warn"
+    OFF = "off"
+
+
+_CAUTION = [Mode.OFF, Mode.WARN, Mode.ENFORCE]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Text(Strict):
+    """Text shown to people, in English and (optionally) Simplified Chinese."""
+
+    en: str
+    zh_cn: str | None = Field(default=None, alias="zh-CN")
+
+    def get(self, locale: Locale) -> str:
+        return self.zh_cn if locale == "zh-CN" and self.zh_cn else self.en
+
+
+class Rule(Strict):
+    """Anything that enforces a clause: it has an id, the clause, and optionally its own mode."""
+
+    id: Ident
+    sop: SopClause
+    mode: Mode | None = Field(default=None, description="Overrides the global mode for this rule.")
+
+
+# --- workflow -------------------------------------------------------------------------------
+
+
+class State(Strict):
+    id: Ident
+    sop: SopClause = Field(description="The clause that defines this stage.")
+    title: Text
+    checklists: list[Ident] = Field(
+        default_factory=list, description="Checklists whose items become subtasks on entering."
+    )
+
+
+class GuardBase(Rule):
+    requirement: Text = Field(description="What must hold, as told to people when it does not.")
+    when_label: str | None = Field(
+        default=None, description="Apply the guard only while the issue carries this label."
+    )
+
+
+class IntakeGuard(GuardBase):
+    """All required intake fields (S1.2) are filled in."""
+
+    check: Literal["intake-complete"]
+
+
+class AssigneeGuard(GuardBase):
+    """Someone is assigned (S2.3: a named owner)."""
+
+    check: Literal["assignee"]
+
+
+class PriorityGuard(GuardBase):
+    """The issue carries a priority (S1.3)."""
+
+    check: Literal["priority-set"]
+
+
+class LabelGuard(GuardBase):
+    """A label is present, such as an approval or a customer confirmation."""
+
+    check: Literal["label"]
+    label: str
+
+
+class NoLabelGuard(GuardBase):
+    """A label is absent, such as a scope change that needs the customer's confirmation first."""
+
+    check: Literal["no-label"]
+    label: str
+
+
+class ChecklistGuard(GuardBase):
+    """Every subtask of a checklist exists and is done."""
+
+    check: Literal["checklist-done"]
+    checklist: Ident
+
+
+class SectionGuard(GuardBase):
+    """The issue body or a comment has a section with one of these headings (a plan, a root cause)."""
+
+    check: Literal["section"]
+    headings: list[str] = Field(min_length=1)
+
+
+Guard = Annotated[
+    IntakeGuard | AssigneeGuard | PriorityGuard | LabelGuard | NoLabelGuard | ChecklistGuard | SectionGuard,
+    Field(discriminator="check"),
+]
+
+
+class Transition(Rule):
+    from_: list[Ident] = Field(alias="from", min_length=1)
+    to: Ident
+    guards: list[Guard] = Field(default_factory=list)
+
+
+class Workflow(Strict):
+    initial: Ident = Field(description="The state of an issue that has no status yet.")
+    states: list[State] = Field(min_length=2)
+    transitions: list[Transition] = Field(min_length=1)
+    rule: Rule = Field(
+        description="The lifecycle rule: cited when a change of state is not one of the transitions."
+    )
+
+    def state(self, state_id: str) -> State | None:
+        return next((s for s in self.states if s.id == state_id), None)
+
+    def transitions_from(self, state_id: str) -> list[Transition]:
+        return [t for t in self.transitions if state_id in t.from_]
+
+    def transition(self, source: str, target: str) -> Transition | None:
+        return next((t for t in self.transitions_from(source) if t.to == target), None)
+
+
+# --- intake ---------------------------------------------------------------------------------
+
+
+class GithubFieldSource(Strict):
+    heading: str = Field(description="The issue-form field label, rendered as `### heading`.")
+
+
+class JiraFieldSource(Strict):
+    field: str = Field(description="A Jira field name (`Customer`) or id (`customfield_10010`).")
+
+
+class IntakeField(Strict):
+    id: Ident
+    title: Text
+    required: bool = True
+    options: list[str] = Field(
+        default_factory=list, description="Allowed values; an issue form shows them as a dropdown."
+    )
+    github: GithubFieldSource
+    jira: JiraFieldSource
+
+
+class Intake(Rule):
+    needs_info_label: str = "needs-info"
+    fields: list[IntakeField] = Field(min_length=1)
+
+    def field(self, field_id: str) -> IntakeField | None:
+        return next((f for f in self.fields if f.id == field_id), None)
+
+
+# --- priority -------------------------------------------------------------------------------
+
+
+class Priority(Rule):
+    levels: list[PriorityLevel] = Field(min_length=1, description="Highest first: P1, P2, ...")
+    impact_field: Ident
+    urgency_field: Ident
+    tier_field: Ident
+    top_tiers: list[str] = Field(
+        min_length=1, description="Customer tiers whose priority is raised one level (never above the top)."
+    )
+    matrix: dict[str, dict[str, PriorityLevel]] = Field(
+        description="impact -> urgency -> level, before the tier raise."
+    )
+
+
+# --- checklists -----------------------------------------------------------------------------
+
+
+class Checklist(Rule):
+    title: Text
+    items: list[Text] = Field(min_length=1)
+
+
+# --- SLA ------------------------------------------------------------------------------------
+
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+HoursRange = Annotated[str, StringConstraints(pattern=r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-4]):[0-5]\d$")]
+
+
+class HolidaySource(Strict):
+    country: str = Field(description="ISO 3166 country code understood by the holidays library.")
+    subdivision: str | None = None
+
+
+class Calendar(Strict):
+    id: Ident
+    timezone: TimeZoneName
+    working_hours: dict[Weekday, list[HoursRange]] = Field(
+        default_factory=dict, description="Empty means 24x7."
+    )
+    holidays: HolidaySource | None = None
+    extra_holidays: list[dt.date] = Field(default_factory=list)
+    extra_working_days: list[dt.date] = Field(
+        default_factory=list, description="Make-up working days (e.g. China's 调休 weekends)."
+    )
+
+
+class SlaTarget(Rule):
+    kind: Literal["first-response", "resolution"]
+    calendar: Ident | None = Field(default=None, description="No calendar means 24x7.")
+    warn_at: list[Annotated[float, Field(gt=0, le=1)]] = Field(default_factory=lambda: [0.75, 1.0])
+    by_priority: dict[PriorityLevel, Duration]
+
+
+class Sla(Strict):
+    pause_states: list[Ident] = Field(default_factory=list)
+    calendars: list[Calendar] = Field(default_factory=list)
+    targets: list[SlaTarget] = Field(min_length=1)
+    escalation: dict[Literal["github", "jira"], str] = Field(
+        default_factory=dict, description="Who is mentioned at breach, per tracker."
+    )
+
+
+# --- trackers -------------------------------------------------------------------------------
+
+
+class GithubMapping(Strict):
+    status_label_prefix: str = "status/"
+    priority_label_prefix: str = "priority/"
+    checklist_label: str = "sop-checklist"
+    closed_states: list[Ident] = Field(default_factory=lambda: ["closed"])
+
+    def status_label(self, state_id: str) -> str:
+        return f"{self.status_label_prefix}{state_id}"
+
+    def priority_label(self, level: str) -> str:
+        return f"{self.priority_label_prefix}{level}"
+
+
+class JiraMapping(Strict):
+    statuses: dict[Ident, list[str]] = Field(description="SOP state -> the Jira status names that mean it.")
+    priorities: dict[PriorityLevel, str] = Field(description="Level -> Jira priority name.")
+    priority_label_prefix: str = "priority-"
+    subtask_issue_type: str = "Sub-task"
+
+
+class Trackers(Strict):
+    github: GithubMapping = Field(default_factory=GithubMapping)
+    jira: JiraMapping
+
+
+# --- messages -------------------------------------------------------------------------------
+
+MessageKind = Literal[
+    "transition-rejected",
+    "intake-missing",
+    "priority-set",
+    "priority-override",
+    "checklist-created",
+]
+
+
+class Messages(Strict):
+    """Jinja2 templates per kind of comment; the variables each receives are in the README."""
+
+    templates: dict[MessageKind, Text]
+
+
+# --- the file -------------------------------------------------------------------------------
+
+
+class ScopeMatch(Strict):
+    github: str | None = Field(default=None, description="`owner/name`, glob allowed (`acme/*`).")
+    jira: str | None = Field(default=None, description="A Jira project key, glob allowed.")
+
+    @model_validator(mode="after")
+    def _one_tracker(self) -> ScopeMatch:
+        if (self.github is None) == (self.jira is None):
+            raise ValueError("give exactly one of `github` or `jira`")
+        return self
+
+    def matches(self, source: str, scope: str) -> bool:
+        pattern = self.github if source == "github" else self.jira
+        return pattern is not None and fnmatchcase(scope, pattern)
+
+
+class Scope(Strict):
+    """Overrides for some repositories or projects; a section given here replaces the default."""
+
+    match: ScopeMatch
+    mode: Mode | None = None
+    locale: Locale | None = None
+    rule_modes: dict[Ident, Mode] = Field(default_factory=dict)
+    intake: Intake | None = None
+    priority: Priority | None = None
+    sla: Sla | None = None
+    trackers: Trackers | None = None
+    messages: Messages | None = None
+
+
+class Policy(Strict):
+    version: Literal[1] = 1
+    mode: Mode = Mode.ENFORCE
+    locale: Locale = "en"
+    rule_modes: dict[Ident, Mode] = Field(
+        default_factory=dict, description="Per-rule modes by rule id; a scope can add its own."
+    )
+    sop_clauses: dict[SopClause, Text] = Field(description="Short text of each clause, for comments.")
+    workflow: Workflow
+    intake: Intake
+    priority: Priority
+    checklists: list[Checklist] = Field(default_factory=list)
+    sla: Sla
+    trackers: Trackers
+    messages: Messages
+    scopes: list[Scope] = Field(default_factory=list)
+
+    def for_issue(self, source: str, scope: str) -> Policy:
+        """The policy in force for one repository or project: the first matching scope applied."""
+        override = next((s for s in self.scopes if s.match.matches(source, scope)), None)
+        if override is None:
+            return self
+        changes = {
+            name: value
+            for name, value in override
+            if name not in ("match", "rule_modes") and value is not None
+        }
+        return self.model_copy(
+            update={**changes, "rule_modes": {**self.rule_modes, **override.rule_modes}, "scopes": []}
+        )
+
+    def checklist(self, checklist_id: str) -> Checklist | None:
+        return next((c for c in self.checklists if c.id == checklist_id), None)
+
+    def mode_of(self, rule: Rule) -> Mode:
+        """The more cautious of the global mode and the rule's own (`off` < `warn` < `enforce`)."""
+        own = self.rule_modes.get(rule.id) or rule.mode or Mode.ENFORCE
+        return min(own, self.mode, key=_CAUTION.index)
+
+    def clause(self, sop: str) -> str:
+        text = self.sop_clauses.get(sop)
+        return text.get(self.locale) if text else ""

@@ -1,0 +1,70 @@
+"""Service settings, read from the environment when (and only when) `Settings()` is created."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import AliasChoices, Field, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+Tracker = Literal["github", "jira"]
+ALL_TRACKERS: tuple[Tracker, ...] = ("github", "jira")
+
+
+def _comma_list(value: object) -> object:
+    return [item.strip() for item in value.split(",") if item.strip()] if isinstance(value, str) else value
+
+
+class Settings(BaseSettings):
+    """Every environment variable the service reads; README.md lists them with examples."""
+
+    model_config = SettingsConfigDict(env_prefix="SOPGUARD_", extra="ignore", frozen=True)
+
+    policy: Path | None = Field(default=None, description="Policy file; the embedded SOP policy if unset.")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    data_dir: Path = Path("var")
+    database_url: str = Field(default="", description="SQLAlchemy URL; SQLite in data_dir if unset.")
+    queue_url: str = Field(
+        default="", description="sqlite:///path or redis://host; SQLite in data_dir if unset."
+    )
+    workers: int = Field(default=2, ge=0, description="Queue consumer threads in `serve`; 0 = web only.")
+    trackers: Annotated[list[Tracker], NoDecode] = Field(default_factory=lambda: list(ALL_TRACKERS))
+    service_accounts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Logins/account ids of this service's own tracker account."
+    )
+    max_body_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
+    dry_run: bool = False
+    insecure_dev: bool = Field(default=False, description="Accept unsigned deliveries (development only).")
+    log_level: str = "INFO"
+    github_webhook_secret: str = Field(
+        default="", validation_alias=AliasChoices("GITHUB_WEBHOOK_SECRET", "SOPGUARD_GITHUB_WEBHOOK_SECRET")
+    )
+    jira_webhook_secret: str = Field(
+        default="", validation_alias=AliasChoices("JIRA_WEBHOOK_SECRET", "SOPGUARD_JIRA_WEBHOOK_SECRET")
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split_lists(cls, data: object) -> object:
+        if isinstance(data, dict):
+            for key in ("trackers", "service_accounts"):
+                if key in data:
+                    data[key] = _comma_list(data[key])
+        return data
+
+    def secret_for(self, tracker: Tracker) -> str:
+        return self.github_webhook_secret if tracker == "github" else self.jira_webhook_secret
+
+    def unsigned_trackers(self) -> list[Tracker]:
+        """Enabled trackers whose deliveries cannot be verified, because no secret is set."""
+        return [t for t in self.trackers if not self.secret_for(t)]
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'sopguard.db'}"
+
+    @property
+    def resolved_queue_url(self) -> str:
+        return self.queue_url or f"sqlite:///{self.data_dir / 'queue.db'}"

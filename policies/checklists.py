@@ -1,0 +1,53 @@
+"""S4: acceptance checklists, kept as one subtask per item under the issue."""
+
+from __future__ import annotations
+
+from config.schema import Checklist, Mode
+from policies.context import Context
+from policies.models import Action, CreateSubtasks, PostComment
+from policies.render import render
+
+
+def item_titles(ctx: Context, checklist: Checklist) -> list[str]:
+    """Subtask titles: `<checklist>: <item>`, which is also how existing items are recognised."""
+    prefix = ctx.text(checklist.title)
+    return [f"{prefix}: {ctx.text(item)}" for item in checklist.items]
+
+
+def open_items(ctx: Context, checklist_id: str) -> tuple[str, ...]:
+    """Items of the checklist that are not yet done (including items never created)."""
+    checklist = ctx.policy.checklist(checklist_id)
+    if checklist is None:
+        return ()
+    done = {s.title for s in ctx.snapshot.subtasks if s.done}
+    return tuple(title for title in item_titles(ctx, checklist) if title not in done)
+
+
+def create(ctx: Context, checklist_id: str) -> list[Action]:
+    """Create the items not yet under the issue; in `warn` mode only list them in a comment."""
+    checklist = ctx.policy.checklist(checklist_id)
+    mode = ctx.mode(checklist) if checklist else Mode.OFF
+    if checklist is None or mode == Mode.OFF:
+        return []
+    existing = {s.title for s in ctx.snapshot.subtasks}
+    titles = tuple(t for t in item_titles(ctx, checklist) if t not in existing)
+    if not titles:
+        return []
+    created = mode == Mode.ENFORCE
+    body = render(
+        ctx.policy,
+        "checklist-created",
+        checklist,
+        checklist=ctx.text(checklist.title),
+        items=[ctx.text(i) for i in checklist.items],
+        created=created,
+    )
+    comment = PostComment(checklist.id, f"checklist:{checklist.id}", body)
+    if not created:
+        return [comment]
+    labels = (
+        frozenset({ctx.policy.trackers.github.checklist_label})
+        if ctx.event.source == "github"
+        else frozenset()
+    )
+    return [CreateSubtasks(checklist.id, checklist.id, titles, labels), comment]

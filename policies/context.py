@@ -1,0 +1,51 @@
+"""What every rule handler receives, and what it gives back."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from config.schema import Mode, Policy, Rule, Text
+from policies.models import Action, Event, IssueSnapshot, RuleResult
+from policies.text import NO_RESPONSE
+
+
+@dataclass(frozen=True)
+class Context:
+    policy: Policy
+    event: Event
+    snapshot: IssueSnapshot
+    now: dt.datetime
+
+    def text(self, text: Text) -> str:
+        return text.get(self.policy.locale)
+
+    def mode(self, rule: Rule) -> Mode:
+        return self.policy.mode_of(rule)
+
+    def field_value(self, field_id: str) -> str:
+        """An intake field's value, read from where the policy says this tracker keeps it."""
+        field = self.policy.intake.field(field_id)
+        if field is None:
+            return ""
+        key = field.github.heading if self.event.source == "github" else field.jira.field
+        value = self.snapshot.fields.get(key, "").strip()
+        return "" if value == NO_RESPONSE else value
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One rule's verdict on one event and the actions it asks for."""
+
+    result: RuleResult
+    actions: tuple[Action, ...] = ()
+
+
+def outcome(
+    rule: Rule, mode: Mode, *, passed: bool, reasons: Iterable[str] = (), actions: Iterable[Action] = ()
+) -> Outcome:
+    return Outcome(RuleResult(rule.id, rule.sop, passed, mode, tuple(reasons)), tuple(actions))
+
+
+Handler = Callable[[Context], Iterable[Outcome]]

@@ -1,0 +1,43 @@
+"""The policy engine: `evaluate(policy, event, snapshot, now) -> Decision`. Pure: no I/O, no clock."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from config.schema import Policy
+from policies import intake, priority, workflow
+from policies.context import Context
+from policies.models import Action, ChangeLabels, Decision, Event, IssueSnapshot
+from policies.router import Router
+
+ROUTER = Router(intake.router, priority.router, workflow.router)
+
+
+def _merge_label_changes(actions: list[Action]) -> list[Action]:
+    """Fold every label change into one, in the place of the first, so a connector needs one call."""
+    changes = [a for a in actions if isinstance(a, ChangeLabels)]
+    if len(changes) < 2:
+        return actions
+    add: set[str] = set()
+    remove: set[str] = set()
+    for change in changes:
+        add = (add - change.remove) | change.add
+        remove = (remove - change.add) | change.remove
+    merged = ChangeLabels(
+        "+".join(dict.fromkeys(c.rule_id for c in changes)), frozenset(add), frozenset(remove)
+    )
+    first = actions.index(changes[0])
+    rest = [a for a in actions if not isinstance(a, ChangeLabels)]
+    return [*rest[:first], merged, *rest[first:]]
+
+
+def evaluate(policy: Policy, event: Event, snapshot: IssueSnapshot, now: dt.datetime) -> Decision:
+    """Decide what the SOP asks for after `event`; `now` is the time of the decision."""
+    if event.by_service:
+        return Decision(note="caused by this service itself; nothing to do")
+    context = Context(policy.for_issue(event.source, event.issue.scope), event, snapshot, now)
+    outcomes = [o for handler in ROUTER.handlers(event.kinds) for o in handler(context)]
+    if not outcomes:
+        return Decision(note=f"no rule applies to {', '.join(sorted(event.kinds))}")
+    actions = _merge_label_changes([a for o in outcomes for a in o.actions])
+    return Decision(actions=tuple(actions), results=tuple(o.result for o in outcomes))

@@ -1,0 +1,225 @@
+"""Tracker-neutral, immutable values that flow through the engine.
+
+Receivers turn a webhook delivery into an `Event` and an `IssueSnapshot`; the engine turns them into
+a `Decision`; connectors apply the decision's actions. Nothing here knows about HTTP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Literal
+
+from config.schema import Mode
+
+Source = Literal["github", "jira"]
+
+EMPTY_FIELDS: Mapping[str, str] = MappingProxyType({})
+
+
+class EventKind(StrEnum):
+    """What happened to the issue, as far as the SOP cares."""
+
+    OPENED = "opened"
+    EDITED = "edited"
+    LABELS_CHANGED = "labels_changed"
+    STATUS_CHANGED = "status_changed"
+    ASSIGNEE_CHANGED = "assignee_changed"
+    PRIORITY_CHANGED = "priority_changed"
+    COMMENTED = "commented"
+    OTHER = "other"
+
+
+@dataclass(frozen=True)
+class IssueRef:
+    """Where an issue lives: `scope` is `owner/name` on GitHub or the project key on Jira."""
+
+    source: Source
+    scope: str
+    key: str
+    id: str = ""
+    url: str = ""
+
+    def __str__(self) -> str:
+        if self.source == "github":
+            return f"{self.scope}#{self.key}"
+        return self.key
+
+
+@dataclass(frozen=True)
+class Actor:
+    login: str
+    is_bot: bool = False
+    id: str = ""
+
+
+@dataclass(frozen=True)
+class Comment:
+    author: Actor
+    body: str
+    id: str = ""
+
+
+@dataclass(frozen=True)
+class Subtask:
+    """A child issue (GitHub sub-issue, Jira sub-task); checklist items are recognised by title."""
+
+    title: str
+    done: bool
+    key: str = ""
+
+
+@dataclass(frozen=True)
+class Event:
+    """One change to one issue; `kinds` says what changed (a Jira update can change several things).
+
+    `status_before`/`status_after` are the tracker's own status words (a Jira status name, or
+    GitHub's `open`/`closed`); the engine maps them, and the labels, onto SOP states.
+    """
+
+    source: Source
+    kinds: frozenset[EventKind]
+    delivery_id: str
+    actor: Actor
+    issue: IssueRef
+    name: str = ""
+    status_before: str | None = None
+    status_after: str | None = None
+    labels_before: frozenset[str] = frozenset()
+    labels_after: frozenset[str] = frozenset()
+    changed_fields: frozenset[str] = frozenset()
+    priority_before: str | None = None
+    priority_after: str | None = None
+    comment: Comment | None = None
+    by_service: bool = False
+
+
+@dataclass(frozen=True)
+class IssueSnapshot:
+    """The issue as it stands after the event, plus what the service remembers of it.
+
+    `fields` holds the tracker-side values keyed as the policy addresses them: issue-form headings
+    on GitHub, field ids and names on Jira. `last_state` and `manual_priority` come from the
+    service's own records, so the engine can see a transition that arrives in two label events.
+    """
+
+    ref: IssueRef
+    title: str = ""
+    is_open: bool = True
+    status: str | None = None
+    labels: frozenset[str] = frozenset()
+    assignees: tuple[str, ...] = ()
+    reporter: str = ""
+    priority: str | None = None
+    fields: Mapping[str, str] = field(default_factory=lambda: EMPTY_FIELDS)
+    body: str = ""
+    comments: tuple[Comment, ...] = ()
+    subtasks: tuple[Subtask, ...] = ()
+    last_state: str | None = None
+    manual_priority: str | None = None
+
+
+class CommentPolicy(StrEnum):
+    """What to do when a comment with the same marker is already on the issue."""
+
+    ONCE = "once"  # post unless it is there
+    UPSERT = "upsert"  # edit it, or post when it is not there
+    UPDATE_ONLY = "update-only"  # edit it; post nothing when it is not there
+
+
+@dataclass(frozen=True)
+class PostComment:
+    """A comment identified by a hidden marker, so that it is never posted twice."""
+
+    rule_id: str
+    marker: str
+    body: str
+    on_existing: CommentPolicy = CommentPolicy.ONCE
+
+
+@dataclass(frozen=True)
+class ChangeLabels:
+    """Labels to add and remove; a connector applies both in one request where it can."""
+
+    rule_id: str
+    add: frozenset[str] = frozenset()
+    remove: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class SetPriority:
+    """Set the tracker's own priority field (Jira), by the name the policy maps the level to."""
+
+    rule_id: str
+    level: str
+    name: str
+
+
+@dataclass(frozen=True)
+class MoveToStatus:
+    """Put the issue back into (or forward to) a tracker status; on GitHub `open`/`closed`."""
+
+    rule_id: str
+    status: str
+
+
+@dataclass(frozen=True)
+class CreateSubtasks:
+    """One child issue per title, skipping titles that already exist under the parent."""
+
+    rule_id: str
+    checklist: str
+    titles: tuple[str, ...]
+    labels: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class RememberState:
+    """Record the issue's SOP state in the service's ledger (not a tracker call)."""
+
+    rule_id: str
+    state: str
+
+
+@dataclass(frozen=True)
+class RememberManualPriority:
+    """Record that a person chose this priority, so later computations respect it."""
+
+    rule_id: str
+    level: str | None
+
+
+Action = (
+    PostComment
+    | ChangeLabels
+    | SetPriority
+    | MoveToStatus
+    | CreateSubtasks
+    | RememberState
+    | RememberManualPriority
+)
+TRACKER_ACTIONS = (PostComment, ChangeLabels, SetPriority, MoveToStatus, CreateSubtasks)
+
+
+@dataclass(frozen=True)
+class RuleResult:
+    """One rule considered for one event: whether it held and, if not, what was missing."""
+
+    rule_id: str
+    sop: str
+    passed: bool
+    mode: Mode
+    reasons: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Decision:
+    actions: tuple[Action, ...] = ()
+    results: tuple[RuleResult, ...] = ()
+    note: str = ""
+
+    @property
+    def violations(self) -> tuple[RuleResult, ...]:
+        return tuple(r for r in self.results if not r.passed)

@@ -1,0 +1,166 @@
+"""S1.3: priority from impact, urgency and customer tier; a person's own choice is respected (P5)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from config.schema import Mode, Policy
+from policies.context import Context, Outcome, outcome
+from policies.models import (
+    Action,
+    ChangeLabels,
+    EventKind,
+    PostComment,
+    RememberManualPriority,
+    SetPriority,
+)
+from policies.render import render
+from policies.router import Router
+
+router = Router()
+
+
+@dataclass(frozen=True)
+class Computed:
+    level: str
+    impact: str
+    urgency: str
+    tier: str
+    raised: bool
+
+
+def _lookup(table: dict[str, dict[str, str]] | dict[str, str], key: str) -> str | dict[str, str] | None:
+    folded = key.casefold()
+    return next((value for name, value in table.items() if name.casefold() == folded), None)
+
+
+def compute(ctx: Context) -> Computed | None:
+    """The level the matrix gives, raised one step for a top tier; `None` without impact or urgency."""
+    rule = ctx.policy.priority
+    impact, urgency, tier = (
+        ctx.field_value(f) for f in (rule.impact_field, rule.urgency_field, rule.tier_field)
+    )
+    row = _lookup(rule.matrix, impact)
+    level = _lookup(row, urgency) if isinstance(row, dict) else None
+    if not isinstance(level, str):
+        return None
+    raised = tier.casefold() in {t.casefold() for t in rule.top_tiers} and rule.levels.index(level) > 0
+    if raised:
+        level = rule.levels[rule.levels.index(level) - 1]
+    return Computed(level, impact, urgency, tier, raised)
+
+
+def _label_levels(policy: Policy, labels: frozenset[str]) -> list[str]:
+    github = policy.trackers.github
+    return [level for level in policy.priority.levels if github.priority_label(level) in labels]
+
+
+def _jira_level(policy: Policy, name: str | None) -> str | None:
+    return next(
+        (
+            level
+            for level, n in policy.trackers.jira.priorities.items()
+            if name and n.casefold() == name.casefold()
+        ),
+        None,
+    )
+
+
+def current_level(ctx: Context) -> str | None:
+    if ctx.event.source == "jira":
+        return _jira_level(ctx.policy, ctx.snapshot.priority)
+    levels = _label_levels(ctx.policy, ctx.snapshot.labels)
+    return levels[0] if levels else None
+
+
+def _chosen_by_person(ctx: Context) -> tuple[bool, str | None]:
+    """Whether this event is a person changing the priority, and the level they chose."""
+    event = ctx.event
+    if event.source == "jira":
+        return EventKind.PRIORITY_CHANGED in event.kinds, _jira_level(ctx.policy, event.priority_after)
+    changed = _label_levels(ctx.policy, event.labels_after ^ event.labels_before)
+    if not changed:
+        return False, None
+    added = _label_levels(ctx.policy, event.labels_after - event.labels_before)
+    return True, added[0] if added else current_level(ctx)
+
+
+def _apply(ctx: Context, level: str) -> list[Action]:
+    rule_id, policy = ctx.policy.priority.id, ctx.policy
+    if ctx.event.source == "github":
+        github = policy.trackers.github
+        stale = frozenset(github.priority_label(lv) for lv in _label_levels(policy, ctx.snapshot.labels)) - {
+            github.priority_label(level)
+        }
+        return [ChangeLabels(rule_id, add=frozenset({github.priority_label(level)}), remove=stale)]
+    jira = policy.trackers.jira
+    label = f"{jira.priority_label_prefix}{level}"
+    stale = frozenset(lb for lb in ctx.snapshot.labels if lb.startswith(jira.priority_label_prefix)) - {label}
+    return [
+        SetPriority(rule_id, level, jira.priorities[level]),
+        ChangeLabels(rule_id, add=frozenset({label}), remove=stale),
+    ]
+
+
+@router.register(EventKind.OPENED, EventKind.EDITED, EventKind.LABELS_CHANGED, EventKind.PRIORITY_CHANGED)
+def set_priority(ctx: Context) -> Iterator[Outcome]:
+    rule = ctx.policy.priority
+    mode = ctx.mode(rule)
+    if mode == Mode.OFF:
+        return
+    by_person, chosen = _chosen_by_person(ctx)
+    computed = compute(ctx)
+    if by_person:
+        actions: list[Action] = [RememberManualPriority(rule.id, chosen)]
+        if chosen:
+            body = render(
+                ctx.policy,
+                "priority-override",
+                rule,
+                level=chosen,
+                actor=ctx.event.actor.login,
+                computed=computed.level if computed else "",
+            )
+            actions.append(PostComment(rule.id, f"priority-override:{chosen}:{ctx.event.delivery_id}", body))
+        yield outcome(
+            rule,
+            mode,
+            passed=True,
+            reasons=[f"priority {chosen or 'removed'} chosen by {ctx.event.actor.login}"],
+            actions=actions,
+        )
+        return
+    if not ctx.event.kinds & {EventKind.OPENED, EventKind.EDITED}:
+        return
+    if computed is None:
+        yield outcome(rule, mode, passed=False, reasons=["impact and urgency are needed to set a priority"])
+        return
+    current = current_level(ctx)
+    if ctx.snapshot.manual_priority or current == computed.level:
+        reason = (
+            f"kept {current}, chosen by a person" if ctx.snapshot.manual_priority else f"already {current}"
+        )
+        yield outcome(rule, mode, passed=True, reasons=[reason])
+        return
+    applied = mode == Mode.ENFORCE
+    body = render(
+        ctx.policy,
+        "priority-set",
+        rule,
+        level=computed.level,
+        impact=computed.impact,
+        urgency=computed.urgency,
+        tier=computed.tier or "-",
+        raised=computed.raised,
+        applied=applied,
+    )
+    comment = PostComment(rule.id, f"priority-set:{computed.level}", body)
+    actions = [*_apply(ctx, computed.level), comment] if applied else [comment]
+    yield outcome(
+        rule,
+        mode,
+        passed=False,
+        reasons=[f"priority is {current or 'not set'}, should be {computed.level}"],
+        actions=actions,
+    )

@@ -1,0 +1,37 @@
+"""A delivery as it is queued: enough to replay it, independent of the HTTP request it came in."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Collection, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from policies.models import Event, IssueSnapshot, Source
+from webhooks import github_events, jira_events
+
+
+@dataclass(frozen=True)
+class Delivery:
+    source: Source
+    delivery_id: str
+    event_name: str
+    payload: dict[str, Any]
+
+    def to_message(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_message(cls, message: Mapping[str, Any]) -> Delivery:
+        return cls(**message)
+
+    def normalize(self, service_accounts: Collection[str] = ()) -> tuple[Event, IssueSnapshot]:
+        """The engine's view of this delivery; raises `Ignored` or `BadPayload`."""
+        if self.source == "github":
+            return github_events.to_event(self.event_name, self.delivery_id, self.payload, service_accounts)
+        return jira_events.to_event(self.delivery_id, self.payload, service_accounts)
+
+
+def fallback_delivery_id(body: bytes) -> str:
+    """Jira Data Center sends no delivery id; identical bodies are the same delivery."""
+    return "sha256-" + hashlib.sha256(body).hexdigest()

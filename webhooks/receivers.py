@@ -1,0 +1,120 @@
+"""HTTP in: verify, parse, de-duplicate and enqueue. Nothing is decided here."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, request
+from werkzeug.datastructures import Headers
+
+from config.settings import Settings
+from policies.models import Source
+from webhooks import github_events, jira_events, signatures
+from webhooks.delivery import Delivery, fallback_delivery_id
+from webhooks.errors import BadPayload, Ignored
+from webhooks.queue import DeliveryQueue
+from webhooks.store import Store
+from webhooks.worker import utc_now
+
+log = logging.getLogger(__name__)
+
+blueprint = Blueprint("webhooks", __name__)
+
+
+@dataclass(frozen=True)
+class Intake:
+    """What the receivers share, kept in `app.extensions["sopguard"]`."""
+
+    settings: Settings
+    store: Store
+    queue: DeliveryQueue
+
+
+@dataclass(frozen=True)
+class TrackerProtocol:
+    """How one tracker signs, names and identifies its deliveries."""
+
+    signature_header: str
+    delivery_header: str
+    event_name: Callable[[Headers, dict[str, Any]], str]
+    classify: Callable[[str, dict[str, Any]], object]
+
+
+PROTOCOLS: dict[Source, TrackerProtocol] = {
+    "github": TrackerProtocol(
+        signature_header="X-Hub-Signature-256",
+        delivery_header="X-GitHub-Delivery",
+        event_name=lambda headers, _: headers.get("X-GitHub-Event", ""),
+        classify=github_events.classify,
+    ),
+    "jira": TrackerProtocol(
+        signature_header="X-Hub-Signature",
+        delivery_header="X-Atlassian-Webhook-Identifier",
+        event_name=lambda _, payload: str(payload.get("webhookEvent", "")),
+        classify=lambda _, payload: jira_events.classify(payload),
+    ),
+}
+
+
+def _answer(code: int, /, **body: object) -> tuple[Response, int]:
+    return jsonify(body), code
+
+
+def _intake() -> Intake:
+    intake: Intake = current_app.extensions["sopguard"]
+    return intake
+
+
+@blueprint.post("/webhooks/<source>")
+def receive(source: str) -> tuple[Response, int]:
+    intake = _intake()
+    if source not in PROTOCOLS or source not in intake.settings.trackers:
+        return _answer(
+            404, error=f"no webhook for '{source}' here (enabled: {', '.join(intake.settings.trackers)})"
+        )
+    tracker: Source = "github" if source == "github" else "jira"
+    protocol = PROTOCOLS[tracker]
+    body = request.get_data(cache=False)
+    secret = intake.settings.secret_for(tracker)
+    if secret and not signatures.is_valid(secret, body, request.headers.get(protocol.signature_header)):
+        log.warning("%s delivery refused: missing or wrong %s", source, protocol.signature_header)
+        return _answer(401, error=f"missing or invalid {protocol.signature_header} signature")
+    try:
+        payload = json.loads(body)
+    except ValueError as error:
+        return _answer(400, error=f"the body is not JSON: {error}")
+    if not isinstance(payload, dict):
+        return _answer(400, error="the body must be a JSON object")
+    event_name = protocol.event_name(request.headers, payload)
+    try:
+        protocol.classify(event_name, payload)
+    except Ignored as reason:
+        return _answer(202, status="ignored", reason=str(reason))
+    except BadPayload as problem:
+        return _answer(400, error=str(problem))
+    delivery_id = request.headers.get(protocol.delivery_header) or fallback_delivery_id(body)
+    return _enqueue(intake, Delivery(tracker, delivery_id, event_name, payload))
+
+
+def _enqueue(intake: Intake, delivery: Delivery) -> tuple[Response, int]:
+    if not intake.store.register_delivery(
+        delivery.source, delivery.delivery_id, delivery.event_name, utc_now()
+    ):
+        return _answer(200, status="duplicate", delivery=delivery.delivery_id)
+    try:
+        intake.queue.enqueue(delivery)
+    except Exception:
+        intake.store.forget_delivery(delivery.source, delivery.delivery_id)
+        log.exception("could not queue delivery %s", delivery.delivery_id)
+        return _answer(503, error="the queue is unavailable; please redeliver")
+    return _answer(202, status="queued", delivery=delivery.delivery_id)
+
+
+@blueprint.get("/healthz")
+def healthz() -> tuple[Response, int]:
+    intake = _intake()
+    return _answer(200, status="ok", trackers=intake.settings.trackers, pending=intake.queue.pending())

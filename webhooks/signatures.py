@@ -1,0 +1,17 @@
+"""HMAC-SHA256 signatures over the raw body, as GitHub (X-Hub-Signature-256) and Jira (X-Hub-Signature) send them."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+
+def sign(secret: str, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def is_valid(secret: str, body: bytes, header: str | None) -> bool:
+    """Constant-time check of a `sha256=<hex>` header against the body."""
+    if not header or not header.startswith("sha256="):
+        return False
+    return hmac.compare_digest(sign(secret, body), header.strip())

@@ -1,0 +1,95 @@
+"""Run one queued delivery through the engine and hand the actions to the tracker's connector."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+
+from config.loader import load_policy
+from config.schema import Policy
+from config.settings import Settings
+from connector.base import Applied, Connector
+from connector.dry_run import DryRunConnector
+from policies.engine import evaluate
+from policies.models import TRACKER_ACTIONS, Decision, Source
+from webhooks.delivery import Delivery
+from webhooks.errors import BadPayload, Ignored
+from webhooks.store import Store
+
+log = logging.getLogger(__name__)
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass
+class Services:
+    """Everything a delivery needs once it is out of the queue, built once per process."""
+
+    settings: Settings
+    policy: Policy
+    store: Store
+    connectors: Mapping[Source, Connector]
+    clock: Callable[[], dt.datetime] = field(default=utc_now)
+
+
+def build_services(settings: Settings) -> Services:
+    """Load the policy, open the database and choose connectors (dry run until a tracker is set up)."""
+    connectors: dict[Source, Connector] = {"github": DryRunConnector(), "jira": DryRunConnector()}
+    return Services(settings, load_policy(settings.policy), Store(settings.resolved_database_url), connectors)
+
+
+def _outcomes(applied: list[Applied]) -> dict[str, str]:
+    """Per rule id, what became of its actions (the worst outcome wins, so a failure shows)."""
+    summary: dict[str, str] = {}
+    for item in applied:
+        for rule_id in item.action.rule_id.split("+"):
+            if not summary.get(rule_id, "").startswith("failed"):
+                summary[rule_id] = item.outcome
+    return summary
+
+
+def process_delivery(services: Services, delivery: Delivery) -> Decision | None:
+    """Decide and act on one delivery; `None` when it was already processed or is ignored."""
+    store = services.store
+    if store.delivery_status(delivery.source, delivery.delivery_id) == "processed":
+        log.info("delivery %s already processed; skipped", delivery.delivery_id)
+        return None
+    try:
+        event, snapshot = delivery.normalize(services.settings.service_accounts)
+    except (Ignored, BadPayload) as reason:
+        log.info("delivery %s ignored: %s", delivery.delivery_id, reason)
+        store.mark_delivery(delivery.source, delivery.delivery_id, "ignored", services.clock())
+        return None
+    connector = services.connectors[delivery.source]
+    memory = store.memory(event.issue)
+    snapshot = replace(
+        connector.complete(event, snapshot),
+        last_state=memory.last_state,
+        manual_priority=memory.manual_priority,
+    )
+    now = services.clock()
+    decision = evaluate(services.policy, event, snapshot, now)
+    tracker_actions = [a for a in decision.actions if isinstance(a, TRACKER_ACTIONS)]
+    applied = connector.apply(event, snapshot, tracker_actions)
+    store.record_decision(
+        source=delivery.source,
+        delivery_id=delivery.delivery_id,
+        event_name=event.name,
+        ref=event.issue,
+        decision=decision,
+        outcomes=_outcomes(applied),
+        now=now,
+    )
+    log.info(
+        "delivery %s on %s: %d rule(s), %d action(s) %s",
+        delivery.delivery_id,
+        event.issue,
+        len(decision.results),
+        len(tracker_actions),
+        connector.name,
+    )
+    return decision
