@@ -56,10 +56,15 @@ def main() -> None:
 @main.command()
 @click.option("--host", help="Address to listen on [SOPGUARD_HOST, default 127.0.0.1].")
 @click.option("--port", type=int, help="Port to listen on [SOPGUARD_PORT, default 8080].")
-@click.option("--workers", type=int, help="Queue consumer threads; 0 = web only [SOPGUARD_WORKERS, default 2].")
+@click.option(
+    "--workers", type=int, help="Queue consumer threads; 0 = web only [SOPGUARD_WORKERS, default 2]."
+)
 @click.option("--policy", type=click.Path(path_type=Path), help="Policy file [SOPGUARD_POLICY].")
 @click.option(
-    "--insecure-dev", is_flag=True, default=None, help="Accept unsigned deliveries for trackers without a secret."
+    "--insecure-dev",
+    is_flag=True,
+    default=None,
+    help="Accept unsigned deliveries for trackers without a secret.",
 )
 def serve(
     host: str | None, port: int | None, workers: int | None, policy: Path | None, insecure_dev: bool | None
@@ -77,7 +82,9 @@ def serve(
     except InsecureConfiguration as error:
         raise click.ClickException(str(error)) from None
     queue = app.extensions["sopguard"].queue
-    click.echo(f"sopguard listening on http://{settings.host}:{settings.port} ({settings.workers} worker thread(s))")
+    click.echo(
+        f"sopguard listening on http://{settings.host}:{settings.port} ({settings.workers} worker thread(s))"
+    )
     if settings.workers == 0:
         waitress.serve(app, host=settings.host, port=settings.port)
         return
@@ -142,13 +149,22 @@ def _event_name_from_path(path: Path) -> str:
 
 @main.command()
 @click.option("--source", type=click.Choice(["github", "jira"]), required=True, help="Which tracker sent it.")
-@click.option("--event", "event_file", type=click.File("rb"), required=True, help="A webhook body (JSON); - for stdin.")
+@click.option(
+    "--event", "event_file", type=click.File("rb"), required=True, help="A webhook body (JSON); - for stdin."
+)
 @click.option("--event-name", help="GitHub's X-GitHub-Event (default: guessed from the file name).")
 @click.option("--state", "last_state", help="The SOP state the service last knew for this issue.")
-@click.option("--policy", type=click.Path(path_type=Path), help="Policy file (default: SOPGUARD_POLICY or embedded).")
+@click.option(
+    "--policy", type=click.Path(path_type=Path), help="Policy file (default: SOPGUARD_POLICY or embedded)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the decision as JSON.")
 def simulate(
-    source: Source, event_file: Any, event_name: str | None, last_state: str | None, policy: Path | None, as_json: bool
+    source: Source,
+    event_file: Any,
+    event_name: str | None,
+    last_state: str | None,
+    policy: Path | None,
+    as_json: bool,
 ) -> None:
     """Print what the policy decides for one delivery. No network, no database."""
     policy_model = _policy(policy or _settings().policy)
@@ -180,7 +196,9 @@ def _decision_json(event: Event, decision: Decision) -> str:
             "issue": str(event.issue),
             "actor": event.actor.login,
             "note": decision.note,
-            "rules": [{**r.__dict__, "mode": str(r.mode), "reasons": list(r.reasons)} for r in decision.results],
+            "rules": [
+                {**r.__dict__, "mode": str(r.mode), "reasons": list(r.reasons)} for r in decision.results
+            ],
             "actions": [describe(a) for a in decision.actions],
         },
         indent=2,
@@ -221,7 +239,9 @@ def audit(issue: str | None, limit: int, as_json: bool) -> None:
             continue
         verdict = "-" if entry.passed is None else ("ok" if entry.passed else "FAIL")
         rule = f"{entry.rule_id} (SOP {entry.sop}, {entry.mode})" if entry.rule_id else "no rule"
-        click.echo(f"{entry.at:%Y-%m-%d %H:%M:%S}  {entry.issue}  {entry.event}  {verdict} {rule}  -> {entry.outcome}")
+        click.echo(
+            f"{entry.at:%Y-%m-%d %H:%M:%S}  {entry.issue}  {entry.event}  {verdict} {rule}  -> {entry.outcome}"
+        )
         for reason in entry.reasons:
             click.echo(f"    {reason}")
 
