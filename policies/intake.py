@@ -31,8 +31,9 @@ def check_intake(ctx: Context) -> Iterator[Outcome]:
         if mode == Mode.ENFORCE and not labelled:
             actions.append(ChangeLabels(rule.id, add=frozenset({rule.needs_info_label})))
         actions.append(PostComment(rule.id, rule.id, body, CommentPolicy.UPSERT))
-    elif labelled or EventKind.EDITED in ctx.event.kinds:
-        if mode == Mode.ENFORCE and labelled:
+    elif labelled:
+        # The label says we asked for information: take it back and say thank you in the same comment.
+        if mode == Mode.ENFORCE:
             actions.append(ChangeLabels(rule.id, remove=frozenset({rule.needs_info_label})))
         actions.append(PostComment(rule.id, rule.id, body, CommentPolicy.UPDATE_ONLY))
     yield outcome(rule, mode, passed=not missing, reasons=missing, actions=actions)

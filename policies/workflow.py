@@ -297,7 +297,7 @@ def _move(ctx: Context, rule_id: str, target: str, *, restoring: bool) -> list[A
     stale = frozenset(github.status_label(s.id) for s in ctx.policy.workflow.states) & ctx.snapshot.labels
     actions: list[Action] = []
     if wanted not in ctx.snapshot.labels or stale - {wanted}:
-        actions.append(ChangeLabels(rule_id, add=frozenset({wanted}), remove=stale - {wanted}))
+        actions.append(ChangeLabels(rule_id, add=frozenset({wanted}) - stale, remove=stale - {wanted}))
     target_closed = target in github.closed_states
     if target_closed == ctx.snapshot.is_open:
         actions.append(MoveToStatus(rule_id, "closed" if target_closed else "open"))
