@@ -186,7 +186,10 @@ def check_transition(ctx: Context) -> Iterator[Outcome]:
     if change.before == change.after:
         if EventKind.OPENED in ctx.event.kinds:
             yield outcome(
-                workflow.rule, ctx.mode(workflow.rule), passed=True, actions=_enter(ctx, change.after)
+                workflow.rule,
+                ctx.mode(workflow.rule),
+                passed=True,
+                actions=_enter(ctx, workflow.rule, change.after),
             )
         return
     transition = workflow.transition(change.before, change.after)
@@ -203,15 +206,15 @@ def check_transition(ctx: Context) -> Iterator[Outcome]:
         undo = mode == Mode.ENFORCE and any(v.mode == Mode.ENFORCE for v in failed)
         reasons = [f"{v.guard.id} ({v.guard.sop})" for v in failed]
     if not broken:
-        yield outcome(rule, mode, passed=True, actions=_enter(ctx, change.after))
+        yield outcome(rule, mode, passed=True, actions=_enter(ctx, rule, change.after))
         return
-    actions = _reject(ctx, change, failed, undo=undo)
+    actions = _reject(ctx, rule, change, failed, undo=undo)
     yield outcome(
         rule,
         mode,
         passed=False,
         reasons=reasons,
-        actions=actions if undo else [*actions, *_enter(ctx, change.after)],
+        actions=actions if undo else [*actions, *_enter(ctx, rule, change.after)],
     )
 
 
@@ -252,9 +255,12 @@ def _entry_states(ctx: Context, target: str) -> list[str]:
     return [state.id for state in ctx.policy.workflow.states if state.id in sources]
 
 
-def _reject(ctx: Context, change: StateChange, failed: list[_GuardVerdict], *, undo: bool) -> list[Action]:
+def _reject(
+    ctx: Context, rule: Rule, change: StateChange, failed: list[_GuardVerdict], *, undo: bool
+) -> list[Action]:
+    """Undo (when `undo`) and explain; actions carry `rule`, the transition or the lifecycle rule."""
     policy = ctx.policy
-    rule = policy.workflow.rule
+    lifecycle = policy.workflow.rule
     stage = [policy.workflow.state(s) for s in _skipped_states(ctx, change)] if not failed else []
     variables: dict[str, Any] = {
         "undone": undo,
@@ -279,7 +285,7 @@ def _reject(ctx: Context, change: StateChange, failed: list[_GuardVerdict], *, u
     }
     marker = f"transition-rejected:{change.before}:{change.after}:{ctx.event.delivery_id}"
     actions: list[Action] = [
-        PostComment(rule.id, marker, render(policy, "transition-rejected", rule, **variables))
+        PostComment(rule.id, marker, render(policy, "transition-rejected", lifecycle, **variables))
     ]
     if undo:
         actions = [*_move(ctx, rule.id, change.before, restoring=True), *actions]
@@ -304,9 +310,9 @@ def _move(ctx: Context, rule_id: str, target: str, *, restoring: bool) -> list[A
     return actions
 
 
-def _enter(ctx: Context, state_id: str) -> list[Action]:
+def _enter(ctx: Context, rule: Rule, state_id: str) -> list[Action]:
     """What a valid (or merely warned) change of stage leads to: tidy status, checklists, ledger."""
-    rule_id = ctx.policy.workflow.rule.id
+    rule_id = rule.id
     actions = _move(ctx, rule_id, state_id, restoring=False)
     state = ctx.policy.workflow.state(state_id)
     for checklist_id in state.checklists if state else []:
