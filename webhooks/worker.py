@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 
 from config.loader import load_policy
 from config.schema import Policy
-from config.settings import Settings
+from config.settings import ALL_TRACKERS, Settings
 from connector.base import Applied, Connector
 from connector.dry_run import DryRunConnector
 from policies.engine import evaluate
@@ -37,8 +37,10 @@ class Services:
 
 
 def build_services(settings: Settings) -> Services:
-    """Load the policy, open the database and choose connectors (dry run until a tracker is set up)."""
-    connectors: dict[Source, Connector] = {"github": DryRunConnector(), "jira": DryRunConnector()}
+    """Load the policy, open the database and choose a connector per tracker."""
+    reason = "SOPGUARD_DRY_RUN is set" if settings.dry_run else "no tracker connector is configured yet"
+    log.info("dry run (%s): actions are recorded in the audit log, not applied", reason)
+    connectors: dict[Source, Connector] = {source: DryRunConnector() for source in ALL_TRACKERS}
     return Services(settings, load_policy(settings.policy), Store(settings.resolved_database_url), connectors)
 
 
