@@ -105,6 +105,8 @@ def state_change(ctx: Context) -> StateChange | None:
     """The stage the issue left and the one it entered; `None` when that cannot be told."""
     event, snapshot, workflow = ctx.event, ctx.snapshot, ctx.policy.workflow
     if event.source == "jira":
+        if not event.kinds & {EventKind.STATUS_CHANGED, EventKind.OPENED}:
+            return None  # Jira reports every change of status in the changelog; nothing else moves it
         after = jira_state(ctx.policy, event.status_after or snapshot.status)
         before = jira_state(ctx.policy, event.status_before) if event.status_before else snapshot.last_state
     else:

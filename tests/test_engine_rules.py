@@ -227,3 +227,13 @@ def test_a_scope_changes_mode_and_locale_for_matching_repositories_only() -> Non
     assert "该阶段变更不符合服务流程。" in _of(inside, PostComment)[0].body
     assert not [a for a in inside.actions if getattr(a, "status", None) == "open"]
     assert "This change of stage was undone." in _of(outside, PostComment)[0].body
+
+
+def test_a_jira_label_change_is_not_taken_for_a_change_of_stage() -> None:
+    event = _event("jira", EventKind.LABELS_CHANGED, labels_before=frozenset(), labels_after=frozenset({"x"}))
+    snapshot = IssueSnapshot(ref=JIRA_REF, status="In Progress", last_state="triage", labels=frozenset({"x"}))
+
+    decision = evaluate(POLICY, event, snapshot, NOW)
+
+    assert not [r for r in decision.results if r.rule_id == POLICY.workflow.rule.id or not r.passed]
+    assert not _of(decision, PostComment)
