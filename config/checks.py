@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
-from typing import Any, TypeVar, get_args
+from typing import Any, NamedTuple, TypeVar, get_args
 
 import holidays
 import jinja2
@@ -22,9 +22,17 @@ from config.schema import (
 from config.templates import template_environment
 
 Loc = tuple[str | int, ...]
-CheckError = tuple[Loc, str]
 Sections = Mapping[str, Any]
-Check = Callable[[Sections], Iterator[CheckError]]
+
+
+class CheckError(NamedTuple):
+    loc: Loc
+    message: str
+    at_key: bool = False  # point at the mapping key itself (`triag:`), not at its value
+
+
+Found = tuple[Loc, str] | CheckError
+Check = Callable[[Sections], Iterator[Found]]
 
 _CHECKS: list[tuple[tuple[str, ...], Check]] = []
 
@@ -45,7 +53,7 @@ def _duplicates(ids: Sequence[_T]) -> set[_T]:
 
 
 @_needs("workflow")
-def _workflow_states(s: Sections) -> Iterator[CheckError]:
+def _workflow_states(s: Sections) -> Iterator[Found]:
     workflow = s["workflow"]
     state_ids = [state.id for state in workflow.states]
     for index, state in enumerate(workflow.states):
@@ -72,7 +80,7 @@ def _workflow_states(s: Sections) -> Iterator[CheckError]:
 
 
 @_needs("workflow", "checklists")
-def _checklist_references(s: Sections) -> Iterator[CheckError]:
+def _checklist_references(s: Sections) -> Iterator[Found]:
     known = {c.id for c in s["checklists"]}
     used: set[str] = set()
     for index, state in enumerate(s["workflow"].states):
@@ -96,7 +104,7 @@ def _checklist_references(s: Sections) -> Iterator[CheckError]:
 
 
 @_needs("intake", "priority")
-def _priority_fields(s: Sections) -> Iterator[CheckError]:
+def _priority_fields(s: Sections) -> Iterator[Found]:
     intake, priority = s["intake"], s["priority"]
     ids = [f.id for f in intake.fields]
     for index, field_id in enumerate(ids):
@@ -120,18 +128,28 @@ def _priority_fields(s: Sections) -> Iterator[CheckError]:
 
 
 @_needs("priority", "sla", "workflow")
-def _sla_references(s: Sections) -> Iterator[CheckError]:
+def _sla_references(s: Sections) -> Iterator[Found]:
     levels, sla = s["priority"].levels, s["sla"]
     calendars = {c.id for c in sla.calendars}
     states = {state.id for state in s["workflow"].states}
     for index, state in enumerate(sla.pause_states):
         if state not in states:
             yield ("sla", "pause_states", index), _unknown("state", state, states)
+    supported = holidays.list_supported_countries()
     for index, calendar in enumerate(sla.calendars):
-        if calendar.holidays and calendar.holidays.country not in holidays.list_supported_countries():
+        source = calendar.holidays
+        if source is None:
+            continue
+        if source.country not in supported:
+            loc: Loc = ("sla", "calendars", index, "holidays", "country")
+            yield loc, f"the holidays library does not know country '{source.country}'"
+        elif source.subdivision and source.subdivision not in supported[source.country]:
+            loc = ("sla", "calendars", index, "holidays", "subdivision")
             yield (
-                ("sla", "calendars", index, "holidays", "country"),
-                (f"the holidays library does not know country '{calendar.holidays.country}'"),
+                loc,
+                _unknown(
+                    f"subdivision of {source.country}", source.subdivision, set(supported[source.country])
+                ),
             )
     for index, target in enumerate(sla.targets):
         if target.calendar and target.calendar not in calendars:
@@ -144,19 +162,19 @@ def _sla_references(s: Sections) -> Iterator[CheckError]:
                 )
         for level in target.by_priority:
             if level not in levels:
-                yield (
-                    ("sla", "targets", index, "by_priority", level),
-                    _unknown("priority level", level, set(levels)),
-                )
+                loc = ("sla", "targets", index, "by_priority", level)
+                yield CheckError(loc, _unknown("priority level", level, set(levels)), True)
 
 
 @_needs("trackers", "workflow", "priority")
-def _tracker_mapping(s: Sections) -> Iterator[CheckError]:
+def _tracker_mapping(s: Sections) -> Iterator[Found]:
     jira, github = s["trackers"].jira, s["trackers"].github
     states = [state.id for state in s["workflow"].states]
     for state in jira.statuses:
         if state not in states:
-            yield ("trackers", "jira", "statuses", state), _unknown("state", state, set(states))
+            yield CheckError(
+                ("trackers", "jira", "statuses", state), _unknown("state", state, set(states)), True
+            )
     for state in states:
         if state not in jira.statuses:
             yield ("trackers", "jira", "statuses"), f"state '{state}' has no Jira status"
@@ -166,13 +184,17 @@ def _tracker_mapping(s: Sections) -> Iterator[CheckError]:
     for level in s["priority"].levels:
         if level not in jira.priorities:
             yield ("trackers", "jira", "priorities"), f"priority {level} has no Jira priority name"
+    for level in jira.priorities:
+        if level not in s["priority"].levels:
+            loc = ("trackers", "jira", "priorities", level)
+            yield CheckError(loc, _unknown("priority level", level, set(s["priority"].levels)), True)
     for index, state in enumerate(github.closed_states):
         if state not in states:
             yield ("trackers", "github", "closed_states", index), _unknown("state", state, set(states))
 
 
 @_needs("workflow", "intake", "priority", "checklists", "sla", "rule_modes", "sop_clauses")
-def _rules(s: Sections) -> Iterator[CheckError]:
+def _rules(s: Sections) -> Iterator[Found]:
     rules = list(all_rules(s))
     ids = [rule.id for _, rule in rules]
     for loc, rule in rules:
@@ -182,11 +204,11 @@ def _rules(s: Sections) -> Iterator[CheckError]:
             yield (*loc, "sop"), f"clause {rule.sop} has no text in sop_clauses"
     for rule_id in s["rule_modes"]:
         if rule_id not in ids:
-            yield ("rule_modes", rule_id), _unknown("rule", rule_id, set(ids))
+            yield CheckError(("rule_modes", rule_id), _unknown("rule", rule_id, set(ids)), True)
 
 
 @_needs("messages")
-def _templates(s: Sections) -> Iterator[CheckError]:
+def _templates(s: Sections) -> Iterator[Found]:
     templates = s["messages"].templates
     for kind in get_args(MessageKind):
         if kind not in templates:
@@ -237,7 +259,7 @@ def _coverage(axis: str, options: list[str], given: Mapping[str, Any]) -> str:
 def _run_checks(sections: Sections) -> Iterator[CheckError]:
     for needed, check in _CHECKS:
         if all(name in sections for name in needed):
-            yield from check(sections)
+            yield from (CheckError(*error) for error in check(sections))
 
 
 def _scope_sections(sections: Sections, scope: Scope) -> dict[str, Any]:
@@ -248,11 +270,22 @@ def _scope_sections(sections: Sections, scope: Scope) -> dict[str, Any]:
 
 
 def cross_reference_errors(sections: Sections) -> list[CheckError]:
-    """Every cross-reference problem of a policy and of each of its scopes."""
+    """Every cross-reference problem of a policy and of each of its scopes.
+
+    A scope's problem is reported under the scope: at its own node when it lies in a section the
+    scope replaced, otherwise at the scope itself, naming where in the default it shows.
+    """
     errors = list(_run_checks(sections))
+    in_default = {(error.loc, error.message) for error in errors}
     for index, scope in enumerate(sections.get("scopes", [])):
         own = {name for name, value in scope if value not in (None, {}) and name != "match"}
-        for loc, message in _run_checks(_scope_sections(sections, scope)):
-            if loc[0] in own:
-                errors.append((("scopes", index, *loc), message))
+        for error in _run_checks(_scope_sections(sections, scope)):
+            if (error.loc, error.message) in in_default:
+                continue
+            if error.loc[0] in own:
+                errors.append(error._replace(loc=("scopes", index, *error.loc)))
+            else:
+                where = ".".join(str(step) for step in error.loc)
+                message = f"with this scope's sections, {where}: {error.message}"
+                errors.append(CheckError(("scopes", index, "match"), message))
     return list(dict.fromkeys(errors))

@@ -69,12 +69,12 @@ class _Document:
     duplicates: list[tuple[Loc, yaml.Mark]] = field(default_factory=list)
 
     def locate(self, loc: Loc, *, at_key: bool = False) -> yaml.Mark:
-        """The deepest known node on `loc`; location steps that are union tags are skipped."""
+        """The node at `loc`, or its deepest ancestor in the file; with `at_key`, the key's position."""
         found: Loc = ()
         for step in loc:
-            candidate = (*found, step)
-            if candidate in self.values:
-                found = candidate
+            if (*found, step) not in self.values:
+                break
+            found = (*found, step)
         if at_key and found == loc and found in self.keys:
             return self.keys[found]
         return self.values.get(found) or self.values[()]
@@ -127,25 +127,33 @@ def _policy_schema() -> dict[str, Any]:
     return Policy.model_json_schema(by_alias=True)
 
 
-def _known_keys(loc: Loc) -> list[str]:
-    """The keys the schema allows at `loc`, found by walking the JSON Schema (for suggestions)."""
-    root = _policy_schema()
-    definitions = root.get("$defs", {})
+def _walk_schema(loc: Loc) -> tuple[Loc, dict[str, Any] | None]:
+    """`loc` without pydantic's union-tag steps, and the JSON Schema found at its end (if any).
+
+    Pydantic puts a discriminated union's tag into error locations (`guards.2.assignee.label`);
+    the file has no such key, so the tag is dropped before locating a node or naming a path.
+    """
+    definitions = _policy_schema().get("$defs", {})
 
     def resolve(schema: dict[str, Any]) -> dict[str, Any]:
         while "$ref" in schema:
             schema = definitions[schema["$ref"].rsplit("/", 1)[-1]]
+        if "anyOf" in schema:
+            present = [s for s in schema["anyOf"] if s.get("type") != "null"]
+            if len(present) == 1:
+                return resolve(present[0])
         return schema
 
-    schema = resolve(root)
+    schema: dict[str, Any] | None = resolve(_policy_schema())
+    clean: list[str | int] = []
     for step in loc:
-        if "anyOf" in schema:
-            schema = resolve(next(s for s in schema["anyOf"] if s.get("type") != "null"))
-        if "oneOf" in schema and isinstance(step, str):
-            mapping = schema.get("discriminator", {}).get("mapping", {})
-            if step in mapping:
-                schema = resolve({"$ref": mapping[step]})
-                continue
+        mapping = (schema or {}).get("discriminator", {}).get("mapping", {})
+        if schema is not None and "oneOf" in schema and isinstance(step, str) and step in mapping:
+            schema = resolve({"$ref": mapping[step]})
+            continue
+        clean.append(step)
+        if schema is None:
+            continue
         if isinstance(step, int) and "items" in schema:
             schema = resolve(schema["items"])
         elif step in schema.get("properties", {}):
@@ -153,19 +161,20 @@ def _known_keys(loc: Loc) -> list[str]:
         elif isinstance(schema.get("additionalProperties"), dict):
             schema = resolve(schema["additionalProperties"])
         else:
-            return []
-    return list(schema.get("properties", {}))
+            schema = None
+    return tuple(clean), schema
 
 
-def _message(error: ErrorDetails) -> str:
-    loc = error["loc"]
+def _message(error: ErrorDetails, loc: Loc) -> str:
+    """The problem in words; `loc` is the error's location as the file spells it (no union tags)."""
     where = _dotted(loc)
     if error["type"] == "extra_forbidden":
         key = str(loc[-1])
-        parent = _dotted(loc[:-1]) or "the top level"
-        hint = difflib.get_close_matches(key, _known_keys(loc[:-1]), n=1)
+        _, parent_schema = _walk_schema(error["loc"][:-1])
+        known = list((parent_schema or {}).get("properties", {}))
+        hint = difflib.get_close_matches(key, known, n=1)
         suggestion = f"; did you mean '{hint[0]}'?" if hint else ""
-        return f"unknown key '{key}' in {parent}{suggestion}"
+        return f"unknown key '{key}' in {_dotted(loc[:-1]) or 'the top level'}{suggestion}"
     if error["type"] == "union_tag_invalid":
         tag = str(error.get("ctx", {}).get("tag"))
         expected = [t.strip(" '") for t in str(error.get("ctx", {}).get("expected_tags", "")).split(",")]
@@ -180,8 +189,11 @@ def _message(error: ErrorDetails) -> str:
 def _structural_problems(error: ValidationError, document: _Document, path: str) -> list[Problem]:
     problems = []
     for detail in error.errors():
-        mark = document.locate(detail["loc"], at_key=detail["type"] == "extra_forbidden")
-        problems.append(Problem(path, mark.line + 1, mark.column + 1, _message(detail)))
+        loc, _ = _walk_schema(detail["loc"])
+        if detail["type"] == "union_tag_invalid":
+            loc = (*loc, detail.get("ctx", {}).get("discriminator", "'check'").strip("'"))
+        mark = document.locate(loc, at_key=detail["type"] == "extra_forbidden")
+        problems.append(Problem(path, mark.line + 1, mark.column + 1, _message(detail, loc)))
     return problems
 
 
@@ -202,8 +214,8 @@ def _valid_sections(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _cross_problems(errors: Iterable[CheckError], document: _Document, path: str) -> Iterator[Problem]:
-    for loc, message in errors:
-        mark = document.locate(loc)
+    for loc, message, at_key in errors:
+        mark = document.locate(loc, at_key=at_key)
         yield Problem(path, mark.line + 1, mark.column + 1, f"{_dotted(loc)}: {message}")
 
 

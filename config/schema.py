@@ -42,11 +42,17 @@ _DURATION = re.compile(r"^\s*(?:(?P<d>\d+)d)?\s*(?:(?P<h>\d+)h)?\s*(?:(?P<m>\d+)
 
 
 def _parse_duration(value: Any) -> Any:
-    """Accept `15m`, `4h`, `1h30m` and `2d` (24-hour days) besides pydantic's own forms."""
-    if isinstance(value, str) and (match := _DURATION.match(value)) and any(match.groupdict().values()):
-        parts = {k: int(v or 0) for k, v in match.groupdict().items()}
-        return dt.timedelta(days=parts["d"], hours=parts["h"], minutes=parts["m"])
-    return value
+    """Accept `15m`, `4h`, `1h30m`, `2d` (24-hour days) and ISO 8601 (`PT15M`); nothing unit-less."""
+    if isinstance(value, dt.timedelta):
+        return value
+    text = str(value).strip()
+    if text.startswith("P"):
+        return text
+    match = _DURATION.match(text)
+    if match is None or not any(match.groupdict().values()):
+        raise ValueError(f"'{value}' is not a duration; write it like 15m, 4h, 1h30m or 2d")
+    parts = {k: int(v or 0) for k, v in match.groupdict().items()}
+    return dt.timedelta(days=parts["d"], hours=parts["h"], minutes=parts["m"])
 
 
 def _positive(value: dt.timedelta) -> dt.timedelta:
