@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -548,7 +549,10 @@ def test_unknown_key_in_an_optional_section_gets_a_suggestion() -> None:
             ("  needs_info_label: needs-info\n", "  needs_info_lable: needs-info\n"),
             ("  initial: new", "  initial: nwe"),
         ),
-        (("      timezone: Asia/Shanghai\n", "      timezone: Mars/Base\n"), ("P3: Medium, P4: Low}", "P3: Medium}")),
+        (
+            ("      timezone: Asia/Shanghai\n", "      timezone: Mars/Base\n"),
+            ("P3: Medium, P4: Low}", "P3: Medium}"),
+        ),
     ],
 )
 def test_structural_and_cross_reference_errors_are_reported_together(structural: Edit, cross: Edit) -> None:
@@ -740,7 +744,6 @@ def test_schema_command_prints_the_policy_schema() -> None:
 
 
 def test_default_policy_validates_against_the_schema() -> None:
-    jsonschema = pytest.importorskip("jsonschema")
     document = yaml.safe_load(SOP_TEXT)
 
     jsonschema.validate(document, schema_output())
