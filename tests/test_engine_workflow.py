@@ -287,17 +287,18 @@ def test_chinese_locale_renders_the_rejection_in_chinese() -> None:
 def test_checklist_items_already_under_the_issue_are_not_created_again() -> None:
     transition = POLICY.workflow.transition("in-progress", "verification")
     assert transition is not None
-    first, _seen = move(
-        POLICY, "github", "in-progress", "verification", snapshot_meeting(POLICY, transition, "github")
-    )
+    ready = snapshot_meeting(POLICY, transition, "github")
+    first, _seen = move(POLICY, "github", "in-progress", "verification", ready)
     created = _of(first, CreateSubtasks)[0]
+    assert created.checklist == "self-check"
     assert created.labels == {POLICY.trackers.github.checklist_label}
 
-    existing = IssueSnapshot(
-        ref=GITHUB_REF, subtasks=tuple(Subtask(t, done=False) for t in created.titles[:2])
-    )
-    second, _seen = move(POLICY, "github", "in-progress", "verification", existing)
+    def with_items(titles: tuple[str, ...]) -> IssueSnapshot:
+        return replace(ready, subtasks=(*ready.subtasks, *(Subtask(t, done=False) for t in titles)))
+
+    second, _seen = move(POLICY, "github", "in-progress", "verification", with_items(created.titles[:2]))
+    third, _seen = move(POLICY, "github", "in-progress", "verification", with_items(created.titles))
 
     assert _of(second, CreateSubtasks)[0].titles == created.titles[2:]
-    everything = replace(existing, subtasks=tuple(Subtask(t, done=False) for t in created.titles))
-    assert not _of(move(POLICY, "github", "in-progress", "verification", everything)[0], CreateSubtasks)
+    assert not _of(third, CreateSubtasks)
+    assert not [c for c in _of(third, PostComment) if c.marker == "checklist:self-check"]

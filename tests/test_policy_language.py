@@ -191,7 +191,7 @@ CROSS_CASES: dict[str, CrossCase] = {
             (
                 "  - id: deliverables\n",
                 "deliverables",
-                "checklists[2].id: checklist 'deliverables' is not used",
+                "checklist 'deliverables' is not used",
             )
         ],
     ),
