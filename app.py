@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask
+from flask import Flask, Response, jsonify
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from config.settings import Settings
 from webhooks.queue import DeliveryQueue
@@ -41,4 +42,17 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     store = services.store if services else Store(settings.resolved_database_url)
     app.extensions["sopguard"] = Intake(settings, store, queue)
     app.register_blueprint(blueprint)
+    app.register_error_handler(HTTPException, _json_error)
+    app.register_error_handler(
+        RequestEntityTooLarge,
+        lambda _: (
+            jsonify(error=f"the body is too large: the limit is {settings.max_body_bytes} bytes"),
+            413,
+        ),
+    )
     return app
+
+
+def _json_error(error: HTTPException) -> tuple[Response, int]:
+    """Errors as JSON like every other answer (413 for an oversized body, 405, ...)."""
+    return jsonify(error=error.description), error.code or 500

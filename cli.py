@@ -19,6 +19,7 @@ from config.schema import Policy
 from config.settings import Settings
 from policies.engine import evaluate
 from policies.models import Decision, Event, Source
+from webhooks import github_events
 from webhooks.delivery import Delivery
 from webhooks.errors import BadPayload, Ignored
 from webhooks.store import Store, describe, to_json
@@ -141,10 +142,9 @@ def schema() -> None:
 
 
 def _event_name_from_path(path: Path) -> str:
-    """`issues__labeled.json` -> issues; `issues/labeled.payload.json` -> issues."""
-    if "__" in path.name:
-        return path.name.split("__", 1)[0]
-    return path.parent.name
+    """`issues__labeled.json` or `issues/labeled.payload.json` -> `issues`; '' when neither names an event."""
+    candidate = path.name.split("__", 1)[0] if "__" in path.name else path.parent.name
+    return candidate if candidate in github_events.KNOWN_EVENTS else ""
 
 
 @main.command()
@@ -171,11 +171,16 @@ def simulate(
     body = event_file.read()
     try:
         payload = json.loads(body)
-    except ValueError as error:
+    except (ValueError, RecursionError) as error:
         raise click.ClickException(f"{event_file.name} is not JSON: {error}") from None
+    if not isinstance(payload, dict):
+        raise click.ClickException(f"{event_file.name} is not a webhook body: it must be a JSON object")
+    if last_state and policy_model.workflow.state(last_state) is None:
+        known = ", ".join(s.id for s in policy_model.workflow.states)
+        raise click.ClickException(f"--state {last_state}: the policy has no such state (known: {known})")
     if source == "github" and not event_name:
-        event_name = _event_name_from_path(Path(event_file.name))
-        if not event_name or event_name == ".":
+        event_name = _event_name_from_path(Path(str(getattr(event_file, "name", ""))))
+        if not event_name:
             raise click.ClickException("give --event-name (the X-GitHub-Event header, e.g. issues)")
     name = event_name or str(payload.get("webhookEvent", ""))
     try:

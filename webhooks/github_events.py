@@ -48,6 +48,9 @@ IGNORED_EVENTS = frozenset(
 )
 
 
+KNOWN_EVENTS = IGNORED_EVENTS | {name for name, _ in HANDLED}
+
+
 def classify(event_name: str, payload: Payload) -> EventKind:
     """The kind of a delivery we act on; `Ignored` (with the reason) for the rest."""
     action = str(payload.get("action", ""))
@@ -58,7 +61,7 @@ def classify(event_name: str, payload: Payload) -> EventKind:
         if isinstance(payload["issue"].get("pull_request"), dict):
             raise Ignored("comments and changes on pull requests are outside the service procedure")
         return kind
-    if event_name in IGNORED_EVENTS or any(event_name == name for name, _ in HANDLED):
+    if event_name in KNOWN_EVENTS:
         what = f"{event_name}.{action}" if action else event_name
         raise Ignored(f"'{what}' does not affect the service procedure")
     raise Ignored(f"unknown GitHub event '{event_name}'")

@@ -85,8 +85,8 @@ def receive(source: str) -> tuple[Response, int]:
         return _answer(401, error=f"missing or invalid {protocol.signature_header} signature")
     try:
         payload = json.loads(body)
-    except ValueError as error:
-        return _answer(400, error=f"the body is not JSON: {error}")
+    except (ValueError, RecursionError) as error:
+        return _answer(400, error=f"the body is not JSON: {error or 'nested too deeply'}")
     if not isinstance(payload, dict):
         return _answer(400, error="the body must be a JSON object")
     event_name = protocol.event_name(request.headers, payload)
@@ -111,6 +111,7 @@ def _enqueue(intake: Intake, delivery: Delivery) -> tuple[Response, int]:
         intake.store.forget_delivery(delivery.source, delivery.delivery_id)
         log.exception("could not queue delivery %s", delivery.delivery_id)
         return _answer(503, error="the queue is unavailable; please redeliver")
+    intake.store.mark_queued(delivery.source, delivery.delivery_id)
     return _answer(202, status="queued", delivery=delivery.delivery_id)
 
 

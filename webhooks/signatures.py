@@ -14,4 +14,5 @@ def is_valid(secret: str, body: bytes, header: str | None) -> bool:
     """Constant-time check of a `sha256=<hex>` header against the body."""
     if not header or not header.startswith("sha256="):
         return False
-    return hmac.compare_digest(sign(secret, body), header.strip())
+    # Bytes, not str: compare_digest refuses non-ASCII text, and a header is attacker-controlled.
+    return hmac.compare_digest(sign(secret, body).encode(), header.strip().encode("utf-8", "replace"))

@@ -125,7 +125,11 @@ class Store:
     # --- deliveries ---------------------------------------------------------------------
 
     def register_delivery(self, source: str, delivery_id: str, event_name: str, now: dt.datetime) -> bool:
-        """Record a delivery as queued; `False` when it was seen before (a redelivery)."""
+        """Claim a delivery before queueing it; `False` when it was queued before (a redelivery).
+
+        A claim whose delivery never reached the queue (the process died in between) stays
+        `received`, and a redelivery takes it over, so nothing is lost.
+        """
         try:
             with self.engine.begin() as db:
                 db.execute(
@@ -135,12 +139,22 @@ class Store:
                         delivery_id=delivery_id,
                         event_name=event_name,
                         received_at=now,
-                        status="queued",
+                        status="received",
                     )
                 )
         except IntegrityError:
-            return False
+            return self.delivery_status(source, delivery_id) == "received"
         return True
+
+    def mark_queued(self, source: str, delivery_id: str) -> None:
+        """Confirm a claim once the delivery is in the queue (unless a worker already finished it)."""
+        key = f"{source}:{delivery_id}"
+        with self.engine.begin() as db:
+            db.execute(
+                update(deliveries)
+                .where(deliveries.c.key == key, deliveries.c.status == "received")
+                .values(status="queued")
+            )
 
     def forget_delivery(self, source: str, delivery_id: str) -> None:
         """Undo `register_delivery` when the delivery could not be queued, so a retry is accepted."""

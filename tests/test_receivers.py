@@ -1,0 +1,521 @@
+"""HTTP intake through the Flask test client: every recorded payload replayed, signatures, malformed
+bodies, duplicates, a failing queue, the startup secret check, health, and a queued delivery's audit."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from app import InsecureConfiguration, create_app
+from config.settings import Settings
+from tests.conftest import (
+    FIXTURES,
+    GITHUB_SECRET,
+    JIRA_SECRET,
+    fixture_bytes,
+    fixture_json,
+    github_event_name,
+    github_headers,
+    jira_headers,
+)
+from webhooks import signatures
+from webhooks.receivers import Intake
+from webhooks.worker import utc_now
+
+Tracker = Literal["github", "jira"]
+
+GITHUB_FIXTURES = sorted(path.name for path in (FIXTURES / "github").glob("*.json"))
+JIRA_FIXTURES = sorted(path.name for path in (FIXTURES / "jira").glob("*.json"))
+
+# What the service procedure acts on, written out here rather than read from the code under test.
+GITHUB_HANDLED = {
+    ("issues", action)
+    for action in ("opened", "edited", "labeled", "unlabeled", "closed", "reopened", "assigned", "unassigned")
+} | {("issue_comment", "created"), ("issue_comment", "edited")}
+JIRA_HANDLED = {"jira:issue_created", "jira:issue_updated", "comment_created"}
+# A REST API response recorded next to the webhooks: it names no `webhookEvent`, so it is refused.
+JIRA_NOT_A_DELIVERY = {"jira-to-matrix__REST-GET-transitions-response.json"}
+
+SIGNATURE_HEADER: dict[Tracker, str] = {"github": "X-Hub-Signature-256", "jira": "X-Hub-Signature"}
+OPENED: dict[Tracker, str] = {
+    "github": "issues__opened.json",
+    "jira": "mattermost__webhook-issue-created.json",
+}
+
+
+def _intake(app: Flask) -> Intake:
+    intake: Intake = app.extensions["sopguard"]
+    return intake
+
+
+def _signed(source: Tracker, body: bytes, delivery: str, secret: str | None = None) -> dict[str, str]:
+    if source == "github":
+        return github_headers(body, "issues", delivery, secret or GITHUB_SECRET)
+    return jira_headers(body, delivery, secret or JIRA_SECRET)
+
+
+def _json_object(size: int) -> bytes:
+    """A JSON object of exactly `size` bytes (for the body-size limit)."""
+    frame = b'{"zen": ""}'
+    body = frame[:-2] + b"x" * (size - len(frame)) + frame[-2:]
+    assert len(body) == size and isinstance(json.loads(body), dict)
+    return body
+
+
+# --- every recorded payload -------------------------------------------------------------------------
+
+
+def test_the_recordings_cover_every_handled_github_event() -> None:
+    recorded = {
+        (github_event_name(name), str(fixture_json("github", name).get("action", "")))
+        for name in GITHUB_FIXTURES
+    }
+    assert recorded >= GITHUB_HANDLED
+    jira_events = {fixture_json("jira", name).get("webhookEvent") for name in JIRA_FIXTURES}
+    assert jira_events >= JIRA_HANDLED | {"jira:issue_deleted"}
+
+
+@pytest.mark.parametrize("name", GITHUB_FIXTURES)
+def test_every_recorded_github_delivery_is_queued_or_ignored(
+    app: Flask, client: FlaskClient, name: str
+) -> None:
+    intake = _intake(app)
+    body = fixture_bytes("github", name)
+    event = github_event_name(name)
+    action = str(json.loads(body).get("action", ""))
+    before = intake.queue.pending()
+
+    response = client.post("/webhooks/github", data=body, headers=github_headers(body, event, delivery=name))
+
+    assert response.status_code == 202, response.get_json()
+    answer = response.get_json()
+    if (event, action) in GITHUB_HANDLED:
+        assert answer == {"status": "queued", "delivery": name}
+        assert intake.queue.pending() == before + 1
+        assert intake.store.delivery_status("github", name) == "queued"
+    else:
+        assert answer["status"] == "ignored"
+        # A known event is ignored on purpose and says which one; it is not reported as unknown.
+        assert event in answer["reason"] and "unknown" not in answer["reason"]
+        assert intake.queue.pending() == before
+        assert intake.store.delivery_status("github", name) is None
+
+
+@pytest.mark.parametrize("name", JIRA_FIXTURES)
+def test_every_recorded_jira_delivery_is_queued_ignored_or_refused(
+    app: Flask, client: FlaskClient, name: str
+) -> None:
+    intake = _intake(app)
+    body = fixture_bytes("jira", name)
+    webhook_event = str(json.loads(body).get("webhookEvent", ""))
+    before = intake.queue.pending()
+
+    response = client.post("/webhooks/jira", data=body, headers=jira_headers(body, delivery=name))
+
+    answer = response.get_json()
+    if name in JIRA_NOT_A_DELIVERY:
+        assert response.status_code == 400 and "webhookEvent" in answer["error"]
+        assert intake.queue.pending() == before
+        assert intake.store.delivery_status("jira", name) is None
+    elif webhook_event in JIRA_HANDLED:
+        assert (response.status_code, answer) == (202, {"status": "queued", "delivery": name})
+        assert intake.queue.pending() == before + 1
+        assert intake.store.delivery_status("jira", name) == "queued"
+    else:
+        assert response.status_code == 202 and answer["status"] == "ignored"
+        assert webhook_event in answer["reason"]
+        assert intake.queue.pending() == before
+        assert intake.store.delivery_status("jira", name) is None
+
+
+def test_a_comment_on_a_pull_request_is_ignored(app: Flask, client: FlaskClient) -> None:
+    payload = fixture_json("github", "issue_comment__created.json")
+    payload["issue"]["pull_request"] = {"url": "https://api.github.com/repos/Codertocat/Hello-World/pulls/1"}
+    body = json.dumps(payload).encode()
+
+    response = client.post("/webhooks/github", data=body, headers=github_headers(body, "issue_comment", "pr"))
+
+    assert response.status_code == 202
+    assert response.get_json()["status"] == "ignored" and "pull request" in response.get_json()["reason"]
+    assert _intake(app).queue.pending() == 0 and _intake(app).store.delivery_status("github", "pr") is None
+
+
+# --- signatures ---------------------------------------------------------------------------------------
+
+
+def test_github_official_signature_test_vector() -> None:
+    # https://docs.github.com/en/webhooks/using-webhooks/validating-webhook-deliveries#testing-the-webhook-payload-validation
+    expected = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
+    assert signatures.sign("It's a Secret to Everybody", b"Hello, World!") == expected
+    assert signatures.is_valid("It's a Secret to Everybody", b"Hello, World!", expected)
+    assert not signatures.is_valid("It's a Secret to Everybody", b"Hello, World?", expected)
+    assert not signatures.is_valid(
+        "It's a Secret to Everybody", b"Hello, World!", expected.removeprefix("sha256=")
+    )
+    assert not signatures.is_valid("It's a Secret to Everybody", b"Hello, World!", None)
+
+
+REFUSALS = [
+    "signed with another secret",
+    "no signature header",
+    "hex digest without the sha256= prefix",
+    "empty sha256= signature",
+    "body changed after signing",
+]
+
+
+@pytest.mark.parametrize("how", REFUSALS)
+@pytest.mark.parametrize("source", ["github", "jira"])
+def test_a_delivery_without_a_valid_signature_is_refused_and_leaves_no_trace(
+    app: Flask, client: FlaskClient, source: Tracker, how: str
+) -> None:
+    body = fixture_bytes(source, OPENED[source])
+    headers = _signed(source, body, "refused-1")
+    header = SIGNATURE_HEADER[source]
+    if how == "signed with another secret":
+        headers = _signed(source, body, "refused-1", secret="somebody else's secret")
+    elif how == "no signature header":
+        del headers[header]
+    elif how == "hex digest without the sha256= prefix":
+        headers[header] = headers[header].removeprefix("sha256=")
+    elif how == "empty sha256= signature":
+        headers[header] = "sha256="
+    else:
+        body += b"\n"  # still the same JSON, but not the bytes that were signed
+
+    response = client.post(f"/webhooks/{source}", data=body, headers=headers)
+
+    assert response.status_code == 401
+    assert header in response.get_json()["error"]
+    assert _intake(app).store.delivery_status(source, "refused-1") is None
+    assert _intake(app).queue.pending() == 0
+
+
+def test_a_non_ascii_signature_header_is_refused_not_a_server_error(app: Flask, client: FlaskClient) -> None:
+    body = fixture_bytes("github", "issues__opened.json")
+    headers = {**github_headers(body, "issues", "accented"), "X-Hub-Signature-256": "sha256=\u00e9"}
+
+    response = client.post("/webhooks/github", data=body, headers=headers)
+
+    assert response.status_code == 401
+
+
+# --- malformed and unexpected deliveries -------------------------------------------------------------
+
+
+def _without(source: Tracker, name: str, key: str) -> bytes:
+    payload = fixture_json(source, name)
+    del payload[key]
+    return json.dumps(payload).encode()
+
+
+BAD_BODIES: list[tuple[Tracker, bytes, str]] = [
+    ("github", b"this is not JSON", "not JSON"),
+    ("jira", b"<xml>not JSON</xml>", "not JSON"),
+    ("github", b'[{"action": "opened"}]', "JSON object"),
+    ("jira", b'"jira:issue_created"', "JSON object"),
+    ("github", _without("github", "issues__opened.json", "issue"), "'issue'"),
+    ("github", _without("github", "issues__opened.json", "repository"), "'repository'"),
+    ("jira", _without("jira", "mattermost__webhook-issue-created.json", "issue"), "'issue'"),
+    ("jira", _without("jira", "mattermost__webhook-cloud-comment-created.json", "comment"), "'comment'"),
+]
+
+
+@pytest.mark.parametrize(("source", "body", "complaint"), BAD_BODIES)
+def test_a_signed_but_malformed_delivery_is_a_400_and_is_not_queued(
+    app: Flask, client: FlaskClient, source: Tracker, body: bytes, complaint: str
+) -> None:
+    response = client.post(f"/webhooks/{source}", data=body, headers=_signed(source, body, "bad-1"))
+
+    assert response.status_code == 400
+    assert complaint in response.get_json()["error"]
+    assert _intake(app).store.delivery_status(source, "bad-1") is None
+    assert _intake(app).queue.pending() == 0
+
+
+def test_a_deeply_nested_body_is_a_400(client: FlaskClient) -> None:
+    body = b"[" * 100_000 + b"]" * 100_000
+
+    response = client.post("/webhooks/github", data=body, headers=github_headers(body, "issues", "deep"))
+
+    assert response.status_code == 400
+
+
+def test_a_body_beyond_the_size_limit_is_a_413_and_the_limit_itself_is_accepted(tmp_path: Path) -> None:
+    small = Settings(
+        data_dir=tmp_path / "var",
+        github_webhook_secret=GITHUB_SECRET,
+        jira_webhook_secret=JIRA_SECRET,
+        max_body_bytes=1024,
+    )
+    app = create_app(small)
+    client = app.test_client()
+    opened = fixture_bytes("github", "issues__opened.json")
+    assert len(opened) > 1024
+
+    too_big = client.post("/webhooks/github", data=opened, headers=github_headers(opened, "issues", "big"))
+    at_limit = _json_object(1024)
+    one_over = _json_object(1025)
+    fits = client.post("/webhooks/github", data=at_limit, headers=github_headers(at_limit, "ping", "fits"))
+    over = client.post("/webhooks/github", data=one_over, headers=github_headers(one_over, "ping", "over"))
+
+    assert too_big.status_code == 413
+    assert "too large" in too_big.get_json()["error"].lower()
+    assert _intake(app).store.delivery_status("github", "big") is None and _intake(app).queue.pending() == 0
+    assert fits.status_code == 202 and fits.get_json()["status"] == "ignored"
+    assert over.status_code == 413
+
+
+def test_an_unknown_github_event_is_acknowledged_and_named(app: Flask, client: FlaskClient) -> None:
+    body = fixture_bytes("github", "issues__opened.json")
+
+    response = client.post("/webhooks/github", data=body, headers=github_headers(body, "discussion", "new"))
+
+    assert response.status_code == 202
+    answer = response.get_json()
+    assert (
+        answer["status"] == "ignored" and "discussion" in answer["reason"] and "unknown" in answer["reason"]
+    )
+    assert _intake(app).queue.pending() == 0 and _intake(app).store.delivery_status("github", "new") is None
+
+
+def test_an_unknown_tracker_path_is_a_404(app: Flask, client: FlaskClient) -> None:
+    body = fixture_bytes("github", "issues__opened.json")
+
+    response = client.post("/webhooks/gitlab", data=body, headers=github_headers(body, "issues", "gl"))
+
+    assert response.status_code == 404 and "gitlab" in response.get_json()["error"]
+    assert _intake(app).queue.pending() == 0
+
+
+def test_a_disabled_tracker_is_a_404_while_the_enabled_one_works(tmp_path: Path) -> None:
+    # No Jira secret is needed once Jira is disabled: the startup check only looks at enabled trackers.
+    app = create_app(
+        Settings(data_dir=tmp_path / "var", trackers=["github"], github_webhook_secret=GITHUB_SECRET)
+    )
+    client = app.test_client()
+    jira_body = fixture_bytes("jira", OPENED["jira"])
+    github_body = fixture_bytes("github", OPENED["github"])
+
+    jira = client.post("/webhooks/jira", data=jira_body, headers=jira_headers(jira_body, "j-1"))
+    github = client.post(
+        "/webhooks/github", data=github_body, headers=github_headers(github_body, "issues", "g-1")
+    )
+
+    assert jira.status_code == 404 and "jira" in jira.get_json()["error"]
+    assert _intake(app).store.delivery_status("jira", "j-1") is None
+    assert github.status_code == 202 and _intake(app).queue.pending() == 1
+
+
+# --- duplicates ---------------------------------------------------------------------------------------
+
+
+def test_a_github_redelivery_is_answered_duplicate_and_queued_once(app: Flask, client: FlaskClient) -> None:
+    body = fixture_bytes("github", "issues__opened.json")
+    headers = github_headers(body, "issues", "72d3162e-cc78-11e3-81ab-4c9367dc0958")
+
+    first = client.post("/webhooks/github", data=body, headers=headers)
+    second = client.post("/webhooks/github", data=body, headers=headers)
+
+    assert (first.status_code, first.get_json()["status"]) == (202, "queued")
+    assert (second.status_code, second.get_json()["status"]) == (200, "duplicate")
+    assert second.get_json()["delivery"] == "72d3162e-cc78-11e3-81ab-4c9367dc0958"
+    assert _intake(app).queue.pending() == 1
+    # The id decides, not the body: the same body under a new delivery id is a new delivery.
+    other = client.post("/webhooks/github", data=body, headers=github_headers(body, "issues", "another-id"))
+    assert other.status_code == 202 and _intake(app).queue.pending() == 2
+
+
+def test_a_claim_that_never_reached_the_queue_is_taken_over_by_the_redelivery(
+    app: Flask, client: FlaskClient
+) -> None:
+    """The process died between recording the delivery and queueing it: the redelivery is not a duplicate."""
+    intake = _intake(app)
+    assert intake.store.register_delivery("github", "half-1", "issues", utc_now())
+    body = fixture_bytes("github", "issues__opened.json")
+
+    redelivered = client.post("/webhooks/github", data=body, headers=github_headers(body, "issues", "half-1"))
+    again = client.post("/webhooks/github", data=body, headers=github_headers(body, "issues", "half-1"))
+
+    assert redelivered.status_code == 202 and redelivered.get_json()["status"] == "queued"
+    assert again.status_code == 200 and again.get_json()["status"] == "duplicate"
+    assert intake.queue.pending() == 1 and intake.store.delivery_status("github", "half-1") == "queued"
+
+
+def test_a_jira_redelivery_with_the_same_identifier_is_processed_once(
+    app: Flask, client: FlaskClient
+) -> None:
+    body = fixture_bytes("jira", "mattermost__webhook-issue-updated-started-working.json")
+    headers = jira_headers(body, "b1d3ab7e-4b49-4c5e-9f0c-6b3d5b7a0c11")
+
+    answers = [client.post("/webhooks/jira", data=body, headers=headers) for _ in range(2)]
+
+    assert [(a.status_code, a.get_json()["status"]) for a in answers] == [(202, "queued"), (200, "duplicate")]
+    assert _intake(app).queue.run_pending() == 1
+    assert _intake(app).store.delivery_status("jira", "b1d3ab7e-4b49-4c5e-9f0c-6b3d5b7a0c11") == "processed"
+
+
+def test_a_jira_delivery_without_an_identifier_is_identified_by_its_body(
+    app: Flask, client: FlaskClient
+) -> None:
+    body = fixture_bytes("jira", "mattermost__webhook-server-issue-updated-resolved.json")
+    changed = json.loads(body)
+    changed["timestamp"] = changed.get("timestamp", 0) + 1
+    other_body = json.dumps(changed).encode()
+
+    first = client.post("/webhooks/jira", data=body, headers=jira_headers(body, delivery=None))
+    again = client.post("/webhooks/jira", data=body, headers=jira_headers(body, delivery=None))
+    other = client.post("/webhooks/jira", data=other_body, headers=jira_headers(other_body, delivery=None))
+
+    assert (first.status_code, first.get_json()["status"]) == (202, "queued")
+    assert (again.status_code, again.get_json()["status"]) == (200, "duplicate")
+    assert (other.status_code, other.get_json()["status"]) == (202, "queued")
+    delivery = first.get_json()["delivery"]
+    assert hashlib.sha256(body).hexdigest() in delivery and again.get_json()["delivery"] == delivery
+    assert other.get_json()["delivery"] != delivery
+    assert _intake(app).store.delivery_status("jira", delivery) == "queued"
+    assert _intake(app).queue.pending() == 2
+
+
+def test_the_same_delivery_id_on_two_trackers_is_two_deliveries(app: Flask, client: FlaskClient) -> None:
+    github_body = fixture_bytes("github", OPENED["github"])
+    jira_body = fixture_bytes("jira", OPENED["jira"])
+
+    github = client.post(
+        "/webhooks/github", data=github_body, headers=github_headers(github_body, "issues", "x")
+    )
+    jira = client.post("/webhooks/jira", data=jira_body, headers=jira_headers(jira_body, "x"))
+
+    assert [github.get_json()["status"], jira.get_json()["status"]] == ["queued", "queued"]
+    assert _intake(app).queue.pending() == 2
+
+
+# --- a failing queue ---------------------------------------------------------------------------------
+
+
+def test_when_the_queue_fails_the_answer_is_503_and_a_redelivery_is_accepted_later(
+    app: Flask, client: FlaskClient
+) -> None:
+    # A real failure of the queue's storage, no patching: the suggested read-only directory does not
+    # work when the tests run as root (root writes anyway), so the SQLite file is moved aside and a
+    # directory put in its place; huey opens its database lazily and cannot open a directory.
+    # create_app leaves huey's connection closed, so the next enqueue reopens the file by name.
+    queue_file = Path(_intake(app).settings.resolved_queue_url.removeprefix("sqlite:///"))
+    parked = queue_file.with_name("queue.db.parked")
+    queue_file.rename(parked)
+    queue_file.mkdir()
+    body = fixture_bytes("github", "issues__opened.json")
+    headers = github_headers(body, "issues", "during-outage")
+
+    refused = client.post("/webhooks/github", data=body, headers=headers)
+
+    assert refused.status_code == 503, refused.get_json()
+    assert "redeliver" in refused.get_json()["error"]
+    assert _intake(app).store.delivery_status("github", "during-outage") is None
+
+    queue_file.rmdir()
+    parked.rename(queue_file)
+    redelivered = client.post("/webhooks/github", data=body, headers=headers)
+
+    assert (redelivered.status_code, redelivered.get_json()["status"]) == (202, "queued")
+    assert _intake(app).store.delivery_status("github", "during-outage") == "queued"
+    assert _intake(app).queue.pending() == 1
+
+
+# --- startup ------------------------------------------------------------------------------------------
+
+
+def test_the_app_refuses_to_start_without_secrets_and_creates_nothing(tmp_path: Path) -> None:
+    with pytest.raises(InsecureConfiguration) as refused:
+        create_app(Settings(data_dir=tmp_path / "var"))
+
+    assert "GITHUB_WEBHOOK_SECRET" in str(refused.value) and "JIRA_WEBHOOK_SECRET" in str(refused.value)
+    assert not (tmp_path / "var").exists()
+
+
+def test_one_missing_secret_is_enough_to_refuse_and_is_the_one_named(tmp_path: Path) -> None:
+    with pytest.raises(InsecureConfiguration) as refused:
+        create_app(Settings(data_dir=tmp_path / "var", github_webhook_secret=GITHUB_SECRET))
+
+    assert "JIRA_WEBHOOK_SECRET" in str(refused.value)
+    assert "GITHUB_WEBHOOK_SECRET" not in str(refused.value)
+
+
+def test_the_secrets_are_read_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GITHUB_WEBHOOK_SECRET", GITHUB_SECRET)
+    monkeypatch.setenv("JIRA_WEBHOOK_SECRET", JIRA_SECRET)
+    monkeypatch.setenv("SOPGUARD_DATA_DIR", str(tmp_path / "var"))
+    client = create_app().test_client()
+    body = fixture_bytes("jira", OPENED["jira"])
+
+    signed = client.post("/webhooks/jira", data=body, headers=jira_headers(body, "env-1"))
+    unsigned = client.post("/webhooks/jira", data=body, headers={"X-Atlassian-Webhook-Identifier": "env-2"})
+
+    assert (signed.status_code, unsigned.status_code) == (202, 401)
+
+
+def test_insecure_dev_accepts_unsigned_only_where_there_is_no_secret(tmp_path: Path) -> None:
+    app = create_app(
+        Settings(data_dir=tmp_path / "var", github_webhook_secret=GITHUB_SECRET, insecure_dev=True)
+    )
+    client = app.test_client()
+    jira_body = fixture_bytes("jira", OPENED["jira"])
+    github_body = fixture_bytes("github", OPENED["github"])
+    unsigned_github = {"X-GitHub-Event": "issues", "X-GitHub-Delivery": "gh-unsigned"}
+
+    jira = client.post(
+        "/webhooks/jira", data=jira_body, headers={"X-Atlassian-Webhook-Identifier": "j-unsigned"}
+    )
+    github = client.post("/webhooks/github", data=github_body, headers=unsigned_github)
+    signed = client.post(
+        "/webhooks/github", data=github_body, headers=github_headers(github_body, "issues", "gh")
+    )
+
+    assert (jira.status_code, jira.get_json()["status"]) == (202, "queued")
+    assert _intake(app).store.delivery_status("jira", "j-unsigned") == "queued"
+    assert github.status_code == 401
+    assert _intake(app).store.delivery_status("github", "gh-unsigned") is None
+    assert (signed.status_code, signed.get_json()["status"]) == (202, "queued")
+    assert _intake(app).queue.pending() == 2
+
+
+# --- health and the worker ----------------------------------------------------------------------------
+
+
+def test_healthz_reports_ok_and_the_pending_count(app: Flask, client: FlaskClient) -> None:
+    empty = client.get("/healthz")
+    body = fixture_bytes("github", "issues__opened.json")
+    client.post("/webhooks/github", data=body, headers=github_headers(body, "issues", "h-1"))
+    one = client.get("/healthz")
+    _intake(app).queue.run_pending()
+    drained = client.get("/healthz")
+
+    assert empty.status_code == 200
+    health: dict[str, Any] = empty.get_json()
+    assert health["status"] == "ok" and health["pending"] == 0
+    assert set(health["trackers"]) == {"github", "jira"}
+    assert (one.get_json()["pending"], drained.get_json()["pending"]) == (1, 0)
+
+
+def test_a_queued_opened_issue_is_audited_with_the_intake_rule_after_the_worker_runs(
+    app: Flask, client: FlaskClient
+) -> None:
+    body = fixture_bytes("github", "issues__opened.json")
+    client.post("/webhooks/github", data=body, headers=github_headers(body, "issues", "opened-1"))
+
+    assert _intake(app).queue.run_pending() == 1
+
+    entries = [e for e in _intake(app).store.audit_entries() if e.delivery_id == "opened-1"]
+    intake_entry = next(e for e in entries if e.rule_id == "intake-required-fields")
+    assert (intake_entry.sop, intake_entry.passed) == ("S1.2", False)
+    assert intake_entry.outcome == "recorded (dry run)"
+    assert intake_entry.issue == "Codertocat/Hello-World#1" and intake_entry.event == "issues.opened"
+    assert {a["type"] for a in intake_entry.actions} >= {"PostComment", "ChangeLabels"}
+    assert _intake(app).store.delivery_status("github", "opened-1") == "processed"
+    assert _intake(app).queue.pending() == 0
