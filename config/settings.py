@@ -44,6 +44,18 @@ class Settings(BaseSettings):
     jira_webhook_secret: str = Field(
         default="", validation_alias=AliasChoices("JIRA_WEBHOOK_SECRET", "SOPGUARD_JIRA_WEBHOOK_SECRET")
     )
+    github_token: str = Field(default="", validation_alias="GITHUB_TOKEN")
+    github_app_id: str = Field(default="", validation_alias="GITHUB_APP_ID")
+    github_app_private_key: str = Field(default="", validation_alias="GITHUB_APP_PRIVATE_KEY")
+    github_app_private_key_path: Path | None = Field(
+        default=None, validation_alias="GITHUB_APP_PRIVATE_KEY_PATH"
+    )
+    github_api_url: str = Field(default="https://api.github.com", validation_alias="GITHUB_API_URL")
+    jira_url: str = Field(default="", validation_alias="JIRA_URL")
+    jira_email: str = Field(default="", validation_alias="JIRA_EMAIL")
+    jira_api_token: str = Field(default="", validation_alias="JIRA_API_TOKEN")
+    jira_pat: str = Field(default="", validation_alias="JIRA_PAT")
+    tracker_timeout: float = Field(default=15.0, gt=0, description="Seconds before a tracker call times out.")
 
     @model_validator(mode="before")
     @classmethod
@@ -53,6 +65,18 @@ class Settings(BaseSettings):
                 if key in data:
                     data[key] = _comma_list(data[key])
         return data
+
+    @property
+    def github_configured(self) -> bool:
+        return bool(self.github_token or (self.github_app_id and self._has_app_key))
+
+    @property
+    def _has_app_key(self) -> bool:
+        return bool(self.github_app_private_key or self.github_app_private_key_path)
+
+    @property
+    def jira_configured(self) -> bool:
+        return bool(self.jira_url and (self.jira_pat or (self.jira_email and self.jira_api_token)))
 
     def secret_for(self, tracker: Tracker) -> str:
         return self.github_webhook_secret if tracker == "github" else self.jira_webhook_secret

@@ -1,4 +1,4 @@
-"""The port every tracker connector implements: fill in what a delivery lacks, apply actions."""
+"""The port every tracker connector implements: say who it is, fill in what a delivery lacks, act."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from policies.models import Action, Event, IssueSnapshot
+from policies.needs import Needs
+from webhooks.delivery import Delivery
 
 
 @dataclass(frozen=True)
@@ -20,10 +22,18 @@ class Applied:
 class Connector(Protocol):
     name: str
 
-    def complete(self, event: Event, snapshot: IssueSnapshot) -> IssueSnapshot:
-        """The snapshot with anything the rules need that the delivery did not carry."""
+    def service_accounts(self, delivery: Delivery) -> frozenset[str]:
+        """The logins/account ids this connector acts as, so that its own events are ignored."""
         ...
 
-    def apply(self, event: Event, snapshot: IssueSnapshot, actions: Sequence[Action]) -> list[Applied]:
-        """Carry out tracker actions, in order; never raises for one action's failure."""
+    def complete(
+        self, delivery: Delivery, event: Event, snapshot: IssueSnapshot, needs: Needs
+    ) -> IssueSnapshot:
+        """The snapshot with what `needs` asks for and the delivery did not carry; nothing else is read."""
+        ...
+
+    def apply(
+        self, delivery: Delivery, event: Event, snapshot: IssueSnapshot, actions: Sequence[Action]
+    ) -> list[Applied]:
+        """Carry out tracker actions, in order; one action's failure is reported, not raised."""
         ...

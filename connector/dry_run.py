@@ -6,13 +6,22 @@ from collections.abc import Sequence
 
 from connector.base import Applied
 from policies.models import Action, Event, IssueSnapshot
+from policies.needs import Needs
+from webhooks.delivery import Delivery
 
 
 class DryRunConnector:
     name = "dry-run"
 
-    def complete(self, event: Event, snapshot: IssueSnapshot) -> IssueSnapshot:
+    def service_accounts(self, delivery: Delivery) -> frozenset[str]:
+        return frozenset()
+
+    def complete(
+        self, delivery: Delivery, event: Event, snapshot: IssueSnapshot, needs: Needs
+    ) -> IssueSnapshot:
         return snapshot
 
-    def apply(self, event: Event, snapshot: IssueSnapshot, actions: Sequence[Action]) -> list[Applied]:
+    def apply(
+        self, delivery: Delivery, event: Event, snapshot: IssueSnapshot, actions: Sequence[Action]
+    ) -> list[Applied]:
         return [Applied(action, "recorded (dry run)") for action in actions]

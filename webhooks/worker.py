@@ -9,11 +9,12 @@ from dataclasses import dataclass, field, replace
 
 from config.loader import load_policy
 from config.schema import Policy
-from config.settings import ALL_TRACKERS, Settings
+from config.settings import Settings
 from connector.base import Applied, Connector
-from connector.dry_run import DryRunConnector
+from connector.factory import build_connectors
 from policies.engine import evaluate
 from policies.models import TRACKER_ACTIONS, Decision, Source
+from policies.needs import needs
 from webhooks.delivery import Delivery
 from webhooks.errors import BadPayload, Ignored
 from webhooks.store import Store
@@ -38,10 +39,8 @@ class Services:
 
 def build_services(settings: Settings) -> Services:
     """Load the policy, open the database and choose a connector per tracker."""
-    reason = "SOPGUARD_DRY_RUN is set" if settings.dry_run else "no tracker connector is configured yet"
-    log.info("dry run (%s): actions are recorded in the audit log, not applied", reason)
-    connectors: dict[Source, Connector] = {source: DryRunConnector() for source in ALL_TRACKERS}
-    return Services(settings, load_policy(settings.policy), Store(settings.resolved_database_url), connectors)
+    store = Store(settings.resolved_database_url)
+    return Services(settings, load_policy(settings.policy), store, build_connectors(settings))
 
 
 def _outcomes(applied: list[Applied]) -> dict[str, str]:
@@ -60,23 +59,21 @@ def process_delivery(services: Services, delivery: Delivery) -> Decision | None:
     if store.delivery_status(delivery.source, delivery.delivery_id) == "processed":
         log.info("delivery %s already processed; skipped", delivery.delivery_id)
         return None
+    connector = services.connectors[delivery.source]
+    accounts = {*services.settings.service_accounts, *connector.service_accounts(delivery)}
     try:
-        event, snapshot = delivery.normalize(services.settings.service_accounts)
+        event, snapshot = delivery.normalize(accounts)
     except (Ignored, BadPayload) as reason:
         log.info("delivery %s ignored: %s", delivery.delivery_id, reason)
         store.mark_delivery(delivery.source, delivery.delivery_id, "ignored", services.clock())
         return None
-    connector = services.connectors[delivery.source]
     memory = store.memory(event.issue)
-    snapshot = replace(
-        connector.complete(event, snapshot),
-        last_state=memory.last_state,
-        manual_priority=memory.manual_priority,
-    )
+    snapshot = replace(snapshot, last_state=memory.last_state, manual_priority=memory.manual_priority)
+    snapshot = connector.complete(delivery, event, snapshot, needs(services.policy, event, snapshot))
     now = services.clock()
     decision = evaluate(services.policy, event, snapshot, now)
     tracker_actions = [a for a in decision.actions if isinstance(a, TRACKER_ACTIONS)]
-    applied = connector.apply(event, snapshot, tracker_actions)
+    applied = connector.apply(delivery, event, snapshot, tracker_actions)
     store.record_decision(
         source=delivery.source,
         delivery_id=delivery.delivery_id,

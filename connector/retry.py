@@ -1,0 +1,70 @@
+"""The one retry layer for tracker calls: tenacity, exponential backoff with jitter, server hints honoured.
+
+The client libraries' own retries and throttles are switched off where the connectors build them,
+so that retries never stack. Each connector says which failures are worth another try.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whether a failure is worth another try, and how long the server asked us to wait (if it did)."""
+
+    retry: bool
+    wait: float | None = None
+
+
+GIVE_UP = Verdict(False)
+BACK_OFF = Verdict(True)
+
+
+class TooLongToWait(Exception):
+    """The server asked for a longer pause than a worker should block; the queue retries later."""
+
+
+def server_wait(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """Seconds to wait from `Retry-After`, or until `X-RateLimit-Reset` when nothing is left."""
+    lowered = {key.lower(): value for key, value in headers.items()}
+    if (after := lowered.get("retry-after", "").strip()).isdigit():
+        return float(after)
+    if (
+        lowered.get("x-ratelimit-remaining") == "0"
+        and (reset := lowered.get("x-ratelimit-reset", "")).isdigit()
+    ):
+        return max(float(reset) - (time.time() if now is None else now), 0.0) + 1.0
+    return None
+
+
+def retrying(
+    classify: Callable[[BaseException], Verdict],
+    *,
+    attempts: int = 5,
+    max_wait: float = 60.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Retrying:
+    """A tenacity policy: up to `attempts` tries; the server's wait when given, else 1 s, 2 s, 4 s ± jitter."""
+    backoff = wait_exponential_jitter(initial=1, max=max_wait, jitter=1)
+
+    def wait(state: RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome else None
+        hinted = classify(error).wait if error else None
+        if hinted is None:
+            return float(backoff(state))
+        if hinted > max_wait:
+            raise TooLongToWait(f"the tracker asked to wait {hinted:.0f} s") from error
+        return hinted
+
+    return Retrying(
+        stop=stop_after_attempt(attempts),
+        wait=wait,
+        retry=retry_if_exception(lambda error: classify(error).retry),
+        sleep=sleep,
+        reraise=True,
+    )

@@ -1,0 +1,40 @@
+"""What the rules will read that a delivery may not carry, so a connector fetches only that."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from config.schema import ChecklistGuard, Policy, SectionGuard
+from policies.context import Context
+from policies.models import Event, IssueSnapshot
+from policies.text import find_section
+from policies.workflow import state_change
+
+
+@dataclass(frozen=True)
+class Needs:
+    """`subtasks`: the issue's child issues; `comments`: its comments (for plan / root-cause sections)."""
+
+    subtasks: bool = False
+    comments: bool = False
+
+
+def needs(policy: Policy, event: Event, snapshot: IssueSnapshot) -> Needs:
+    """Decided from the change of stage the event may be: its guards and the checklists it creates."""
+    if event.by_service:
+        return Needs()
+    scoped = policy.for_issue(event.source, event.issue.scope)
+    context = Context(scoped, event, snapshot, dt.datetime.min)  # no rule here reads the time
+    change = state_change(context)
+    if change is None or change.before == change.after:
+        return Needs()
+    transition = scoped.workflow.transition(change.before, change.after)
+    target = scoped.workflow.state(change.after)
+    guards = transition.guards if transition else []
+    return Needs(
+        subtasks=any(isinstance(g, ChecklistGuard) for g in guards) or bool(target and target.checklists),
+        comments=any(
+            isinstance(g, SectionGuard) and not find_section(snapshot.body, g.headings) for g in guards
+        ),
+    )
