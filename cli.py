@@ -231,6 +231,37 @@ def _decision_text(event: Event, decision: Decision) -> str:
     return "\n".join(lines)
 
 
+@main.group()
+def export() -> None:
+    """Write tracker configuration derived from the policy."""
+
+
+@export.command("github-issue-form")
+@click.option(
+    "--policy", type=click.Path(path_type=Path), help="Policy file (default: SOPGUARD_POLICY or embedded)."
+)
+@click.option(
+    "--output",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path(".github/ISSUE_TEMPLATE"),
+    show_default=True,
+    help="Directory to write the form into; - prints it instead.",
+)
+@click.option("--scope", help="Use the policy as it applies to this repository (owner/name).")
+def github_issue_form(policy: Path | None, output: Path, scope: str | None) -> None:
+    """The issue form whose fields are the policy's intake fields (S1.2), dropdowns for options."""
+    from connector.github_form import FORM_FILE, issue_form
+
+    model = _policy(policy or _settings().policy)
+    text = issue_form(model.for_issue("github", scope) if scope else model)
+    if str(output) == "-":
+        click.echo(text, nl=False)
+        return
+    output.mkdir(parents=True, exist_ok=True)
+    (output / FORM_FILE).write_text(text, encoding="utf-8")
+    click.echo(f"wrote {output / FORM_FILE}")
+
+
 @main.command()
 @click.option("--issue", help="Only this issue: owner/name#123 or PROJ-123.")
 @click.option("--limit", default=200, show_default=True, help="At most this many entries (newest).")

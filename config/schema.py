@@ -213,6 +213,7 @@ class Workflow(Strict):
 
 class GithubFieldSource(Strict):
     heading: str = Field(description="The issue-form field label, rendered as `### heading`.")
+    multiline: bool = Field(default=False, description="A text area in the exported issue form.")
 
 
 class JiraFieldSource(Strict):
