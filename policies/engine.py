@@ -35,7 +35,10 @@ def evaluate(policy: Policy, event: Event, snapshot: IssueSnapshot, now: dt.date
     """Decide what the SOP asks for after `event`; `now` is the time of the decision."""
     if event.by_service:
         return Decision(note="caused by this service itself; nothing to do")
-    context = Context(policy.for_issue(event.source, event.issue.scope), event, snapshot, now)
+    scoped = policy.for_issue(event.source, event.issue.scope)
+    if snapshot.is_subtask or scoped.trackers.github.checklist_label in snapshot.labels:
+        return Decision(note="a checklist item or sub-task, not a service request; its parent is checked")
+    context = Context(scoped, event, snapshot, now)
     outcomes = [o for handler in ROUTER.handlers(event.kinds) for o in handler(context)]
     if not outcomes:
         return Decision(note=f"no rule applies to {', '.join(sorted(event.kinds))}")

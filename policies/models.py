@@ -119,6 +119,7 @@ class IssueSnapshot:
     subtasks: tuple[Subtask, ...] = ()
     last_state: str | None = None
     manual_priority: str | None = None
+    is_subtask: bool = False
 
 
 class CommentPolicy(StrEnum):

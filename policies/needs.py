@@ -22,9 +22,9 @@ class Needs:
 
 def needs(policy: Policy, event: Event, snapshot: IssueSnapshot) -> Needs:
     """Decided from the change of stage the event may be: its guards and the checklists it creates."""
-    if event.by_service:
-        return Needs()
     scoped = policy.for_issue(event.source, event.issue.scope)
+    if event.by_service or snapshot.is_subtask or scoped.trackers.github.checklist_label in snapshot.labels:
+        return Needs()
     context = Context(scoped, event, snapshot, dt.datetime.min)  # no rule here reads the time
     change = state_change(context)
     if change is None or change.before == change.after:

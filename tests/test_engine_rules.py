@@ -237,3 +237,20 @@ def test_a_jira_label_change_is_not_taken_for_a_change_of_stage() -> None:
 
     assert not [r for r in decision.results if r.rule_id == POLICY.workflow.rule.id or not r.passed]
     assert not _of(decision, PostComment)
+
+
+def test_closing_a_github_checklist_item_is_not_judged_as_a_service_request() -> None:
+    label = POLICY.trackers.github.checklist_label
+    event = _event("github", EventKind.STATUS_CHANGED, status_before="open", status_after="closed")
+    snapshot = IssueSnapshot(ref=GITHUB_REF, labels=frozenset({label}), is_open=False)
+
+    decision = evaluate(POLICY, event, snapshot, NOW)
+
+    assert decision.actions == () and "checklist item" in decision.note
+
+
+def test_a_jira_sub_task_is_not_judged_as_a_service_request() -> None:
+    event = _event("jira", EventKind.STATUS_CHANGED, status_before="To Do", status_after="Done")
+    decision = evaluate(POLICY, event, IssueSnapshot(ref=JIRA_REF, status="Done", is_subtask=True), NOW)
+
+    assert decision.actions == ()

@@ -113,6 +113,8 @@ def snapshot(payload: Payload) -> IssueSnapshot:
         body=flatten(fields.get("description")),
         comments=tuple(_comment(c) for c in comments if isinstance(c, dict)),
         subtasks=tuple(_subtask(s) for s in fields.get("subtasks") or [] if isinstance(s, dict)),
+        is_subtask=bool((fields.get("issuetype") or {}).get("subtask"))
+        or isinstance(fields.get("parent"), dict),
     )
 
 
