@@ -24,4 +24,8 @@ def build_connectors(settings: Settings) -> dict[Source, Connector]:
 
 
 def _real_connector(settings: Settings, source: Source) -> Connector | None:
+    if source == "github" and settings.github_configured:
+        from connector.github import GithubConnector
+
+        return GithubConnector.from_settings(settings)
     return None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from config.schema import ChecklistGuard, Policy, SectionGuard
+from config.schema import ChecklistGuard, Mode, Policy, SectionGuard
 from policies.context import Context
 from policies.models import Event, IssueSnapshot
 from policies.text import find_section
@@ -32,8 +32,11 @@ def needs(policy: Policy, event: Event, snapshot: IssueSnapshot) -> Needs:
     transition = scoped.workflow.transition(change.before, change.after)
     target = scoped.workflow.state(change.after)
     guards = transition.guards if transition else []
+    # A change that is not a transition is undone in enforce mode, so its checklists are not created.
+    entered = transition is not None or scoped.mode_of(scoped.workflow.rule) != Mode.ENFORCE
     return Needs(
-        subtasks=any(isinstance(g, ChecklistGuard) for g in guards) or bool(target and target.checklists),
+        subtasks=any(isinstance(g, ChecklistGuard) for g in guards)
+        or bool(entered and target and target.checklists),
         comments=any(
             isinstance(g, SectionGuard) and not find_section(snapshot.body, g.headings) for g in guards
         ),

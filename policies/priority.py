@@ -113,6 +113,8 @@ def set_priority(ctx: Context) -> Iterator[Outcome]:
     computed = compute(ctx)
     if by_person:
         actions: list[Action] = [RememberManualPriority(rule.id, chosen)]
+        if chosen and ctx.event.source == "github":
+            actions.extend(a for a in _apply(ctx, chosen) if isinstance(a, ChangeLabels) and a.remove)
         if chosen:
             body = render(
                 ctx.policy,

@@ -170,6 +170,8 @@ def test_a_person_choosing_a_priority_label_is_respected_and_recorded() -> None:
     decision = evaluate(POLICY, event, snapshot, NOW)
 
     assert RememberManualPriority(POLICY.priority.id, "P1") in decision.actions
+    (labels,) = _of(decision, ChangeLabels)
+    assert labels.remove == {"priority/P4"} and "priority/P1" not in labels.remove
     comment = next(c for c in _of(decision, PostComment) if c.rule_id == POLICY.priority.id)
     assert "**Priority P1** was chosen by @dana; impact and urgency give P4." in comment.body
 

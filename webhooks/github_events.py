@@ -67,7 +67,7 @@ def classify(event_name: str, payload: Payload) -> EventKind:
     raise Ignored(f"unknown GitHub event '{event_name}'")
 
 
-def _actor(user: Payload | None) -> Actor:
+def actor(user: Payload | None) -> Actor:
     user = user or {}
     login = str(user.get("login", ""))
     return Actor(
@@ -131,7 +131,7 @@ def to_event(
 ) -> tuple[Event, IssueSnapshot]:
     """Normalise one delivery; raises `Ignored` or `BadPayload` for what we do not act on."""
     kind = classify(event_name, payload)
-    actor = _actor(payload.get("sender"))
+    sender = actor(payload.get("sender"))
     labels_before, labels_after = _label_change(payload)
     status_before, status_after = _status_change(payload)
     comment = payload.get("comment")
@@ -140,7 +140,7 @@ def to_event(
         source="github",
         kinds=frozenset({kind}),
         delivery_id=delivery_id,
-        actor=actor,
+        actor=sender,
         issue=issue_snapshot.ref,
         name=f"{event_name}.{payload.get('action')}",
         status_before=status_before,
@@ -149,12 +149,12 @@ def to_event(
         labels_after=labels_after,
         changed_fields=frozenset(payload.get("changes") or {}),
         comment=_comment(comment) if isinstance(comment, dict) else None,
-        by_service=actor.login in service_logins,
+        by_service=sender.login in service_logins,
     )
     return event, issue_snapshot
 
 
 def _comment(comment: Payload) -> Comment:
     return Comment(
-        author=_actor(comment.get("user")), body=str(comment.get("body") or ""), id=str(comment.get("id", ""))
+        author=actor(comment.get("user")), body=str(comment.get("body") or ""), id=str(comment.get("id", ""))
     )

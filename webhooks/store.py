@@ -173,6 +173,11 @@ class Store:
             row = db.execute(select(issues).where(issues.c.ref == issue_key(ref))).mappings().first()
         return IssueMemory(row["last_state"], row["manual_priority"]) if row else IssueMemory()
 
+    def remember_state(self, ref: IssueRef, state: str, now: dt.datetime) -> None:
+        """Record an issue's SOP state directly (a backfill from the tracker, or an admin's correction)."""
+        with self.engine.begin() as db:
+            self._remember(db, ref, [RememberState("backfill", state)], now)
+
     def _remember(self, db: Connection, ref: IssueRef, actions: Sequence[Action], now: dt.datetime) -> None:
         changes: dict[str, Any] = {}
         for action in actions:

@@ -1,0 +1,311 @@
+"""GitHub Issues through PyGithub: lazy objects, one request per action, one retry layer.
+
+PyGithub's own retry and throttling are switched off; every call goes through `connector.retry`.
+Objects are built from the delivery (`lazy=True`), so nothing is fetched that the payload says.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from functools import partial
+from typing import Any, TypeVar
+
+import requests
+from github import Auth, Github, GithubException, GithubIntegration
+from github.Issue import Issue
+from github.IssueComment import IssueComment
+from github.Repository import Repository
+from tenacity import Retrying
+
+from config.settings import Settings
+from connector.base import Applied
+from connector.retry import BACK_OFF, GIVE_UP, TooLongToWait, Verdict, retrying, server_wait
+from policies.models import (
+    Action,
+    ChangeLabels,
+    Comment,
+    CommentPolicy,
+    CreateSubtasks,
+    Event,
+    IssueSnapshot,
+    MoveToStatus,
+    PostComment,
+    Subtask,
+)
+from policies.needs import Needs
+from webhooks.delivery import Delivery
+from webhooks.github_events import actor as actor_of
+
+log = logging.getLogger(__name__)
+_T = TypeVar("_T")
+
+MARKER_PREFIX = "<!-- sopguard:"
+
+
+def marker_text(marker: str) -> str:
+    """The hidden HTML comment that identifies a comment of ours; GitHub does not render it."""
+    return f"{MARKER_PREFIX}{marker} -->"
+
+
+def classify(error: BaseException) -> Verdict:
+    """Which GitHub failures are worth another try (5xx, 429, secondary rate limits, timeouts)."""
+    if isinstance(error, requests.Timeout | requests.ConnectionError):
+        return BACK_OFF
+    if not isinstance(error, GithubException):
+        return GIVE_UP
+    headers = {k.lower(): v for k, v in (error.headers or {}).items()}
+    if error.status >= 500:
+        return BACK_OFF
+    limited = error.status == 429 or (
+        error.status == 403
+        and (
+            "retry-after" in headers
+            or headers.get("x-ratelimit-remaining") == "0"
+            or "rate limit" in str(error.data).lower()
+        )
+    )
+    if limited:
+        return Verdict(True, server_wait(headers) or 60.0)
+    return GIVE_UP
+
+
+class NoInstallation(Exception):
+    """A GitHub App needs the delivery's `installation.id` to act, and this delivery has none."""
+
+
+@dataclass
+class GithubConnector:
+    """Acts on GitHub as a token's user or as a GitHub App installation."""
+
+    auth: Auth.Token | Auth.AppAuth
+    base_url: str = "https://api.github.com"
+    timeout: float = 15.0
+    sleep: Callable[[float], None] = time.sleep
+    name: str = "github"
+    _clients: dict[int | None, Github] = field(default_factory=dict)
+    _login: str | None = None
+    _comments: dict[str, list[IssueComment]] = field(default_factory=dict)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> GithubConnector:
+        auth: Auth.Token | Auth.AppAuth
+        if settings.github_app_id:
+            key = settings.github_app_private_key
+            if not key and settings.github_app_private_key_path:
+                key = settings.github_app_private_key_path.read_text(encoding="utf-8")
+            auth = Auth.AppAuth(int(settings.github_app_id), key)
+        else:
+            auth = Auth.Token(settings.github_token)
+        return cls(auth=auth, base_url=settings.github_api_url.rstrip("/"), timeout=settings.tracker_timeout)
+
+    # --- plumbing --------------------------------------------------------------------------
+
+    def _options(self) -> dict[str, Any]:
+        """No library retries or throttling (ours is the one retry layer); lazy objects."""
+        return {
+            "base_url": self.base_url,
+            "timeout": int(self.timeout),
+            "retry": None,
+            "seconds_between_requests": None,
+            "seconds_between_writes": None,
+            "per_page": 100,
+        }
+
+    def _retrying(self) -> Retrying:
+        return retrying(classify, sleep=self.sleep)
+
+    def _call(self, function: Callable[[], _T]) -> _T:
+        return self._retrying()(function)
+
+    def _client(self, delivery: Delivery) -> Github:
+        if isinstance(self.auth, Auth.Token):
+            if None not in self._clients:
+                self._clients[None] = Github(auth=self.auth, lazy=True, **self._options())
+            return self._clients[None]
+        installation = (delivery.payload.get("installation") or {}).get("id")
+        if not isinstance(installation, int):
+            raise NoInstallation("the delivery names no GitHub App installation")
+        if installation not in self._clients:
+            # The installation token is fetched on first use and renewed shortly before it expires.
+            auth = self.auth.get_installation_auth(installation)
+            self._clients[installation] = Github(auth=auth, lazy=True, **self._options())
+        return self._clients[installation]
+
+    def _target(self, delivery: Delivery, event: Event) -> _Target:
+        repository = self._client(delivery).get_repo(event.issue.scope)
+        number = int(event.issue.key)
+        return _Target(repository, repository.get_issue(number), number)
+
+    # --- the Connector protocol --------------------------------------------------------------
+
+    def service_accounts(self, delivery: Delivery) -> frozenset[str]:
+        """`<app-slug>[bot]` for an App, the token's user otherwise; learned once."""
+        if self._login is None:
+            if isinstance(self.auth, Auth.AppAuth):
+                integration = GithubIntegration(auth=self.auth, **self._options())
+                self._login = f"{self._call(lambda: integration.get_app().slug)}[bot]"
+            else:
+                user = self._client(delivery).get_user()
+                self._login = self._call(lambda: user.login)
+        return frozenset({self._login})
+
+    def complete(
+        self, delivery: Delivery, event: Event, snapshot: IssueSnapshot, needs: Needs
+    ) -> IssueSnapshot:
+        """Sub-issues and comments, only when the rules need them and the payload cannot tell."""
+        issue = self._target(delivery, event).issue
+        changes: dict[str, Any] = {}
+        summary = (delivery.payload.get("issue") or {}).get("sub_issues_summary") or {}
+        if needs.subtasks and summary.get("total", 1) > 0:
+            children = self._call(lambda: list(issue.get_sub_issues()))
+            changes["subtasks"] = tuple(
+                Subtask(c.title, done=c.state == "closed", key=str(c.number)) for c in children
+            )
+        if needs.comments:
+            comments = self._call(lambda: list(issue.get_comments()))
+            self._comments[delivery.delivery_id] = comments
+            changes["comments"] = tuple(
+                Comment(actor_of(c.raw_data.get("user")), c.body or "", str(c.id)) for c in comments
+            )
+        return replace(snapshot, **changes) if changes else snapshot
+
+    def apply(
+        self, delivery: Delivery, event: Event, snapshot: IssueSnapshot, actions: Sequence[Action]
+    ) -> list[Applied]:
+        try:
+            target = self._target(delivery, event)
+        except NoInstallation as error:
+            return [Applied(action, f"failed: {error}") for action in actions]
+        session = _IssueSession(self, target, snapshot, self._comments.pop(delivery.delivery_id, None))
+        results = []
+        for action in actions:
+            try:
+                outcome = session.apply(action)
+            except (GithubException, requests.RequestException, TooLongToWait) as error:
+                log.warning("%s on %s failed: %s", type(action).__name__, event.issue, error)
+                outcome = f"failed: {_describe(error)}"
+            results.append(Applied(action, outcome))
+        return results
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, GithubException):
+        message = error.data.get("message") if isinstance(error.data, dict) else error.data
+        return f"GitHub answered {error.status}: {message}"
+    return f"{type(error).__name__}: {error}"
+
+
+class _IssueSession:
+    """The actions of one decision on one issue. Each action is one retried unit that is safe to
+    repeat: what may already have happened is checked again before a write is repeated."""
+
+    def __init__(
+        self,
+        connector: GithubConnector,
+        target: _Target,
+        snapshot: IssueSnapshot,
+        comments: list[IssueComment] | None,
+    ) -> None:
+        self.connector = connector
+        self.target = target
+        self.labels = set(snapshot.labels)
+        self.comments = comments
+
+    def apply(self, action: Action) -> str:
+        match action:
+            case ChangeLabels():
+                return self.connector._call(partial(self._labels, action))
+            case MoveToStatus():
+                return self.connector._call(partial(self._state, action.status))
+            case PostComment():
+                return self.connector._call(partial(self._comment, action))
+            case CreateSubtasks():
+                created = sum(
+                    self.connector._call(partial(_ChildItem(self, action, t).ensure)) for t in action.titles
+                )
+                return f"applied ({created} created)" if created else "skipped: every item already exists"
+        return f"skipped: {type(action).__name__} does not apply to GitHub"
+
+    def _labels(self, action: ChangeLabels) -> str:
+        wanted = (self.labels - action.remove) | action.add
+        if wanted == self.labels:
+            return "skipped: the labels are already so"
+        self.target.issue.set_labels(*sorted(wanted))  # replaces all labels in one PUT; safe to repeat
+        self.labels = wanted
+        return "applied"
+
+    def _state(self, state: str) -> str:
+        if state not in ("open", "closed"):
+            return f"skipped: GitHub issues are open or closed, not {state!r}"
+        self.target.issue.edit(state=state)
+        return "applied"
+
+    def _comment(self, action: PostComment) -> str:
+        try:
+            return self._write_comment(action)
+        except Exception:
+            self.comments = None  # the write may have happened: list the comments again before retrying
+            raise
+
+    def _write_comment(self, action: PostComment) -> str:
+        tag = marker_text(action.marker)
+        body = f"{action.body.rstrip()}\n\n{tag}\n"
+        if self.comments is None:
+            self.comments = list(self.target.issue.get_comments())
+        existing = next((c for c in self.comments if tag in (c.body or "")), None)
+        if existing is not None:
+            if action.on_existing == CommentPolicy.ONCE:
+                return "skipped: already posted"
+            if existing.body == body:
+                return "skipped: already up to date"
+            existing.edit(body)
+            return "applied (edited)"
+        if action.on_existing == CommentPolicy.UPDATE_ONLY:
+            return "skipped: no earlier comment to update"
+        self.comments.append(self.target.issue.create_comment(body))
+        return "applied"
+
+
+@dataclass
+class _Target:
+    repository: Repository
+    issue: Issue
+    number: int
+
+
+@dataclass
+class _ChildItem:
+    """One checklist item as a sub-issue: created, then linked; each step repeated only if unsure."""
+
+    session: _IssueSession
+    action: CreateSubtasks
+    title: str
+    child: Issue | None = None
+    unsure: bool = False
+
+    def ensure(self) -> int:
+        """1 when this call created the item, 0 when it was already there."""
+        issue = self.session.target.issue
+        if self.unsure and self.title in {c.title for c in issue.get_sub_issues()}:
+            return 0 if self.child is None else 1
+        try:
+            if self.child is None:
+                self.child = self._create()
+            issue.add_sub_issue(self.child.id)
+        except Exception:
+            self.unsure = True
+            raise
+        return 1
+
+    def _create(self) -> Issue:
+        number = self.session.target.number
+        body = (
+            f"Checklist item of #{number} (`{self.action.checklist}`). Close this issue when it is done.\n\n"
+            f"{marker_text(f'checklist-item:{self.action.checklist}')}\n"
+        )
+        return self.session.target.repository.create_issue(
+            title=self.title, body=body, labels=sorted(self.action.labels)
+        )

@@ -1,0 +1,254 @@
+"""A stateful stand-in for GitHub's REST API on `responses`, and a sopguard app wired to it.
+
+The fake keeps one issue's labels, state, comments and sub-issues, so tests assert the resulting
+issue, not only the requests; `fail` makes a route answer with errors (or raise) before it works.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+import responses
+from flask import Flask
+from github import Auth
+
+from app import create_app
+from config.loader import load_policy
+from config.settings import Settings
+from connector.dry_run import DryRunConnector
+from connector.github import GithubConnector
+from tests.conftest import GITHUB_SECRET, JIRA_SECRET, fixture_json, github_headers
+from tests.openapi_check import Allowance, assert_requests_allowed, with_json_body
+from webhooks.receivers import Intake
+from webhooks.store import Store
+from webhooks.worker import Services
+
+API = "https://api.github.com"
+BOT = "sopguard-bot"
+REPO = "Codertocat/Hello-World"
+Reply = tuple[int, dict[str, str], str]
+Fault = Reply | Exception | Callable[[requests.PreparedRequest, Any], Reply]
+
+
+def request_json(request: requests.PreparedRequest, default: Any) -> Any:
+    body = request.body
+    return json.loads(body) if isinstance(body, str | bytes) and body else default
+
+
+# PyGithub sends label lists as a bare JSON array; GitHub accepts it and the operation's prose allows
+# it, but the schema only describes `{"labels": [...]}` (TRACKERS.md). Nothing broader is allowed.
+BARE_LABEL_ARRAY = Allowance(
+    why="PyGithub set_labels/add_to_labels send a bare array",
+    matches=lambda r: (
+        r.method in ("PUT", "POST")
+        and str(r.url).endswith("/labels")
+        and isinstance(request_json(r, None), list)
+    ),
+    rewrite=lambda r: with_json_body(r, {"labels": request_json(r, [])}),
+)
+
+
+@dataclass
+class FakeGithub:
+    """One repository with one issue (the fixture's), as GitHub would keep it."""
+
+    mock: responses.RequestsMock
+    number: int = 1
+    labels: list[str] = field(default_factory=list)
+    state: str = "open"
+    comments: list[dict[str, Any]] = field(default_factory=list)
+    sub_issues: list[dict[str, Any]] = field(default_factory=list)
+    orphans: list[dict[str, Any]] = field(default_factory=list)
+    faults: defaultdict[tuple[str, str], deque[Fault]] = field(default_factory=lambda: defaultdict(deque))
+    _next_id: int = 9000
+
+    def __post_init__(self) -> None:
+        self.mock.assert_all_requests_are_fired = False  # routes simulate a server, they are not expectations
+        issue = f"{API}/repos/{REPO}/issues/{self.number}"
+        routes = [
+            ("GET", f"{API}/user", self._user),
+            ("PUT", f"{issue}/labels", self._set_labels),
+            ("PATCH", issue, self._edit_issue),
+            ("GET", f"{issue}/comments", self._list_comments),
+            ("POST", f"{issue}/comments", self._create_comment),
+            ("PATCH", f"{API}/repos/{REPO}/issues/comments/", self._edit_comment),
+            ("GET", f"{issue}/sub_issues", self._list_sub_issues),
+            ("POST", f"{issue}/sub_issues", self._add_sub_issue),
+            ("POST", f"{API}/repos/{REPO}/issues", self._create_issue),
+        ]
+        for method, url, handler in routes:
+            path = re.escape(url.removeprefix(API))
+            pattern = re.compile(
+                r"^https://api\.github\.com(:443)?" + path + (r"\d+$" if url.endswith("/") else r"(\?.*)?$")
+            )
+            self.mock.add_callback(method, pattern, callback=self._guarded(method, url, handler))
+
+    # --- fault injection --------------------------------------------------------------------
+
+    def fail(self, method: str, path_suffix: str, *replies: Fault) -> None:
+        """The next requests to the route ending in `path_suffix` get these replies first."""
+        self.faults[(method, path_suffix)].extend(replies)
+
+    def _guarded(self, method: str, url: str, handler: Any) -> Any:
+        def respond(request: requests.PreparedRequest) -> Reply:
+            for (fault_method, suffix), queue in self.faults.items():
+                if fault_method == method and (request.path_url.split("?")[0].endswith(suffix)) and queue:
+                    reply = queue.popleft()
+                    if isinstance(reply, Exception):
+                        raise reply
+                    if callable(reply):
+                        return reply(request, handler)  # e.g. do the write, then time out
+                    return reply
+            result: Reply = handler(request)
+            return result
+
+        return respond
+
+    # --- the API ----------------------------------------------------------------------------
+
+    def _issue_json(self) -> dict[str, Any]:
+        issue = fixture_json("github", "issues__opened.json")["issue"]
+        return {**issue, "labels": [{"name": n} for n in self.labels], "state": self.state}
+
+    @staticmethod
+    def _reply(body: Any, status: int = 200) -> Reply:
+        return status, {"Content-Type": "application/json"}, json.dumps(body)
+
+    def _user(self, _: requests.PreparedRequest) -> Reply:
+        return self._reply({"login": BOT, "id": 1, "type": "User"})
+
+    def _set_labels(self, request: requests.PreparedRequest) -> Reply:
+        self.labels = list(request_json(request, []))
+        return self._reply([{"name": n} for n in self.labels])
+
+    def _edit_issue(self, request: requests.PreparedRequest) -> Reply:
+        self.state = request_json(request, {}).get("state", self.state)
+        return self._reply(self._issue_json())
+
+    def _list_comments(self, _: requests.PreparedRequest) -> Reply:
+        return self._reply(self.comments)
+
+    def _create_comment(self, request: requests.PreparedRequest) -> Reply:
+        self._next_id += 1
+        comment = {
+            "id": self._next_id,
+            "body": request_json(request, {})["body"],
+            "user": {"login": BOT, "type": "User"},
+            "url": f"{API}/repos/{REPO}/issues/comments/{self._next_id}",
+        }
+        self.comments.append(comment)
+        return self._reply(comment, 201)
+
+    def _edit_comment(self, request: requests.PreparedRequest) -> Reply:
+        comment_id = int(request.path_url.rsplit("/", 1)[-1])
+        comment = next(c for c in self.comments if c["id"] == comment_id)
+        comment["body"] = request_json(request, {})["body"]
+        return self._reply(comment)
+
+    def _list_sub_issues(self, _: requests.PreparedRequest) -> Reply:
+        return self._reply(self.sub_issues)
+
+    def _create_issue(self, request: requests.PreparedRequest) -> Reply:
+        self._next_id += 1
+        data = request_json(request, {})
+        created = {
+            **fixture_json("github", "issues__opened.json")["issue"],
+            "id": self._next_id,
+            "number": self._next_id,
+            "title": data["title"],
+            "body": data.get("body"),
+            "labels": [{"name": n} for n in data.get("labels", [])],
+            "state": "open",
+        }
+        self.orphans.append(created)
+        return self._reply(created, 201)
+
+    def _add_sub_issue(self, request: requests.PreparedRequest) -> Reply:
+        wanted = request_json(request, {})["sub_issue_id"]
+        child = next(o for o in self.orphans if o["id"] == wanted)
+        if child in self.sub_issues:
+            return self._reply({"message": "Validation Failed"}, 422)
+        self.sub_issues.append(child)
+        return self._reply(child, 201)
+
+    # --- what happened ----------------------------------------------------------------------
+
+    def requests(self) -> list[requests.PreparedRequest]:
+        return [call.request for call in self.mock.calls]
+
+    def calls(self) -> list[str]:
+        """`METHOD /path` of every request, in order, identity lookups excluded."""
+        return [f"{r.method} {r.path_url.split('?')[0]}" for r in self.requests() if r.path_url != "/user"]
+
+    def check_against_openapi(self) -> None:
+        assert_requests_allowed("github-issues.openapi.json", API, self.requests(), [BARE_LABEL_ARRAY])
+
+    def our_comments(self) -> Iterator[str]:
+        return (c["body"] for c in self.comments if c["user"]["login"] == BOT)
+
+
+@dataclass
+class Service:
+    """A sopguard app whose GitHub connector talks to the fake; sleeps are recorded, not slept."""
+
+    app: Flask
+    slept: list[float]
+
+    @property
+    def intake(self) -> Intake:
+        intake: Intake = self.app.extensions["sopguard"]
+        return intake
+
+    def deliver(self, payload: dict[str, Any], delivery: str, event: str = "issues") -> int:
+        """Post a signed delivery and run the queue; returns how many deliveries were processed."""
+        body = json.dumps(payload).encode()
+        response = self.app.test_client().post(
+            "/webhooks/github", data=body, headers=github_headers(body, event, delivery)
+        )
+        assert response.status_code in (200, 202), response.get_json()
+        return self.intake.queue.run_pending()
+
+
+def service(tmp_path: Path) -> Service:
+    settings = Settings(
+        data_dir=tmp_path / "var", github_webhook_secret=GITHUB_SECRET, jira_webhook_secret=JIRA_SECRET
+    )
+    slept: list[float] = []
+    connector = GithubConnector(auth=Auth.Token("test-token"), sleep=slept.append)
+    services = Services(
+        settings,
+        load_policy(),
+        Store(settings.resolved_database_url),
+        {"github": connector, "jira": DryRunConnector()},
+    )
+    return Service(create_app(settings, services), slept)
+
+
+def issue_payload(action: str, *, labels: list[str], body: str | None = None, **extra: Any) -> dict[str, Any]:
+    """The real `issues.<action>` delivery (from the `opened`/`labeled` recordings) with our labels and body."""
+    source = "issues__labeled.json" if action in ("labeled", "unlabeled") else "issues__opened.json"
+    payload = fixture_json("github", source)
+    payload["action"] = action
+    payload["issue"]["labels"] = [{"name": name} for name in labels]
+    if body is not None:
+        payload["issue"]["body"] = body
+    payload["issue"].update(extra.pop("issue", {}))
+    payload.update(extra)
+    return payload
+
+
+def form_body(**overrides: str) -> str:
+    """An issue body as GitHub renders the exported issue form, every intake field answered."""
+    policy = load_policy()
+    answers = {
+        f.github.heading: (f.options[-1] if f.options else f"The {f.id}") for f in policy.intake.fields
+    }
+    answers.update(overrides)
+    return "\n\n".join(f"### {heading}\n\n{value}" for heading, value in answers.items())

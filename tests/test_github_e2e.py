@@ -1,0 +1,335 @@
+"""GitHub end to end: signed delivery -> queue -> engine -> GitHub connector -> HTTP (a fake GitHub on
+`responses`). Each test asserts the exact requests, the issue as GitHub then holds it, and the comment.
+Every request is checked against GitHub's OpenAPI description. Counts exclude the one-time `GET /user`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import responses
+
+from config.loader import load_policy
+from policies.models import IssueRef
+from tests.github_support import BOT, REPO, FakeGithub, Reply, Service, form_body, issue_payload, service
+from webhooks.worker import utc_now
+
+POLICY = load_policy()
+ISSUE = f"/repos/{REPO}/issues/1"
+REF = IssueRef("github", REPO, "1")
+
+
+@pytest.fixture
+def github(no_network: responses.RequestsMock) -> FakeGithub:
+    return FakeGithub(no_network)
+
+
+@pytest.fixture
+def sopguard(tmp_path: Path) -> Service:
+    return service(tmp_path)
+
+
+def _labelled(github: FakeGithub, label: str, *, by: str = "Codertocat", **extra: Any) -> dict[str, Any]:
+    """`issues.labeled` as GitHub sends it after a person added `label` to the fake's issue."""
+    github.labels.append(label)
+    payload = issue_payload("labeled", labels=list(github.labels), label={"name": label}, **extra)
+    payload["sender"] = {**payload["sender"], "login": by}
+    return payload
+
+
+def _in_state(sopguard: Service, github: FakeGithub, state: str, *labels: str) -> None:
+    """An issue the service already follows, in `state` (its ledger and its status label)."""
+    github.labels = [POLICY.trackers.github.status_label(state), *labels]
+    sopguard.intake.store.remember_state(REF, state, utc_now())
+
+
+def _checklist(github: FakeGithub, checklist_id: str, *, open_items: int = 0) -> None:
+    checklist = POLICY.checklist(checklist_id)
+    assert checklist is not None
+    for index, item in enumerate(checklist.items):
+        github.sub_issues.append(
+            {
+                "id": 100 + len(github.sub_issues),
+                "number": 100 + len(github.sub_issues),
+                "title": f"{checklist.title.en}: {item.en}",
+                "state": "open" if index < open_items else "closed",
+            }
+        )
+
+
+# --- intake (S1.2) -----------------------------------------------------------------------------
+
+
+def test_open_with_missing_fields_asks_once_then_thanks_when_supplied(
+    sopguard: Service, github: FakeGithub
+) -> None:
+    sopguard.deliver(issue_payload("opened", labels=[], body=""), "open-1")
+
+    assert github.calls() == [
+        "PUT " + ISSUE + "/labels",
+        "GET " + ISSUE + "/comments",
+        "POST " + ISSUE + "/comments",
+    ]
+    assert set(github.labels) == {"needs-info", "status/new"}
+    (asked,) = github.our_comments()
+    assert asked.startswith("**Some required information is missing.**")
+    assert "- Customer\n" in asked and "<!-- sopguard:intake-required-fields -->" in asked
+
+    github.mock.calls.reset()
+    sopguard.deliver(issue_payload("opened", labels=[], body=""), "open-1")  # GitHub redelivers it
+    assert github.calls() == []
+
+    sopguard.deliver(issue_payload("edited", labels=list(github.labels), body=form_body()), "edit-1")
+
+    assert github.calls() == [
+        "PUT " + ISSUE + "/labels",
+        "GET " + ISSUE + "/comments",
+        "PATCH " + f"/repos/{REPO}/issues/comments/{github.comments[0]['id']}",
+        "POST " + ISSUE + "/comments",
+    ]
+    assert "needs-info" not in github.labels and "priority/P4" in github.labels
+    intake, priority = github.our_comments()
+    assert intake.startswith("**All required information is now present.**")
+    assert priority.startswith('**Priority P4** set from impact "Minor", urgency "Low"')
+    github.check_against_openapi()
+
+
+# --- priority (S1.3) ---------------------------------------------------------------------------
+
+
+def test_priority_is_labelled_on_open_and_a_persons_choice_is_kept(
+    sopguard: Service, github: FakeGithub
+) -> None:
+    body = form_body(**{"Impact": "Business outage", "Urgency": "High", "Customer tier": "Standard"})
+    sopguard.deliver(issue_payload("opened", labels=[], body=body), "open-p")
+
+    assert github.calls() == [
+        "PUT " + ISSUE + "/labels",
+        "GET " + ISSUE + "/comments",
+        "POST " + ISSUE + "/comments",
+    ]
+    assert set(github.labels) == {"status/new", "priority/P1"}
+
+    github.mock.calls.reset()
+    sopguard.deliver(_labelled(github, "priority/P3", body=body), "person-p3")
+
+    assert github.calls() == [
+        "PUT " + ISSUE + "/labels",
+        "GET " + ISSUE + "/comments",
+        "POST " + ISSUE + "/comments",
+    ]
+    assert set(github.labels) == {"status/new", "priority/P3"}
+    assert list(github.our_comments())[-1].startswith(
+        "**Priority P3** was chosen by @Codertocat; impact and urgency give P1. The choice is kept and recorded."
+    )
+    audit = [e for e in sopguard.intake.store.audit_entries() if e.delivery_id == "person-p3"]
+    assert any(a["type"] == "RememberManualPriority" and a["level"] == "P3" for e in audit for a in e.actions)
+
+    github.mock.calls.reset()
+    sopguard.deliver(issue_payload("edited", labels=list(github.labels), body=body), "edit-after")
+    assert github.calls() == []
+    github.check_against_openapi()
+
+
+# --- the lifecycle ------------------------------------------------------------------------------
+
+
+def test_a_skipped_stage_is_undone_with_one_comment(sopguard: Service, github: FakeGithub) -> None:
+    _in_state(sopguard, github, "triage", "priority/P2")
+
+    sopguard.deliver(_labelled(github, "status/in-progress"), "skip-1")
+
+    assert github.calls() == [
+        "PUT " + ISSUE + "/labels",
+        "GET " + ISSUE + "/comments",
+        "POST " + ISSUE + "/comments",
+    ]
+    assert set(github.labels) == {"status/triage", "priority/P2"}
+    (comment,) = github.our_comments()
+    assert comment.startswith(
+        "**This change of stage was undone.**\n@Codertocat moved this issue from **Triage** to **In progress**."
+    )
+    assert (
+        "- Diagnosis (SOP S2.1" in comment and "From **Triage** the next stage can be: Diagnosis" in comment
+    )
+    github.check_against_openapi()
+
+
+@pytest.mark.parametrize("order", ["add-new-first", "remove-old-first"])
+def test_a_valid_transition_leaves_exactly_one_status_label(
+    sopguard: Service, github: FakeGithub, order: str
+) -> None:
+    _in_state(sopguard, github, "new")
+    if order == "remove-old-first":
+        github.labels.remove("status/new")
+        sopguard.deliver(issue_payload("unlabeled", labels=[], label={"name": "status/new"}), "rm-1")
+        assert github.calls() == []
+
+    sopguard.deliver(_labelled(github, "status/triage"), "add-1")
+
+    expected = ["PUT " + ISSUE + "/labels"] if order == "add-new-first" else []
+    assert github.calls() == expected
+    assert [label for label in github.labels if label.startswith("status/")] == ["status/triage"]
+    assert sopguard.intake.store.memory(REF).last_state == "triage"
+
+
+def test_entering_verification_creates_the_checklist_as_sub_issues_once(
+    sopguard: Service, github: FakeGithub
+) -> None:
+    _in_state(sopguard, github, "in-progress")
+    _checklist(github, "preparation")
+    body = "### Key steps\n\nRestarted the gateway; error rate back to normal."
+
+    sopguard.deliver(_labelled(github, "status/verification", body=body), "verify-1")
+
+    self_check = POLICY.checklist("self-check")
+    assert self_check is not None
+    created = [f"POST /repos/{REPO}/issues", f"POST {ISSUE}/sub_issues"] * len(self_check.items)
+    assert github.calls() == [
+        f"GET {ISSUE}/sub_issues",
+        f"PUT {ISSUE}/labels",
+        *created,
+        f"GET {ISSUE}/comments",
+        f"POST {ISSUE}/comments",
+    ]
+    titles = [s["title"] for s in github.sub_issues]
+    assert titles[-3:] == [f"Self-check: {item.en}" for item in self_check.items]
+    assert all(s["labels"] == [{"name": "sop-checklist"}] for s in github.sub_issues[-3:])
+    assert [label for label in github.labels if label.startswith("status/")] == ["status/verification"]
+    assert list(github.our_comments())[-1].startswith("**Self-check**: one sub-issue per item was created")
+
+    github.mock.calls.reset()
+    sopguard.deliver(_labelled(github, "status/verification", body=body), "verify-1")  # redelivered
+    assert github.calls() == [] and len(github.sub_issues) == 6
+    github.check_against_openapi()
+
+
+def test_closing_with_an_open_checklist_item_is_reopened(sopguard: Service, github: FakeGithub) -> None:
+    _in_state(sopguard, github, "acceptance")
+    _checklist(github, "customer-acceptance", open_items=1)
+    _checklist(github, "deliverables")
+    github.state = "closed"
+    payload = issue_payload("closed", labels=list(github.labels), body="### Root cause\n\nA full disk.")
+    payload["issue"]["state"] = "closed"
+
+    sopguard.deliver(payload, "close-1")
+
+    assert github.calls() == [
+        f"GET {ISSUE}/sub_issues",
+        f"PATCH {ISSUE}",
+        f"GET {ISSUE}/comments",
+        f"POST {ISSUE}/comments",
+    ]
+    assert github.state == "open"
+    (comment,) = github.our_comments()
+    assert "from **Customer acceptance** to **Closed**" in comment
+    assert (
+        "Every customer acceptance item is done: Customer acceptance: The customer confirms the result"
+        in comment
+    )
+    github.check_against_openapi()
+
+
+def test_events_caused_by_the_service_itself_cost_nothing(sopguard: Service, github: FakeGithub) -> None:
+    _in_state(sopguard, github, "triage")
+
+    sopguard.deliver(_labelled(github, "status/closed", by=BOT), "ours-1")
+
+    assert github.calls() == []
+    assert [r.path_url for r in github.requests()] == ["/user"]
+    assert "caused by this service" in next(iter(sopguard.intake.store.audit_entries())).reasons[0]
+
+
+# --- faults: applied exactly once ---------------------------------------------------------------
+
+
+def _json_reply(status: int, body: str, **headers: str) -> Reply:
+    return status, {"Content-Type": "application/json", **headers}, body
+
+
+FAULTS = {
+    "502 on the comment": (
+        "POST",
+        "/comments",
+        [_json_reply(502, '{"message": "Bad Gateway"}')],
+        lambda waits: len(waits) == 1 and 0.5 <= waits[0] <= 2.5,
+    ),
+    "429 with retry-after on the labels": (
+        "PUT",
+        "/labels",
+        [_json_reply(429, '{"message": "Too Many Requests"}', **{"Retry-After": "7"})],
+        lambda waits: waits == [7.0],
+    ),
+    "secondary rate limit (403) on the comment": (
+        "POST",
+        "/comments",
+        [
+            _json_reply(
+                403, '{"message": "You have exceeded a secondary rate limit."}', **{"Retry-After": "3"}
+            )
+        ],
+        lambda waits: waits == [3.0],
+    ),
+}
+
+
+@pytest.mark.parametrize(("method", "suffix", "replies", "waited"), FAULTS.values(), ids=FAULTS.keys())
+def test_transient_failures_are_retried_and_applied_once(
+    sopguard: Service, github: FakeGithub, method: str, suffix: str, replies: list[Reply], waited: Any
+) -> None:
+    _in_state(sopguard, github, "triage")
+    github.fail(method, suffix, *replies)
+
+    sopguard.deliver(_labelled(github, "status/in-progress"), "fault-1")
+
+    assert len(list(github.our_comments())) == 1
+    assert set(github.labels) == {"status/triage"}
+    assert waited(sopguard.slept), sopguard.slept
+    outcomes = {
+        e.outcome for e in sopguard.intake.store.audit_entries() if e.rule_id == "follow-the-lifecycle"
+    }
+    assert outcomes == {"applied"}
+
+
+def test_a_comment_whose_post_timed_out_after_it_was_written_is_not_posted_again(
+    sopguard: Service, github: FakeGithub
+) -> None:
+    _in_state(sopguard, github, "triage")
+
+    def written_then_timed_out(request: requests.PreparedRequest, handler: Any) -> Reply:
+        handler(request)
+        raise requests.exceptions.ReadTimeout("read timed out")
+
+    github.fail("POST", "/comments", written_then_timed_out)
+
+    sopguard.deliver(_labelled(github, "status/in-progress"), "timeout-1")
+
+    assert github.calls() == [
+        f"PUT {ISSUE}/labels",
+        f"GET {ISSUE}/comments",
+        f"POST {ISSUE}/comments",
+        f"GET {ISSUE}/comments",
+    ]
+    assert len(list(github.our_comments())) == 1
+
+
+def test_a_sub_issue_link_that_timed_out_after_it_was_made_is_not_made_again(
+    sopguard: Service, github: FakeGithub
+) -> None:
+    _in_state(sopguard, github, "in-progress")
+    _checklist(github, "preparation")
+
+    def linked_then_timed_out(request: requests.PreparedRequest, handler: Any) -> Reply:
+        handler(request)
+        raise requests.exceptions.ReadTimeout("read timed out")
+
+    github.fail("POST", "/sub_issues", linked_then_timed_out)
+
+    sopguard.deliver(_labelled(github, "status/verification", body="### Key steps\n\nDone."), "link-timeout")
+
+    self_check = [s["title"] for s in github.sub_issues if s["title"].startswith("Self-check:")]
+    assert len(self_check) == len(set(self_check)) == 3
+    assert len(github.orphans) == 3
