@@ -233,8 +233,8 @@ def service(tmp_path: Path) -> Service:
 
 def issue_payload(action: str, *, labels: list[str], body: str | None = None, **extra: Any) -> dict[str, Any]:
     """The real `issues.<action>` delivery (from the `opened`/`labeled` recordings) with our labels and body."""
-    source = "issues__labeled.json" if action in ("labeled", "unlabeled") else "issues__opened.json"
-    payload = fixture_json("github", source)
+    recorded = {"labeled", "unlabeled", "opened", "edited", "closed", "reopened"}
+    payload = fixture_json("github", f"issues__{action if action in recorded else 'opened'}.json")
     payload["action"] = action
     payload["issue"]["labels"] = [{"name": name} for name in labels]
     if body is not None:

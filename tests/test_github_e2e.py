@@ -5,6 +5,7 @@ Every request is checked against GitHub's OpenAPI description. Counts exclude th
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +24,10 @@ REF = IssueRef("github", REPO, "1")
 
 
 @pytest.fixture
-def github(no_network: responses.RequestsMock) -> FakeGithub:
-    return FakeGithub(no_network)
+def github(no_network: responses.RequestsMock) -> Iterator[FakeGithub]:
+    fake = FakeGithub(no_network)
+    yield fake
+    fake.check_against_openapi()  # every request of every test here
 
 
 @pytest.fixture
@@ -94,7 +97,6 @@ def test_open_with_missing_fields_asks_once_then_thanks_when_supplied(
     intake, priority = github.our_comments()
     assert intake.startswith("**All required information is now present.**")
     assert priority.startswith('**Priority P4** set from impact "Minor", urgency "Low"')
-    github.check_against_openapi()
 
 
 # --- priority (S1.3) ---------------------------------------------------------------------------
@@ -131,7 +133,6 @@ def test_priority_is_labelled_on_open_and_a_persons_choice_is_kept(
     github.mock.calls.reset()
     sopguard.deliver(issue_payload("edited", labels=list(github.labels), body=body), "edit-after")
     assert github.calls() == []
-    github.check_against_openapi()
 
 
 # --- the lifecycle ------------------------------------------------------------------------------
@@ -155,7 +156,6 @@ def test_a_skipped_stage_is_undone_with_one_comment(sopguard: Service, github: F
     assert (
         "- Diagnosis (SOP S2.1" in comment and "From **Triage** the next stage can be: Diagnosis" in comment
     )
-    github.check_against_openapi()
 
 
 @pytest.mark.parametrize("order", ["add-new-first", "remove-old-first"])
@@ -204,7 +204,6 @@ def test_entering_verification_creates_the_checklist_as_sub_issues_once(
     github.mock.calls.reset()
     sopguard.deliver(_labelled(github, "status/verification", body=body), "verify-1")  # redelivered
     assert github.calls() == [] and len(github.sub_issues) == 6
-    github.check_against_openapi()
 
 
 def test_closing_with_an_open_checklist_item_is_reopened(sopguard: Service, github: FakeGithub) -> None:
@@ -213,7 +212,6 @@ def test_closing_with_an_open_checklist_item_is_reopened(sopguard: Service, gith
     _checklist(github, "deliverables")
     github.state = "closed"
     payload = issue_payload("closed", labels=list(github.labels), body="### Root cause\n\nA full disk.")
-    payload["issue"]["state"] = "closed"
 
     sopguard.deliver(payload, "close-1")
 
@@ -230,7 +228,6 @@ def test_closing_with_an_open_checklist_item_is_reopened(sopguard: Service, gith
         "Every customer acceptance item is done: Customer acceptance: The customer confirms the result"
         in comment
     )
-    github.check_against_openapi()
 
 
 def test_events_caused_by_the_service_itself_cost_nothing(sopguard: Service, github: FakeGithub) -> None:
