@@ -19,7 +19,7 @@ from connector.retry import server_wait
 from policies.models import ChangeLabels, MoveToStatus
 from policies.needs import Needs
 from tests.conftest import fixture_json
-from tests.github_support import BARE_LABEL_ARRAY
+from tests.github_support import BARE_LABEL_ARRAY, request_json
 from tests.openapi_check import assert_requests_allowed
 from webhooks.delivery import Delivery
 
@@ -102,7 +102,7 @@ def test_github_enterprise_server_is_reached_at_its_own_url(
     (result,) = connector.apply(_delivery(), event, snapshot, [MoveToStatus("r", "closed")])
 
     assert result.outcome == "applied" and edit.call_count == 1
-    assert json.loads(no_network.calls[0].request.body or b"{}") == {"state": "closed"}
+    assert request_json(no_network.calls[0].request, None) == {"state": "closed"}
 
 
 def test_a_payload_saying_there_are_no_sub_issues_saves_the_list_call() -> None:
