@@ -24,15 +24,18 @@ from config.loader import load_policy
 from config.settings import Settings
 from connector.dry_run import DryRunConnector
 from connector.github import GithubConnector
+from policies.models import IssueRef
 from tests.conftest import GITHUB_SECRET, JIRA_SECRET, fixture_json, github_headers
 from tests.openapi_check import Allowance, assert_requests_allowed, with_json_body
 from webhooks.receivers import Intake
 from webhooks.store import Store
-from webhooks.worker import Services
+from webhooks.worker import Services, utc_now
 
 API = "https://api.github.com"
 BOT = "sopguard-bot"
 REPO = "Codertocat/Hello-World"
+REF = IssueRef("github", REPO, "1")
+POLICY = load_policy()
 Reply = tuple[int, dict[str, str], str]
 Fault = Reply | Exception | Callable[[requests.PreparedRequest, Any], Reply]
 
@@ -252,3 +255,31 @@ def form_body(**overrides: str) -> str:
     }
     answers.update(overrides)
     return "\n\n".join(f"### {heading}\n\n{value}" for heading, value in answers.items())
+
+
+def labelled(github: FakeGithub, label: str, *, by: str = "Codertocat", **extra: Any) -> dict[str, Any]:
+    """`issues.labeled` as GitHub sends it after a person added `label` to the fake's issue."""
+    github.labels.append(label)
+    payload = issue_payload("labeled", labels=list(github.labels), label={"name": label}, **extra)
+    payload["sender"] = {**payload["sender"], "login": by}
+    return payload
+
+
+def put_in_state(sopguard: Service, github: FakeGithub, state: str, *labels: str) -> None:
+    """An issue the service already follows, in `state` (its ledger and its status label)."""
+    github.labels = [POLICY.trackers.github.status_label(state), *labels]
+    sopguard.intake.store.remember_state(REF, state, utc_now())
+
+
+def add_checklist(github: FakeGithub, checklist_id: str, *, open_items: int = 0) -> None:
+    checklist = POLICY.checklist(checklist_id)
+    assert checklist is not None
+    for index, item in enumerate(checklist.items):
+        github.sub_issues.append(
+            {
+                "id": 100 + len(github.sub_issues),
+                "number": 100 + len(github.sub_issues),
+                "title": f"{checklist.title.en}: {item.en}",
+                "state": "open" if index < open_items else "closed",
+            }
+        )

@@ -14,13 +14,23 @@ import requests
 import responses
 
 from config.loader import load_policy
-from policies.models import IssueRef
-from tests.github_support import BOT, REPO, FakeGithub, Reply, Service, form_body, issue_payload, service
-from webhooks.worker import utc_now
+from tests.github_support import (
+    BOT,
+    REF,
+    REPO,
+    FakeGithub,
+    Reply,
+    Service,
+    add_checklist,
+    form_body,
+    issue_payload,
+    labelled,
+    put_in_state,
+    service,
+)
 
 POLICY = load_policy()
 ISSUE = f"/repos/{REPO}/issues/1"
-REF = IssueRef("github", REPO, "1")
 
 
 @pytest.fixture
@@ -33,34 +43,6 @@ def github(no_network: responses.RequestsMock) -> Iterator[FakeGithub]:
 @pytest.fixture
 def sopguard(tmp_path: Path) -> Service:
     return service(tmp_path)
-
-
-def _labelled(github: FakeGithub, label: str, *, by: str = "Codertocat", **extra: Any) -> dict[str, Any]:
-    """`issues.labeled` as GitHub sends it after a person added `label` to the fake's issue."""
-    github.labels.append(label)
-    payload = issue_payload("labeled", labels=list(github.labels), label={"name": label}, **extra)
-    payload["sender"] = {**payload["sender"], "login": by}
-    return payload
-
-
-def _in_state(sopguard: Service, github: FakeGithub, state: str, *labels: str) -> None:
-    """An issue the service already follows, in `state` (its ledger and its status label)."""
-    github.labels = [POLICY.trackers.github.status_label(state), *labels]
-    sopguard.intake.store.remember_state(REF, state, utc_now())
-
-
-def _checklist(github: FakeGithub, checklist_id: str, *, open_items: int = 0) -> None:
-    checklist = POLICY.checklist(checklist_id)
-    assert checklist is not None
-    for index, item in enumerate(checklist.items):
-        github.sub_issues.append(
-            {
-                "id": 100 + len(github.sub_issues),
-                "number": 100 + len(github.sub_issues),
-                "title": f"{checklist.title.en}: {item.en}",
-                "state": "open" if index < open_items else "closed",
-            }
-        )
 
 
 # --- intake (S1.2) -----------------------------------------------------------------------------
@@ -116,7 +98,7 @@ def test_priority_is_labelled_on_open_and_a_persons_choice_is_kept(
     assert set(github.labels) == {"status/new", "priority/P1"}
 
     github.mock.calls.reset()
-    sopguard.deliver(_labelled(github, "priority/P3", body=body), "person-p3")
+    sopguard.deliver(labelled(github, "priority/P3", body=body), "person-p3")
 
     assert github.calls() == [
         "PUT " + ISSUE + "/labels",
@@ -139,9 +121,9 @@ def test_priority_is_labelled_on_open_and_a_persons_choice_is_kept(
 
 
 def test_a_skipped_stage_is_undone_with_one_comment(sopguard: Service, github: FakeGithub) -> None:
-    _in_state(sopguard, github, "triage", "priority/P2")
+    put_in_state(sopguard, github, "triage", "priority/P2")
 
-    sopguard.deliver(_labelled(github, "status/in-progress"), "skip-1")
+    sopguard.deliver(labelled(github, "status/in-progress"), "skip-1")
 
     assert github.calls() == [
         "PUT " + ISSUE + "/labels",
@@ -162,13 +144,13 @@ def test_a_skipped_stage_is_undone_with_one_comment(sopguard: Service, github: F
 def test_a_valid_transition_leaves_exactly_one_status_label(
     sopguard: Service, github: FakeGithub, order: str
 ) -> None:
-    _in_state(sopguard, github, "new")
+    put_in_state(sopguard, github, "new")
     if order == "remove-old-first":
         github.labels.remove("status/new")
         sopguard.deliver(issue_payload("unlabeled", labels=[], label={"name": "status/new"}), "rm-1")
         assert github.calls() == []
 
-    sopguard.deliver(_labelled(github, "status/triage"), "add-1")
+    sopguard.deliver(labelled(github, "status/triage"), "add-1")
 
     expected = ["PUT " + ISSUE + "/labels"] if order == "add-new-first" else []
     assert github.calls() == expected
@@ -179,11 +161,11 @@ def test_a_valid_transition_leaves_exactly_one_status_label(
 def test_entering_verification_creates_the_checklist_as_sub_issues_once(
     sopguard: Service, github: FakeGithub
 ) -> None:
-    _in_state(sopguard, github, "in-progress")
-    _checklist(github, "preparation")
+    put_in_state(sopguard, github, "in-progress")
+    add_checklist(github, "preparation")
     body = "### Key steps\n\nRestarted the gateway; error rate back to normal."
 
-    sopguard.deliver(_labelled(github, "status/verification", body=body), "verify-1")
+    sopguard.deliver(labelled(github, "status/verification", body=body), "verify-1")
 
     self_check = POLICY.checklist("self-check")
     assert self_check is not None
@@ -202,14 +184,14 @@ def test_entering_verification_creates_the_checklist_as_sub_issues_once(
     assert list(github.our_comments())[-1].startswith("**Self-check**: one sub-issue per item was created")
 
     github.mock.calls.reset()
-    sopguard.deliver(_labelled(github, "status/verification", body=body), "verify-1")  # redelivered
+    sopguard.deliver(labelled(github, "status/verification", body=body), "verify-1")  # redelivered
     assert github.calls() == [] and len(github.sub_issues) == 6
 
 
 def test_closing_with_an_open_checklist_item_is_reopened(sopguard: Service, github: FakeGithub) -> None:
-    _in_state(sopguard, github, "acceptance")
-    _checklist(github, "customer-acceptance", open_items=1)
-    _checklist(github, "deliverables")
+    put_in_state(sopguard, github, "acceptance")
+    add_checklist(github, "customer-acceptance", open_items=1)
+    add_checklist(github, "deliverables")
     github.state = "closed"
     payload = issue_payload("closed", labels=list(github.labels), body="### Root cause\n\nA full disk.")
 
@@ -231,9 +213,9 @@ def test_closing_with_an_open_checklist_item_is_reopened(sopguard: Service, gith
 
 
 def test_events_caused_by_the_service_itself_cost_nothing(sopguard: Service, github: FakeGithub) -> None:
-    _in_state(sopguard, github, "triage")
+    put_in_state(sopguard, github, "triage")
 
-    sopguard.deliver(_labelled(github, "status/closed", by=BOT), "ours-1")
+    sopguard.deliver(labelled(github, "status/closed", by=BOT), "ours-1")
 
     assert github.calls() == []
     assert [r.path_url for r in github.requests()] == ["/user"]
@@ -277,10 +259,10 @@ FAULTS = {
 def test_transient_failures_are_retried_and_applied_once(
     sopguard: Service, github: FakeGithub, method: str, suffix: str, replies: list[Reply], waited: Any
 ) -> None:
-    _in_state(sopguard, github, "triage")
+    put_in_state(sopguard, github, "triage")
     github.fail(method, suffix, *replies)
 
-    sopguard.deliver(_labelled(github, "status/in-progress"), "fault-1")
+    sopguard.deliver(labelled(github, "status/in-progress"), "fault-1")
 
     assert len(list(github.our_comments())) == 1
     assert set(github.labels) == {"status/triage"}
@@ -294,7 +276,7 @@ def test_transient_failures_are_retried_and_applied_once(
 def test_a_comment_whose_post_timed_out_after_it_was_written_is_not_posted_again(
     sopguard: Service, github: FakeGithub
 ) -> None:
-    _in_state(sopguard, github, "triage")
+    put_in_state(sopguard, github, "triage")
 
     def written_then_timed_out(request: requests.PreparedRequest, handler: Any) -> Reply:
         handler(request)
@@ -302,7 +284,7 @@ def test_a_comment_whose_post_timed_out_after_it_was_written_is_not_posted_again
 
     github.fail("POST", "/comments", written_then_timed_out)
 
-    sopguard.deliver(_labelled(github, "status/in-progress"), "timeout-1")
+    sopguard.deliver(labelled(github, "status/in-progress"), "timeout-1")
 
     assert github.calls() == [
         f"PUT {ISSUE}/labels",
@@ -316,8 +298,8 @@ def test_a_comment_whose_post_timed_out_after_it_was_written_is_not_posted_again
 def test_a_sub_issue_link_that_timed_out_after_it_was_made_is_not_made_again(
     sopguard: Service, github: FakeGithub
 ) -> None:
-    _in_state(sopguard, github, "in-progress")
-    _checklist(github, "preparation")
+    put_in_state(sopguard, github, "in-progress")
+    add_checklist(github, "preparation")
 
     def linked_then_timed_out(request: requests.PreparedRequest, handler: Any) -> Reply:
         handler(request)
@@ -325,7 +307,7 @@ def test_a_sub_issue_link_that_timed_out_after_it_was_made_is_not_made_again(
 
     github.fail("POST", "/sub_issues", linked_then_timed_out)
 
-    sopguard.deliver(_labelled(github, "status/verification", body="### Key steps\n\nDone."), "link-timeout")
+    sopguard.deliver(labelled(github, "status/verification", body="### Key steps\n\nDone."), "link-timeout")
 
     self_check = [s["title"] for s in github.sub_issues if s["title"].startswith("Self-check:")]
     assert len(self_check) == len(set(self_check)) == 3
