@@ -1,0 +1,67 @@
+"""The default policy's comment templates, in both locales, render as readable Markdown."""
+
+from __future__ import annotations
+
+from typing import Any, get_args
+
+import pytest
+
+from config.loader import load_policy
+from config.schema import Locale, MessageKind
+from policies.render import render
+
+POLICY = load_policy()
+STAGE = {"title": "Planning", "sop": "S2.2", "clause": "Write a plan."}
+VIOLATION = {
+    "rule_id": "owner-assigned",
+    "sop": "S2.3",
+    "clause": "Assign.",
+    "requirement": "An owner",
+    "details": [],
+}
+VARIABLES: dict[str, dict[str, Any]] = {
+    "transition-rejected": {
+        "undone": True,
+        "actor": "dana",
+        "from_state": "Triage",
+        "to_state": "In progress",
+        "entry_from": ["Planning"],
+        "skipped": [STAGE],
+        "violations": [VIOLATION],
+        "allowed": ["Diagnosis"],
+    },
+    "intake-missing": {"missing": ["Customer"]},
+    "priority-set": {
+        "level": "P2",
+        "impact": "Minor",
+        "urgency": "High",
+        "tier": "Key",
+        "raised": True,
+        "applied": False,
+    },
+    "priority-override": {"level": "P1", "actor": "dana", "computed": "P3"},
+    "checklist-created": {"checklist": "Self-check", "items": ["The problem is solved"], "created": True},
+}
+
+
+@pytest.mark.parametrize("locale", get_args(Locale))
+@pytest.mark.parametrize("kind", get_args(MessageKind))
+def test_every_template_ends_with_the_rule_in_a_paragraph_of_its_own(
+    kind: MessageKind, locale: Locale
+) -> None:
+    policy = POLICY.model_copy(update={"locale": locale})
+
+    text = render(policy, kind, POLICY.priority, **VARIABLES[kind])
+
+    rule_line = "Rule `" if locale == "en" else "规则 `"
+    assert f"\n\n{rule_line}{POLICY.priority.id}`" in text
+    assert "{{" not in text and "{%" not in text
+    assert "\n\n\n" not in text, "no empty paragraphs"
+
+
+def test_the_chinese_templates_are_in_chinese() -> None:
+    policy = POLICY.model_copy(update={"locale": "zh-CN"})
+    for kind in get_args(MessageKind):
+        english = render(POLICY, kind, POLICY.priority, **VARIABLES[kind]).splitlines()[0]
+        chinese = render(policy, kind, POLICY.priority, **VARIABLES[kind]).splitlines()[0]
+        assert english != chinese and any("\u4e00" <= ch <= "\u9fff" for ch in chinese), kind
