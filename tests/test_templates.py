@@ -44,17 +44,22 @@ VARIABLES: dict[str, dict[str, Any]] = {
 }
 
 
+CLOSING = {"en": "\n\nRule `", "zh-CN": "\n\n规则 `"}
+NEXT_STAGES = {
+    "en": "\n\nFrom **Triage** the next stage can be: Diagnosis.",
+    "zh-CN": "\n\n从 **Triage** 可进入的下一阶段:Diagnosis。",
+}
+
+
 @pytest.mark.parametrize("locale", get_args(Locale))
 @pytest.mark.parametrize("kind", get_args(MessageKind))
-def test_every_template_ends_with_the_rule_in_a_paragraph_of_its_own(
-    kind: MessageKind, locale: Locale
-) -> None:
+def test_every_template_closes_with_a_paragraph_of_its_own(kind: MessageKind, locale: Locale) -> None:
     policy = POLICY.model_copy(update={"locale": locale})
 
     text = render(policy, kind, POLICY.priority, **VARIABLES[kind])
 
-    rule_line = "Rule `" if locale == "en" else "规则 `"
-    assert f"\n\n{rule_line}{POLICY.priority.id}`" in text
+    closing = NEXT_STAGES[locale] if kind == "transition-rejected" else CLOSING[locale] + POLICY.priority.id
+    assert closing in text
     assert "{{" not in text and "{%" not in text
     assert "\n\n\n" not in text, "no empty paragraphs"
 
