@@ -278,7 +278,8 @@ class _Target:
 
 @dataclass
 class _ChildItem:
-    """One checklist item as a sub-issue: created, then linked; each step repeated only if unsure."""
+    """One checklist item as a sub-issue: created, then linked. After a failed try nothing is
+    repeated blindly: the item is looked for under the parent, then among the issues we created."""
 
     session: _IssueSession
     action: CreateSubtasks
@@ -293,19 +294,32 @@ class _ChildItem:
             return 0 if self.child is None else 1
         try:
             if self.child is None:
-                self.child = self._create()
+                self.child = (self._created_earlier() if self.unsure else None) or self._create()
             issue.add_sub_issue(self.child.id)
         except Exception:
             self.unsure = True
             raise
         return 1
 
+    @property
+    def _marker(self) -> str:
+        return marker_text(f"checklist-item:{self.session.target.number}:{self.action.checklist}")
+
     def _create(self) -> Issue:
-        number = self.session.target.number
         body = (
-            f"Checklist item of #{number} (`{self.action.checklist}`). Close this issue when it is done.\n\n"
-            f"{marker_text(f'checklist-item:{self.action.checklist}')}\n"
+            f"Checklist item of #{self.session.target.number} (`{self.action.checklist}`). "
+            f"Close this issue when it is done.\n\n{self._marker}\n"
         )
         return self.session.target.repository.create_issue(
             title=self.title, body=body, labels=sorted(self.action.labels)
         )
+
+    def _created_earlier(self) -> Issue | None:
+        """An item whose creation timed out after it happened: open, labelled, with our marker."""
+        candidates = self.session.target.repository.get_issues(
+            state="open", labels=sorted(self.action.labels), sort="created", direction="desc"
+        )
+        for candidate, _ in zip(candidates, range(100), strict=False):
+            if candidate.title == self.title and self._marker in (candidate.body or ""):
+                return candidate
+        return None

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import requests
 import responses
@@ -85,6 +86,7 @@ class FakeGithub:
             ("GET", f"{issue}/sub_issues", self._list_sub_issues),
             ("POST", f"{issue}/sub_issues", self._add_sub_issue),
             ("POST", f"{API}/repos/{REPO}/issues", self._create_issue),
+            ("GET", f"{API}/repos/{REPO}/issues", self._list_issues),
         ]
         for method, url, handler in routes:
             path = re.escape(url.removeprefix(API))
@@ -172,6 +174,11 @@ class FakeGithub:
         }
         self.orphans.append(created)
         return self._reply(created, 201)
+
+    def _list_issues(self, request: requests.PreparedRequest) -> Reply:
+        wanted = set(parse_qs(urlsplit(request.path_url).query).get("labels", [""])[0].split(",")) - {""}
+        found = [o for o in reversed(self.orphans) if wanted <= {label["name"] for label in o["labels"]}]
+        return self._reply(found)
 
     def _add_sub_issue(self, request: requests.PreparedRequest) -> Reply:
         wanted = request_json(request, {})["sub_issue_id"]

@@ -312,3 +312,28 @@ def test_a_sub_issue_link_that_timed_out_after_it_was_made_is_not_made_again(
     self_check = [s["title"] for s in github.sub_issues if s["title"].startswith("Self-check:")]
     assert len(self_check) == len(set(self_check)) == 3
     assert len(github.orphans) == 3
+
+
+def test_a_checklist_item_whose_creation_timed_out_after_it_happened_is_adopted_not_created_again(
+    sopguard: Service, github: FakeGithub
+) -> None:
+    put_in_state(sopguard, github, "in-progress")
+    add_checklist(github, "preparation")
+
+    def created_then_timed_out(request: requests.PreparedRequest, handler: Any) -> Reply:
+        handler(request)
+        raise requests.exceptions.ReadTimeout("read timed out")
+
+    github.fail("POST", f"/repos/{REPO}/issues", created_then_timed_out)
+
+    sopguard.deliver(labelled(github, "status/verification", body="### Key steps\n\nDone."), "create-timeout")
+
+    assert len(github.orphans) == 3, "no second issue for the item whose creation timed out"
+    titles = [s["title"] for s in github.sub_issues if s["title"].startswith("Self-check:")]
+    assert sorted(titles) == sorted(set(titles)) and len(titles) == 3
+    assert github.calls()[2:6] == [
+        f"POST /repos/{REPO}/issues",
+        f"GET {ISSUE}/sub_issues",
+        f"GET /repos/{REPO}/issues",
+        f"POST {ISSUE}/sub_issues",
+    ]
