@@ -6,6 +6,7 @@ a `Decision`; connectors apply the decision's actions. Nothing here knows about 
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -57,9 +58,15 @@ class Actor:
 
 @dataclass(frozen=True)
 class Comment:
+    """`public` is false for Jira internal notes; `by_agent` when the tracker says the author is a
+    member of the team (GitHub's author association), as opposed to the customer."""
+
     author: Actor
     body: str
     id: str = ""
+    public: bool = True
+    at: dt.datetime | None = None
+    by_agent: bool = False
 
 
 @dataclass(frozen=True)
@@ -94,6 +101,7 @@ class Event:
     priority_after: str | None = None
     comment: Comment | None = None
     by_service: bool = False
+    at: dt.datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -117,6 +125,7 @@ class IssueSnapshot:
     body: str = ""
     comments: tuple[Comment, ...] = ()
     subtasks: tuple[Subtask, ...] = ()
+    created_at: dt.datetime | None = None
     last_state: str | None = None
     manual_priority: str | None = None
     is_subtask: bool = False

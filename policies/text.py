@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 
 NO_RESPONSE = "_No response_"
@@ -23,6 +24,18 @@ def sections(text: str) -> dict[str, str]:
         content = normalized[match.end() : end].strip()
         found.setdefault(match.group("title").strip(), "" if content == NO_RESPONSE else content)
     return found
+
+
+def parse_time(value: object) -> dt.datetime | None:
+    """An ISO 8601 timestamp as trackers write it (`Z`, `+0800`), or epoch milliseconds; else None."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return dt.datetime.fromtimestamp(value / 1000, dt.UTC)
+    if isinstance(value, str) and value:
+        try:
+            return dt.datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    return None
 
 
 def find_section(text: str, headings: list[str]) -> str:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Collection
 from typing import Any
 
 from policies.models import Actor, Comment, Event, EventKind, IssueRef, IssueSnapshot
-from policies.text import sections
+from policies.text import parse_time, sections
 from webhooks.errors import BadPayload, Ignored
 
 Payload = dict[str, Any]
@@ -79,6 +80,17 @@ def _labels(issue: Payload) -> frozenset[str]:
     return frozenset(str(label["name"]) for label in issue.get("labels") or [] if "name" in label)
 
 
+AGENT_ASSOCIATIONS = frozenset({"OWNER", "MEMBER", "COLLABORATOR"})
+
+
+def _event_time(payload: Payload) -> dt.datetime | None:
+    issue, comment, action = payload["issue"], payload.get("comment") or {}, payload.get("action")
+    if comment:
+        return parse_time(comment.get("updated_at") if action == "edited" else comment.get("created_at"))
+    field = {"opened": "created_at", "closed": "closed_at"}.get(str(action), "updated_at")
+    return parse_time(issue.get(field)) or parse_time(issue.get("updated_at"))
+
+
 def snapshot(payload: Payload) -> IssueSnapshot:
     """The issue as the delivery shows it; nothing is fetched."""
     issue = payload["issue"]
@@ -93,6 +105,7 @@ def snapshot(payload: Payload) -> IssueSnapshot:
         reporter=str((issue.get("user") or {}).get("login", "")),
         fields=sections(body),
         body=body,
+        created_at=parse_time(issue.get("created_at")),
     )
 
 
@@ -150,11 +163,16 @@ def to_event(
         changed_fields=frozenset(payload.get("changes") or {}),
         comment=_comment(comment) if isinstance(comment, dict) else None,
         by_service=sender.login in service_logins,
+        at=_event_time(payload),
     )
     return event, issue_snapshot
 
 
 def _comment(comment: Payload) -> Comment:
     return Comment(
-        author=actor(comment.get("user")), body=str(comment.get("body") or ""), id=str(comment.get("id", ""))
+        author=actor(comment.get("user")),
+        body=str(comment.get("body") or ""),
+        id=str(comment.get("id", "")),
+        at=parse_time(comment.get("created_at")),
+        by_agent=comment.get("author_association") in AGENT_ASSOCIATIONS,
     )

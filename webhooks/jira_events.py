@@ -7,6 +7,7 @@ from collections.abc import Collection
 from typing import Any
 
 from policies.models import Actor, Comment, Event, EventKind, IssueRef, IssueSnapshot, Subtask
+from policies.text import parse_time
 from webhooks.errors import BadPayload, Ignored
 
 Payload = dict[str, Any]
@@ -113,14 +114,20 @@ def snapshot(payload: Payload) -> IssueSnapshot:
         body=flatten(fields.get("description")),
         comments=tuple(_comment(c) for c in comments if isinstance(c, dict)),
         subtasks=tuple(_subtask(s) for s in fields.get("subtasks") or [] if isinstance(s, dict)),
+        created_at=parse_time(fields.get("created")),
         is_subtask=bool((fields.get("issuetype") or {}).get("subtask"))
         or isinstance(fields.get("parent"), dict),
     )
 
 
 def _comment(comment: Payload) -> Comment:
+    """Service-management projects mark internal notes with `jsdPublic: false`."""
     return Comment(
-        author=actor(comment.get("author")), body=flatten(comment.get("body")), id=str(comment.get("id", ""))
+        author=actor(comment.get("author")),
+        body=flatten(comment.get("body")),
+        id=str(comment.get("id", "")),
+        public=comment.get("jsdPublic") is not False,
+        at=parse_time(comment.get("created")),
     )
 
 
@@ -182,5 +189,6 @@ def to_event(
         priority_after=priority_after,
         comment=_comment(comment) if isinstance(comment, dict) else None,
         by_service=bool(who.id) and (who.id in service_accounts or who.login in service_accounts),
+        at=parse_time(payload.get("timestamp")),
     )
     return event, issue_snapshot
