@@ -79,4 +79,4 @@ def test_jira_label_changes_are_read_from_the_changelog_strings() -> None:
         "d", fixture_json("jira", "mattermost__webhook-issue-updated-labels.json")
     )
 
-    assert (event.labels_before, event.labels_after) == ({"bad", "test-label"}, {"sad", "test-label"})
+    assert event.labels_before == {"bad", "test-label"} and event.labels_after == {"sad", "test-label"}
