@@ -230,10 +230,15 @@ class _IssueSession:
         return f"skipped: {type(action).__name__} does not apply to GitHub"
 
     def _labels(self, action: ChangeLabels) -> str:
+        """One request: labels only added are POSTed (others' concurrent labels survive); a change
+        that also removes replaces the whole set in one PUT. Both are safe to repeat."""
         wanted = (self.labels - action.remove) | action.add
         if wanted == self.labels:
             return "skipped: the labels are already so"
-        self.target.issue.set_labels(*sorted(wanted))  # replaces all labels in one PUT; safe to repeat
+        if self.labels <= wanted:
+            self.target.issue.add_to_labels(*sorted(wanted - self.labels))
+        else:
+            self.target.issue.set_labels(*sorted(wanted))
         self.labels = wanted
         return "applied"
 

@@ -79,6 +79,7 @@ class FakeGithub:
         routes = [
             ("GET", f"{API}/user", self._user),
             ("PUT", f"{issue}/labels", self._set_labels),
+            ("POST", f"{issue}/labels", self._add_labels),
             ("PATCH", issue, self._edit_issue),
             ("GET", f"{issue}/comments", self._list_comments),
             ("POST", f"{issue}/comments", self._create_comment),
@@ -131,6 +132,10 @@ class FakeGithub:
 
     def _set_labels(self, request: requests.PreparedRequest) -> Reply:
         self.labels = list(request_json(request, []))
+        return self._reply([{"name": n} for n in self.labels])
+
+    def _add_labels(self, request: requests.PreparedRequest) -> Reply:
+        self.labels.extend(name for name in request_json(request, []) if name not in self.labels)
         return self._reply([{"name": n} for n in self.labels])
 
     def _edit_issue(self, request: requests.PreparedRequest) -> Reply:

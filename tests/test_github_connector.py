@@ -56,7 +56,7 @@ def test_a_github_app_acts_as_its_installation_with_a_cached_token(
         json={"token": "ghs_installation", "expires_at": "2099-01-01T00:00:00Z"},
         status=201,
     )
-    labels = no_network.put(
+    labels = no_network.post(
         re.compile(r"https://api\.github\.com:443/repos/Codertocat/Hello-World/issues/1/labels"), json=[]
     )
 
@@ -120,7 +120,7 @@ def test_a_payload_saying_there_are_no_sub_issues_saves_the_list_call() -> None:
 def test_a_wait_longer_than_a_worker_should_block_fails_the_action_for_the_queue_to_retry(
     no_network: responses.RequestsMock,
 ) -> None:
-    no_network.put(
+    no_network.post(
         re.compile(r".*/issues/1/labels"),
         status=403,
         json={"message": "API rate limit exceeded"},

@@ -54,7 +54,7 @@ def test_open_with_missing_fields_asks_once_then_thanks_when_supplied(
     sopguard.deliver(issue_payload("opened", labels=[], body=""), "open-1")
 
     assert github.calls() == [
-        "PUT " + ISSUE + "/labels",
+        "POST " + ISSUE + "/labels",
         "GET " + ISSUE + "/comments",
         "POST " + ISSUE + "/comments",
     ]
@@ -91,7 +91,7 @@ def test_priority_is_labelled_on_open_and_a_persons_choice_is_kept(
     sopguard.deliver(issue_payload("opened", labels=[], body=body), "open-p")
 
     assert github.calls() == [
-        "PUT " + ISSUE + "/labels",
+        "POST " + ISSUE + "/labels",
         "GET " + ISSUE + "/comments",
         "POST " + ISSUE + "/comments",
     ]
