@@ -17,7 +17,7 @@ from config.schema import (
     ChecklistGuard,
     MessageKind,
     Rule,
-    Scope,
+    apply_scope,
 )
 from config.templates import template_environment
 
@@ -262,13 +262,6 @@ def _run_checks(sections: Sections) -> Iterator[CheckError]:
             yield from (CheckError(*error) for error in check(sections))
 
 
-def _scope_sections(sections: Sections, scope: Scope) -> dict[str, Any]:
-    replaced = {
-        name: value for name, value in scope if name not in ("match", "rule_modes") and value is not None
-    }
-    return {**sections, **replaced, "rule_modes": {**sections.get("rule_modes", {}), **scope.rule_modes}}
-
-
 def cross_reference_errors(sections: Sections) -> list[CheckError]:
     """Every cross-reference problem of a policy and of each of its scopes.
 
@@ -279,7 +272,7 @@ def cross_reference_errors(sections: Sections) -> list[CheckError]:
     in_default = {(error.loc, error.message) for error in errors}
     for index, scope in enumerate(sections.get("scopes", [])):
         own = {name for name, value in scope if value not in (None, {}) and name != "match"}
-        for error in _run_checks(_scope_sections(sections, scope)):
+        for error in _run_checks(apply_scope(sections, scope)):
             if (error.loc, error.message) in in_default:
                 continue
             if error.loc[0] in own:

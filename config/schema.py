@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Mapping
 from enum import StrEnum
 from fnmatch import fnmatchcase
 from typing import Annotated, Any, Literal
@@ -287,8 +288,22 @@ class Calendar(Strict):
     )
 
 
+_TARGET_TITLES = {
+    "first-response": {"en": "first response", "zh-CN": "首次响应"},
+    "resolution": {"en": "resolution", "zh-CN": "解决"},
+}
+
+
 class SlaTarget(Rule):
     kind: Literal["first-response", "resolution"]
+    title: Text | None = Field(
+        default=None, description="How comments name the target (default: first response / resolution)."
+    )
+
+    @property
+    def name(self) -> Text:
+        return self.title or Text.model_validate(_TARGET_TITLES[self.kind])
+
     calendar: Ident | None = Field(default=None, description="No calendar means 24x7.")
     warn_at: list[Annotated[float, Field(gt=0, le=1)]] = Field(default_factory=lambda: [0.75, 1.0])
     by_priority: dict[PriorityLevel, Duration]
@@ -299,8 +314,9 @@ class Sla(Strict):
     calendars: list[Calendar] = Field(default_factory=list)
     targets: list[SlaTarget] = Field(min_length=1)
     escalation: dict[Literal["github", "jira"], str] = Field(
-        default_factory=dict, description="Who is mentioned at breach, per tracker."
+        default_factory=dict, description="Who is mentioned at breach, per tracker (e.g. @acme/leads)."
     )
+    breach_label: str = Field(default="sla/breached", description="The label a breached issue gets.")
 
 
 # --- trackers -------------------------------------------------------------------------------
@@ -339,6 +355,8 @@ MessageKind = Literal[
     "priority-set",
     "priority-override",
     "checklist-created",
+    "sla-warning",
+    "sla-breached",
 ]
 
 
@@ -367,7 +385,8 @@ class ScopeMatch(Strict):
 
 
 class Scope(Strict):
-    """Overrides for some repositories or projects; a section given here replaces the default."""
+    """Overrides for some repositories or projects: a section given here replaces the default's,
+    except `rule_modes` and message templates, which are added to the default's one by one."""
 
     match: ScopeMatch
     mode: Mode | None = None
@@ -402,14 +421,7 @@ class Policy(Strict):
         override = next((s for s in self.scopes if s.match.matches(source, scope)), None)
         if override is None:
             return self
-        changes = {
-            name: value
-            for name, value in override
-            if name not in ("match", "rule_modes") and value is not None
-        }
-        return self.model_copy(
-            update={**changes, "rule_modes": {**self.rule_modes, **override.rule_modes}, "scopes": []}
-        )
+        return self.model_copy(update={**apply_scope(dict(self), override), "scopes": []})
 
     def checklist(self, checklist_id: str) -> Checklist | None:
         return next((c for c in self.checklists if c.id == checklist_id), None)
@@ -422,3 +434,14 @@ class Policy(Strict):
     def clause(self, sop: str) -> str:
         text = self.sop_clauses.get(sop)
         return text.get(self.locale) if text else ""
+
+
+def apply_scope(sections: Mapping[str, Any], scope: Scope) -> dict[str, Any]:
+    """Policy sections with a scope's overrides applied (see `Scope`)."""
+    changes = {
+        name: value for name, value in scope if name not in ("match", "rule_modes") and value is not None
+    }
+    base_messages = sections.get("messages")
+    if scope.messages is not None and isinstance(base_messages, Messages):
+        changes["messages"] = Messages(templates={**base_messages.templates, **scope.messages.templates})
+    return {**sections, **changes, "rule_modes": {**sections.get("rule_modes", {}), **scope.rule_modes}}

@@ -21,7 +21,7 @@ def rule_variables(policy: Policy, rule: Rule) -> dict[str, str]:
     return {"rule_id": rule.id, "sop": rule.sop, "clause": policy.clause(rule.sop)}
 
 
-def render(policy: Policy, kind: MessageKind, rule: Rule, **variables: Any) -> str:
+def render(policy: Policy, kind: MessageKind, rule: Rule, /, **variables: Any) -> str:
     source = policy.messages.templates[kind].get(policy.locale)
     text = _compile(source).render(**rule_variables(policy, rule), **variables)
     return "\n".join(line.rstrip() for line in text.strip().splitlines()) + "\n"

@@ -148,7 +148,7 @@ def test_validate_command_reports_an_unreadable_path(tmp_path: Path) -> None:
 DUPLICATE_STATE = "    - {id: closed, sop: S5.1, title: {en: Closed, zh-CN: 已关闭}}\n"
 DELIVERABLES_RULE = "        - id: deliverables-handed-over\n"
 TEMPLATE_LINE = "{{ computed }}{% endif %}. The choice is kept and recorded."
-MESSAGES_END = SOP_TEXT[SOP_TEXT.index("    checklist-created:\n") :]
+MESSAGES_END = SOP_TEXT[SOP_TEXT.index("    sla-breached:\n") :]
 
 # (edits, [(needle, target within needle, message fragment), ...]) -- one entry per expected problem.
 CrossCase = tuple[tuple[Edit, ...], list[tuple[str, str, str]]]
@@ -295,7 +295,7 @@ CROSS_CASES: dict[str, CrossCase] = {
             (
                 "  templates:\n    transition-rejected:",
                 "transition-rejected",
-                "no template for 'checklist-created'",
+                "no template for 'sla-breached'",
             )
         ],
     ),
@@ -592,11 +592,16 @@ def scoped_policy() -> Policy:
     )
 
 
-def test_first_matching_github_scope_replaces_sections_and_merges_rule_modes(scoped_policy: Policy) -> None:
+def test_first_matching_github_scope_replaces_sections_and_merges_rule_modes_and_templates(
+    scoped_policy: Policy,
+) -> None:
     scoped = scoped_policy.for_issue("github", "acme/widgets")
 
     assert (scoped.mode, scoped.locale) == (Mode.WARN, "zh-CN")
-    assert scoped.messages == scoped_policy.scopes[0].messages
+    own = scoped_policy.scopes[0].messages
+    assert own is not None
+    assert scoped.messages.templates == {**scoped_policy.messages.templates, **own.templates}
+    assert scoped.messages.templates["sla-warning"] == scoped_policy.messages.templates["sla-warning"]
     assert scoped.rule_modes == {"reopen": Mode.OFF, "start-triage": Mode.WARN}
     assert scoped.workflow == scoped_policy.workflow
     assert scoped.priority == scoped_policy.priority

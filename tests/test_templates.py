@@ -41,6 +41,24 @@ VARIABLES: dict[str, dict[str, Any]] = {
     },
     "priority-override": {"level": "P1", "actor": "dana", "computed": "P3"},
     "checklist-created": {"checklist": "Self-check", "items": ["The problem is solved"], "created": True},
+    "sla-warning": {
+        "target": "first response",
+        "kind": "first-response",
+        "level": "P1",
+        "percent": 75,
+        "deadline": "2026-11-24 10:15 (Asia/Shanghai)",
+        "remaining": "3 min",
+        "who": "@dana",
+    },
+    "sla-breached": {
+        "target": "resolution",
+        "kind": "resolution",
+        "level": "P2",
+        "deadline": "2026-11-24 18:00 (Asia/Shanghai)",
+        "overdue": "5 min",
+        "who": "@dana",
+        "escalation": "@acme/leads",
+    },
 }
 
 

@@ -25,6 +25,12 @@ class Delivery:
     def from_message(cls, message: Mapping[str, Any]) -> Delivery:
         return cls(**message)
 
+    def context(self) -> dict[str, Any]:
+        """What a connector needs to act on this issue later, without a delivery (a GitHub App's
+        installation); a sweep rebuilds a delivery from it."""
+        installation = self.payload.get("installation")
+        return {"installation": {"id": installation["id"]}} if isinstance(installation, dict) else {}
+
     def normalize(self, service_accounts: Collection[str] = ()) -> tuple[Event, IssueSnapshot]:
         """The engine's view of this delivery; raises `Ignored` or `BadPayload`."""
         if self.source == "github":

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
+from policies.ledger import IssueFacts
 from policies.models import (
     Action,
     Decision,
@@ -38,6 +39,7 @@ from policies.models import (
     RememberManualPriority,
     RememberState,
 )
+from policies.sla import Closed, Commented, Created, PriorityChanged, Reopened, StateChanged, TimelineEvent
 
 metadata = MetaData()
 
@@ -57,9 +59,36 @@ issues = Table(
     "issues",
     metadata,
     Column("ref", String(300), primary_key=True),
+    Column("source", String(20)),
+    Column("scope", String(255)),
+    Column("key", String(100)),
     Column("last_state", String(100)),
     Column("manual_priority", String(20)),
+    Column("priority", String(20)),
+    Column("is_open", Boolean, index=True),
+    Column("reporter", String(255)),
+    Column("assignees", JSON),
+    Column("labels", JSON),
+    Column("context", JSON),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+timeline = Table(
+    "timeline",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("ref", String(300), nullable=False, index=True),
+    Column("entry", JSON, nullable=False),
+)
+
+notifications = Table(
+    "notifications",
+    metadata,
+    Column("ref", String(300), primary_key=True),
+    Column("target", String(100), primary_key=True),
+    Column("cycle", Integer, primary_key=True),
+    Column("threshold", String(20), primary_key=True),
+    Column("at", DateTime(timezone=True), nullable=False),
 )
 
 audit = Table(
@@ -85,6 +114,27 @@ audit = Table(
 class IssueMemory:
     last_state: str | None = None
     manual_priority: str | None = None
+    priority: str | None = None
+
+
+@dataclass(frozen=True)
+class LedgerUpdate:
+    """What one delivery teaches the service about its issue (see `policies.ledger`)."""
+
+    facts: IssueFacts
+    entries: Sequence[TimelineEvent]
+    context: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class FollowedIssue:
+    """An open issue as the ledger knows it: enough for a sweep to act without reading the tracker."""
+
+    ref: IssueRef
+    facts: IssueFacts
+    context: Mapping[str, Any]
+    timeline: tuple[TimelineEvent, ...]
+    notified: frozenset[tuple[str, int, str]]
 
 
 @dataclass(frozen=True)
@@ -171,22 +221,43 @@ class Store:
     def memory(self, ref: IssueRef) -> IssueMemory:
         with self.engine.connect() as db:
             row = db.execute(select(issues).where(issues.c.ref == issue_key(ref))).mappings().first()
-        return IssueMemory(row["last_state"], row["manual_priority"]) if row else IssueMemory()
+        return (
+            IssueMemory(row["last_state"], row["manual_priority"], row["priority"]) if row else IssueMemory()
+        )
 
     def remember_state(self, ref: IssueRef, state: str, now: dt.datetime) -> None:
         """Record an issue's SOP state directly (a backfill from the tracker, or an admin's correction)."""
         with self.engine.begin() as db:
             self._remember(db, ref, [RememberState("backfill", state)], now)
 
-    def _remember(self, db: Connection, ref: IssueRef, actions: Sequence[Action], now: dt.datetime) -> None:
-        changes: dict[str, Any] = {}
+    def _remember(
+        self,
+        db: Connection,
+        ref: IssueRef,
+        actions: Sequence[Action],
+        now: dt.datetime,
+        ledger: LedgerUpdate | None = None,
+    ) -> None:
+        changes: dict[str, Any] = {"source": ref.source, "scope": ref.scope, "key": ref.key}
+        if ledger is not None:
+            facts = ledger.facts
+            changes |= {
+                "priority": facts.priority,
+                "is_open": facts.is_open,
+                "reporter": facts.reporter,
+                "assignees": list(facts.assignees),
+                "labels": sorted(facts.labels),
+                "context": dict(ledger.context),
+            }
+            if ledger.entries:
+                db.execute(
+                    insert(timeline), [{"ref": issue_key(ref), "entry": encode(e)} for e in ledger.entries]
+                )
         for action in actions:
             if isinstance(action, RememberState):
                 changes["last_state"] = action.state
             elif isinstance(action, RememberManualPriority):
                 changes["manual_priority"] = action.level
-        if not changes:
-            return
         key = issue_key(ref)
         updated = db.execute(update(issues).where(issues.c.ref == key).values(**changes, updated_at=now))
         if updated.rowcount == 0:
@@ -204,6 +275,7 @@ class Store:
         decision: Decision,
         outcomes: dict[str, str],
         now: dt.datetime,
+        ledger: LedgerUpdate | None = None,
     ) -> None:
         """Write the audit rows, update the issue's memory and close the delivery, in one transaction.
 
@@ -240,7 +312,7 @@ class Store:
         }
         with self.engine.begin() as db:
             db.execute(insert(audit), [{**common, **row} for row in rows])
-            self._remember(db, ref, decision.actions, now)
+            self._remember(db, ref, decision.actions, now, ledger)
             self._finish(db, source, delivery_id, "processed", now)
 
     def mark_delivery(self, source: str, delivery_id: str, status: str, now: dt.datetime) -> None:
@@ -255,6 +327,63 @@ class Store:
             .values(status=status, processed_at=now)
         )
 
+    # --- the ledger, for sweeps and reports ----------------------------------------------------
+
+    def followed_issues(self, *, open_only: bool = True) -> list[FollowedIssue]:
+        """Every issue the ledger follows (open ones by default), loaded in three queries."""
+        query = select(issues).where(issues.c.source.is_not(None))
+        if open_only:
+            query = query.where(issues.c.is_open.is_(True))
+        with self.engine.connect() as db:
+            rows = db.execute(query).mappings().all()
+            keys = [row["ref"] for row in rows]
+            entries: dict[str, list[TimelineEvent]] = {key: [] for key in keys}
+            for ref, entry in db.execute(select(timeline.c.ref, timeline.c.entry).order_by(timeline.c.id)):
+                if ref in entries:
+                    entries[ref].append(decode(entry))
+            done: dict[str, set[tuple[str, int, str]]] = {key: set() for key in keys}
+            for ref, target, cycle, threshold in db.execute(
+                select(
+                    notifications.c.ref,
+                    notifications.c.target,
+                    notifications.c.cycle,
+                    notifications.c.threshold,
+                )
+            ):
+                if ref in done:
+                    done[ref].add((target, cycle, threshold))
+        return [
+            FollowedIssue(
+                ref=IssueRef(row["source"], row["scope"], row["key"]),
+                facts=IssueFacts(
+                    is_open=bool(row["is_open"]),
+                    priority=row["priority"],
+                    reporter=row["reporter"] or "",
+                    assignees=tuple(row["assignees"] or ()),
+                    labels=frozenset(row["labels"] or ()),
+                ),
+                context=row["context"] or {},
+                timeline=tuple(entries[row["ref"]]),
+                notified=frozenset(done[row["ref"]]),
+            )
+            for row in rows
+        ]
+
+    def claim_notification(
+        self, ref: IssueRef, target: str, cycle: int, threshold: str, now: dt.datetime
+    ) -> bool:
+        """Claim one SLA notice; `False` when another sweep (or an earlier one) already claimed it."""
+        try:
+            with self.engine.begin() as db:
+                db.execute(
+                    insert(notifications).values(
+                        ref=issue_key(ref), target=target, cycle=cycle, threshold=threshold, at=now
+                    )
+                )
+        except IntegrityError:
+            return False
+        return True
+
     def audit_entries(self, issue: str | None = None, limit: int = 200) -> Iterator[AuditEntry]:
         query = select(audit).order_by(audit.c.id.desc()).limit(limit)
         if issue:
@@ -263,6 +392,23 @@ class Store:
             rows = db.execute(query).mappings().all()
         for row in reversed(rows):
             yield AuditEntry(**{k: v for k, v in row.items() if k != "id"})
+
+
+_TIMELINE_TYPES: dict[str, type[TimelineEvent]] = {
+    cls.__name__: cls for cls in (Created, StateChanged, Commented, PriorityChanged, Closed, Reopened)
+}
+
+
+def encode(entry: TimelineEvent) -> dict[str, Any]:
+    """A timeline event as JSON: its type and fields, instants in ISO 8601."""
+    fields = {k: v.isoformat() if isinstance(v, dt.datetime) else v for k, v in asdict(entry).items()}
+    return {"type": type(entry).__name__, **fields}
+
+
+def decode(data: Mapping[str, Any]) -> TimelineEvent:
+    fields: dict[str, Any] = {k: v for k, v in data.items() if k != "type"}
+    fields["at"] = dt.datetime.fromisoformat(fields["at"])
+    return _TIMELINE_TYPES[data["type"]](**fields)
 
 
 def to_json(entry: AuditEntry) -> str:

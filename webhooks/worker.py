@@ -13,11 +13,12 @@ from config.settings import Settings
 from connector.base import Applied, Connector
 from connector.factory import build_connectors
 from policies.engine import evaluate
+from policies.ledger import facts_after, timeline_entries
 from policies.models import TRACKER_ACTIONS, Decision, Source
 from policies.needs import needs
 from webhooks.delivery import Delivery
 from webhooks.errors import BadPayload, Ignored
-from webhooks.store import Store
+from webhooks.store import LedgerUpdate, Store
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,8 @@ def process_delivery(services: Services, delivery: Delivery) -> Decision | None:
     decision = evaluate(services.policy, event, snapshot, now)
     tracker_actions = [a for a in decision.actions if isinstance(a, TRACKER_ACTIONS)]
     applied = connector.apply(delivery, event, snapshot, tracker_actions)
+    facts = facts_after(services.policy, event, snapshot, decision)
+    entries = timeline_entries(event, snapshot, decision, facts, memory.priority, now)
     store.record_decision(
         source=delivery.source,
         delivery_id=delivery.delivery_id,
@@ -82,6 +85,7 @@ def process_delivery(services: Services, delivery: Delivery) -> Decision | None:
         decision=decision,
         outcomes=_outcomes(applied),
         now=now,
+        ledger=LedgerUpdate(facts, entries, delivery.context()),
     )
     log.info(
         "delivery %s on %s: %d rule(s), %d action(s) %s",

@@ -1,0 +1,105 @@
+"""What the service remembers of an issue after each event: its timeline (for the SLA clocks) and
+the facts a sweep needs to act without reading the tracker. Pure: derived from the event, the
+snapshot and the decision, with `now` standing in when a delivery carries no time."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from config.schema import Policy
+from policies import priority
+from policies.context import Context
+from policies.models import (
+    ChangeLabels,
+    Decision,
+    Event,
+    EventKind,
+    IssueSnapshot,
+    MoveToStatus,
+    RememberManualPriority,
+    RememberState,
+    SetPriority,
+)
+from policies.sla import Closed, Commented, Created, PriorityChanged, Reopened, StateChanged, TimelineEvent
+
+
+@dataclass(frozen=True)
+class IssueFacts:
+    """The issue as the service last saw it, after its own actions."""
+
+    is_open: bool
+    priority: str | None
+    reporter: str
+    assignees: tuple[str, ...]
+    labels: frozenset[str]
+
+
+def _labels_after(snapshot: IssueSnapshot, decision: Decision) -> frozenset[str]:
+    labels = set(snapshot.labels)
+    for change in decision.actions:
+        if isinstance(change, ChangeLabels):
+            labels = (labels - change.remove) | change.add
+    return frozenset(labels)
+
+
+def facts_after(policy: Policy, event: Event, snapshot: IssueSnapshot, decision: Decision) -> IssueFacts:
+    """The issue once the decision's actions are applied (the priority as the tracker shows it)."""
+    labels = _labels_after(snapshot, decision)
+    chosen = [a.name for a in decision.actions if isinstance(a, SetPriority)]
+    after = IssueSnapshot(
+        ref=snapshot.ref, labels=labels, priority=chosen[-1] if chosen else snapshot.priority
+    )
+    scoped = policy.for_issue(event.source, event.issue.scope)
+    level = priority.current_level(Context(scoped, event, after, dt.datetime.min))
+    manual = [a.level for a in decision.actions if isinstance(a, RememberManualPriority)]
+    moved = [
+        a.status for a in decision.actions if isinstance(a, MoveToStatus) and a.status in ("open", "closed")
+    ]
+    return IssueFacts(
+        is_open=moved[-1] == "open" if event.source == "github" and moved else snapshot.is_open,
+        priority=manual[-1] if manual else level,
+        reporter=snapshot.reporter,
+        assignees=snapshot.assignees,
+        labels=labels,
+    )
+
+
+def timeline_entries(
+    event: Event,
+    snapshot: IssueSnapshot,
+    decision: Decision,
+    facts: IssueFacts,
+    previous_priority: str | None,
+    now: dt.datetime,
+) -> list[TimelineEvent]:
+    """The timeline events this delivery adds; events the service caused itself add nothing."""
+    if event.by_service:
+        return []
+    at = event.at or now
+    states = [a.state for a in decision.actions if isinstance(a, RememberState)]
+    entries: list[TimelineEvent] = []
+    if EventKind.OPENED in event.kinds:
+        entries.append(Created(at=snapshot.created_at or at, state=states[0] if states else None))
+        states = states[1:]
+    elif event.status_before == "closed" and event.status_after == "open" and facts.is_open:
+        entries.append(Reopened(at=at, state=states[-1] if states else None))
+        states = []
+    elif event.source == "github" and event.status_after == "closed" and not facts.is_open:
+        entries.append(Closed(at=at))
+    entries.extend(StateChanged(at=at, state=state) for state in states)
+    comment = event.comment
+    if comment is not None and EventKind.COMMENTED in event.kinds:
+        author = comment.author
+        entries.append(
+            Commented(
+                at=comment.at or at,
+                author=author.login,
+                is_reporter=bool(snapshot.reporter) and author.login == snapshot.reporter,
+                is_bot=author.is_bot,
+                public=comment.public,
+            )
+        )
+    if facts.priority != previous_priority:
+        entries.append(PriorityChanged(at=at, priority=facts.priority))
+    return entries
