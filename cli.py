@@ -262,6 +262,37 @@ def github_issue_form(policy: Path | None, output: Path, scope: str | None) -> N
     click.echo(f"wrote {output / FORM_FILE}")
 
 
+@export.command("jira-workflow")
+@click.option(
+    "--policy", type=click.Path(path_type=Path), help="Policy file (default: SOPGUARD_POLICY or embedded)."
+)
+@click.option(
+    "--format", "output_format", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
+@click.option("--scope", help="Use the policy as it applies to this Jira project (key).")
+@click.option(
+    "--fields",
+    "fields_file",
+    type=click.File("rb"),
+    help="The JSON of GET /rest/api/2/field, to name custom fields in the Jira expressions.",
+)
+def jira_workflow_command(
+    policy: Path | None, output_format: str, scope: str | None, fields_file: Any
+) -> None:
+    """The statuses, transitions and Cloud validator expressions that make a Jira workflow follow the policy."""
+    from connector.jira_workflow import as_json, as_table, field_ids_from, jira_workflow
+
+    model = _policy(policy or _settings().policy)
+    try:
+        fields = json.loads(fields_file.read()) if fields_file else []
+    except ValueError as error:
+        raise click.ClickException(f"--fields: not JSON: {error}") from None
+    if not isinstance(fields, list):
+        raise click.ClickException("--fields: expected the JSON list that GET /rest/api/2/field returns")
+    workflow = jira_workflow(model.for_issue("jira", scope) if scope else model, field_ids_from(fields))
+    click.echo(as_json(workflow) if output_format == "json" else as_table(workflow), nl=False)
+
+
 @main.command()
 @click.option("--issue", help="Only this issue: owner/name#123 or PROJ-123.")
 @click.option("--limit", default=200, show_default=True, help="At most this many entries (newest).")

@@ -28,4 +28,8 @@ def _real_connector(settings: Settings, source: Source) -> Connector | None:
         from connector.github import GithubConnector
 
         return GithubConnector.from_settings(settings)
+    if source == "jira" and settings.jira_configured:
+        from connector.jira import JiraConnector
+
+        return JiraConnector.from_settings(settings)
     return None

@@ -1,0 +1,217 @@
+"""The Jira REST calls sopguard makes, each one request, through the `jira` library and one retry layer.
+
+The client is built so that it makes no request until one is needed (`get_server_info=False`), with
+the library's own `ResilientSession` retries switched off (`max_retries=0`): every retry happens in
+`connector.retry`, on 429/503 (honouring `Retry-After`), other 5xx, connection errors and timeouts.
+
+Reads and idempotent writes (PUT) are simply retried. A POST that failed ambiguously (a timeout, a
+dropped connection, a 500/502/504: the server may have done it) is retried only after `landed`
+says it did not happen, so no write is applied twice.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import requests
+from jira import JIRA, JIRAError
+
+from config.settings import Settings
+from connector.retry import BACK_OFF, GIVE_UP, Verdict, retrying, server_wait
+
+T = TypeVar("T")
+Json = dict[str, Any]
+
+UNPROCESSED = frozenset({429, 503})  # rate limited or unavailable: the request was not carried out
+AMBIGUOUS_STATUS = frozenset({500, 502, 504})
+
+
+def status_of(error: BaseException) -> int | None:
+    return error.status_code if isinstance(error, JIRAError) else None
+
+
+def classify(error: BaseException) -> Verdict:
+    """Worth another try: 429/503 (after the server's wait), other 5xx, connection errors, timeouts."""
+    status = status_of(error)
+    if status in UNPROCESSED:
+        response = error.response if isinstance(error, JIRAError) else None
+        return Verdict(True, server_wait(response.headers) if response is not None else None)
+    if status is not None:
+        return BACK_OFF if status >= 500 else GIVE_UP
+    if isinstance(error, requests.ConnectionError | requests.Timeout):
+        return BACK_OFF
+    return GIVE_UP
+
+
+def ambiguous(error: BaseException) -> bool:
+    """Whether a failed write may nevertheless have been carried out by the server."""
+    if isinstance(error, requests.ConnectTimeout):
+        return False  # never connected, nothing was sent
+    if isinstance(error, requests.ConnectionError | requests.Timeout):
+        return True
+    return status_of(error) in AMBIGUOUS_STATUS
+
+
+def describe(error: BaseException) -> str:
+    """A short, log-safe account of a failed call (no response bodies beyond Jira's own messages)."""
+    if isinstance(error, JIRAError):
+        return f"HTTP {error.status_code}: {error.text or 'no details'}"
+    return f"{type(error).__name__}: {error}"
+
+
+def build_client(settings: Settings) -> JIRA:
+    """A client that has made no request yet; a PAT (Data Center) wins over e-mail and API token (Cloud)."""
+    common: dict[str, Any] = {
+        "server": settings.jira_url,
+        "get_server_info": False,
+        "max_retries": 0,
+        "timeout": settings.tracker_timeout,
+        "options": {"check_update": False},
+    }
+    if settings.jira_pat:
+        return JIRA(token_auth=settings.jira_pat, **common)
+    return JIRA(basic_auth=(settings.jira_email, settings.jira_api_token), **common)
+
+
+class JiraApi:
+    """Typed, retried Jira calls, each one request per try (REST v2 unless a v3 ADF body is sent)."""
+
+    def __init__(
+        self,
+        client: JIRA,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        attempts: int = 5,
+        max_wait: float = 60.0,
+    ) -> None:
+        self.client = client
+        self.server = client.server_url
+        self._sleep = sleep
+        self._attempts = attempts
+        self._max_wait = max_wait
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, sleep: Callable[[float], None] = time.sleep) -> JiraApi:
+        return cls(build_client(settings), sleep=sleep)
+
+    # --- the retry layer ----------------------------------------------------------------------
+
+    def _retried(self, call: Callable[[], T]) -> T:
+        policy = retrying(classify, attempts=self._attempts, max_wait=self._max_wait, sleep=self._sleep)
+        return policy(call)
+
+    def _once(self, write: Callable[[], T], landed: Callable[[], T | None]) -> T:
+        """Retry a non-idempotent write, asking `landed` first whenever an earlier try may have worked."""
+        uncertain = False
+
+        def attempt() -> T:
+            nonlocal uncertain
+            if uncertain and (found := landed()) is not None:
+                return found
+            try:
+                return write()
+            except Exception as error:
+                uncertain = uncertain or ambiguous(error)
+                raise
+
+        return self._retried(attempt)
+
+    # --- plumbing for the requests the library has no side-effect-free method for ------------
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Json | None = None,
+        params: Mapping[str, str] | None = None,
+        version: str = "2",
+    ) -> Json:
+        """One request on the library's session (its auth, headers, timeout and `JIRAError`s).
+
+        For the calls the library has no method for without side effects: comments in ADF (v3) or
+        with properties, comment pages with their totals, and an edit without the reload GET.
+        """
+        url = f"{self.server}/rest/api/{version}/{path}"
+        data = json.dumps(body) if body is not None else None
+        response = self.client._session.request(method, url, params=params, data=data)
+        result: Json = response.json() if response.content else {}
+        return result
+
+    # --- reads --------------------------------------------------------------------------------
+
+    def server_info(self) -> Json:
+        return self._retried(lambda: dict(self.client.server_info()))
+
+    def myself(self) -> Json:
+        return self._retried(lambda: dict(self.client.myself()))
+
+    def fields(self) -> list[Json]:
+        return self._retried(lambda: [dict(f) for f in self.client.fields()])
+
+    def issue_fields(self, key: str, fields: Sequence[str]) -> Json:
+        """Only the named fields of one issue (`GET /issue/{key}?fields=a,b`)."""
+        issue = self._retried(lambda: self.client.issue(key, fields=",".join(fields)))
+        raw: Json = issue.raw.get("fields") or {}
+        return raw
+
+    def comments(self, key: str, start_at: int = 0, newest_first: bool = False) -> Json:
+        """One page of comments with their properties, as `GET /issue/{key}/comment` returns it."""
+        params: dict[str, str] = {"startAt": str(start_at), "maxResults": "100", "expand": "properties"}
+        if newest_first:
+            params["orderBy"] = "-created"
+        return self._retried(lambda: self._send("GET", f"issue/{key}/comment", params=params))
+
+    def transitions(self, key: str) -> list[Json]:
+        return self._retried(lambda: [dict(t) for t in self.client.transitions(key)])
+
+    def issue_property(self, key: str, name: str) -> Any | None:
+        """The property's value, or `None` when the issue has none by that name (404)."""
+
+        def read() -> Any | None:
+            try:
+                return self.client.issue_property(key, name).raw.get("value")
+            except JIRAError as error:
+                if error.status_code == 404:
+                    return None
+                raise
+
+        return self._retried(read)
+
+    # --- writes -------------------------------------------------------------------------------
+
+    def edit(self, key: str, body: Json) -> None:
+        """`PUT /issue/{key}`, idempotent and without the reload GET of `Issue.update`."""
+        self._retried(lambda: self._send("PUT", f"issue/{key}", body=body))
+
+    def set_issue_property(self, key: str, name: str, value: Any) -> None:
+        self._retried(lambda: self.client.add_issue_property(key, name, value))
+
+    def transition(self, key: str, transition_id: str, landed: Callable[[], bool]) -> None:
+        """`POST /issue/{key}/transitions`; `landed` tells whether an ambiguous try moved the issue."""
+        self._once(
+            lambda: self.client.transition_issue(key, transition_id),
+            lambda: True if landed() else None,
+        )
+
+    def add_comment(
+        self, key: str, body: str | Json, properties: Mapping[str, Any], landed: Callable[[], Json | None]
+    ) -> Json:
+        """A comment in wiki markup (v2, a string body) or ADF (v3, a document), with comment properties."""
+        version = "2" if isinstance(body, str) else "3"
+        data: Json = {"body": body, "properties": [{"key": k, "value": v} for k, v in properties.items()]}
+        return self._once(
+            lambda: self._send("POST", f"issue/{key}/comment", body=data, version=version), landed
+        )
+
+    def create_issue(self, fields: Json, landed: Callable[[], Json | None]) -> Json:
+        """One `POST /issue`; project and issue type must be dicts, so the library looks nothing up."""
+
+        def create() -> Json:
+            raw: Json = self.client.create_issue(fields=fields, prefetch=False).raw
+            return raw
+
+        return self._once(create, landed)

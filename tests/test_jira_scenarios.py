@@ -1,0 +1,507 @@
+"""End to end on Jira Cloud and Data Center: signed delivery -> queue -> engine -> Jira connector -> HTTP.
+
+Each test replays a real payload (changed in memory where the scenario needs it) into the Flask app,
+runs the queue, and asserts the exact requests, the issue as the fake Jira keeps it afterwards, the
+comment as Jira receives it, and that every request is allowed by Atlassian's OpenAPI description.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import responses
+
+from policies.models import IssueRef
+from tests.conftest import fixture_json
+from tests.jira_support import (
+    CLOUD,
+    DATA_CENTER,
+    DEPLOYMENTS,
+    Deployment,
+    FakeJira,
+    Scenario,
+    adf_text,
+    as_edit,
+    by_the_service,
+    close_blocked,
+    intake_missing,
+    issue_path,
+    no_way_back,
+    post_comment,
+    priority_set,
+    service,
+    start,
+    subtasks_created,
+    transition_undone,
+    with_intake,
+    with_status_change,
+)
+from webhooks.delivery import Delivery
+from webhooks.worker import utc_now
+
+MYSELF = "GET /rest/api/2/myself"
+FIELDS = "GET /rest/api/2/field"
+SERVER_INFO = "GET /rest/api/2/serverInfo"
+
+
+@pytest.fixture(params=DEPLOYMENTS, ids=lambda d: d.name)
+def deployment(request: pytest.FixtureRequest) -> Deployment:
+    chosen: Deployment = request.param
+    return chosen
+
+
+def _comment_calls(fake: FakeJira, *, first: bool = True) -> list[str]:
+    """Reading the markers, (the deployment type, once), posting, recording the marker."""
+    issue = issue_path(fake)
+    return [
+        f"GET {issue}/properties/sopguard",
+        *([SERVER_INFO] if first else []),
+        post_comment(fake),
+        f"PUT {issue}/properties/sopguard",
+    ]
+
+
+def _blocks(document: dict[str, Any]) -> list[tuple[str, str]]:
+    return [(block["type"], adf_text(block).strip()) for block in document["content"]]
+
+
+def _only_comment(fake: FakeJira) -> Any:
+    (comment,) = fake.our_comments()
+    return comment
+
+
+# --- transitions: undone, or impossible to undo -------------------------------------------------------
+
+
+def test_a_skipped_stage_is_moved_back_and_explained_in_one_comment(
+    no_network: responses.RequestsMock, tmp_path: Path, deployment: Deployment
+) -> None:
+    fake, sopguard = start(no_network, tmp_path / "var", transition_undone(deployment), deployment)
+    previous = "To Do" if deployment is CLOUD else "In Progress"
+
+    assert sopguard.deliver(transition_undone(deployment).payload, "undo-1") == "queued"
+
+    issue = issue_path(fake)
+    assert fake.calls() == [
+        MYSELF,
+        FIELDS,
+        f"GET {issue}/transitions",
+        f"POST {issue}/transitions",
+        *_comment_calls(fake),
+    ]
+    # The transition whose target is the previous status; the library sends its id as a number.
+    assert fake.sent("POST", f"{issue}/transitions") == [
+        {"transition": {"id": int(fake.transition_id(previous))}, "fields": {}}
+    ]
+    assert fake.status == previous
+    assert sopguard.outcomes("undo-1")["follow-the-lifecycle"] == "applied"
+    marker = (
+        "transition-rejected:new:in-progress:undo-1"
+        if deployment is CLOUD
+        else "transition-rejected:in-progress:closed:undo-1"
+    )
+    assert list(fake.properties["sopguard"]["comments"]) == [marker]
+    fake.check_against_openapi()
+
+
+def test_the_undo_comment_reads_well_in_adf_on_cloud(
+    no_network: responses.RequestsMock, tmp_path: Path
+) -> None:
+    fake, sopguard = start(no_network, tmp_path / "var", transition_undone(CLOUD), CLOUD)
+
+    sopguard.deliver(transition_undone(CLOUD).payload, "undo-adf")
+
+    document = _only_comment(fake)
+    assert document["type"] == "doc" and document["version"] == 1
+    assert _blocks(document) == [
+        ("paragraph", "This change of stage was undone.\n@admin moved this issue from New to In progress."),
+        (
+            "paragraph",
+            "In progress can only be entered from Planning, Customer confirmation, Customer acceptance, "
+            "Waiting for customer, Closed (rule follow-the-lifecycle, SOP P2: One set of steps for every "
+            "service request.)",
+        ),
+        ("paragraph", "Stages skipped:"),
+        (
+            "bulletList",
+            "Triage (SOP S1.3: Set the priority from severity, urgency and customer tier.)\n"
+            "Diagnosis (SOP S2.1: Diagnose before planning; escalate complex problems to experts.)\n"
+            "Planning (SOP S2.2: Write a service plan (steps, time, risks, resources); high-risk plans pass "
+            "an internal review.)",
+        ),
+        ("paragraph", "From New the next stage can be: Triage."),
+    ]
+    headline, _, mention, *_ = document["content"][0]["content"]
+    assert headline["marks"] == [{"type": "strong"}]
+    assert mention == {"type": "mention", "attrs": {"id": "5c5f880629be9642ba529340", "text": "@admin"}}
+    rule = document["content"][1]["content"][2]
+    assert rule == {"type": "text", "text": "follow-the-lifecycle", "marks": [{"type": "code"}]}
+
+
+def test_the_undo_comment_reads_well_in_wiki_markup_on_data_center(
+    no_network: responses.RequestsMock, tmp_path: Path
+) -> None:
+    fake, sopguard = start(no_network, tmp_path / "var", transition_undone(DATA_CENTER), DATA_CENTER)
+
+    sopguard.deliver(transition_undone(DATA_CENTER).payload, "undo-wiki")
+
+    assert _only_comment(fake) == (
+        "*This change of stage was undone.*\n"
+        "[~admin] moved this issue from *In progress* to *Closed*.\n"
+        "\n"
+        "*Closed* can only be entered from Customer acceptance (rule {{follow-the-lifecycle}}, SOP P2: One "
+        "set of steps for every service request.)\n"
+        "\n"
+        "Stages skipped:\n"
+        "\n"
+        "* Verification (SOP S4.1: Self-check and verify internally before asking the customer to accept.)\n"
+        "* Customer acceptance (SOP S4.2: The customer accepts the result.)\n"
+        "\n"
+        "From *In progress* the next stage can be: Verification, Waiting for customer."
+    )
+
+
+def test_with_no_transition_back_the_issue_is_labelled_commented_once_and_nothing_loops(
+    no_network: responses.RequestsMock, tmp_path: Path, deployment: Deployment
+) -> None:
+    scenario = no_way_back(deployment)
+    fake, sopguard = start(no_network, tmp_path / "var", scenario, deployment)
+    stays, previous = ("In Progress", "To Do") if deployment is CLOUD else ("Resolved", "In Progress")
+
+    sopguard.deliver(scenario.payload, "stuck-1")
+
+    issue = issue_path(fake)
+    assert fake.calls() == [
+        MYSELF,
+        FIELDS,
+        f"GET {issue}/transitions",
+        f"GET {issue}",  # where the issue is now: not already back (a retried delivery)
+        f"PUT {issue}",
+        *_comment_calls(fake),
+    ]
+    assert fake.query("GET", issue) == [{"fields": ["status"]}]
+    assert fake.sent("PUT", issue) == [{"update": {"labels": [{"add": "sop-violation"}]}}]
+    assert fake.status == stays and "sop-violation" in fake.labels
+    outcome = sopguard.outcomes("stuck-1")["follow-the-lifecycle"]
+    assert outcome == (
+        f"failed: the workflow has no transition from {stays} to {previous}; commented and labelled sop-violation"
+    )
+    comment = _only_comment(fake)
+    text = adf_text(comment) if deployment is CLOUD else comment
+    assert "This change of stage does not follow the service procedure." in text
+    assert "was undone" not in text
+    assert f"the workflow has no transition from {stays}" in text.replace("*", "")
+    fake.check_against_openapi()
+
+    # Jira reports sopguard's own label change: it is recognised and nothing is done.
+    before = len(fake.calls())
+    sopguard.deliver(by_the_service(scenario.payload, deployment), "stuck-echo")
+    assert fake.calls()[before:] == []
+    (entry,) = [e for e in sopguard.intake.store.audit_entries() if e.delivery_id == "stuck-echo"]
+    assert entry.reasons == ["caused by this service itself; nothing to do"]
+
+
+# --- priority (S1.3) -------------------------------------------------------------------------------------
+
+
+def test_priority_and_its_label_are_set_in_one_update_without_a_reload(
+    no_network: responses.RequestsMock, tmp_path: Path, deployment: Deployment
+) -> None:
+    fake, sopguard = start(no_network, tmp_path / "var", priority_set(deployment), deployment)
+
+    sopguard.deliver(priority_set(deployment).payload, "prio-1")
+
+    issue = issue_path(fake)
+    assert fake.calls() == [MYSELF, FIELDS, f"PUT {issue}", *_comment_calls(fake)]
+    assert fake.sent("PUT", issue) == [
+        {"fields": {"priority": {"name": "Highest"}}, "update": {"labels": [{"add": "priority-P1"}]}}
+    ]
+    assert fake.priority == "Highest" and "priority-P1" in fake.labels
+    comment = _only_comment(fake)
+    expected = 'Priority P1 set from impact "Business outage", urgency "High" and customer tier "Standard".'
+    if deployment is CLOUD:
+        assert _blocks(comment)[0] == ("paragraph", expected)
+    else:
+        assert comment.startswith("*Priority P1* set from impact")
+    assert sopguard.outcomes("prio-1")["priority-from-impact-and-urgency"] == "applied"
+    fake.check_against_openapi()
+
+
+def _priority_changed_by_a_person(deployment: Deployment) -> dict[str, Any]:
+    if deployment is CLOUD:
+        return fixture_json("jira", "mattermost__webhook-issue-updated-raised-priority.json")
+    payload = fixture_json("jira", "mattermost__webhook-server-issue-updated-in-progress.json")
+    payload["issue"]["fields"]["priority"] = {"name": "High", "id": "2"}
+    payload["changelog"]["items"] = [{"field": "priority", "fromString": "Medium", "toString": "High"}]
+    return payload
+
+
+def test_a_priority_chosen_by_a_person_is_kept_recorded_and_acknowledged(
+    no_network: responses.RequestsMock, tmp_path: Path, deployment: Deployment
+) -> None:
+    payload = with_intake(_priority_changed_by_a_person(deployment))
+    fake, sopguard = start(no_network, tmp_path / "var", Scenario("manual", payload), deployment)
+
+    sopguard.deliver(payload, "manual-1")
+
+    assert fake.calls() == [MYSELF, FIELDS, *_comment_calls(fake)]  # no edit: the choice is kept
+    assert fake.priority == "High"
+    key = payload["issue"]["key"]
+    assert sopguard.intake.store.memory(IssueRef("jira", "TES", key)).manual_priority == "P2"
+    comment = _only_comment(fake)
+    text = adf_text(comment) if deployment is CLOUD else comment.replace("*", "")
+    assert "Priority P2 was chosen by " in text and "impact and urgency give P1" in text
+
+
+# --- intake (S1.2) ------------------------------------------------------------------------------------------
+
+
+def test_missing_intake_at_create_is_asked_once_and_a_completed_intake_is_acknowledged(
+    no_network: responses.RequestsMock, tmp_path: Path, deployment: Deployment
+) -> None:
+    created = intake_missing(deployment).payload
+    fake, sopguard = start(no_network, tmp_path / "var", intake_missing(deployment), deployment)
+    issue = issue_path(fake)
+
+    sopguard.deliver(created, "create-1")
+
+    assert fake.calls() == [MYSELF, FIELDS, f"PUT {issue}", *_comment_calls(fake)]
+    assert fake.sent("PUT", issue) == [{"update": {"labels": [{"add": "needs-info"}]}}]
+    comment = _only_comment(fake)
+    text = adf_text(comment) if deployment is CLOUD else comment
+    for title in ("Customer", "Impact scope (who and how many are affected)", "Expected resolution time"):
+        assert title in text
+    if deployment is CLOUD:
+        assert [kind for kind, _ in _blocks(comment)] == ["paragraph", "bulletList", "paragraph"]
+    else:
+        assert "\n* Customer\n* Customer tier\n" in comment
+
+    # A later edit with the same information missing: the comment is not repeated.
+    seen = len(fake.calls())
+    sopguard.deliver(as_edit(created, list(fake.labels)), "edit-1")
+    assert fake.calls()[seen:] == [f"GET {issue}/properties/sopguard"]
+    assert len(fake.our_comments()) == 1
+    assert sopguard.outcomes("edit-1")["intake-required-fields"].startswith("skipped: already up to date")
+
+    # Everything filled in: the label goes with the priority in one edit, and a follow-up says thanks.
+    seen = len(fake.calls())
+    sopguard.deliver(with_intake(as_edit(created, list(fake.labels))), "edit-2")
+    assert fake.calls()[seen:] == [
+        f"PUT {issue}",
+        f"GET {issue}/properties/sopguard",
+        post_comment(fake),
+        f"PUT {issue}/properties/sopguard",
+        post_comment(fake),
+        f"PUT {issue}/properties/sopguard",
+    ]
+    assert fake.sent("PUT", issue)[-1] == {
+        "fields": {"priority": {"name": "Highest"}},
+        "update": {"labels": [{"add": "priority-P1"}, {"remove": "needs-info"}]},
+    }
+    thanks = fake.our_comments()[1]
+    assert "All required information is now present." in (adf_text(thanks) if deployment is CLOUD else thanks)
+    assert sopguard.outcomes("edit-2")["intake-required-fields"].startswith("applied (follow-up to comment")
+    fake.check_against_openapi()
+
+
+# --- checklists (S4) ----------------------------------------------------------------------------------------
+
+
+def test_a_valid_transition_creates_its_checklist_as_sub_tasks_once(
+    no_network: responses.RequestsMock, tmp_path: Path, deployment: Deployment
+) -> None:
+    scenario = subtasks_created(deployment)
+    fake, sopguard = start(no_network, tmp_path / "var", scenario, deployment)
+    issue = issue_path(fake)
+
+    sopguard.deliver(scenario.payload, "work-1")
+
+    assert fake.calls() == [
+        MYSELF,
+        FIELDS,
+        f"GET {issue}",  # the sub-tasks as they are now
+        "POST /rest/api/2/issue",
+        "POST /rest/api/2/issue",
+        "POST /rest/api/2/issue",
+        *_comment_calls(fake),
+    ]
+    assert fake.query("GET", issue) == [{"fields": ["subtasks"]}]
+    project_id = scenario.payload["issue"]["fields"]["project"]["id"]
+    assert fake.sent("POST", "/rest/api/2/issue")[0] == {
+        "fields": {
+            "project": {"id": project_id},
+            "parent": {"key": fake.key},
+            "issuetype": {"name": "Sub-task"},
+            "summary": "Preparation: Tools, documents and parts are ready",
+        }
+    }
+    assert fake.subtask_summaries() == [
+        "Preparation: Tools, documents and parts are ready",
+        "Preparation: Authorizations are in place",
+        "Preparation: The customer's contact person is confirmed",
+    ]
+    assert fake.status == "In Progress"
+
+    # The same transition delivered again (its payload still without sub-tasks): nothing is created twice.
+    seen = len(fake.calls())
+    sopguard.deliver(scenario.payload, "work-2")
+    assert fake.calls()[seen:] == [f"GET {issue}", f"GET {issue}/properties/sopguard"]
+    assert len(fake.subtasks) == 3 and len(fake.our_comments()) == 1
+    fake.check_against_openapi()
+
+
+def test_a_close_with_open_checklist_sub_tasks_is_moved_back(
+    no_network: responses.RequestsMock, tmp_path: Path, deployment: Deployment
+) -> None:
+    scenario = close_blocked(deployment)
+    fake, sopguard = start(no_network, tmp_path / "var", scenario, deployment)
+    issue = issue_path(fake)
+
+    sopguard.deliver(scenario.payload, "close-1")
+
+    # The root cause is in a comment: a Cloud delivery carries no comments, so they are read once.
+    read_comments = [f"GET {issue}"] if deployment is CLOUD else []
+    assert fake.calls() == [
+        MYSELF,
+        FIELDS,
+        *read_comments,
+        f"GET {issue}/transitions",
+        f"POST {issue}/transitions",
+        *_comment_calls(fake),
+    ]
+    if deployment is CLOUD:
+        assert fake.query("GET", issue) == [{"fields": ["comment"]}]
+    assert fake.status == "Acceptance"
+    results = sopguard.outcomes("close-1")
+    assert results["close-after-acceptance"] == "applied"
+    comment = _only_comment(fake)
+    text = adf_text(comment) if deployment is CLOUD else comment.replace("{{", "").replace("}}", "")
+    assert "Customer acceptance: The customer confirms the result" in text
+    assert "rule customer-accepted, SOP S4.2" in text and "Root cause" not in text
+    fake.check_against_openapi()
+
+
+# --- identity, events without an issue, redeliveries, retried deliveries -----------------------------------
+
+
+def test_events_caused_by_the_service_itself_make_no_request_beyond_learning_who_it_is(
+    no_network: responses.RequestsMock, tmp_path: Path, deployment: Deployment
+) -> None:
+    payload = by_the_service(transition_undone(deployment).payload, deployment)
+    fake, sopguard = start(no_network, tmp_path / "var", Scenario("echo", payload), deployment)
+
+    sopguard.deliver(payload, "own-1")
+
+    assert fake.calls() == [MYSELF]
+    assert fake.status == payload["issue"]["fields"]["status"]["name"]
+
+
+def test_a_comment_by_the_service_is_recognised_by_its_author(
+    no_network: responses.RequestsMock, tmp_path: Path
+) -> None:
+    payload = fixture_json("jira", "mattermost__webhook-cloud-comment-created.json")
+    payload["comment"]["author"] = dict(CLOUD.myself)
+    fake, sopguard = start(no_network, tmp_path / "var", Scenario("comment", payload), CLOUD)
+
+    sopguard.deliver(payload, "own-comment")
+
+    assert fake.calls() == [MYSELF]
+    (entry,) = sopguard.intake.store.audit_entries()
+    assert entry.reasons == ["caused by this service itself; nothing to do"]
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["jira-to-matrix__comment-created.json", "mattermost__webhook-server-comment-created.json"],
+)
+def test_comment_events_without_a_user_or_an_issue_are_processed_without_reading_the_issue(
+    no_network: responses.RequestsMock, tmp_path: Path, name: str
+) -> None:
+    payload = fixture_json("jira", name)
+    fake = FakeJira(no_network, DATA_CENTER, key="TES-4", status="In Progress")
+    sopguard = service(tmp_path / "var", DATA_CENTER)
+
+    sopguard.deliver(payload, f"comment-{name}")
+
+    assert fake.calls() == [MYSELF]
+    assert sopguard.intake.store.delivery_status("jira", f"comment-{name}") == "processed"
+
+
+def test_a_redelivery_with_the_same_identifier_makes_no_request(
+    no_network: responses.RequestsMock, tmp_path: Path, deployment: Deployment
+) -> None:
+    scenario = transition_undone(deployment)
+    fake, sopguard = start(no_network, tmp_path / "var", scenario, deployment)
+    sopguard.deliver(scenario.payload, "b1d3ab7e-retried")
+    seen = len(fake.calls())
+
+    assert sopguard.deliver(scenario.payload, "b1d3ab7e-retried") == "duplicate"
+
+    assert fake.calls()[seen:] == [] and len(fake.our_comments()) == 1
+
+
+def test_a_delivery_run_again_after_a_crash_applies_nothing_twice(
+    no_network: responses.RequestsMock, tmp_path: Path, deployment: Deployment
+) -> None:
+    """The worker died after acting but before recording: the queue runs the delivery again."""
+    scenario = transition_undone(deployment)
+    fake, sopguard = start(no_network, tmp_path / "var", scenario, deployment)
+    previous = fake.status
+    sopguard.deliver(scenario.payload, "crash-1")
+    moved_to = fake.status
+    store = sopguard.intake.store
+    store.mark_delivery("jira", "crash-1", "queued", utc_now())
+    seen = len(fake.calls())
+
+    sopguard.intake.queue.enqueue(Delivery("jira", "crash-1", "jira:issue_updated", scenario.payload))
+    sopguard.intake.queue.run_pending()
+
+    issue = issue_path(fake)
+    assert fake.calls()[seen:] == [
+        f"GET {issue}/transitions",
+        f"GET {issue}",
+        f"GET {issue}/properties/sopguard",
+    ]
+    assert fake.status == moved_to != previous and len(fake.our_comments()) == 1
+    assert [e.outcome for e in store.audit_entries() if e.delivery_id == "crash-1"][-1].startswith(
+        "skipped: already posted"
+    )
+
+
+def test_with_warm_caches_a_delivery_costs_only_its_own_requests(
+    no_network: responses.RequestsMock, tmp_path: Path, deployment: Deployment
+) -> None:
+    scenario = transition_undone(deployment)
+    fake, sopguard = start(no_network, tmp_path / "var", scenario, deployment)
+    sopguard.deliver(scenario.payload, "warm-1")
+    fake.status = scenario.payload["issue"]["fields"]["status"]["name"]  # a person moves it again
+    seen = len(fake.calls())
+
+    sopguard.deliver(scenario.payload, "warm-2")
+
+    issue = issue_path(fake)
+    assert fake.calls()[seen:] == [
+        f"GET {issue}/transitions",
+        f"POST {issue}/transitions",
+        *_comment_calls(fake, first=False),
+    ]
+    assert len(fake.our_comments()) == 2
+
+
+def test_a_checklist_sub_task_moving_is_not_judged_and_costs_nothing_but_learning_who_we_are(
+    no_network: responses.RequestsMock, tmp_path: Path
+) -> None:
+    """Closing a checklist item is a person's work on a sub-task, not a service request's transition."""
+    payload = with_status_change(
+        fixture_json("jira", "mattermost__webhook-issue-updated-resolved.json"), "To Do", "Done"
+    )
+    payload["issue"]["fields"]["issuetype"] = {"id": "10003", "name": "Sub-task", "subtask": True}
+    payload["issue"]["fields"]["parent"] = {"key": "TES-40", "id": "10039"}
+    fake, sopguard = start(no_network, tmp_path / "var", Scenario("sub-task closed", payload), CLOUD)
+
+    sopguard.deliver(payload, "subtask-1")
+
+    assert fake.calls() == [MYSELF]
+    assert fake.status == "Done"
