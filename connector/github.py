@@ -221,7 +221,7 @@ class _IssueSession:
             case MoveToStatus():
                 return self.connector._call(partial(self._state, action.status))
             case PostComment():
-                return self.connector._call(partial(self._comment, action))
+                return self.connector._call(partial(self._comment, action, _Attempts()))
             case CreateSubtasks():
                 created = sum(
                     self.connector._call(partial(_ChildItem(self, action, t).ensure)) for t in action.titles
@@ -248,16 +248,22 @@ class _IssueSession:
         self.target.issue.edit(state=state)
         return "applied"
 
-    def _comment(self, action: PostComment) -> str:
+    def _comment(self, action: PostComment, attempts: _Attempts) -> str:
         try:
-            return self._write_comment(action)
+            return self._write_comment(
+                action, look=action.on_existing != CommentPolicy.NEW or attempts.failed
+            )
         except Exception:
             self.comments = None  # the write may have happened: list the comments again before retrying
+            attempts.failed = True
             raise
 
-    def _write_comment(self, action: PostComment) -> str:
+    def _write_comment(self, action: PostComment, *, look: bool) -> str:
         tag = marker_text(action.marker)
         body = f"{action.body.rstrip()}\n\n{tag}\n"
+        if not look:
+            self.target.issue.create_comment(body)
+            return "applied"
         if self.comments is None:
             self.comments = list(self.target.issue.get_comments())
         existing = next((c for c in self.comments if tag in (c.body or "")), None)
@@ -272,6 +278,13 @@ class _IssueSession:
             return "skipped: no earlier comment to update"
         self.comments.append(self.target.issue.create_comment(body))
         return "applied"
+
+
+@dataclass
+class _Attempts:
+    """Whether an earlier try of the same action failed (so its write may have happened)."""
+
+    failed: bool = False
 
 
 @dataclass

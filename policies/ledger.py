@@ -72,15 +72,23 @@ def timeline_entries(
     facts: IssueFacts,
     previous_priority: str | None,
     now: dt.datetime,
+    *,
+    first_seen: bool = False,
 ) -> list[TimelineEvent]:
-    """The timeline events this delivery adds; events the service caused itself add nothing."""
+    """The timeline events this delivery adds; events the service caused itself add nothing.
+
+    An issue first seen after it was opened gets its `Created` from the tracker's creation time,
+    in the state the service now knows, so its clocks run from then (what happened in between is
+    not known: no pause is assumed).
+    """
     if event.by_service:
         return []
     at = event.at or now
     states = [a.state for a in decision.actions if isinstance(a, RememberState)]
     entries: list[TimelineEvent] = []
-    if EventKind.OPENED in event.kinds:
-        entries.append(Created(at=snapshot.created_at or at, state=states[0] if states else None))
+    if EventKind.OPENED in event.kinds or first_seen:
+        known = states[0] if states else snapshot.last_state
+        entries.append(Created(at=snapshot.created_at or at, state=known))
         states = states[1:]
     elif event.status_before == "closed" and event.status_after == "open" and facts.is_open:
         entries.append(Reopened(at=at, state=states[-1] if states else None))

@@ -137,6 +137,7 @@ class CommentPolicy(StrEnum):
     ONCE = "once"  # post unless it is there
     UPSERT = "upsert"  # edit it, or post when it is not there
     UPDATE_ONLY = "update-only"  # edit it; post nothing when it is not there
+    NEW = "new"  # the caller already made sure it was never posted (an SLA notice's claim): just post
 
 
 @dataclass(frozen=True)

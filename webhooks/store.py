@@ -38,6 +38,7 @@ from policies.models import (
     IssueRef,
     RememberManualPriority,
     RememberState,
+    RuleResult,
 )
 from policies.sla import Closed, Commented, Created, PriorityChanged, Reopened, StateChanged, TimelineEvent
 
@@ -70,6 +71,7 @@ issues = Table(
     Column("assignees", JSON),
     Column("labels", JSON),
     Column("context", JSON),
+    Column("next_due_at", DateTime(timezone=True), index=True),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
@@ -124,6 +126,7 @@ class LedgerUpdate:
     facts: IssueFacts
     entries: Sequence[TimelineEvent]
     context: Mapping[str, Any]
+    next_due_at: dt.datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -151,6 +154,11 @@ class AuditEntry:
     reasons: list[str]
     actions: list[dict[str, Any]]
     outcome: str
+
+
+def as_utc(instant: dt.datetime | None) -> dt.datetime | None:
+    """Instants are stored in UTC: SQLite keeps no offset, so a zone's wall time would compare wrongly."""
+    return instant.astimezone(dt.UTC) if instant is not None else None
 
 
 def issue_key(ref: IssueRef) -> str:
@@ -248,6 +256,7 @@ class Store:
                 "assignees": list(facts.assignees),
                 "labels": sorted(facts.labels),
                 "context": dict(ledger.context),
+                "next_due_at": as_utc(ledger.next_due_at),
             }
             if ledger.entries:
                 db.execute(
@@ -329,11 +338,18 @@ class Store:
 
     # --- the ledger, for sweeps and reports ----------------------------------------------------
 
-    def followed_issues(self, *, open_only: bool = True) -> list[FollowedIssue]:
-        """Every issue the ledger follows (open ones by default), loaded in three queries."""
+    def followed_issues(
+        self, *, open_only: bool = True, due_before: dt.datetime | None = None, ref: IssueRef | None = None
+    ) -> list[FollowedIssue]:
+        """Issues the ledger follows: open ones, or those with an SLA notice due by `due_before`, or
+        one issue; loaded in three queries whatever their number."""
         query = select(issues).where(issues.c.source.is_not(None))
         if open_only:
             query = query.where(issues.c.is_open.is_(True))
+        if due_before is not None:
+            query = query.where(issues.c.next_due_at <= as_utc(due_before))
+        if ref is not None:
+            query = query.where(issues.c.ref == issue_key(ref))
         with self.engine.connect() as db:
             rows = db.execute(query).mappings().all()
             keys = [row["ref"] for row in rows]
@@ -368,6 +384,31 @@ class Store:
             )
             for row in rows
         ]
+
+    def set_next_due(self, ref: IssueRef, when: dt.datetime | None) -> None:
+        with self.engine.begin() as db:
+            db.execute(update(issues).where(issues.c.ref == issue_key(ref)).values(next_due_at=as_utc(when)))
+
+    def record_notice(
+        self, ref: IssueRef, result: RuleResult, actions: Sequence[Action], outcome: str, now: dt.datetime
+    ) -> None:
+        """An SLA notice in the audit log, beside the decisions on deliveries."""
+        row = {
+            "at": now,
+            "delivery_id": "sla-sweep",
+            "source": ref.source,
+            "issue": str(ref),
+            "event": f"sla.{result.rule_id}",
+            "rule_id": result.rule_id,
+            "sop": result.sop,
+            "passed": result.passed,
+            "mode": str(result.mode),
+            "reasons": list(result.reasons),
+            "actions": [describe(a) for a in actions],
+            "outcome": outcome,
+        }
+        with self.engine.begin() as db:
+            db.execute(insert(audit), [row])
 
     def claim_notification(
         self, ref: IssueRef, target: str, cycle: int, threshold: str, now: dt.datetime

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from config.loader import load_policy
@@ -14,8 +14,10 @@ from connector.base import Applied, Connector
 from connector.factory import build_connectors
 from policies.engine import evaluate
 from policies.ledger import facts_after, timeline_entries
-from policies.models import TRACKER_ACTIONS, Decision, Source
+from policies.models import TRACKER_ACTIONS, Decision, IssueRef, Source
 from policies.needs import needs
+from policies.sla import ClockReading, Created, SlaRules, TimelineEvent, compile_sla, read_clocks
+from policies.sla_notices import next_due
 from webhooks.delivery import Delivery
 from webhooks.errors import BadPayload, Ignored
 from webhooks.store import LedgerUpdate, Store
@@ -36,6 +38,22 @@ class Services:
     store: Store
     connectors: Mapping[Source, Connector]
     clock: Callable[[], dt.datetime] = field(default=utc_now)
+    _sla_rules: dict[int, SlaRules] = field(default_factory=dict)
+
+    def sla_rules(self, scoped: Policy) -> SlaRules:
+        """The SLA section compiled once per scope, so each calendar's day cache is shared."""
+        key = id(scoped.sla)
+        if key not in self._sla_rules:
+            self._sla_rules[key] = compile_sla(scoped.sla)
+        return self._sla_rules[key]
+
+    def clocks(
+        self, ref: IssueRef, timeline: Sequence[TimelineEvent], now: dt.datetime
+    ) -> tuple[ClockReading, ...]:
+        """The issue's SLA clocks at `now`; none before the ledger knows when it was created."""
+        if not any(isinstance(entry, Created) for entry in timeline):
+            return ()
+        return read_clocks(self.sla_rules(self.policy.for_issue(ref.source, ref.scope)), timeline, now)
 
 
 def build_services(settings: Settings) -> Services:
@@ -76,7 +94,13 @@ def process_delivery(services: Services, delivery: Delivery) -> Decision | None:
     tracker_actions = [a for a in decision.actions if isinstance(a, TRACKER_ACTIONS)]
     applied = connector.apply(delivery, event, snapshot, tracker_actions)
     facts = facts_after(services.policy, event, snapshot, decision)
-    entries = timeline_entries(event, snapshot, decision, facts, memory.priority, now)
+    known = store.followed_issues(open_only=False, ref=event.issue)
+    earlier = known[0].timeline if known else ()
+    entries = timeline_entries(event, snapshot, decision, facts, memory.priority, now, first_seen=not earlier)
+    notified = known[0].notified if known else frozenset()
+    clocks = services.clocks(event.issue, (*earlier, *entries), now) if facts.is_open else ()
+    scoped = services.policy.for_issue(event.issue.source, event.issue.scope)
+    due = next_due(scoped, clocks, notified, now)
     store.record_decision(
         source=delivery.source,
         delivery_id=delivery.delivery_id,
@@ -85,7 +109,7 @@ def process_delivery(services: Services, delivery: Delivery) -> Decision | None:
         decision=decision,
         outcomes=_outcomes(applied),
         now=now,
-        ledger=LedgerUpdate(facts, entries, delivery.context()),
+        ledger=LedgerUpdate(facts, entries, delivery.context(), due),
     )
     log.info(
         "delivery %s on %s: %d rule(s), %d action(s) %s",

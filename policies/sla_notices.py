@@ -1,0 +1,137 @@
+"""SLA notices (S1.4, S3.3, P1): which thresholds of an issue's clocks call for a comment now.
+
+Pure: the clocks are read by `policies.sla`; this decides what to say and to whom. Each threshold
+is said once per clock cycle: the caller claims `Notice.claims` before acting on it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from config.schema import Mode, Policy, SlaTarget
+from policies.ledger import IssueFacts
+from policies.models import Action, ChangeLabels, CommentPolicy, IssueRef, PostComment
+from policies.render import render
+from policies.sla import ClockReading, Phase
+
+Claim = tuple[str, int, str]
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A comment (and, at breach, a label) for one clock; `claims` are every threshold it covers."""
+
+    target_id: str
+    threshold: float
+    claims: tuple[Claim, ...]
+    actions: tuple[Action, ...]
+
+
+def threshold_key(threshold: float) -> str:
+    return f"{threshold:g}"
+
+
+def humanize(span: dt.timedelta) -> str:
+    """Working time as people say it: `3 min`, `1 h 5 min`, `2 h`."""
+    minutes = max(int(abs(span).total_seconds() // 60), 0)
+    hours, minutes = divmod(minutes, 60)
+    parts = ([f"{hours} h"] if hours else []) + ([f"{minutes} min"] if minutes or not hours else [])
+    return " ".join(parts)
+
+
+def show_instant(instant: dt.datetime) -> str:
+    """A deadline in the calendar's zone, with the zone named so nobody converts it wrongly."""
+    zone = getattr(instant.tzinfo, "key", None) or instant.tzname() or "UTC"
+    return f"{instant:%Y-%m-%d %H:%M} ({zone})"
+
+
+def _who(policy: Policy, ref: IssueRef, facts: IssueFacts) -> str:
+    if facts.assignees:
+        return ", ".join(f"@{name}" for name in facts.assignees)
+    return policy.sla.escalation.get(ref.source, "")
+
+
+def _notice(
+    policy: Policy,
+    ref: IssueRef,
+    facts: IssueFacts,
+    target: SlaTarget,
+    clock: ClockReading,
+    threshold: float,
+    claims: tuple[Claim, ...],
+) -> Notice:
+    breached = threshold >= 1.0
+    variables = {
+        "target": target.name.get(policy.locale),
+        "kind": target.kind,
+        "level": clock.level,
+        "deadline": show_instant(clock.deadline),
+        "who": _who(policy, ref, facts),
+    }
+    if breached:
+        escalation = policy.sla.escalation.get(ref.source, "")
+        body = render(
+            policy,
+            "sla-breached",
+            target,
+            **variables,
+            overdue=humanize(-clock.remaining),
+            escalation=escalation if escalation != variables["who"] else "",
+        )
+    else:
+        body = render(
+            policy,
+            "sla-warning",
+            target,
+            **variables,
+            percent=round(threshold * 100),
+            remaining=humanize(clock.remaining),
+        )
+    marker = f"sla:{target.id}:{clock.cycle}:{threshold_key(threshold)}"
+    actions: list[Action] = [PostComment(target.id, marker, body, CommentPolicy.NEW)]
+    if breached and policy.mode_of(target) == Mode.ENFORCE and policy.sla.breach_label not in facts.labels:
+        actions.append(ChangeLabels(target.id, add=frozenset({policy.sla.breach_label})))
+    return Notice(target.id, threshold, claims, tuple(actions))
+
+
+def due_notices(
+    policy: Policy,
+    ref: IssueRef,
+    facts: IssueFacts,
+    clocks: Sequence[ClockReading],
+    notified: Iterable[Claim],
+) -> list[Notice]:
+    """One notice per running clock whose crossed thresholds were not all said yet: the highest one.
+
+    A sweep that was down while two thresholds passed says only the later one (a breach makes the
+    warning moot) and claims both.
+    """
+    said = set(notified)
+    targets = {target.id: target for target in policy.sla.targets}
+    notices = []
+    for clock in clocks:
+        target = targets.get(clock.target_id)
+        if target is None or clock.phase is Phase.STOPPED or policy.mode_of(target) == Mode.OFF:
+            continue
+        pending = [t for t in clock.crossed if (clock.target_id, clock.cycle, threshold_key(t)) not in said]
+        if not pending:
+            continue
+        claims = tuple((clock.target_id, clock.cycle, threshold_key(t)) for t in pending)
+        notices.append(_notice(policy, ref, facts, target, clock, max(pending), claims))
+    return notices
+
+
+def next_due(
+    policy: Policy, clocks: Sequence[ClockReading], notified: Iterable[Claim], now: dt.datetime
+) -> dt.datetime | None:
+    """When a sweep next has something to say for this issue: now if a crossed threshold is unsaid,
+    else the earliest upcoming threshold of a running clock (a paused or stopped clock wakes only
+    with a new event, and every event recomputes this). Targets switched off never wake it."""
+    said = set(notified)
+    live = {t.id for t in policy.sla.targets if policy.mode_of(t) != Mode.OFF}
+    running = [c for c in clocks if c.phase is Phase.RUNNING and c.target_id in live]
+    if any((c.target_id, c.cycle, threshold_key(t)) not in said for c in running for t in c.crossed):
+        return now
+    return min((c.next_threshold_at for c in running if c.next_threshold_at), default=None)
