@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import sys
@@ -229,6 +230,34 @@ def _decision_text(event: Event, decision: Decision) -> str:
         if body:
             lines.extend(f"       | {line}" for line in body.splitlines())
     return "\n".join(lines)
+
+
+@main.command()
+@click.option(
+    "--now",
+    "at",
+    type=click.DateTime(formats=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"]),
+    help="Sweep as of this UTC time (default: now).",
+)
+@click.option("--policy", type=click.Path(path_type=Path), help="Policy file [SOPGUARD_POLICY].")
+def sweep(at: dt.datetime | None, policy: Path | None) -> None:
+    """Post the SLA warnings and breach notices that are due, once each (S1.4, S3.3).
+
+    `serve` and `worker` do this every minute; this runs it once, with a progress bar.
+    """
+    from webhooks.sweep import sweep as run_sweep
+    from webhooks.worker import build_services
+
+    settings = _settings(policy=policy)
+    _logging(settings.log_level)
+    _policy(settings.policy)
+    services = build_services(settings)
+    now = at.replace(tzinfo=dt.UTC) if at else utc_now()
+    due = len(services.store.followed_issues(due_before=now))
+    with click.progressbar(length=due, label=f"issues due at {now:%Y-%m-%d %H:%M} UTC") as bar:
+        report = run_sweep(services, now, progress=lambda _: bar.update(1))
+    failed = sum(1 for a in report.applied if a.outcome.startswith("failed"))
+    click.echo(f"{report.notices} notice(s) posted on {report.due} issue(s) due; {failed} action(s) failed")
 
 
 @main.group()

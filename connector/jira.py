@@ -34,6 +34,7 @@ from connector.jira_format import to_adf, to_wiki
 from policies.models import (
     Action,
     ChangeLabels,
+    CommentPolicy,
     CreateSubtasks,
     Event,
     IssueSnapshot,
@@ -425,6 +426,10 @@ class _Run:
         return self._markers
 
     def _comment(self, action: PostComment) -> str:
+        if action.on_existing == CommentPolicy.NEW:
+            # Claimed by the caller (an SLA notice): one POST; a timed-out try is found by its property.
+            self._post(action.body, action.marker)
+            return "applied"
         posted = self._posted()
         earlier = posted.get(action.marker)
         body_digest = markers.digest(action.body)

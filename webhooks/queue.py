@@ -10,13 +10,14 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from huey import Huey, RedisHuey, SqliteHuey
+from huey import Huey, RedisHuey, SqliteHuey, crontab
 
 from config.settings import Settings
 from webhooks.delivery import Delivery
 from webhooks.worker import Services, build_services, process_delivery
 
 TASK_NAME = "process_delivery"
+SWEEP_NAME = "sla_sweep"
 
 
 class DeliveryQueue:
@@ -28,6 +29,7 @@ class DeliveryQueue:
         self._services = services
         self._lock = threading.Lock()
         self._task = self.huey.task(retries=3, retry_delay=30, name=TASK_NAME)(self._run)
+        self.huey.periodic_task(crontab(), name=SWEEP_NAME)(self._sweep)
 
     def services(self) -> Services:
         with self._lock:
@@ -37,6 +39,13 @@ class DeliveryQueue:
 
     def _run(self, message: dict[str, Any]) -> None:
         process_delivery(self.services(), Delivery.from_message(message))
+
+    def _sweep(self) -> None:
+        """Every minute, in `serve` and `worker`: the SLA notices that fell due."""
+        from webhooks.sweep import sweep
+
+        services = self.services()
+        sweep(services, services.clock())
 
     def enqueue(self, delivery: Delivery) -> None:
         self._task(delivery.to_message())
