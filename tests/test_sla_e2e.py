@@ -1,0 +1,217 @@
+"""SLA end to end (issue 5): signed deliveries build the ledger; the sweep, run at a given `now`,
+warns before and at a missed target, once, on GitHub and on Jira, with no tracker reads."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+import responses
+from flask import Flask
+
+from tests.conftest import fixture_json
+from tests.github_support import REPO, FakeGithub, Service, form_body, issue_payload, labelled, service
+from tests.jira_support import CLOUD, DATA_CENTER, Deployment, FakeJira, fake_for, with_intake
+from tests.jira_support import service as jira_service
+from webhooks.receivers import Intake
+from webhooks.sweep import SweepReport, sweep
+from webhooks.worker import Services
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+MONDAY_10 = dt.datetime(2026, 11, 23, 10, 0, tzinfo=SHANGHAI)
+ISSUE = f"/repos/{REPO}/issues/1"
+
+
+def _services(app: Flask) -> Services:
+    intake: Intake = app.extensions["sopguard"]
+    return intake.queue.services()
+
+
+def _at(app: Flask, when: dt.datetime) -> None:
+    """Deliveries processed from now on are processed at `when`."""
+    _services(app).clock = lambda: when
+
+
+def _iso(when: dt.datetime) -> str:
+    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _sweep(app: Flask, when: dt.datetime, mock: responses.RequestsMock) -> tuple[SweepReport, list[str]]:
+    mock.calls.reset()
+    report = sweep(_services(app), when)
+    return report, [f"{c.request.method} {c.request.path_url.split('?')[0]}" for c in mock.calls]
+
+
+# --- GitHub ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def github(no_network: responses.RequestsMock) -> Iterator[FakeGithub]:
+    fake = FakeGithub(no_network)
+    yield fake
+    fake.check_against_openapi()
+
+
+def _open_github(tmp_path: Path, github: FakeGithub, at: dt.datetime, impact: str, urgency: str) -> Flask:
+    sopguard = service(tmp_path)
+    _at(sopguard.app, at)
+    body = form_body(Impact=impact, Urgency=urgency, **{"Customer tier": "Standard"})
+    payload = issue_payload(
+        "opened", labels=[], body=body, issue={"created_at": _iso(at), "updated_at": _iso(at)}
+    )
+    sopguard.deliver(payload, "opened")
+    return sopguard.app
+
+
+def test_github_p1_is_warned_at_75_percent_of_15_minutes_then_breached_once(
+    tmp_path: Path, github: FakeGithub
+) -> None:
+    app = _open_github(tmp_path, github, MONDAY_10, "Business outage", "High")
+    assert "priority/P1" in github.labels
+
+    early, calls = _sweep(app, MONDAY_10 + dt.timedelta(minutes=11), github.mock)
+    assert (early.due, calls) == (0, [])
+
+    _, calls = _sweep(app, MONDAY_10 + dt.timedelta(minutes=11, seconds=15), github.mock)
+    assert calls == [f"POST {ISSUE}/comments"]
+    warning = list(github.our_comments())[-1]
+    assert warning.startswith("**The first response target of this P1 issue is 75% used.**")
+    assert "due by **2026-11-23 10:15 (Asia/Shanghai)**; 3 min of working time is left" in warning
+    assert "SOP S1.4" in warning
+
+    assert _sweep(app, MONDAY_10 + dt.timedelta(minutes=12), github.mock)[1] == []
+
+    _, calls = _sweep(app, MONDAY_10 + dt.timedelta(minutes=15), github.mock)
+    assert calls == [f"POST {ISSUE}/comments", f"POST {ISSUE}/labels"]
+    assert "sla/breached" in github.labels
+    assert list(github.our_comments())[-1].startswith(
+        "**The first response target of this P1 issue was missed.**"
+    )
+
+    assert _sweep(app, MONDAY_10 + dt.timedelta(minutes=16), github.mock)[1] == []
+    second_worker = Services(
+        _services(app).settings, _services(app).policy, _services(app).store, _services(app).connectors
+    )
+    assert sweep(second_worker, MONDAY_10 + dt.timedelta(minutes=16)).notices == 0
+    assert len([c for c in github.our_comments() if "first response target" in c]) == 2
+
+
+def test_github_p3_opened_friday_1700_is_not_warned_over_the_weekend(
+    tmp_path: Path, github: FakeGithub
+) -> None:
+    friday_17 = dt.datetime(2026, 11, 20, 17, 0, tzinfo=SHANGHAI)
+    app = _open_github(tmp_path, github, friday_17, "Minor", "High")
+    assert "priority/P3" in github.labels
+
+    saturday = dt.datetime(2026, 11, 21, 0, 0, tzinfo=SHANGHAI)
+    for hours in range(0, 48, 3):  # Saturday and Sunday, all day long
+        report, calls = _sweep(app, saturday + dt.timedelta(hours=hours), github.mock)
+        assert (report.due, calls) == (0, [])
+
+    monday_11 = dt.datetime(2026, 11, 23, 11, 0, tzinfo=SHANGHAI)
+    assert _sweep(app, monday_11 - dt.timedelta(minutes=1), github.mock)[1] == []
+    report, calls = _sweep(app, monday_11, github.mock)
+    assert calls == [f"POST {ISSUE}/comments"]
+    assert (
+        "due by **2026-11-23 12:00 (Asia/Shanghai)**; 1 h of working time is left"
+        in list(github.our_comments())[-1]
+    )
+
+
+def test_github_waiting_for_the_customer_pauses_the_clock(tmp_path: Path, github: FakeGithub) -> None:
+    app = _open_github(tmp_path, github, MONDAY_10, "Business outage", "High")
+    deliver = _deliverer(app)
+    deliver(
+        labelled(github, "status/triage", issue={"updated_at": _iso(MONDAY_10 + dt.timedelta(minutes=1))}),
+        "t",
+    )
+    deliver(
+        labelled(
+            github,
+            "status/waiting-for-customer",
+            issue={"updated_at": _iso(MONDAY_10 + dt.timedelta(minutes=5))},
+        ),
+        "w",
+    )
+    assert "status/waiting-for-customer" in github.labels
+
+    paused, calls = _sweep(app, MONDAY_10 + dt.timedelta(minutes=20), github.mock)
+    assert (paused.due, calls) == (0, [])
+
+    deliver(
+        labelled(github, "status/triage", issue={"updated_at": _iso(MONDAY_10 + dt.timedelta(minutes=30))}),
+        "r",
+    )
+    assert _sweep(app, MONDAY_10 + dt.timedelta(minutes=36), github.mock)[1] == []
+    _, calls = _sweep(app, MONDAY_10 + dt.timedelta(minutes=36, seconds=15), github.mock)
+    assert calls == [f"POST {ISSUE}/comments"]
+    assert "due by **2026-11-23 10:40 (Asia/Shanghai)**" in list(github.our_comments())[-1]
+
+
+def _deliverer(app: Flask) -> Any:
+    return Service(app, []).deliver
+
+
+@pytest.mark.parametrize(
+    ("author", "warned"), [("dana", False), ("Codertocat", True)], ids=["agent", "reporter"]
+)
+def test_a_public_comment_by_an_agent_stops_first_response_the_reporters_does_not(
+    tmp_path: Path, github: FakeGithub, author: str, warned: bool
+) -> None:
+    app = _open_github(tmp_path, github, MONDAY_10, "Business outage", "High")
+    comment = fixture_json("github", "issue_comment__created.json")
+    comment["issue"]["user"]["login"] = "Codertocat"
+    comment["issue"]["labels"] = [{"name": name} for name in github.labels]  # as GitHub sends them now
+    comment["comment"]["user"] = {**comment["comment"]["user"], "login": author}
+    comment["comment"]["created_at"] = _iso(MONDAY_10 + dt.timedelta(minutes=5))
+    _deliverer(app)(comment, "c-1", "issue_comment")
+
+    _, calls = _sweep(app, MONDAY_10 + dt.timedelta(minutes=12), github.mock)
+
+    assert calls == ([f"POST {ISSUE}/comments"] if warned else [])
+
+
+# --- Jira --------------------------------------------------------------------------------------------
+
+
+def _jira_created(deployment: Deployment, at: dt.datetime) -> dict[str, Any]:
+    name = "mattermost__webhook-issue-created.json"
+    payload = with_intake(
+        fixture_json("jira", name),
+        {"Impact": "Business outage", "Urgency": "High", "Customer tier": "Standard"},
+    )
+    payload = copy.deepcopy(payload)
+    payload["timestamp"] = int(at.timestamp() * 1000)
+    payload["issue"]["fields"]["created"] = at.isoformat()
+    if deployment is DATA_CENTER:
+        payload["user"] = {"name": "admin", "key": "admin", "displayName": "Admin"}
+    return payload
+
+
+@pytest.mark.parametrize("deployment", [CLOUD, DATA_CENTER], ids=["cloud", "dc"])
+def test_jira_p1_is_warned_then_breached_once(
+    tmp_path: Path, no_network: responses.RequestsMock, deployment: Deployment
+) -> None:
+    payload = _jira_created(deployment, MONDAY_10)
+    fake: FakeJira = fake_for(no_network, deployment, payload)
+    sopguard = jira_service(tmp_path, deployment)
+    _at(sopguard.app, MONDAY_10)
+    sopguard.deliver(payload, "created")
+    assert fake.priority == "Highest"
+    comment_path = f"/rest/api/{'3' if deployment is CLOUD else '2'}/issue/{fake.key}/comment"
+
+    _, calls = _sweep(sopguard.app, MONDAY_10 + dt.timedelta(minutes=11, seconds=15), no_network)
+    assert calls == [f"POST {comment_path}"]
+    assert "75%" in json.dumps(fake.comments[-1]["body"], ensure_ascii=False)
+
+    _, calls = _sweep(sopguard.app, MONDAY_10 + dt.timedelta(minutes=15), no_network)
+    assert calls == [f"POST {comment_path}", f"PUT /rest/api/2/issue/{fake.key}"]
+    assert "sla/breached" in fake.labels
+    assert _sweep(sopguard.app, MONDAY_10 + dt.timedelta(minutes=30), no_network)[1] == []
+    fake.check_against_openapi()
