@@ -354,19 +354,21 @@ class Store:
             rows = db.execute(query).mappings().all()
             keys = [row["ref"] for row in rows]
             entries: dict[str, list[TimelineEvent]] = {key: [] for key in keys}
-            for ref, entry in db.execute(select(timeline.c.ref, timeline.c.entry).order_by(timeline.c.id)):
-                if ref in entries:
-                    entries[ref].append(decode(entry))
             done: dict[str, set[tuple[str, int, str]]] = {key: set() for key in keys}
-            for ref, target, cycle, threshold in db.execute(
-                select(
+            for chunk in (keys[i : i + 500] for i in range(0, len(keys), 500)):
+                for ref, entry in db.execute(
+                    select(timeline.c.ref, timeline.c.entry)
+                    .where(timeline.c.ref.in_(chunk))
+                    .order_by(timeline.c.id)
+                ):
+                    entries[ref].append(decode(entry))
+                claimed = select(
                     notifications.c.ref,
                     notifications.c.target,
                     notifications.c.cycle,
                     notifications.c.threshold,
-                )
-            ):
-                if ref in done:
+                ).where(notifications.c.ref.in_(chunk))
+                for ref, target, cycle, threshold in db.execute(claimed):
                     done[ref].add((target, cycle, threshold))
         return [
             FollowedIssue(
