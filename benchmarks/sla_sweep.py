@@ -56,7 +56,8 @@ def _timeline(created: dt.datetime, level: str) -> list[Any]:
 
 def fill_ledger(services: Services, count: int, due: int) -> None:
     """`due` P1 issues opened 12 minutes ago (75% of 15 min used), the rest P4 opened 30 minutes ago."""
-    issue_rows, timeline_rows = [], []
+    issue_rows: list[dict[str, Any]] = []
+    timeline_rows: list[dict[str, Any]] = []
     for number in range(1, count + 1):
         level, minutes = ("P1", 12) if number <= due else ("P4", 30)
         ref = IssueRef("github", REPO, str(number))

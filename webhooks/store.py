@@ -368,8 +368,8 @@ class Store:
                     notifications.c.cycle,
                     notifications.c.threshold,
                 ).where(notifications.c.ref.in_(chunk))
-                for ref, target, cycle, threshold in db.execute(claimed):
-                    done[ref].add((target, cycle, threshold))
+                for owner, target, cycle, threshold in db.execute(claimed):
+                    done[owner].add((target, cycle, threshold))
         return [
             FollowedIssue(
                 ref=IssueRef(row["source"], row["scope"], row["key"]),
