@@ -356,12 +356,12 @@ class Store:
             entries: dict[str, list[TimelineEvent]] = {key: [] for key in keys}
             done: dict[str, set[tuple[str, int, str]]] = {key: set() for key in keys}
             for chunk in (keys[i : i + 500] for i in range(0, len(keys), 500)):
-                for ref, entry in db.execute(
+                for owner, entry in db.execute(
                     select(timeline.c.ref, timeline.c.entry)
                     .where(timeline.c.ref.in_(chunk))
                     .order_by(timeline.c.id)
                 ):
-                    entries[ref].append(decode(entry))
+                    entries[owner].append(decode(entry))
                 claimed = select(
                     notifications.c.ref,
                     notifications.c.target,
