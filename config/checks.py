@@ -239,6 +239,8 @@ def all_rules(s: Sections) -> Iterator[tuple[Loc, Rule]]:
         yield ("checklists", index), checklist
     for index, target in enumerate(s["sla"].targets):
         yield ("sla", "targets", index), target
+    if s["sla"].receipt is not None:
+        yield ("sla", "receipt"), s["sla"].receipt
 
 
 def _unknown(kind: str, value: str, known: set[str]) -> str:

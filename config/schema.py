@@ -310,6 +310,9 @@ class SlaTarget(Rule):
 
 
 class Sla(Strict):
+    receipt: Rule | None = Field(
+        default=None, description="Confirm receipt with priority, next step and deadlines (S1.4)."
+    )
     pause_states: list[Ident] = Field(default_factory=list)
     calendars: list[Calendar] = Field(default_factory=list)
     targets: list[SlaTarget] = Field(min_length=1)
@@ -357,6 +360,7 @@ MessageKind = Literal[
     "checklist-created",
     "sla-warning",
     "sla-breached",
+    "receipt",
 ]
 
 

@@ -51,12 +51,12 @@ def compute(ctx: Context) -> Computed | None:
     return Computed(level, impact, urgency, tier, raised)
 
 
-def _label_levels(policy: Policy, labels: frozenset[str]) -> list[str]:
+def label_levels(policy: Policy, labels: frozenset[str]) -> list[str]:
     github = policy.trackers.github
     return [level for level in policy.priority.levels if github.priority_label(level) in labels]
 
 
-def _jira_level(policy: Policy, name: str | None) -> str | None:
+def jira_level(policy: Policy, name: str | None) -> str | None:
     return next(
         (
             level
@@ -69,20 +69,20 @@ def _jira_level(policy: Policy, name: str | None) -> str | None:
 
 def current_level(ctx: Context) -> str | None:
     if ctx.event.source == "jira":
-        return _jira_level(ctx.policy, ctx.snapshot.priority)
-    levels = _label_levels(ctx.policy, ctx.snapshot.labels)
+        return jira_level(ctx.policy, ctx.snapshot.priority)
+    levels = label_levels(ctx.policy, ctx.snapshot.labels)
     return levels[0] if levels else None
 
 
-def _chosen_by_person(ctx: Context) -> tuple[bool, str | None]:
+def chosen_by_person(ctx: Context) -> tuple[bool, str | None]:
     """Whether this event is a person changing the priority, and the level they chose."""
     event = ctx.event
     if event.source == "jira":
-        return EventKind.PRIORITY_CHANGED in event.kinds, _jira_level(ctx.policy, event.priority_after)
-    changed = _label_levels(ctx.policy, event.labels_after ^ event.labels_before)
+        return EventKind.PRIORITY_CHANGED in event.kinds, jira_level(ctx.policy, event.priority_after)
+    changed = label_levels(ctx.policy, event.labels_after ^ event.labels_before)
     if not changed:
         return False, None
-    added = _label_levels(ctx.policy, event.labels_after - event.labels_before)
+    added = label_levels(ctx.policy, event.labels_after - event.labels_before)
     return True, added[0] if added else current_level(ctx)
 
 
@@ -90,7 +90,7 @@ def _apply(ctx: Context, level: str) -> list[Action]:
     rule_id, policy = ctx.policy.priority.id, ctx.policy
     if ctx.event.source == "github":
         github = policy.trackers.github
-        stale = frozenset(github.priority_label(lv) for lv in _label_levels(policy, ctx.snapshot.labels)) - {
+        stale = frozenset(github.priority_label(lv) for lv in label_levels(policy, ctx.snapshot.labels)) - {
             github.priority_label(level)
         }
         return [ChangeLabels(rule_id, add=frozenset({github.priority_label(level)}), remove=stale)]
@@ -109,7 +109,7 @@ def set_priority(ctx: Context) -> Iterator[Outcome]:
     mode = ctx.mode(rule)
     if mode == Mode.OFF:
         return
-    by_person, chosen = _chosen_by_person(ctx)
+    by_person, chosen = chosen_by_person(ctx)
     computed = compute(ctx)
     if by_person:
         actions: list[Action] = [RememberManualPriority(rule.id, chosen)]
@@ -146,6 +146,12 @@ def set_priority(ctx: Context) -> Iterator[Outcome]:
         yield outcome(rule, mode, passed=True, reasons=[reason])
         return
     applied = mode == Mode.ENFORCE
+    receipt = ctx.policy.sla.receipt
+    if applied and receipt is not None and ctx.mode(receipt) != Mode.OFF:
+        # The receipt comment (S1.4) states the priority and why; no second comment for it.
+        reasons = [f"priority is {current or 'not set'}, should be {computed.level}"]
+        yield outcome(rule, mode, passed=False, reasons=reasons, actions=_apply(ctx, computed.level))
+        return
     body = render(
         ctx.policy,
         "priority-set",

@@ -26,6 +26,7 @@ from policies.models import (
 from tests.engine_support import GITHUB_REF, JIRA_REF, NOW, PERSON, complete_fields, ref_for
 
 POLICY = load_policy()
+NO_RECEIPT = POLICY.model_copy(update={"sla": POLICY.sla.model_copy(update={"receipt": None})})
 _A = TypeVar("_A")
 
 
@@ -110,13 +111,17 @@ MATRIX = [
 @pytest.mark.parametrize(("impact", "urgency", "level"), MATRIX)
 def test_priority_follows_the_matrix_for_a_standard_customer(impact: str, urgency: str, level: str) -> None:
     fields = _fields("github", impact=impact, urgency=urgency, customer_tier="Standard")
-    decision = evaluate(
-        POLICY, _event("github", EventKind.OPENED), IssueSnapshot(ref=GITHUB_REF, fields=fields), NOW
-    )
+    opened = _event("github", EventKind.OPENED)
+    decision = evaluate(POLICY, opened, IssueSnapshot(ref=GITHUB_REF, fields=fields), NOW)
 
     labels = _of(decision, ChangeLabels)[0]
     assert f"priority/{level}" in labels.add
-    comment = next(c for c in _of(decision, PostComment) if c.rule_id == POLICY.priority.id)
+    (receipt,) = _of(decision, PostComment)  # the receipt says the priority and why; nothing else does
+    assert receipt.body.startswith(
+        f'**Received.** This request is handled as **{level}**, from impact "{impact}"'
+    )
+    quiet = evaluate(NO_RECEIPT, opened, IssueSnapshot(ref=GITHUB_REF, fields=fields), NOW)
+    comment = next(c for c in _of(quiet, PostComment) if c.rule_id == POLICY.priority.id)
     assert comment.body.startswith(f'**Priority {level}** set from impact "{impact}"')
 
 
@@ -124,7 +129,7 @@ def test_priority_follows_the_matrix_for_a_standard_customer(impact: str, urgenc
 def test_top_tier_raises_one_level_but_never_above_p1(impact: str, urgency: str, level: str) -> None:
     fields = _fields("jira", impact=impact, urgency=urgency, customer_tier="Strategic")
     decision = evaluate(
-        POLICY, _event("jira", EventKind.OPENED), IssueSnapshot(ref=JIRA_REF, fields=fields), NOW
+        NO_RECEIPT, _event("jira", EventKind.OPENED), IssueSnapshot(ref=JIRA_REF, fields=fields), NOW
     )
 
     levels = POLICY.priority.levels
@@ -256,3 +261,17 @@ def test_a_jira_sub_task_is_not_judged_as_a_service_request() -> None:
     decision = evaluate(POLICY, event, IssueSnapshot(ref=JIRA_REF, status="Done", is_subtask=True), NOW)
 
     assert decision.actions == ()
+
+
+def test_the_receipt_is_edited_when_the_priority_changes_and_left_alone_otherwise() -> None:
+    fields = _fields("github", impact="Minor", urgency="Low", customer_tier="Standard")
+    was_p2 = IssueSnapshot(ref=GITHUB_REF, fields=fields, labels=frozenset({"priority/P2"}))
+    is_p4 = IssueSnapshot(ref=GITHUB_REF, fields=fields, labels=frozenset({"priority/P4"}))
+
+    changed = evaluate(POLICY, _event("github", EventKind.EDITED), was_p2, NOW)
+    unchanged = evaluate(POLICY, _event("github", EventKind.EDITED), is_p4, NOW)
+
+    (receipt,) = [c for c in _of(changed, PostComment) if c.marker == "receipt"]
+    assert receipt.on_existing == CommentPolicy.UPSERT and "handled as **P4**" in receipt.body
+    assert "- First response due by **2026-11-25 18:00 (Asia/Shanghai)**" in receipt.body
+    assert not _of(unchanged, PostComment)

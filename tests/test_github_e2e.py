@@ -57,10 +57,12 @@ def test_open_with_missing_fields_asks_once_then_thanks_when_supplied(
         "POST " + ISSUE + "/labels",
         "GET " + ISSUE + "/comments",
         "POST " + ISSUE + "/comments",
+        "POST " + ISSUE + "/comments",
     ]
     assert set(github.labels) == {"needs-info", "status/new"}
-    (asked,) = github.our_comments()
+    asked, receipt = github.our_comments()
     assert asked.startswith("**Some required information is missing.**")
+    assert receipt.startswith("**Received.** This request is handled as **P4** until its priority is set.")
     assert "- Customer\n" in asked and "<!-- sopguard:intake-required-fields -->" in asked
 
     github.mock.calls.reset()
@@ -73,12 +75,14 @@ def test_open_with_missing_fields_asks_once_then_thanks_when_supplied(
         "PUT " + ISSUE + "/labels",
         "GET " + ISSUE + "/comments",
         "PATCH " + f"/repos/{REPO}/issues/comments/{github.comments[0]['id']}",
-        "POST " + ISSUE + "/comments",
+        "PATCH " + f"/repos/{REPO}/issues/comments/{github.comments[1]['id']}",
     ]
     assert "needs-info" not in github.labels and "priority/P4" in github.labels
-    intake, priority = github.our_comments()
+    intake, receipt = github.our_comments()
     assert intake.startswith("**All required information is now present.**")
-    assert priority.startswith('**Priority P4** set from impact "Minor", urgency "Low"')
+    assert receipt.startswith(
+        '**Received.** This request is handled as **P4**, from impact "Minor", urgency "Low"'
+    )
 
 
 # --- priority (S1.3) ---------------------------------------------------------------------------
@@ -100,15 +104,19 @@ def test_priority_is_labelled_on_open_and_a_persons_choice_is_kept(
     github.mock.calls.reset()
     sopguard.deliver(labelled(github, "priority/P3", body=body), "person-p3")
 
+    receipt_id = github.comments[0]["id"]
     assert github.calls() == [
         "PUT " + ISSUE + "/labels",
         "GET " + ISSUE + "/comments",
         "POST " + ISSUE + "/comments",
+        "PATCH " + f"/repos/{REPO}/issues/comments/{receipt_id}",
     ]
     assert set(github.labels) == {"status/new", "priority/P3"}
-    assert list(github.our_comments())[-1].startswith(
+    receipt, override = github.our_comments()
+    assert override.startswith(
         "**Priority P3** was chosen by @Codertocat; impact and urgency give P1. The choice is kept and recorded."
     )
+    assert receipt.startswith("**Received.** This request is handled as **P3**. Next step: Triage.")
     audit = [e for e in sopguard.intake.store.audit_entries() if e.delivery_id == "person-p3"]
     assert any(a["type"] == "RememberManualPriority" and a["level"] == "P3" for e in audit for a in e.actions)
 

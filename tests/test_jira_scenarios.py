@@ -219,12 +219,15 @@ def test_priority_and_its_label_are_set_in_one_update_without_a_reload(
         {"fields": {"priority": {"name": "Highest"}}, "update": {"labels": [{"add": "priority-P1"}]}}
     ]
     assert fake.priority == "Highest" and "priority-P1" in fake.labels
-    comment = _only_comment(fake)
-    expected = 'Priority P1 set from impact "Business outage", urgency "High" and customer tier "Standard".'
+    comment = _only_comment(fake)  # the receipt (S1.4) states the priority and why
+    expected = (
+        'Received. This request is handled as P1, from impact "Business outage", urgency "High" and '
+        'customer tier "Standard". Next step: Triage.'
+    )
     if deployment is CLOUD:
         assert _blocks(comment)[0] == ("paragraph", expected)
     else:
-        assert comment.startswith("*Priority P1* set from impact")
+        assert comment.startswith("*Received.* This request is handled as *P1*, from impact")
     assert sopguard.outcomes("prio-1")["priority-from-impact-and-urgency"] == "applied"
     fake.check_against_openapi()
 
@@ -246,13 +249,23 @@ def test_a_priority_chosen_by_a_person_is_kept_recorded_and_acknowledged(
 
     sopguard.deliver(payload, "manual-1")
 
-    assert fake.calls() == [MYSELF, FIELDS, *_comment_calls(fake)]  # no edit: the choice is kept
+    issue = issue_path(fake)
+    # No edit (the choice is kept); the acknowledgement, then the receipt restated at the new priority.
+    assert fake.calls() == [
+        MYSELF,
+        FIELDS,
+        *_comment_calls(fake),
+        post_comment(fake),
+        f"PUT {issue}/properties/sopguard",
+    ]
     assert fake.priority == "High"
     key = payload["issue"]["key"]
     assert sopguard.intake.store.memory(IssueRef("jira", "TES", key)).manual_priority == "P2"
-    comment = _only_comment(fake)
-    text = adf_text(comment) if deployment is CLOUD else comment.replace("*", "")
-    assert "Priority P2 was chosen by " in text and "impact and urgency give P1" in text
+    acknowledged, receipt = (
+        adf_text(c) if deployment is CLOUD else c.replace("*", "") for c in fake.our_comments()
+    )
+    assert "Priority P2 was chosen by " in acknowledged and "impact and urgency give P1" in acknowledged
+    assert "Received. This request is handled as P2." in receipt
 
 
 # --- intake (S1.2) ------------------------------------------------------------------------------------------
@@ -267,9 +280,18 @@ def test_missing_intake_at_create_is_asked_once_and_a_completed_intake_is_acknow
 
     sopguard.deliver(created, "create-1")
 
-    assert fake.calls() == [MYSELF, FIELDS, f"PUT {issue}", *_comment_calls(fake)]
+    assert fake.calls() == [
+        MYSELF,
+        FIELDS,
+        f"PUT {issue}",
+        *_comment_calls(fake),
+        post_comment(fake),
+        f"PUT {issue}/properties/sopguard",
+    ]
     assert fake.sent("PUT", issue) == [{"update": {"labels": [{"add": "needs-info"}]}}]
-    comment = _only_comment(fake)
+    comment, receipt = fake.our_comments()
+    level = "P2" if deployment is CLOUD else "P3"  # the priority each recorded issue already has in Jira
+    assert f"handled as {level}." in (adf_text(receipt) if deployment is CLOUD else receipt.replace("*", ""))
     text = adf_text(comment) if deployment is CLOUD else comment
     for title in ("Customer", "Impact scope (who and how many are affected)", "Expected resolution time"):
         assert title in text
@@ -282,7 +304,7 @@ def test_missing_intake_at_create_is_asked_once_and_a_completed_intake_is_acknow
     seen = len(fake.calls())
     sopguard.deliver(as_edit(created, list(fake.labels)), "edit-1")
     assert fake.calls()[seen:] == [f"GET {issue}/properties/sopguard"]
-    assert len(fake.our_comments()) == 1
+    assert len(fake.our_comments()) == 2
     assert sopguard.outcomes("edit-1")["intake-required-fields"].startswith("skipped: already up to date")
 
     # Everything filled in: the label goes with the priority in one edit, and a follow-up says thanks.
@@ -300,8 +322,11 @@ def test_missing_intake_at_create_is_asked_once_and_a_completed_intake_is_acknow
         "fields": {"priority": {"name": "Highest"}},
         "update": {"labels": [{"add": "priority-P1"}, {"remove": "needs-info"}]},
     }
-    thanks = fake.our_comments()[1]
+    thanks, restated = fake.our_comments()[2:]
     assert "All required information is now present." in (adf_text(thanks) if deployment is CLOUD else thanks)
+    assert "handled as P1, from impact" in (
+        adf_text(restated) if deployment is CLOUD else restated.replace("*", "")
+    )
     assert sopguard.outcomes("edit-2")["intake-required-fields"].startswith("applied (follow-up to comment")
     fake.check_against_openapi()
 

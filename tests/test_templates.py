@@ -50,6 +50,13 @@ VARIABLES: dict[str, dict[str, Any]] = {
         "remaining": "3 min",
         "who": "@dana",
     },
+    "receipt": {
+        "reason": {"impact": "Minor", "urgency": "High", "tier": "Key", "raised": True},
+        "level": "P2",
+        "assumed": False,
+        "next_steps": ["Triage"],
+        "deadlines": [{"target": "first response", "deadline": "2026-11-24 10:15 (Asia/Shanghai)"}],
+    },
     "sla-breached": {
         "target": "resolution",
         "kind": "resolution",

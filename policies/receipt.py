@@ -1,0 +1,81 @@
+"""S1.4: confirm receipt with the priority, the next step and the deadlines, in one comment that a
+later change of priority edits instead of repeating. Our comments never count as a response."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from config.schema import Mode
+from policies import priority
+from policies.context import Context, Outcome, outcome
+from policies.models import CommentPolicy, EventKind, PostComment
+from policies.render import render
+from policies.router import Router
+from policies.sla import Created, PriorityChanged, compile_sla, read_clocks
+from policies.sla_notices import show_instant
+
+router = Router()
+
+
+def _level_before(ctx: Context) -> str | None:
+    """The priority before this event: from the change itself when a priority was changed, else
+    the issue's (an edit may change impact or urgency, and so the priority this decision sets)."""
+    event = ctx.event
+    if EventKind.OPENED in event.kinds:
+        return None
+    if EventKind.PRIORITY_CHANGED in event.kinds and event.source == "jira":
+        return priority.jira_level(ctx.policy, event.priority_before)
+    if EventKind.LABELS_CHANGED in event.kinds and event.source == "github":
+        levels = priority.label_levels(ctx.policy, event.labels_before)
+        return levels[0] if levels else None
+    return priority.current_level(ctx)
+
+
+def _level_after(ctx: Context) -> str | None:
+    by_person, chosen = priority.chosen_by_person(ctx)
+    if by_person:
+        return chosen
+    computed = priority.compute(ctx)
+    if ctx.snapshot.manual_priority or computed is None:
+        return priority.current_level(ctx)
+    return computed.level
+
+
+@router.register(EventKind.OPENED, EventKind.EDITED, EventKind.LABELS_CHANGED, EventKind.PRIORITY_CHANGED)
+def confirm_receipt(ctx: Context) -> Iterator[Outcome]:
+    rule = ctx.policy.sla.receipt
+    if rule is None or ctx.mode(rule) == Mode.OFF:
+        return
+    level = _level_after(ctx)
+    if EventKind.OPENED not in ctx.event.kinds and (level is None or level == _level_before(ctx)):
+        return
+    created = ctx.snapshot.created_at or ctx.event.at or ctx.now
+    timeline = (
+        Created(at=created, state=ctx.policy.workflow.initial),
+        PriorityChanged(at=created, priority=level),
+    )
+    clocks = read_clocks(compile_sla(ctx.policy.sla), timeline, max(ctx.now, created))
+    targets = {t.id: t for t in ctx.policy.sla.targets}
+    workflow = ctx.policy.workflow
+    state = ctx.snapshot.last_state or workflow.initial
+    next_steps = [ctx.text(s.title) for t in workflow.transitions_from(state) if (s := workflow.state(t.to))]
+    computed = priority.compute(ctx)
+    body = render(
+        ctx.policy,
+        "receipt",
+        rule,
+        reason=computed if computed and computed.level == level else None,
+        level=clocks[0].level if clocks else level,
+        assumed=bool(clocks and clocks[0].level_assumed),
+        next_steps=next_steps,
+        deadlines=[
+            {"target": targets[c.target_id].name.get(ctx.policy.locale), "deadline": show_instant(c.deadline)}
+            for c in clocks
+        ],
+    )
+    yield outcome(
+        rule,
+        ctx.mode(rule),
+        passed=True,
+        actions=[PostComment(rule.id, "receipt", body, CommentPolicy.UPSERT)],
+    )
