@@ -260,6 +260,36 @@ def sweep(at: dt.datetime | None, policy: Path | None) -> None:
     click.echo(f"{report.notices} notice(s) posted on {report.due} issue(s) due; {failed} action(s) failed")
 
 
+@main.command()
+@click.option(
+    "--since", type=click.DateTime(formats=["%Y-%m-%d"]), required=True, help="Issues opened on or after."
+)
+@click.option("--format", "fmt", type=click.Choice(["md", "csv", "html"]), default="md", show_default=True)
+@click.option(
+    "--output", type=click.File("w", encoding="utf-8"), default="-", help="File to write; - for stdout."
+)
+def report(since: dt.datetime, fmt: str, output: Any) -> None:
+    """How well the SLA targets were met, per scope and priority (P4, S5.3), from the ledger."""
+    from policies.report import IssueClocks, as_csv, as_html, as_markdown, summarize
+    from policies.sla import Created
+    from webhooks.worker import build_services
+
+    settings = _settings()
+    services = build_services(settings)
+    now, first_day = utc_now(), since.date()
+    items = []
+    for issue in services.store.followed_issues(open_only=False):
+        created = next((e.at for e in issue.timeline if isinstance(e, Created)), None)
+        if created is None or created.date() < first_day:
+            continue
+        scope = f"{issue.ref.source}:{issue.ref.scope}"
+        items.append(IssueClocks(scope, issue.timeline, services.clocks(issue.ref, issue.timeline, now)))
+    rows = summarize(items)
+    targets = [t.id for t in services.policy.sla.targets]
+    rendered = {"md": as_markdown, "html": as_html}.get(fmt)
+    output.write(rendered(rows, targets, first_day) if rendered else as_csv(rows, targets))
+
+
 @main.group()
 def export() -> None:
     """Write tracker configuration derived from the policy."""
