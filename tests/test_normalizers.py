@@ -58,10 +58,11 @@ def test_a_jira_event_happens_at_its_timestamp_and_internal_notes_are_not_public
         ("mattermost__webhook-issue-updated-labels.json", {EventKind.LABELS_CHANGED}, None, None),
         (
             "mattermost__webhook-server-issue-updated-resolved.json",
-            {EventKind.STATUS_CHANGED, EventKind.EDITED},
+            {EventKind.STATUS_CHANGED},  # the resolution Jira set with the close is no edit
             "In Progress",
             "Resolved",
         ),
+        ("mattermost__webhook-issue-updated-reopened.json", {EventKind.STATUS_CHANGED}, "Done", "To Do"),
         ("mattermost__webhook-issue-created.json", {EventKind.OPENED}, None, "To Do"),
     ],
 )

@@ -33,6 +33,11 @@ IGNORED_EVENTS = frozenset(
     }
 )
 
+# Fields Jira changes by itself along with a transition (a close sets the resolution): not an edit.
+WORKFLOW_BOOKKEEPING = frozenset(
+    {"resolution", "resolutiondate", "rank", "workflow", "timespent", "worklogid"}
+)
+
 _ISSUE_ID_IN_URL = re.compile(r"/issue/(?P<id>[^/]+)/comment/")
 
 
@@ -153,7 +158,8 @@ def _kinds(name: str, changes: dict[str, tuple[str | None, str | None]], has_com
         "assignee": EventKind.ASSIGNEE_CHANGED,
     }
     for field in changes:
-        kinds.add(specific.get(field, EventKind.EDITED))
+        if field not in WORKFLOW_BOOKKEEPING:
+            kinds.add(specific.get(field, EventKind.EDITED))
     return kinds or {EventKind.OTHER}
 
 
