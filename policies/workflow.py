@@ -209,8 +209,11 @@ def check_transition(ctx: Context) -> Iterator[Outcome]:
         reasons = [f"{v.guard.id} ({v.guard.sop})" for v in failed]
     if not broken:
         yield outcome(rule, mode, passed=True, actions=_enter(ctx, rule, change.after))
+        yield from _checklists(ctx, change.after)
         return
     actions = _reject(ctx, rule, change, failed, undo=undo)
+    if not undo:
+        yield from _checklists(ctx, change.after)
     yield outcome(
         rule,
         mode,
@@ -313,10 +316,17 @@ def _move(ctx: Context, rule_id: str, target: str, *, restoring: bool) -> list[A
 
 
 def _enter(ctx: Context, rule: Rule, state_id: str) -> list[Action]:
-    """What a valid (or merely warned) change of stage leads to: tidy status, checklists, ledger."""
-    rule_id = rule.id
-    actions = _move(ctx, rule_id, state_id, restoring=False)
+    """What a valid (or merely warned) change of stage leads to: a tidy status, and the ledger."""
+    return [*_move(ctx, rule.id, state_id, restoring=False), RememberState(rule.id, state_id)]
+
+
+def _checklists(ctx: Context, state_id: str) -> Iterator[Outcome]:
+    """The checklists of the state entered (S4), each its own rule in the decision and the audit."""
     state = ctx.policy.workflow.state(state_id)
     for checklist_id in state.checklists if state else []:
-        actions.extend(checklists.create(ctx, checklist_id))
-    return [*actions, RememberState(rule_id, state_id)]
+        checklist = ctx.policy.checklist(checklist_id)
+        actions = checklists.create(ctx, checklist_id)
+        if checklist is not None and actions:
+            mode = ctx.mode(checklist)
+            reason = "items created" if mode == Mode.ENFORCE else "items listed in a comment (warn mode)"
+            yield outcome(checklist, mode, passed=True, reasons=[reason], actions=actions)

@@ -190,6 +190,10 @@ def test_entering_verification_creates_the_checklist_as_sub_issues_once(
     assert all(s["labels"] == [{"name": "sop-checklist"}] for s in github.sub_issues[-3:])
     assert [label for label in github.labels if label.startswith("status/")] == ["status/verification"]
     assert list(github.our_comments())[-1].startswith("**Self-check**: one sub-issue per item was created")
+    audit = {
+        e.rule_id: e.outcome for e in sopguard.intake.store.audit_entries() if e.delivery_id == "verify-1"
+    }
+    assert audit["self-check"] == "applied (3 created); applied"
 
     github.mock.calls.reset()
     sopguard.deliver(labelled(github, "status/verification", body=body), "verify-1")  # redelivered

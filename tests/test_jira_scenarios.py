@@ -400,7 +400,10 @@ def test_a_close_with_open_checklist_sub_tasks_is_moved_back(
         assert fake.query("GET", issue) == [{"fields": ["comment"]}]
     assert fake.status == "Acceptance"
     results = sopguard.outcomes("close-1")
-    assert results["close-after-acceptance"] == "applied"
+    assert (
+        results["close-after-acceptance"]
+        == "applied (transition 'Move to Acceptance' to Acceptance); applied"
+    )
     comment = _only_comment(fake)
     text = adf_text(comment) if deployment is CLOUD else comment.replace("{{", "").replace("}}", "")
     assert "Customer acceptance: The customer confirms the result" in text

@@ -63,13 +63,18 @@ def build_services(settings: Settings) -> Services:
 
 
 def _outcomes(applied: list[Applied]) -> dict[str, str]:
-    """Per rule id, what became of its actions (the worst outcome wins, so a failure shows)."""
-    summary: dict[str, str] = {}
+    """Per rule id, what became of its actions: each distinct outcome once, failures first, then
+    the most informative (`applied (3 created)` before a bare `applied`)."""
+    summary: dict[str, list[str]] = {}
     for item in applied:
         for rule_id in item.action.rule_id.split("+"):
-            if not summary.get(rule_id, "").startswith("failed"):
-                summary[rule_id] = item.outcome
-    return summary
+            seen = summary.setdefault(rule_id, [])
+            if item.outcome not in seen:
+                seen.append(item.outcome)
+    return {
+        rule_id: "; ".join(sorted(outcomes, key=lambda o: (not o.startswith("failed"), -len(o))))
+        for rule_id, outcomes in summary.items()
+    }
 
 
 def process_delivery(services: Services, delivery: Delivery) -> Decision | None:
