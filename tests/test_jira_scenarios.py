@@ -185,7 +185,7 @@ def test_with_no_transition_back_the_issue_is_labelled_commented_once_and_nothin
     assert fake.sent("PUT", issue) == [{"update": {"labels": [{"add": "sop-violation"}]}}]
     assert fake.status == stays and "sop-violation" in fake.labels
     outcome = sopguard.outcomes("stuck-1")["follow-the-lifecycle"]
-    assert outcome == (
+    assert outcome.startswith(
         f"failed: the workflow has no transition from {stays} to {previous}; commented and labelled sop-violation"
     )
     comment = _only_comment(fake)
