@@ -238,7 +238,9 @@ def test_when_the_markers_cannot_be_read_no_comment_is_risked(
     assert fake.calls().count(f"GET {issue_path(fake)}/properties/sopguard") == 5
     assert [_is_backoff(wait, step) for step, wait in enumerate(sopguard.slept)] == [True] * 4
     assert fake.our_comments() == [] and fake.status == "To Do"
-    assert sopguard.outcomes("blind-1")["follow-the-lifecycle"] == "failed: HTTP 500: no details"
+    assert sopguard.outcomes("blind-1")["follow-the-lifecycle"] == (
+        "failed: HTTP 500: no details; applied (transition 'Move to To Do' to To Do)"
+    )
 
 
 def test_a_transition_back_that_jira_refuses_leaves_a_truthful_comment_and_the_label(

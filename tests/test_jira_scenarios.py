@@ -96,7 +96,10 @@ def test_a_skipped_stage_is_moved_back_and_explained_in_one_comment(
         {"transition": {"id": int(fake.transition_id(previous))}, "fields": {}}
     ]
     assert fake.status == previous
-    assert sopguard.outcomes("undo-1")["follow-the-lifecycle"] == "applied"
+    assert (
+        sopguard.outcomes("undo-1")["follow-the-lifecycle"]
+        == f"applied (transition 'Move to {previous}' to {previous}); applied"
+    )
     marker = (
         "transition-rejected:new:in-progress:undo-1"
         if deployment is CLOUD
