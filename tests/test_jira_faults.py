@@ -222,7 +222,7 @@ def test_a_wait_longer_than_a_worker_should_block_fails_the_action_without_sleep
     assert sopguard.slept == []
     assert fake.our_comments() == [] and "sopguard" not in fake.properties
     assert sopguard.outcomes("long-1")["follow-the-lifecycle"] == (
-        "failed: TooLongToWait: the tracker asked to wait 3600 s"
+        "failed: TooLongToWait: the tracker asked to wait 3600 s; applied (transition 'Move to To Do' to To Do)"
     )
 
 
