@@ -1,6 +1,6 @@
 """The Jira connector (Cloud and Data Center): who the service is, what a delivery lacks, and the actions.
 
-Requests per delivery, with warm caches (docs/jira.md has the measured table):
+Requests per delivery, with warm caches (README.md, "Jira: calls per scenario", has the measured table):
 - `service_accounts`: none (`GET /myself` once per process).
 - `complete`: none when the payload carries what the rules need (`fields.subtasks`, `fields.comment`);
   otherwise one `GET /issue/{key}?fields=...` for exactly what is missing (plus comment pages
