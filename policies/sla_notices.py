@@ -72,12 +72,13 @@ def _notice(
     }
     if breached:
         escalation = policy.sla.escalation.get(ref.source, "")
+        late = -clock.remaining
         body = render(
             policy,
             "sla-breached",
             target,
             **variables,
-            overdue=humanize(-clock.remaining),
+            overdue=humanize(late) if late >= dt.timedelta(minutes=1) else "",
             escalation=escalation if escalation != variables["who"] else "",
         )
     else:

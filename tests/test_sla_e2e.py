@@ -215,3 +215,26 @@ def test_jira_p1_is_warned_then_breached_once(
     assert "sla/breached" in fake.labels
     assert _sweep(sopguard.app, MONDAY_10 + dt.timedelta(minutes=30), no_network)[1] == []
     fake.check_against_openapi()
+
+
+def test_the_breach_notice_names_the_assignee_and_the_escalation_contact(
+    tmp_path: Path, github: FakeGithub
+) -> None:
+    app = _open_github(tmp_path, github, MONDAY_10, "Business outage", "High")
+    services = _services(app)
+    services.policy = services.policy.model_copy(
+        update={
+            "sla": services.policy.sla.model_copy(update={"escalation": {"github": "@acme/service-leads"}})
+        }
+    )
+    assigned = issue_payload("assigned", labels=list(github.labels), issue={"assignees": [{"login": "dana"}]})
+    assigned["assignee"] = {"login": "dana"}
+    _deliverer(app)(assigned, "assigned")
+
+    _sweep(app, MONDAY_10 + dt.timedelta(minutes=15), github.mock)
+
+    breach = list(github.our_comments())[-1]
+    assert breach.startswith(
+        "**The first response target of this P1 issue was missed.** It was due by **2026-11-23 10:15 (Asia/Shanghai)**.\n"
+        "@dana: please act now; @acme/service-leads is informed."
+    )
