@@ -239,8 +239,9 @@ def all_rules(s: Sections) -> Iterator[tuple[Loc, Rule]]:
         yield ("checklists", index), checklist
     for index, target in enumerate(s["sla"].targets):
         yield ("sla", "targets", index), target
-    if s["sla"].receipt is not None:
-        yield ("sla", "receipt"), s["sla"].receipt
+    for name in ("receipt", "delay_notice", "satisfaction"):
+        if (rule := getattr(s["sla"], name)) is not None:
+            yield ("sla", name), rule
 
 
 def _unknown(kind: str, value: str, known: set[str]) -> str:

@@ -309,9 +309,21 @@ class SlaTarget(Rule):
     by_priority: dict[PriorityLevel, Duration]
 
 
+class DelayNotice(Rule):
+    """A comment with one of these headings tells the customer of a delay (S3.3); it is recorded."""
+
+    headings: list[str] = Field(min_length=1)
+
+
 class Sla(Strict):
     receipt: Rule | None = Field(
         default=None, description="Confirm receipt with priority, next step and deadlines (S1.4)."
+    )
+    delay_notice: DelayNotice | None = Field(
+        default=None, description="How a delay notice is recognised (S3.3)."
+    )
+    satisfaction: Rule | None = Field(
+        default=None, description="On close, ask the reporter to rate the service with a reply of 1-5 (S5.2)."
     )
     pause_states: list[Ident] = Field(default_factory=list)
     calendars: list[Calendar] = Field(default_factory=list)
@@ -361,6 +373,7 @@ MessageKind = Literal[
     "sla-warning",
     "sla-breached",
     "receipt",
+    "satisfaction",
 ]
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import datetime as dt
 
 from config.schema import Policy
-from policies import intake, priority, receipt, workflow
+from policies import followup, intake, priority, receipt, workflow
 from policies.context import Context
 from policies.models import Action, ChangeLabels, Decision, Event, IssueSnapshot
 from policies.router import Router
 
-ROUTER = Router(intake.router, priority.router, receipt.router, workflow.router)
+ROUTER = Router(intake.router, priority.router, receipt.router, workflow.router, followup.router)
 
 
 def _merge_label_changes(actions: list[Action]) -> list[Action]:

@@ -8,7 +8,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from config.schema import Policy
-from policies import priority
+from policies import followup, priority
 from policies.context import Context
 from policies.models import (
     ChangeLabels,
@@ -21,7 +21,17 @@ from policies.models import (
     RememberState,
     SetPriority,
 )
-from policies.sla import Closed, Commented, Created, PriorityChanged, Reopened, StateChanged, TimelineEvent
+from policies.sla import (
+    Closed,
+    Commented,
+    Created,
+    DelayAnnounced,
+    PriorityChanged,
+    Rated,
+    Reopened,
+    StateChanged,
+    TimelineEvent,
+)
 
 
 @dataclass(frozen=True)
@@ -66,6 +76,7 @@ def facts_after(policy: Policy, event: Event, snapshot: IssueSnapshot, decision:
 
 
 def timeline_entries(
+    policy: Policy,
     event: Event,
     snapshot: IssueSnapshot,
     decision: Decision,
@@ -98,6 +109,10 @@ def timeline_entries(
     entries.extend(StateChanged(at=at, state=state) for state in states)
     comment = event.comment
     if comment is not None and EventKind.COMMENTED in event.kinds:
+        if followup.announces_delay(policy, comment):
+            entries.append(DelayAnnounced(at=comment.at or at, author=comment.author.login))
+        if (score := followup.rating(policy, snapshot, comment)) is not None:
+            entries.append(Rated(at=comment.at or at, score=score))
         author = comment.author
         entries.append(
             Commented(

@@ -16,7 +16,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from policies.sla import ClockReading, Phase, Reopened, TimelineEvent
+from policies.sla import ClockReading, Phase, Rated, Reopened, TimelineEvent
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,11 @@ class Row:
     priority: str
     issues: int = 0
     reopened: int = 0
+    ratings: list[int] = field(default_factory=list)
     targets: dict[str, Target] = field(default_factory=lambda: defaultdict(Target))
+
+    def average_rating(self) -> str:
+        return f"{statistics.mean(self.ratings):.1f}" if self.ratings else "-"
 
 
 def summarize(items: Iterable[IssueClocks]) -> list[Row]:
@@ -70,6 +74,7 @@ def summarize(items: Iterable[IssueClocks]) -> list[Row]:
         row = rows.setdefault((item.scope, level), Row(item.scope, level))
         row.issues += 1
         row.reopened += sum(1 for entry in item.timeline if isinstance(entry, Reopened))
+        row.ratings += [entry.score for entry in item.timeline if isinstance(entry, Rated)]
         for clock in item.clocks:
             row.targets[clock.target_id].add(clock)
     return [rows[key] for key in sorted(rows)]
@@ -86,7 +91,14 @@ COLUMNS = ["met", "breached", "running", "median", "p90"]
 
 
 def _cells(row: Row, target_ids: Sequence[str]) -> list[str]:
-    cells = [row.scope, row.priority, str(row.issues), str(row.reopened)]
+    cells = [
+        row.scope,
+        row.priority,
+        str(row.issues),
+        str(row.reopened),
+        str(len(row.ratings)),
+        row.average_rating(),
+    ]
     for target_id in target_ids:
         t = row.targets[target_id]
         cells += [str(t.met), str(t.breached), str(t.running), _minutes(t.median()), _minutes(t.p90())]
@@ -94,7 +106,8 @@ def _cells(row: Row, target_ids: Sequence[str]) -> list[str]:
 
 
 def _header(target_ids: Sequence[str]) -> list[str]:
-    return ["scope", "priority", "issues", "reopened"] + [f"{t} {c}" for t in target_ids for c in COLUMNS]
+    head = ["scope", "priority", "issues", "reopened", "ratings", "average rating"]
+    return head + [f"{t} {c}" for t in target_ids for c in COLUMNS]
 
 
 def as_markdown(rows: Sequence[Row], target_ids: Sequence[str], since: dt.date) -> str:

@@ -94,7 +94,25 @@ class Reopened:
     state: str | None = None
 
 
-TimelineEvent = Created | StateChanged | Commented | PriorityChanged | Closed | Reopened
+@dataclass(frozen=True)
+class DelayAnnounced:
+    """Someone told the customer of a delay, with its reason and the new date (S3.3)."""
+
+    at: dt.datetime
+    author: str
+
+
+@dataclass(frozen=True)
+class Rated:
+    """The reporter rated the service after closure (S5.2), 1 (poor) to 5 (excellent)."""
+
+    at: dt.datetime
+    score: int
+
+
+TimelineEvent = (
+    Created | StateChanged | Commented | PriorityChanged | Closed | Reopened | DelayAnnounced | Rated
+)
 
 
 # --- the compiled policy --------------------------------------------------------------------
@@ -283,7 +301,7 @@ def _replay(rules: SlaRules, timeline: Sequence[TimelineEvent], now: dt.datetime
         elif isinstance(event, PriorityChanged):
             priority = event.priority
             priorities.append((at, priority))
-        elif event.is_response and first_response is None:
+        elif isinstance(event, Commented) and event.is_response and first_response is None:
             first_response = at
         new_phase = _phase(state, closed, rules)
         if new_phase is phase:

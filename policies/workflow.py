@@ -21,7 +21,7 @@ from config.schema import (
     SectionGuard,
     Transition,
 )
-from policies import checklists, priority
+from policies import checklists, followup, priority
 from policies.context import Context, Outcome, outcome
 from policies.intake import missing_fields
 from policies.models import (
@@ -210,6 +210,8 @@ def check_transition(ctx: Context) -> Iterator[Outcome]:
     if not broken:
         yield outcome(rule, mode, passed=True, actions=_enter(ctx, rule, change.after))
         yield from _checklists(ctx, change.after)
+        if change.after in ctx.policy.trackers.github.closed_states:
+            yield from followup.ask_for_rating(ctx)
         return
     actions = _reject(ctx, rule, change, failed, undo=undo)
     if not undo:

@@ -148,7 +148,7 @@ def test_validate_command_reports_an_unreadable_path(tmp_path: Path) -> None:
 DUPLICATE_STATE = "    - {id: closed, sop: S5.1, title: {en: Closed, zh-CN: 已关闭}}\n"
 DELIVERABLES_RULE = "        - id: deliverables-handed-over\n"
 TEMPLATE_LINE = "{{ computed }}{% endif %}. The choice is kept and recorded."
-MESSAGES_END = SOP_TEXT[SOP_TEXT.index("    receipt:\n") :]
+MESSAGES_END = SOP_TEXT[SOP_TEXT.index("    satisfaction:\n") :]
 
 # (edits, [(needle, target within needle, message fragment), ...]) -- one entry per expected problem.
 CrossCase = tuple[tuple[Edit, ...], list[tuple[str, str, str]]]
@@ -295,7 +295,7 @@ CROSS_CASES: dict[str, CrossCase] = {
             (
                 "  templates:\n    transition-rejected:",
                 "transition-rejected",
-                "no template for 'receipt'",
+                "no template for 'satisfaction'",
             )
         ],
     ),

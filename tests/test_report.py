@@ -20,6 +20,7 @@ from policies.sla import (
     Commented,
     Created,
     PriorityChanged,
+    Rated,
     Reopened,
     StateChanged,
     TimelineEvent,
@@ -36,7 +37,7 @@ LATER = MONDAY_10 + dt.timedelta(days=3)
 TARGETS = [t.id for t in POLICY.sla.targets]
 
 
-def _answered_after(minutes: int, *, reopened: bool = False) -> IssueClocks:
+def _answered_after(minutes: int, *, reopened: bool = False, rated: int | None = None) -> IssueClocks:
     """A P1 issue answered by an agent after `minutes`, accepted after two hours."""
     answered = MONDAY_10 + dt.timedelta(minutes=minutes)
     timeline: list[TimelineEvent] = [
@@ -48,6 +49,8 @@ def _answered_after(minutes: int, *, reopened: bool = False) -> IssueClocks:
     ]
     if reopened:
         timeline.append(Reopened(at=MONDAY_10 + dt.timedelta(hours=3), state="in-progress"))
+    if rated is not None:
+        timeline.append(Rated(at=MONDAY_10 + dt.timedelta(hours=4), score=rated))
     return IssueClocks("github:acme/desk", timeline, read_clocks(RULES, timeline, LATER))
 
 
@@ -66,15 +69,23 @@ def test_met_and_breached_first_responses_are_counted_with_median_and_p90() -> N
 
 
 def test_the_formats_carry_the_same_figures() -> None:
-    rows = summarize([_answered_after(m) for m in (5, 20)])
+    rows = summarize([_answered_after(5, rated=4), _answered_after(20)])
 
     markdown = as_markdown(rows, TARGETS, MONDAY_10.date())
     table = list(csv.reader(io.StringIO(as_csv(rows, TARGETS))))
     page = as_html(rows, TARGETS, MONDAY_10.date())
 
-    assert "| github:acme/desk | P1 | 2 | 0 | 1 | 1 | 0 | 12 min | 18 min |" in markdown
-    assert table[0][:5] == ["scope", "priority", "issues", "reopened", "first-response met"]
-    assert table[1][:7] == ["github:acme/desk", "P1", "2", "0", "1", "1", "0"]
+    assert "| github:acme/desk | P1 | 2 | 0 | 1 | 4.0 | 1 | 1 | 0 | 12 min | 18 min |" in markdown
+    assert table[0][:7] == [
+        "scope",
+        "priority",
+        "issues",
+        "reopened",
+        "ratings",
+        "average rating",
+        "first-response met",
+    ]
+    assert table[1][:9] == ["github:acme/desk", "P1", "2", "0", "1", "4.0", "1", "1", "0"]
     assert page.count("<svg") == len(TARGETS) and "breached 1" in page and "met 1" in page
 
 
@@ -93,5 +104,5 @@ def test_report_command_reads_the_ledger(
 
     assert result.exit_code == 0, result.output
     rows = list(csv.reader(io.StringIO(result.output)))
-    assert rows[1][:4] == ["github:Codertocat/Hello-World", "P1", "1", "0"]
+    assert rows[1][:6] == ["github:Codertocat/Hello-World", "P1", "1", "0", "0", "-"]
     assert github.labels and empty.exit_code == 0 and "| github:" not in empty.output

@@ -4,7 +4,9 @@ warns before and at a missed target, once, on GitHub and on Jira, with no tracke
 from __future__ import annotations
 
 import copy
+import csv
 import datetime as dt
+import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,10 +15,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import responses
+from click.testing import CliRunner
 from flask import Flask
 
+from cli import main
 from tests.conftest import fixture_json
-from tests.github_support import REPO, FakeGithub, Service, form_body, issue_payload, labelled, service
+from tests.github_support import REF, REPO, FakeGithub, Service, form_body, issue_payload, labelled, service
 from tests.jira_support import CLOUD, DATA_CENTER, Deployment, FakeJira, fake_for, with_intake
 from tests.jira_support import service as jira_service
 from webhooks.receivers import Intake
@@ -238,3 +242,73 @@ def test_the_breach_notice_names_the_assignee_and_the_escalation_contact(
         "**The first response target of this P1 issue was missed.** It was due by **2026-11-23 10:15 (Asia/Shanghai)**.\n"
         "@dana: please act now; @acme/service-leads is informed."
     )
+
+
+# --- after the work: delay notices (S3.3) and ratings (S5.2) -------------------------------------------
+
+
+def _comment_by(
+    github: FakeGithub, author: str, body: str, at: dt.datetime, *, closed: bool = False
+) -> dict[str, Any]:
+    comment = fixture_json("github", "issue_comment__created.json")
+    comment["issue"]["user"]["login"] = "Codertocat"
+    comment["issue"]["labels"] = [{"name": name} for name in github.labels]
+    comment["issue"]["state"] = "closed" if closed else "open"
+    comment["comment"]["user"] = {**comment["comment"]["user"], "login": author}
+    comment["comment"]["body"] = body
+    comment["comment"]["created_at"] = _iso(at)
+    return comment
+
+
+def test_a_delay_notice_is_recorded_in_the_ledger_and_the_audit_log(
+    tmp_path: Path, github: FakeGithub
+) -> None:
+    app = _open_github(tmp_path, github, MONDAY_10, "Minor", "Low")
+    body = "### Delay\n\nThe vendor's patch arrives on Thursday; we now expect to finish on Friday."
+    _deliverer(app)(
+        _comment_by(github, "dana", body, MONDAY_10 + dt.timedelta(hours=1)), "delay-1", "issue_comment"
+    )
+
+    (issue,) = _services(app).store.followed_issues()
+    assert [type(e).__name__ for e in issue.timeline if type(e).__name__ == "DelayAnnounced"] == [
+        "DelayAnnounced"
+    ]
+    audit = [e for e in _services(app).store.audit_entries() if e.delivery_id == "delay-1"]
+    assert [(e.rule_id, e.sop, e.reasons) for e in audit] == [
+        ("delay-announced", "S3.3", ["delay announced by dana"])
+    ]
+
+
+def test_a_valid_close_asks_for_a_rating_and_the_reporters_score_is_counted(
+    tmp_path: Path, github: FakeGithub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = _open_github(tmp_path, github, MONDAY_10, "Minor", "Low")
+    services = _services(app)
+    services.store.remember_state(REF, "acceptance", MONDAY_10)
+    github.labels = ["status/acceptance", "priority/P4"]
+    for index, item in enumerate(
+        [
+            "Customer acceptance: The customer confirms the result",
+            "Deliverables: Service report handed over",
+            "Deliverables: Documentation updated and handed over",
+        ]
+    ):
+        github.sub_issues.append({"id": 500 + index, "number": 500 + index, "title": item, "state": "closed"})
+    closed = issue_payload(
+        "closed", labels=list(github.labels), body=form_body() + "\n\n### Root cause\n\nA full disk."
+    )
+    closed["issue"]["updated_at"] = closed["issue"]["closed_at"] = _iso(MONDAY_10 + dt.timedelta(hours=2))
+    github.state = "closed"
+    _deliverer(app)(closed, "close-1")
+
+    ask = list(github.our_comments())[-1]
+    assert github.state == "closed"
+    assert ask.startswith("**This request is closed.** @Codertocat, how satisfied are you with the service?")
+
+    reply = _comment_by(github, "Codertocat", "4", MONDAY_10 + dt.timedelta(hours=3), closed=True)
+    _deliverer(app)(reply, "rating-1", "issue_comment")
+    monkeypatch.setenv("SOPGUARD_DATA_DIR", str(services.settings.data_dir))
+    report = CliRunner().invoke(main, ["report", "--since", "2026-11-01", "--format", "csv"])
+
+    rows = list(csv.reader(io.StringIO(report.output)))
+    assert rows[1][:6] == ["github:Codertocat/Hello-World", "P4", "1", "0", "1", "4.0"]

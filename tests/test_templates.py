@@ -50,6 +50,7 @@ VARIABLES: dict[str, dict[str, Any]] = {
         "remaining": "3 min",
         "who": "@dana",
     },
+    "satisfaction": {"reporter": "carol"},
     "receipt": {
         "reason": {"impact": "Minor", "urgency": "High", "tier": "Key", "raised": True},
         "level": "P2",

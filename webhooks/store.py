@@ -40,7 +40,17 @@ from policies.models import (
     RememberState,
     RuleResult,
 )
-from policies.sla import Closed, Commented, Created, PriorityChanged, Reopened, StateChanged, TimelineEvent
+from policies.sla import (
+    Closed,
+    Commented,
+    Created,
+    DelayAnnounced,
+    PriorityChanged,
+    Rated,
+    Reopened,
+    StateChanged,
+    TimelineEvent,
+)
 
 metadata = MetaData()
 
@@ -438,7 +448,8 @@ class Store:
 
 
 _TIMELINE_TYPES: dict[str, type[TimelineEvent]] = {
-    cls.__name__: cls for cls in (Created, StateChanged, Commented, PriorityChanged, Closed, Reopened)
+    cls.__name__: cls
+    for cls in (Created, StateChanged, Commented, PriorityChanged, Closed, Reopened, DelayAnnounced, Rated)
 }
 
 

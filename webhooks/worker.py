@@ -101,11 +101,13 @@ def process_delivery(services: Services, delivery: Delivery) -> Decision | None:
     facts = facts_after(services.policy, event, snapshot, decision)
     known = store.followed_issues(open_only=False, ref=event.issue)
     earlier = known[0].timeline if known else ()
-    entries = timeline_entries(event, snapshot, decision, facts, memory.priority, now, first_seen=not earlier)
+    scoped = services.policy.for_issue(event.issue.source, event.issue.scope)
+    entries = timeline_entries(
+        scoped, event, snapshot, decision, facts, memory.priority, now, first_seen=not earlier
+    )
     notified = known[0].notified if known else frozenset()
     as_of = max(now, event.at) if event.at else now  # a delivery may be processed before its own clock
     clocks = services.clocks(event.issue, (*earlier, *entries), as_of) if facts.is_open else ()
-    scoped = services.policy.for_issue(event.issue.source, event.issue.scope)
     due = next_due(scoped, clocks, notified, as_of)
     store.record_decision(
         source=delivery.source,

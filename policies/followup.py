@@ -1,0 +1,57 @@
+"""After the work: delay notices (S3.3) and the customer's rating after closure (S5.2)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+from config.schema import Mode, Policy
+from policies.context import Context, Outcome, outcome
+from policies.models import Comment, EventKind, IssueSnapshot, PostComment
+from policies.render import render
+from policies.router import Router
+from policies.text import find_section
+
+router = Router()
+
+_SCORE = re.compile(r"^\s*([1-5])\s*(?:/\s*5)?\s*[.!]?\s*$")
+
+
+def announces_delay(policy: Policy, comment: Comment) -> bool:
+    notice = policy.sla.delay_notice
+    return notice is not None and bool(find_section(comment.body, notice.headings))
+
+
+def rating(policy: Policy, snapshot: IssueSnapshot, comment: Comment) -> int | None:
+    """A score of 1-5 that the reporter replied on a closed issue (the satisfaction question)."""
+    if policy.sla.satisfaction is None or snapshot.is_open or comment.author.login != snapshot.reporter:
+        return None
+    match = _SCORE.match(comment.body)
+    return int(match.group(1)) if match else None
+
+
+def ask_for_rating(ctx: Context) -> Iterator[Outcome]:
+    """On a valid close: one comment asks the reporter to rate the service."""
+    rule = ctx.policy.sla.satisfaction
+    if rule is None or ctx.mode(rule) == Mode.OFF:
+        return
+    body = render(ctx.policy, "satisfaction", rule, reporter=ctx.snapshot.reporter)
+    comment = PostComment(rule.id, f"satisfaction:{ctx.event.delivery_id}", body)
+    yield outcome(rule, ctx.mode(rule), passed=True, reasons=["rating asked"], actions=[comment])
+
+
+@router.register(EventKind.COMMENTED)
+def record_follow_up(ctx: Context) -> Iterator[Outcome]:
+    """Delay notices and ratings go to the ledger and the audit log; nothing is posted."""
+    comment = ctx.event.comment
+    if comment is None:
+        return
+    notice = ctx.policy.sla.delay_notice
+    if notice is not None and announces_delay(ctx.policy, comment):
+        yield outcome(
+            notice, ctx.mode(notice), passed=True, reasons=[f"delay announced by {comment.author.login}"]
+        )
+    score = rating(ctx.policy, ctx.snapshot, comment)
+    satisfaction = ctx.policy.sla.satisfaction
+    if score is not None and satisfaction is not None:
+        yield outcome(satisfaction, ctx.mode(satisfaction), passed=True, reasons=[f"rated {score} of 5"])
