@@ -84,20 +84,21 @@ def timeline_entries(
     previous_priority: str | None,
     now: dt.datetime,
     *,
-    first_seen: bool = False,
+    followed: bool = True,
 ) -> list[TimelineEvent]:
     """The timeline events this delivery adds; events the service caused itself add nothing.
 
-    An issue first seen after it was opened gets its `Created` from the tracker's creation time,
-    in the state the service now knows, so its clocks run from then (what happened in between is
-    not known: no pause is assumed).
+    The first delivery the service sees of an issue (`followed` is false), whatever its kind, gives
+    the issue its one `Created`, at the tracker's creation time and in the state the service now
+    knows; a late `opened` adds none. Clocks run from the creation (what happened before the service
+    saw the issue is not known: no pause is assumed).
     """
     if event.by_service:
         return []
     at = event.at or now
     states = [a.state for a in decision.actions if isinstance(a, RememberState)]
     entries: list[TimelineEvent] = []
-    if EventKind.OPENED in event.kinds or first_seen:
+    if not followed:
         known = states[0] if states else snapshot.last_state
         entries.append(Created(at=snapshot.created_at or at, state=known))
         states = states[1:]

@@ -11,7 +11,7 @@ from policies.context import Context, Outcome, outcome
 from policies.models import CommentPolicy, EventKind, PostComment
 from policies.render import render
 from policies.router import Router
-from policies.sla import Created, PriorityChanged, compile_sla, read_clocks
+from policies.sla import Created, PriorityChanged, read_clocks, rules_for
 from policies.sla_notices import show_instant
 
 router = Router()
@@ -54,7 +54,7 @@ def confirm_receipt(ctx: Context) -> Iterator[Outcome]:
         Created(at=created, state=ctx.policy.workflow.initial),
         PriorityChanged(at=created, priority=level),
     )
-    clocks = read_clocks(compile_sla(ctx.policy.sla), timeline, max(ctx.now, created))
+    clocks = read_clocks(rules_for(ctx.policy.sla), timeline, max(ctx.now, created))
     targets = {t.id: t for t in ctx.policy.sla.targets}
     workflow = ctx.policy.workflow
     state = ctx.snapshot.last_state or workflow.initial

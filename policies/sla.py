@@ -165,6 +165,17 @@ def _target_rule(target: SlaTarget, calendars: Mapping[str, WorkingCalendar]) ->
     )
 
 
+_COMPILED: dict[int, tuple[Sla, SlaRules]] = {}
+
+
+def rules_for(sla: Sla) -> SlaRules:
+    """`compile_sla` once per policy section, so every reader shares the calendars' day caches."""
+    cached = _COMPILED.get(id(sla))
+    if cached is None or cached[0] is not sla:
+        cached = _COMPILED[id(sla)] = (sla, compile_sla(sla))
+    return cached[1]
+
+
 def compile_sla(sla: Sla, stop_states: Iterable[str] = DEFAULT_STOP_STATES) -> SlaRules:
     """Build each calendar once, so that every clock read under this policy shares its caches."""
     calendars = {calendar.id: calendar_from_config(calendar) for calendar in sla.calendars}
@@ -268,10 +279,12 @@ def _lifecycle_after(
 
 
 def _created(timeline: Sequence[TimelineEvent]) -> Created:
+    """The earliest `Created`: deliveries can arrive out of order, and a late `opened` must not
+    break an issue's clocks; any later `Created` is ignored."""
     created = [event for event in timeline if isinstance(event, Created)]
-    if len(created) != 1:
-        raise ValueError(f"a timeline has exactly one Created event, not {len(created)}")
-    return created[0]
+    if not created:
+        raise ValueError("a timeline needs a Created event")
+    return min(created, key=lambda event: utc(event.at))
 
 
 def _replay(rules: SlaRules, timeline: Sequence[TimelineEvent], now: dt.datetime) -> _History:

@@ -312,3 +312,23 @@ def test_a_valid_close_asks_for_a_rating_and_the_reporters_score_is_counted(
 
     rows = list(csv.reader(io.StringIO(report.output)))
     assert rows[1][:6] == ["github:Codertocat/Hello-World", "P4", "1", "0", "1", "4.0"]
+
+
+def test_an_opened_delivery_processed_after_a_later_one_leaves_one_creation(
+    tmp_path: Path, github: FakeGithub
+) -> None:
+    sopguard = service(tmp_path)
+    _at(sopguard.app, MONDAY_10)
+    times = {"created_at": _iso(MONDAY_10), "updated_at": _iso(MONDAY_10 + dt.timedelta(minutes=1))}
+    github.labels = ["status/new"]
+    sopguard.deliver(labelled(github, "status/triage", issue=times), "labeled-first")
+    sopguard.deliver(
+        issue_payload("opened", labels=["status/new"], body=form_body(), issue=times), "opened-late"
+    )
+
+    (issue,) = _services(sopguard.app).store.followed_issues()
+    assert [type(e).__name__ for e in issue.timeline].count("Created") == 1
+    assert _services(sopguard.app).store.delivery_status("github", "opened-late") == "processed"
+    assert (
+        len(_services(sopguard.app).clocks(issue.ref, issue.timeline, MONDAY_10 + dt.timedelta(hours=1))) == 2
+    )

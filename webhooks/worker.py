@@ -16,7 +16,7 @@ from policies.engine import evaluate
 from policies.ledger import facts_after, timeline_entries
 from policies.models import TRACKER_ACTIONS, Decision, IssueRef, Source
 from policies.needs import needs
-from policies.sla import ClockReading, Created, SlaRules, TimelineEvent, compile_sla, read_clocks
+from policies.sla import ClockReading, Created, TimelineEvent, read_clocks, rules_for
 from policies.sla_notices import next_due
 from webhooks.delivery import Delivery
 from webhooks.errors import BadPayload, Ignored
@@ -38,14 +38,6 @@ class Services:
     store: Store
     connectors: Mapping[Source, Connector]
     clock: Callable[[], dt.datetime] = field(default=utc_now)
-    _sla_rules: dict[int, SlaRules] = field(default_factory=dict)
-
-    def sla_rules(self, scoped: Policy) -> SlaRules:
-        """The SLA section compiled once per scope, so each calendar's day cache is shared."""
-        key = id(scoped.sla)
-        if key not in self._sla_rules:
-            self._sla_rules[key] = compile_sla(scoped.sla)
-        return self._sla_rules[key]
 
     def clocks(
         self, ref: IssueRef, timeline: Sequence[TimelineEvent], now: dt.datetime
@@ -53,7 +45,7 @@ class Services:
         """The issue's SLA clocks at `now`; none before the ledger knows when it was created."""
         if not any(isinstance(entry, Created) for entry in timeline):
             return ()
-        return read_clocks(self.sla_rules(self.policy.for_issue(ref.source, ref.scope)), timeline, now)
+        return read_clocks(rules_for(self.policy.for_issue(ref.source, ref.scope).sla), timeline, now)
 
 
 def build_services(settings: Settings) -> Services:
@@ -103,7 +95,14 @@ def process_delivery(services: Services, delivery: Delivery) -> Decision | None:
     earlier = known[0].timeline if known else ()
     scoped = services.policy.for_issue(event.issue.source, event.issue.scope)
     entries = timeline_entries(
-        scoped, event, snapshot, decision, facts, memory.priority, now, first_seen=not earlier
+        scoped,
+        event,
+        snapshot,
+        decision,
+        facts,
+        memory.priority,
+        now,
+        followed=any(isinstance(entry, Created) for entry in earlier),
     )
     notified = known[0].notified if known else frozenset()
     as_of = max(now, event.at) if event.at else now  # a delivery may be processed before its own clock
