@@ -26,7 +26,8 @@ BACK_OFF = Verdict(True)
 
 
 class TooLongToWait(Exception):
-    """The server asked for a longer pause than a worker should block; the queue retries later."""
+    """The server asked for a longer pause than a worker should block: the action is reported as
+    failed in the audit log (a sweep's notice is released and tried again by a later sweep)."""
 
 
 def server_wait(headers: Mapping[str, str], now: float | None = None) -> float | None:

@@ -34,6 +34,12 @@ class Context:
         return "" if value == NO_RESPONSE else value
 
 
+def is_service_request(policy: Policy, snapshot: IssueSnapshot) -> bool:
+    """Checklist items (GitHub sub-issues with the checklist label) and Jira sub-tasks are not held
+    to the SOP themselves, nor given SLA clocks: their parent is."""
+    return not snapshot.is_subtask and policy.trackers.github.checklist_label not in snapshot.labels
+
+
 @dataclass(frozen=True)
 class Outcome:
     """One rule's verdict on one event and the actions it asks for."""

@@ -6,7 +6,7 @@ import datetime as dt
 
 from config.schema import Policy
 from policies import followup, intake, priority, receipt, workflow
-from policies.context import Context
+from policies.context import Context, is_service_request
 from policies.models import Action, ChangeLabels, Decision, Event, IssueSnapshot
 from policies.router import Router
 
@@ -36,7 +36,7 @@ def evaluate(policy: Policy, event: Event, snapshot: IssueSnapshot, now: dt.date
     if event.by_service:
         return Decision(note="caused by this service itself; nothing to do")
     scoped = policy.for_issue(event.source, event.issue.scope)
-    if snapshot.is_subtask or scoped.trackers.github.checklist_label in snapshot.labels:
+    if not is_service_request(scoped, snapshot):
         return Decision(note="a checklist item or sub-task, not a service request; its parent is checked")
     context = Context(scoped, event, snapshot, now)
     outcomes = [o for handler in ROUTER.handlers(event.kinds) for o in handler(context)]

@@ -58,15 +58,13 @@ class Actor:
 
 @dataclass(frozen=True)
 class Comment:
-    """`public` is false for Jira internal notes; `by_agent` when the tracker says the author is a
-    member of the team (GitHub's author association), as opposed to the customer."""
+    """`public` is false for Jira internal notes."""
 
     author: Actor
     body: str
     id: str = ""
     public: bool = True
     at: dt.datetime | None = None
-    by_agent: bool = False
 
 
 @dataclass(frozen=True)
@@ -96,7 +94,6 @@ class Event:
     status_after: str | None = None
     labels_before: frozenset[str] = frozenset()
     labels_after: frozenset[str] = frozenset()
-    changed_fields: frozenset[str] = frozenset()
     priority_before: str | None = None
     priority_after: str | None = None
     comment: Comment | None = None

@@ -6,7 +6,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from config.schema import ChecklistGuard, Mode, Policy, SectionGuard
-from policies.context import Context
+from policies.context import Context, is_service_request
 from policies.models import Event, IssueSnapshot
 from policies.text import find_section
 from policies.workflow import state_change
@@ -23,7 +23,7 @@ class Needs:
 def needs(policy: Policy, event: Event, snapshot: IssueSnapshot) -> Needs:
     """Decided from the change of stage the event may be: its guards and the checklists it creates."""
     scoped = policy.for_issue(event.source, event.issue.scope)
-    if event.by_service or snapshot.is_subtask or scoped.trackers.github.checklist_label in snapshot.labels:
+    if event.by_service or not is_service_request(scoped, snapshot):
         return Needs()
     context = Context(scoped, event, snapshot, dt.datetime.min)  # no rule here reads the time
     change = state_change(context)

@@ -16,7 +16,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from policies.sla import ClockReading, Phase, Rated, Reopened, TimelineEvent
+from policies.sla import ClockReading, Phase, Rated, TimelineEvent
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,8 @@ def summarize(items: Iterable[IssueClocks]) -> list[Row]:
         level = item.clocks[0].level
         row = rows.setdefault((item.scope, level), Row(item.scope, level))
         row.issues += 1
-        row.reopened += sum(1 for entry in item.timeline if isinstance(entry, Reopened))
+        # A reopen, on either tracker, is a new cycle of the resolution clock.
+        row.reopened += max((c.cycle for c in item.clocks if c.kind == "resolution"), default=1) - 1
         row.ratings += [entry.score for entry in item.timeline if isinstance(entry, Rated)]
         for clock in item.clocks:
             row.targets[clock.target_id].add(clock)

@@ -332,3 +332,19 @@ def test_an_opened_delivery_processed_after_a_later_one_leaves_one_creation(
     assert (
         len(_services(sopguard.app).clocks(issue.ref, issue.timeline, MONDAY_10 + dt.timedelta(hours=1))) == 2
     )
+
+
+def test_a_notice_the_tracker_refused_is_tried_again_by_the_next_sweep(
+    tmp_path: Path, github: FakeGithub
+) -> None:
+    app = _open_github(tmp_path, github, MONDAY_10, "Business outage", "High")
+    github.fail(
+        "POST", "/comments", *[(502, {"Content-Type": "application/json"}, '{"message": "Bad Gateway"}')] * 5
+    )
+
+    failed, _ = _sweep(app, MONDAY_10 + dt.timedelta(minutes=12), github.mock)
+    retried, calls = _sweep(app, MONDAY_10 + dt.timedelta(minutes=13), github.mock)
+
+    assert (failed.notices, retried.notices) == (0, 1)
+    assert calls == [f"POST {ISSUE}/comments"]
+    assert sum("75% used" in c for c in github.our_comments()) == 1

@@ -80,9 +80,6 @@ def _labels(issue: Payload) -> frozenset[str]:
     return frozenset(str(label["name"]) for label in issue.get("labels") or [] if "name" in label)
 
 
-AGENT_ASSOCIATIONS = frozenset({"OWNER", "MEMBER", "COLLABORATOR"})
-
-
 def _event_time(payload: Payload) -> dt.datetime | None:
     issue, comment, action = payload["issue"], payload.get("comment") or {}, payload.get("action")
     if comment:
@@ -160,7 +157,6 @@ def to_event(
         status_after=status_after,
         labels_before=labels_before,
         labels_after=labels_after,
-        changed_fields=frozenset(payload.get("changes") or {}),
         comment=_comment(comment) if isinstance(comment, dict) else None,
         by_service=sender.login in service_logins,
         at=_event_time(payload),
@@ -174,5 +170,4 @@ def _comment(comment: Payload) -> Comment:
         body=str(comment.get("body") or ""),
         id=str(comment.get("id", "")),
         at=parse_time(comment.get("created_at")),
-        by_agent=comment.get("author_association") in AGENT_ASSOCIATIONS,
     )

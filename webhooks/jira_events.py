@@ -190,7 +190,6 @@ def to_event(
         labels_after=frozenset((labels_after or "").split())
         if "labels" in changes
         else issue_snapshot.labels,
-        changed_fields=frozenset(changes),
         priority_before=priority_before,
         priority_after=priority_after,
         comment=_comment(comment) if isinstance(comment, dict) else None,

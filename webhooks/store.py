@@ -422,6 +422,19 @@ class Store:
         with self.engine.begin() as db:
             db.execute(insert(audit), [row])
 
+    def release_notifications(self, ref: IssueRef, claims: Sequence[tuple[str, int, str]]) -> None:
+        """Give claims back when their notice could not be posted, so a later sweep tries again."""
+        with self.engine.begin() as db:
+            for target, cycle, threshold in claims:
+                db.execute(
+                    notifications.delete().where(
+                        notifications.c.ref == issue_key(ref),
+                        notifications.c.target == target,
+                        notifications.c.cycle == cycle,
+                        notifications.c.threshold == threshold,
+                    )
+                )
+
     def claim_notification(
         self, ref: IssueRef, target: str, cycle: int, threshold: str, now: dt.datetime
     ) -> bool:

@@ -67,8 +67,12 @@ def sweep_issue(services: Services, issue: FollowedIssue, now: dt.datetime, repo
             report.skipped += 1
             continue
         applied = _act(services, issue, notice, now)
-        report.notices += 1
         report.applied.extend(applied)
+        if applied and all(a.outcome.startswith("failed") for a in applied):
+            services.store.release_notifications(issue.ref, notice.claims)
+            said.difference_update(notice.claims)  # due again now: the next sweep retries it
+        else:
+            report.notices += 1
         target = next(t for t in scoped.sla.targets if t.id == notice.target_id)
         outcome = "; ".join(dict.fromkeys(a.outcome for a in applied)) or "no action"
         reasons = (f"{notice.threshold:.0%} of the target used",)

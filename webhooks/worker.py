@@ -12,9 +12,10 @@ from config.schema import Policy
 from config.settings import Settings
 from connector.base import Applied, Connector
 from connector.factory import build_connectors
+from policies.context import is_service_request
 from policies.engine import evaluate
 from policies.ledger import facts_after, timeline_entries
-from policies.models import TRACKER_ACTIONS, Decision, IssueRef, Source
+from policies.models import TRACKER_ACTIONS, Decision, Event, IssueRef, IssueSnapshot, Source
 from policies.needs import needs
 from policies.sla import ClockReading, Created, TimelineEvent, read_clocks, rules_for
 from policies.sla_notices import next_due
@@ -90,24 +91,7 @@ def process_delivery(services: Services, delivery: Delivery) -> Decision | None:
     decision = evaluate(services.policy, event, snapshot, now)
     tracker_actions = [a for a in decision.actions if isinstance(a, TRACKER_ACTIONS)]
     applied = connector.apply(delivery, event, snapshot, tracker_actions)
-    facts = facts_after(services.policy, event, snapshot, decision)
-    known = store.followed_issues(open_only=False, ref=event.issue)
-    earlier = known[0].timeline if known else ()
-    scoped = services.policy.for_issue(event.issue.source, event.issue.scope)
-    entries = timeline_entries(
-        scoped,
-        event,
-        snapshot,
-        decision,
-        facts,
-        memory.priority,
-        now,
-        followed=any(isinstance(entry, Created) for entry in earlier),
-    )
-    notified = known[0].notified if known else frozenset()
-    as_of = max(now, event.at) if event.at else now  # a delivery may be processed before its own clock
-    clocks = services.clocks(event.issue, (*earlier, *entries), as_of) if facts.is_open else ()
-    due = next_due(scoped, clocks, notified, as_of)
+    ledger = _ledger_update(services, delivery, event, snapshot, decision, memory.priority, now)
     store.record_decision(
         source=delivery.source,
         delivery_id=delivery.delivery_id,
@@ -116,7 +100,7 @@ def process_delivery(services: Services, delivery: Delivery) -> Decision | None:
         decision=decision,
         outcomes=_outcomes(applied),
         now=now,
-        ledger=LedgerUpdate(facts, entries, delivery.context(), due),
+        ledger=ledger,
     )
     log.info(
         "delivery %s on %s: %d rule(s), %d action(s) %s",
@@ -127,3 +111,36 @@ def process_delivery(services: Services, delivery: Delivery) -> Decision | None:
         connector.name,
     )
     return decision
+
+
+def _ledger_update(
+    services: Services,
+    delivery: Delivery,
+    event: Event,
+    snapshot: IssueSnapshot,
+    decision: Decision,
+    previous_priority: str | None,
+    now: dt.datetime,
+) -> LedgerUpdate | None:
+    """What the ledger learns from this delivery; nothing for checklist items and sub-tasks, nor
+    for an issue named only by its id (an old Server comment event), which would be followed twice."""
+    scoped = services.policy.for_issue(event.issue.source, event.issue.scope)
+    if not is_service_request(scoped, snapshot) or not event.issue.scope:
+        return None
+    facts = facts_after(services.policy, event, snapshot, decision)
+    known = services.store.followed_issues(open_only=False, ref=event.issue)
+    earlier = known[0].timeline if known else ()
+    entries = timeline_entries(
+        scoped,
+        event,
+        snapshot,
+        decision,
+        facts,
+        previous_priority,
+        now,
+        followed=any(isinstance(entry, Created) for entry in earlier),
+    )
+    notified = known[0].notified if known else frozenset()
+    as_of = max(now, event.at) if event.at else now  # a delivery may be processed before its own clock
+    clocks = services.clocks(event.issue, (*earlier, *entries), as_of) if facts.is_open else ()
+    return LedgerUpdate(facts, entries, delivery.context(), next_due(scoped, clocks, notified, as_of))
