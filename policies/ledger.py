@@ -11,6 +11,7 @@ from config.schema import Policy
 from policies import followup, priority
 from policies.context import Context
 from policies.models import (
+    Actor,
     ChangeLabels,
     Decision,
     Event,
@@ -43,6 +44,18 @@ class IssueFacts:
     reporter: str
     assignees: tuple[str, ...]
     labels: frozenset[str]
+    reporter_id: str = ""
+
+    def is_reporter(self, author: Actor) -> bool:
+        """By account id where both are known (Jira Cloud shows names inconsistently), else by login."""
+        if author.id and self.reporter_id:
+            return author.id == self.reporter_id
+        return bool(self.reporter) and author.login == self.reporter
+
+
+def shows_whole_issue(event: Event) -> bool:
+    """A Jira comment event may carry the issue without its reporter, labels or assignee."""
+    return not (event.source == "jira" and event.kinds == {EventKind.COMMENTED})
 
 
 def _labels_after(snapshot: IssueSnapshot, decision: Decision) -> frozenset[str]:
@@ -53,8 +66,17 @@ def _labels_after(snapshot: IssueSnapshot, decision: Decision) -> frozenset[str]
     return frozenset(labels)
 
 
-def facts_after(policy: Policy, event: Event, snapshot: IssueSnapshot, decision: Decision) -> IssueFacts:
-    """The issue once the decision's actions are applied (the priority as the tracker shows it)."""
+def facts_after(
+    policy: Policy,
+    event: Event,
+    snapshot: IssueSnapshot,
+    decision: Decision,
+    previous: IssueFacts | None = None,
+) -> IssueFacts:
+    """The issue once the decision's actions are applied (the priority as the tracker shows it);
+    what a partial delivery does not show is kept from `previous`."""
+    if previous is not None and not shows_whole_issue(event):
+        return previous
     labels = _labels_after(snapshot, decision)
     chosen = [a.name for a in decision.actions if isinstance(a, SetPriority)]
     after = IssueSnapshot(
@@ -69,9 +91,10 @@ def facts_after(policy: Policy, event: Event, snapshot: IssueSnapshot, decision:
     return IssueFacts(
         is_open=moved[-1] == "open" if event.source == "github" and moved else snapshot.is_open,
         priority=manual[-1] if manual else level,
-        reporter=snapshot.reporter,
+        reporter=snapshot.reporter or (previous.reporter if previous else ""),
         assignees=snapshot.assignees,
         labels=labels,
+        reporter_id=snapshot.reporter_id or (previous.reporter_id if previous else ""),
     )
 
 
@@ -119,7 +142,7 @@ def timeline_entries(
             Commented(
                 at=comment.at or at,
                 author=author.login,
-                is_reporter=bool(snapshot.reporter) and author.login == snapshot.reporter,
+                is_reporter=facts.is_reporter(author),
                 is_bot=author.is_bot,
                 public=comment.public,
             )

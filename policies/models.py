@@ -117,6 +117,7 @@ class IssueSnapshot:
     labels: frozenset[str] = frozenset()
     assignees: tuple[str, ...] = ()
     reporter: str = ""
+    reporter_id: str = ""
     priority: str | None = None
     fields: Mapping[str, str] = field(default_factory=lambda: EMPTY_FIELDS)
     body: str = ""

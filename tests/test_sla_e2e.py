@@ -172,7 +172,10 @@ def test_a_public_comment_by_an_agent_stops_first_response_the_reporters_does_no
     comment = fixture_json("github", "issue_comment__created.json")
     comment["issue"]["user"]["login"] = "Codertocat"
     comment["issue"]["labels"] = [{"name": name} for name in github.labels]  # as GitHub sends them now
-    comment["comment"]["user"] = {**comment["comment"]["user"], "login": author}
+    reporter = comment["issue"]["user"]
+    comment["comment"]["user"] = (
+        reporter if author == "Codertocat" else {**reporter, "login": author, "id": 4242}
+    )
     comment["comment"]["created_at"] = _iso(MONDAY_10 + dt.timedelta(minutes=5))
     _deliverer(app)(comment, "c-1", "issue_comment")
 
@@ -254,7 +257,10 @@ def _comment_by(
     comment["issue"]["user"]["login"] = "Codertocat"
     comment["issue"]["labels"] = [{"name": name} for name in github.labels]
     comment["issue"]["state"] = "closed" if closed else "open"
-    comment["comment"]["user"] = {**comment["comment"]["user"], "login": author}
+    reporter = comment["issue"]["user"]
+    comment["comment"]["user"] = (
+        reporter if author == "Codertocat" else {**reporter, "login": author, "id": 4242}
+    )
     comment["comment"]["body"] = body
     comment["comment"]["created_at"] = _iso(at)
     return comment
@@ -348,3 +354,28 @@ def test_a_notice_the_tracker_refused_is_tried_again_by_the_next_sweep(
     assert (failed.notices, retried.notices) == (0, 1)
     assert calls == [f"POST {ISSUE}/comments"]
     assert sum("75% used" in c for c in github.our_comments()) == 1
+
+
+def test_a_jira_cloud_comment_by_the_reporter_keeps_the_clock_running_and_the_facts(
+    tmp_path: Path, no_network: responses.RequestsMock
+) -> None:
+    created = _jira_created(CLOUD, MONDAY_10)
+    fake: FakeJira = fake_for(no_network, CLOUD, created)
+    sopguard = jira_service(tmp_path, CLOUD)
+    _at(sopguard.app, MONDAY_10)
+    sopguard.deliver(created, "created")
+    comment = fixture_json("jira", "mattermost__webhook-cloud-comment-created.json")
+    reporter = created["issue"]["fields"]["reporter"]
+    comment["comment"]["author"] = {
+        "accountId": reporter["accountId"],
+        "displayName": "Someone Else Entirely",
+    }
+    comment["comment"]["created"] = (MONDAY_10 + dt.timedelta(minutes=5)).isoformat()
+    comment["timestamp"] = int((MONDAY_10 + dt.timedelta(minutes=5)).timestamp() * 1000)
+    sopguard.deliver(comment, "reporter-comment")
+
+    (issue,) = _services(sopguard.app).store.followed_issues()
+    assert issue.facts.reporter_id == reporter["accountId"] and issue.facts.priority == "P1"
+    assert "priority-P1" in issue.facts.labels
+    _, calls = _sweep(sopguard.app, MONDAY_10 + dt.timedelta(minutes=12), no_network)
+    assert calls == [f"POST /rest/api/3/issue/{fake.key}/comment"]  # first response was not stopped

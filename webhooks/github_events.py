@@ -100,6 +100,7 @@ def snapshot(payload: Payload) -> IssueSnapshot:
         labels=_labels(issue),
         assignees=tuple(str(a["login"]) for a in issue.get("assignees") or [] if "login" in a),
         reporter=str((issue.get("user") or {}).get("login", "")),
+        reporter_id=str((issue.get("user") or {}).get("id", "")),
         fields=sections(body),
         body=body,
         created_at=parse_time(issue.get("created_at")),

@@ -114,6 +114,7 @@ def snapshot(payload: Payload) -> IssueSnapshot:
         labels=frozenset(str(label) for label in fields.get("labels") or []),
         assignees=(actor(fields["assignee"]).login,) if fields.get("assignee") else (),
         reporter=actor(fields.get("reporter")).login if fields.get("reporter") else "",
+        reporter_id=actor(fields.get("reporter")).id if fields.get("reporter") else "",
         priority=flatten(fields.get("priority")) or None,
         fields={key: flatten(value) for key, value in fields.items()},
         body=flatten(fields.get("description")),

@@ -127,8 +127,8 @@ def _ledger_update(
     scoped = services.policy.for_issue(event.issue.source, event.issue.scope)
     if not is_service_request(scoped, snapshot) or not event.issue.scope:
         return None
-    facts = facts_after(services.policy, event, snapshot, decision)
     known = services.store.followed_issues(open_only=False, ref=event.issue)
+    facts = facts_after(services.policy, event, snapshot, decision, known[0].facts if known else None)
     earlier = known[0].timeline if known else ()
     entries = timeline_entries(
         scoped,
