@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from config.schema import Policy
 from config.settings import ALL_TRACKERS, Settings
 from connector.base import Connector
 from connector.dry_run import DryRunConnector
@@ -12,10 +13,10 @@ from policies.models import Source
 log = logging.getLogger(__name__)
 
 
-def build_connectors(settings: Settings) -> dict[Source, Connector]:
+def build_connectors(settings: Settings, policy: Policy) -> dict[Source, Connector]:
     connectors: dict[Source, Connector] = {}
     for source in ALL_TRACKERS:
-        connector = None if settings.dry_run else _real_connector(settings, source)
+        connector = None if settings.dry_run else _real_connector(settings, policy, source)
         if connector is None:
             reason = "SOPGUARD_DRY_RUN is set" if settings.dry_run else "no credentials are configured"
             log.info("%s: dry run (%s); actions are recorded in the audit log, not applied", source, reason)
@@ -23,7 +24,7 @@ def build_connectors(settings: Settings) -> dict[Source, Connector]:
     return connectors
 
 
-def _real_connector(settings: Settings, source: Source) -> Connector | None:
+def _real_connector(settings: Settings, policy: Policy, source: Source) -> Connector | None:
     if source == "github" and settings.github_configured:
         from connector.github import GithubConnector
 
@@ -31,5 +32,5 @@ def _real_connector(settings: Settings, source: Source) -> Connector | None:
     if source == "jira" and settings.jira_configured:
         from connector.jira import JiraConnector
 
-        return JiraConnector.from_settings(settings)
+        return JiraConnector.from_settings(settings, policy)
     return None

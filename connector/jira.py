@@ -224,9 +224,10 @@ class JiraConnector:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, *, sleep: Callable[[float], None] = time.sleep
+        cls, settings: Settings, policy: Policy | None = None, *, sleep: Callable[[float], None] = time.sleep
     ) -> JiraConnector:
-        return cls(JiraApi.from_settings(settings, sleep=sleep), load_policy(settings.policy))
+        """`policy` is the service's own (the sub-task type and field names are read from it)."""
+        return cls(JiraApi.from_settings(settings, sleep=sleep), policy or load_policy(settings.policy))
 
     # --- who we are, where we are -----------------------------------------------------------
 

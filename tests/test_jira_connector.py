@@ -11,6 +11,7 @@ import requests
 import responses
 from jira import JIRAError
 
+from config.loader import load_policy
 from config.schema import Policy
 from config.settings import Settings
 from connector import jira_markers as markers
@@ -90,11 +91,12 @@ def test_cloud_signs_in_with_email_and_token_and_data_center_with_a_personal_acc
 
 
 def test_the_factory_uses_the_jira_connector_only_when_jira_is_configured(tmp_path: Path) -> None:
-    configured = build_connectors(_settings(tmp_path, **CLOUD.credentials))
-    dry = build_connectors(_settings(tmp_path, **CLOUD.credentials, dry_run=True))
-    missing = build_connectors(_settings(tmp_path, jira_url=CLOUD.server))
+    policy = load_policy()
+    configured = build_connectors(_settings(tmp_path, **CLOUD.credentials), policy)
+    dry = build_connectors(_settings(tmp_path, **CLOUD.credentials, dry_run=True), policy)
+    missing = build_connectors(_settings(tmp_path, jira_url=CLOUD.server), policy)
 
-    assert isinstance(configured["jira"], JiraConnector)
+    assert isinstance(configured["jira"], JiraConnector) and configured["jira"].policy is policy
     assert isinstance(dry["jira"], DryRunConnector) and isinstance(missing["jira"], DryRunConnector)
 
 

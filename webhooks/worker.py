@@ -51,8 +51,10 @@ class Services:
 
 def build_services(settings: Settings) -> Services:
     """Load the policy, open the database and choose a connector per tracker."""
-    store = Store(settings.resolved_database_url)
-    return Services(settings, load_policy(settings.policy), store, build_connectors(settings))
+    policy = load_policy(settings.policy)
+    return Services(
+        settings, policy, Store(settings.resolved_database_url), build_connectors(settings, policy)
+    )
 
 
 def _outcomes(applied: list[Applied]) -> dict[str, str]:
