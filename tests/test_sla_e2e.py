@@ -21,7 +21,15 @@ from flask import Flask
 from cli import main
 from tests.conftest import fixture_json
 from tests.github_support import REF, REPO, FakeGithub, Service, form_body, issue_payload, labelled, service
-from tests.jira_support import CLOUD, DATA_CENTER, Deployment, FakeJira, fake_for, with_intake
+from tests.jira_support import (
+    CLOUD,
+    DATA_CENTER,
+    Deployment,
+    FakeJira,
+    fake_for,
+    with_intake,
+    with_status_change,
+)
 from tests.jira_support import service as jira_service
 from webhooks.receivers import Intake
 from webhooks.sweep import SweepReport, sweep
@@ -379,3 +387,67 @@ def test_a_jira_cloud_comment_by_the_reporter_keeps_the_clock_running_and_the_fa
     assert "priority-P1" in issue.facts.labels
     _, calls = _sweep(sopguard.app, MONDAY_10 + dt.timedelta(minutes=12), no_network)
     assert calls == [f"POST /rest/api/3/issue/{fake.key}/comment"]  # first response was not stopped
+
+
+def _jira_at(payload: dict[str, Any], when: dt.datetime) -> dict[str, Any]:
+    timed = copy.deepcopy(payload)
+    timed["timestamp"] = int(when.timestamp() * 1000)
+    return timed
+
+
+def test_jira_p3_opened_friday_1700_is_not_warned_over_the_weekend(
+    tmp_path: Path, no_network: responses.RequestsMock
+) -> None:
+    friday_17 = dt.datetime(2026, 11, 20, 17, 0, tzinfo=SHANGHAI)
+    created = with_intake(_jira_created(CLOUD, friday_17), {"Impact": "Minor", "Urgency": "High"})
+    fake_for(no_network, CLOUD, created)
+    sopguard = jira_service(tmp_path, CLOUD)
+    _at(sopguard.app, friday_17)
+    sopguard.deliver(created, "created")
+
+    saturday = dt.datetime(2026, 11, 21, 0, 0, tzinfo=SHANGHAI)
+    assert all(
+        _sweep(sopguard.app, saturday + dt.timedelta(hours=h), no_network)[1] == [] for h in range(0, 48, 4)
+    )
+    _, calls = _sweep(sopguard.app, dt.datetime(2026, 11, 23, 11, 0, tzinfo=SHANGHAI), no_network)
+    assert len(calls) == 1 and calls[0].startswith("POST /rest/api/3/issue/")
+
+
+def test_jira_waiting_for_the_customer_pauses_and_an_agents_comment_stops_first_response(
+    tmp_path: Path, no_network: responses.RequestsMock
+) -> None:
+    created = _jira_created(CLOUD, MONDAY_10)
+    fake = fake_for(no_network, CLOUD, created)
+    sopguard = jira_service(tmp_path, CLOUD)
+    _at(sopguard.app, MONDAY_10)
+    sopguard.deliver(created, "created")
+    update = fixture_json("jira", "mattermost__webhook-issue-updated-started-working.json")
+    update["issue"]["fields"] = {
+        **copy.deepcopy(created["issue"]["fields"]),
+        "status": update["issue"]["fields"]["status"],
+    }
+    to_triage = _jira_at(with_status_change(update, "To Do", "Triage"), MONDAY_10 + dt.timedelta(minutes=1))
+    waiting = _jira_at(
+        with_status_change(update, "Triage", "Waiting for Customer"), MONDAY_10 + dt.timedelta(minutes=5)
+    )
+    sopguard.deliver(to_triage, "triage")
+    sopguard.deliver(waiting, "waiting")
+    ref = _services(sopguard.app).store.followed_issues()[0].ref
+    assert _services(sopguard.app).store.memory(ref).last_state == "waiting-for-customer"
+    assert fake.calls().count(f"POST /rest/api/2/issue/{fake.key}/transitions") == 0  # nothing moved back
+
+    assert _sweep(sopguard.app, MONDAY_10 + dt.timedelta(minutes=20), no_network)[1] == []
+
+    back = _jira_at(
+        with_status_change(update, "Waiting for Customer", "Triage"), MONDAY_10 + dt.timedelta(minutes=30)
+    )
+    sopguard.deliver(back, "back")
+    answer = fixture_json("jira", "mattermost__webhook-cloud-comment-created.json")
+    answer["comment"]["author"] = {"accountId": "agent-dana", "displayName": "Dana"}
+    answer["comment"]["created"] = (MONDAY_10 + dt.timedelta(minutes=32)).isoformat()
+    sopguard.deliver(_jira_at(answer, MONDAY_10 + dt.timedelta(minutes=32)), "answered")
+
+    assert _sweep(sopguard.app, MONDAY_10 + dt.timedelta(minutes=45), no_network)[1] == []
+    (issue,) = _services(sopguard.app).store.followed_issues()
+    first = _services(sopguard.app).clocks(issue.ref, issue.timeline, MONDAY_10 + dt.timedelta(minutes=45))[0]
+    assert (first.target_id, first.met, first.elapsed) == ("first-response", True, dt.timedelta(minutes=7))
