@@ -59,6 +59,16 @@ BARE_LABEL_ARRAY = Allowance(
 )
 
 
+def done_then(error: Exception) -> Fault:
+    """A fault for `FakeGithub.fail`: the request takes effect, then the answer is lost to `error`."""
+
+    def reply(request: requests.PreparedRequest, handler: Any) -> Reply:
+        handler(request)
+        raise error
+
+    return reply
+
+
 @dataclass
 class FakeGithub:
     """One repository with one issue (the fixture's), as GitHub would keep it."""

@@ -74,6 +74,12 @@ NEW_CATEGORY = frozenset({"To Do", "Open", "New"})
 DONE_CATEGORY = frozenset({"Done", "Resolved", "Closed"})
 
 
+# The requests a connector makes once per process (its identity, the field list, the deployment type).
+MYSELF = "GET /rest/api/2/myself"
+FIELDS = "GET /rest/api/2/field"
+SERVER_INFO = "GET /rest/api/2/serverInfo"
+
+
 # --- what differs between Cloud and Data Center --------------------------------------------------
 
 

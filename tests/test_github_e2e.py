@@ -22,6 +22,7 @@ from tests.github_support import (
     Reply,
     Service,
     add_checklist,
+    done_then,
     form_body,
     issue_payload,
     labelled,
@@ -290,11 +291,7 @@ def test_a_comment_whose_post_timed_out_after_it_was_written_is_not_posted_again
 ) -> None:
     put_in_state(sopguard, github, "triage")
 
-    def written_then_timed_out(request: requests.PreparedRequest, handler: Any) -> Reply:
-        handler(request)
-        raise requests.exceptions.ReadTimeout("read timed out")
-
-    github.fail("POST", "/comments", written_then_timed_out)
+    github.fail("POST", "/comments", done_then(requests.exceptions.ReadTimeout("read timed out")))
 
     sopguard.deliver(labelled(github, "status/in-progress"), "timeout-1")
 
@@ -313,11 +310,7 @@ def test_a_sub_issue_link_that_timed_out_after_it_was_made_is_not_made_again(
     put_in_state(sopguard, github, "in-progress")
     add_checklist(github, "preparation")
 
-    def linked_then_timed_out(request: requests.PreparedRequest, handler: Any) -> Reply:
-        handler(request)
-        raise requests.exceptions.ReadTimeout("read timed out")
-
-    github.fail("POST", "/sub_issues", linked_then_timed_out)
+    github.fail("POST", "/sub_issues", done_then(requests.exceptions.ReadTimeout("read timed out")))
 
     sopguard.deliver(labelled(github, "status/verification", body="### Key steps\n\nDone."), "link-timeout")
 
@@ -332,11 +325,7 @@ def test_a_checklist_item_whose_creation_timed_out_after_it_happened_is_adopted_
     put_in_state(sopguard, github, "in-progress")
     add_checklist(github, "preparation")
 
-    def created_then_timed_out(request: requests.PreparedRequest, handler: Any) -> Reply:
-        handler(request)
-        raise requests.exceptions.ReadTimeout("read timed out")
-
-    github.fail("POST", f"/repos/{REPO}/issues", created_then_timed_out)
+    github.fail("POST", f"/repos/{REPO}/issues", done_then(requests.exceptions.ReadTimeout("read timed out")))
 
     sopguard.deliver(labelled(github, "status/verification", body="### Key steps\n\nDone."), "create-timeout")
 

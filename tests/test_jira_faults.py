@@ -16,6 +16,9 @@ import responses
 from tests.jira_support import (
     CLOUD,
     DEPLOYMENTS,
+    FIELDS,
+    MYSELF,
+    SERVER_INFO,
     Deployment,
     adf_text,
     done_then,
@@ -26,10 +29,6 @@ from tests.jira_support import (
     subtasks_created,
     transition_undone,
 )
-
-MYSELF = "GET /rest/api/2/myself"
-FIELDS = "GET /rest/api/2/field"
-SERVER_INFO = "GET /rest/api/2/serverInfo"
 
 
 @pytest.fixture(params=DEPLOYMENTS, ids=lambda d: d.name)

@@ -19,6 +19,9 @@ from tests.jira_support import (
     CLOUD,
     DATA_CENTER,
     DEPLOYMENTS,
+    FIELDS,
+    MYSELF,
+    SERVER_INFO,
     Deployment,
     FakeJira,
     Scenario,
@@ -40,10 +43,6 @@ from tests.jira_support import (
 )
 from webhooks.delivery import Delivery
 from webhooks.worker import utc_now
-
-MYSELF = "GET /rest/api/2/myself"
-FIELDS = "GET /rest/api/2/field"
-SERVER_INFO = "GET /rest/api/2/serverInfo"
 
 
 @pytest.fixture(params=DEPLOYMENTS, ids=lambda d: d.name)
