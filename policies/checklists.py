@@ -39,6 +39,7 @@ def create(ctx: Context, checklist_id: str) -> list[Action]:
         "checklist-created",
         checklist,
         checklist=ctx.text(checklist.title),
+        item_kind="sub-issue" if ctx.event.source == "github" else "sub-task",
         items=[ctx.text(i) for i in checklist.items],
         created=created,
     )

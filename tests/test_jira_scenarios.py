@@ -535,3 +535,15 @@ def test_a_checklist_sub_task_moving_is_not_judged_and_costs_nothing_but_learnin
 
     assert fake.calls() == [MYSELF]
     assert fake.status == "Done"
+
+
+def test_the_checklist_comment_calls_them_sub_tasks_on_jira(
+    no_network: responses.RequestsMock, tmp_path: Path, deployment: Deployment
+) -> None:
+    scenario = subtasks_created(deployment)
+    fake, sopguard = start(no_network, tmp_path / "var", scenario, deployment)
+
+    sopguard.deliver(scenario.payload, "work-2")
+
+    texts = [adf_text(c) if deployment is CLOUD else c.replace("*", "") for c in fake.our_comments()]
+    assert any(": one sub-task per item was created" in text for text in texts), texts

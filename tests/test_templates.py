@@ -40,7 +40,12 @@ VARIABLES: dict[str, dict[str, Any]] = {
         "applied": False,
     },
     "priority-override": {"level": "P1", "actor": "dana", "computed": "P3"},
-    "checklist-created": {"checklist": "Self-check", "items": ["The problem is solved"], "created": True},
+    "checklist-created": {
+        "checklist": "Self-check",
+        "items": ["The problem is solved"],
+        "created": True,
+        "item_kind": "sub-task",
+    },
     "sla-warning": {
         "target": "first response",
         "kind": "first-response",
