@@ -181,12 +181,17 @@ class GithubConnector:
             return [Applied(action, f"failed: {error}") for action in actions]
         session = _IssueSession(self, target, snapshot, self._comments.pop(delivery.delivery_id, None))
         results = []
+        failed: set[str] = set()
         for action in actions:
+            rules = set(action.rule_id.split("+"))
+            if isinstance(action, PostComment) and action.body_if_not_undone and rules & failed:
+                action = replace(action, body=action.body_if_not_undone)  # the undo did not happen
             try:
                 outcome = session.apply(action)
             except (GithubException, requests.RequestException, TooLongToWait) as error:
                 log.warning("%s on %s failed: %s", type(action).__name__, event.issue, error)
                 outcome = f"failed: {_describe(error)}"
+                failed |= rules
             results.append(Applied(action, outcome))
         return results
 

@@ -43,7 +43,6 @@ from policies.models import (
     SetPriority,
 )
 from policies.needs import Needs
-from policies.render import render
 from webhooks import jira_events
 from webhooks.delivery import Delivery
 
@@ -157,37 +156,9 @@ def no_way_back_note(locale: str, current: str, target: str, *, refused: bool = 
     return template.format(current=current, target=target, label=VIOLATION_LABEL)
 
 
-def _headline(policy: Policy, undone: bool) -> str:
-    text = render(
-        policy,
-        "transition-rejected",
-        policy.workflow.rule,
-        undone=undone,
-        actor="",
-        from_state="",
-        to_state="",
-        entry_from=[],
-        skipped=[],
-        violations=[],
-        allowed=[],
-    )
-    return text.splitlines()[0] if text.strip() else ""
-
-
-def not_undone(policy: Policy, body: str, note: str) -> str:
-    """The engine's rejection comment for a change that could not be undone, with the reason why.
-
-    The engine writes the comment before the connector knows whether the undo worked; when the
-    comment opens with the template's "undone" headline, it becomes the "not undone" one.
-    """
-    lines = body.rstrip("\n").splitlines()
-    try:
-        undone, kept = _headline(policy, True), _headline(policy, False)
-    except Exception:  # a custom template that cannot render without real variables
-        undone = kept = ""
-    if lines and undone and lines[0] == undone:
-        lines[0] = kept
-    return "\n".join([*lines, "", note]) + "\n"
+def with_note(body: str, note: str) -> str:
+    """A comment with the connector's own explanation added as its last paragraph."""
+    return f"{body.rstrip()}\n\n{note}\n"
 
 
 def _status_name(value: Any) -> str:
@@ -439,7 +410,8 @@ class _Run:
             return reason
         body = action.body
         if (stuck := self.stuck.get(action.rule_id)) and not action.marker.startswith("not-undone:"):
-            body = not_undone(self.policy, body, stuck.note(self.policy.locale))
+            # The undo failed: the engine's text for a change that stands, and why it stands.
+            body = with_note(action.body_if_not_undone or body, stuck.note(self.policy.locale))
         comment = self._post(body, action.marker)
         posted.pop(action.marker, None)  # re-inserted last: pruning drops the oldest markers first
         posted[action.marker] = markers.Posted(str(comment.get("id", "")), body_digest)

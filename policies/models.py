@@ -146,6 +146,9 @@ class PostComment:
     marker: str
     body: str
     on_existing: CommentPolicy = CommentPolicy.ONCE
+    # The text to post instead when an earlier action of the same rule failed: the undo did not
+    # happen, so the comment must not say it did. Empty: post `body` whatever happened.
+    body_if_not_undone: str = ""
 
 
 @dataclass(frozen=True)

@@ -291,9 +291,9 @@ def _reject(
         "allowed": [_title(ctx, t.to) for t in policy.workflow.transitions_from(change.before)],
     }
     marker = f"transition-rejected:{change.before}:{change.after}:{ctx.event.delivery_id}"
-    actions: list[Action] = [
-        PostComment(rule.id, marker, render(policy, "transition-rejected", lifecycle, **variables))
-    ]
+    body = render(policy, "transition-rejected", lifecycle, **variables)
+    kept = render(policy, "transition-rejected", lifecycle, **{**variables, "undone": False}) if undo else ""
+    actions: list[Action] = [PostComment(rule.id, marker, body, body_if_not_undone=kept)]
     if undo:
         actions = [*_move(ctx, rule.id, change.before, restoring=True), *actions]
     return actions

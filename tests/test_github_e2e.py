@@ -338,3 +338,24 @@ def test_a_checklist_item_whose_creation_timed_out_after_it_happened_is_adopted_
         f"GET /repos/{REPO}/issues",
         f"POST {ISSUE}/sub_issues",
     ]
+
+
+def test_when_the_undo_fails_the_comment_does_not_claim_it_was_undone(
+    sopguard: Service, github: FakeGithub
+) -> None:
+    put_in_state(sopguard, github, "triage")
+    github.fail(
+        "PUT",
+        "/labels",
+        (403, {"Content-Type": "application/json"}, '{"message": "Resource not accessible by integration"}'),
+    )
+
+    sopguard.deliver(labelled(github, "status/in-progress"), "no-undo")
+
+    (comment,) = github.our_comments()
+    assert comment.startswith("**This change of stage does not follow the service procedure.**")
+    assert "status/in-progress" in github.labels
+    outcome = next(
+        e.outcome for e in sopguard.intake.store.audit_entries() if e.rule_id == "follow-the-lifecycle"
+    )
+    assert outcome.startswith("failed: GitHub answered 403: Resource not accessible by integration")

@@ -23,8 +23,8 @@ from connector.jira import (
     edit_body,
     missing_fields,
     no_way_back_note,
-    not_undone,
     with_names,
+    with_note,
 )
 from connector.jira_api import JiraApi, ambiguous, build_client, classify
 from connector.retry import BACK_OFF, GIVE_UP, Verdict
@@ -262,36 +262,19 @@ def test_priority_and_labels_make_one_edit_body() -> None:
     assert edit_body(None, [], []) == {}
 
 
-def test_a_change_that_could_not_be_undone_is_not_called_undone(default_policy: Policy) -> None:
-    body = "**This change of stage was undone.**\n@admin moved this issue from **New** to **In progress**.\n"
+def test_the_note_on_a_change_that_could_not_be_undone_closes_the_comment() -> None:
     note = no_way_back_note("en", "In Progress", "To Do")
 
-    amended = not_undone(default_policy, body, note)
+    amended = with_note("**This change of stage does not follow the service procedure.**\n", note)
 
     assert amended == (
         "**This change of stage does not follow the service procedure.**\n"
-        "@admin moved this issue from **New** to **In progress**.\n"
         "\n"
         "**Jira could not undo this change:** the workflow has no transition from **In Progress** back to "
         "**To Do**, so the issue stays in In Progress and is labelled `sop-violation` for review. A Jira "
         "admin can add the transition (`sopguard export jira-workflow` lists the ones the procedure needs).\n"
     )
-
-
-def test_in_chinese_the_headline_and_the_note_are_chinese(default_policy: Policy) -> None:
-    policy = default_policy.model_copy(update={"locale": "zh-CN"})
-    body = "**该阶段变更已被撤销。**\n@admin 将此问题从 **新建** 移至 **实施中**。\n"
-
-    amended = not_undone(policy, body, no_way_back_note("zh-CN", "In Progress", "To Do"))
-
-    assert amended.startswith("**该阶段变更不符合服务流程。**\n")
-    assert "**Jira 无法撤销此变更:**" in amended
-
-
-def test_a_custom_headline_is_kept_and_the_note_still_added(default_policy: Policy) -> None:
-    amended = not_undone(default_policy, "Moved back, see below.\n", "NOTE")
-
-    assert amended == "Moved back, see below.\n\nNOTE\n"
+    assert "**Jira 无法撤销此变更:**" in no_way_back_note("zh-CN", "In Progress", "To Do")
 
 
 # --- the comment markers -----------------------------------------------------------------------------------
