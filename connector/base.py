@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from policies.ledger import Change
 from policies.models import Action, Event, IssueSnapshot
 from policies.needs import Needs
 from webhooks.delivery import Delivery
@@ -30,6 +31,11 @@ class Connector(Protocol):
         self, delivery: Delivery, event: Event, snapshot: IssueSnapshot, needs: Needs
     ) -> IssueSnapshot:
         """The snapshot with what `needs` asks for and the delivery did not carry; nothing else is read."""
+        ...
+
+    def history(self, delivery: Delivery, event: Event) -> list[Change] | None:
+        """The tracker's record of the issue's status, for an issue first seen after its
+        creation (read once, by a sweep); `None` when it cannot be read."""
         ...
 
     def apply(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from connector.base import Applied
+from policies.ledger import Change
 from policies.models import Action, Event, IssueSnapshot
 from policies.needs import Needs
 from webhooks.delivery import Delivery
@@ -20,6 +21,9 @@ class DryRunConnector:
         self, delivery: Delivery, event: Event, snapshot: IssueSnapshot, needs: Needs
     ) -> IssueSnapshot:
         return snapshot
+
+    def history(self, delivery: Delivery, event: Event) -> list[Change] | None:
+        return None
 
     def apply(
         self, delivery: Delivery, event: Event, snapshot: IssueSnapshot, actions: Sequence[Action]

@@ -23,6 +23,7 @@ from tenacity import Retrying
 from config.settings import Settings
 from connector.base import Applied
 from connector.retry import BACK_OFF, GIVE_UP, TooLongToWait, Verdict, retrying, server_wait
+from policies.ledger import Change
 from policies.models import (
     Action,
     ChangeLabels,
@@ -171,6 +172,26 @@ class GithubConnector:
                 Comment(actor_of(c.raw_data.get("user")), c.body or "", str(c.id)) for c in comments
             )
         return replace(snapshot, **changes) if changes else snapshot
+
+    def history(self, delivery: Delivery, event: Event) -> list[Change] | None:
+        """Labels added and removed, closes and reopens, from the issue's events; `None` if unreadable."""
+        try:
+            issue = self._target(delivery, event).issue
+            events = self._call(lambda: list(issue.get_events()))
+        except (GithubException, requests.RequestException, TooLongToWait, NoInstallation) as error:
+            log.warning("history of %s unreadable: %s", event.issue, error)
+            return None
+        changes = []
+        for item in events:
+            if item.event == "labeled" and item.label is not None:
+                changes.append(Change(item.created_at, "labeled", item.label.name))
+            elif item.event == "unlabeled" and item.label is not None:
+                changes.append(Change(item.created_at, "unlabeled", item.label.name))
+            elif item.event == "closed":
+                changes.append(Change(item.created_at, "closed"))
+            elif item.event == "reopened":
+                changes.append(Change(item.created_at, "reopened"))
+        return changes
 
     def apply(
         self, delivery: Delivery, event: Event, snapshot: IssueSnapshot, actions: Sequence[Action]

@@ -31,6 +31,7 @@ from connector import jira_markers as markers
 from connector.base import Applied
 from connector.jira_api import JiraApi, Json, describe
 from connector.jira_format import to_adf, to_wiki
+from policies.ledger import Change
 from policies.models import (
     Action,
     ChangeLabels,
@@ -43,6 +44,7 @@ from policies.models import (
     SetPriority,
 )
 from policies.needs import Needs
+from policies.text import parse_time
 from webhooks import jira_events
 from webhooks.delivery import Delivery
 
@@ -254,6 +256,28 @@ class JiraConnector:
             subtasks=parsed.subtasks if "subtasks" in wanted else snapshot.subtasks,
             comments=parsed.comments if "comment" in wanted else snapshot.comments,
         )
+
+    def history(self, delivery: Delivery, event: Event) -> list[Change] | None:
+        """The status changes in the issue's changelog, every page of it; `None` if unreadable."""
+        changes: list[Change] = []
+        read = 0
+        try:
+            while True:
+                page = self.api.changelog(event.issue.key, start_at=read)
+                values = page.get("values") or []
+                read += len(values)
+                for entry in values:
+                    at = parse_time(entry.get("created"))
+                    changes.extend(
+                        Change(at, "status", str(item.get("toString") or ""))
+                        for item in entry.get("items") or []
+                        if at is not None and str(item.get("field", "")).casefold() == "status"
+                    )
+                if page.get("isLast", True) or not values:
+                    return changes
+        except Exception as error:  # the issue stays followed from its creation, as before
+            log.warning("history of %s unreadable: %s", event.issue, describe(error))
+            return None
 
     def _all_comments(self, key: str, first: Any) -> list[Json]:
         page: Json = first if isinstance(first, dict) else {}

@@ -165,6 +165,11 @@ class JiraApi:
             params["orderBy"] = "-created"
         return self._retried(lambda: self._send("GET", f"issue/{key}/comment", params=params))
 
+    def changelog(self, key: str, start_at: int = 0) -> Json:
+        """One page of the issue's history, oldest first (`GET /issue/{key}/changelog`)."""
+        params = {"startAt": str(start_at), "maxResults": "100"}
+        return self._retried(lambda: self._send("GET", f"issue/{key}/changelog", params=params))
+
     def transitions(self, key: str) -> list[Json]:
         return self._retried(lambda: [dict(t) for t in self.client.transitions(key)])
 

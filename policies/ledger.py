@@ -5,10 +5,12 @@ snapshot and the decision, with `now` standing in when a delivery carries no tim
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from config.schema import Policy
-from policies import followup, priority
+from policies import followup, priority, workflow
 from policies.context import Context
 from policies.models import (
     Actor,
@@ -149,4 +151,35 @@ def timeline_entries(
         )
     if facts.priority != previous_priority:
         entries.append(PriorityChanged(at=at, priority=facts.priority))
+    return entries
+
+
+@dataclass(frozen=True)
+class Change:
+    """One entry of a tracker's own history of an issue: a status change (Jira), a label added or
+    removed, or the issue closed or reopened (GitHub)."""
+
+    at: dt.datetime
+    kind: Literal["status", "labeled", "unlabeled", "closed", "reopened"]
+    value: str = ""
+
+
+def backfill(policy: Policy, created_at: dt.datetime, history: Sequence[Change]) -> list[TimelineEvent]:
+    """The timeline of an issue the service did not follow from its creation, rebuilt from the
+    tracker's history, so its clocks count what really happened (pauses included)."""
+    entries: list[TimelineEvent] = [Created(at=created_at, state=policy.workflow.initial)]
+    state, labels = policy.workflow.initial, frozenset[str]()
+    for change in sorted(history, key=lambda c: c.at):
+        if change.kind in ("closed", "reopened"):
+            entries.append(Closed(at=change.at) if change.kind == "closed" else Reopened(at=change.at))
+            continue
+        if change.kind == "status":
+            new = workflow.jira_state(policy, change.value)
+        else:
+            labels = labels | {change.value} if change.kind == "labeled" else labels - {change.value}
+            present = workflow.label_states(policy, labels)
+            new = present[-1] if present else None
+        if new is not None and new != state:
+            entries.append(StateChanged(at=change.at, state=new))
+            state = new
     return entries

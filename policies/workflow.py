@@ -48,7 +48,7 @@ class StateChange:
 # --- where the issue was and where it is now ------------------------------------------------
 
 
-def _label_states(policy: Policy, labels: frozenset[str]) -> list[str]:
+def label_states(policy: Policy, labels: frozenset[str]) -> list[str]:
     github = policy.trackers.github
     return [
         state.id
@@ -66,8 +66,8 @@ def _github_state_after(ctx: Context) -> str | None:
         reopen_targets = {t.to for t in policy.workflow.transitions if set(t.from_) & set(closed_states)}
         if len(reopen_targets) == 1:
             return reopen_targets.pop()
-    present = _label_states(policy, snapshot.labels)
-    added = _label_states(policy, event.labels_after - event.labels_before)
+    present = label_states(policy, snapshot.labels)
+    added = label_states(policy, event.labels_after - event.labels_before)
     if added:
         return added[-1]
     if len(present) == 1:
@@ -82,7 +82,7 @@ def _github_state_before(ctx: Context) -> str | None:
     policy, event = ctx.policy, ctx.event
     if event.status_before == "closed":
         return policy.trackers.github.closed_states[0]
-    earlier = _label_states(policy, event.labels_before)
+    earlier = label_states(policy, event.labels_before)
     return earlier[0] if len(earlier) == 1 else policy.workflow.initial if not earlier else None
 
 

@@ -80,6 +80,7 @@ class FakeGithub:
     comments: list[dict[str, Any]] = field(default_factory=list)
     sub_issues: list[dict[str, Any]] = field(default_factory=list)
     orphans: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
     faults: defaultdict[tuple[str, str], deque[Fault]] = field(default_factory=lambda: defaultdict(deque))
     _next_id: int = 9000
 
@@ -95,6 +96,7 @@ class FakeGithub:
             ("POST", f"{issue}/comments", self._create_comment),
             ("PATCH", f"{API}/repos/{REPO}/issues/comments/", self._edit_comment),
             ("GET", f"{issue}/sub_issues", self._list_sub_issues),
+            ("GET", f"{issue}/events", lambda _: self._reply(self.events)),
             ("POST", f"{issue}/sub_issues", self._add_sub_issue),
             ("POST", f"{API}/repos/{REPO}/issues", self._create_issue),
             ("GET", f"{API}/repos/{REPO}/issues", self._list_issues),

@@ -219,6 +219,7 @@ class FakeJira:
     comments: list[Json] = field(default_factory=list)
     properties: dict[str, Any] = field(default_factory=dict)
     unreachable: set[str] = field(default_factory=set)
+    changelog: list[Json] = field(default_factory=list)
     faults: defaultdict[tuple[str, str], deque[Fault]] = field(default_factory=lambda: defaultdict(deque))
     _next_id: int = 10010
     _next_subtask: int = 100
@@ -238,12 +239,23 @@ class FakeJira:
             ("POST", f"{issue}/comment", self._add_comment),
             ("POST", f"/rest/api/3/issue/{self.key}/comment", self._add_comment),
             ("GET", f"{issue}/properties/{PROPERTY}", self._get_property),
+            ("GET", f"{issue}/changelog", self._changelog),
             ("PUT", f"{issue}/properties/{PROPERTY}", self._set_property),
             ("POST", f"{api}/issue", self._create_issue),
         ]
         for method, path, handler in routes:
             pattern = re.compile(re.escape(self.deployment.server + path) + r"(\?.*)?$")
             self.mock.add_callback(method, pattern, callback=self._guarded(method, path, handler))
+
+    def _changelog(self, _: requests.PreparedRequest) -> Reply:
+        page = {
+            "startAt": 0,
+            "maxResults": 100,
+            "total": len(self.changelog),
+            "isLast": True,
+            "values": self.changelog,
+        }
+        return 200, {"Content-Type": "application/json"}, json.dumps(page)
 
     # --- fault injection ------------------------------------------------------------------
 

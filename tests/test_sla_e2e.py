@@ -451,3 +451,92 @@ def test_jira_waiting_for_the_customer_pauses_and_an_agents_comment_stops_first_
     (issue,) = _services(sopguard.app).store.followed_issues()
     first = _services(sopguard.app).clocks(issue.ref, issue.timeline, MONDAY_10 + dt.timedelta(minutes=45))[0]
     assert (first.target_id, first.met, first.elapsed) == ("first-response", True, dt.timedelta(minutes=7))
+
+
+# --- an issue first seen after it was opened: its beginning read from the tracker, once ---------------
+
+
+def _label_event(kind: str, name: str, at: dt.datetime) -> dict[str, Any]:
+    return {
+        "id": 1,
+        "event": kind,
+        "label": {"name": name, "color": "ffffff"},
+        "created_at": _iso(at),
+        "actor": {"login": "Codertocat", "id": 1},
+        "url": "https://api.github.com/x",
+        "node_id": "x",
+        "commit_id": None,
+        "commit_url": None,
+        "performed_via_github_app": None,
+    }
+
+
+def minutes(count: float) -> dt.datetime:
+    return MONDAY_10 + dt.timedelta(minutes=count)
+
+
+def test_a_github_issue_first_seen_late_gets_its_pauses_from_the_history(
+    tmp_path: Path, github: FakeGithub
+) -> None:
+    github.events = [
+        _label_event("labeled", "priority/P1", minutes(0)),
+        _label_event("labeled", "status/triage", minutes(1)),
+        _label_event("labeled", "status/waiting-for-customer", minutes(2)),
+        _label_event("unlabeled", "status/triage", minutes(2)),
+        _label_event("labeled", "status/triage", minutes(20)),
+        _label_event("unlabeled", "status/waiting-for-customer", minutes(20)),
+    ]
+    github.labels = ["priority/P1", "status/triage"]
+    sopguard = service(tmp_path)
+    _at(sopguard.app, minutes(21))
+    times = {"created_at": _iso(MONDAY_10), "updated_at": _iso(minutes(21))}
+    sopguard.deliver(labelled(github, "bug", issue=times), "first-seen")
+
+    report, calls = _sweep(sopguard.app, minutes(25), github.mock)
+    assert calls == [f"GET {ISSUE}/events"] and report.notices == 0  # 2 + 5 working minutes, not 25
+    assert _sweep(sopguard.app, minutes(26), github.mock)[1] == []  # read once
+    _, calls = _sweep(
+        sopguard.app,
+        minutes(
+            29,
+        )
+        + dt.timedelta(seconds=15),
+        github.mock,
+    )
+    assert calls == [f"POST {ISSUE}/comments"]
+    assert "due by **2026-11-23 10:33 (Asia/Shanghai)**" in list(github.our_comments())[-1]
+
+
+def test_a_jira_issue_first_seen_late_gets_its_pauses_from_the_changelog(
+    tmp_path: Path, no_network: responses.RequestsMock
+) -> None:
+    created = _jira_created(CLOUD, MONDAY_10)
+    fake = fake_for(no_network, CLOUD, created)
+
+    def status(before: str, after: str, minute: int) -> dict[str, Any]:
+        at = (MONDAY_10 + dt.timedelta(minutes=minute)).isoformat()
+        return {
+            "id": str(minute),
+            "created": at,
+            "items": [{"field": "status", "fromString": before, "toString": after}],
+        }
+
+    fake.changelog = [
+        status("To Do", "Triage", 1),
+        status("Triage", "Waiting for Customer", 2),
+        status("Waiting for Customer", "Triage", 20),
+    ]
+    update = fixture_json("jira", "mattermost__webhook-issue-updated-labels.json")
+    update["issue"] = copy.deepcopy(created["issue"])
+    update["issue"]["fields"]["status"] = {"name": "Triage", "statusCategory": {"key": "indeterminate"}}
+    update["issue"]["fields"]["priority"] = {"name": "Highest", "id": "1"}
+    update["timestamp"] = int((MONDAY_10 + dt.timedelta(minutes=21)).timestamp() * 1000)
+    sopguard = jira_service(tmp_path, CLOUD)
+    _at(sopguard.app, MONDAY_10 + dt.timedelta(minutes=21))
+    sopguard.deliver(update, "first-seen")
+
+    _, calls = _sweep(sopguard.app, MONDAY_10 + dt.timedelta(minutes=25), no_network)
+    assert calls == [f"GET /rest/api/2/issue/{fake.key}/changelog"]
+    _, calls = _sweep(sopguard.app, MONDAY_10 + dt.timedelta(minutes=29, seconds=15), no_network)
+    assert calls == ["GET /rest/api/2/serverInfo", f"POST /rest/api/3/issue/{fake.key}/comment"]
+    fake.check_against_openapi()

@@ -83,6 +83,7 @@ issues = Table(
     Column("labels", JSON),
     Column("context", JSON),
     Column("next_due_at", DateTime(timezone=True), index=True),
+    Column("history_before", DateTime(timezone=True)),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
@@ -138,6 +139,8 @@ class LedgerUpdate:
     entries: Sequence[TimelineEvent]
     context: Mapping[str, Any]
     next_due_at: dt.datetime | None = None
+    # First seen after its creation: the tracker's history before this instant is still to be read.
+    history_before: dt.datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -149,6 +152,7 @@ class FollowedIssue:
     context: Mapping[str, Any]
     timeline: tuple[TimelineEvent, ...]
     notified: frozenset[tuple[str, int, str]]
+    history_before: dt.datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -170,6 +174,13 @@ class AuditEntry:
 def as_utc(instant: dt.datetime | None) -> dt.datetime | None:
     """Instants are stored in UTC: SQLite keeps no offset, so a zone's wall time would compare wrongly."""
     return instant.astimezone(dt.UTC) if instant is not None else None
+
+
+def _aware(instant: dt.datetime | None) -> dt.datetime | None:
+    """SQLite returns the stored UTC instants without their zone."""
+    if instant is None or instant.tzinfo is not None:
+        return instant
+    return instant.replace(tzinfo=dt.UTC)
 
 
 def issue_key(ref: IssueRef) -> str:
@@ -270,6 +281,8 @@ class Store:
                 "context": dict(ledger.context),
                 "next_due_at": as_utc(ledger.next_due_at),
             }
+            if ledger.history_before is not None:
+                changes["history_before"] = as_utc(ledger.history_before)
             if ledger.entries:
                 db.execute(
                     insert(timeline), [{"ref": issue_key(ref), "entry": encode(e)} for e in ledger.entries]
@@ -351,7 +364,12 @@ class Store:
     # --- the ledger, for sweeps and reports ----------------------------------------------------
 
     def followed_issues(
-        self, *, open_only: bool = True, due_before: dt.datetime | None = None, ref: IssueRef | None = None
+        self,
+        *,
+        open_only: bool = True,
+        due_before: dt.datetime | None = None,
+        ref: IssueRef | None = None,
+        history_pending: bool = False,
     ) -> list[FollowedIssue]:
         """Issues the ledger follows: open ones, or those with an SLA notice due by `due_before`, or
         one issue; loaded in three queries whatever their number."""
@@ -362,6 +380,8 @@ class Store:
             query = query.where(issues.c.next_due_at <= as_utc(due_before))
         if ref is not None:
             query = query.where(issues.c.ref == issue_key(ref))
+        if history_pending:
+            query = query.where(issues.c.history_before.is_not(None))
         with self.engine.connect() as db:
             rows = db.execute(query).mappings().all()
             keys = [row["ref"] for row in rows]
@@ -396,9 +416,24 @@ class Store:
                 context=row["context"] or {},
                 timeline=tuple(entries[row["ref"]]),
                 notified=frozenset(done[row["ref"]]),
+                history_before=_aware(row["history_before"]),
             )
             for row in rows
         ]
+
+    def replace_beginning(self, ref: IssueRef, beginning: Sequence[TimelineEvent]) -> None:
+        """Put the history read from the tracker in place of the creation assumed when the issue was
+        first seen, and mark the history as read."""
+        key = issue_key(ref)
+        with self.engine.begin() as db:
+            for row_id, entry in db.execute(
+                select(timeline.c.id, timeline.c.entry).where(timeline.c.ref == key)
+            ):
+                if entry.get("type") == "Created":
+                    db.execute(timeline.delete().where(timeline.c.id == row_id))
+            if beginning:
+                db.execute(insert(timeline), [{"ref": key, "entry": encode(e)} for e in beginning])
+            db.execute(update(issues).where(issues.c.ref == key).values(history_before=None))
 
     def set_next_due(self, ref: IssueRef, when: dt.datetime | None) -> None:
         with self.engine.begin() as db:

@@ -13,7 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from connector.base import Applied
+from policies.ledger import backfill
 from policies.models import Actor, Event, EventKind, IssueSnapshot, RuleResult
+from policies.sla import Created
 from policies.sla_notices import Notice, due_notices, next_due
 from webhooks.delivery import Delivery
 from webhooks.store import FollowedIssue
@@ -31,12 +33,19 @@ class SweepReport:
     applied: list[Applied] = field(default_factory=list)
 
 
-def _act(services: Services, issue: FollowedIssue, notice: Notice, now: dt.datetime) -> list[Applied]:
-    ref, facts = issue.ref, issue.facts
-    delivery = Delivery(ref.source, f"sla-sweep:{ref}:{notice.claims[-1]}", "sla-sweep", dict(issue.context))
+def _as_service(issue: FollowedIssue, purpose: str) -> tuple[Delivery, Event]:
+    """A delivery and an event by the service itself, for acting on an issue outside any webhook."""
+    ref = issue.ref
+    delivery = Delivery(ref.source, f"{purpose}:{ref}", purpose, dict(issue.context))
     event = Event(
         ref.source, frozenset({EventKind.OTHER}), delivery.delivery_id, SERVICE, ref, by_service=True
     )
+    return delivery, event
+
+
+def _act(services: Services, issue: FollowedIssue, notice: Notice, now: dt.datetime) -> list[Applied]:
+    ref, facts = issue.ref, issue.facts
+    delivery, event = _as_service(issue, f"sla-sweep:{notice.claims[-1]}")
     snapshot = IssueSnapshot(
         ref=ref,
         is_open=facts.is_open,
@@ -81,10 +90,33 @@ def sweep_issue(services: Services, issue: FollowedIssue, now: dt.datetime, repo
     services.store.set_next_due(issue.ref, next_due(scoped, clocks, said, now))
 
 
+def read_histories(services: Services, now: dt.datetime) -> int:
+    """Issues first seen after their creation get their beginning from the tracker's history, once
+    (one read per issue); their clocks then count the pauses that happened before."""
+    read = 0
+    for issue in services.store.followed_issues(history_pending=True):
+        created = min((e.at for e in issue.timeline if isinstance(e, Created)), default=None)
+        if created is None or issue.history_before is None:
+            continue
+        delivery, event = _as_service(issue, "history")
+        history = services.connectors[issue.ref.source].history(delivery, event)
+        if history is None:
+            continue  # a dry run, or unreadable: followed from its creation; tried again next time
+        scoped = services.policy.for_issue(issue.ref.source, issue.ref.scope)
+        earlier = [change for change in history if change.at < issue.history_before]
+        services.store.replace_beginning(issue.ref, backfill(scoped, created, earlier))
+        (refreshed,) = services.store.followed_issues(open_only=False, ref=issue.ref)
+        clocks = services.clocks(issue.ref, refreshed.timeline, now)
+        services.store.set_next_due(issue.ref, next_due(scoped, clocks, refreshed.notified, now))
+        read += 1
+    return read
+
+
 def sweep(
     services: Services, now: dt.datetime, progress: Callable[[FollowedIssue], None] | None = None
 ) -> SweepReport:
     """Every notice due at `now`, each once. Safe to run from several workers at a time."""
+    read_histories(services, now)
     due = services.store.followed_issues(due_before=now)
     report = SweepReport(due=len(due))
     for issue in due:

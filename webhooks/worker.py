@@ -15,7 +15,7 @@ from connector.factory import build_connectors
 from policies.context import is_service_request
 from policies.engine import evaluate
 from policies.ledger import facts_after, timeline_entries
-from policies.models import TRACKER_ACTIONS, Decision, Event, IssueRef, IssueSnapshot, Source
+from policies.models import TRACKER_ACTIONS, Decision, Event, EventKind, IssueRef, IssueSnapshot, Source
 from policies.needs import needs
 from policies.sla import ClockReading, Created, TimelineEvent, read_clocks, rules_for
 from policies.sla_notices import next_due
@@ -145,4 +145,11 @@ def _ledger_update(
     notified = known[0].notified if known else frozenset()
     as_of = max(now, event.at) if event.at else now  # a delivery may be processed before its own clock
     clocks = services.clocks(event.issue, (*earlier, *entries), as_of) if facts.is_open else ()
-    return LedgerUpdate(facts, entries, delivery.context(), next_due(scoped, clocks, notified, as_of))
+    first_seen_late = not earlier and EventKind.OPENED not in event.kinds
+    return LedgerUpdate(
+        facts,
+        entries,
+        delivery.context(),
+        next_due(scoped, clocks, notified, as_of),
+        history_before=(event.at or now) if first_seen_late else None,
+    )
