@@ -258,7 +258,7 @@ class _IssueSession:
     def _labels(self, action: ChangeLabels) -> str:
         """One request: labels only added are POSTed (others' concurrent labels survive); a change
         that also removes replaces the whole set in one PUT. Both are safe to repeat."""
-        wanted = (self.labels - action.remove) | action.add
+        wanted = set(action.applied_to(self.labels))
         if wanted == self.labels:
             return "skipped: the labels are already so"
         if self.labels <= wanted:

@@ -61,11 +61,11 @@ def shows_whole_issue(event: Event) -> bool:
 
 
 def _labels_after(snapshot: IssueSnapshot, decision: Decision) -> frozenset[str]:
-    labels = set(snapshot.labels)
+    labels = snapshot.labels
     for change in decision.actions:
         if isinstance(change, ChangeLabels):
-            labels = (labels - change.remove) | change.add
-    return frozenset(labels)
+            labels = change.applied_to(labels)
+    return labels
 
 
 def facts_after(

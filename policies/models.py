@@ -7,7 +7,7 @@ a `Decision`; connectors apply the decision's actions. Nothing here knows about 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
@@ -158,6 +158,10 @@ class ChangeLabels:
     rule_id: str
     add: frozenset[str] = frozenset()
     remove: frozenset[str] = frozenset()
+
+    def applied_to(self, labels: Set[str]) -> frozenset[str]:
+        """The labels an issue has once this change is made."""
+        return frozenset((set(labels) - self.remove) | self.add)
 
 
 @dataclass(frozen=True)

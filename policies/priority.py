@@ -103,6 +103,18 @@ def _apply(ctx: Context, level: str) -> list[Action]:
     ]
 
 
+def resulting_level(ctx: Context) -> tuple[str | None, Computed | None]:
+    """The priority level the issue has once this event is handled, and the computation behind it
+    when the matrix decided it: a person's choice, else a kept manual choice, else the matrix."""
+    by_person, chosen = chosen_by_person(ctx)
+    if by_person:
+        return chosen, None
+    computed = compute(ctx)
+    if ctx.snapshot.manual_priority or computed is None:
+        return current_level(ctx), None
+    return computed.level, computed
+
+
 @router.register(EventKind.OPENED, EventKind.EDITED, EventKind.LABELS_CHANGED, EventKind.PRIORITY_CHANGED)
 def set_priority(ctx: Context) -> Iterator[Outcome]:
     rule = ctx.policy.priority

@@ -31,22 +31,12 @@ def _level_before(ctx: Context) -> str | None:
     return priority.current_level(ctx)
 
 
-def _level_after(ctx: Context) -> str | None:
-    by_person, chosen = priority.chosen_by_person(ctx)
-    if by_person:
-        return chosen
-    computed = priority.compute(ctx)
-    if ctx.snapshot.manual_priority or computed is None:
-        return priority.current_level(ctx)
-    return computed.level
-
-
 @router.register(EventKind.OPENED, EventKind.EDITED, EventKind.LABELS_CHANGED, EventKind.PRIORITY_CHANGED)
 def confirm_receipt(ctx: Context) -> Iterator[Outcome]:
     rule = ctx.policy.sla.receipt
     if rule is None or ctx.mode(rule) == Mode.OFF:
         return
-    level = _level_after(ctx)
+    level, computed = priority.resulting_level(ctx)
     if EventKind.OPENED not in ctx.event.kinds and (level is None or level == _level_before(ctx)):
         return
     created = ctx.snapshot.created_at or ctx.event.at or ctx.now
@@ -59,12 +49,11 @@ def confirm_receipt(ctx: Context) -> Iterator[Outcome]:
     workflow = ctx.policy.workflow
     state = ctx.snapshot.last_state or workflow.initial
     next_steps = [ctx.text(s.title) for t in workflow.transitions_from(state) if (s := workflow.state(t.to))]
-    computed = priority.compute(ctx)
     body = render(
         ctx.policy,
         "receipt",
         rule,
-        reason=computed if computed and computed.level == level else None,
+        reason=computed,
         level=clocks[0].level if clocks else level,
         assumed=bool(clocks and clocks[0].level_assumed),
         next_steps=next_steps,
