@@ -8,10 +8,10 @@ from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from config.settings import Settings
-from webhooks.queue import DeliveryQueue
+from runtime.queue import DeliveryQueue
+from runtime.store import Store
+from runtime.worker import Services
 from webhooks.receivers import Intake, blueprint
-from webhooks.store import Store
-from webhooks.worker import Services
 
 
 class InsecureConfiguration(RuntimeError):

@@ -18,13 +18,13 @@ from config.checks import all_rules
 from config.loader import PolicyError, load_policy
 from config.schema import Policy
 from config.settings import Settings
+from connector.delivery import Delivery
+from connector.errors import BadPayload, Ignored
+from connector.github import events as github_events
 from policies.engine import evaluate
 from policies.models import Decision, Event, Source
-from webhooks import github_events
-from webhooks.delivery import Delivery
-from webhooks.errors import BadPayload, Ignored
-from webhooks.store import Store, describe, to_json
-from webhooks.worker import utc_now
+from runtime.store import Store, describe, to_json
+from runtime.worker import utc_now
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -102,7 +102,7 @@ def serve(
 @click.option("--policy", type=click.Path(path_type=Path), help="Policy file [SOPGUARD_POLICY].")
 def worker(workers: int | None, drain: bool, policy: Path | None) -> None:
     """Run queue consumers alone (scale-out: several machines sharing a Redis queue)."""
-    from webhooks.queue import DeliveryQueue
+    from runtime.queue import DeliveryQueue
 
     settings = _settings(workers=workers, policy=policy)
     _logging(settings.log_level)
@@ -245,8 +245,8 @@ def sweep(at: dt.datetime | None, policy: Path | None) -> None:
 
     `serve` and `worker` do this every minute; this runs it once, with a progress bar.
     """
-    from webhooks.sweep import sweep as run_sweep
-    from webhooks.worker import build_services
+    from runtime.sweep import sweep as run_sweep
+    from runtime.worker import build_services
 
     settings = _settings(policy=policy)
     _logging(settings.log_level)
@@ -272,7 +272,7 @@ def report(since: dt.datetime, fmt: str, output: Any) -> None:
     """How well the SLA targets were met, per scope and priority (P4, S5.3), from the ledger."""
     from policies.report import IssueClocks, as_csv, as_html, as_markdown, summarize
     from policies.sla import Created
-    from webhooks.worker import build_services
+    from runtime.worker import build_services
 
     settings = _settings()
     services = build_services(settings)
@@ -309,7 +309,7 @@ def export() -> None:
 @click.option("--scope", help="Use the policy as it applies to this repository (owner/name).")
 def github_issue_form(policy: Path | None, output: Path, scope: str | None) -> None:
     """The issue form whose fields are the policy's intake fields (S1.2), dropdowns for options."""
-    from connector.github_form import FORM_FILE, issue_form
+    from connector.github.form import FORM_FILE, issue_form
 
     model = _policy(policy or _settings().policy)
     text = issue_form(model.for_issue("github", scope) if scope else model)
@@ -339,7 +339,7 @@ def jira_workflow_command(
     policy: Path | None, output_format: str, scope: str | None, fields_file: Any
 ) -> None:
     """The statuses, transitions and Cloud validator expressions that make a Jira workflow follow the policy."""
-    from connector.jira_workflow import as_json, as_table, field_ids_from, jira_workflow
+    from connector.jira.workflow import as_json, as_table, field_ids_from, jira_workflow
 
     model = _policy(policy or _settings().policy)
     try:

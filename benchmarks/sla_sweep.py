@@ -32,13 +32,13 @@ from sqlalchemy import insert
 from config.loader import load_policy
 from config.settings import Settings
 from connector.dry_run import DryRunConnector
-from connector.github import GithubConnector
+from connector.github.connector import GithubConnector
 from policies.models import IssueRef
 from policies.sla import Created, PriorityChanged, StateChanged
 from policies.sla_notices import next_due
-from webhooks.store import Store, as_utc, encode, issue_key, issues, timeline
-from webhooks.sweep import sweep
-from webhooks.worker import Services
+from runtime.store import Store, as_utc, encode, issue_key, issues, timeline
+from runtime.sweep import sweep
+from runtime.worker import Services
 
 _T = TypeVar("_T")
 ZONE = ZoneInfo("Asia/Shanghai")

@@ -6,10 +6,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from connector.delivery import Delivery
 from policies.ledger import Change
 from policies.models import Action, Event, IssueSnapshot
 from policies.needs import Needs
-from webhooks.delivery import Delivery
 
 
 @dataclass(frozen=True)

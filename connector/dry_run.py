@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from connector.base import Applied
+from connector.delivery import Delivery
 from policies.ledger import Change
 from policies.models import Action, Event, IssueSnapshot
 from policies.needs import Needs
-from webhooks.delivery import Delivery
 
 
 class DryRunConnector:

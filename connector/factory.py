@@ -26,11 +26,11 @@ def build_connectors(settings: Settings, policy: Policy) -> dict[Source, Connect
 
 def _real_connector(settings: Settings, policy: Policy, source: Source) -> Connector | None:
     if source == "github" and settings.github_configured:
-        from connector.github import GithubConnector
+        from connector.github.connector import GithubConnector
 
         return GithubConnector.from_settings(settings)
     if source == "jira" and settings.jira_configured:
-        from connector.jira import JiraConnector
+        from connector.jira.connector import JiraConnector
 
         return JiraConnector.from_settings(settings, policy)
     return None

@@ -24,13 +24,13 @@ from app import create_app
 from config.loader import load_policy
 from config.settings import Settings
 from connector.dry_run import DryRunConnector
-from connector.github import GithubConnector
+from connector.github.connector import GithubConnector
 from policies.models import IssueRef
+from runtime.store import Store
+from runtime.worker import Services, utc_now
 from tests.conftest import GITHUB_SECRET, JIRA_SECRET, fixture_json, github_headers
 from tests.openapi_check import Allowance, assert_requests_allowed, with_json_body
 from webhooks.receivers import Intake
-from webhooks.store import Store
-from webhooks.worker import Services, utc_now
 
 API = "https://api.github.com"
 BOT = "sopguard-bot"

@@ -28,12 +28,12 @@ from app import create_app
 from config.loader import load_policy
 from config.settings import Settings
 from connector.dry_run import DryRunConnector
-from connector.jira import JiraConnector
+from connector.jira.connector import JiraConnector
+from runtime.store import Store
+from runtime.worker import Services
 from tests.conftest import JIRA_SECRET, fixture_json, jira_headers
 from tests.openapi_check import Allowance, assert_requests_allowed, with_json_body
 from webhooks.receivers import Intake
-from webhooks.store import Store
-from webhooks.worker import Services
 
 Json = dict[str, Any]
 Reply = tuple[int, dict[str, str], str]

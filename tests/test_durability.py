@@ -16,8 +16,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from runtime.store import Store
 from tests.conftest import GITHUB_SECRET, fixture_bytes, github_headers
-from webhooks.store import Store
 
 ROOT = Path(__file__).parents[1]
 

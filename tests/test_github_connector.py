@@ -14,14 +14,14 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from github import Auth, GithubException
 
 from config.settings import Settings
-from connector.github import GithubConnector, classify
+from connector.delivery import Delivery
+from connector.github.connector import GithubConnector, classify
 from connector.retry import server_wait
 from policies.models import ChangeLabels, MoveToStatus
 from policies.needs import Needs
 from tests.conftest import fixture_json
 from tests.github_support import BARE_LABEL_ARRAY, request_json
 from tests.openapi_check import assert_requests_allowed
-from webhooks.delivery import Delivery
 
 LABELED = fixture_json("github", "issues__labeled.json")
 

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from cli import main
 from config.loader import load_policy
-from connector.github_form import issue_form
+from connector.github.form import issue_form
 from policies.engine import evaluate
 from policies.models import Event, EventKind, IssueSnapshot
 from policies.text import sections

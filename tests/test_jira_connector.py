@@ -14,10 +14,12 @@ from jira import JIRAError
 from config.loader import load_policy
 from config.schema import Policy
 from config.settings import Settings
-from connector import jira_markers as markers
+from connector.delivery import Delivery
 from connector.dry_run import DryRunConnector
 from connector.factory import build_connectors
-from connector.jira import (
+from connector.jira import markers
+from connector.jira.api import JiraApi, ambiguous, build_client, classify
+from connector.jira.connector import (
     FieldIndex,
     JiraConnector,
     edit_body,
@@ -26,7 +28,6 @@ from connector.jira import (
     with_names,
     with_note,
 )
-from connector.jira_api import JiraApi, ambiguous, build_client, classify
 from connector.retry import BACK_OFF, GIVE_UP, Verdict
 from policies.models import (
     Action,
@@ -41,7 +42,6 @@ from policies.models import (
 from policies.needs import Needs
 from tests.conftest import fixture_json
 from tests.jira_support import CLOUD, DATA_CENTER, FIELD_IDS, FakeJira, with_intake
-from webhooks.delivery import Delivery
 
 CLOUD_TRANSITION = "mattermost__webhook-issue-updated-started-working.json"
 

@@ -7,11 +7,11 @@ import datetime as dt
 import pytest
 
 from config.schema import Policy
-from connector.jira_format import blocks, escape_wiki, to_adf, to_wiki
+from connector.jira.events import to_event
+from connector.jira.format import blocks, escape_wiki, to_adf, to_wiki
 from policies.engine import evaluate
 from policies.models import PostComment
 from tests.conftest import fixture_json
-from webhooks.jira_events import to_event
 
 SAMPLE = (
     "### Next steps\n"

@@ -13,7 +13,9 @@ from typing import Any
 import pytest
 import responses
 
+from connector.delivery import Delivery
 from policies.models import IssueRef
+from runtime.worker import utc_now
 from tests.conftest import fixture_json
 from tests.jira_support import (
     CLOUD,
@@ -41,8 +43,6 @@ from tests.jira_support import (
     with_intake,
     with_status_change,
 )
-from webhooks.delivery import Delivery
-from webhooks.worker import utc_now
 
 
 @pytest.fixture(params=DEPLOYMENTS, ids=lambda d: d.name)

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from cli import main
 from config.schema import Policy
-from connector.jira_workflow import expression, jira_workflow
+from connector.jira.workflow import expression, jira_workflow
 from tests.jira_support import FIELD_IDS
 
 

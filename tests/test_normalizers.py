@@ -6,9 +6,10 @@ import datetime as dt
 
 import pytest
 
+from connector.github import events as github_events
+from connector.jira import events as jira_events
 from policies.models import EventKind
 from tests.conftest import fixture_json
-from webhooks import github_events, jira_events
 
 
 def test_a_github_comment_carries_its_time_and_author() -> None:

@@ -12,12 +12,12 @@ from flask.testing import FlaskClient
 
 from cli import main
 from config.settings import Settings
+from connector.delivery import Delivery
 from policies.models import IssueRef
+from runtime.queue import DeliveryQueue
+from runtime.worker import process_delivery, utc_now
 from tests.conftest import fixture_json, github_headers, jira_headers
-from webhooks.delivery import Delivery
-from webhooks.queue import DeliveryQueue
 from webhooks.receivers import Intake
-from webhooks.worker import process_delivery, utc_now
 
 ISSUE = "Codertocat/Hello-World#1"
 REF = IssueRef("github", "Codertocat/Hello-World", "1")

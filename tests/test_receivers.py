@@ -14,6 +14,7 @@ from flask.testing import FlaskClient
 
 from app import InsecureConfiguration, create_app
 from config.settings import Settings
+from runtime.worker import utc_now
 from tests.conftest import (
     FIXTURES,
     GITHUB_SECRET,
@@ -26,7 +27,6 @@ from tests.conftest import (
 )
 from webhooks import signatures
 from webhooks.receivers import Intake
-from webhooks.worker import utc_now
 
 Tracker = Literal["github", "jira"]
 

@@ -19,6 +19,8 @@ from click.testing import CliRunner
 from flask import Flask
 
 from cli import main
+from runtime.sweep import SweepReport, sweep
+from runtime.worker import Services
 from tests.conftest import fixture_json
 from tests.github_support import REF, REPO, FakeGithub, Service, form_body, issue_payload, labelled, service
 from tests.jira_support import (
@@ -32,8 +34,6 @@ from tests.jira_support import (
 )
 from tests.jira_support import service as jira_service
 from webhooks.receivers import Intake
-from webhooks.sweep import SweepReport, sweep
-from webhooks.worker import Services
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 MONDAY_10 = dt.datetime(2026, 11, 23, 10, 0, tzinfo=SHANGHAI)

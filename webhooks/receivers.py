@@ -12,13 +12,15 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from werkzeug.datastructures import Headers
 
 from config.settings import Settings
+from connector.delivery import Delivery, fallback_delivery_id
+from connector.errors import BadPayload, Ignored
+from connector.github import events as github_events
+from connector.jira import events as jira_events
 from policies.models import Source
-from webhooks import github_events, jira_events, signatures
-from webhooks.delivery import Delivery, fallback_delivery_id
-from webhooks.errors import BadPayload, Ignored
-from webhooks.queue import DeliveryQueue
-from webhooks.store import Store
-from webhooks.worker import utc_now
+from runtime.queue import DeliveryQueue
+from runtime.store import Store
+from runtime.worker import utc_now
+from webhooks import signatures
 
 log = logging.getLogger(__name__)
 

@@ -22,6 +22,8 @@ from tenacity import Retrying
 
 from config.settings import Settings
 from connector.base import Applied
+from connector.delivery import Delivery
+from connector.github.events import actor as actor_of
 from connector.retry import BACK_OFF, GIVE_UP, TooLongToWait, Verdict, retrying, server_wait
 from policies.ledger import Change
 from policies.models import (
@@ -37,8 +39,6 @@ from policies.models import (
     Subtask,
 )
 from policies.needs import Needs
-from webhooks.delivery import Delivery
-from webhooks.github_events import actor as actor_of
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")

@@ -6,9 +6,9 @@ import datetime as dt
 from collections.abc import Collection
 from typing import Any
 
+from connector.errors import BadPayload, Ignored
 from policies.models import Actor, Comment, Event, EventKind, IssueRef, IssueSnapshot
 from policies.text import parse_time, sections
-from webhooks.errors import BadPayload, Ignored
 
 Payload = dict[str, Any]
 

@@ -13,13 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from connector.base import Applied
+from connector.delivery import Delivery
 from policies.ledger import backfill
 from policies.models import Actor, Event, EventKind, IssueSnapshot, RuleResult
 from policies.sla import Created
 from policies.sla_notices import Notice, due_notices, next_due
-from webhooks.delivery import Delivery
-from webhooks.store import FollowedIssue
-from webhooks.worker import Services
+from runtime.store import FollowedIssue
+from runtime.worker import Services
 
 log = logging.getLogger(__name__)
 SERVICE = Actor("sopguard", is_bot=True)

@@ -6,9 +6,9 @@ import re
 from collections.abc import Collection
 from typing import Any
 
+from connector.errors import BadPayload, Ignored
 from policies.models import Actor, Comment, Event, EventKind, IssueRef, IssueSnapshot, Subtask
 from policies.text import parse_time
-from webhooks.errors import BadPayload, Ignored
 
 Payload = dict[str, Any]
 

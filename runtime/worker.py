@@ -11,6 +11,8 @@ from config.loader import load_policy
 from config.schema import Policy
 from config.settings import Settings
 from connector.base import Applied, Connector
+from connector.delivery import Delivery
+from connector.errors import BadPayload, Ignored
 from connector.factory import build_connectors
 from policies.context import is_service_request
 from policies.engine import evaluate
@@ -19,9 +21,7 @@ from policies.models import TRACKER_ACTIONS, Decision, Event, EventKind, IssueRe
 from policies.needs import needs
 from policies.sla import ClockReading, Created, TimelineEvent, read_clocks, rules_for
 from policies.sla_notices import next_due
-from webhooks.delivery import Delivery
-from webhooks.errors import BadPayload, Ignored
-from webhooks.store import LedgerUpdate, Store
+from runtime.store import LedgerUpdate, Store
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from typing import Any
 from huey import Huey, RedisHuey, SqliteHuey, crontab
 
 from config.settings import Settings
-from webhooks.delivery import Delivery
-from webhooks.worker import Services, build_services, process_delivery
+from connector.delivery import Delivery
+from runtime.worker import Services, build_services, process_delivery
 
 TASK_NAME = "process_delivery"
 SWEEP_NAME = "sla_sweep"
@@ -42,7 +42,7 @@ class DeliveryQueue:
 
     def _sweep(self) -> None:
         """Every minute, in `serve` and `worker`: the SLA notices that fell due."""
-        from webhooks.sweep import sweep
+        from runtime.sweep import sweep
 
         services = self.services()
         sweep(services, services.clock())

@@ -27,10 +27,12 @@ from typing import Any
 from config.loader import load_policy
 from config.schema import Policy
 from config.settings import Settings
-from connector import jira_markers as markers
 from connector.base import Applied
-from connector.jira_api import JiraApi, Json, describe
-from connector.jira_format import to_adf, to_wiki
+from connector.delivery import Delivery
+from connector.jira import events as jira_events
+from connector.jira import markers
+from connector.jira.api import JiraApi, Json, describe
+from connector.jira.format import to_adf, to_wiki
 from policies.ledger import Change
 from policies.models import (
     Action,
@@ -45,8 +47,6 @@ from policies.models import (
 )
 from policies.needs import Needs
 from policies.text import parse_time
-from webhooks import jira_events
-from webhooks.delivery import Delivery
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,9 @@ from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from connector.github import events as github_events
+from connector.jira import events as jira_events
 from policies.models import Event, IssueSnapshot, Source
-from webhooks import github_events, jira_events
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""GitHub Issues: its webhook normaliser, its API connector and the issue-form export."""

@@ -1,0 +1,1 @@
+"""Jira (Cloud and Data Center): its webhook normaliser, REST calls, formats, markers and workflow export."""
