@@ -8,9 +8,8 @@ from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from config.settings import Settings
-from runtime.queue import DeliveryQueue
+from runtime.services import Services
 from runtime.store import Store
-from runtime.worker import Services
 from webhooks.receivers import Intake, blueprint
 
 
@@ -38,9 +37,10 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     check_secrets(settings)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    queue = DeliveryQueue(settings, services)
     store = services.store if services else Store(settings.resolved_database_url)
-    app.extensions["sopguard"] = Intake(settings, store, queue)
+    app.extensions["sopguard"] = Intake(settings, store)
+    if services is not None:
+        app.extensions["sopguard.services"] = services
     app.register_blueprint(blueprint)
     app.register_error_handler(HTTPException, _json_error)
     app.register_error_handler(

@@ -23,8 +23,9 @@ from connector.errors import BadPayload, Ignored
 from connector.github import events as github_events
 from policies.engine import evaluate
 from policies.models import Decision, Event, Source
-from runtime.store import Store, describe, to_json
-from runtime.worker import utc_now
+from runtime.services import utc_now
+from runtime.store import Store
+from runtime.store.audit import describe, to_json
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -71,19 +72,21 @@ def main() -> None:
 def serve(
     host: str | None, port: int | None, workers: int | None, policy: Path | None, insecure_dev: bool | None
 ) -> None:
-    """Run the webhook receiver and, in the same process, the queue consumer."""
+    """Run the webhook receiver and, in the same process, the inbox consumers and the SLA sweep."""
     import waitress
 
     from app import InsecureConfiguration, create_app
+    from runtime.consumer import Consumer
+    from runtime.services import build_services
 
     settings = _settings(host=host, port=port, workers=workers, policy=policy, insecure_dev=insecure_dev)
     _logging(settings.log_level)
     _policy(settings.policy)
+    services = build_services(settings)
     try:
-        app = create_app(settings)
+        app = create_app(settings, services)
     except InsecureConfiguration as error:
         raise click.ClickException(str(error)) from None
-    queue = app.extensions["sopguard"].queue
     click.echo(
         f"sopguard listening on http://{settings.host}:{settings.port} ({settings.workers} worker thread(s))"
     )
@@ -92,26 +95,65 @@ def serve(
         return
     server = waitress.create_server(app, host=settings.host, port=settings.port)
     threading.Thread(target=server.run, name="http", daemon=True).start()
-    queue.huey.create_consumer(workers=settings.workers, worker_type="thread").run()
-    server.close()
+    stop = threading.Event()
+    try:
+        Consumer(services, settings.workers).run(stop)
+    except KeyboardInterrupt:
+        stop.set()
+    finally:
+        server.close()
 
 
 @main.command()
 @click.option("--workers", type=int, help="Consumer threads [SOPGUARD_WORKERS, default 2].")
-@click.option("--drain", is_flag=True, help="Process what is queued now, then exit.")
+@click.option("--drain", is_flag=True, help="Process what is ready now, then exit.")
 @click.option("--policy", type=click.Path(path_type=Path), help="Policy file [SOPGUARD_POLICY].")
 def worker(workers: int | None, drain: bool, policy: Path | None) -> None:
-    """Run queue consumers alone (scale-out: several machines sharing a Redis queue)."""
-    from runtime.queue import DeliveryQueue
+    """Run inbox consumers and the SLA sweep alone (scale-out: several machines on one database)."""
+    from runtime.consumer import Consumer
+    from runtime.services import build_services
 
     settings = _settings(workers=workers, policy=policy)
     _logging(settings.log_level)
     _policy(settings.policy)
-    queue = DeliveryQueue(settings)
+    consumer = Consumer(build_services(settings), max(settings.workers, 1))
     if drain:
-        click.echo(f"processed {queue.run_pending()} queued deliveries")
+        click.echo(f"processed {consumer.drain()} queued deliveries")
         return
-    queue.huey.create_consumer(workers=max(settings.workers, 1), worker_type="thread").run()
+    stop = threading.Event()
+    try:
+        consumer.run(stop)
+    except KeyboardInterrupt:
+        stop.set()
+
+
+@main.command()
+@click.argument("delivery", required=False)
+@click.option("--all-failed", is_flag=True, help="Every failed delivery.")
+@click.option(
+    "--source",
+    type=click.Choice(["github", "jira"]),
+    help="The tracker of DELIVERY when the id alone is ambiguous.",
+)
+def retry(delivery: str | None, all_failed: bool, source: str | None) -> None:
+    """Queue failed deliveries again: one by id (as `sopguard audit --failed` lists it), or all.
+
+    A running `serve` or `worker` picks them up; `sopguard worker --drain` runs them now.
+    """
+    if bool(delivery) == all_failed:
+        raise click.UsageError("give a DELIVERY id or --all-failed (not both)")
+    store = Store(_settings().resolved_database_url)
+    if all_failed:
+        count = store.inbox.retry(None, utc_now())
+    else:
+        keys = [f.key for f in store.inbox.failed() if f.delivery_id == delivery or f.key == delivery]
+        keys = [k for k in keys if source is None or k.startswith(f"{source}:")]
+        if not keys:
+            raise click.ClickException(
+                f"no failed delivery {delivery!r} (sopguard audit --failed lists them)"
+            )
+        count = store.inbox.retry(keys, utc_now())
+    click.echo(f"queued {count} failed deliver{'y' if count == 1 else 'ies'} again")
 
 
 @main.command()
@@ -245,15 +287,15 @@ def sweep(at: dt.datetime | None, policy: Path | None) -> None:
 
     `serve` and `worker` do this every minute; this runs it once, with a progress bar.
     """
+    from runtime.services import build_services
     from runtime.sweep import sweep as run_sweep
-    from runtime.worker import build_services
 
     settings = _settings(policy=policy)
     _logging(settings.log_level)
     _policy(settings.policy)
     services = build_services(settings)
     now = at.replace(tzinfo=dt.UTC) if at else utc_now()
-    due = len(services.store.followed_issues(due_before=now))
+    due = len(services.store.ledger.due_refs(now))
     with click.progressbar(length=due, label=f"issues due at {now:%Y-%m-%d %H:%M} UTC") as bar:
         report = run_sweep(services, now, progress=lambda _: bar.update(1))
     failed = sum(1 for a in report.applied if a.outcome.startswith("failed"))
@@ -272,13 +314,13 @@ def report(since: dt.datetime, fmt: str, output: Any) -> None:
     """How well the SLA targets were met, per scope and priority (P4, S5.3), from the ledger."""
     from policies.report import IssueClocks, as_csv, as_html, as_markdown, summarize
     from policies.sla import Created
-    from runtime.worker import build_services
+    from runtime.services import build_services
 
     settings = _settings()
     services = build_services(settings)
     now, first_day = utc_now(), since.date()
     items = []
-    for issue in services.store.followed_issues(open_only=False):
+    for issue in services.store.ledger.followed(open_only=False):
         created = next((e.at for e in issue.timeline if isinstance(e, Created)), None)
         if created is None or created.date() < first_day:
             continue
@@ -356,10 +398,16 @@ def jira_workflow_command(
 @click.option("--issue", help="Only this issue: owner/name#123 or PROJ-123.")
 @click.option("--limit", default=200, show_default=True, help="At most this many entries (newest).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
-def audit(issue: str | None, limit: int, as_json: bool) -> None:
-    """List the decisions recorded in the audit log, oldest first."""
+@click.option(
+    "--failed", is_flag=True, help="The deliveries that failed, with why (sopguard retry runs them again)."
+)
+def audit(issue: str | None, limit: int, as_json: bool, failed: bool) -> None:
+    """List the decisions recorded in the audit log, oldest first (or, with --failed, the failed deliveries)."""
     store = Store(_settings().resolved_database_url)
-    for entry in store.audit_entries(issue, limit):
+    if failed:
+        _print_failed(store, issue, limit, as_json)
+        return
+    for entry in store.audit.entries(issue, limit):
         if as_json:
             click.echo(to_json(entry))
             continue
@@ -370,6 +418,20 @@ def audit(issue: str | None, limit: int, as_json: bool) -> None:
         )
         for reason in entry.reasons:
             click.echo(f"    {reason}")
+
+
+def _print_failed(store: Store, issue: str | None, limit: int, as_json: bool) -> None:
+    rows = [f for f in store.inbox.failed(limit) if issue is None or f.issue.split(":", 1)[-1] == issue]
+    for failed in rows:
+        if as_json:
+            data = {k: v.isoformat() if isinstance(v, dt.datetime) else v for k, v in failed.__dict__.items()}
+            click.echo(json.dumps(data, ensure_ascii=False))
+            continue
+        when = f"{failed.processed_at:%Y-%m-%d %H:%M:%S}" if failed.processed_at else "-"
+        click.echo(f"{when}  {failed.source} {failed.delivery_id}  {failed.event_name}  {failed.issue}")
+        click.echo(f"    {failed.error}")
+    if not as_json:
+        click.echo(f"{len(rows)} failed deliver{'y' if len(rows) == 1 else 'ies'}", err=True)
 
 
 if __name__ == "__main__":

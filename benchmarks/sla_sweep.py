@@ -36,9 +36,12 @@ from connector.github.connector import GithubConnector
 from policies.models import IssueRef
 from policies.sla import Created, PriorityChanged, StateChanged
 from policies.sla_notices import next_due
-from runtime.store import Store, as_utc, encode, issue_key, issues, timeline
+from runtime.services import Services
+from runtime.store import Store
+from runtime.store.database import as_utc
+from runtime.store.ledger import encode, issue_key
+from runtime.store.schema import issues, timeline
 from runtime.sweep import sweep
-from runtime.worker import Services
 
 _T = TypeVar("_T")
 ZONE = ZoneInfo("Asia/Shanghai")
@@ -156,7 +159,7 @@ def main() -> None:
         )
 
         def read_every_clock() -> int:
-            followed = services.store.followed_issues()
+            followed = services.store.ledger.followed()
             return sum(len(services.clocks(i.ref, i.timeline, NOW)) for i in followed)
 
         readings, cpu = cpu_time(read_every_clock)

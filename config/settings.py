@@ -56,6 +56,17 @@ class Settings(BaseSettings):
     jira_api_token: str = Field(default="", validation_alias="JIRA_API_TOKEN")
     jira_pat: str = Field(default="", validation_alias="JIRA_PAT")
     tracker_timeout: float = Field(default=15.0, gt=0, description="Seconds before a tracker call times out.")
+    retry_horizon: float = Field(
+        default=3600.0,
+        gt=0,
+        description="Seconds a delivery is retried after a tracker failure before it fails.",
+    )
+    turn_lease: float = Field(
+        default=60.0, gt=0, description="Seconds a worker's turn on an issue lasts unless renewed."
+    )
+    poll_interval: float = Field(
+        default=0.05, gt=0, description="Seconds an idle consumer waits before looking at the inbox again."
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -1,15 +1,16 @@
-"""A delivery as it is queued: enough to replay it, independent of the HTTP request it came in."""
+"""A delivery as the tracker sent it: its source, id, event name and payload, independent of the HTTP
+request it came in (the inbox keeps the raw body; this is it parsed)."""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection, Mapping
-from dataclasses import asdict, dataclass
+from collections.abc import Collection
+from dataclasses import dataclass
 from typing import Any
 
 from connector.github import events as github_events
 from connector.jira import events as jira_events
-from policies.models import Event, IssueSnapshot, Source
+from policies.models import Event, IssueRef, IssueSnapshot, Source
 
 
 @dataclass(frozen=True)
@@ -19,12 +20,11 @@ class Delivery:
     event_name: str
     payload: dict[str, Any]
 
-    def to_message(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_message(cls, message: Mapping[str, Any]) -> Delivery:
-        return cls(**message)
+    def issue_ref(self) -> IssueRef:
+        """Which issue this delivery is about, from the payload alone; raises `BadPayload`."""
+        if self.source == "github":
+            return github_events.issue_ref(self.payload)
+        return jira_events.issue_ref(self.payload)
 
     def context(self) -> dict[str, Any]:
         """What a connector needs to act on this issue later, without a delivery (a GitHub App's

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from connector.base import Applied
+from connector.base import Applied, Journal
 from connector.delivery import Delivery
 from policies.ledger import Change
 from policies.models import Action, Event, IssueSnapshot
@@ -26,6 +26,11 @@ class DryRunConnector:
         return None
 
     def apply(
-        self, delivery: Delivery, event: Event, snapshot: IssueSnapshot, actions: Sequence[Action]
+        self,
+        delivery: Delivery,
+        event: Event,
+        snapshot: IssueSnapshot,
+        actions: Sequence[Action],
+        journal: Journal,
     ) -> list[Applied]:
         return [Applied(action, "recorded (dry run)") for action in actions]

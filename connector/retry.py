@@ -1,7 +1,10 @@
 """The one retry layer for tracker calls: tenacity, exponential backoff with jitter, server hints honoured.
 
 The client libraries' own retries and throttles are switched off where the connectors build them,
-so that retries never stack. Each connector says which failures are worth another try.
+so that retries never stack. Each connector says which failures are worth another try. A call gets
+a few quick tries here (seconds, never holding a consumer for long); a failure worth trying again
+that outlasts them, or a server that asks for a longer pause, becomes `TrackerUnavailable`, and the
+runtime runs the delivery again later, over a horizon of up to an hour by default.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+from connector.base import TrackerUnavailable
 
 
 @dataclass(frozen=True)
@@ -23,11 +28,16 @@ class Verdict:
 
 GIVE_UP = Verdict(False)
 BACK_OFF = Verdict(True)
+QUICK_ATTEMPTS = 3
+MAX_BLOCKING_WAIT = 10.0
 
 
 class TooLongToWait(Exception):
-    """The server asked for a longer pause than a worker should block: the action is reported as
-    failed in the audit log (a sweep's notice is released and tried again by a later sweep)."""
+    """The server asked for a longer pause than a worker should block."""
+
+    def __init__(self, message: str, wait: float) -> None:
+        super().__init__(message)
+        self.wait = wait
 
 
 def server_wait(headers: Mapping[str, str], now: float | None = None) -> float | None:
@@ -46,8 +56,8 @@ def server_wait(headers: Mapping[str, str], now: float | None = None) -> float |
 def retrying(
     classify: Callable[[BaseException], Verdict],
     *,
-    attempts: int = 5,
-    max_wait: float = 60.0,
+    attempts: int = QUICK_ATTEMPTS,
+    max_wait: float = MAX_BLOCKING_WAIT,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Retrying:
     """A tenacity policy: up to `attempts` tries; the server's wait when given, else 1 s, 2 s, 4 s ± jitter."""
@@ -59,7 +69,7 @@ def retrying(
         if hinted is None:
             return float(backoff(state))
         if hinted > max_wait:
-            raise TooLongToWait(f"the tracker asked to wait {hinted:.0f} s") from error
+            raise TooLongToWait(f"the tracker asked to wait {hinted:.0f} s", hinted) from error
         return hinted
 
     return Retrying(
@@ -69,3 +79,18 @@ def retrying(
         sleep=sleep,
         reraise=True,
     )
+
+
+def unavailable(
+    classify: Callable[[BaseException], Verdict], error: BaseException
+) -> TrackerUnavailable | None:
+    """The `TrackerUnavailable` that `error` amounts to once the quick tries are spent, or `None`
+    when it is a refusal (which no later try would change)."""
+    if isinstance(error, TrackerUnavailable):
+        return error
+    if isinstance(error, TooLongToWait):
+        return TrackerUnavailable(str(error), error.wait)
+    verdict = classify(error)
+    if verdict.retry:
+        return TrackerUnavailable(f"{type(error).__name__}: {error}", verdict.wait)
+    return None

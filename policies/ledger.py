@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from config.schema import Policy
 from policies import followup, priority, workflow
 from policies.context import Context
 from policies.models import (
+    Action,
     Actor,
     ChangeLabels,
     Decision,
@@ -20,6 +21,7 @@ from policies.models import (
     EventKind,
     IssueSnapshot,
     MoveToStatus,
+    PostComment,
     RememberManualPriority,
     RememberState,
     SetPriority,
@@ -53,6 +55,23 @@ class IssueFacts:
         if author.id and self.reporter_id:
             return author.id == self.reporter_id
         return bool(self.reporter) and author.login == self.reporter
+
+
+def what_happened(decision: Decision, outcomes: Sequence[tuple[Action, str]]) -> Decision:
+    """The decision as the tracker carried it out: tracker actions that failed are dropped, and where
+    a rule's undo failed, the state the person's change left is what the ledger records."""
+    failed = [action for action, outcome in outcomes if outcome.startswith("failed")]
+    undo_failed = {
+        rule for action in failed if not isinstance(action, PostComment) for rule in action.rule_id.split("+")
+    }
+    kept: list[Action] = []
+    for action in decision.actions:
+        if isinstance(action, RememberState) and action.if_undo_fails:
+            if action.rule_id in undo_failed:
+                kept.append(replace(action, if_undo_fails=False))
+        elif action not in failed:
+            kept.append(action)
+    return replace(decision, actions=tuple(kept))
 
 
 def shows_whole_issue(event: Event) -> bool:
@@ -121,7 +140,7 @@ def timeline_entries(
     if event.by_service:
         return []
     at = event.at or now
-    states = [a.state for a in decision.actions if isinstance(a, RememberState)]
+    states = [a.state for a in decision.actions if isinstance(a, RememberState) and not a.if_undo_fails]
     entries: list[TimelineEvent] = []
     if not followed:
         known = states[0] if states else snapshot.last_state
@@ -147,6 +166,7 @@ def timeline_entries(
                 is_reporter=facts.is_reporter(author),
                 is_bot=author.is_bot,
                 public=comment.public,
+                comment_id=comment.id,
             )
         )
     if facts.priority != previous_priority:

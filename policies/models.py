@@ -124,6 +124,9 @@ class IssueSnapshot:
     comments: tuple[Comment, ...] = ()
     subtasks: tuple[Subtask, ...] = ()
     created_at: dt.datetime | None = None
+    # The instant of the issue as the delivery shows it (GitHub `updated_at`, Jira's event time):
+    # a delivery older than what the ledger knows is judged as history.
+    updated_at: dt.datetime | None = None
     last_state: str | None = None
     manual_priority: str | None = None
     is_subtask: bool = False
@@ -193,10 +196,15 @@ class CreateSubtasks:
 
 @dataclass(frozen=True)
 class RememberState:
-    """Record the issue's SOP state in the service's ledger (not a tracker call)."""
+    """Record the issue's SOP state in the service's ledger (not a tracker call).
+
+    `if_undo_fails`: the state the person's change left, recorded only when the rule's undo did not
+    happen, so that the ledger says what the tracker shows rather than what was planned.
+    """
 
     rule_id: str
     state: str
+    if_undo_fails: bool = False
 
 
 @dataclass(frozen=True)
@@ -228,6 +236,7 @@ class RuleResult:
     passed: bool
     mode: Mode
     reasons: tuple[str, ...] = ()
+    broken: bool = False  # the rule could not be carried out (its comment template failed to render)
 
 
 @dataclass(frozen=True)

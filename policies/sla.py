@@ -66,6 +66,7 @@ class Commented:
     is_reporter: bool
     is_bot: bool
     public: bool = True
+    comment_id: str = ""
 
     @property
     def is_response(self) -> bool:

@@ -295,7 +295,8 @@ def _reject(
     kept = render(policy, "transition-rejected", lifecycle, **{**variables, "undone": False}) if undo else ""
     actions: list[Action] = [PostComment(rule.id, marker, body, body_if_not_undone=kept)]
     if undo:
-        actions = [*_move(ctx, rule.id, change.before, restoring=True), *actions]
+        stands = RememberState(rule.id, change.after, if_undo_fails=True)
+        actions = [*_move(ctx, rule.id, change.before, restoring=True), *actions, stands]
     return actions
 
 

@@ -1,8 +1,10 @@
 """The SLA sweep: warn before, and at, a missed target, on quiet issues too. No tracker reads.
 
-The ledger keeps, per issue, when its next notice is due; a sweep loads only those issues, reads
-their clocks from the ledger's timeline, claims each notice in the database (so concurrent sweeps
-never post twice) and hands the comment (and breach label) to the tracker's connector.
+The ledger keeps, per issue, when its next notice is due; a sweep lists only those issues and, for
+each, takes the issue's turn (so a sweep and a delivery never interleave on one issue), reads the
+issue again now that nothing else can change it, reads its clocks from the ledger's timeline,
+claims each notice in the database (so concurrent sweeps never post twice) and hands the comment
+(and breach label) to the tracker's connector, through the journal.
 """
 
 from __future__ import annotations
@@ -12,14 +14,14 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from connector.base import Applied
+from connector.base import Applied, TrackerUnavailable
 from connector.delivery import Delivery
 from policies.ledger import backfill
-from policies.models import Actor, Event, EventKind, IssueSnapshot, RuleResult
+from policies.models import Actor, Event, EventKind, IssueRef, IssueSnapshot, RuleResult
 from policies.sla import Created
 from policies.sla_notices import Notice, due_notices, next_due
-from runtime.store import FollowedIssue
-from runtime.worker import Services
+from runtime.services import Services, worker_name
+from runtime.store.ledger import FollowedIssue, issue_key
 
 log = logging.getLogger(__name__)
 SERVICE = Actor("sopguard", is_bot=True)
@@ -30,6 +32,7 @@ class SweepReport:
     due: int = 0
     notices: int = 0
     skipped: int = 0
+    busy: int = 0
     applied: list[Applied] = field(default_factory=list)
 
 
@@ -53,16 +56,17 @@ def _act(services: Services, issue: FollowedIssue, notice: Notice, now: dt.datet
         assignees=facts.assignees,
         reporter=facts.reporter,
     )
-    return services.connectors[ref.source].apply(delivery, event, snapshot, notice.actions)
+    journal = services.store.journal(ref, delivery.delivery_id, services.clock, complete=True)
+    return services.connectors[ref.source].apply(delivery, event, snapshot, notice.actions, journal)
 
 
 def _claim(services: Services, issue: FollowedIssue, notice: Notice, now: dt.datetime) -> bool:
     """The highest threshold decides who speaks; the lower ones it covers are claimed quietly."""
     top, *covered = reversed(notice.claims)
-    if not services.store.claim_notification(issue.ref, *top, now):
+    if not services.store.ledger.claim_notification(issue.ref, *top, now):
         return False
     for claim in covered:
-        services.store.claim_notification(issue.ref, *claim, now)
+        services.store.ledger.claim_notification(issue.ref, *claim, now)
     return True
 
 
@@ -75,10 +79,13 @@ def sweep_issue(services: Services, issue: FollowedIssue, now: dt.datetime, repo
         if not _claim(services, issue, notice, now):
             report.skipped += 1
             continue
-        applied = _act(services, issue, notice, now)
+        try:
+            applied = _act(services, issue, notice, now)
+        except TrackerUnavailable as unavailable:
+            applied = [Applied(action, f"failed: {unavailable}") for action in notice.actions]
         report.applied.extend(applied)
         if applied and all(a.outcome.startswith("failed") for a in applied):
-            services.store.release_notifications(issue.ref, notice.claims)
+            services.store.ledger.release_notifications(issue.ref, notice.claims)
             said.difference_update(notice.claims)  # due again now: the next sweep retries it
         else:
             report.notices += 1
@@ -86,46 +93,75 @@ def sweep_issue(services: Services, issue: FollowedIssue, now: dt.datetime, repo
         outcome = "; ".join(dict.fromkeys(a.outcome for a in applied)) or "no action"
         reasons = (f"{notice.threshold:.0%} of the target used",)
         result = RuleResult(target.id, target.sop, notice.threshold < 1.0, scoped.mode_of(target), reasons)
-        services.store.record_notice(issue.ref, result, notice.actions, outcome, now)
-    services.store.set_next_due(issue.ref, next_due(scoped, clocks, said, now))
+        services.store.audit.record_notice(issue.ref, result, notice.actions, outcome, now)
+    services.store.ledger.set_next_due(issue.ref, next_due(scoped, clocks, said, now))
 
 
-def read_histories(services: Services, now: dt.datetime) -> int:
+def _with_turn(services: Services, ref: IssueRef, owner: str, work: Callable[[FollowedIssue], None]) -> bool:
+    """Run `work` on the issue as the ledger has it once its turn is taken; `False` when a
+    delivery holds the turn (the issue is left for the next sweep)."""
+    inbox, key = services.store.inbox, issue_key(ref)
+    lease = dt.timedelta(seconds=services.settings.turn_lease)
+    if not inbox.turns.take(key, owner, services.clock(), lease):
+        return False
+    try:
+        issue = services.store.ledger.one(ref)
+        if issue is not None:
+            work(issue)
+    finally:
+        inbox.turns.give_back(key, owner)
+    return True
+
+
+def _read_history(services: Services, issue: FollowedIssue, now: dt.datetime) -> None:
+    created = min((e.at for e in issue.timeline if isinstance(e, Created)), default=None)
+    if created is None or issue.history_before is None:
+        return
+    delivery, event = _as_service(issue, "history")
+    history = services.connectors[issue.ref.source].history(delivery, event)
+    if history is None:
+        return  # a dry run, or unreadable: followed from its creation; tried again next time
+    scoped = services.policy.for_issue(issue.ref.source, issue.ref.scope)
+    earlier = [change for change in history if change.at < issue.history_before]
+    ledger = services.store.ledger
+    ledger.replace_beginning(issue.ref, backfill(scoped, created, earlier))
+    refreshed = ledger.one(issue.ref)
+    if refreshed is not None:
+        clocks = services.clocks(issue.ref, refreshed.timeline, now)
+        ledger.set_next_due(issue.ref, next_due(scoped, clocks, refreshed.notified, now))
+
+
+def read_histories(services: Services, now: dt.datetime, owner: str | None = None) -> int:
     """Issues first seen after their creation get their beginning from the tracker's history, once
     (one read per issue); their clocks then count the pauses that happened before."""
-    read = 0
-    for issue in services.store.followed_issues(history_pending=True):
-        created = min((e.at for e in issue.timeline if isinstance(e, Created)), default=None)
-        if created is None or issue.history_before is None:
-            continue
-        delivery, event = _as_service(issue, "history")
-        history = services.connectors[issue.ref.source].history(delivery, event)
-        if history is None:
-            continue  # a dry run, or unreadable: followed from its creation; tried again next time
-        scoped = services.policy.for_issue(issue.ref.source, issue.ref.scope)
-        earlier = [change for change in history if change.at < issue.history_before]
-        services.store.replace_beginning(issue.ref, backfill(scoped, created, earlier))
-        (refreshed,) = services.store.followed_issues(open_only=False, ref=issue.ref)
-        clocks = services.clocks(issue.ref, refreshed.timeline, now)
-        services.store.set_next_due(issue.ref, next_due(scoped, clocks, refreshed.notified, now))
-        read += 1
-    return read
+    owner = owner or worker_name()
+    pending = services.store.ledger.followed(history_pending=True)
+    return sum(
+        _with_turn(services, issue.ref, owner, lambda fresh: _read_history(services, fresh, now))
+        for issue in pending
+    )
 
 
 def sweep(
-    services: Services, now: dt.datetime, progress: Callable[[FollowedIssue], None] | None = None
+    services: Services,
+    now: dt.datetime,
+    progress: Callable[[IssueRef], None] | None = None,
+    *,
+    owner: str | None = None,
 ) -> SweepReport:
     """Every notice due at `now`, each once. Safe to run from several workers at a time."""
-    read_histories(services, now)
-    due = services.store.followed_issues(due_before=now)
+    owner = owner or worker_name()
+    read_histories(services, now, owner)
+    due = services.store.ledger.due_refs(now)
     report = SweepReport(due=len(due))
-    for issue in due:
+    for ref in due:
         try:
-            sweep_issue(services, issue, now, report)
+            if not _with_turn(services, ref, owner, lambda issue: sweep_issue(services, issue, now, report)):
+                report.busy += 1
         except Exception:
-            log.exception("SLA sweep failed for %s", issue.ref)
+            log.exception("SLA sweep failed for %s", ref)
         if progress is not None:
-            progress(issue)
+            progress(ref)
     if report.notices:
         log.info("SLA sweep at %s: %d notice(s) on %d issue(s)", now.isoformat(), report.notices, report.due)
     return report

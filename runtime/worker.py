@@ -1,60 +1,303 @@
-"""Run one queued delivery through the engine and hand the actions to the tracker's connector."""
+"""One delivery, taken from the inbox with its issue's turn: judge it, act on it, record what happened.
+
+A delivery walks a straight line: parse and normalise -> read what the ledger knows of the issue
+once -> fill in what the payload lacks -> `evaluate` -> apply through the journal -> record the
+audit rows, the ledger update and the final status in one transaction. Nothing is silent:
+- a failure the tracker may get over puts the delivery back in the inbox, to run again after a
+  back-off, until the retry horizon (an hour by default) has passed; then it is `failed`;
+- anything unexpected, bad data in a signed delivery, or a rule whose comment could not be
+  rendered ends the delivery `failed` with its reason in the audit log and the inbox (`/healthz`
+  turns `degraded`; `sopguard retry` runs it again once the cause is fixed);
+- a delivery older than what the ledger already knows of its issue is recorded as history: it
+  undoes nothing and replaces no newer state.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
-from config.loader import load_policy
-from config.schema import Policy
-from config.settings import Settings
-from connector.base import Applied, Connector
+from connector.base import Applied, TrackerUnavailable
 from connector.delivery import Delivery
 from connector.errors import BadPayload, Ignored
-from connector.factory import build_connectors
 from policies.context import is_service_request
 from policies.engine import evaluate
-from policies.ledger import facts_after, timeline_entries
-from policies.models import TRACKER_ACTIONS, Decision, Event, EventKind, IssueRef, IssueSnapshot, Source
+from policies.ledger import facts_after, timeline_entries, what_happened
+from policies.models import (
+    TRACKER_ACTIONS,
+    Decision,
+    Event,
+    EventKind,
+    IssueRef,
+    IssueSnapshot,
+    RememberManualPriority,
+    RememberState,
+    Source,
+)
 from policies.needs import needs
-from policies.sla import ClockReading, Created, TimelineEvent, read_clocks, rules_for
+from policies.sla import Commented, Created, TimelineEvent
 from policies.sla_notices import next_due
-from runtime.store import LedgerUpdate, Store
+from runtime.services import Services
+from runtime.store.audit import decision_rows
+from runtime.store.inbox import Final, Received
+from runtime.store.ledger import IssueMemory, LedgerUpdate
 
 log = logging.getLogger(__name__)
 
-
-def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-@dataclass
-class Services:
-    """Everything a delivery needs once it is out of the queue, built once per process."""
-
-    settings: Settings
-    policy: Policy
-    store: Store
-    connectors: Mapping[Source, Connector]
-    clock: Callable[[], dt.datetime] = field(default=utc_now)
-
-    def clocks(
-        self, ref: IssueRef, timeline: Sequence[TimelineEvent], now: dt.datetime
-    ) -> tuple[ClockReading, ...]:
-        """The issue's SLA clocks at `now`; none before the ledger knows when it was created."""
-        if not any(isinstance(entry, Created) for entry in timeline):
-            return ()
-        return read_clocks(rules_for(self.policy.for_issue(ref.source, ref.scope).sla), timeline, now)
+BACKOFF_FIRST = 5.0  # seconds before the first retry; doubled each time, up to BACKOFF_MAX
+BACKOFF_MAX = 600.0
+MAX_ATTEMPTS = 50  # a delivery whose worker died this many times is failed (it may be what kills it)
 
 
-def build_services(settings: Settings) -> Services:
-    """Load the policy, open the database and choose a connector per tracker."""
-    policy = load_policy(settings.policy)
-    return Services(
-        settings, policy, Store(settings.resolved_database_url), build_connectors(settings, policy)
+@dataclass(frozen=True)
+class Outcome:
+    """How a delivery ended this time: a final status, or `retry` at `retry_at`."""
+
+    status: Final | None
+    reason: str = ""
+    retry_at: dt.datetime | None = None
+
+
+def parse(received: Received) -> Delivery:
+    """The delivery as the tracker sent it; raises `BadPayload` for a body that is not a JSON object."""
+    try:
+        payload = json.loads(received.body)
+    except (ValueError, RecursionError) as error:
+        raise BadPayload(f"the body is not JSON: {error}") from None
+    if not isinstance(payload, dict):
+        raise BadPayload("the body must be a JSON object")
+    source: Source = "github" if received.source == "github" else "jira"
+    return Delivery(source, received.delivery_id, received.event_name, payload)
+
+
+def run(services: Services, received: Received, owner: str) -> Outcome:
+    """Process one delivery taken from the inbox (its issue's turn is held) and record the outcome."""
+    store, now = services.store, services.clock()
+    if received.attempts > MAX_ATTEMPTS:
+        return _fail(
+            services, received, None, f"given up: tried {received.attempts - 1} times, never finished"
+        )
+    try:
+        delivery = parse(received)
+        return process(services, delivery, received)
+    except TrackerUnavailable as unavailable:
+        return _retry_later(services, received, unavailable, now)
+    except BadPayload as problem:
+        return _fail(services, received, None, f"bad payload: {problem}")
+    except Exception as error:  # a bug or an unforeseen answer: recorded, never lost, never looping
+        log.error(
+            "delivery %s failed: %s: %s",
+            received.delivery_id,
+            type(error).__name__,
+            error,
+            extra={"delivery": received.delivery_id, "issue": received.issue},
+        )
+        return _fail(services, received, None, f"unexpected error: {type(error).__name__}: {error}")
+    finally:
+        store.inbox.turns.give_back(received.issue, owner)
+
+
+def process(services: Services, delivery: Delivery, received: Received | None = None) -> Outcome:
+    """Decide and act on one delivery, then record it; raises `TrackerUnavailable` to retry later."""
+    store = services.store
+    seq = received.seq if received is not None else None
+    connector = services.connectors[delivery.source]
+    accounts = {*services.settings.service_accounts, *connector.service_accounts(delivery)}
+    try:
+        event, snapshot = delivery.normalize(accounts)
+    except Ignored as reason:
+        _record(
+            services,
+            delivery,
+            seq,
+            "ignored",
+            str(reason),
+            _unknown_issue(delivery),
+            delivery.event_name,
+            Decision(note=str(reason)),
+            {},
+            None,
+        )
+        return Outcome("ignored", str(reason))
+    memory = store.ledger.memory(event.issue)
+    now = services.clock()
+    if _is_history(memory, snapshot):
+        return _record_history(services, delivery, seq, event, snapshot, memory, now)
+    snapshot = replace(snapshot, last_state=memory.last_state, manual_priority=memory.manual_priority)
+    snapshot = connector.complete(delivery, event, snapshot, needs(services.policy, event, snapshot))
+    decision = evaluate(services.policy, event, snapshot, now)
+    tracker_actions = [a for a in decision.actions if isinstance(a, TRACKER_ACTIONS)]
+    journal = store.journal(
+        event.issue,
+        f"{delivery.source}:{delivery.delivery_id}",
+        services.clock,
+        complete=not memory.known or memory.as_of is not None,
     )
+    applied = connector.apply(delivery, event, snapshot, tracker_actions, journal)
+    happened = what_happened(decision, [(a.action, a.outcome) for a in applied])
+    ledger = _ledger_update(services, delivery, event, snapshot, happened, memory, now)
+    broken = [r for r in decision.results if r.broken]
+    status: Final = "failed" if broken else "processed"
+    why = "; ".join(f"{r.rule_id}: {'; '.join(r.reasons)}" for r in broken)
+    _record(
+        services,
+        delivery,
+        seq,
+        status,
+        why or None,
+        event.issue,
+        event.name,
+        decision,
+        _outcomes(applied),
+        ledger,
+    )
+    log.info(
+        "delivery %s on %s: %d rule(s), %d action(s) %s",
+        delivery.delivery_id,
+        event.issue,
+        len(decision.results),
+        len(tracker_actions),
+        connector.name,
+        extra={"delivery": delivery.delivery_id, "issue": str(event.issue)},
+    )
+    return Outcome(status, why)
+
+
+def _is_history(memory: IssueMemory, snapshot: IssueSnapshot) -> bool:
+    """Older than what the ledger already knows of the issue (a late or replayed delivery)."""
+    return memory.as_of is not None and snapshot.updated_at is not None and snapshot.updated_at < memory.as_of
+
+
+def _record_history(
+    services: Services,
+    delivery: Delivery,
+    seq: int | None,
+    event: Event,
+    snapshot: IssueSnapshot,
+    memory: IssueMemory,
+    now: dt.datetime,
+) -> Outcome:
+    """A late delivery changes no state; a comment it brings is still a fact for the clocks."""
+    note = (
+        f"older than what sopguard knows of the issue (as of {memory.as_of:%Y-%m-%d %H:%M:%S} UTC): "
+        "recorded as history, nothing undone or replaced"
+    )
+    ledger = None
+    followed = services.store.ledger.one(event.issue)
+    if followed is not None and event.comment is not None and EventKind.COMMENTED in event.kinds:
+        scoped = services.policy.for_issue(event.issue.source, event.issue.scope)
+        entries = [
+            e
+            for e in timeline_entries(
+                scoped, event, snapshot, Decision(), followed.facts, followed.facts.priority, now
+            )
+            if isinstance(e, Commented)
+        ]
+        ledger = LedgerUpdate(None, _new_comments(entries, followed.timeline), {})
+    _record(
+        services, delivery, seq, "processed", None, event.issue, event.name, Decision(note=note), {}, ledger
+    )
+    return Outcome("processed", note)
+
+
+def _new_comments(entries: Sequence[TimelineEvent], known: Sequence[TimelineEvent]) -> list[TimelineEvent]:
+    """Timeline entries without the comments the ledger already has (a replayed comment event)."""
+    seen = {e.comment_id for e in known if isinstance(e, Commented) and e.comment_id}
+    return [e for e in entries if not (isinstance(e, Commented) and e.comment_id and e.comment_id in seen)]
+
+
+def _record(
+    services: Services,
+    delivery: Delivery,
+    seq: int | None,
+    status: Final,
+    error: str | None,
+    ref: IssueRef,
+    event_name: str,
+    decision: Decision,
+    outcomes: dict[str, str],
+    ledger: LedgerUpdate | None,
+) -> None:
+    services.store.record(
+        seq=seq,
+        status=status,
+        error=error,
+        source=delivery.source,
+        delivery_id=delivery.delivery_id,
+        event_name=event_name,
+        ref=ref,
+        audit_rows=decision_rows(decision, outcomes),
+        ledger=ledger,
+        now=services.clock(),
+    )
+
+
+def _unknown_issue(delivery: Delivery) -> IssueRef:
+    try:
+        return delivery.issue_ref()
+    except (BadPayload, Ignored, KeyError, TypeError, AttributeError):
+        return IssueRef(delivery.source, "", "")
+
+
+def _fail(services: Services, received: Received, ref: IssueRef | None, reason: str) -> Outcome:
+    """A delivery that will not succeed by being tried again: failed, with its reason, audited."""
+    now = services.clock()
+    issue = ref or IssueRef(
+        "github" if received.source == "github" else "jira", "", received.issue.split(":", 1)[-1]
+    )
+    row = {
+        "rule_id": None,
+        "sop": None,
+        "passed": None,
+        "mode": None,
+        "reasons": [reason],
+        "actions": [],
+        "outcome": f"failed: {reason}",
+    }
+    services.store.record(
+        seq=received.seq,
+        status="failed",
+        error=reason,
+        source=received.source,
+        delivery_id=received.delivery_id,
+        event_name=received.event_name,
+        ref=issue,
+        audit_rows=[row],
+        ledger=None,
+        now=now,
+    )
+    return Outcome("failed", reason)
+
+
+def _retry_later(
+    services: Services, received: Received, unavailable: TrackerUnavailable, now: dt.datetime
+) -> Outcome:
+    """Back off and run it again later; past the horizon, give up with the last error."""
+    since = received.failing_since or now
+    horizon = dt.timedelta(seconds=services.settings.retry_horizon)
+    reason = f"the tracker is unavailable: {unavailable}"
+    if now - since >= horizon:
+        return _fail(
+            services,
+            received,
+            None,
+            f"{reason} (still failing after {received.attempts} attempts over {horizon})",
+        )
+    backoff = min(BACKOFF_FIRST * 2 ** (received.attempts - 1), BACKOFF_MAX) * random.uniform(0.8, 1.2)
+    retry_at = now + dt.timedelta(seconds=max(backoff, unavailable.wait or 0.0))
+    services.store.inbox.postpone(received.seq, retry_at, reason, since)
+    log.warning(
+        "delivery %s: %s; trying again at %s",
+        received.delivery_id,
+        reason,
+        retry_at.isoformat(),
+        extra={"delivery": received.delivery_id, "issue": received.issue},
+    )
+    return Outcome(None, reason, retry_at)
 
 
 def _outcomes(applied: list[Applied]) -> dict[str, str]:
@@ -72,84 +315,50 @@ def _outcomes(applied: list[Applied]) -> dict[str, str]:
     }
 
 
-def process_delivery(services: Services, delivery: Delivery) -> Decision | None:
-    """Decide and act on one delivery; `None` when it was already processed or is ignored."""
-    store = services.store
-    if store.delivery_status(delivery.source, delivery.delivery_id) == "processed":
-        log.info("delivery %s already processed; skipped", delivery.delivery_id)
-        return None
-    connector = services.connectors[delivery.source]
-    accounts = {*services.settings.service_accounts, *connector.service_accounts(delivery)}
-    try:
-        event, snapshot = delivery.normalize(accounts)
-    except (Ignored, BadPayload) as reason:
-        log.info("delivery %s ignored: %s", delivery.delivery_id, reason)
-        store.mark_delivery(delivery.source, delivery.delivery_id, "ignored", services.clock())
-        return None
-    memory = store.memory(event.issue)
-    snapshot = replace(snapshot, last_state=memory.last_state, manual_priority=memory.manual_priority)
-    snapshot = connector.complete(delivery, event, snapshot, needs(services.policy, event, snapshot))
-    now = services.clock()
-    decision = evaluate(services.policy, event, snapshot, now)
-    tracker_actions = [a for a in decision.actions if isinstance(a, TRACKER_ACTIONS)]
-    applied = connector.apply(delivery, event, snapshot, tracker_actions)
-    ledger = _ledger_update(services, delivery, event, snapshot, decision, memory.priority, now)
-    store.record_decision(
-        source=delivery.source,
-        delivery_id=delivery.delivery_id,
-        event_name=event.name,
-        ref=event.issue,
-        decision=decision,
-        outcomes=_outcomes(applied),
-        now=now,
-        ledger=ledger,
-    )
-    log.info(
-        "delivery %s on %s: %d rule(s), %d action(s) %s",
-        delivery.delivery_id,
-        event.issue,
-        len(decision.results),
-        len(tracker_actions),
-        connector.name,
-    )
-    return decision
-
-
 def _ledger_update(
     services: Services,
     delivery: Delivery,
     event: Event,
     snapshot: IssueSnapshot,
     decision: Decision,
-    previous_priority: str | None,
+    memory: IssueMemory,
     now: dt.datetime,
 ) -> LedgerUpdate | None:
-    """What the ledger learns from this delivery; nothing for checklist items and sub-tasks, nor
-    for an issue named only by its id (an old Server comment event), which would be followed twice."""
+    """What the ledger learns from this delivery (`decision` as it happened); nothing for checklist
+    items and sub-tasks, nor for an issue named only by its id (an old Server comment event)."""
     scoped = services.policy.for_issue(event.issue.source, event.issue.scope)
     if not is_service_request(scoped, snapshot) or not event.issue.scope:
         return None
-    known = services.store.followed_issues(open_only=False, ref=event.issue)
-    facts = facts_after(services.policy, event, snapshot, decision, known[0].facts if known else None)
-    earlier = known[0].timeline if known else ()
-    entries = timeline_entries(
-        scoped,
-        event,
-        snapshot,
-        decision,
-        facts,
-        previous_priority,
-        now,
-        followed=any(isinstance(entry, Created) for entry in earlier),
+    known = services.store.ledger.one(event.issue)
+    facts = facts_after(services.policy, event, snapshot, decision, known.facts if known else None)
+    earlier = known.timeline if known else ()
+    entries = _new_comments(
+        timeline_entries(
+            scoped,
+            event,
+            snapshot,
+            decision,
+            facts,
+            memory.priority,
+            now,
+            followed=any(isinstance(entry, Created) for entry in earlier),
+        ),
+        earlier,
     )
-    notified = known[0].notified if known else frozenset()
+    notified = known.notified if known else frozenset()
     as_of = max(now, event.at) if event.at else now  # a delivery may be processed before its own clock
     clocks = services.clocks(event.issue, (*earlier, *entries), as_of) if facts.is_open else ()
     first_seen_late = not earlier and EventKind.OPENED not in event.kinds
+    states = [a.state for a in decision.actions if isinstance(a, RememberState)]
+    manual = [a.level for a in decision.actions if isinstance(a, RememberManualPriority)]
+    version = max(filter(None, (memory.as_of, snapshot.updated_at)), default=None)
     return LedgerUpdate(
         facts,
         entries,
         delivery.context(),
         next_due(scoped, clocks, notified, as_of),
         history_before=(event.at or now) if first_seen_late else None,
+        state=states[-1] if states else None,
+        manual_priority=(manual[-1],) if manual else None,
+        as_of=version,
     )

@@ -16,6 +16,8 @@ from app import create_app
 from config.loader import load_policy
 from config.schema import Policy
 from config.settings import Settings
+from runtime.consumer import Consumer
+from runtime.services import Services, build_services
 from webhooks.signatures import sign
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -79,6 +81,20 @@ def app(settings: Settings) -> Flask:
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
+
+
+def services_of(app: Flask) -> Services:
+    """The services the app was built with, or the ones `sopguard serve` would build for it."""
+    if "sopguard.services" not in app.extensions:
+        intake = app.extensions["sopguard"]
+        app.extensions["sopguard.services"] = build_services(intake.settings, intake.store)
+    services: Services = app.extensions["sopguard.services"]
+    return services
+
+
+def drain(app: Flask) -> int:
+    """Run every delivery in the app's inbox that is ready, as a consumer would; how many ran."""
+    return Consumer(services_of(app), 1, sweep=False).drain()
 
 
 def github_headers(

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import requests
 import responses
@@ -26,9 +26,9 @@ from config.settings import Settings
 from connector.dry_run import DryRunConnector
 from connector.github.connector import GithubConnector
 from policies.models import IssueRef
+from runtime.services import Services, utc_now
 from runtime.store import Store
-from runtime.worker import Services, utc_now
-from tests.conftest import GITHUB_SECRET, JIRA_SECRET, fixture_json, github_headers
+from tests.conftest import GITHUB_SECRET, JIRA_SECRET, drain, fixture_json, github_headers
 from tests.openapi_check import Allowance, assert_requests_allowed, with_json_body
 from webhooks.receivers import Intake
 
@@ -91,6 +91,7 @@ class FakeGithub:
             ("GET", f"{API}/user", self._user),
             ("PUT", f"{issue}/labels", self._set_labels),
             ("POST", f"{issue}/labels", self._add_labels),
+            ("DELETE", f"{issue}/labels/", self._remove_label),
             ("PATCH", issue, self._edit_issue),
             ("GET", f"{issue}/comments", self._list_comments),
             ("POST", f"{issue}/comments", self._create_comment),
@@ -104,7 +105,9 @@ class FakeGithub:
         for method, url, handler in routes:
             path = re.escape(url.removeprefix(API))
             pattern = re.compile(
-                r"^https://api\.github\.com(:443)?" + path + (r"\d+$" if url.endswith("/") else r"(\?.*)?$")
+                r"^https://api\.github\.com(:443)?"
+                + path
+                + (r"[^/?]+$" if url.endswith("/") else r"(\?.*)?$")
             )
             self.mock.add_callback(method, pattern, callback=self._guarded(method, url, handler))
 
@@ -148,6 +151,13 @@ class FakeGithub:
 
     def _add_labels(self, request: requests.PreparedRequest) -> Reply:
         self.labels.extend(name for name in request_json(request, []) if name not in self.labels)
+        return self._reply([{"name": n} for n in self.labels])
+
+    def _remove_label(self, request: requests.PreparedRequest) -> Reply:
+        name = unquote(request.path_url.split("?")[0].rsplit("/", 1)[-1])
+        if name not in self.labels:
+            return self._reply({"message": "Label does not exist"}, 404)
+        self.labels.remove(name)
         return self._reply([{"name": n} for n in self.labels])
 
     def _edit_issue(self, request: requests.PreparedRequest) -> Reply:
@@ -240,7 +250,8 @@ class Service:
             "/webhooks/github", data=body, headers=github_headers(body, event, delivery)
         )
         assert response.status_code in (200, 202), response.get_json()
-        return self.intake.queue.run_pending()
+        ran: int = drain(self.app)
+        return ran
 
 
 def service(tmp_path: Path) -> Service:
@@ -292,7 +303,7 @@ def labelled(github: FakeGithub, label: str, *, by: str = "Codertocat", **extra:
 def put_in_state(sopguard: Service, github: FakeGithub, state: str, *labels: str) -> None:
     """An issue the service already follows, in `state` (its ledger and its status label)."""
     github.labels = [POLICY.trackers.github.status_label(state), *labels]
-    sopguard.intake.store.remember_state(REF, state, utc_now())
+    sopguard.intake.store.ledger.remember_state(REF, state, utc_now())
 
 
 def add_checklist(github: FakeGithub, checklist_id: str, *, open_items: int = 0) -> None:

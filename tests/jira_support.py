@@ -29,9 +29,9 @@ from config.loader import load_policy
 from config.settings import Settings
 from connector.dry_run import DryRunConnector
 from connector.jira.connector import JiraConnector
+from runtime.services import Services
 from runtime.store import Store
-from runtime.worker import Services
-from tests.conftest import JIRA_SECRET, fixture_json, jira_headers
+from tests.conftest import JIRA_SECRET, drain, fixture_json, jira_headers
 from tests.openapi_check import Allowance, assert_requests_allowed, with_json_body
 from webhooks.receivers import Intake
 
@@ -670,13 +670,13 @@ class Service:
             "/webhooks/jira", data=body, headers=jira_headers(body, delivery)
         )
         assert answer.status_code in (200, 202), answer.get_json()
-        self.intake.queue.run_pending()
+        drain(self.app)
         status: str = answer.get_json()["status"]
         return status
 
     def outcomes(self, delivery: str) -> dict[str, str]:
         return {
-            str(e.rule_id): e.outcome for e in self.intake.store.audit_entries() if e.delivery_id == delivery
+            str(e.rule_id): e.outcome for e in self.intake.store.audit.entries() if e.delivery_id == delivery
         }
 
 

@@ -76,8 +76,8 @@ def test_acknowledged_delivery_survives_sigkill_and_is_processed_after_restart(t
     assert server.returncode == -signal.SIGKILL
 
     store = Store(f"sqlite:///{tmp_path / 'var' / 'sopguard.db'}")
-    assert store.delivery_status("github", "survivor-1") == "queued"
-    assert list(store.audit_entries()) == []
+    assert store.inbox.status("github", "survivor-1") == "queued"
+    assert list(store.audit.entries()) == []
 
     worker = subprocess.run(
         _sopguard("worker", "--drain"), cwd=ROOT, env=env, capture_output=True, timeout=60
@@ -85,7 +85,7 @@ def test_acknowledged_delivery_survives_sigkill_and_is_processed_after_restart(t
 
     assert worker.returncode == 0, worker.stderr.decode()
     assert "processed 1 queued deliveries" in worker.stdout.decode()
-    assert store.delivery_status("github", "survivor-1") == "processed"
-    entries = list(store.audit_entries(issue="Codertocat/Hello-World#1"))
+    assert store.inbox.status("github", "survivor-1") == "processed"
+    entries = list(store.audit.entries(issue="Codertocat/Hello-World#1"))
     assert {e.rule_id for e in entries} >= {"intake-required-fields", "follow-the-lifecycle"}
     assert all(e.delivery_id == "survivor-1" for e in entries)

@@ -76,7 +76,10 @@ def _labels_after(decision: Decision, seen: IssueSnapshot) -> set[str]:
 
 def _assert_undone(decision: Decision, seen: IssueSnapshot, tracker: Source, before: str, after: str) -> None:
     """The issue is back where it was: same status (label or Jira status), open or closed as before."""
-    assert not _of(decision, RememberState), "a refused transition must not move the recorded state"
+    recorded = [a for a in _of(decision, RememberState) if not a.if_undo_fails]
+    assert not recorded, "a refused transition must not move the recorded state"
+    fallback = [a.state for a in _of(decision, RememberState) if a.if_undo_fails]
+    assert fallback == [after], "should the undo fail, the ledger records where the person's change left it"
     assert {a.rule_id for a in decision.actions} <= {r.rule_id for r in decision.results}, "audit attribution"
     if tracker == "jira":
         assert [a.status for a in _of(decision, MoveToStatus)] == [POLICY.trackers.jira.statuses[before][0]]

@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from github import Auth, GithubException
 
 from config.settings import Settings
+from connector.base import MemoryJournal, TrackerUnavailable
 from connector.delivery import Delivery
 from connector.github.connector import GithubConnector, classify
 from connector.retry import server_wait
@@ -62,8 +63,12 @@ def test_a_github_app_acts_as_its_installation_with_a_cached_token(
 
     accounts = connector.service_accounts(_delivery(77))
     event, snapshot = _delivery(77).normalize(accounts)
-    first = connector.apply(_delivery(77), event, snapshot, [ChangeLabels("r", add=frozenset({"x"}))])
-    second = connector.apply(_delivery(77, "d-2"), event, snapshot, [ChangeLabels("r", add=frozenset({"y"}))])
+    first = connector.apply(
+        _delivery(77), event, snapshot, [ChangeLabels("r", add=frozenset({"x"}))], MemoryJournal()
+    )
+    second = connector.apply(
+        _delivery(77, "d-2"), event, snapshot, [ChangeLabels("r", add=frozenset({"y"}))], MemoryJournal()
+    )
 
     assert accounts == {"acme-sopguard[bot]"}
     assert [a.outcome for a in first + second] == ["applied", "applied"]
@@ -84,7 +89,7 @@ def test_an_app_without_the_installation_in_the_delivery_reports_why(tmp_path: P
     connector = GithubConnector.from_settings(settings)
     event, snapshot = _delivery().normalize()
 
-    (result,) = connector.apply(_delivery(), event, snapshot, [MoveToStatus("r", "open")])
+    (result,) = connector.apply(_delivery(), event, snapshot, [MoveToStatus("r", "open")], MemoryJournal())
 
     assert result.outcome == "failed: the delivery names no GitHub App installation"
 
@@ -99,7 +104,7 @@ def test_github_enterprise_server_is_reached_at_its_own_url(
     )
     event, snapshot = _delivery().normalize()
 
-    (result,) = connector.apply(_delivery(), event, snapshot, [MoveToStatus("r", "closed")])
+    (result,) = connector.apply(_delivery(), event, snapshot, [MoveToStatus("r", "closed")], MemoryJournal())
 
     assert result.outcome == "applied" and edit.call_count == 1
     assert request_json(no_network.calls[0].request, None) == {"state": "closed"}
@@ -117,7 +122,7 @@ def test_a_payload_saying_there_are_no_sub_issues_saves_the_list_call() -> None:
     assert completed.subtasks == ()  # and no request was made: `responses` would have refused it
 
 
-def test_a_wait_longer_than_a_worker_should_block_fails_the_action_for_the_queue_to_retry(
+def test_a_wait_longer_than_a_worker_should_block_is_handed_to_the_runtime_to_retry_later(
     no_network: responses.RequestsMock,
 ) -> None:
     no_network.post(
@@ -130,10 +135,13 @@ def test_a_wait_longer_than_a_worker_should_block_fails_the_action_for_the_queue
     connector = GithubConnector(auth=Auth.Token("t"), sleep=slept.append)
     event, snapshot = _delivery().normalize()
 
-    (result,) = connector.apply(_delivery(), event, snapshot, [ChangeLabels("r", add=frozenset({"x"}))])
+    journal = MemoryJournal()
+    with pytest.raises(TrackerUnavailable) as unavailable:
+        connector.apply(_delivery(), event, snapshot, [ChangeLabels("r", add=frozenset({"x"}))], journal)
 
-    assert result.outcome.startswith("failed: TooLongToWait: the tracker asked to wait")
-    assert slept == []
+    assert unavailable.value.wait is not None and unavailable.value.wait > 3600
+    assert slept == []  # no worker blocks for the reset: the delivery goes back to the inbox
+    assert [r.state for r in journal.entries.values()] == ["started"]
 
 
 @pytest.mark.parametrize(

@@ -118,7 +118,7 @@ def test_priority_is_labelled_on_open_and_a_persons_choice_is_kept(
         "**Priority P3** was chosen by @Codertocat; impact and urgency give P1. The choice is kept and recorded."
     )
     assert receipt.startswith("**Received.** This request is handled as **P3**. Next step: Triage.")
-    audit = [e for e in sopguard.intake.store.audit_entries() if e.delivery_id == "person-p3"]
+    audit = [e for e in sopguard.intake.store.audit.entries() if e.delivery_id == "person-p3"]
     assert any(a["type"] == "RememberManualPriority" and a["level"] == "P3" for e in audit for a in e.actions)
 
     github.mock.calls.reset()
@@ -164,7 +164,7 @@ def test_a_valid_transition_leaves_exactly_one_status_label(
     expected = ["PUT " + ISSUE + "/labels"] if order == "add-new-first" else []
     assert github.calls() == expected
     assert [label for label in github.labels if label.startswith("status/")] == ["status/triage"]
-    assert sopguard.intake.store.memory(REF).last_state == "triage"
+    assert sopguard.intake.store.ledger.memory(REF).last_state == "triage"
 
 
 def test_entering_verification_creates_the_checklist_as_sub_issues_once(
@@ -192,7 +192,7 @@ def test_entering_verification_creates_the_checklist_as_sub_issues_once(
     assert [label for label in github.labels if label.startswith("status/")] == ["status/verification"]
     assert list(github.our_comments())[-1].startswith("**Self-check**: one sub-issue per item was created")
     audit = {
-        e.rule_id: e.outcome for e in sopguard.intake.store.audit_entries() if e.delivery_id == "verify-1"
+        e.rule_id: e.outcome for e in sopguard.intake.store.audit.entries() if e.delivery_id == "verify-1"
     }
     assert audit["self-check"] == "applied (3 created); applied"
 
@@ -232,7 +232,7 @@ def test_events_caused_by_the_service_itself_cost_nothing(sopguard: Service, git
 
     assert github.calls() == []
     assert [r.path_url for r in github.requests()] == ["/user"]
-    assert "caused by this service" in next(iter(sopguard.intake.store.audit_entries())).reasons[0]
+    assert "caused by this service" in next(iter(sopguard.intake.store.audit.entries())).reasons[0]
 
 
 # --- faults: applied exactly once ---------------------------------------------------------------
@@ -281,7 +281,7 @@ def test_transient_failures_are_retried_and_applied_once(
     assert set(github.labels) == {"status/triage"}
     assert waited(sopguard.slept), sopguard.slept
     outcomes = {
-        e.outcome for e in sopguard.intake.store.audit_entries() if e.rule_id == "follow-the-lifecycle"
+        e.outcome for e in sopguard.intake.store.audit.entries() if e.rule_id == "follow-the-lifecycle"
     }
     assert outcomes == {"applied"}
 
@@ -356,6 +356,6 @@ def test_when_the_undo_fails_the_comment_does_not_claim_it_was_undone(
     assert comment.startswith("**This change of stage does not follow the service procedure.**")
     assert "status/in-progress" in github.labels
     outcome = next(
-        e.outcome for e in sopguard.intake.store.audit_entries() if e.rule_id == "follow-the-lifecycle"
+        e.outcome for e in sopguard.intake.store.audit.entries() if e.rule_id == "follow-the-lifecycle"
     )
     assert outcome.startswith("failed: GitHub answered 403: Resource not accessible by integration")

@@ -14,6 +14,7 @@ from jira import JIRAError
 from config.loader import load_policy
 from config.schema import Policy
 from config.settings import Settings
+from connector.base import MemoryJournal
 from connector.delivery import Delivery
 from connector.dry_run import DryRunConnector
 from connector.factory import build_connectors
@@ -343,7 +344,9 @@ def test_actions_need_nothing_from_the_payload_so_work_can_be_done_later_without
         PostComment("first-response", "sla:first-response:warn", "**Please answer** the customer."),
     ]
 
-    applied = connector.apply(Delivery("jira", "later-1", "later", {}), event, IssueSnapshot(ref), actions)
+    applied = connector.apply(
+        Delivery("jira", "later-1", "later", {}), event, IssueSnapshot(ref), actions, MemoryJournal()
+    )
 
     assert [a.outcome for a in applied] == ["applied (1 created)", "applied"]
     assert fake.sent("POST", "/rest/api/2/issue")[0]["fields"]["project"] == {"key": "TES"}

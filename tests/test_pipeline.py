@@ -11,12 +11,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from cli import main
-from config.settings import Settings
-from connector.delivery import Delivery
 from policies.models import IssueRef
-from runtime.queue import DeliveryQueue
-from runtime.worker import process_delivery, utc_now
-from tests.conftest import fixture_json, github_headers, jira_headers
+from runtime.services import utc_now
+from tests.conftest import drain, fixture_json, github_headers, jira_headers
 from webhooks.receivers import Intake
 
 ISSUE = "Codertocat/Hello-World#1"
@@ -48,40 +45,36 @@ def _post_github(client: FlaskClient, payload: dict[str, Any], delivery: str) ->
 def test_a_transition_split_over_two_label_events_is_recognised_through_the_ledger(
     app: Flask, client: FlaskClient
 ) -> None:
-    queue = _intake(app).queue
     _post_github(client, _label_event("labeled", "status/triage", ["status/triage"]), "one")
-    assert queue.run_pending() == 1
-    assert _intake(app).store.memory(REF).last_state == "triage"
+    assert drain(app) == 1
+    assert _intake(app).store.ledger.memory(REF).last_state == "triage"
 
     _post_github(client, _label_event("unlabeled", "status/triage", []), "two")
     _post_github(client, _label_event("labeled", "status/in-progress", ["status/in-progress"]), "three")
-    assert queue.run_pending() == 2
+    assert drain(app) == 2
 
-    entries = list(_intake(app).store.audit_entries(issue=ISSUE))
+    entries = list(_intake(app).store.audit.entries(issue=ISSUE))
     last = [e for e in entries if e.delivery_id == "three"]
     assert [(e.rule_id, e.passed) for e in last] == [("follow-the-lifecycle", False)]
     assert last[0].outcome == "recorded (dry run)"
     change = next(a for a in last[0].actions if a["type"] == "ChangeLabels")
     assert change["add"] == ["status/triage"] and change["remove"] == ["status/in-progress"]
-    assert _intake(app).store.memory(REF).last_state == "triage"
+    assert _intake(app).store.ledger.memory(REF).last_state == "triage"
 
 
-def test_a_delivery_queued_twice_is_processed_once(app: Flask) -> None:
+def test_a_delivery_received_twice_is_processed_once(app: Flask) -> None:
     intake = _intake(app)
-    delivery = Delivery(
-        "jira",
-        "twice",
-        "jira:issue_updated",
-        fixture_json("jira", "mattermost__webhook-issue-updated-started-working.json"),
-    )
-    assert intake.store.register_delivery("jira", "twice", delivery.event_name, utc_now())
-    services = intake.queue.services()
+    body = json.dumps(fixture_json("jira", "mattermost__webhook-issue-updated-started-working.json")).encode()
+    puts = [
+        intake.store.inbox.put("jira", "twice", "jira:issue_updated", "jira:TES-41", body, utc_now())
+        for _ in range(2)
+    ]
 
-    first = process_delivery(services, delivery)
-    second = process_delivery(services, delivery)
-
-    assert first is not None and second is None
-    assert len([e for e in intake.store.audit_entries() if e.delivery_id == "twice"]) == len(first.results)
+    assert puts == ["queued", "duplicate"]
+    assert drain(app) == 1 and drain(app) == 0
+    rows = [e for e in intake.store.audit.entries() if e.delivery_id == "twice"]
+    assert rows and len({e.rule_id for e in rows}) == len(rows)
+    assert intake.store.inbox.status("jira", "twice") == "processed"
 
 
 def test_jira_skipped_stage_is_audited_with_the_clause_and_the_move_back(
@@ -89,9 +82,9 @@ def test_jira_skipped_stage_is_audited_with_the_clause_and_the_move_back(
 ) -> None:
     body = json.dumps(fixture_json("jira", "mattermost__webhook-issue-updated-started-working.json")).encode()
     assert client.post("/webhooks/jira", data=body, headers=jira_headers(body)).status_code == 202
-    _intake(app).queue.run_pending()
+    drain(app)
 
-    (entry,) = _intake(app).store.audit_entries()
+    (entry,) = _intake(app).store.audit.entries()
     assert (entry.rule_id, entry.sop, entry.passed, entry.issue) == (
         "follow-the-lifecycle",
         "P2",
@@ -107,7 +100,7 @@ def test_audit_command_lists_and_filters_the_log(
     _post_github(client, fixture_json("github", "issues__opened.json"), "opened-1")
     body = json.dumps(fixture_json("jira", "mattermost__webhook-issue-updated-started-working.json")).encode()
     client.post("/webhooks/jira", data=body, headers=jira_headers(body))
-    _intake(app).queue.run_pending()
+    drain(app)
     monkeypatch.setenv("SOPGUARD_DATA_DIR", str(_intake(app).settings.data_dir))
     runner = CliRunner()
 
@@ -118,8 +111,3 @@ def test_audit_command_lists_and_filters_the_log(
     rows = [json.loads(line) for line in only_jira.output.splitlines()]
     assert rows and {row["issue"] for row in rows} == {"TES-41"}
     assert rows[0]["sop"] == "P2" and rows[0]["outcome"] == "recorded (dry run)"
-
-
-def test_queue_url_must_be_sqlite_or_redis(settings: Settings) -> None:
-    with pytest.raises(ValueError, match="SOPGUARD_QUEUE_URL"):
-        DeliveryQueue(settings.model_copy(update={"queue_url": "amqp://localhost"}))

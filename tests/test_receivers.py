@@ -3,6 +3,7 @@ bodies, duplicates, a failing queue, the startup secret check, health, and a que
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 from pathlib import Path
@@ -14,11 +15,12 @@ from flask.testing import FlaskClient
 
 from app import InsecureConfiguration, create_app
 from config.settings import Settings
-from runtime.worker import utc_now
+from runtime.services import utc_now
 from tests.conftest import (
     FIXTURES,
     GITHUB_SECRET,
     JIRA_SECRET,
+    drain,
     fixture_bytes,
     fixture_json,
     github_event_name,
@@ -89,7 +91,7 @@ def test_every_recorded_github_delivery_is_queued_or_ignored(
     body = fixture_bytes("github", name)
     event = github_event_name(name)
     action = str(json.loads(body).get("action", ""))
-    before = intake.queue.pending()
+    before = intake.store.inbox.health().pending
 
     response = client.post("/webhooks/github", data=body, headers=github_headers(body, event, delivery=name))
 
@@ -97,14 +99,14 @@ def test_every_recorded_github_delivery_is_queued_or_ignored(
     answer = response.get_json()
     if (event, action) in GITHUB_HANDLED:
         assert answer == {"status": "queued", "delivery": name}
-        assert intake.queue.pending() == before + 1
-        assert intake.store.delivery_status("github", name) == "queued"
+        assert intake.store.inbox.health().pending == before + 1
+        assert intake.store.inbox.status("github", name) == "queued"
     else:
         assert answer["status"] == "ignored"
         # A known event is ignored on purpose and says which one; it is not reported as unknown.
         assert event in answer["reason"] and "unknown" not in answer["reason"]
-        assert intake.queue.pending() == before
-        assert intake.store.delivery_status("github", name) is None
+        assert intake.store.inbox.health().pending == before
+        assert intake.store.inbox.status("github", name) is None
 
 
 @pytest.mark.parametrize("name", JIRA_FIXTURES)
@@ -114,24 +116,24 @@ def test_every_recorded_jira_delivery_is_queued_ignored_or_refused(
     intake = _intake(app)
     body = fixture_bytes("jira", name)
     webhook_event = str(json.loads(body).get("webhookEvent", ""))
-    before = intake.queue.pending()
+    before = intake.store.inbox.health().pending
 
     response = client.post("/webhooks/jira", data=body, headers=jira_headers(body, delivery=name))
 
     answer = response.get_json()
     if name in JIRA_NOT_A_DELIVERY:
         assert response.status_code == 400 and "webhookEvent" in answer["error"]
-        assert intake.queue.pending() == before
-        assert intake.store.delivery_status("jira", name) is None
+        assert intake.store.inbox.health().pending == before
+        assert intake.store.inbox.status("jira", name) is None
     elif webhook_event in JIRA_HANDLED:
         assert (response.status_code, answer) == (202, {"status": "queued", "delivery": name})
-        assert intake.queue.pending() == before + 1
-        assert intake.store.delivery_status("jira", name) == "queued"
+        assert intake.store.inbox.health().pending == before + 1
+        assert intake.store.inbox.status("jira", name) == "queued"
     else:
         assert response.status_code == 202 and answer["status"] == "ignored"
         assert webhook_event in answer["reason"]
-        assert intake.queue.pending() == before
-        assert intake.store.delivery_status("jira", name) is None
+        assert intake.store.inbox.health().pending == before
+        assert intake.store.inbox.status("jira", name) is None
 
 
 def test_a_comment_on_a_pull_request_is_ignored(app: Flask, client: FlaskClient) -> None:
@@ -143,7 +145,10 @@ def test_a_comment_on_a_pull_request_is_ignored(app: Flask, client: FlaskClient)
 
     assert response.status_code == 202
     assert response.get_json()["status"] == "ignored" and "pull request" in response.get_json()["reason"]
-    assert _intake(app).queue.pending() == 0 and _intake(app).store.delivery_status("github", "pr") is None
+    assert (
+        _intake(app).store.inbox.health().pending == 0
+        and _intake(app).store.inbox.status("github", "pr") is None
+    )
 
 
 # --- signatures ---------------------------------------------------------------------------------------
@@ -193,8 +198,8 @@ def test_a_delivery_without_a_valid_signature_is_refused_and_leaves_no_trace(
 
     assert response.status_code == 401
     assert header in response.get_json()["error"]
-    assert _intake(app).store.delivery_status(source, "refused-1") is None
-    assert _intake(app).queue.pending() == 0
+    assert _intake(app).store.inbox.status(source, "refused-1") is None
+    assert _intake(app).store.inbox.health().pending == 0
 
 
 def test_a_non_ascii_signature_header_is_refused_not_a_server_error(app: Flask, client: FlaskClient) -> None:
@@ -235,8 +240,8 @@ def test_a_signed_but_malformed_delivery_is_a_400_and_is_not_queued(
 
     assert response.status_code == 400
     assert complaint in response.get_json()["error"]
-    assert _intake(app).store.delivery_status(source, "bad-1") is None
-    assert _intake(app).queue.pending() == 0
+    assert _intake(app).store.inbox.status(source, "bad-1") is None
+    assert _intake(app).store.inbox.health().pending == 0
 
 
 def test_a_deeply_nested_body_is_a_400(client: FlaskClient) -> None:
@@ -267,7 +272,10 @@ def test_a_body_beyond_the_size_limit_is_a_413_and_the_limit_itself_is_accepted(
 
     assert too_big.status_code == 413
     assert "too large" in too_big.get_json()["error"].lower()
-    assert _intake(app).store.delivery_status("github", "big") is None and _intake(app).queue.pending() == 0
+    assert (
+        _intake(app).store.inbox.status("github", "big") is None
+        and _intake(app).store.inbox.health().pending == 0
+    )
     assert fits.status_code == 202 and fits.get_json()["status"] == "ignored"
     assert over.status_code == 413
 
@@ -282,7 +290,10 @@ def test_an_unknown_github_event_is_acknowledged_and_named(app: Flask, client: F
     assert (
         answer["status"] == "ignored" and "discussion" in answer["reason"] and "unknown" in answer["reason"]
     )
-    assert _intake(app).queue.pending() == 0 and _intake(app).store.delivery_status("github", "new") is None
+    assert (
+        _intake(app).store.inbox.health().pending == 0
+        and _intake(app).store.inbox.status("github", "new") is None
+    )
 
 
 def test_an_unknown_tracker_path_is_a_404(app: Flask, client: FlaskClient) -> None:
@@ -291,7 +302,7 @@ def test_an_unknown_tracker_path_is_a_404(app: Flask, client: FlaskClient) -> No
     response = client.post("/webhooks/gitlab", data=body, headers=github_headers(body, "issues", "gl"))
 
     assert response.status_code == 404 and "gitlab" in response.get_json()["error"]
-    assert _intake(app).queue.pending() == 0
+    assert _intake(app).store.inbox.health().pending == 0
 
 
 def test_a_disabled_tracker_is_a_404_while_the_enabled_one_works(tmp_path: Path) -> None:
@@ -309,8 +320,8 @@ def test_a_disabled_tracker_is_a_404_while_the_enabled_one_works(tmp_path: Path)
     )
 
     assert jira.status_code == 404 and "jira" in jira.get_json()["error"]
-    assert _intake(app).store.delivery_status("jira", "j-1") is None
-    assert github.status_code == 202 and _intake(app).queue.pending() == 1
+    assert _intake(app).store.inbox.status("jira", "j-1") is None
+    assert github.status_code == 202 and _intake(app).store.inbox.health().pending == 1
 
 
 # --- duplicates ---------------------------------------------------------------------------------------
@@ -326,26 +337,30 @@ def test_a_github_redelivery_is_answered_duplicate_and_queued_once(app: Flask, c
     assert (first.status_code, first.get_json()["status"]) == (202, "queued")
     assert (second.status_code, second.get_json()["status"]) == (200, "duplicate")
     assert second.get_json()["delivery"] == "72d3162e-cc78-11e3-81ab-4c9367dc0958"
-    assert _intake(app).queue.pending() == 1
+    assert _intake(app).store.inbox.health().pending == 1
     # The id decides, not the body: the same body under a new delivery id is a new delivery.
     other = client.post("/webhooks/github", data=body, headers=github_headers(body, "issues", "another-id"))
-    assert other.status_code == 202 and _intake(app).queue.pending() == 2
+    assert other.status_code == 202 and _intake(app).store.inbox.health().pending == 2
 
 
-def test_a_claim_that_never_reached_the_queue_is_taken_over_by_the_redelivery(
+def test_a_redelivery_of_a_failed_delivery_is_accepted_and_queued_again(
     app: Flask, client: FlaskClient
 ) -> None:
-    """The process died between recording the delivery and queueing it: the redelivery is not a duplicate."""
+    """A delivery that ended `failed` can run again: GitHub's redelivery (same id) is not a duplicate."""
     intake = _intake(app)
-    assert intake.store.register_delivery("github", "half-1", "issues", utc_now())
     body = fixture_bytes("github", "issues__opened.json")
+    headers = github_headers(body, "issues", "half-1")
+    assert client.post("/webhooks/github", data=body, headers=headers).status_code == 202
+    (taken,) = [intake.store.inbox.take("test", utc_now(), dt.timedelta(seconds=30))]
+    assert taken is not None
+    intake.store.inbox.finish(taken.seq, "failed", utc_now(), "the tracker refused it")
 
-    redelivered = client.post("/webhooks/github", data=body, headers=github_headers(body, "issues", "half-1"))
-    again = client.post("/webhooks/github", data=body, headers=github_headers(body, "issues", "half-1"))
+    redelivered = client.post("/webhooks/github", data=body, headers=headers)
 
     assert redelivered.status_code == 202 and redelivered.get_json()["status"] == "queued"
-    assert again.status_code == 200 and again.get_json()["status"] == "duplicate"
-    assert intake.queue.pending() == 1 and intake.store.delivery_status("github", "half-1") == "queued"
+    assert (
+        intake.store.inbox.health().pending == 1 and intake.store.inbox.status("github", "half-1") == "queued"
+    )
 
 
 def test_a_jira_redelivery_with_the_same_identifier_is_processed_once(
@@ -357,8 +372,8 @@ def test_a_jira_redelivery_with_the_same_identifier_is_processed_once(
     answers = [client.post("/webhooks/jira", data=body, headers=headers) for _ in range(2)]
 
     assert [(a.status_code, a.get_json()["status"]) for a in answers] == [(202, "queued"), (200, "duplicate")]
-    assert _intake(app).queue.run_pending() == 1
-    assert _intake(app).store.delivery_status("jira", "b1d3ab7e-4b49-4c5e-9f0c-6b3d5b7a0c11") == "processed"
+    assert drain(app) == 1
+    assert _intake(app).store.inbox.status("jira", "b1d3ab7e-4b49-4c5e-9f0c-6b3d5b7a0c11") == "processed"
 
 
 def test_a_jira_delivery_without_an_identifier_is_identified_by_its_body(
@@ -379,8 +394,8 @@ def test_a_jira_delivery_without_an_identifier_is_identified_by_its_body(
     delivery = first.get_json()["delivery"]
     assert hashlib.sha256(body).hexdigest() in delivery and again.get_json()["delivery"] == delivery
     assert other.get_json()["delivery"] != delivery
-    assert _intake(app).store.delivery_status("jira", delivery) == "queued"
-    assert _intake(app).queue.pending() == 2
+    assert _intake(app).store.inbox.status("jira", delivery) == "queued"
+    assert _intake(app).store.inbox.health().pending == 2
 
 
 def test_the_same_delivery_id_on_two_trackers_is_two_deliveries(app: Flask, client: FlaskClient) -> None:
@@ -393,7 +408,7 @@ def test_the_same_delivery_id_on_two_trackers_is_two_deliveries(app: Flask, clie
     jira = client.post("/webhooks/jira", data=jira_body, headers=jira_headers(jira_body, "x"))
 
     assert [github.get_json()["status"], jira.get_json()["status"]] == ["queued", "queued"]
-    assert _intake(app).queue.pending() == 2
+    assert _intake(app).store.inbox.health().pending == 2
 
 
 # --- a failing queue ---------------------------------------------------------------------------------
@@ -402,12 +417,15 @@ def test_the_same_delivery_id_on_two_trackers_is_two_deliveries(app: Flask, clie
 def test_when_the_queue_fails_the_answer_is_503_and_a_redelivery_is_accepted_later(
     app: Flask, client: FlaskClient
 ) -> None:
-    # A real failure of the queue's storage, no patching: the suggested read-only directory does not
-    # work when the tests run as root (root writes anyway), so the SQLite file is moved aside and a
-    # directory put in its place; huey opens its database lazily and cannot open a directory.
-    # create_app leaves huey's connection closed, so the next enqueue reopens the file by name.
-    queue_file = Path(_intake(app).settings.resolved_queue_url.removeprefix("sqlite:///"))
-    parked = queue_file.with_name("queue.db.parked")
+    # A real failure of the inbox's storage, no patching: a read-only directory does not work when
+    # the tests run as root (root writes anyway), so the pool's connections are closed, the SQLite
+    # file (and its WAL) moved aside and a directory put in its place, which SQLite cannot open.
+    store = _intake(app).store
+    queue_file = Path(_intake(app).settings.resolved_database_url.removeprefix("sqlite:///"))
+    parked = queue_file.with_name("sopguard.db.parked")
+    store.engine.dispose()
+    for extra in ("-wal", "-shm"):
+        Path(f"{queue_file}{extra}").unlink(missing_ok=True)
     queue_file.rename(parked)
     queue_file.mkdir()
     body = fixture_bytes("github", "issues__opened.json")
@@ -417,15 +435,16 @@ def test_when_the_queue_fails_the_answer_is_503_and_a_redelivery_is_accepted_lat
 
     assert refused.status_code == 503, refused.get_json()
     assert "redeliver" in refused.get_json()["error"]
-    assert _intake(app).store.delivery_status("github", "during-outage") is None
 
+    store.engine.dispose()
     queue_file.rmdir()
     parked.rename(queue_file)
+    assert _intake(app).store.inbox.status("github", "during-outage") is None
     redelivered = client.post("/webhooks/github", data=body, headers=headers)
 
     assert (redelivered.status_code, redelivered.get_json()["status"]) == (202, "queued")
-    assert _intake(app).store.delivery_status("github", "during-outage") == "queued"
-    assert _intake(app).queue.pending() == 1
+    assert _intake(app).store.inbox.status("github", "during-outage") == "queued"
+    assert _intake(app).store.inbox.health().pending == 1
 
 
 # --- startup ------------------------------------------------------------------------------------------
@@ -478,11 +497,11 @@ def test_insecure_dev_accepts_unsigned_only_where_there_is_no_secret(tmp_path: P
     )
 
     assert (jira.status_code, jira.get_json()["status"]) == (202, "queued")
-    assert _intake(app).store.delivery_status("jira", "j-unsigned") == "queued"
+    assert _intake(app).store.inbox.status("jira", "j-unsigned") == "queued"
     assert github.status_code == 401
-    assert _intake(app).store.delivery_status("github", "gh-unsigned") is None
+    assert _intake(app).store.inbox.status("github", "gh-unsigned") is None
     assert (signed.status_code, signed.get_json()["status"]) == (202, "queued")
-    assert _intake(app).queue.pending() == 2
+    assert _intake(app).store.inbox.health().pending == 2
 
 
 # --- health and the worker ----------------------------------------------------------------------------
@@ -493,7 +512,7 @@ def test_healthz_reports_ok_and_the_pending_count(app: Flask, client: FlaskClien
     body = fixture_bytes("github", "issues__opened.json")
     client.post("/webhooks/github", data=body, headers=github_headers(body, "issues", "h-1"))
     one = client.get("/healthz")
-    _intake(app).queue.run_pending()
+    drain(app)
     drained = client.get("/healthz")
 
     assert empty.status_code == 200
@@ -509,13 +528,13 @@ def test_a_queued_opened_issue_is_audited_with_the_intake_rule_after_the_worker_
     body = fixture_bytes("github", "issues__opened.json")
     client.post("/webhooks/github", data=body, headers=github_headers(body, "issues", "opened-1"))
 
-    assert _intake(app).queue.run_pending() == 1
+    assert drain(app) == 1
 
-    entries = [e for e in _intake(app).store.audit_entries() if e.delivery_id == "opened-1"]
+    entries = [e for e in _intake(app).store.audit.entries() if e.delivery_id == "opened-1"]
     intake_entry = next(e for e in entries if e.rule_id == "intake-required-fields")
     assert (intake_entry.sop, intake_entry.passed) == ("S1.2", False)
     assert intake_entry.outcome == "recorded (dry run)"
     assert intake_entry.issue == "Codertocat/Hello-World#1" and intake_entry.event == "issues.opened"
     assert {a["type"] for a in intake_entry.actions} >= {"PostComment", "ChangeLabels"}
-    assert _intake(app).store.delivery_status("github", "opened-1") == "processed"
-    assert _intake(app).queue.pending() == 0
+    assert _intake(app).store.inbox.status("github", "opened-1") == "processed"
+    assert _intake(app).store.inbox.health().pending == 0

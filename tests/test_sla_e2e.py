@@ -19,9 +19,9 @@ from click.testing import CliRunner
 from flask import Flask
 
 from cli import main
+from runtime.services import Services
 from runtime.sweep import SweepReport, sweep
-from runtime.worker import Services
-from tests.conftest import fixture_json
+from tests.conftest import fixture_json, services_of
 from tests.github_support import REF, REPO, FakeGithub, Service, form_body, issue_payload, labelled, service
 from tests.jira_support import (
     CLOUD,
@@ -33,7 +33,6 @@ from tests.jira_support import (
     with_status_change,
 )
 from tests.jira_support import service as jira_service
-from webhooks.receivers import Intake
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 MONDAY_10 = dt.datetime(2026, 11, 23, 10, 0, tzinfo=SHANGHAI)
@@ -41,8 +40,7 @@ ISSUE = f"/repos/{REPO}/issues/1"
 
 
 def _services(app: Flask) -> Services:
-    intake: Intake = app.extensions["sopguard"]
-    return intake.queue.services()
+    return services_of(app)
 
 
 def _at(app: Flask, when: dt.datetime) -> None:
@@ -283,11 +281,11 @@ def test_a_delay_notice_is_recorded_in_the_ledger_and_the_audit_log(
         _comment_by(github, "dana", body, MONDAY_10 + dt.timedelta(hours=1)), "delay-1", "issue_comment"
     )
 
-    (issue,) = _services(app).store.followed_issues()
+    (issue,) = _services(app).store.ledger.followed()
     assert [type(e).__name__ for e in issue.timeline if type(e).__name__ == "DelayAnnounced"] == [
         "DelayAnnounced"
     ]
-    audit = [e for e in _services(app).store.audit_entries() if e.delivery_id == "delay-1"]
+    audit = [e for e in _services(app).store.audit.entries() if e.delivery_id == "delay-1"]
     assert [(e.rule_id, e.sop, e.reasons) for e in audit] == [
         ("delay-announced", "S3.3", ["delay announced by dana"])
     ]
@@ -298,7 +296,7 @@ def test_a_valid_close_asks_for_a_rating_and_the_reporters_score_is_counted(
 ) -> None:
     app = _open_github(tmp_path, github, MONDAY_10, "Minor", "Low")
     services = _services(app)
-    services.store.remember_state(REF, "acceptance", MONDAY_10)
+    services.store.ledger.remember_state(REF, "acceptance", MONDAY_10)
     github.labels = ["status/acceptance", "priority/P4"]
     for index, item in enumerate(
         [
@@ -340,9 +338,9 @@ def test_an_opened_delivery_processed_after_a_later_one_leaves_one_creation(
         issue_payload("opened", labels=["status/new"], body=form_body(), issue=times), "opened-late"
     )
 
-    (issue,) = _services(sopguard.app).store.followed_issues()
+    (issue,) = _services(sopguard.app).store.ledger.followed()
     assert [type(e).__name__ for e in issue.timeline].count("Created") == 1
-    assert _services(sopguard.app).store.delivery_status("github", "opened-late") == "processed"
+    assert _services(sopguard.app).store.inbox.status("github", "opened-late") == "processed"
     assert (
         len(_services(sopguard.app).clocks(issue.ref, issue.timeline, MONDAY_10 + dt.timedelta(hours=1))) == 2
     )
@@ -382,7 +380,7 @@ def test_a_jira_cloud_comment_by_the_reporter_keeps_the_clock_running_and_the_fa
     comment["timestamp"] = int((MONDAY_10 + dt.timedelta(minutes=5)).timestamp() * 1000)
     sopguard.deliver(comment, "reporter-comment")
 
-    (issue,) = _services(sopguard.app).store.followed_issues()
+    (issue,) = _services(sopguard.app).store.ledger.followed()
     assert issue.facts.reporter_id == reporter["accountId"] and issue.facts.priority == "P1"
     assert "priority-P1" in issue.facts.labels
     _, calls = _sweep(sopguard.app, MONDAY_10 + dt.timedelta(minutes=12), no_network)
@@ -432,8 +430,8 @@ def test_jira_waiting_for_the_customer_pauses_and_an_agents_comment_stops_first_
     )
     sopguard.deliver(to_triage, "triage")
     sopguard.deliver(waiting, "waiting")
-    ref = _services(sopguard.app).store.followed_issues()[0].ref
-    assert _services(sopguard.app).store.memory(ref).last_state == "waiting-for-customer"
+    ref = _services(sopguard.app).store.ledger.followed()[0].ref
+    assert _services(sopguard.app).store.ledger.memory(ref).last_state == "waiting-for-customer"
     assert fake.calls().count(f"POST /rest/api/2/issue/{fake.key}/transitions") == 0  # nothing moved back
 
     assert _sweep(sopguard.app, MONDAY_10 + dt.timedelta(minutes=20), no_network)[1] == []
@@ -448,7 +446,7 @@ def test_jira_waiting_for_the_customer_pauses_and_an_agents_comment_stops_first_
     sopguard.deliver(_jira_at(answer, MONDAY_10 + dt.timedelta(minutes=32)), "answered")
 
     assert _sweep(sopguard.app, MONDAY_10 + dt.timedelta(minutes=45), no_network)[1] == []
-    (issue,) = _services(sopguard.app).store.followed_issues()
+    (issue,) = _services(sopguard.app).store.ledger.followed()
     first = _services(sopguard.app).clocks(issue.ref, issue.timeline, MONDAY_10 + dt.timedelta(minutes=45))[0]
     assert (first.target_id, first.met, first.elapsed) == ("first-response", True, dt.timedelta(minutes=7))
 

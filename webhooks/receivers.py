@@ -1,4 +1,8 @@
-"""HTTP in: verify, parse, de-duplicate and enqueue. Nothing is decided here."""
+"""HTTP in: verify, parse, de-duplicate and enqueue, in one durable write. Nothing is decided here.
+
+The inbox row is the de-duplication record and the queue entry at once; the raw body is kept as it
+came (no copy of the parsed payload), with the issue it is about, so that work on one issue runs
+in the order received."""
 
 from __future__ import annotations
 
@@ -17,9 +21,9 @@ from connector.errors import BadPayload, Ignored
 from connector.github import events as github_events
 from connector.jira import events as jira_events
 from policies.models import Source
-from runtime.queue import DeliveryQueue
+from runtime.services import utc_now
 from runtime.store import Store
-from runtime.worker import utc_now
+from runtime.store.ledger import issue_key
 from webhooks import signatures
 
 log = logging.getLogger(__name__)
@@ -33,7 +37,6 @@ class Intake:
 
     settings: Settings
     store: Store
-    queue: DeliveryQueue
 
 
 @dataclass(frozen=True)
@@ -99,25 +102,43 @@ def receive(source: str) -> tuple[Response, int]:
     except BadPayload as problem:
         return _answer(400, error=str(problem))
     delivery_id = request.headers.get(protocol.delivery_header) or fallback_delivery_id(body)
-    return _enqueue(intake, Delivery(tracker, delivery_id, event_name, payload))
-
-
-def _enqueue(intake: Intake, delivery: Delivery) -> tuple[Response, int]:
-    if not intake.store.register_delivery(
-        delivery.source, delivery.delivery_id, delivery.event_name, utc_now()
-    ):
-        return _answer(200, status="duplicate", delivery=delivery.delivery_id)
+    delivery = Delivery(tracker, delivery_id, event_name, payload)
     try:
-        intake.queue.enqueue(delivery)
-    except Exception:
-        intake.store.forget_delivery(delivery.source, delivery.delivery_id)
-        log.exception("could not queue delivery %s", delivery.delivery_id)
-        return _answer(503, error="the queue is unavailable; please redeliver")
-    intake.store.mark_queued(delivery.source, delivery.delivery_id)
+        issue = issue_key(delivery.issue_ref())
+    except BadPayload as problem:
+        return _answer(400, error=str(problem))
+    return _enqueue(intake, delivery, issue, body)
+
+
+def _enqueue(intake: Intake, delivery: Delivery, issue: str, body: bytes) -> tuple[Response, int]:
+    try:
+        put = intake.store.inbox.put(
+            delivery.source, delivery.delivery_id, delivery.event_name, issue, body, utc_now()
+        )
+    except Exception as error:
+        log.error("could not keep delivery %s: %s: %s", delivery.delivery_id, type(error).__name__, error)
+        return _answer(503, error="the inbox is unavailable; please redeliver")
+    if put == "duplicate":
+        return _answer(200, status="duplicate", delivery=delivery.delivery_id)
     return _answer(202, status="queued", delivery=delivery.delivery_id)
 
 
 @blueprint.get("/healthz")
 def healthz() -> tuple[Response, int]:
+    """Alive, and whether anything needs a person: failed deliveries make it `degraded`."""
     intake = _intake()
-    return _answer(200, status="ok", trackers=intake.settings.trackers, pending=intake.queue.pending())
+    try:
+        health = intake.store.inbox.health()
+    except Exception as error:
+        return _answer(503, status="down", error=f"the database cannot be read: {type(error).__name__}")
+    body: dict[str, object] = {
+        "status": "degraded" if health.failed else "ok",
+        "trackers": intake.settings.trackers,
+        "pending": health.pending,
+        "failed": health.failed,
+    }
+    if health.oldest_failed is not None:
+        age = (utc_now() - health.oldest_failed).total_seconds()
+        body["oldest_failed_age_seconds"] = round(age)
+        body["hint"] = "sopguard audit --failed lists them; sopguard retry --all-failed runs them again"
+    return _answer(200, **body)

@@ -6,12 +6,14 @@ Objects are built from the delivery (`lazy=True`), so nothing is fetched that th
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import requests
 from github import Auth, Github, GithubException, GithubIntegration
@@ -21,10 +23,10 @@ from github.Repository import Repository
 from tenacity import Retrying
 
 from config.settings import Settings
-from connector.base import Applied
+from connector.base import Applied, Journal
 from connector.delivery import Delivery
 from connector.github.events import actor as actor_of
-from connector.retry import BACK_OFF, GIVE_UP, TooLongToWait, Verdict, retrying, server_wait
+from connector.retry import BACK_OFF, GIVE_UP, TooLongToWait, Verdict, retrying, server_wait, unavailable
 from policies.ledger import Change
 from policies.models import (
     Action,
@@ -33,6 +35,7 @@ from policies.models import (
     CommentPolicy,
     CreateSubtasks,
     Event,
+    EventKind,
     IssueSnapshot,
     MoveToStatus,
     PostComment,
@@ -194,13 +197,19 @@ class GithubConnector:
         return changes
 
     def apply(
-        self, delivery: Delivery, event: Event, snapshot: IssueSnapshot, actions: Sequence[Action]
+        self,
+        delivery: Delivery,
+        event: Event,
+        snapshot: IssueSnapshot,
+        actions: Sequence[Action],
+        journal: Journal,
     ) -> list[Applied]:
         try:
             target = self._target(delivery, event)
         except NoInstallation as error:
             return [Applied(action, f"failed: {error}") for action in actions]
-        session = _IssueSession(self, target, snapshot, self._comments.pop(delivery.delivery_id, None))
+        comments = self._comments.pop(delivery.delivery_id, None)
+        session = _IssueSession(self, target, snapshot, journal, delivery, event, comments)
         results = []
         failed: set[str] = set()
         for action in actions:
@@ -210,8 +219,11 @@ class GithubConnector:
             try:
                 outcome = session.apply(action)
             except (GithubException, requests.RequestException, TooLongToWait) as error:
+                if (later := unavailable(classify, error)) is not None:
+                    raise later from error
                 log.warning("%s on %s failed: %s", type(action).__name__, event.issue, error)
                 outcome = f"failed: {_describe(error)}"
+            if outcome.startswith("failed"):
                 failed |= rules
             results.append(Applied(action, outcome))
         return results
@@ -225,47 +237,79 @@ def _describe(error: BaseException) -> str:
 
 
 class _IssueSession:
-    """The actions of one decision on one issue. Each action is one retried unit that is safe to
-    repeat: what may already have happened is checked again before a write is repeated."""
+    """The actions of one decision on one issue. Every write is journaled: done once, and after a
+    try whose answer was lost (the journal says `started`), looked for on GitHub before it is
+    made again. Reads happen only then, or for an issue sopguard acted on before its journal."""
 
     def __init__(
         self,
         connector: GithubConnector,
         target: _Target,
         snapshot: IssueSnapshot,
+        journal: Journal,
+        delivery: Delivery,
+        event: Event,
         comments: list[IssueComment] | None,
     ) -> None:
         self.connector = connector
         self.target = target
         self.labels = set(snapshot.labels)
+        self.journal = journal
+        self.delivery = delivery
+        self.brand_new = EventKind.OPENED in event.kinds
         self.comments = comments
 
     def apply(self, action: Action) -> str:
         match action:
             case ChangeLabels():
-                return self.connector._call(partial(self._labels, action))
-            case MoveToStatus():
-                return self.connector._call(partial(self._state, action.status))
-            case PostComment():
-                return self.connector._call(partial(self._comment, action, _Attempts()))
-            case CreateSubtasks():
-                created = sum(
-                    self.connector._call(partial(_ChildItem(self, action, t).ensure)) for t in action.titles
+                return self._once(
+                    f"labels:{self.delivery.delivery_id}:{action.rule_id}", partial(self._labels, action)
                 )
+            case MoveToStatus():
+                key = f"state:{self.delivery.delivery_id}:{action.status}"
+                return self._once(key, partial(self._state, action.status))
+            case PostComment():
+                return self._comment(action)
+            case CreateSubtasks():
+                created = sum(_ChildItem(self, action, title).ensure() for title in action.titles)
                 return f"applied ({created} created)" if created else "skipped: every item already exists"
         return f"skipped: {type(action).__name__} does not apply to GitHub"
 
+    def _once(self, key: str, write: Callable[[], str]) -> str:
+        """A write that is safe to repeat on GitHub (labels, state), journaled so a retried delivery
+        does not make it again."""
+        earlier = self.journal.recall(key)
+        if earlier is not None and earlier.state == "done":
+            return str(earlier.result.get("outcome", "applied (earlier attempt)"))
+        if earlier is not None and earlier.state == "failed":
+            return f"failed: {earlier.result.get('reason', 'refused')}"
+        self.journal.begin(key)
+        try:
+            outcome = self.connector._call(write)
+        except (GithubException, requests.RequestException, TooLongToWait) as error:
+            if unavailable(classify, error) is None:
+                self.journal.failed(key, _describe(error))
+            raise
+        self.journal.done(key, {"outcome": outcome})
+        return outcome
+
     def _labels(self, action: ChangeLabels) -> str:
-        """One request: labels only added are POSTed (others' concurrent labels survive); a change
-        that also removes replaces the whole set in one PUT. Both are safe to repeat."""
-        wanted = set(action.applied_to(self.labels))
-        if wanted == self.labels:
+        """Adds in one POST, removals one DELETE each: labels someone else changed meanwhile stay
+        as they are (nothing replaces the whole set). Both are safe to repeat."""
+        add = sorted(action.add - self.labels)
+        remove = sorted(action.remove & self.labels)
+        if not add and not remove:
             return "skipped: the labels are already so"
-        if self.labels <= wanted:
-            self.target.issue.add_to_labels(*sorted(wanted - self.labels))
-        else:
-            self.target.issue.set_labels(*sorted(wanted))
-        self.labels = wanted
+        if add:
+            self.target.issue.add_to_labels(*add)
+            self.labels.update(add)
+        for label in remove:
+            try:
+                _remove_label(self.target.issue, label)
+            except GithubException as error:
+                if error.status != 404:  # already gone
+                    raise
+            self.labels.discard(label)
         return "applied"
 
     def _state(self, state: str) -> str:
@@ -274,43 +318,67 @@ class _IssueSession:
         self.target.issue.edit(state=state)
         return "applied"
 
-    def _comment(self, action: PostComment, attempts: _Attempts) -> str:
-        try:
-            return self._write_comment(
-                action, look=action.on_existing != CommentPolicy.NEW or attempts.failed
-            )
-        except Exception:
-            self.comments = None  # the write may have happened: list the comments again before retrying
-            attempts.failed = True
-            raise
+    # --- comments ---------------------------------------------------------------------------
 
-    def _write_comment(self, action: PostComment, *, look: bool) -> str:
+    def _comment(self, action: PostComment) -> str:
+        key = f"comment:{action.marker}"
         tag = marker_text(action.marker)
         body = f"{action.body.rstrip()}\n\n{tag}\n"
-        if not look:
-            self.target.issue.create_comment(body)
-            return "applied"
-        if self.comments is None:
-            self.comments = list(self.target.issue.get_comments())
-        existing = next((c for c in self.comments if tag in (c.body or "")), None)
+        digest = comment_digest(body)
+        earlier = self.journal.recall(key)
+        existing: _Posted | None = None
+        if earlier is not None and earlier.state == "done":
+            existing = _Posted(int(earlier.result["id"]), str(earlier.result.get("digest", "")))
+        elif earlier is not None or self._may_predate_journal(action):
+            existing = self._find(tag)  # an earlier try may have posted it, or an older sopguard did
         if existing is not None:
-            if action.on_existing == CommentPolicy.ONCE:
-                return "skipped: already posted"
-            if existing.body == body:
+            if action.on_existing in (CommentPolicy.ONCE, CommentPolicy.NEW):
+                self.journal.done(key, {"id": existing.id, "digest": existing.digest})
+                return f"skipped: already posted (comment {existing.id})"
+            if existing.digest == digest:
+                self.journal.done(key, {"id": existing.id, "digest": digest})
                 return "skipped: already up to date"
-            existing.edit(body)
+            self.journal.begin(key)
+            self.connector._call(partial(self._edit, existing.id, body))
+            self.journal.done(key, {"id": existing.id, "digest": digest})
             return "applied (edited)"
         if action.on_existing == CommentPolicy.UPDATE_ONLY:
             return "skipped: no earlier comment to update"
-        self.comments.append(self.target.issue.create_comment(body))
+        self.journal.begin(key)
+        posted = self.connector._call(lambda: self.target.issue.create_comment(body))
+        self.journal.done(key, {"id": posted.id, "digest": digest})
         return "applied"
 
+    def _may_predate_journal(self, action: PostComment) -> bool:
+        """Whether a comment without a journal entry may still be on the issue: an older sopguard
+        posted it before the journal was kept (a brand-new issue has none)."""
+        return not self.journal.complete and not self.brand_new and action.on_existing != CommentPolicy.NEW
 
-@dataclass
-class _Attempts:
-    """Whether an earlier try of the same action failed (so its write may have happened)."""
+    def _find(self, tag: str) -> _Posted | None:
+        if self.comments is None:
+            self.comments = self.connector._call(lambda: list(self.target.issue.get_comments()))
+        found = next((c for c in self.comments if tag in (c.body or "")), None)
+        self.comments = None  # read again next time: this one may be stale by then
+        return _Posted(found.id, comment_digest(found.body or "")) if found is not None else None
 
-    failed: bool = False
+    def _edit(self, comment_id: int, body: str) -> None:
+        self.target.issue.get_comment(comment_id).edit(body)  # lazy: one PATCH, no GET
+
+
+def _remove_label(issue: Issue, label: str) -> None:
+    """`DELETE .../labels/{name}` with the name fully escaped. PyGithub's `remove_from_labels` leaves
+    a `/` as it is, so `status/new` would name another path and GitHub would answer 404."""
+    issue._requester.requestJsonAndCheck("DELETE", f"{issue.url}/labels/{quote(label, safe='')}")
+
+
+def comment_digest(body: str) -> str:
+    return hashlib.sha256(body.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class _Posted:
+    id: int
+    digest: str
 
 
 @dataclass
@@ -322,28 +390,43 @@ class _Target:
 
 @dataclass
 class _ChildItem:
-    """One checklist item as a sub-issue: created, then linked. After a failed try nothing is
-    repeated blindly: the item is looked for under the parent, then among the issues we created."""
+    """One checklist item as a sub-issue: created, then linked; each step journaled. After a try
+    whose answer was lost, the item is looked for (under the parent, then among the issues we
+    created) instead of being made again."""
 
     session: _IssueSession
     action: CreateSubtasks
     title: str
-    child: Issue | None = None
-    unsure: bool = False
+
+    @property
+    def _key(self) -> str:
+        return f"sub-issue:{self.action.checklist}:{self.title}"
 
     def ensure(self) -> int:
-        """1 when this call created the item, 0 when it was already there."""
-        issue = self.session.target.issue
-        if self.unsure and self.title in {c.title for c in issue.get_sub_issues()}:
-            return 0 if self.child is None else 1
-        try:
-            if self.child is None:
-                self.child = (self._created_earlier() if self.unsure else None) or self._create()
-            issue.add_sub_issue(self.child.id)
-        except Exception:
-            self.unsure = True
-            raise
+        """1 when this call (or an earlier try of it) created the item, 0 when it was already there."""
+        journal, issue = self.session.journal, self.session.target.issue
+        earlier = journal.recall(self._key)
+        if earlier is not None and earlier.state == "done" and earlier.result.get("linked"):
+            return int(earlier.result.get("created", 1))
+        child_id = int(earlier.result["id"]) if earlier is not None and "id" in earlier.result else None
+        if earlier is not None and earlier.state == "started":
+            if self.title in self._linked_titles():
+                journal.done(self._key, {"linked": True, "created": 1})
+                return 1
+            found = self._created_earlier()
+            child_id = found.id if found is not None else None
+        if child_id is None:
+            journal.begin(self._key)
+            child_id = self.session.connector._call(self._create).id
+        journal.done(self._key, {"id": child_id, "linked": False})
+        journal.begin(self._key)
+        self.session.connector._call(lambda: issue.add_sub_issue(child_id))
+        journal.done(self._key, {"id": child_id, "linked": True, "created": 1})
         return 1
+
+    def _linked_titles(self) -> set[str]:
+        issue = self.session.target.issue
+        return self.session.connector._call(lambda: {c.title for c in issue.get_sub_issues()})
 
     @property
     def _marker(self) -> str:
@@ -360,10 +443,19 @@ class _ChildItem:
 
     def _created_earlier(self) -> Issue | None:
         """An item whose creation timed out after it happened: open, labelled, with our marker."""
-        candidates = self.session.target.repository.get_issues(
-            state="open", labels=sorted(self.action.labels), sort="created", direction="desc"
+        repository = self.session.target.repository
+        candidates = self.session.connector._call(
+            lambda: list(
+                zip(
+                    repository.get_issues(
+                        state="open", labels=sorted(self.action.labels), sort="created", direction="desc"
+                    ),
+                    range(100),
+                    strict=False,
+                )
+            )
         )
-        for candidate, _ in zip(candidates, range(100), strict=False):
+        for candidate, _ in candidates:
             if candidate.title == self.title and self._marker in (candidate.body or ""):
                 return candidate
         return None

@@ -104,6 +104,7 @@ def snapshot(payload: Payload) -> IssueSnapshot:
         fields=sections(body),
         body=body,
         created_at=parse_time(issue.get("created_at")),
+        updated_at=parse_time(issue.get("updated_at")),
     )
 
 

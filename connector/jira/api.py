@@ -20,7 +20,15 @@ import requests
 from jira import JIRA, JIRAError
 
 from config.settings import Settings
-from connector.retry import BACK_OFF, GIVE_UP, Verdict, retrying, server_wait
+from connector.retry import (
+    BACK_OFF,
+    GIVE_UP,
+    MAX_BLOCKING_WAIT,
+    QUICK_ATTEMPTS,
+    Verdict,
+    retrying,
+    server_wait,
+)
 
 T = TypeVar("T")
 Json = dict[str, Any]
@@ -84,8 +92,8 @@ class JiraApi:
         client: JIRA,
         *,
         sleep: Callable[[float], None] = time.sleep,
-        attempts: int = 5,
-        max_wait: float = 60.0,
+        attempts: int = QUICK_ATTEMPTS,
+        max_wait: float = MAX_BLOCKING_WAIT,
     ) -> None:
         self.client = client
         self.server = client.server_url

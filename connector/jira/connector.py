@@ -27,12 +27,13 @@ from typing import Any
 from config.loader import load_policy
 from config.schema import Policy
 from config.settings import Settings
-from connector.base import Applied
+from connector.base import Applied, Journal
 from connector.delivery import Delivery
 from connector.jira import events as jira_events
 from connector.jira import markers
-from connector.jira.api import JiraApi, Json, describe
+from connector.jira.api import JiraApi, Json, classify, describe
 from connector.jira.format import to_adf, to_wiki
+from connector.retry import unavailable
 from policies.ledger import Change
 from policies.models import (
     Action,
@@ -51,7 +52,6 @@ from policies.text import parse_time
 log = logging.getLogger(__name__)
 
 VIOLATION_LABEL = "sop-violation"
-ISSUE_LOCKS = 64
 _CUSTOM_FIELD_ID = re.compile(r"^customfield_\d+$")
 
 # Why an undo did not happen, per locale: no transition leads back, or Jira refused or failed the move.
@@ -188,9 +188,6 @@ class JiraConnector:
         self._field_refresh_after = field_refresh_after
         self._clock = clock
         self._lock = threading.Lock()
-        # Deliveries for one issue are applied one at a time in this process (their markers share a
-        # property); striped locks keep that without one lock per issue ever seen.
-        self._issue_locks = [threading.Lock() for _ in range(ISSUE_LOCKS)]
         self._accounts: frozenset[str] | None = None
         self._cloud: bool | None = None
         self._fields: FieldIndex | None = None
@@ -293,13 +290,18 @@ class JiraConnector:
     # --- apply ------------------------------------------------------------------------------
 
     def apply(
-        self, delivery: Delivery, event: Event, snapshot: IssueSnapshot, actions: Sequence[Action]
+        self,
+        delivery: Delivery,
+        event: Event,
+        snapshot: IssueSnapshot,
+        actions: Sequence[Action],
+        journal: Journal,
     ) -> list[Applied]:
+        """One delivery's actions; the runtime gives one issue's work one turn at a time."""
         if not actions:
             return []
-        with self._issue_locks[hash(event.issue.key) % ISSUE_LOCKS]:
-            run = _Run(self, delivery, event, snapshot, actions)
-            return [run.apply(action) for action in actions]
+        run = _Run(self, delivery, event, snapshot, actions, journal)
+        return [run.apply(action) for action in actions]
 
 
 @dataclass(frozen=True)
@@ -324,8 +326,10 @@ class _Run:
         event: Event,
         snapshot: IssueSnapshot,
         actions: Sequence[Action],
+        journal: Journal,
     ) -> None:
         self.connector = connector
+        self.journal = journal
         self.api = connector.api
         self.policy = connector.policy.for_issue("jira", event.issue.scope)
         self.delivery = delivery
@@ -336,21 +340,35 @@ class _Run:
         self.stuck: dict[str, _Stuck] = {}
         self._markers: dict[str, markers.Posted] | None = None
         self._edit_outcome: str | None = None
+        self._last_posted = ""
 
     def apply(self, action: Action) -> Applied:
         try:
             outcome = self._dispatch(action)
         except Exception as error:
+            if (later := unavailable(classify, error)) is not None:
+                raise later from error
             log.warning("%s on %s failed: %s", type(action).__name__, self.key, describe(error))
             outcome = f"failed: {describe(error)}"
         return Applied(action, outcome)
 
+    def _journaled(self, key: str, write: Callable[[], str]) -> str:
+        """A write made once: skipped when the journal has it done (an earlier try of this delivery)."""
+        earlier = self.journal.recall(key)
+        if earlier is not None and earlier.state == "done":
+            return str(earlier.result.get("outcome", "applied (earlier attempt)"))
+        self.journal.begin(key)
+        outcome = write()
+        self.journal.done(key, {"outcome": outcome})
+        return outcome
+
     def _dispatch(self, action: Action) -> str:
         match action:
             case MoveToStatus():
-                return self._move(action)
+                key = f"state:{self.delivery.delivery_id}:{action.status}"
+                return self._journaled(key, partial(self._move, action))
             case SetPriority() | ChangeLabels():
-                return self._edit_once()
+                return self._journaled(f"edit:{self.delivery.delivery_id}", self._edit_once)
             case PostComment():
                 return self._comment(action)
             case CreateSubtasks():
@@ -375,6 +393,8 @@ class _Run:
                 return f"applied (transition {chosen.get('name', chosen['id'])!r} to {action.status})"
             current = self._status_now()
         except Exception as error:
+            if (later := unavailable(classify, error)) is not None:
+                raise later from error
             current = self.event.status_after or self.snapshot.status or "?"
             reason = f"Jira did not move the issue to {action.status}: {describe(error)}"
             return self._stuck(action, _Stuck(current, action.status, refused=True), reason)
@@ -399,6 +419,8 @@ class _Run:
             try:
                 self._edit_outcome = self._edit()
             except Exception as error:
+                if (later := unavailable(classify, error)) is not None:
+                    raise later from error
                 log.warning("editing %s failed: %s", self.key, describe(error))
                 self._edit_outcome = f"failed: {describe(error)}"
         return self._edit_outcome
@@ -422,6 +444,25 @@ class _Run:
         return self._markers
 
     def _comment(self, action: PostComment) -> str:
+        key = f"comment:{action.marker}"
+        earlier = self.journal.recall(key)
+        if earlier is not None and earlier.state == "done":
+            same = earlier.result.get("digest") == markers.digest(action.body)
+            if action.on_existing in (CommentPolicy.ONCE, CommentPolicy.NEW) or same:
+                return f"skipped: already posted (comment {earlier.result.get('id', '?')})"
+        if earlier is not None and earlier.state == "started":
+            found = self._find_comment(action.marker)  # the answer to an earlier try was lost
+            if found is not None:
+                self.journal.done(
+                    key, {"id": str(found.get("id", "")), "digest": markers.digest(action.body)}
+                )
+                return f"skipped: already posted (comment {found.get('id', '?')})"
+        self.journal.begin(key)
+        outcome = self._comment_now(action)
+        self.journal.done(key, {"id": self._last_posted, "digest": markers.digest(action.body)})
+        return outcome
+
+    def _comment_now(self, action: PostComment) -> str:
         if action.on_existing == CommentPolicy.NEW:
             # Claimed by the caller (an SLA notice): one POST; a timed-out try is found by its property.
             self._post(action.body, action.marker)
@@ -448,9 +489,11 @@ class _Run:
         body: str | Json = (
             to_adf(markdown, mentions) if self.connector.is_cloud() else to_wiki(markdown, mentions)
         )
-        return self.api.add_comment(
+        comment = self.api.add_comment(
             self.key, body, {markers.PROPERTY: {"marker": marker}}, lambda: self._find_comment(marker)
         )
+        self._last_posted = str(comment.get("id", ""))
+        return comment
 
     def _find_comment(self, marker: str) -> Json | None:
         """A comment posted by a try that timed out: the newest ones, by their marker property."""
@@ -492,11 +535,19 @@ class _Run:
             return "skipped: every item already exists"
         created = 0
         for title in titles:
+            key = f"sub-task:{action.checklist}:{title}"
+            if (earlier := self.journal.recall(key)) is not None and earlier.state == "done":
+                created += 1
+                continue
             try:
-                self.api.create_issue(
+                self.journal.begin(key)
+                made = self.api.create_issue(
                     self._subtask_fields(title, action.labels), partial(self._found_subtask, title)
                 )
             except Exception as error:
+                if (later := unavailable(classify, error)) is not None:
+                    raise later from error
                 return f"failed: {created} of {len(titles)} created; {describe(error)}"
+            self.journal.done(key, {"key": str(made.get("key", ""))})
             created += 1
         return f"applied ({created} created)"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection
+from dataclasses import replace
 from typing import Any
 
 from connector.errors import BadPayload, Ignored
@@ -164,6 +165,13 @@ def _kinds(name: str, changes: dict[str, tuple[str | None, str | None]], has_com
     return kinds or {EventKind.OTHER}
 
 
+def _version(payload: Payload) -> Any:
+    """When the issue was as the delivery shows it: the event's time, else the issue's `updated`."""
+    issue = payload.get("issue")
+    updated = ((issue.get("fields") or {}).get("updated")) if isinstance(issue, dict) else None
+    return parse_time(payload.get("timestamp")) or parse_time(updated)
+
+
 def to_event(
     delivery_id: str, payload: Payload, service_accounts: Collection[str] = ()
 ) -> tuple[Event, IssueSnapshot]:
@@ -172,7 +180,7 @@ def to_event(
     changes = _changes(payload)
     comment = payload.get("comment")
     who = actor(payload.get("user") or (comment or {}).get("author"))
-    issue_snapshot = snapshot(payload)
+    issue_snapshot = replace(snapshot(payload), updated_at=_version(payload))
     status_before, status_after = changes.get("status", (None, None))
     labels_before, labels_after = changes.get("labels", (None, None))
     priority_before, priority_after = changes.get("priority", (None, None))

@@ -1,0 +1,88 @@
+"""The consumers: threads that take deliveries from the inbox one issue-turn at a time, a heartbeat
+that keeps their turns alive while they work, and the SLA sweep on its own schedule (so a backlog
+of deliveries never delays a due notice)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import socket
+import threading
+
+from runtime.services import Services, worker_name
+from runtime.worker import run
+
+log = logging.getLogger(__name__)
+
+SWEEP_EVERY = 60.0
+
+
+class Consumer:
+    def __init__(self, services: Services, threads: int, *, sweep: bool = True) -> None:
+        self.services = services
+        self.threads = max(threads, 1)
+        self.sweep = sweep
+        self.lease = dt.timedelta(seconds=services.settings.turn_lease)
+        self.process_prefix = f"{socket.gethostname()}:{os.getpid()}:"
+
+    def step(self, owner: str) -> bool:
+        """Take and run one delivery; `False` when nothing was ready."""
+        inbox = self.services.store.inbox
+        received = inbox.take(owner, self.services.clock(), self.lease)
+        if received is None:
+            return False
+        run(self.services, received, owner)
+        return True
+
+    def drain(self) -> int:
+        """Run every delivery that is ready, in this thread, until none is; how many ran."""
+        owner, done = worker_name(), 0
+        while self.step(owner):
+            done += 1
+        return done
+
+    def run(self, stop: threading.Event) -> None:
+        """Consume until `stop` is set."""
+        workers = [
+            threading.Thread(target=self._consume, args=(stop,), name=f"consumer-{n}", daemon=True)
+            for n in range(self.threads)
+        ]
+        workers.append(threading.Thread(target=self._heartbeat, args=(stop,), name="heartbeat", daemon=True))
+        if self.sweep:
+            workers.append(threading.Thread(target=self._sweep, args=(stop,), name="sla-sweep", daemon=True))
+        for thread in workers:
+            thread.start()
+        for thread in workers:
+            thread.join()
+
+    def _consume(self, stop: threading.Event) -> None:
+        owner = worker_name()
+        idle = self.services.settings.poll_interval
+        while not stop.is_set():
+            try:
+                if self.step(owner):
+                    continue
+            except Exception:  # the database is unreachable: say so, wait, go on
+                log.exception("the inbox could not be read")
+                stop.wait(1.0)
+            self.services.store.inbox.wait(idle)
+
+    def _heartbeat(self, stop: threading.Event) -> None:
+        """Renew this process's turns well before they run out, so only a dead process loses them."""
+        every = self.lease.total_seconds() / 3
+        while not stop.wait(every):
+            try:
+                self.services.store.inbox.turns.renew(self.process_prefix, self.services.clock(), self.lease)
+            except Exception:
+                log.exception("the turns could not be renewed")
+
+    def _sweep(self, stop: threading.Event) -> None:
+        from runtime.sweep import sweep
+
+        owner = worker_name()
+        while not stop.wait(SWEEP_EVERY - (self.services.clock().timestamp() % SWEEP_EVERY)):
+            try:
+                sweep(self.services, self.services.clock(), owner=owner)
+            except Exception:
+                log.exception("the SLA sweep failed")

@@ -1,0 +1,56 @@
+"""Everything a delivery or a sweep needs once it is out of the inbox, built once per process."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from config.loader import load_policy
+from config.schema import Policy
+from config.settings import Settings
+from connector.base import Connector
+from connector.factory import build_connectors
+from policies.models import IssueRef, Source
+from policies.sla import ClockReading, Created, TimelineEvent, read_clocks, rules_for
+from runtime.store import Store
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def worker_name() -> str:
+    """Who holds a turn: host, process and thread, so a lease names its holder in the database."""
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.current_thread().name}"
+
+
+@dataclass
+class Services:
+    settings: Settings
+    policy: Policy
+    store: Store
+    connectors: Mapping[Source, Connector]
+    clock: Callable[[], dt.datetime] = field(default=utc_now)
+
+    def clocks(
+        self, ref: IssueRef, timeline: Sequence[TimelineEvent], now: dt.datetime
+    ) -> tuple[ClockReading, ...]:
+        """The issue's SLA clocks at `now`; none before the ledger knows when it was created."""
+        if not any(isinstance(entry, Created) for entry in timeline):
+            return ()
+        return read_clocks(rules_for(self.policy.for_issue(ref.source, ref.scope).sla), timeline, now)
+
+
+def build_services(settings: Settings, store: Store | None = None) -> Services:
+    """Load the policy, open the database and choose a connector per tracker."""
+    policy = load_policy(settings.policy)
+    return Services(
+        settings,
+        policy,
+        store or Store(settings.resolved_database_url),
+        build_connectors(settings, policy),
+    )

@@ -1,0 +1,334 @@
+"""The inbox: every delivery as it was received, in order, until it is done.
+
+A delivery's row is at once its de-duplication record and its place in the queue, so the receiver
+acknowledges a delivery with one durable write. Work on one issue happens one step at a time: a
+worker (or a sweep) first takes the issue's *turn*, a lease row changed by compare-and-set, and
+only the holder of the turn runs the issue's oldest unfinished delivery. Different issues run in
+parallel. A worker that dies holding a turn loses it when the lease runs out; its delivery, still
+`processing`, is the issue's oldest unfinished one and runs again (its tracker writes are journaled,
+so none is repeated).
+
+Statuses: `queued` (waiting, maybe until `not_before` after a transient failure), `processing`,
+and the final `processed`, `ignored` and `failed`. A redelivery of a failed delivery queues it again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from sqlalchemy import Engine, and_, func, insert, or_, select, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+
+from runtime.store.database import as_utc, aware
+from runtime.store.schema import deliveries, turns
+
+UNFINISHED = ("queued", "processing")
+Final = Literal["processed", "ignored", "failed"]
+Put = Literal["queued", "duplicate", "requeued"]
+
+
+def delivery_key(source: str, delivery_id: str) -> str:
+    return f"{source}:{delivery_id}"
+
+
+@dataclass(frozen=True)
+class Received:
+    """A delivery taken from the inbox: the raw body as it came, and what its handling so far was."""
+
+    seq: int
+    key: str
+    source: str
+    delivery_id: str
+    event_name: str
+    issue: str
+    body: bytes
+    received_at: dt.datetime
+    attempts: int
+    failing_since: dt.datetime | None
+
+
+@dataclass(frozen=True)
+class FailedDelivery:
+    key: str
+    source: str
+    delivery_id: str
+    event_name: str
+    issue: str
+    received_at: dt.datetime
+    processed_at: dt.datetime | None
+    attempts: int
+    error: str
+
+
+@dataclass(frozen=True)
+class InboxHealth:
+    pending: int
+    failed: int
+    oldest_pending: dt.datetime | None
+    oldest_failed: dt.datetime | None
+
+
+class Turns:
+    """Per-issue leases: whoever holds an issue's turn is the only one acting on that issue."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def take(self, issue: str, owner: str, now: dt.datetime, lease: dt.timedelta) -> bool:
+        """Take (or extend) the turn; `False` while someone else holds a lease that has not run out."""
+        until = as_utc(now + lease)
+        with self.engine.begin() as db:
+            taken = db.execute(
+                update(turns)
+                .where(turns.c.issue == issue, or_(turns.c.until <= as_utc(now), turns.c.owner == owner))
+                .values(owner=owner, until=until)
+            )
+            if taken.rowcount:
+                return True
+        try:
+            with self.engine.begin() as db:
+                db.execute(insert(turns).values(issue=issue, owner=owner, until=until))
+        except IntegrityError:
+            return False
+        return True
+
+    def give_back(self, issue: str, owner: str) -> None:
+        with self.engine.begin() as db:
+            db.execute(turns.delete().where(turns.c.issue == issue, turns.c.owner == owner))
+
+    def renew(self, owner_prefix: str, now: dt.datetime, lease: dt.timedelta) -> int:
+        """Extend every turn held by owners named `owner_prefix...` (one process's threads)."""
+        with self.engine.begin() as db:
+            return int(
+                db.execute(
+                    update(turns)
+                    .where(turns.c.owner.startswith(owner_prefix))
+                    .values(until=as_utc(now + lease))
+                ).rowcount
+            )
+
+
+class Inbox:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.turns = Turns(engine)
+        self._arrived = threading.Condition()
+
+    # --- the door -----------------------------------------------------------------------
+
+    def put(
+        self, source: str, delivery_id: str, event_name: str, issue: str, body: bytes, now: dt.datetime
+    ) -> Put:
+        """Keep a delivery, once: `duplicate` when it was received before (unless it failed: a
+        redelivery of a failed delivery is queued again, with the body it comes with now)."""
+        key = delivery_key(source, delivery_id)
+        received = as_utc(now)
+        try:
+            with self.engine.begin() as db:
+                db.execute(
+                    insert(deliveries).values(
+                        key=key,
+                        source=source,
+                        delivery_id=delivery_id,
+                        event_name=event_name,
+                        issue=issue,
+                        body=body,
+                        received_at=received,
+                        status="queued",
+                        attempts=0,
+                        not_before=received,
+                    )
+                )
+        except IntegrityError:
+            return "requeued" if self._requeue([key], received, body) else "duplicate"
+        self.notify()
+        return "queued"
+
+    def notify(self) -> None:
+        """Wake a consumer waiting in this process (others poll)."""
+        with self._arrived:
+            self._arrived.notify_all()
+
+    def wait(self, timeout: float) -> None:
+        with self._arrived:
+            self._arrived.wait(timeout)
+
+    # --- the consumers ------------------------------------------------------------------
+
+    def take(self, owner: str, now: dt.datetime, lease: dt.timedelta, *, limit: int = 20) -> Received | None:
+        """The oldest unfinished delivery of an issue whose turn `owner` could take, marked
+        `processing`; `None` when nothing is ready. The caller gives the turn back when done."""
+        for issue in self._ready_issues(now, limit):
+            if not self.turns.take(issue, owner, now, lease):
+                continue
+            taken = self._start_head(issue, now)
+            if taken is not None:
+                return taken
+            self.turns.give_back(issue, owner)
+        return None
+
+    def _ready_issues(self, now: dt.datetime, limit: int) -> list[str]:
+        """Issues whose oldest unfinished delivery may run now and whose turn is free, oldest first."""
+        head = deliveries.alias("head")
+        earlier = (
+            select(func.min(head.c.seq))
+            .where(head.c.issue == deliveries.c.issue, head.c.status.in_(UNFINISHED))
+            .scalar_subquery()
+        )
+        held = select(turns.c.issue).where(turns.c.until > as_utc(now))
+        query = (
+            select(deliveries.c.issue)
+            .where(
+                deliveries.c.status.in_(UNFINISHED),
+                deliveries.c.seq == earlier,
+                or_(deliveries.c.not_before.is_(None), deliveries.c.not_before <= as_utc(now)),
+                deliveries.c.issue.not_in(held),
+            )
+            .order_by(deliveries.c.seq)
+            .limit(limit)
+        )
+        with self.engine.connect() as db:
+            return [row[0] for row in db.execute(query)]
+
+    def _start_head(self, issue: str, now: dt.datetime) -> Received | None:
+        with self.engine.begin() as db:
+            row = (
+                db.execute(
+                    select(deliveries)
+                    .where(deliveries.c.issue == issue, deliveries.c.status.in_(UNFINISHED))
+                    .order_by(deliveries.c.seq)
+                    .limit(1)
+                )
+                .mappings()
+                .first()
+            )
+            not_before = aware(row["not_before"]) if row is not None else None
+            if row is None or (not_before is not None and not_before > now):
+                return None
+            db.execute(
+                update(deliveries)
+                .where(deliveries.c.seq == row["seq"])
+                .values(status="processing", attempts=deliveries.c.attempts + 1)
+            )
+        return Received(
+            seq=row["seq"],
+            key=row["key"],
+            source=row["source"],
+            delivery_id=row["delivery_id"],
+            event_name=row["event_name"],
+            issue=row["issue"],
+            body=bytes(row["body"] or b""),
+            received_at=aware(row["received_at"]) or now,
+            attempts=int(row["attempts"]) + 1,
+            failing_since=aware(row["failing_since"]),
+        )
+
+    def finish(self, seq: int, status: Final, now: dt.datetime, error: str | None = None) -> None:
+        with self.engine.begin() as db:
+            self.finish_in(db, seq, status, now, error)
+
+    @staticmethod
+    def finish_in(db: Connection, seq: int, status: Final, now: dt.datetime, error: str | None) -> None:
+        """The final status, inside the caller's transaction (with the audit rows and the ledger)."""
+        db.execute(
+            update(deliveries)
+            .where(deliveries.c.seq == seq)
+            .values(status=status, processed_at=as_utc(now), error=error, not_before=None)
+        )
+
+    def postpone(self, seq: int, until: dt.datetime, error: str, failing_since: dt.datetime) -> None:
+        """Back to the queue after a transient failure, to run again at `until`, first in its issue's line."""
+        with self.engine.begin() as db:
+            db.execute(
+                update(deliveries)
+                .where(deliveries.c.seq == seq)
+                .values(
+                    status="queued",
+                    not_before=as_utc(until),
+                    error=error,
+                    failing_since=as_utc(failing_since),
+                )
+            )
+
+    # --- what operators see ---------------------------------------------------------------
+
+    def status(self, source: str, delivery_id: str) -> str | None:
+        with self.engine.connect() as db:
+            found = db.execute(
+                select(deliveries.c.status).where(deliveries.c.key == delivery_key(source, delivery_id))
+            )
+            return found.scalar_one_or_none()
+
+    def error(self, source: str, delivery_id: str) -> str | None:
+        with self.engine.connect() as db:
+            found = db.execute(
+                select(deliveries.c.error).where(deliveries.c.key == delivery_key(source, delivery_id))
+            )
+            return found.scalar_one_or_none()
+
+    def failed(self, limit: int = 1000) -> list[FailedDelivery]:
+        query = (
+            select(deliveries).where(deliveries.c.status == "failed").order_by(deliveries.c.seq).limit(limit)
+        )
+        with self.engine.connect() as db:
+            rows = db.execute(query).mappings().all()
+        return [
+            FailedDelivery(
+                key=row["key"],
+                source=row["source"],
+                delivery_id=row["delivery_id"],
+                event_name=row["event_name"],
+                issue=row["issue"],
+                received_at=aware(row["received_at"]) or dt.datetime.min.replace(tzinfo=dt.UTC),
+                processed_at=aware(row["processed_at"]),
+                attempts=int(row["attempts"]),
+                error=row["error"] or "",
+            )
+            for row in rows
+        ]
+
+    def retry(self, keys: Sequence[str] | None, now: dt.datetime) -> int:
+        """Queue failed deliveries again (all of them when `keys` is None); how many were."""
+        if keys is None:
+            keys = [failed.key for failed in self.failed(limit=1_000_000)]
+        return self._requeue(keys, as_utc(now), None)
+
+    def _requeue(self, keys: Sequence[str], now: dt.datetime | None, body: bytes | None) -> int:
+        values: dict[str, object] = {
+            "status": "queued",
+            "attempts": 0,
+            "not_before": now,
+            "failing_since": None,
+            "error": None,
+            "processed_at": None,
+        }
+        if body is not None:
+            values["body"] = body
+        with self.engine.begin() as db:
+            count = db.execute(
+                update(deliveries)
+                .where(and_(deliveries.c.key.in_(keys), deliveries.c.status == "failed"))
+                .values(**values)
+            ).rowcount
+        if count:
+            self.notify()
+        return int(count)
+
+    def health(self) -> InboxHealth:
+        with self.engine.connect() as db:
+            pending, oldest_pending = db.execute(
+                select(func.count(), func.min(deliveries.c.received_at)).where(
+                    deliveries.c.status.in_(UNFINISHED)
+                )
+            ).one()
+            failed, oldest_failed = db.execute(
+                select(func.count(), func.min(deliveries.c.processed_at)).where(
+                    deliveries.c.status == "failed"
+                )
+            ).one()
+        return InboxHealth(int(pending), int(failed), aware(oldest_pending), aware(oldest_failed))

@@ -1,0 +1,262 @@
+"""The issue ledger: what the service knows of each issue it follows (its facts after the last
+delivery, its SLA timeline, its SOP state) and the SLA notices claimed on it."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from sqlalchemy import Engine, insert, select, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+
+from policies.ledger import IssueFacts
+from policies.models import IssueRef
+from policies.sla import (
+    Closed,
+    Commented,
+    Created,
+    DelayAnnounced,
+    PriorityChanged,
+    Rated,
+    Reopened,
+    StateChanged,
+    TimelineEvent,
+)
+from runtime.store.database import as_utc, aware
+from runtime.store.schema import issues, notifications, timeline
+
+Claim = tuple[str, int, str]
+
+
+def issue_key(ref: IssueRef) -> str:
+    """How the database names an issue: `github:owner/name#12`, `jira:PROJ-7`."""
+    return f"{ref.source}:{ref}"
+
+
+@dataclass(frozen=True)
+class IssueMemory:
+    """What a delivery needs to know of an issue before it is judged."""
+
+    last_state: str | None = None
+    manual_priority: str | None = None
+    priority: str | None = None
+    as_of: dt.datetime | None = None
+    known: bool = False
+
+
+@dataclass(frozen=True)
+class LedgerUpdate:
+    """What one delivery teaches the service about its issue (see `policies.ledger`)."""
+
+    facts: IssueFacts | None
+    entries: Sequence[TimelineEvent]
+    context: Mapping[str, Any]
+    next_due_at: dt.datetime | None = None
+    # First seen after its creation: the tracker's history before this instant is still to be read.
+    history_before: dt.datetime | None = None
+    state: str | None = None
+    manual_priority: tuple[str | None] | None = None  # a 1-tuple when the delivery set it
+    as_of: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
+class FollowedIssue:
+    """An issue as the ledger knows it: enough for a sweep to act without reading the tracker."""
+
+    ref: IssueRef
+    facts: IssueFacts
+    context: Mapping[str, Any]
+    timeline: tuple[TimelineEvent, ...]
+    notified: frozenset[Claim]
+    history_before: dt.datetime | None = None
+
+
+_TIMELINE_TYPES: dict[str, type[TimelineEvent]] = {
+    cls.__name__: cls
+    for cls in (Created, StateChanged, Commented, PriorityChanged, Closed, Reopened, DelayAnnounced, Rated)
+}
+
+
+def encode(entry: TimelineEvent) -> dict[str, Any]:
+    """A timeline event as JSON: its type and fields, instants in ISO 8601."""
+    fields = {k: v.isoformat() if isinstance(v, dt.datetime) else v for k, v in asdict(entry).items()}
+    return {"type": type(entry).__name__, **fields}
+
+
+def decode(data: Mapping[str, Any]) -> TimelineEvent:
+    fields: dict[str, Any] = {k: v for k, v in data.items() if k != "type"}
+    fields["at"] = dt.datetime.fromisoformat(fields["at"])
+    return _TIMELINE_TYPES[data["type"]](**fields)
+
+
+class Ledger:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def memory(self, ref: IssueRef) -> IssueMemory:
+        with self.engine.connect() as db:
+            row = db.execute(select(issues).where(issues.c.ref == issue_key(ref))).mappings().first()
+        if row is None:
+            return IssueMemory()
+        return IssueMemory(
+            row["last_state"], row["manual_priority"], row["priority"], aware(row["as_of"]), known=True
+        )
+
+    def remember_state(self, ref: IssueRef, state: str, now: dt.datetime) -> None:
+        """Record an issue's SOP state directly (a backfill from the tracker, or an admin's correction)."""
+        with self.engine.begin() as db:
+            self.write(db, ref, LedgerUpdate(None, (), {}, state=state), now)
+
+    def write(self, db: Connection, ref: IssueRef, ledger: LedgerUpdate, now: dt.datetime) -> None:
+        """Apply one update inside the caller's transaction."""
+        changes: dict[str, Any] = {"source": ref.source, "scope": ref.scope, "key": ref.key}
+        if ledger.facts is not None:
+            facts = ledger.facts
+            changes |= {
+                "priority": facts.priority,
+                "is_open": facts.is_open,
+                "reporter": facts.reporter,
+                "reporter_id": facts.reporter_id,
+                "assignees": list(facts.assignees),
+                "labels": sorted(facts.labels),
+                "context": dict(ledger.context),
+                "next_due_at": as_utc(ledger.next_due_at),
+            }
+        if ledger.history_before is not None:
+            changes["history_before"] = as_utc(ledger.history_before)
+        if ledger.state is not None:
+            changes["last_state"] = ledger.state
+        if ledger.manual_priority is not None:
+            changes["manual_priority"] = ledger.manual_priority[0]
+        if ledger.as_of is not None:
+            changes["as_of"] = as_utc(ledger.as_of)
+        key = issue_key(ref)
+        if ledger.entries:
+            db.execute(insert(timeline), [{"ref": key, "entry": encode(e)} for e in ledger.entries])
+        updated = db.execute(update(issues).where(issues.c.ref == key).values(**changes, updated_at=now))
+        if updated.rowcount == 0:
+            db.execute(insert(issues).values(ref=key, **changes, updated_at=now))
+
+    def followed(
+        self,
+        *,
+        open_only: bool = True,
+        due_before: dt.datetime | None = None,
+        ref: IssueRef | None = None,
+        history_pending: bool = False,
+    ) -> list[FollowedIssue]:
+        """Issues the ledger follows: open ones, or those with an SLA notice due by `due_before`, or
+        one issue; loaded in three queries whatever their number."""
+        query = select(issues).where(issues.c.source.is_not(None))
+        if open_only:
+            query = query.where(issues.c.is_open.is_(True))
+        if due_before is not None:
+            query = query.where(issues.c.next_due_at <= as_utc(due_before))
+        if ref is not None:
+            query = query.where(issues.c.ref == issue_key(ref))
+        if history_pending:
+            query = query.where(issues.c.history_before.is_not(None))
+        with self.engine.connect() as db:
+            rows = db.execute(query).mappings().all()
+            keys = [row["ref"] for row in rows]
+            entries: dict[str, list[TimelineEvent]] = {key: [] for key in keys}
+            done: dict[str, set[Claim]] = {key: set() for key in keys}
+            for chunk in (keys[i : i + 500] for i in range(0, len(keys), 500)):
+                for owner, entry in db.execute(
+                    select(timeline.c.ref, timeline.c.entry)
+                    .where(timeline.c.ref.in_(chunk))
+                    .order_by(timeline.c.id)
+                ):
+                    entries[owner].append(decode(entry))
+                claimed = select(
+                    notifications.c.ref,
+                    notifications.c.target,
+                    notifications.c.cycle,
+                    notifications.c.threshold,
+                ).where(notifications.c.ref.in_(chunk))
+                for owner, target, cycle, threshold in db.execute(claimed):
+                    done[owner].add((target, cycle, threshold))
+        return [
+            FollowedIssue(
+                ref=IssueRef(row["source"], row["scope"], row["key"]),
+                facts=IssueFacts(
+                    is_open=bool(row["is_open"]),
+                    priority=row["priority"],
+                    reporter=row["reporter"] or "",
+                    assignees=tuple(row["assignees"] or ()),
+                    labels=frozenset(row["labels"] or ()),
+                    reporter_id=row["reporter_id"] or "",
+                ),
+                context=row["context"] or {},
+                timeline=tuple(entries[row["ref"]]),
+                notified=frozenset(done[row["ref"]]),
+                history_before=aware(row["history_before"]),
+            )
+            for row in rows
+        ]
+
+    def one(self, ref: IssueRef) -> FollowedIssue | None:
+        found = self.followed(open_only=False, ref=ref)
+        return found[0] if found else None
+
+    def due_refs(self, due_before: dt.datetime) -> list[IssueRef]:
+        """The open issues with a notice due by `due_before` (only their names: each is read again,
+        fresh, once its turn is taken)."""
+        query = select(issues.c.source, issues.c.scope, issues.c.key).where(
+            issues.c.source.is_not(None),
+            issues.c.is_open.is_(True),
+            issues.c.next_due_at <= as_utc(due_before),
+        )
+        with self.engine.connect() as db:
+            return [IssueRef(source, scope, key) for source, scope, key in db.execute(query)]
+
+    def replace_beginning(self, ref: IssueRef, beginning: Sequence[TimelineEvent]) -> None:
+        """Put the history read from the tracker in place of the creation assumed when the issue was
+        first seen, and mark the history as read."""
+        key = issue_key(ref)
+        with self.engine.begin() as db:
+            for row_id, entry in db.execute(
+                select(timeline.c.id, timeline.c.entry).where(timeline.c.ref == key)
+            ):
+                if entry.get("type") == "Created":
+                    db.execute(timeline.delete().where(timeline.c.id == row_id))
+            if beginning:
+                db.execute(insert(timeline), [{"ref": key, "entry": encode(e)} for e in beginning])
+            db.execute(update(issues).where(issues.c.ref == key).values(history_before=None))
+
+    def set_next_due(self, ref: IssueRef, when: dt.datetime | None) -> None:
+        with self.engine.begin() as db:
+            db.execute(update(issues).where(issues.c.ref == issue_key(ref)).values(next_due_at=as_utc(when)))
+
+    # --- SLA notice claims ----------------------------------------------------------------
+
+    def claim_notification(
+        self, ref: IssueRef, target: str, cycle: int, threshold: str, now: dt.datetime
+    ) -> bool:
+        """Claim one SLA notice; `False` when another sweep (or an earlier one) already claimed it."""
+        try:
+            with self.engine.begin() as db:
+                db.execute(
+                    insert(notifications).values(
+                        ref=issue_key(ref), target=target, cycle=cycle, threshold=threshold, at=now
+                    )
+                )
+        except IntegrityError:
+            return False
+        return True
+
+    def release_notifications(self, ref: IssueRef, claims: Sequence[Claim]) -> None:
+        """Give claims back when their notice could not be posted, so a later sweep tries again."""
+        with self.engine.begin() as db:
+            for target, cycle, threshold in claims:
+                db.execute(
+                    notifications.delete().where(
+                        notifications.c.ref == issue_key(ref),
+                        notifications.c.target == target,
+                        notifications.c.cycle == cycle,
+                        notifications.c.threshold == threshold,
+                    )
+                )
