@@ -18,6 +18,9 @@ from config.schema import Policy
 from config.settings import Settings
 from webhooks.signatures import sign
 
+# Real PostgreSQL and Redis servers: postgres_url, fresh_postgres_url, redis_url.
+pytest_plugins = ["tests.servers.plugin"]
+
 FIXTURES = Path(__file__).parent / "fixtures"
 GITHUB_SECRET = "It's a Secret to Everybody"
 JIRA_SECRET = "jira-test-secret"
