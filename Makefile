@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # are accepted (and a warning says so). With a secret set, signatures are required.
 RUN_FLAGS ?= $(if $(GITHUB_WEBHOOK_SECRET)$(JIRA_WEBHOOK_SECRET),,--insecure-dev)
 
-.PHONY: install run test lint clean
+.PHONY: install run test test-servers lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,12 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
 
-test: lint
+# PostgreSQL, Redis (and Chromium unless SOPGUARD_TEST_BROWSER=0) from Debian's packages, when
+# missing; the tests start and stop the servers themselves (tests/servers/plugin.py).
+test-servers:
+	bash tests/servers/install.sh
+
+test: lint test-servers
 	$(BIN)/pytest
 
 clean:

@@ -20,6 +20,9 @@ from runtime.consumer import Consumer
 from runtime.services import Services, build_services
 from webhooks.signatures import sign
 
+# Real PostgreSQL and Redis servers: postgres_url, fresh_postgres_url, redis_url.
+pytest_plugins = ["tests.servers.plugin"]
+
 FIXTURES = Path(__file__).parent / "fixtures"
 GITHUB_SECRET = "It's a Secret to Everybody"
 JIRA_SECRET = "jira-test-secret"
