@@ -274,6 +274,9 @@ def issue_payload(action: str, *, labels: list[str], body: str | None = None, **
     recorded = {"labeled", "unlabeled", "opened", "edited", "closed", "reopened"}
     payload = fixture_json("github", f"issues__{action if action in recorded else 'opened'}.json")
     payload["action"] = action
+    # The recordings were made at different times; one issue's deliveries here show one moment
+    # unless a test says otherwise (an older `updated_at` is judged as history).
+    payload["issue"]["updated_at"] = "2019-05-15T15:20:18Z"
     payload["issue"]["labels"] = [{"name": name} for name in labels]
     if body is not None:
         payload["issue"]["body"] = body
