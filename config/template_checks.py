@@ -22,6 +22,7 @@ from config.schema import MessageKind
 from config.templates import sample_variables, template_environment, variable_names
 
 _TEMPLATE_FILE = "<template>"  # the file name Jinja gives a template made from a string
+_JINJA_NAMES = frozenset({"loop", "self", "caller", "varargs", "kwargs"})  # Jinja's own, where they apply
 
 
 class Spot(NamedTuple):
@@ -73,6 +74,7 @@ def _unknown_names(source: str, template: nodes.Template, kind: MessageKind) -> 
     known = variable_names(kind)
     names = list(template.find_all(nodes.Name))
     declared = {n.name for n in names if n.ctx != "load"}  # loop variables, `set`, macro parameters
+    declared |= {*environment.globals, *_JINJA_NAMES}
     first_use: dict[str, int] = {}
     for name in names:
         if name.ctx == "load" and name.name not in known | declared:
