@@ -216,20 +216,7 @@ def check_transition(ctx: Context) -> Iterator[Outcome]:
         return
     if not undo:
         yield from contained(_checklists(ctx, change.after))
-    yield from contained(_rejected(ctx, rule, mode, change, failed, reasons, undo=undo))
-
-
-def _rejected(
-    ctx: Context,
-    rule: Rule,
-    mode: Mode,
-    change: StateChange,
-    failed: list[_GuardVerdict],
-    reasons: list[str],
-    *,
-    undo: bool,
-) -> Iterator[Outcome]:
-    actions = _reject(ctx, rule, change, failed, undo=undo)
+    actions = _reject(ctx, rule, change, failed, undo=undo)  # last: the engine contains its failure
     yield outcome(
         rule,
         mode,

@@ -310,6 +310,23 @@ def test_in_warn_mode_a_broken_checklist_template_does_not_lose_the_rejection_co
     assert RememberState("start-work", "in-progress") in decision.actions
 
 
+def test_a_broken_rejection_template_breaks_the_lifecycle_rule_and_undoes_nothing() -> None:
+    policy = _with_template(POLICY, "transition-rejected", "{{ 1 / 0 }}")
+    transition = policy.workflow.transition("triage", "diagnosis")
+    assert transition is not None
+
+    decision, _ = move(policy, "github", "triage", "diagnosis", IssueSnapshot(ref=GITHUB_REF))
+
+    (broken,) = decision.broken
+    assert broken.rule_id == policy.workflow.rule.id
+    assert broken.reasons == (
+        "the comment template transition-rejected could not be rendered: division by zero",
+    )
+    assert not [a for a in decision.actions if a.rule_id == transition.id]
+    guards = {g.id for g in transition.guards}
+    assert {r.rule_id for r in decision.violations if not r.broken} == guards
+
+
 def test_a_sla_notice_that_cannot_be_rendered_has_a_failure_and_no_actions() -> None:
     policy = _with_template(POLICY, "sla-breached", "{{ (1 / 0) if level }}")
     clocks = read_clocks(
