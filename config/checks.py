@@ -1,7 +1,8 @@
 """Cross-reference checks: rules that relate one part of a policy to another.
 
 Each check needs some top-level sections and yields `(location, message)` pairs; it runs only when
-those sections validated, so one broken section does not hide the problems of the others.
+those sections validated, so one broken section does not hide the problems of the others. A
+problem inside a comment template also says where in the template (`spot`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple, TypeVar, get_args
 
 import holidays
-import jinja2
 
 from config.schema import (
     ChecklistGuard,
@@ -19,7 +19,7 @@ from config.schema import (
     Rule,
     apply_scope,
 )
-from config.templates import template_environment
+from config.template_checks import Spot, template_problems
 
 Loc = tuple[str | int, ...]
 Sections = Mapping[str, Any]
@@ -29,6 +29,7 @@ class CheckError(NamedTuple):
     loc: Loc
     message: str
     at_key: bool = False  # point at the mapping key itself (`triag:`), not at its value
+    spot: Spot | None = None  # for a template: the line and column within its text
 
 
 Found = tuple[Loc, str] | CheckError
@@ -213,16 +214,10 @@ def _templates(s: Sections) -> Iterator[Found]:
     for kind in get_args(MessageKind):
         if kind not in templates:
             yield ("messages", "templates"), f"no template for '{kind}'"
-    environment = template_environment()
     for kind, text in templates.items():
         for locale, source in (("en", text.en), ("zh-CN", text.zh_cn)):
-            try:
-                environment.parse(source or "")
-            except jinja2.TemplateSyntaxError as error:
-                yield (
-                    ("messages", "templates", kind, locale),
-                    f"template line {error.lineno}: {error.message}",
-                )
+            for problem in template_problems(kind, source) if source is not None else ():
+                yield CheckError(("messages", "templates", kind, locale), problem.message, spot=problem.spot)
 
 
 def all_rules(s: Sections) -> Iterator[tuple[Loc, Rule]]:

@@ -21,6 +21,7 @@ from pydantic_core import ErrorDetails
 
 from config.checks import CheckError, cross_reference_errors
 from config.schema import Policy
+from config.template_checks import file_position
 
 Loc = tuple[str | int, ...]
 
@@ -66,6 +67,7 @@ class _Document:
     data: Any
     values: dict[Loc, yaml.Mark] = field(default_factory=dict)
     keys: dict[Loc, yaml.Mark] = field(default_factory=dict)
+    scalars: dict[Loc, yaml.ScalarNode] = field(default_factory=dict)
     duplicates: list[tuple[Loc, yaml.Mark]] = field(default_factory=list)
 
     def locate(self, loc: Loc, *, at_key: bool = False) -> yaml.Mark:
@@ -82,7 +84,9 @@ class _Document:
 
 def _index_nodes(document: _Document, node: yaml.Node, loc: Loc) -> None:
     document.values[loc] = node.start_mark
-    if isinstance(node, yaml.MappingNode):
+    if isinstance(node, yaml.ScalarNode):
+        document.scalars[loc] = node
+    elif isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
         for key_node, value_node in node.value:
             key = str(key_node.value)
@@ -214,9 +218,12 @@ def _valid_sections(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _cross_problems(errors: Iterable[CheckError], document: _Document, path: str) -> Iterator[Problem]:
-    for loc, message, at_key in errors:
-        mark = document.locate(loc, at_key=at_key)
-        yield Problem(path, mark.line + 1, mark.column + 1, f"{_dotted(loc)}: {message}")
+    for error in errors:
+        mark = document.locate(error.loc, at_key=error.at_key)
+        line, column = mark.line + 1, mark.column + 1
+        if error.spot is not None and error.loc in document.scalars:
+            line, column = file_position(document.scalars[error.loc], error.spot)
+        yield Problem(path, line, column, f"{_dotted(error.loc)}: {error.message}")
 
 
 def parse_policy(text: str, path: str = "<policy>") -> Policy:

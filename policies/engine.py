@@ -8,6 +8,7 @@ from config.schema import Policy
 from policies import followup, intake, priority, receipt, workflow
 from policies.context import Context, is_service_request
 from policies.models import Action, ChangeLabels, Decision, Event, IssueSnapshot
+from policies.render import contained
 from policies.router import Router
 
 ROUTER = Router(intake.router, priority.router, receipt.router, workflow.router, followup.router)
@@ -39,7 +40,7 @@ def evaluate(policy: Policy, event: Event, snapshot: IssueSnapshot, now: dt.date
     if not is_service_request(scoped, snapshot):
         return Decision(note="a checklist item or sub-task, not a service request; its parent is checked")
     context = Context(scoped, event, snapshot, now)
-    outcomes = [o for handler in ROUTER.handlers(event.kinds) for o in handler(context)]
+    outcomes = [o for handler in ROUTER.handlers(event.kinds) for o in contained(handler(context))]
     if not outcomes:
         return Decision(note=f"no rule applies to {', '.join(sorted(event.kinds))}")
     actions = _merge_label_changes([a for o in outcomes for a in o.actions])

@@ -229,7 +229,11 @@ TRACKER_ACTIONS = (PostComment, ChangeLabels, SetPriority, MoveToStatus, CreateS
 
 @dataclass(frozen=True)
 class RuleResult:
-    """One rule considered for one event: whether it held and, if not, what was missing."""
+    """One rule considered for one event: whether it held and, if not, what was missing.
+
+    `broken`: the rule could not be applied at all (its comment template failed); it has not
+    passed, its reasons say why, and it asked for no actions.
+    """
 
     rule_id: str
     sop: str
@@ -248,3 +252,8 @@ class Decision:
     @property
     def violations(self) -> tuple[RuleResult, ...]:
         return tuple(r for r in self.results if not r.passed)
+
+    @property
+    def broken(self) -> tuple[RuleResult, ...]:
+        """Rules that failed to apply; the runtime applies the other actions, then fails the delivery."""
+        return tuple(r for r in self.results if r.broken)

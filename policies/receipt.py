@@ -3,6 +3,7 @@ later change of priority edits instead of repeating. Our comments never count as
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 
 from config.schema import Mode
@@ -53,7 +54,7 @@ def confirm_receipt(ctx: Context) -> Iterator[Outcome]:
         ctx.policy,
         "receipt",
         rule,
-        reason=computed,
+        reason=dataclasses.asdict(computed) if computed else None,
         level=clocks[0].level if clocks else level,
         assumed=bool(clocks and clocks[0].level_assumed),
         next_steps=next_steps,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from config.schema import Mode, Policy, SlaTarget
 from policies.ledger import IssueFacts
 from policies.models import Action, ChangeLabels, CommentPolicy, IssueRef, PostComment
-from policies.render import render
+from policies.render import TemplateFailed, render
 from policies.sla import ClockReading, Phase
 
 Claim = tuple[str, int, str]
@@ -21,12 +21,16 @@ Claim = tuple[str, int, str]
 
 @dataclass(frozen=True)
 class Notice:
-    """A comment (and, at breach, a label) for one clock; `claims` are every threshold it covers."""
+    """A comment (and, at breach, a label) for one clock; `claims` are every threshold it covers.
+
+    `failure` says why the comment template could not be rendered; such a notice has no actions.
+    """
 
     target_id: str
     threshold: float
     claims: tuple[Claim, ...]
     actions: tuple[Action, ...]
+    failure: str = ""
 
 
 def threshold_key(threshold: float) -> str:
@@ -120,7 +124,10 @@ def due_notices(
         if not pending:
             continue
         claims = tuple((clock.target_id, clock.cycle, threshold_key(t)) for t in pending)
-        notices.append(_notice(policy, ref, facts, target, clock, max(pending), claims))
+        try:
+            notices.append(_notice(policy, ref, facts, target, clock, max(pending), claims))
+        except TemplateFailed as failure:  # this clock's notice only; the other clocks still speak
+            notices.append(Notice(target.id, max(pending), claims, (), failure=failure.reason))
     return notices
 
 

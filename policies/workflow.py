@@ -32,7 +32,7 @@ from policies.models import (
     PostComment,
     RememberState,
 )
-from policies.render import render
+from policies.render import contained, render
 from policies.router import Router
 from policies.text import find_section
 
@@ -207,15 +207,16 @@ def check_transition(ctx: Context) -> Iterator[Outcome]:
         broken = bool(failed)
         undo = mode == Mode.ENFORCE and any(v.mode == Mode.ENFORCE for v in failed)
         reasons = [f"{v.guard.id} ({v.guard.sop})" for v in failed]
+    # Each rule below renders its own comment; `contained` keeps one's broken template from the others.
     if not broken:
         yield outcome(rule, mode, passed=True, actions=_enter(ctx, rule, change.after))
-        yield from _checklists(ctx, change.after)
+        yield from contained(_checklists(ctx, change.after))
         if change.after in ctx.policy.trackers.github.closed_states:
-            yield from followup.ask_for_rating(ctx)
+            yield from contained(followup.ask_for_rating(ctx))
         return
-    actions = _reject(ctx, rule, change, failed, undo=undo)
     if not undo:
-        yield from _checklists(ctx, change.after)
+        yield from contained(_checklists(ctx, change.after))
+    actions = _reject(ctx, rule, change, failed, undo=undo)  # last: the engine contains its failure
     yield outcome(
         rule,
         mode,

@@ -287,7 +287,13 @@ CROSS_CASES: dict[str, CrossCase] = {
     ),
     "template with a Jinja syntax error": (
         ((TEMPLATE_LINE, TEMPLATE_LINE.replace("}}", "}", 1)),),
-        [("    priority-override:\n      en: |", "|", "templates.priority-override.en: template line 1:")],
+        [
+            (
+                "**Priority {{ level }}** was chosen",
+                "**",
+                "templates.priority-override.en: template syntax error:",
+            )
+        ],
     ),
     "missing message template": (
         ((MESSAGES_END, ""),),
