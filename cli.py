@@ -144,7 +144,7 @@ def retry(delivery: str | None, all_failed: bool, source: str | None) -> None:
         raise click.UsageError("give a DELIVERY id or --all-failed (not both)")
     store = Store(_settings().resolved_database_url)
     if all_failed:
-        count = store.inbox.retry(None, utc_now())
+        count = store.inbox.retry(None)
     else:
         keys = [f.key for f in store.inbox.failed() if f.delivery_id == delivery or f.key == delivery]
         keys = [k for k in keys if source is None or k.startswith(f"{source}:")]
@@ -152,7 +152,7 @@ def retry(delivery: str | None, all_failed: bool, source: str | None) -> None:
             raise click.ClickException(
                 f"no failed delivery {delivery!r} (sopguard audit --failed lists them)"
             )
-        count = store.inbox.retry(keys, utc_now())
+        count = store.inbox.retry(keys)
     click.echo(f"queued {count} failed deliver{'y' if count == 1 else 'ies'} again")
 
 

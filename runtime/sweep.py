@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from config.schema import Mode
 from connector.base import Applied, TrackerUnavailable
 from connector.delivery import Delivery
 from policies.ledger import backfill
@@ -75,6 +76,10 @@ def sweep_issue(services: Services, issue: FollowedIssue, now: dt.datetime, repo
     clocks = services.clocks(issue.ref, issue.timeline, now)
     said = set(issue.notified)
     for notice in due_notices(scoped, issue.ref, issue.facts, clocks, issue.notified):
+        target = next(t for t in scoped.sla.targets if t.id == notice.target_id)
+        if notice.failure:
+            _template_failed(services, issue, notice, scoped.mode_of(target), target.sop, now)
+            continue  # not claimed: posted by the first sweep after the policy is mended
         said.update(notice.claims)
         if not _claim(services, issue, notice, now):
             report.skipped += 1
@@ -84,17 +89,28 @@ def sweep_issue(services: Services, issue: FollowedIssue, now: dt.datetime, repo
         except TrackerUnavailable as unavailable:
             applied = [Applied(action, f"failed: {unavailable}") for action in notice.actions]
         report.applied.extend(applied)
-        if applied and all(a.outcome.startswith("failed") for a in applied):
+        if any(a.outcome.startswith("failed") for a in applied):
+            # Due again now: the next sweep retries it, and the journal skips the parts that landed.
             services.store.ledger.release_notifications(issue.ref, notice.claims)
-            said.difference_update(notice.claims)  # due again now: the next sweep retries it
+            said.difference_update(notice.claims)
         else:
             report.notices += 1
-        target = next(t for t in scoped.sla.targets if t.id == notice.target_id)
         outcome = "; ".join(dict.fromkeys(a.outcome for a in applied)) or "no action"
         reasons = (f"{notice.threshold:.0%} of the target used",)
         result = RuleResult(target.id, target.sop, notice.threshold < 1.0, scoped.mode_of(target), reasons)
         services.store.audit.record_notice(issue.ref, result, notice.actions, outcome, now)
     services.store.ledger.set_next_due(issue.ref, next_due(scoped, clocks, said, now))
+
+
+def _template_failed(
+    services: Services, issue: FollowedIssue, notice: Notice, mode: Mode, sop: str, now: dt.datetime
+) -> None:
+    """A notice whose comment cannot be rendered: audited once per threshold, tried every sweep."""
+    log.error("SLA notice %s on %s cannot be rendered: %s", notice.target_id, issue.ref, notice.failure)
+    target, cycle, threshold = notice.claims[-1]
+    if services.store.ledger.claim_notification(issue.ref, target, cycle, f"unrendered:{threshold}", now):
+        result = RuleResult(notice.target_id, sop, False, mode, (notice.failure,), broken=True)
+        services.store.audit.record_notice(issue.ref, result, (), f"failed: {notice.failure}", now)
 
 
 def _with_turn(services: Services, ref: IssueRef, owner: str, work: Callable[[FollowedIssue], None]) -> bool:

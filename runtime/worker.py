@@ -140,7 +140,7 @@ def process(services: Services, delivery: Delivery, received: Received | None = 
     applied = connector.apply(delivery, event, snapshot, tracker_actions, journal)
     happened = what_happened(decision, [(a.action, a.outcome) for a in applied])
     ledger = _ledger_update(services, delivery, event, snapshot, happened, memory, now)
-    broken = [r for r in decision.results if r.broken]
+    broken = decision.broken
     status: Final = "failed" if broken else "processed"
     why = "; ".join(f"{r.rule_id}: {'; '.join(r.reasons)}" for r in broken)
     _record(

@@ -139,7 +139,10 @@ def test_two_quick_valid_moves_both_stand(sopguard: Service, github: FakeGithub)
     github.labels = ["priority/P2", "status/planning"]
     deliveries = [
         ("move-1", _labels_event("unlabeled", "status/triage", ["priority/P2"], **ready)),
-        ("move-2", _labels_event("labeled", "status/diagnosis", ["priority/P2", "status/diagnosis"], **ready)),
+        (
+            "move-2",
+            _labels_event("labeled", "status/diagnosis", ["priority/P2", "status/diagnosis"], **ready),
+        ),
         ("move-3", _labels_event("unlabeled", "status/diagnosis", ["priority/P2"], **ready)),
         ("move-4", _labels_event("labeled", "status/planning", ["priority/P2", "status/planning"], **ready)),
     ]

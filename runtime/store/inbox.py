@@ -141,11 +141,10 @@ class Inbox:
                         received_at=received,
                         status="queued",
                         attempts=0,
-                        not_before=received,
                     )
                 )
         except IntegrityError:
-            return "requeued" if self._requeue([key], received, body) else "duplicate"
+            return "requeued" if self._requeue([key], body) else "duplicate"
         self.notify()
         return "queued"
 
@@ -292,17 +291,17 @@ class Inbox:
             for row in rows
         ]
 
-    def retry(self, keys: Sequence[str] | None, now: dt.datetime) -> int:
+    def retry(self, keys: Sequence[str] | None) -> int:
         """Queue failed deliveries again (all of them when `keys` is None); how many were."""
         if keys is None:
             keys = [failed.key for failed in self.failed(limit=1_000_000)]
-        return self._requeue(keys, as_utc(now), None)
+        return self._requeue(keys, None)
 
-    def _requeue(self, keys: Sequence[str], now: dt.datetime | None, body: bytes | None) -> int:
+    def _requeue(self, keys: Sequence[str], body: bytes | None) -> int:
         values: dict[str, object] = {
             "status": "queued",
             "attempts": 0,
-            "not_before": now,
+            "not_before": None,
             "failing_since": None,
             "error": None,
             "processed_at": None,
