@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import responses
 
-from policies.sla import Phase
+from policies.sla import Commented, Phase
 from tests.conftest import services_of
 from tests.github_support import (
     REF,
@@ -112,7 +112,7 @@ def test_a_late_comment_is_still_counted_once_even_when_replayed(
 
     followed = sopguard.intake.store.ledger.one(REF)
     assert followed is not None
-    comments = [e for e in followed.timeline if type(e).__name__ == "Commented"]
+    comments = [e for e in followed.timeline if isinstance(e, Commented)]
     assert [(c.author, c.comment_id) for c in comments] == [("dana", "777")]
     clocks = services_of(sopguard.app).clocks(REF, followed.timeline, minutes(30))
     first_response = next(c for c in clocks if c.kind == "first-response")
