@@ -40,6 +40,12 @@ class TrackerUnavailable(Exception):
         self.wait = wait
 
 
+class DeliveryRefused(Exception):
+    """The tracker will not let sopguard act on this delivery at all (an unknown GitHub App
+    installation, credentials it rejects): the delivery fails with this reason, and `sopguard retry`
+    runs it again once the cause is mended."""
+
+
 @dataclass(frozen=True)
 class Recorded:
     """A write as the journal knows it: begun (it may or may not have taken effect), done, or refused."""

@@ -21,7 +21,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from connector.base import Applied, TrackerUnavailable
+from connector.base import Applied, DeliveryRefused, TrackerUnavailable
 from connector.delivery import Delivery
 from connector.errors import BadPayload, Ignored
 from policies.context import is_service_request
@@ -88,6 +88,8 @@ def run(services: Services, received: Received, owner: str) -> Outcome:
         return _retry_later(services, received, unavailable, now)
     except BadPayload as problem:
         return _fail(services, received, None, f"bad payload: {problem}")
+    except DeliveryRefused as refused:
+        return _fail(services, received, None, str(refused))
     except Exception as error:  # a bug or an unforeseen answer: recorded, never lost, never looping
         log.error(
             "delivery %s failed: %s: %s",

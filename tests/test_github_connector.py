@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from github import Auth, GithubException
 
 from config.settings import Settings
-from connector.base import MemoryJournal, TrackerUnavailable
+from connector.base import DeliveryRefused, MemoryJournal, TrackerUnavailable
 from connector.delivery import Delivery
 from connector.github.connector import GithubConnector, classify
 from connector.retry import server_wait
@@ -84,14 +84,13 @@ def test_a_github_app_acts_as_its_installation_with_a_cached_token(
     )
 
 
-def test_an_app_without_the_installation_in_the_delivery_reports_why(tmp_path: Path) -> None:
+def test_an_app_without_the_installation_in_the_delivery_refuses_the_delivery(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, github_app_id="4242", github_app_private_key=_private_key())
     connector = GithubConnector.from_settings(settings)
     event, snapshot = _delivery().normalize()
 
-    (result,) = connector.apply(_delivery(), event, snapshot, [MoveToStatus("r", "open")], MemoryJournal())
-
-    assert result.outcome == "failed: the delivery names no GitHub App installation"
+    with pytest.raises(DeliveryRefused, match="the delivery names no GitHub App installation"):
+        connector.apply(_delivery(), event, snapshot, [MoveToStatus("r", "open")], MemoryJournal())
 
 
 def test_github_enterprise_server_is_reached_at_its_own_url(

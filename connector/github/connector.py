@@ -23,7 +23,7 @@ from github.Repository import Repository
 from tenacity import Retrying
 
 from config.settings import Settings
-from connector.base import Applied, Journal
+from connector.base import Applied, DeliveryRefused, Journal
 from connector.delivery import Delivery
 from connector.github.events import actor as actor_of
 from connector.retry import BACK_OFF, GIVE_UP, TooLongToWait, Verdict, retrying, server_wait, unavailable
@@ -76,7 +76,7 @@ def classify(error: BaseException) -> Verdict:
     return GIVE_UP
 
 
-class NoInstallation(Exception):
+class NoInstallation(DeliveryRefused):
     """A GitHub App needs the delivery's `installation.id` to act, and this delivery has none."""
 
 
@@ -133,9 +133,20 @@ class GithubConnector:
         if not isinstance(installation, int):
             raise NoInstallation("the delivery names no GitHub App installation")
         if installation not in self._clients:
-            # The installation token is fetched on first use and renewed shortly before it expires.
+            # The installation token is fetched now, so an installation GitHub does not know fails
+            # the delivery with the reason; it is renewed shortly before it expires.
             auth = self.auth.get_installation_auth(installation)
-            self._clients[installation] = Github(auth=auth, lazy=True, **self._options())
+            client = Github(auth=auth, lazy=True, **self._options())
+            try:
+                self._call(lambda: auth.token)
+            except GithubException as error:
+                if unavailable(classify, error) is not None:
+                    raise
+                raise NoInstallation(
+                    f"GitHub refused a token for installation {installation} of this app ({_describe(error)}): "
+                    "is the app installed on this repository? Once it is, `sopguard retry` runs the delivery again"
+                ) from error
+            self._clients[installation] = client
         return self._clients[installation]
 
     def _target(self, delivery: Delivery, event: Event) -> _Target:
@@ -204,10 +215,7 @@ class GithubConnector:
         actions: Sequence[Action],
         journal: Journal,
     ) -> list[Applied]:
-        try:
-            target = self._target(delivery, event)
-        except NoInstallation as error:
-            return [Applied(action, f"failed: {error}") for action in actions]
+        target = self._target(delivery, event)
         comments = self._comments.pop(delivery.delivery_id, None)
         session = _IssueSession(self, target, snapshot, journal, delivery, event, comments)
         results = []

@@ -326,8 +326,8 @@ class Inbox:
                 )
             ).one()
             failed, oldest_failed = db.execute(
-                select(func.count(), func.min(deliveries.c.processed_at)).where(
-                    deliveries.c.status == "failed"
-                )
+                select(
+                    func.count(), func.min(func.coalesce(deliveries.c.processed_at, deliveries.c.received_at))
+                ).where(deliveries.c.status == "failed")
             ).one()
         return InboxHealth(int(pending), int(failed), aware(oldest_pending), aware(oldest_failed))
