@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -33,6 +36,7 @@ UNRUNNABLE_ERROR = (
     "queued before the upgrade to the new inbox: its body stayed in the old queue; "
     "drain the old queue with the previous version, or redeliver it from the tracker"
 )
+ROOT = Path(__file__).parents[1]
 MONDAY = dt.datetime(2026, 11, 30, 9, 0, tzinfo=dt.UTC)
 
 
@@ -212,9 +216,12 @@ def test_the_migrations_replayed_from_nothing_give_schema_py(tmp_path: Path) -> 
     assert _differences(engine) == []
 
 
-def test_processes_starting_together_on_a_fresh_database_create_it_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize("previous_release", [False, True], ids=["fresh", "previous-release"])
+def test_processes_starting_together_change_the_schema_once(tmp_path: Path, previous_release: bool) -> None:
     """Each thread opens its own engine, so each is a separate SQLite connection, as processes are."""
     url = f"sqlite:///{tmp_path / 'sopguard.db'}"
+    if previous_release:
+        _previous_release_database(connect(url))
     starters = 4
     barrier = threading.Barrier(starters)
     errors: list[BaseException] = []
@@ -235,18 +242,36 @@ def test_processes_starting_together_on_a_fresh_database_create_it_once(tmp_path
         thread.join()
 
     assert errors == []
-    assert sorted(str(change) == f"created {url} at {head_revision()}" for change in changes) == [
-        False,
-        False,
-        False,
-        True,
-    ]
+    assert sorted(change.before != change.after for change in changes) == [False, False, False, True]
     engine = connect(url)
     with engine.connect() as db:
-        assert db.exec_driver_sql("SELECT version_num FROM alembic_version").scalars().all() == [
-            head_revision()
-        ]
+        versions = db.exec_driver_sql("SELECT version_num FROM alembic_version").scalars().all()
+    assert versions == [head_revision()]
+    if previous_release:
+        _assert_upgraded_with_rows_intact(engine)
     assert _differences(engine) == []
+
+
+def test_two_sopguard_processes_upgrading_at_once_upgrade_once(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'sopguard.db'}"
+    _previous_release_database(connect(url))
+    environment = {**os.environ, "SOPGUARD_DATABASE_URL": url}
+    command_line = [sys.executable, "-c", "from cli import main; main()", "db", "upgrade"]
+
+    processes = [
+        subprocess.Popen(
+            command_line, cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        for _ in range(2)
+    ]
+    outputs = [process.communicate(timeout=60) for process in processes]
+
+    assert [process.returncode for process in processes] == [0, 0], [err.decode() for _, err in outputs]
+    assert sorted(out.decode() for out, _ in outputs) == [
+        f"{url} already at {head_revision()}\n",
+        f"upgraded {url} from 0001 to {head_revision()}\n",
+    ]
+    _assert_upgraded_with_rows_intact(connect(url))
 
 
 def test_db_upgrade_and_db_current_on_the_command_line(tmp_path: Path) -> None:
