@@ -1,4 +1,4 @@
-"""The `sopguard` command line: serve, worker, validate, schema, simulate, audit."""
+"""The `sopguard` command line: serve, worker, validate, schema, simulate, audit, db."""
 
 from __future__ import annotations
 
@@ -392,6 +392,66 @@ def jira_workflow_command(
         raise click.ClickException("--fields: expected the JSON list that GET /rest/api/2/field returns")
     workflow = jira_workflow(model.for_issue("jira", scope) if scope else model, field_ids_from(fields))
     click.echo(as_json(workflow) if output_format == "json" else as_table(workflow), nl=False)
+
+
+@main.group()
+def db() -> None:
+    """Show or upgrade the database's schema revision.
+
+    `db current` shows the revision the database is at, `db upgrade` brings it up to date.
+    The database is SOPGUARD_DATABASE_URL, or sopguard.db in SOPGUARD_DATA_DIR. `serve` and `worker`
+    upgrade an older database themselves when they start, and log it; `db upgrade` does it ahead of
+    the start. Back the database up first: the previous version cannot use an upgraded one.
+
+    \b
+    Upgrading from the release before migrations (no revision recorded):
+      sopguard worker --drain     # with the previous version: run what its queue still holds
+      cp var/sopguard.db var/sopguard.db.bak
+      sopguard db upgrade         # with this version
+    """
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Upgrade the database to this version's schema.
+
+    Nothing happens when it is current. An empty database gets the whole schema; one made by the release before migrations is
+    recognised and upgraded. The deliveries it still had queued are marked failed, since their bodies
+    stayed in the old queue: drain that first. Safe while another sopguard process starts on the
+    same database: one upgrades, the others wait for it.
+    """
+    from runtime.store.database import UnknownRevision, connect, ensure_schema
+
+    _logging("warning")
+    try:
+        click.echo(str(ensure_schema(connect(_settings().resolved_database_url))))
+    except UnknownRevision as error:
+        raise click.ClickException(str(error)) from None
+
+
+@db.command("current")
+def db_current() -> None:
+    """Show the database's schema revision.
+
+    And whether this version needs it upgraded; changes nothing, and creates no database file.
+    """
+    from runtime.store.database import connect, current_revision, display_name, head_revision, known_revisions
+
+    url, head = _settings().resolved_database_url, head_revision()
+    file = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else ":memory:"
+    if file != ":memory:" and not Path(file).exists():
+        click.echo(f"{url}: no database yet (`sopguard db upgrade` creates it at {head})")
+        return
+    engine = connect(url)
+    revision, name = current_revision(engine), display_name(engine)
+    if revision == head:
+        click.echo(f"{name}: {revision} (current)")
+    elif revision is not None and revision not in known_revisions():
+        click.echo(f"{name}: {revision}, newer than this version of sopguard knows (its newest: {head})")
+    elif revision is None:
+        click.echo(f"{name}: empty (`sopguard db upgrade` creates the schema at {head})")
+    else:
+        click.echo(f"{name}: {revision}, this version needs {head}: run `sopguard db upgrade`")
 
 
 @main.command()

@@ -1,19 +1,40 @@
 """Opening the service's database: SQLite in the data directory by default, any SQLAlchemy URL
 (PostgreSQL when scaled out). SQLite runs in WAL mode with `synchronous=NORMAL`: a commit is
 durable against a crash of the process (a kill, an exception) without an fsync per delivery, and
-readers never block the one writer."""
+readers never block the one writer.
+
+The schema is versioned with Alembic (`runtime/store/migrations/`): opening a database brings it to
+the newest revision, whoever opens it first (`serve`, `worker`, `sopguard db upgrade`).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import logging
+import urllib.parse
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, String, column, create_engine, event, inspect, select, table, text
 
 from runtime.store.schema import metadata
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+MIGRATIONS = Path(__file__).with_name("migrations")
+# The schema of the release before migrations: a database it made has its tables, no `alembic_version`.
+BASELINE = "0001"
+# Any constant: the PostgreSQL advisory lock every sopguard process takes to change the schema.
+POSTGRES_SCHEMA_LOCK = 0x736F7067
+
+log = logging.getLogger(__name__)
 
 
 def _sqlite_pragmas(connection: Any, _: Any) -> None:
@@ -24,19 +45,136 @@ def _sqlite_pragmas(connection: Any, _: Any) -> None:
     cursor.close()
 
 
-def open_database(url: str) -> Engine:
-    """An engine for `url`, its schema created or brought up to date."""
+def connect(url: str) -> Engine:
+    """An engine for `url`, its schema left as it is."""
     if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, future=True)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def open_database(url: str) -> Engine:
+    """An engine for `url`, its schema created or brought up to date."""
+    engine = connect(url)
     ensure_schema(engine)
     return engine
 
 
-def ensure_schema(engine: Engine) -> None:
-    metadata.create_all(engine)
+def display_name(engine: Engine) -> str:
+    """The engine's URL as the logs and the command line show it: without its password."""
+    return urllib.parse.unquote(engine.url.render_as_string(hide_password=True))
+
+
+@dataclass(frozen=True)
+class SchemaChange:
+    """What `ensure_schema` found (`before`: None for an empty database) and left (`after`)."""
+
+    database: str
+    before: str | None
+    after: str
+
+    def __str__(self) -> str:
+        if self.before is None:
+            return f"created {self.database} at {self.after}"
+        if self.before == self.after:
+            return f"{self.database} already at {self.after}"
+        return f"upgraded {self.database} from {self.before} to {self.after}"
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    """Alembic's configuration, in code: the environment ships in the package, no alembic.ini."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+@functools.cache
+def _scripts() -> ScriptDirectory:
+    return ScriptDirectory.from_config(alembic_config())
+
+
+def head_revision() -> str:
+    head = _scripts().get_current_head()
+    assert head is not None, "runtime/store/migrations/versions has no revision"
+    return head
+
+
+def known_revisions() -> frozenset[str]:
+    return frozenset(script.revision for script in _scripts().walk_revisions())
+
+
+def _revision(connection: Connection) -> str | None:
+    """The database's revision: None when empty, `BASELINE` when made by the release before migrations."""
+    tables = set(inspect(connection).get_table_names())
+    if "alembic_version" in tables:
+        # Read directly: Alembic's own MigrationContext would log its set-up at every start.
+        version_num = column("version_num", String)
+        return connection.execute(select(version_num).select_from(table("alembic_version"))).scalar()
+    return BASELINE if tables & set(metadata.tables) else None
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as connection:
+        return _revision(connection)
+
+
+class UnknownRevision(RuntimeError):
+    """The database is at a revision this version does not have: a newer sopguard upgraded it."""
+
+
+def ensure_schema(engine: Engine) -> SchemaChange:
+    """Create the schema of an empty database, or upgrade an older one to the newest revision.
+
+    Safe when several processes start at once on one database: the first to find work takes the
+    schema lock and does it; the others wait for the lock, then find the schema current.
+    """
+    database, head = display_name(engine), head_revision()
+    before = current_revision(engine)
+    if before != head:
+        with _schema_lock(engine) as connection:
+            before = _revision(connection)
+            if before != head:
+                _bring_to_head(connection, before, database)
+        if before != head:
+            log.info("%s", SchemaChange(database, before, head))
+    return SchemaChange(database, before, head)
+
+
+def _bring_to_head(connection: Connection, revision: str | None, database: str) -> None:
+    if revision is not None and revision not in known_revisions():
+        raise UnknownRevision(
+            f"{database} is at schema revision {revision}, which this version of sopguard (at "
+            f"{head_revision()}) does not know: run the version that upgraded it, or restore a backup"
+        )
+    migrations = MigrationContext.configure(connection)
+    if revision is None:
+        # A fresh database: the tables straight from schema.py, faster than replaying every revision.
+        metadata.create_all(connection)
+        migrations.stamp(_scripts(), "head")
+        return
+    if not inspect(connection).has_table("alembic_version"):
+        migrations.stamp(_scripts(), BASELINE)
+    command.upgrade(alembic_config(connection), "head")
+
+
+@contextmanager
+def _schema_lock(engine: Engine) -> Iterator[Connection]:
+    """A connection in a transaction that holds the database's schema lock; committed on exit.
+
+    SQLite: `BEGIN IMMEDIATE` takes the write lock at once (the other processes wait for it, up to
+    the busy timeout). PostgreSQL: a transaction-scoped advisory lock; its DDL is transactional.
+    """
+    with engine.connect() as connection:
+        if engine.dialect.name == "sqlite":
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        elif engine.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": POSTGRES_SCHEMA_LOCK})
+        yield connection
+        connection.commit()
 
 
 def as_utc(instant: dt.datetime | None) -> dt.datetime | None:
