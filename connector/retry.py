@@ -12,10 +12,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from connector.base import TrackerUnavailable
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -94,3 +97,13 @@ def unavailable(
     if verdict.retry:
         return TrackerUnavailable(f"{type(error).__name__}: {error}", verdict.wait)
     return None
+
+
+def call(policy: Retrying, classify: Callable[[BaseException], Verdict], function: Callable[[], T]) -> T:
+    """`function` with its quick tries; a failure still worth trying later is `TrackerUnavailable`."""
+    try:
+        return policy(function)
+    except Exception as error:
+        if (later := unavailable(classify, error)) is not None:
+            raise later from error
+        raise

@@ -23,10 +23,19 @@ from github.Repository import Repository
 from tenacity import Retrying
 
 from config.settings import Settings
-from connector.base import Applied, DeliveryRefused, Journal
+from connector.base import Applied, DeliveryRefused, Journal, TrackerUnavailable
 from connector.delivery import Delivery
 from connector.github.events import actor as actor_of
-from connector.retry import BACK_OFF, GIVE_UP, TooLongToWait, Verdict, retrying, server_wait, unavailable
+from connector.retry import (
+    BACK_OFF,
+    GIVE_UP,
+    TooLongToWait,
+    Verdict,
+    call,
+    retrying,
+    server_wait,
+    unavailable,
+)
 from policies.ledger import Change
 from policies.models import (
     Action,
@@ -122,7 +131,7 @@ class GithubConnector:
         return retrying(classify, sleep=self.sleep)
 
     def _call(self, function: Callable[[], _T]) -> _T:
-        return self._retrying()(function)
+        return call(self._retrying(), classify, function)
 
     def _client(self, delivery: Delivery) -> Github:
         if isinstance(self.auth, Auth.Token):
@@ -192,7 +201,7 @@ class GithubConnector:
         try:
             issue = self._target(delivery, event).issue
             events = self._call(lambda: list(issue.get_events()))
-        except (GithubException, requests.RequestException, TooLongToWait, NoInstallation) as error:
+        except (GithubException, requests.RequestException, TrackerUnavailable, NoInstallation) as error:
             log.warning("history of %s unreadable: %s", event.issue, error)
             return None
         changes = []

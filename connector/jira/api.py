@@ -29,6 +29,7 @@ from connector.retry import (
     retrying,
     server_wait,
 )
+from connector.retry import call as retried
 
 T = TypeVar("T")
 Json = dict[str, Any]
@@ -109,7 +110,7 @@ class JiraApi:
 
     def _retried(self, call: Callable[[], T]) -> T:
         policy = retrying(classify, attempts=self._attempts, max_wait=self._max_wait, sleep=self._sleep)
-        return policy(call)
+        return retried(policy, classify, call)
 
     def _once(self, write: Callable[[], T], landed: Callable[[], T | None]) -> T:
         """Retry a non-idempotent write, asking `landed` first whenever an earlier try may have worked."""
