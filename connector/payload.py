@@ -34,7 +34,7 @@ _REQUIREMENTS = {
     "model_attributes_type": "must be an object",
     "string_pattern_mismatch": "is malformed",
 }
-_SHOWN_TEXT = 40
+_SHOWN_TEXT = 80
 
 
 class Lenient(BaseModel):
@@ -70,9 +70,10 @@ def json_path(where: str, loc: tuple[int | str, ...]) -> str:
 
 
 def shown(value: object) -> str:
-    """A value as a reason quotes it: short, and never the whole of a big list or object."""
+    """A value as a reason quotes it: short, ASCII (a lone surrogate would break a log line), and
+    never the whole of a big list or object."""
     if isinstance(value, str):
-        return json.dumps(value if len(value) <= _SHOWN_TEXT else value[:_SHOWN_TEXT] + "…")
+        return json.dumps(value if len(value) <= _SHOWN_TEXT else value[:_SHOWN_TEXT] + "...")
     if isinstance(value, bool) or value is None:
         return json.dumps(value)
     if isinstance(value, int):

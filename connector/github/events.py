@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from pydantic import Field, PlainValidator
 
 from connector.errors import BadPayload, Ignored
-from connector.payload import Identifier, Lenient, Time, shape_error, validated
+from connector.payload import Identifier, Lenient, Time, shape_error, shown, validated
 from policies.models import Actor, Comment, Event, EventKind, IssueRef, IssueSnapshot
 from policies.text import sections
 
@@ -77,18 +77,20 @@ RepositoryName = Annotated[str, PlainValidator(_repository_name)]
 
 def classify(event_name: str, payload: Payload) -> EventKind:
     """The kind of a delivery we act on; `Ignored` (with the reason) for the rest."""
-    action = str(payload.get("action", ""))
+    if event_name not in KNOWN_EVENTS:
+        raise Ignored(f"unknown GitHub event '{event_name}'")
+    action = payload.get("action", "")
+    if not isinstance(action, str):  # not printed: a list nested 900 deep does not even print
+        raise BadPayload(f"action must be a string, not {shown(action)}")
     kind = HANDLED.get((event_name, action))
-    if kind is not None:
-        if not isinstance(payload.get("issue"), dict) or not isinstance(payload.get("repository"), dict):
-            raise BadPayload(f"a '{event_name}' delivery must carry 'issue' and 'repository' objects")
-        if isinstance(payload["issue"].get("pull_request"), dict):
-            raise Ignored("comments and changes on pull requests are outside the service procedure")
-        return kind
-    if event_name in KNOWN_EVENTS:
+    if kind is None:
         what = f"{event_name}.{action}" if action else event_name
         raise Ignored(f"'{what}' does not affect the service procedure")
-    raise Ignored(f"unknown GitHub event '{event_name}'")
+    if not isinstance(payload.get("issue"), dict) or not isinstance(payload.get("repository"), dict):
+        raise BadPayload(f"a '{event_name}' delivery must carry 'issue' and 'repository' objects")
+    if isinstance(payload["issue"].get("pull_request"), dict):
+        raise Ignored("comments and changes on pull requests are outside the service procedure")
+    return kind
 
 
 class User(Lenient):
@@ -128,8 +130,8 @@ class IssueComment(Lenient):
     updated_at: Time = None
 
 
-class Delivery(Lenient):
-    """The parts of an `issues` or `issue_comment` delivery the service reads."""
+class DeliveryBody(Lenient):
+    """The parts of an `issues` or `issue_comment` delivery's body the service reads."""
 
     action: str = ""
     issue: Issue
@@ -139,14 +141,14 @@ class Delivery(Lenient):
     label: Label | None = None
 
 
-class _IssueNumber(Lenient):
+class _NumberedIssue(Lenient):
     number: IssueNumber
 
 
 class _Identity(Lenient):
     """Just enough of a delivery to name its issue; the rest is read (and checked) by `to_event`."""
 
-    issue: _IssueNumber
+    issue: _NumberedIssue
     repository: Repository
 
 
@@ -174,7 +176,7 @@ def _labels(issue: Issue) -> frozenset[str]:
     return frozenset(label.name for label in issue.labels if label.name is not None)
 
 
-def _event_time(delivery: Delivery) -> dt.datetime | None:
+def _event_time(delivery: DeliveryBody) -> dt.datetime | None:
     issue, comment, action = delivery.issue, delivery.comment, delivery.action
     if comment is not None:
         return comment.updated_at if action == "edited" else comment.created_at
@@ -184,14 +186,14 @@ def _event_time(delivery: Delivery) -> dt.datetime | None:
 
 def snapshot(payload: Payload) -> IssueSnapshot:
     """The issue as the delivery shows it; nothing is fetched. `BadPayload` if it is malformed."""
-    return _snapshot(validated(Delivery, payload))
+    return _snapshot(validated(DeliveryBody, payload))
 
 
 def issue_ref(payload: Payload) -> IssueRef:
-    return _issue_ref(validated(Delivery, payload))
+    return _issue_ref(validated(DeliveryBody, payload))
 
 
-def _snapshot(delivery: Delivery) -> IssueSnapshot:
+def _snapshot(delivery: DeliveryBody) -> IssueSnapshot:
     issue = delivery.issue
     body = issue.body or ""
     return IssueSnapshot(
@@ -209,7 +211,7 @@ def _snapshot(delivery: Delivery) -> IssueSnapshot:
     )
 
 
-def _issue_ref(delivery: Delivery) -> IssueRef:
+def _issue_ref(delivery: DeliveryBody) -> IssueRef:
     issue = delivery.issue
     return IssueRef(
         source="github",
@@ -220,7 +222,7 @@ def _issue_ref(delivery: Delivery) -> IssueRef:
     )
 
 
-def _label_change(delivery: Delivery) -> tuple[frozenset[str], frozenset[str]]:
+def _label_change(delivery: DeliveryBody) -> tuple[frozenset[str], frozenset[str]]:
     after = _labels(delivery.issue)
     label = (delivery.label.name if delivery.label else None) or ""
     if delivery.action == "labeled":
@@ -243,7 +245,7 @@ def to_event(
 ) -> tuple[Event, IssueSnapshot]:
     """Normalise one delivery; raises `Ignored` or `BadPayload` (naming the flaw), nothing else."""
     kind = classify(event_name, payload)
-    delivery = validated(Delivery, payload)
+    delivery = validated(DeliveryBody, payload)
     sender = actor(delivery.sender)
     labels_before, labels_after = _label_change(delivery)
     status_before, status_after = _status_change(delivery.action)

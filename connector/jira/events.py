@@ -42,7 +42,7 @@ WORKFLOW_BOOKKEEPING = frozenset(
 
 _ISSUE_ID_IN_URL = re.compile(r"/issue/(?P<id>[0-9]+)/comment/")
 _ISSUE_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_]*-[0-9]+")
-# Jira's deepest field values (a document in Atlassian's format) stay far above this.
+# Nesting no Jira field reaches (a document in Atlassian's format stays well within it).
 _DEEPEST_FIELD = 64
 
 
@@ -156,8 +156,8 @@ class Changelog(Lenient):
     items: list[ChangeItem] = Field(default_factory=list)
 
 
-class Delivery(Lenient):
-    """The parts of a Jira delivery the service reads."""
+class DeliveryBody(Lenient):
+    """The parts of a Jira delivery's body the service reads."""
 
     webhookEvent: str = ""
     timestamp: Time = None
@@ -200,7 +200,8 @@ def issue_key(event_name: str, payload: Payload) -> str:
 def flatten(value: Any, where: str = "", depth: int = 0) -> str:
     """A Jira field value as text: options by value, users by name, lists joined.
 
-    `BadPayload` for a value nested deeper than any field Jira writes (or too big a number).
+    `BadPayload` (naming the field, `where`) for a value nested deeper than any field Jira writes,
+    or too big a number to print.
     """
     if depth > _DEEPEST_FIELD:
         raise BadPayload(f"{where or 'a field'} is nested too deeply")
@@ -209,11 +210,10 @@ def flatten(value: Any, where: str = "", depth: int = 0) -> str:
     if isinstance(value, dict):
         for key in ("value", "name", "displayName", "key"):
             if key in value:
-                return flatten(value[key], f"{where}.{key}", depth + 1)
+                return flatten(value[key], where, depth + 1)
         return ""
     if isinstance(value, list):
-        texts = (flatten(item, f"{where}[{index}]", depth + 1) for index, item in enumerate(value))
-        return ", ".join(text for text in texts if text)
+        return ", ".join(text for text in (flatten(item, where, depth + 1) for item in value) if text)
     try:
         return str(value)
     except ValueError:  # an integer with more digits than Python will print
@@ -228,7 +228,7 @@ def actor(user: User | None) -> Actor:
     return Actor(login=user.name or user.displayName or ident, is_bot=user.accountType == "app", id=ident)
 
 
-def _issue_ref(delivery: Delivery) -> IssueRef:
+def _issue_ref(delivery: DeliveryBody) -> IssueRef:
     issue = delivery.issue
     if issue is not None:
         project = (issue.fields or _NO_FIELDS).project
@@ -251,10 +251,10 @@ def _subtask(item: SubtaskItem) -> Subtask:
 
 def snapshot(payload: Payload) -> IssueSnapshot:
     """The issue as a delivery (or the API's fields) shows it; `BadPayload` if it is malformed."""
-    return _snapshot(validated(Delivery, payload), payload)
+    return _snapshot(validated(DeliveryBody, payload), payload)
 
 
-def _snapshot(delivery: Delivery, payload: Payload) -> IssueSnapshot:
+def _snapshot(delivery: DeliveryBody, payload: Payload) -> IssueSnapshot:
     """Field values keyed by field id (names need the API)."""
     fields = (delivery.issue.fields if delivery.issue else None) or _NO_FIELDS
     raw_fields = (payload.get("issue") or {}).get("fields") or {}
@@ -288,7 +288,7 @@ def _comment(comment: JiraComment) -> Comment:
     )
 
 
-def _changes(delivery: Delivery) -> dict[str, tuple[str | None, str | None]]:
+def _changes(delivery: DeliveryBody) -> dict[str, tuple[str | None, str | None]]:
     items = delivery.changelog.items if delivery.changelog else []
     return {item.field.casefold(): (item.fromString, item.toString) for item in items}
 
@@ -316,7 +316,7 @@ def to_event(
 ) -> tuple[Event, IssueSnapshot]:
     """Normalise one delivery; raises `Ignored` or `BadPayload` (naming the flaw), nothing else."""
     name = classify(payload)
-    delivery = validated(Delivery, payload)
+    delivery = validated(DeliveryBody, payload)
     changes = _changes(delivery)
     comment = delivery.comment
     who = actor(delivery.user or (comment.author if comment else None))
