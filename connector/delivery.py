@@ -10,7 +10,7 @@ from typing import Any
 
 from connector.github import events as github_events
 from connector.jira import events as jira_events
-from policies.models import Event, IssueRef, IssueSnapshot, Source
+from policies.models import Event, IssueSnapshot, Source
 
 
 @dataclass(frozen=True)
@@ -20,11 +20,12 @@ class Delivery:
     event_name: str
     payload: dict[str, Any]
 
-    def issue_ref(self) -> IssueRef:
-        """Which issue this delivery is about, from the payload alone; raises `BadPayload`."""
+    def issue_key(self) -> str:
+        """Which issue this delivery is about (`github:owner/name#12`, `jira:PROJ-7`), from the
+        payload alone, cheaply, for ordering its deliveries; raises `BadPayload`."""
         if self.source == "github":
-            return github_events.issue_ref(self.payload)
-        return jira_events.issue_ref(self.payload)
+            return github_events.issue_key(self.event_name, self.payload)
+        return jira_events.issue_key(self.event_name, self.payload)
 
     def context(self) -> dict[str, Any]:
         """What a connector needs to act on this issue later, without a delivery (a GitHub App's

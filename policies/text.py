@@ -6,6 +6,9 @@ import datetime as dt
 import re
 
 NO_RESPONSE = "_No response_"
+# The times a tracker can write; the latest leaves a year for the arithmetic of deadlines.
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_LATEST = dt.datetime(9999, 1, 1, tzinfo=dt.UTC)
 
 _HEADING = re.compile(r"^(?:#{1,6}[ \t]*|h[1-6]\.[ \t]+)(?P<title>\S.*?)[ \t#]*$", re.MULTILINE)
 
@@ -27,15 +30,25 @@ def sections(text: str) -> dict[str, str]:
 
 
 def parse_time(value: object) -> dt.datetime | None:
-    """An ISO 8601 timestamp as trackers write it (`Z`, `+0800`), or epoch milliseconds; else None."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return dt.datetime.fromtimestamp(value / 1000, dt.UTC)
-    if isinstance(value, str) and value:
-        try:
-            return dt.datetime.fromisoformat(value)
-        except ValueError:
+    """An aware time from a tracker's timestamp, or None when `value` names no plausible time.
+
+    Reads ISO 8601 as trackers write it (`Z`, `+0800`) and epoch milliseconds. A time written
+    without an offset (Jira Server's `2026-11-24T10:00:00.000`) is read as UTC, so the result can
+    always be compared with other times. Times before the epoch or in the year 9999, and
+    anything that is not text or a number (a bool included) are None.
+    """
+    try:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            at = dt.datetime.fromtimestamp(value / 1000, dt.UTC)
+        elif isinstance(value, str) and value:
+            at = dt.datetime.fromisoformat(value)
+        else:
             return None
-    return None
+    except (ValueError, OverflowError, OSError):  # unreadable text, NaN, or out of datetime's range
+        return None
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=dt.UTC)
+    return at if _EPOCH <= at < _LATEST else None
 
 
 def find_section(text: str, headings: list[str]) -> str:

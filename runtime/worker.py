@@ -44,7 +44,7 @@ from policies.sla_notices import next_due
 from runtime.services import Services
 from runtime.store.audit import decision_rows
 from runtime.store.inbox import Final, Received
-from runtime.store.ledger import IssueMemory, LedgerUpdate
+from runtime.store.ledger import IssueMemory, LedgerUpdate, ref_from_key
 
 log = logging.getLogger(__name__)
 
@@ -103,10 +103,10 @@ def run(services: Services, received: Received, owner: str) -> Outcome:
         store.inbox.turns.give_back(received.issue, owner)
 
 
-def process(services: Services, delivery: Delivery, received: Received | None = None) -> Outcome:
+def process(services: Services, delivery: Delivery, received: Received) -> Outcome:
     """Decide and act on one delivery, then record it; raises `TrackerUnavailable` to retry later."""
     store = services.store
-    seq = received.seq if received is not None else None
+    seq = received.seq
     connector = services.connectors[delivery.source]
     accounts = {*services.settings.service_accounts, *connector.service_accounts(delivery)}
     try:
@@ -118,7 +118,7 @@ def process(services: Services, delivery: Delivery, received: Received | None = 
             seq,
             "ignored",
             str(reason),
-            _unknown_issue(delivery),
+            ref_from_key(received.issue),
             delivery.event_name,
             Decision(note=str(reason)),
             {},
@@ -236,13 +236,6 @@ def _record(
         ledger=ledger,
         now=services.clock(),
     )
-
-
-def _unknown_issue(delivery: Delivery) -> IssueRef:
-    try:
-        return delivery.issue_ref()
-    except (BadPayload, Ignored, KeyError, TypeError, AttributeError):
-        return IssueRef(delivery.source, "", "")
 
 
 def _fail(services: Services, received: Received, ref: IssueRef | None, reason: str) -> Outcome:

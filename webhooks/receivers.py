@@ -23,7 +23,6 @@ from connector.jira import events as jira_events
 from policies.models import Source
 from runtime.services import utc_now
 from runtime.store import Store
-from runtime.store.ledger import issue_key
 from webhooks import signatures
 
 log = logging.getLogger(__name__)
@@ -104,7 +103,7 @@ def receive(source: str) -> tuple[Response, int]:
     delivery_id = request.headers.get(protocol.delivery_header) or fallback_delivery_id(body)
     delivery = Delivery(tracker, delivery_id, event_name, payload)
     try:
-        issue = issue_key(delivery.issue_ref())
+        issue = delivery.issue_key()
     except BadPayload as problem:
         return _answer(400, error=str(problem))
     return _enqueue(intake, delivery, issue, body)

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Collection
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field, PlainValidator
 
 from connector.errors import BadPayload, Ignored
+from connector.payload import Identifier, Lenient, Time, shape_error, shown, validated
 from policies.models import Actor, Comment, Event, EventKind, IssueRef, IssueSnapshot
-from policies.text import parse_time, sections
+from policies.text import sections
 
 Payload = dict[str, Any]
+
+_REPOSITORY_NAME = re.compile(r"[^/\s]+/[^/\s]+")
+_LARGEST_NUMBER = 2**63 - 1
 
 # (event, action) -> what it means for the SOP
 HANDLED: dict[tuple[str, str], EventKind] = {
@@ -52,85 +59,177 @@ IGNORED_EVENTS = frozenset(
 KNOWN_EVENTS = IGNORED_EVENTS | {name for name, _ in HANDLED}
 
 
+def _issue_number(value: object) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= _LARGEST_NUMBER:
+        return value
+    raise shape_error("must be a positive integer")
+
+
+def _repository_name(value: object) -> str:
+    if isinstance(value, str) and _REPOSITORY_NAME.fullmatch(value):
+        return value
+    raise shape_error('must be "owner/name"')
+
+
+IssueNumber = Annotated[int, PlainValidator(_issue_number)]
+RepositoryName = Annotated[str, PlainValidator(_repository_name)]
+
+
 def classify(event_name: str, payload: Payload) -> EventKind:
     """The kind of a delivery we act on; `Ignored` (with the reason) for the rest."""
-    action = str(payload.get("action", ""))
+    if event_name not in KNOWN_EVENTS:
+        raise Ignored(f"unknown GitHub event '{event_name}'")
+    action = payload.get("action", "")
+    if not isinstance(action, str):  # not printed: a list nested 900 deep does not even print
+        raise BadPayload(f"action must be a string, not {shown(action)}")
     kind = HANDLED.get((event_name, action))
-    if kind is not None:
-        if not isinstance(payload.get("issue"), dict) or not isinstance(payload.get("repository"), dict):
-            raise BadPayload(f"a '{event_name}' delivery must carry 'issue' and 'repository' objects")
-        if isinstance(payload["issue"].get("pull_request"), dict):
-            raise Ignored("comments and changes on pull requests are outside the service procedure")
-        return kind
-    if event_name in KNOWN_EVENTS:
+    if kind is None:
         what = f"{event_name}.{action}" if action else event_name
         raise Ignored(f"'{what}' does not affect the service procedure")
-    raise Ignored(f"unknown GitHub event '{event_name}'")
+    if not isinstance(payload.get("issue"), dict) or not isinstance(payload.get("repository"), dict):
+        raise BadPayload(f"a '{event_name}' delivery must carry 'issue' and 'repository' objects")
+    if isinstance(payload["issue"].get("pull_request"), dict):
+        raise Ignored("comments and changes on pull requests are outside the service procedure")
+    return kind
 
 
-def actor(user: Payload | None) -> Actor:
-    user = user or {}
-    login = str(user.get("login", ""))
+class User(Lenient):
+    login: str = ""
+    id: Identifier = ""
+    type: str | None = None
+
+
+class Label(Lenient):
+    name: str | None = None
+
+
+class Issue(Lenient):
+    number: IssueNumber
+    id: Identifier = ""
+    title: str = ""
+    body: str | None = None
+    state: str = "open"
+    html_url: str = ""
+    user: User | None = None
+    labels: list[Label] = Field(default_factory=list)
+    assignees: list[User] = Field(default_factory=list)
+    created_at: Time = None
+    updated_at: Time = None
+    closed_at: Time = None
+
+
+class Repository(Lenient):
+    full_name: RepositoryName
+
+
+class IssueComment(Lenient):
+    id: Identifier = ""
+    body: str | None = None
+    user: User | None = None
+    created_at: Time = None
+    updated_at: Time = None
+
+
+class DeliveryBody(Lenient):
+    """The parts of an `issues` or `issue_comment` delivery's body the service reads."""
+
+    action: str = ""
+    issue: Issue
+    repository: Repository
+    sender: User | None = None
+    comment: IssueComment | None = None
+    label: Label | None = None
+
+
+class _NumberedIssue(Lenient):
+    number: IssueNumber
+
+
+class _Identity(Lenient):
+    """Just enough of a delivery to name its issue; the rest is read (and checked) by `to_event`."""
+
+    issue: _NumberedIssue
+    repository: Repository
+
+
+def issue_key(event_name: str, payload: Payload) -> str:
+    """`github:owner/name#123`: which issue a delivery is about, to order its deliveries.
+
+    Cheap enough for the receiver to call after `classify` (whose arguments it takes, the event
+    name unused); `BadPayload` when it cannot be told.
+    """
+    identity = validated(_Identity, payload)
+    return f"github:{identity.repository.full_name}#{identity.issue.number}"
+
+
+def actor(user: User | Payload | None) -> Actor:
+    """A GitHub account; also read from the API's `raw_data`, hence the plain mapping."""
+    if user is None:
+        return Actor(login="")
+    person = user if isinstance(user, User) else validated(User, user, "user")
     return Actor(
-        login=login, is_bot=user.get("type") == "Bot" or login.endswith("[bot]"), id=str(user.get("id", ""))
+        login=person.login, is_bot=person.type == "Bot" or person.login.endswith("[bot]"), id=person.id
     )
 
 
-def _labels(issue: Payload) -> frozenset[str]:
-    return frozenset(str(label["name"]) for label in issue.get("labels") or [] if "name" in label)
+def _labels(issue: Issue) -> frozenset[str]:
+    return frozenset(label.name for label in issue.labels if label.name is not None)
 
 
-def _event_time(payload: Payload) -> dt.datetime | None:
-    issue, comment, action = payload["issue"], payload.get("comment") or {}, payload.get("action")
-    if comment:
-        return parse_time(comment.get("updated_at") if action == "edited" else comment.get("created_at"))
-    field = {"opened": "created_at", "closed": "closed_at"}.get(str(action), "updated_at")
-    return parse_time(issue.get(field)) or parse_time(issue.get("updated_at"))
+def _event_time(delivery: DeliveryBody) -> dt.datetime | None:
+    issue, comment, action = delivery.issue, delivery.comment, delivery.action
+    if comment is not None:
+        return comment.updated_at if action == "edited" else comment.created_at
+    at = {"opened": issue.created_at, "closed": issue.closed_at}.get(action, issue.updated_at)
+    return at or issue.updated_at
 
 
 def snapshot(payload: Payload) -> IssueSnapshot:
-    """The issue as the delivery shows it; nothing is fetched."""
-    issue = payload["issue"]
-    body = issue.get("body") or ""
+    """The issue as the delivery shows it; nothing is fetched. `BadPayload` if it is malformed."""
+    return _snapshot(validated(DeliveryBody, payload))
+
+
+def _snapshot(delivery: DeliveryBody) -> IssueSnapshot:
+    issue = delivery.issue
+    body = issue.body or ""
     return IssueSnapshot(
-        ref=issue_ref(payload),
-        title=str(issue.get("title", "")),
-        is_open=issue.get("state", "open") == "open",
-        status=str(issue.get("state", "open")),
+        ref=_issue_ref(delivery),
+        title=issue.title,
+        is_open=issue.state == "open",
+        status=issue.state,
         labels=_labels(issue),
-        assignees=tuple(str(a["login"]) for a in issue.get("assignees") or [] if "login" in a),
-        reporter=str((issue.get("user") or {}).get("login", "")),
-        reporter_id=str((issue.get("user") or {}).get("id", "")),
+        assignees=tuple(person.login for person in issue.assignees if person.login),
+        reporter=issue.user.login if issue.user else "",
+        reporter_id=issue.user.id if issue.user else "",
         fields=sections(body),
         body=body,
-        created_at=parse_time(issue.get("created_at")),
-        updated_at=parse_time(issue.get("updated_at")),
+        created_at=issue.created_at,
+        updated_at=issue.updated_at,
     )
 
 
-def issue_ref(payload: Payload) -> IssueRef:
-    issue, repository = payload["issue"], payload["repository"]
+def _issue_ref(delivery: DeliveryBody) -> IssueRef:
+    issue = delivery.issue
     return IssueRef(
         source="github",
-        scope=str(repository.get("full_name", "")),
-        key=str(issue.get("number", "")),
-        id=str(issue.get("id", "")),
-        url=str(issue.get("html_url", "")),
+        scope=delivery.repository.full_name,
+        key=str(issue.number),
+        id=issue.id,
+        url=issue.html_url,
     )
 
 
-def _label_change(payload: Payload) -> tuple[frozenset[str], frozenset[str]]:
-    after = _labels(payload["issue"])
-    label = str((payload.get("label") or {}).get("name", ""))
-    if payload.get("action") == "labeled":
+def _label_change(delivery: DeliveryBody) -> tuple[frozenset[str], frozenset[str]]:
+    after = _labels(delivery.issue)
+    label = (delivery.label.name if delivery.label else None) or ""
+    if delivery.action == "labeled":
         return after - {label}, after | {label}
-    if payload.get("action") == "unlabeled":
+    if delivery.action == "unlabeled":
         return after | {label}, after - {label}
     return after, after
 
 
-def _status_change(payload: Payload) -> tuple[str | None, str | None]:
-    action = payload.get("action")
+def _status_change(action: str) -> tuple[str | None, str | None]:
     if action == "closed":
         return "open", "closed"
     if action == "reopened":
@@ -141,35 +240,30 @@ def _status_change(payload: Payload) -> tuple[str | None, str | None]:
 def to_event(
     event_name: str, delivery_id: str, payload: Payload, service_logins: Collection[str] = ()
 ) -> tuple[Event, IssueSnapshot]:
-    """Normalise one delivery; raises `Ignored` or `BadPayload` for what we do not act on."""
+    """Normalise one delivery; raises `Ignored` or `BadPayload` (naming the flaw), nothing else."""
     kind = classify(event_name, payload)
-    sender = actor(payload.get("sender"))
-    labels_before, labels_after = _label_change(payload)
-    status_before, status_after = _status_change(payload)
-    comment = payload.get("comment")
-    issue_snapshot = snapshot(payload)
+    delivery = validated(DeliveryBody, payload)
+    sender = actor(delivery.sender)
+    labels_before, labels_after = _label_change(delivery)
+    status_before, status_after = _status_change(delivery.action)
+    issue_snapshot = _snapshot(delivery)
     event = Event(
         source="github",
         kinds=frozenset({kind}),
         delivery_id=delivery_id,
         actor=sender,
         issue=issue_snapshot.ref,
-        name=f"{event_name}.{payload.get('action')}",
+        name=f"{event_name}.{delivery.action}",
         status_before=status_before,
         status_after=status_after,
         labels_before=labels_before,
         labels_after=labels_after,
-        comment=_comment(comment) if isinstance(comment, dict) else None,
+        comment=_comment(delivery.comment) if delivery.comment else None,
         by_service=sender.login in service_logins,
-        at=_event_time(payload),
+        at=_event_time(delivery),
     )
     return event, issue_snapshot
 
 
-def _comment(comment: Payload) -> Comment:
-    return Comment(
-        author=actor(comment.get("user")),
-        body=str(comment.get("body") or ""),
-        id=str(comment.get("id", "")),
-        at=parse_time(comment.get("created_at")),
-    )
+def _comment(comment: IssueComment) -> Comment:
+    return Comment(author=actor(comment.user), body=comment.body or "", id=comment.id, at=comment.created_at)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection
-from dataclasses import replace
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field, PlainValidator
 
 from connector.errors import BadPayload, Ignored
+from connector.payload import Identifier, Lenient, Time, shape_error, shown, validated
 from policies.models import Actor, Comment, Event, EventKind, IssueRef, IssueSnapshot, Subtask
-from policies.text import parse_time
 
 Payload = dict[str, Any]
 
@@ -39,7 +40,10 @@ WORKFLOW_BOOKKEEPING = frozenset(
     {"resolution", "resolutiondate", "rank", "workflow", "timespent", "worklogid"}
 )
 
-_ISSUE_ID_IN_URL = re.compile(r"/issue/(?P<id>[^/]+)/comment/")
+_ISSUE_ID_IN_URL = re.compile(r"/issue/(?P<id>[0-9]+)/comment/")
+_ISSUE_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_]*-[0-9]+")
+# Nesting no Jira field reaches (a document in Atlassian's format stays well within it).
+_DEEPEST_FIELD = 64
 
 
 def classify(payload: Payload) -> str:
@@ -58,93 +62,238 @@ def classify(payload: Payload) -> str:
     return name
 
 
-def flatten(value: Any) -> str:
-    """A Jira field value as text: options by value, users by name, lists joined."""
+def _issue_key(value: object) -> str:
+    if isinstance(value, str) and _ISSUE_KEY.fullmatch(value):
+        return value
+    raise shape_error('must be an issue key like "PROJ-123"')
+
+
+IssueKey = Annotated[str, PlainValidator(_issue_key)]
+
+
+class User(Lenient):
+    """A person or app; Cloud identifies by `accountId`, Data Center by `name`/`key`."""
+
+    accountId: str | None = None
+    name: str | None = None
+    key: str | None = None
+    displayName: str | None = None
+    accountType: str | None = None
+
+
+class StatusCategory(Lenient):
+    key: str | None = None
+
+
+class Status(Lenient):
+    statusCategory: StatusCategory | None = None
+
+
+class IssueType(Lenient):
+    subtask: bool | None = None
+
+
+class Project(Lenient):
+    key: str | None = None
+
+
+class JiraComment(Lenient):
+    id: Identifier = ""
+    url: str = Field("", alias="self")
+    author: User | None = None
+    body: Any = None
+    jsdPublic: bool | None = None
+    created: Time = None
+
+
+class CommentPage(Lenient):
+    comments: list[JiraComment] = Field(default_factory=list)
+
+
+class SubtaskFields(Lenient):
+    summary: str = ""
+    status: Status | None = None
+
+
+class SubtaskItem(Lenient):
+    key: str = ""
+    fields: SubtaskFields | None = None
+
+
+class Fields(Lenient):
+    """The fields we read by name; all of them (custom fields too) also become snapshot fields."""
+
+    summary: str | None = None
+    status: Status | None = None
+    labels: list[str] = Field(default_factory=list)
+    assignee: User | None = None
+    reporter: User | None = None
+    comment: CommentPage | None = None
+    subtasks: list[SubtaskItem] = Field(default_factory=list)
+    created: Time = None
+    updated: Time = None
+    issuetype: IssueType | None = None
+    parent: dict[str, Any] | None = None
+    project: Project | None = None
+
+
+class Issue(Lenient):
+    id: Identifier = ""
+    key: IssueKey = ""
+    url: str = Field("", alias="self")
+    fields: Fields | None = None
+
+
+_NO_FIELDS = Fields()
+
+
+class ChangeItem(Lenient):
+    field: str = ""
+    fromString: str | None = None
+    toString: str | None = None
+
+
+class Changelog(Lenient):
+    items: list[ChangeItem] = Field(default_factory=list)
+
+
+class DeliveryBody(Lenient):
+    """The parts of a Jira delivery's body the service reads."""
+
+    webhookEvent: str = ""
+    timestamp: Time = None
+    issue_event_type_name: str | None = None
+    user: User | None = None
+    issue: Issue | None = None
+    comment: JiraComment | None = None
+    changelog: Changelog | None = None
+
+
+class _KeyOnly(Lenient):
+    key: IssueKey
+
+
+class _CommentUrl(Lenient):
+    url: str = Field("", alias="self")
+
+
+def issue_key(event_name: str, payload: Payload) -> str:
+    """`jira:PROJ-123`, or `jira:id:10013` for an old Server comment event that names its issue
+    only in the comment's URL: which issue a delivery is about, to order its deliveries.
+
+    Cheap enough for the receiver to call after `classify`; `BadPayload` when it cannot be told.
+    """
+    issue = payload.get("issue")
+    if issue is not None:
+        return f"jira:{validated(_KeyOnly, issue, 'issue').key}"
+    comment = payload.get("comment")
+    if comment is None:
+        raise BadPayload(f"a '{event_name}' delivery names no issue: it has no 'issue' and no 'comment'")
+    url = validated(_CommentUrl, comment, "comment").url
+    match = _ISSUE_ID_IN_URL.search(url)
+    if match is None:
+        raise BadPayload(
+            f"a '{event_name}' delivery names no issue: no 'issue', and comment.self is {shown(url)}"
+        )
+    return f"jira:id:{match.group('id')}"
+
+
+def flatten(value: Any, where: str = "", depth: int = 0) -> str:
+    """A Jira field value as text: options by value, users by name, lists joined.
+
+    `BadPayload` (naming the field, `where`) for a value nested deeper than any field Jira writes,
+    or too big a number to print.
+    """
+    if depth > _DEEPEST_FIELD:
+        raise BadPayload(f"{where or 'a field'} is nested too deeply")
     if value is None:
         return ""
     if isinstance(value, dict):
         for key in ("value", "name", "displayName", "key"):
             if key in value:
-                return flatten(value[key])
+                return flatten(value[key], where, depth + 1)
         return ""
     if isinstance(value, list):
-        return ", ".join(text for text in (flatten(v) for v in value) if text)
-    return str(value)
+        return ", ".join(text for text in (flatten(item, where, depth + 1) for item in value) if text)
+    try:
+        return str(value)
+    except ValueError:  # an integer with more digits than Python will print
+        raise BadPayload(f"{where or 'a field'} is too large a number") from None
 
 
-def actor(user: Payload | None) -> Actor:
+def actor(user: User | None) -> Actor:
     """A person or app; Cloud identifies by `accountId`, Data Center by `name`/`key`."""
-    user = user or {}
-    ident = str(user.get("accountId") or user.get("name") or user.get("key") or "")
-    login = str(user.get("name") or user.get("displayName") or ident)
-    return Actor(login=login, is_bot=user.get("accountType") == "app", id=ident)
+    if user is None:
+        return Actor(login="")
+    ident = user.accountId or user.name or user.key or ""
+    return Actor(login=user.name or user.displayName or ident, is_bot=user.accountType == "app", id=ident)
 
 
-def issue_ref(payload: Payload) -> IssueRef:
-    issue = payload.get("issue")
-    if isinstance(issue, dict):
-        fields = issue.get("fields") or {}
-        project = str((fields.get("project") or {}).get("key", "")) or str(issue.get("key", "")).split("-")[0]
-        return IssueRef(
-            "jira", project, str(issue.get("key", "")), str(issue.get("id", "")), str(issue.get("self", ""))
-        )
+def _issue_ref(delivery: DeliveryBody) -> IssueRef:
+    issue = delivery.issue
+    if issue is not None:
+        project = (issue.fields or _NO_FIELDS).project
+        scope = (project.key if project else None) or issue.key.split("-")[0]
+        return IssueRef("jira", scope, issue.key, issue.id, issue.url)
     # An old Server-style comment event names its issue only in the comment's URL.
-    match = _ISSUE_ID_IN_URL.search(str((payload.get("comment") or {}).get("self", "")))
+    match = _ISSUE_ID_IN_URL.search(delivery.comment.url if delivery.comment else "")
     issue_id = match.group("id") if match else ""
     return IssueRef("jira", "", issue_id, issue_id)
 
 
-def _subtask(item: Payload) -> Subtask:
-    fields = item.get("fields") or {}
-    category = ((fields.get("status") or {}).get("statusCategory") or {}).get("key")
-    return Subtask(
-        title=str(fields.get("summary", "")), done=category == "done", key=str(item.get("key", ""))
-    )
+def _is_done(status: Status | None) -> bool:
+    return bool(status and status.statusCategory and status.statusCategory.key == "done")
+
+
+def _subtask(item: SubtaskItem) -> Subtask:
+    fields = item.fields or SubtaskFields()
+    return Subtask(title=fields.summary, done=_is_done(fields.status), key=item.key)
 
 
 def snapshot(payload: Payload) -> IssueSnapshot:
-    """The issue as the delivery shows it; field values keyed by field id (names need the API)."""
-    issue = payload.get("issue") or {}
-    fields: Payload = issue.get("fields") or {}
-    comments = ((fields.get("comment") or {}).get("comments")) or []
+    """The issue as a delivery (or the API's fields) shows it; `BadPayload` if it is malformed."""
+    return _snapshot(validated(DeliveryBody, payload), payload)
+
+
+def _snapshot(delivery: DeliveryBody, payload: Payload) -> IssueSnapshot:
+    """Field values keyed by field id (names need the API)."""
+    fields = (delivery.issue.fields if delivery.issue else None) or _NO_FIELDS
+    raw_fields = (payload.get("issue") or {}).get("fields") or {}
     return IssueSnapshot(
-        ref=issue_ref(payload),
-        title=flatten(fields.get("summary")),
-        is_open=((fields.get("status") or {}).get("statusCategory") or {}).get("key") != "done",
-        status=flatten(fields.get("status")) or None,
-        labels=frozenset(str(label) for label in fields.get("labels") or []),
-        assignees=(actor(fields["assignee"]).login,) if fields.get("assignee") else (),
-        reporter=actor(fields.get("reporter")).login if fields.get("reporter") else "",
-        reporter_id=actor(fields.get("reporter")).id if fields.get("reporter") else "",
-        priority=flatten(fields.get("priority")) or None,
-        fields={key: flatten(value) for key, value in fields.items()},
-        body=flatten(fields.get("description")),
-        comments=tuple(_comment(c) for c in comments if isinstance(c, dict)),
-        subtasks=tuple(_subtask(s) for s in fields.get("subtasks") or [] if isinstance(s, dict)),
-        created_at=parse_time(fields.get("created")),
-        is_subtask=bool((fields.get("issuetype") or {}).get("subtask"))
-        or isinstance(fields.get("parent"), dict),
+        ref=_issue_ref(delivery),
+        title=fields.summary or "",
+        is_open=not _is_done(fields.status),
+        status=flatten(raw_fields.get("status"), "issue.fields.status") or None,
+        labels=frozenset(fields.labels),
+        assignees=(actor(fields.assignee).login,) if fields.assignee else (),
+        reporter=actor(fields.reporter).login if fields.reporter else "",
+        reporter_id=actor(fields.reporter).id if fields.reporter else "",
+        priority=flatten(raw_fields.get("priority"), "issue.fields.priority") or None,
+        fields={key: flatten(value, f"issue.fields.{key}") for key, value in raw_fields.items()},
+        body=flatten(raw_fields.get("description"), "issue.fields.description"),
+        comments=tuple(_comment(c) for c in fields.comment.comments) if fields.comment else (),
+        subtasks=tuple(_subtask(s) for s in fields.subtasks),
+        created_at=fields.created,
+        # When the issue was as the delivery shows it: the event's time, else the issue's `updated`.
+        updated_at=delivery.timestamp or fields.updated,
+        is_subtask=bool(fields.issuetype and fields.issuetype.subtask) or fields.parent is not None,
     )
 
 
-def _comment(comment: Payload) -> Comment:
+def _comment(comment: JiraComment) -> Comment:
     """Service-management projects mark internal notes with `jsdPublic: false`."""
     return Comment(
-        author=actor(comment.get("author")),
-        body=flatten(comment.get("body")),
-        id=str(comment.get("id", "")),
-        public=comment.get("jsdPublic") is not False,
-        at=parse_time(comment.get("created")),
+        author=actor(comment.author),
+        body=flatten(comment.body, "comment.body"),
+        id=comment.id,
+        public=comment.jsdPublic is not False,
+        at=comment.created,
     )
 
 
-def _changes(payload: Payload) -> dict[str, tuple[str | None, str | None]]:
-    items = (payload.get("changelog") or {}).get("items") or []
-    return {
-        str(item.get("field", "")).casefold(): (item.get("fromString"), item.get("toString"))
-        for item in items
-        if isinstance(item, dict)
-    }
+def _changes(delivery: DeliveryBody) -> dict[str, tuple[str | None, str | None]]:
+    items = delivery.changelog.items if delivery.changelog else []
+    return {item.field.casefold(): (item.fromString, item.toString) for item in items}
 
 
 def _kinds(name: str, changes: dict[str, tuple[str | None, str | None]], has_comment: bool) -> set[EventKind]:
@@ -165,32 +314,26 @@ def _kinds(name: str, changes: dict[str, tuple[str | None, str | None]], has_com
     return kinds or {EventKind.OTHER}
 
 
-def _version(payload: Payload) -> Any:
-    """When the issue was as the delivery shows it: the event's time, else the issue's `updated`."""
-    issue = payload.get("issue")
-    updated = ((issue.get("fields") or {}).get("updated")) if isinstance(issue, dict) else None
-    return parse_time(payload.get("timestamp")) or parse_time(updated)
-
-
 def to_event(
     delivery_id: str, payload: Payload, service_accounts: Collection[str] = ()
 ) -> tuple[Event, IssueSnapshot]:
-    """Normalise one delivery; raises `Ignored` or `BadPayload` for what we do not act on."""
+    """Normalise one delivery; raises `Ignored` or `BadPayload` (naming the flaw), nothing else."""
     name = classify(payload)
-    changes = _changes(payload)
-    comment = payload.get("comment")
-    who = actor(payload.get("user") or (comment or {}).get("author"))
-    issue_snapshot = replace(snapshot(payload), updated_at=_version(payload))
+    delivery = validated(DeliveryBody, payload)
+    changes = _changes(delivery)
+    comment = delivery.comment
+    who = actor(delivery.user or (comment.author if comment else None))
+    issue_snapshot = _snapshot(delivery, payload)
     status_before, status_after = changes.get("status", (None, None))
     labels_before, labels_after = changes.get("labels", (None, None))
     priority_before, priority_after = changes.get("priority", (None, None))
     event = Event(
         source="jira",
-        kinds=frozenset(_kinds(name, changes, isinstance(comment, dict))),
+        kinds=frozenset(_kinds(name, changes, comment is not None)),
         delivery_id=delivery_id,
         actor=who,
         issue=issue_snapshot.ref,
-        name=str(payload.get("issue_event_type_name") or name),
+        name=delivery.issue_event_type_name or name,
         status_before=status_before,
         status_after=status_after,
         labels_before=frozenset((labels_before or "").split())
@@ -201,8 +344,8 @@ def to_event(
         else issue_snapshot.labels,
         priority_before=priority_before,
         priority_after=priority_after,
-        comment=_comment(comment) if isinstance(comment, dict) else None,
+        comment=_comment(comment) if comment else None,
         by_service=bool(who.id) and (who.id in service_accounts or who.login in service_accounts),
-        at=parse_time(payload.get("timestamp")),
+        at=delivery.timestamp,
     )
     return event, issue_snapshot

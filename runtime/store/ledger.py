@@ -36,6 +36,16 @@ def issue_key(ref: IssueRef) -> str:
     return f"{ref.source}:{ref}"
 
 
+def ref_from_key(key: str) -> IssueRef:
+    """The issue a key names, as far as the key tells (the inverse of `issue_key`); for the audit
+    of a delivery that could not be read any further."""
+    source, _, rest = key.partition(":")
+    if source == "github":
+        scope, _, number = rest.rpartition("#")
+        return IssueRef("github", scope, number)
+    return IssueRef("jira", rest.split("-")[0] if "-" in rest else "", rest)
+
+
 @dataclass(frozen=True)
 class IssueMemory:
     """What a delivery needs to know of an issue before it is judged."""
