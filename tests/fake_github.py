@@ -352,7 +352,8 @@ class FakeGithubServer:
     # --- the call log -------------------------------------------------------------------------
 
     def calls(self, kind: str | None = None) -> list[Call]:
-        """A copy of the log, in order of arrival; only the endpoint `kind` (e.g. "issue.get") if given."""
+        """A copy of the log in the order requests were answered; only endpoint `kind` ("issue.get", ...)
+        if given. Paths are percent-decoded."""
         with self._lock:
             return [c for c in self._calls if kind in (None, c.kind)]
 
@@ -369,20 +370,24 @@ class FakeGithubServer:
         return Counter(c.kind for c in self.writes(effective=effective))
 
     def wait_for(self, predicate: Callable[[list[Call]], bool], timeout: float = 10.0) -> bool:
-        """Block until `predicate(calls)` holds (checked after every request) or `timeout` passes."""
+        """Block until `predicate(calls)` holds (checked after every request, with the lock held: do
+        not keep the list) or `timeout` passes; whether it holds."""
         with self._changed:
             return self._changed.wait_for(lambda: predicate(self._calls), timeout)
 
     # --- state for tests ----------------------------------------------------------------------
 
     def put_issue(self, repo: str, number: int, **fields: Any) -> None:
-        """Set an issue's fields (title, body, state, labels, user, ...); the issue is created if new."""
+        """Set an issue's fields (title, body, state, labels, user, ...) as they are, without events;
+        the issue is created if new."""
         with self._lock:
             issue = self._issue(repo, number)
             for name, value in fields.items():
                 if not hasattr(issue, name):
                     raise AttributeError(f"FakeIssue has no field {name!r}")
-                setattr(issue, name, list(value) if isinstance(value, tuple) else value)
+                setattr(issue, name, copy.deepcopy(list(value) if isinstance(value, tuple) else value))
+            if "state" in fields and "closed_at" not in fields:
+                issue.closed_at = (issue.closed_at or _now()) if issue.state == "closed" else None
 
     def add_comment(self, repo: str, number: int, body: str, user: str | None = None) -> int:
         """A comment someone (`default_author` unless `user`) made; its id."""
@@ -416,9 +421,9 @@ class FakeGithubServer:
 
     # --- serving (called by the handler) ------------------------------------------------------
 
-    def serve(self, method: str, target: str, body: Any) -> tuple[Call, bool]:
-        """Answer one request; the second value says to drop the connection instead of answering."""
-        arrived, wall = time.monotonic(), time.time()
+    def serve(self, method: str, target: str, body: Any, arrived: float, wall: float) -> tuple[Call, bool]:
+        """Answer one request that `arrived` (monotonic; `wall`: time.time()); the second value says to
+        drop the connection instead of answering."""
         parts = urlsplit(target)
         request = _Request(method, unquote(parts.path), parse_qs(parts.query), body)
         with self._changed:
@@ -924,6 +929,7 @@ class _Handler(BaseHTTPRequestHandler):
         """Quiet: the call log says what happened."""
 
     def _answer(self) -> None:
+        arrived, wall = time.monotonic(), time.time()  # the request line and headers are in
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
         try:
@@ -933,7 +939,7 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path.startswith("/_fake/"):
             self._send(*self._control())
             return
-        call, drop = self.server.fake.serve(self.command, self.path, body)
+        call, drop = self.server.fake.serve(self.command, self.path, body, arrived, wall)
         if drop:
             self.close_connection = True
             _hang_up(self.connection)
