@@ -137,7 +137,7 @@ def process(services: Services, delivery: Delivery, received: Received) -> Outco
         event.issue,
         f"{delivery.source}:{delivery.delivery_id}",
         services.clock,
-        complete=not memory.known or memory.as_of is not None,
+        complete=memory.journaled,
     )
     applied = connector.apply(delivery, event, snapshot, tracker_actions, journal)
     happened = what_happened(decision, [(a.action, a.outcome) for a in applied])

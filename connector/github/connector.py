@@ -54,6 +54,7 @@ from policies.needs import Needs
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
+_U = TypeVar("_U")
 
 MARKER_PREFIX = "<!-- sopguard:"
 
@@ -362,9 +363,26 @@ class _IssueSession:
         if action.on_existing == CommentPolicy.UPDATE_ONLY:
             return "skipped: no earlier comment to update"
         self.journal.begin(key)
-        posted = self.connector._call(lambda: self.target.issue.create_comment(body))
+        posted = self.write_once(lambda: self.target.issue.create_comment(body), lambda: self._find(tag))
+        if isinstance(posted, _Posted):
+            self.journal.done(key, {"id": posted.id, "digest": posted.digest})
+            return f"skipped: already posted (comment {posted.id})"
         self.journal.done(key, {"id": posted.id, "digest": digest})
         return "applied"
+
+    def write_once(self, write: Callable[[], _T], landed: Callable[[], _U | None]) -> _T | _U:
+        """`write` with the quick retries, where a try after a failed one first asks `landed`
+        whether the failed one took effect after all (its answer may have been lost)."""
+        tried = False
+
+        def attempt() -> _T | _U:
+            nonlocal tried
+            if tried and (found := landed()) is not None:
+                return found
+            tried = True
+            return write()
+
+        return self.connector._call(attempt)
 
     def _may_predate_journal(self, action: PostComment) -> bool:
         """Whether a comment without a journal entry may still be on the issue: an older sopguard
@@ -415,35 +433,38 @@ class _ChildItem:
     action: CreateSubtasks
     title: str
 
-    @property
-    def _key(self) -> str:
-        return f"sub-issue:{self.action.checklist}:{self.title}"
-
     def ensure(self) -> int:
-        """1 when this call (or an earlier try of it) created the item, 0 when it was already there."""
-        journal, issue = self.session.journal, self.session.target.issue
-        earlier = journal.recall(self._key)
-        if earlier is not None and earlier.state == "done" and earlier.result.get("linked"):
-            return int(earlier.result.get("created", 1))
-        child_id = int(earlier.result["id"]) if earlier is not None and "id" in earlier.result else None
-        if earlier is not None and earlier.state == "started":
-            if self.title in self._linked_titles():
-                journal.done(self._key, {"linked": True, "created": 1})
-                return 1
-            found = self._created_earlier()
-            child_id = found.id if found is not None else None
+        """1: the item exists and is linked, made by this call or by an earlier try of it."""
+        journal, issue, call = self.session.journal, self.session.target.issue, self.session.connector._call
+        create_key = f"sub-issue:{self.action.checklist}:{self.title}"
+        link_key = f"sub-issue-link:{self.action.checklist}:{self.title}"
+        link = journal.recall(link_key)
+        if link is not None and link.state == "done":
+            return 1
+        created = journal.recall(create_key)
+        child_id = int(created.result["id"]) if created is not None and created.state == "done" else None
         if child_id is None:
-            journal.begin(self._key)
-            child_id = self.session.connector._call(self._create).id
-        journal.done(self._key, {"id": child_id, "linked": False})
-        journal.begin(self._key)
-        self.session.connector._call(lambda: issue.add_sub_issue(child_id))
-        journal.done(self._key, {"id": child_id, "linked": True, "created": 1})
+            found = call(self._created_earlier) if created is not None else None  # begun: it may exist
+            if found is None:
+                journal.begin(create_key)
+                found = self.session.write_once(self._create, self._created_earlier)
+            child_id = found.id
+            journal.done(create_key, {"id": child_id, "number": found.number})
+        linked_id = child_id
+
+        def is_linked() -> int | None:
+            return linked_id if self.title in self._linked_titles() else None
+
+        if link is not None and call(is_linked) is not None:
+            journal.done(link_key, {"id": child_id})
+            return 1
+        journal.begin(link_key)
+        self.session.write_once(lambda: issue.add_sub_issue(linked_id), is_linked)
+        journal.done(link_key, {"id": child_id})
         return 1
 
     def _linked_titles(self) -> set[str]:
-        issue = self.session.target.issue
-        return self.session.connector._call(lambda: {c.title for c in issue.get_sub_issues()})
+        return {c.title for c in self.session.target.issue.get_sub_issues()}
 
     @property
     def _marker(self) -> str:
@@ -461,18 +482,10 @@ class _ChildItem:
     def _created_earlier(self) -> Issue | None:
         """An item whose creation timed out after it happened: open, labelled, with our marker."""
         repository = self.session.target.repository
-        candidates = self.session.connector._call(
-            lambda: list(
-                zip(
-                    repository.get_issues(
-                        state="open", labels=sorted(self.action.labels), sort="created", direction="desc"
-                    ),
-                    range(100),
-                    strict=False,
-                )
-            )
+        candidates = repository.get_issues(
+            state="open", labels=sorted(self.action.labels), sort="created", direction="desc"
         )
-        for candidate, _ in candidates:
+        for candidate, _ in zip(candidates, range(100), strict=False):
             if candidate.title == self.title and self._marker in (candidate.body or ""):
                 return candidate
         return None

@@ -55,6 +55,7 @@ class IssueMemory:
     priority: str | None = None
     as_of: dt.datetime | None = None
     known: bool = False
+    journaled: bool = True  # every write sopguard made on the issue is in the journal
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,12 @@ class Ledger:
         if row is None:
             return IssueMemory()
         return IssueMemory(
-            row["last_state"], row["manual_priority"], row["priority"], aware(row["as_of"]), known=True
+            row["last_state"],
+            row["manual_priority"],
+            row["priority"],
+            aware(row["as_of"]),
+            known=True,
+            journaled=bool(row["journaled"]),
         )
 
     def remember_state(self, ref: IssueRef, state: str, now: dt.datetime) -> None:
@@ -148,7 +154,7 @@ class Ledger:
             db.execute(insert(timeline), [{"ref": key, "entry": encode(e)} for e in ledger.entries])
         updated = db.execute(update(issues).where(issues.c.ref == key).values(**changes, updated_at=now))
         if updated.rowcount == 0:
-            db.execute(insert(issues).values(ref=key, **changes, updated_at=now))
+            db.execute(insert(issues).values(ref=key, **changes, journaled=True, updated_at=now))
 
     def followed(
         self,

@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
 )
 
 metadata = MetaData()
@@ -91,6 +92,8 @@ issues = Table(
     Column("next_due_at", DateTime(timezone=True), index=True),
     Column("history_before", DateTime(timezone=True)),
     Column("as_of", DateTime(timezone=True)),
+    # False for an issue of a release before the journal: sopguard may have written to it unjournaled.
+    Column("journaled", Boolean, nullable=False, server_default=false()),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 

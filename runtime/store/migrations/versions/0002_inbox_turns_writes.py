@@ -5,7 +5,9 @@
   `attempts`, `not_before`, `failing_since`, `error`. An old row still `queued` or `received` cannot
   be run: its body stayed in the old queue. It becomes `failed`, with an error that says so.
 - new tables: `turns` (per-issue leases) and `writes` (the journal of tracker writes);
-- `issues.as_of`.
+- `issues.as_of` (the newest moment of the issue a delivery showed) and `issues.journaled` (false
+  for the issues of the previous release: sopguard may have written to them before it kept a
+  journal, so a connector looks on the tracker before a first write there).
 
 The table is rebuilt through a holding table rather than altered in place, so that on every database
 its constraints and indexes get the names a fresh `create_all` gives them.
@@ -112,11 +114,13 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("issues") as batch:
         batch.add_column(sa.Column("as_of", sa.DateTime(timezone=True)))
+        batch.add_column(sa.Column("journaled", sa.Boolean, nullable=False, server_default=sa.false()))
 
 
 def downgrade() -> None:
     """Back to the baseline: bodies, attempts, errors, leases and the journal are lost."""
     with op.batch_alter_table("issues") as batch:
+        batch.drop_column("journaled")
         batch.drop_column("as_of")
     op.drop_table("writes")
     op.drop_table("turns")
