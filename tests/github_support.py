@@ -254,9 +254,13 @@ class Service:
         return ran
 
 
-def service(tmp_path: Path) -> Service:
+def service(tmp_path: Path, database_url: str = "") -> Service:
+    """A sopguard app acting on the fake GitHub; its database in `tmp_path`, or at `database_url`."""
     settings = Settings(
-        data_dir=tmp_path / "var", github_webhook_secret=GITHUB_SECRET, jira_webhook_secret=JIRA_SECRET
+        data_dir=tmp_path / "var",
+        database_url=database_url,
+        github_webhook_secret=GITHUB_SECRET,
+        jira_webhook_secret=JIRA_SECRET,
     )
     slept: list[float] = []
     connector = GithubConnector(auth=Auth.Token("test-token"), sleep=slept.append)

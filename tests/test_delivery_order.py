@@ -59,9 +59,11 @@ def github(no_network: responses.RequestsMock) -> Iterator[FakeGithub]:
     fake.check_against_openapi()
 
 
-@pytest.fixture
-def sopguard(tmp_path: Path) -> Service:
-    return service(tmp_path)
+@pytest.fixture(params=["sqlite", "postgresql"])
+def sopguard(request: pytest.FixtureRequest, tmp_path: Path) -> Service:
+    """The same scenarios with the database in SQLite and in a real PostgreSQL."""
+    url = request.getfixturevalue("fresh_postgres_url") if request.param == "postgresql" else ""
+    return service(tmp_path, url)
 
 
 def _deliver_together(sopguard: Service, payloads: list[tuple[str, dict[str, Any]]]) -> None:
