@@ -269,9 +269,11 @@ class _IssueSession:
                 key = f"state:{self.delivery.delivery_id}:{action.status}"
                 return self._once(key, partial(self._state, action.status))
             case PostComment():
-                return self._comment(action)
+                return self.connector._call(partial(self._comment, action))
             case CreateSubtasks():
-                created = sum(_ChildItem(self, action, title).ensure() for title in action.titles)
+                created = sum(
+                    self.connector._call(_ChildItem(self, action, title).ensure) for title in action.titles
+                )
                 return f"applied ({created} created)" if created else "skipped: every item already exists"
         return f"skipped: {type(action).__name__} does not apply to GitHub"
 
@@ -321,6 +323,8 @@ class _IssueSession:
     # --- comments ---------------------------------------------------------------------------
 
     def _comment(self, action: PostComment) -> str:
+        """One try at the comment, as a whole: a quick retry after a lost answer starts here again,
+        so it finds the `started` entry and looks for the comment instead of posting it twice."""
         key = f"comment:{action.marker}"
         tag = marker_text(action.marker)
         body = f"{action.body.rstrip()}\n\n{tag}\n"
@@ -339,13 +343,13 @@ class _IssueSession:
                 self.journal.done(key, {"id": existing.id, "digest": digest})
                 return "skipped: already up to date"
             self.journal.begin(key)
-            self.connector._call(partial(self._edit, existing.id, body))
+            self._edit(existing.id, body)
             self.journal.done(key, {"id": existing.id, "digest": digest})
             return "applied (edited)"
         if action.on_existing == CommentPolicy.UPDATE_ONLY:
             return "skipped: no earlier comment to update"
         self.journal.begin(key)
-        posted = self.connector._call(lambda: self.target.issue.create_comment(body))
+        posted = self.target.issue.create_comment(body)
         self.journal.done(key, {"id": posted.id, "digest": digest})
         return "applied"
 
@@ -356,7 +360,7 @@ class _IssueSession:
 
     def _find(self, tag: str) -> _Posted | None:
         if self.comments is None:
-            self.comments = self.connector._call(lambda: list(self.target.issue.get_comments()))
+            self.comments = list(self.target.issue.get_comments())
         found = next((c for c in self.comments if tag in (c.body or "")), None)
         self.comments = None  # read again next time: this one may be stale by then
         return _Posted(found.id, comment_digest(found.body or "")) if found is not None else None
@@ -392,7 +396,7 @@ class _Target:
 class _ChildItem:
     """One checklist item as a sub-issue: created, then linked; each step journaled. After a try
     whose answer was lost, the item is looked for (under the parent, then among the issues we
-    created) instead of being made again."""
+    created) instead of being made again. `ensure` is retried as a whole, never a bare write."""
 
     session: _IssueSession
     action: CreateSubtasks
@@ -417,16 +421,15 @@ class _ChildItem:
             child_id = found.id if found is not None else None
         if child_id is None:
             journal.begin(self._key)
-            child_id = self.session.connector._call(self._create).id
+            child_id = self._create().id
         journal.done(self._key, {"id": child_id, "linked": False})
         journal.begin(self._key)
-        self.session.connector._call(lambda: issue.add_sub_issue(child_id))
+        issue.add_sub_issue(child_id)
         journal.done(self._key, {"id": child_id, "linked": True, "created": 1})
         return 1
 
     def _linked_titles(self) -> set[str]:
-        issue = self.session.target.issue
-        return self.session.connector._call(lambda: {c.title for c in issue.get_sub_issues()})
+        return {c.title for c in self.session.target.issue.get_sub_issues()}
 
     @property
     def _marker(self) -> str:
@@ -444,18 +447,10 @@ class _ChildItem:
     def _created_earlier(self) -> Issue | None:
         """An item whose creation timed out after it happened: open, labelled, with our marker."""
         repository = self.session.target.repository
-        candidates = self.session.connector._call(
-            lambda: list(
-                zip(
-                    repository.get_issues(
-                        state="open", labels=sorted(self.action.labels), sort="created", direction="desc"
-                    ),
-                    range(100),
-                    strict=False,
-                )
-            )
+        candidates = repository.get_issues(
+            state="open", labels=sorted(self.action.labels), sort="created", direction="desc"
         )
-        for candidate, _ in candidates:
+        for candidate, _ in zip(candidates, range(100), strict=False):
             if candidate.title == self.title and self._marker in (candidate.body or ""):
                 return candidate
         return None
