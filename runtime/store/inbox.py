@@ -10,6 +10,8 @@ so none is repeated).
 
 Statuses: `queued` (waiting, maybe until `not_before` after a transient failure), `processing`,
 and the final `processed`, `ignored` and `failed`. A redelivery of a failed delivery queues it again.
+A delivery just received (or queued again) has no `not_before`: it is ready at once, whatever the
+consumer's clock says (the receiver's and a consumer's clocks need not agree).
 """
 
 from __future__ import annotations
@@ -141,11 +143,10 @@ class Inbox:
                         received_at=received,
                         status="queued",
                         attempts=0,
-                        not_before=received,
                     )
                 )
         except IntegrityError:
-            return "requeued" if self._requeue([key], received, body) else "duplicate"
+            return "requeued" if self._requeue([key], body) else "duplicate"
         self.notify()
         return "queued"
 
@@ -293,16 +294,17 @@ class Inbox:
         ]
 
     def retry(self, keys: Sequence[str] | None, now: dt.datetime) -> int:
-        """Queue failed deliveries again (all of them when `keys` is None); how many were."""
+        """Queue failed deliveries again (all of them when `keys` is None), ready at once whatever
+        `now` is; how many were."""
         if keys is None:
             keys = [failed.key for failed in self.failed(limit=1_000_000)]
-        return self._requeue(keys, as_utc(now), None)
+        return self._requeue(keys, None)
 
-    def _requeue(self, keys: Sequence[str], now: dt.datetime | None, body: bytes | None) -> int:
+    def _requeue(self, keys: Sequence[str], body: bytes | None) -> int:
         values: dict[str, object] = {
             "status": "queued",
             "attempts": 0,
-            "not_before": now,
+            "not_before": None,
             "failing_since": None,
             "error": None,
             "processed_at": None,
