@@ -296,6 +296,7 @@ def test_a_delay_notice_is_recorded_in_the_ledger_and_the_audit_log(
     assert [(e.rule_id, e.sop, e.reasons) for e in audit] == [
         ("delay-announced", "S3.3", ["delay announced by dana"])
     ]
+    assert [e.at for e in audit] == [MONDAY_10]  # the instant it was processed, whatever the clock's zone
 
 
 def test_a_valid_close_asks_for_a_rating_and_the_reporters_score_is_counted(
