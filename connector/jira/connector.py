@@ -7,7 +7,8 @@ Requests per delivery, with warm caches (README.md, "Jira: calls per scenario", 
   beyond the first). Field names of the policy are resolved with `GET /field` once per process,
   again when a name is unknown (at most every `field_refresh_after` seconds).
 - `apply`: `MoveToStatus` GET + POST transitions; `SetPriority` and `ChangeLabels` one PUT together;
-  `PostComment` one GET of the marker property per delivery, then POST comment + PUT property;
+  `PostComment` one GET of the marker property per delivery (none when the journal already has the
+  comment with this text), then POST comment + PUT property;
   `CreateSubtasks` one GET of the sub-tasks, then one POST per missing item. The deployment type
   (`GET /serverInfo`) is read once, before the first comment.
 """
