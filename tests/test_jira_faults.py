@@ -7,12 +7,15 @@ sent again once Jira shows it did not happen. The retry layer's sleeps are recor
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import pytest
 import requests
 import responses
 
+from connector.retry import QUICK_ATTEMPTS
+from tests.conftest import drain, services_of
 from tests.jira_support import (
     CLOUD,
     DEPLOYMENTS,
@@ -209,36 +212,80 @@ def test_a_connection_error_while_learning_who_we_are_is_retried(
     assert fake.status == "To Do"
 
 
-def test_a_wait_longer_than_a_worker_should_block_fails_the_action_without_sleeping(
+def test_a_wait_longer_than_a_worker_should_block_postpones_the_delivery_without_sleeping(
     no_network: responses.RequestsMock, tmp_path: Path
 ) -> None:
+    """Jira asks for an hour: the worker does not block, the delivery waits in the inbox that long,
+    then runs again; the journal keeps the move from being made twice, and the comment lands once."""
     scenario = transition_undone(CLOUD)
     fake, sopguard = start(no_network, tmp_path / "var", scenario, CLOUD)
+    services, inbox = services_of(sopguard.app), sopguard.intake.store.inbox
+    now = dt.datetime(2026, 11, 23, 2, 0, tzinfo=dt.UTC)
+    services.clock = lambda: now
     fake.fail("POST", "/comment", (429, {"Retry-After": "3600"}, ""))
 
     sopguard.deliver(scenario.payload, "long-1")
 
     assert sopguard.slept == []
-    assert fake.our_comments() == [] and "sopguard" not in fake.properties
+    assert fake.our_comments() == [] and "sopguard" not in fake.properties and fake.status == "To Do"
+    assert inbox.status("jira", "long-1") == "queued" and sopguard.outcomes("long-1") == {}
+    assert inbox.error("jira", "long-1") == "the tracker is unavailable: the tracker asked to wait 3600 s"
+
+    services.clock = lambda: now + dt.timedelta(minutes=59)
+    assert drain(sopguard.app) == 0  # not before the hour Jira asked for
+    seen = len(fake.calls())
+    services.clock = lambda: now + dt.timedelta(hours=1, seconds=1)
+    assert drain(sopguard.app) == 1
+
+    issue = issue_path(fake)
+    assert fake.calls()[seen:] == [  # the move is not made again; the comment, once
+        f"GET {issue}/comment",  # the POST was begun: Jira is asked whether it happened
+        f"GET {issue}/properties/sopguard",
+        post_comment(fake),
+        f"PUT {issue}/properties/sopguard",
+    ]
+    assert len(fake.our_comments()) == 1 and fake.status == "To Do"
+    assert inbox.status("jira", "long-1") == "processed"
     assert sopguard.outcomes("long-1")["follow-the-lifecycle"] == (
-        "failed: TooLongToWait: the tracker asked to wait 3600 s; applied (transition 'Move to To Do' to To Do)"
+        "applied (transition 'Move to To Do' to To Do); applied"
     )
 
 
 def test_when_the_markers_cannot_be_read_no_comment_is_risked(
     no_network: responses.RequestsMock, tmp_path: Path
 ) -> None:
+    """Without the markers a comment could be a second one: none is posted, the delivery waits and
+    runs again, and then the comment is posted once (the move, journaled, is not made again)."""
     scenario = transition_undone(CLOUD)
     fake, sopguard = start(no_network, tmp_path / "var", scenario, CLOUD)
-    fake.fail("GET", "/properties/sopguard", *[(500, {}, "")] * 5)
+    services, inbox = services_of(sopguard.app), sopguard.intake.store.inbox
+    now = dt.datetime(2026, 11, 23, 2, 0, tzinfo=dt.UTC)
+    services.clock = lambda: now
+    fake.fail("GET", "/properties/sopguard", *[(500, {}, "")] * QUICK_ATTEMPTS)
+    issue = issue_path(fake)
 
     sopguard.deliver(scenario.payload, "blind-1")
 
-    assert fake.calls().count(f"GET {issue_path(fake)}/properties/sopguard") == 5
-    assert [_is_backoff(wait, step) for step, wait in enumerate(sopguard.slept)] == [True] * 4
+    assert fake.calls().count(f"GET {issue}/properties/sopguard") == QUICK_ATTEMPTS
+    assert [_is_backoff(wait, step) for step, wait in enumerate(sopguard.slept)] == [True] * (
+        QUICK_ATTEMPTS - 1
+    )
     assert fake.our_comments() == [] and fake.status == "To Do"
+    assert inbox.status("jira", "blind-1") == "queued" and sopguard.outcomes("blind-1") == {}
+
+    seen = len(fake.calls())
+    services.clock = lambda: now + dt.timedelta(minutes=1)  # past the first back-off (5 s ± 20 %)
+    assert drain(sopguard.app) == 1
+
+    assert fake.calls()[seen:] == [
+        f"GET {issue}/properties/sopguard",
+        SERVER_INFO,
+        post_comment(fake),
+        f"PUT {issue}/properties/sopguard",
+    ]
+    assert len(fake.our_comments()) == 1 and fake.status == "To Do"
     assert sopguard.outcomes("blind-1")["follow-the-lifecycle"] == (
-        "failed: HTTP 500: no details; applied (transition 'Move to To Do' to To Do)"
+        "applied (transition 'Move to To Do' to To Do); applied"
     )
 
 

@@ -54,7 +54,6 @@ from policies.needs import Needs
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
-_U = TypeVar("_U")
 
 MARKER_PREFIX = "<!-- sopguard:"
 
@@ -287,9 +286,11 @@ class _IssueSession:
                 key = f"state:{self.delivery.delivery_id}:{action.status}"
                 return self._once(key, partial(self._state, action.status))
             case PostComment():
-                return self._comment(action)
+                return self.connector._call(partial(self._comment, action))
             case CreateSubtasks():
-                created = sum(_ChildItem(self, action, title).ensure() for title in action.titles)
+                created = sum(
+                    self.connector._call(_ChildItem(self, action, title).ensure) for title in action.titles
+                )
                 return f"applied ({created} created)" if created else "skipped: every item already exists"
         return f"skipped: {type(action).__name__} does not apply to GitHub"
 
@@ -339,6 +340,8 @@ class _IssueSession:
     # --- comments ---------------------------------------------------------------------------
 
     def _comment(self, action: PostComment) -> str:
+        """One try at the comment, as a whole: a quick retry after a lost answer starts here again,
+        so it finds the `started` entry and looks for the comment instead of posting it twice."""
         key = f"comment:{action.marker}"
         tag = marker_text(action.marker)
         body = f"{action.body.rstrip()}\n\n{tag}\n"
@@ -357,32 +360,15 @@ class _IssueSession:
                 self.journal.done(key, {"id": existing.id, "digest": digest})
                 return "skipped: already up to date"
             self.journal.begin(key)
-            self.connector._call(partial(self._edit, existing.id, body))
+            self._edit(existing.id, body)
             self.journal.done(key, {"id": existing.id, "digest": digest})
             return "applied (edited)"
         if action.on_existing == CommentPolicy.UPDATE_ONLY:
             return "skipped: no earlier comment to update"
         self.journal.begin(key)
-        posted = self.write_once(lambda: self.target.issue.create_comment(body), lambda: self._find(tag))
-        if isinstance(posted, _Posted):
-            self.journal.done(key, {"id": posted.id, "digest": posted.digest})
-            return f"skipped: already posted (comment {posted.id})"
+        posted = self.target.issue.create_comment(body)
         self.journal.done(key, {"id": posted.id, "digest": digest})
         return "applied"
-
-    def write_once(self, write: Callable[[], _T], landed: Callable[[], _U | None]) -> _T | _U:
-        """`write` with the quick retries, where a try after a failed one first asks `landed`
-        whether the failed one took effect after all (its answer may have been lost)."""
-        tried = False
-
-        def attempt() -> _T | _U:
-            nonlocal tried
-            if tried and (found := landed()) is not None:
-                return found
-            tried = True
-            return write()
-
-        return self.connector._call(attempt)
 
     def _may_predate_journal(self, action: PostComment) -> bool:
         """Whether a comment without a journal entry may still be on the issue: an older sopguard
@@ -391,7 +377,7 @@ class _IssueSession:
 
     def _find(self, tag: str) -> _Posted | None:
         if self.comments is None:
-            self.comments = self.connector._call(lambda: list(self.target.issue.get_comments()))
+            self.comments = list(self.target.issue.get_comments())
         found = next((c for c in self.comments if tag in (c.body or "")), None)
         self.comments = None  # read again next time: this one may be stale by then
         return _Posted(found.id, comment_digest(found.body or "")) if found is not None else None
@@ -427,15 +413,17 @@ class _Target:
 class _ChildItem:
     """One checklist item as a sub-issue: created, then linked; each step journaled. After a try
     whose answer was lost, the item is looked for (under the parent, then among the issues we
-    created) instead of being made again."""
+    created) instead of being made again. `ensure` is retried as a whole, never a bare write."""
 
     session: _IssueSession
     action: CreateSubtasks
     title: str
 
     def ensure(self) -> int:
-        """1: the item exists and is linked, made by this call or by an earlier try of it."""
-        journal, issue, call = self.session.journal, self.session.target.issue, self.session.connector._call
+        """1: the item exists and is linked, made by this step or by an earlier try of it. The
+        whole step is one retried unit: a try after a lost answer reads the journal again and looks
+        for what that answer would have said before writing."""
+        journal, issue = self.session.journal, self.session.target.issue
         create_key = f"sub-issue:{self.action.checklist}:{self.title}"
         link_key = f"sub-issue-link:{self.action.checklist}:{self.title}"
         link = journal.recall(link_key)
@@ -444,22 +432,15 @@ class _ChildItem:
         created = journal.recall(create_key)
         child_id = int(created.result["id"]) if created is not None and created.state == "done" else None
         if child_id is None:
-            found = call(self._created_earlier) if created is not None else None  # begun: it may exist
+            found = self._created_earlier() if created is not None else None  # begun: it may exist
             if found is None:
                 journal.begin(create_key)
-                found = self.session.write_once(self._create, self._created_earlier)
+                found = self._create()
             child_id = found.id
             journal.done(create_key, {"id": child_id, "number": found.number})
-        linked_id = child_id
-
-        def is_linked() -> int | None:
-            return linked_id if self.title in self._linked_titles() else None
-
-        if link is not None and call(is_linked) is not None:
-            journal.done(link_key, {"id": child_id})
-            return 1
-        journal.begin(link_key)
-        self.session.write_once(lambda: issue.add_sub_issue(linked_id), is_linked)
+        if link is None or self.title not in self._linked_titles():
+            journal.begin(link_key)
+            issue.add_sub_issue(child_id)
         journal.done(link_key, {"id": child_id})
         return 1
 

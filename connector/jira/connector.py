@@ -7,7 +7,8 @@ Requests per delivery, with warm caches (README.md, "Jira: calls per scenario", 
   beyond the first). Field names of the policy are resolved with `GET /field` once per process,
   again when a name is unknown (at most every `field_refresh_after` seconds).
 - `apply`: `MoveToStatus` GET + POST transitions; `SetPriority` and `ChangeLabels` one PUT together;
-  `PostComment` one GET of the marker property per delivery, then POST comment + PUT property;
+  `PostComment` one GET of the marker property per delivery (none when the journal already has the
+  comment with this text), then POST comment + PUT property;
   `CreateSubtasks` one GET of the sub-tasks, then one POST per missing item. The deployment type
   (`GET /serverInfo`) is read once, before the first comment.
 """
@@ -340,7 +341,6 @@ class _Run:
         self.stuck: dict[str, _Stuck] = {}
         self._markers: dict[str, markers.Posted] | None = None
         self._edit_outcome: str | None = None
-        self._last_posted = ""
 
     def apply(self, action: Action) -> Applied:
         try:
@@ -444,55 +444,59 @@ class _Run:
         return self._markers
 
     def _comment(self, action: PostComment) -> str:
+        """Journaled: a comment the journal has is judged without reading the markers, with the
+        same reasons the markers would give; only a POST is `started`, so only a lost POST is looked for."""
         key = f"comment:{action.marker}"
+        body_digest = markers.digest(action.body)
         earlier = self.journal.recall(key)
         if earlier is not None and earlier.state == "done":
-            same = earlier.result.get("digest") == markers.digest(action.body)
-            if action.on_existing in (CommentPolicy.ONCE, CommentPolicy.NEW) or same:
-                return f"skipped: already posted (comment {earlier.result.get('id', '?')})"
+            known = markers.Posted(str(earlier.result.get("id", "?")), str(earlier.result.get("digest", "")))
+            if action.on_existing == CommentPolicy.NEW:
+                return f"skipped: already posted (comment {known.comment_id})"
+            if reason := markers.skip_reason(action.on_existing, known, body_digest):
+                return reason
         if earlier is not None and earlier.state == "started":
             found = self._find_comment(action.marker)  # the answer to an earlier try was lost
             if found is not None:
-                self.journal.done(
-                    key, {"id": str(found.get("id", "")), "digest": markers.digest(action.body)}
-                )
+                self.journal.done(key, {"id": str(found.get("id", "")), "digest": body_digest})
                 return f"skipped: already posted (comment {found.get('id', '?')})"
-        self.journal.begin(key)
-        outcome = self._comment_now(action)
-        self.journal.done(key, {"id": self._last_posted, "digest": markers.digest(action.body)})
-        return outcome
+        return self._comment_now(action, key)
 
-    def _comment_now(self, action: PostComment) -> str:
+    def _comment_now(self, action: PostComment, key: str) -> str:
+        body_digest = markers.digest(action.body)
         if action.on_existing == CommentPolicy.NEW:
             # Claimed by the caller (an SLA notice): one POST; a timed-out try is found by its property.
-            self._post(action.body, action.marker)
+            self._post(action.body, action.marker, key, body_digest)
             return "applied"
         posted = self._posted()
         earlier = posted.get(action.marker)
-        body_digest = markers.digest(action.body)
         reason = markers.skip_reason(action.on_existing, earlier, body_digest)
         if reason:
+            if earlier is not None:  # on the issue already: the journal knows it from now on
+                self.journal.done(key, {"id": earlier.comment_id, "digest": earlier.digest})
             return reason
         body = action.body
         if (stuck := self.stuck.get(action.rule_id)) and not action.marker.startswith("not-undone:"):
             # The undo failed: the engine's text for a change that stands, and why it stands.
             body = with_note(action.body_if_not_undone or body, stuck.note(self.policy.locale))
-        comment = self._post(body, action.marker)
+        comment = self._post(body, action.marker, key, body_digest)
         posted.pop(action.marker, None)  # re-inserted last: pruning drops the oldest markers first
         posted[action.marker] = markers.Posted(str(comment.get("id", "")), body_digest)
         self.api.set_issue_property(self.key, markers.PROPERTY, markers.encode(posted))
         return f"applied (follow-up to comment {earlier.comment_id})" if earlier else "applied"
 
-    def _post(self, markdown: str, marker: str) -> Json:
+    def _post(self, markdown: str, marker: str, key: str, body_digest: str) -> Json:
+        """One comment, journaled: `started` just before the POST, `done` with its id after it."""
         actor = self.event.actor
         mentions = {actor.login: actor.id} if actor.login and actor.id else {}
         body: str | Json = (
             to_adf(markdown, mentions) if self.connector.is_cloud() else to_wiki(markdown, mentions)
         )
+        self.journal.begin(key)
         comment = self.api.add_comment(
             self.key, body, {markers.PROPERTY: {"marker": marker}}, lambda: self._find_comment(marker)
         )
-        self._last_posted = str(comment.get("id", ""))
+        self.journal.done(key, {"id": str(comment.get("id", "")), "digest": body_digest})
         return comment
 
     def _find_comment(self, marker: str) -> Json | None:

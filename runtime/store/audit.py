@@ -12,7 +12,7 @@ from sqlalchemy import Engine, insert, select
 from sqlalchemy.engine import Connection
 
 from policies.models import Action, Decision, IssueRef, RuleResult
-from runtime.store.database import aware
+from runtime.store.database import as_utc, aware
 from runtime.store.schema import audit
 
 
@@ -86,7 +86,13 @@ class AuditLog:
         issue: str,
         event: str,
     ) -> None:
-        common = {"at": at, "delivery_id": delivery_id, "source": source, "issue": issue, "event": event}
+        common = {
+            "at": as_utc(at),
+            "delivery_id": delivery_id,
+            "source": source,
+            "issue": issue,
+            "event": event,
+        }
         db.execute(insert(audit), [{**common, **row} for row in rows])
 
     def record_notice(

@@ -10,6 +10,8 @@ so none is repeated).
 
 Statuses: `queued` (waiting, maybe until `not_before` after a transient failure), `processing`,
 and the final `processed`, `ignored` and `failed`. A redelivery of a failed delivery queues it again.
+A delivery just received (or queued again) has no `not_before`: it is ready at once, whatever the
+consumer's clock says (the receiver's and a consumer's clocks need not agree).
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from connector.base import Recorded, WriteState
+from runtime.store.database import as_utc
 from runtime.store.schema import writes
 
 
@@ -60,7 +61,12 @@ class IssueJournal:
         self._record(key, "failed", {"reason": reason})
 
     def _record(self, key: str, state: WriteState, result: Mapping[str, Any]) -> None:
-        values = {"state": state, "result": dict(result), "delivery": self.delivery, "at": self.clock()}
+        values = {
+            "state": state,
+            "result": dict(result),
+            "delivery": self.delivery,
+            "at": as_utc(self.clock()),
+        }
         with self.engine.begin() as db:
             changed = db.execute(
                 update(writes).where(writes.c.issue == self.issue, writes.c.key == key).values(**values)

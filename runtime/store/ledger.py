@@ -152,9 +152,12 @@ class Ledger:
         key = issue_key(ref)
         if ledger.entries:
             db.execute(insert(timeline), [{"ref": key, "entry": encode(e)} for e in ledger.entries])
-        updated = db.execute(update(issues).where(issues.c.ref == key).values(**changes, updated_at=now))
+        updated_at = as_utc(now)
+        updated = db.execute(
+            update(issues).where(issues.c.ref == key).values(**changes, updated_at=updated_at)
+        )
         if updated.rowcount == 0:
-            db.execute(insert(issues).values(ref=key, **changes, journaled=True, updated_at=now))
+            db.execute(insert(issues).values(ref=key, **changes, journaled=True, updated_at=updated_at))
 
     def followed(
         self,
@@ -257,7 +260,7 @@ class Ledger:
             with self.engine.begin() as db:
                 db.execute(
                     insert(notifications).values(
-                        ref=issue_key(ref), target=target, cycle=cycle, threshold=threshold, at=now
+                        ref=issue_key(ref), target=target, cycle=cycle, threshold=threshold, at=as_utc(now)
                     )
                 )
         except IntegrityError:
