@@ -19,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from config import loader
 from config.loader import PolicyError, decode_policy, load_policy, parse_policy
 from config.schema import Policy
 
@@ -27,9 +28,10 @@ SOP_LINES = SOP_BYTES.splitlines(keepends=True)
 YAML_LINE_BREAK = re.compile("\r\n|[\n\r\x85\u2028\u2029]")
 
 FUZZ = settings(
-    max_examples=int(os.environ.get("FUZZ_EXAMPLES", "150")),
+    max_examples=int(os.environ.get("FUZZ_EXAMPLES", "100")),
     deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
+    # The one fixture that varies per test, `yaml_parser`, is the same for every example.
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 
 SYNTAX = [":", ": ", "- ", "[", "]", "{", "}", ",", "&a ", "*a", "!", "!!int ", "|", ">", "'", '"', "#", "?"]
@@ -109,6 +111,15 @@ def _assert_inside(error: PolicyError, text: str, path: str) -> None:
         assert problem.message
 
 
+@pytest.fixture(params=["libyaml", "python"])
+def yaml_parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both parsers the loader may use: libyaml where PyYAML has it, else PyYAML's own."""
+    if request.param == "python":
+        monkeypatch.setattr(loader, "_LOADER", loader._PythonPolicyLoader)
+    elif loader._LOADER is loader._PythonPolicyLoader:
+        pytest.skip("PyYAML was built without libyaml")
+
+
 @pytest.fixture(scope="module")
 def policy_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("fuzz") / "policy.yaml"
@@ -116,7 +127,9 @@ def policy_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @FUZZ
 @given(mutated_policies())
-def test_any_file_gives_a_policy_or_problems_inside_it(policy_file: Path, data: bytes) -> None:
+def test_any_file_gives_a_policy_or_problems_inside_it(
+    yaml_parser: None, policy_file: Path, data: bytes
+) -> None:
     policy_file.write_bytes(data)
     try:
         assert isinstance(load_policy(policy_file), Policy)
@@ -126,7 +139,7 @@ def test_any_file_gives_a_policy_or_problems_inside_it(policy_file: Path, data: 
 
 @FUZZ
 @given(mutated_policies().map(lambda data: data.decode("utf-8", errors="replace")))
-def test_any_text_gives_a_policy_or_problems_inside_it(text: str) -> None:
+def test_any_text_gives_a_policy_or_problems_inside_it(yaml_parser: None, text: str) -> None:
     try:
         assert isinstance(parse_policy(text, "policy.yaml"), Policy)
     except PolicyError as error:

@@ -20,6 +20,7 @@ from click.testing import CliRunner
 from pydantic import ValidationError
 
 import cli
+from config import loader
 from config.loader import (
     MAX_DEPTH,
     MAX_NODES,
@@ -986,3 +987,59 @@ def test_validate_command_shows_the_encoding_warning_with_the_problems(tmp_path:
     assert result.exit_code == 1
     assert "mode: Input should be" in result.stdout
     assert result.stderr.startswith(f"{copy}: read as GB18030 (not UTF-8); save it as UTF-8\n")
+
+
+NAMED_CASES: dict[str, str] = {
+    "control": mutate(("mode: enforce #", "mode: enf\x01orce #")),
+    "surrogate": mutate(("mode: enforce #", "mode: enf\ud800orce #")),
+    "date": mutate((HOLIDAYS_LINE, HOLIDAYS_LINE + "      extra_holidays: [2024-02-30]\n")),
+    "nesting": SOP_TEXT + "deep: " + "[" * 60 + "]" * 60 + "\n",
+    "alias-bomb": SOP_TEXT + ALIAS_BOMB,
+    "recursive-alias": SOP_TEXT + "loop: &loop [1, *loop]\n",
+    "node-limit": "x: [" + "1, " * MAX_NODES + "]\n",
+    "invalid-yaml": mutate(
+        ("  tier_field: customer-tier\n", "  tier_field: customer-tier\n   bad: indent\n")
+    ),
+}
+
+
+def test_a_lone_surrogate_is_a_problem_at_its_position() -> None:
+    broken = NAMED_CASES["surrogate"]
+
+    problem = only_problem(broken)
+
+    assert problem == Problem(
+        POLICY_PATH,
+        *where(broken, "\ud800"),
+        "invalid YAML: character U+D800 is not allowed (a control or special character)",
+    )
+
+
+@pytest.mark.parametrize("text", NAMED_CASES.values(), ids=NAMED_CASES.keys())
+def test_pyyaml_own_parser_reports_the_same_problems_as_libyaml(
+    monkeypatch: pytest.MonkeyPatch, text: str
+) -> None:
+    """The loader uses libyaml's parser where PyYAML has it; PyYAML's own must agree on positions,
+    and on the messages the loader writes (the two word their YAML syntax errors differently)."""
+    with_libyaml = problems_of(text)
+    monkeypatch.setattr(loader, "_LOADER", loader._PythonPolicyLoader)
+
+    with_pyyaml = problems_of(text)
+
+    assert [(p.line, p.column) for p in with_pyyaml] == [(p.line, p.column) for p in with_libyaml]
+    syntax_error = (
+        "invalid YAML: " in with_libyaml[0].message and "character U+" not in with_libyaml[0].message
+    )
+    assert syntax_error or with_pyyaml == with_libyaml
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=RecursionError,
+    reason="config/checks.py parses each template with Jinja, whose parser recurses once per bracket",
+)
+def test_a_template_nested_too_deeply_is_a_problem_not_a_recursion_error() -> None:
+    needle = "{{ target }} target of this {{ level }} issue is"
+    broken = mutate((needle, needle.replace("target", "[" * 200 + "]" * 200, 1)))
+
+    assert only_problem(broken).line == where(broken, "{{ [[[")[0]
