@@ -485,7 +485,12 @@ def read_policy(path: Path | str | None = None) -> LoadedPolicy:
 
 def load_policy(path: Path | str | None = None) -> Policy:
     """Load the policy at `path`, or the default SOP policy shipped with sopguard; warnings are logged."""
-    loaded = read_policy(path)
+    try:
+        loaded = read_policy(path)
+    except PolicyError as error:
+        for warning in error.warnings:
+            _log.warning(warning)
+        raise
     for warning in loaded.warnings:
         _log.warning(warning)
     return loaded.policy

@@ -6,6 +6,7 @@ Every broken policy here is the default `config/sop.yaml` with a few text replac
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import re
@@ -1043,3 +1044,21 @@ def test_a_template_nested_too_deeply_is_a_problem_not_a_recursion_error() -> No
     broken = mutate((needle, needle.replace("target", "[" * 200 + "]" * 200, 1)))
 
     assert only_problem(broken).line == where(broken, "{{ [[[")[0]
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [("mode: enforce #", "mode: enforce #"), ("mode: enforce #", "mode: enforc #")],
+    ids=["valid", "with-a-problem"],
+)
+def test_load_policy_logs_the_encoding_warning_whether_or_not_the_policy_is_valid(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, edit: Edit
+) -> None:
+    """`serve` and `worker` load through `load_policy`; the warning reaches their log."""
+    copy = tmp_path / "gbk.yaml"
+    copy.write_bytes(mutate(edit).encode("gbk"))
+
+    with caplog.at_level("WARNING", logger="config.loader"), contextlib.suppress(PolicyError):
+        load_policy(copy)
+
+    assert caplog.messages == [f"{copy}: read as GB18030 (not UTF-8); save it as UTF-8"]
