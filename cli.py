@@ -15,7 +15,7 @@ import click
 from pydantic import ValidationError
 
 from config.checks import all_rules
-from config.loader import PolicyError, load_policy
+from config.loader import PolicyError, load_policy, read_policy
 from config.schema import Policy
 from config.settings import Settings
 from connector.delivery import Delivery
@@ -165,12 +165,17 @@ def validate(path: Path | None) -> None:
     """
     path = path or _settings().policy
     try:
-        policy = load_policy(path)
+        loaded = read_policy(path)
     except PolicyError as error:
+        for warning in error.warnings:
+            click.echo(warning, err=True)
         for problem in error.problems:
             click.echo(str(problem))
         click.echo(f"{len(error.problems)} problem(s) found", err=True)
         sys.exit(1)
+    for warning in loaded.warnings:
+        click.echo(warning, err=True)
+    policy = loaded.policy
     rules = len(list(all_rules(dict(policy))))
     click.echo(
         f"{path or 'default policy'}: valid ({len(policy.workflow.states)} states, "

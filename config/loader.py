@@ -2,18 +2,24 @@
 
 The YAML is composed into nodes first, so each value keeps the line and column it came from;
 pydantic's error locations and the cross-reference checks are then mapped back to those nodes.
+
+Whatever the bytes, the result is a policy or problems, never another exception, and quickly:
+the file's size, its nesting depth and its node count (an alias counts as every node it repeats,
+which stops "billion laughs") are bounded while the YAML is composed, before anything is built.
 """
 
 from __future__ import annotations
 
+import codecs
 import difflib
+import logging
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import yaml
 from pydantic import TypeAdapter, ValidationError
@@ -26,11 +32,136 @@ from config.template_checks import file_position
 Loc = tuple[str | int, ...]
 
 DEFAULT_POLICY_NAME = "sop.yaml"
+MAX_POLICY_SIZE = 512_000
+"""Bytes in a policy file, characters in policy text: the default policy is about 24 kB."""
+MAX_NODES = 10_000
+"""YAML nodes in a policy, each alias counted as the nodes it repeats: the default has about 1,300."""
+MAX_DEPTH = 50
+"""Levels of nesting in a policy: the default has 8."""
+
+_log = logging.getLogger(__name__)
+_LINE_BREAK = re.compile("\r\n|[\n\r\x85\u2028\u2029]")
+"""What PyYAML counts as the end of a line, so positions computed here agree with its marks."""
+_SCALAR_KINDS = {"timestamp": "a date", "int": "an integer", "float": "a number", "bool": "a boolean"}
 
 
-class _PolicyYamlLoader(yaml.SafeLoader):
-    """SafeLoader without YAML 1.1's `on/off/yes/no` booleans: `mode: off` must stay a string."""
+class _Mark(Protocol):
+    """PyYAML's marks (`yaml.Mark`, and libyaml's): 0-based."""
 
+    line: int
+    column: int
+
+
+class _NodeProblem(Exception):
+    """A problem at one node while composing or constructing the YAML: a limit, or a value that cannot be built."""
+
+    def __init__(self, mark: _Mark | None, message: str) -> None:
+        super().__init__(message)
+        self.line, self.column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        self.message = message
+
+
+class _PolicyYamlLoader(yaml.composer.Composer, yaml.constructor.SafeConstructor, yaml.resolver.Resolver):
+    """SafeLoader without YAML 1.1's `on/off/yes/no` booleans (`mode: off` must stay a string),
+    with the size limits enforced while composing and every constructor failure tied to its node.
+
+    The events come from a parser mixed in below: libyaml's when PyYAML was built with it (its
+    scanner is about 20 times faster than PyYAML's own), else PyYAML's.
+    """
+
+    def __init__(self, text: str) -> None:
+        yaml.composer.Composer.__init__(self)
+        yaml.constructor.SafeConstructor.__init__(self)
+        yaml.resolver.Resolver.__init__(self)
+        self._depth = 0
+        self._nodes = 0
+        self._open_anchors: set[str] = set()
+        self._anchor_sizes: dict[str, int] = {}
+
+    if TYPE_CHECKING:  # from the parser mixed in
+
+        def peek_event(self) -> yaml.Event: ...
+        def dispose(self) -> None: ...
+
+    def _count(self, nodes: int, mark: _Mark | None, alias: str | None = None) -> None:
+        self._nodes += nodes
+        if self._nodes <= MAX_NODES:
+            return
+        if alias is None:
+            raise _NodeProblem(mark, f"more than {MAX_NODES:,} YAML nodes; a policy this large is refused")
+        raise _NodeProblem(
+            mark,
+            f"alias *{alias} repeats {nodes:,} nodes, past the limit of {MAX_NODES:,} for the whole policy",
+        )
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            if event.anchor in self._open_anchors:
+                raise _NodeProblem(event.start_mark, f"alias *{event.anchor} is inside the node it refers to")
+            if event.anchor in self._anchor_sizes:
+                self._count(self._anchor_sizes[event.anchor], event.start_mark, event.anchor)
+            return super().compose_node(parent, index)
+        self._depth += 1
+        if self._depth > MAX_DEPTH:
+            raise _NodeProblem(event.start_mark, f"nesting deeper than {MAX_DEPTH} levels")
+        self._count(1, event.start_mark)
+        before, anchor = self._nodes, getattr(event, "anchor", None)
+        if anchor is not None:
+            self._open_anchors.add(anchor)
+        node = super().compose_node(parent, index)
+        if anchor is not None:
+            self._open_anchors.discard(anchor)
+            self._anchor_sizes[anchor] = self._nodes - before + 1
+        self._depth -= 1
+        return node
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        """PyYAML's constructors raise ValueError, KeyError, AttributeError... on some scalars
+        (`2024-02-30`, `0x_`, `!!bool maybe`); each becomes a problem at its node."""
+        try:
+            return super().construct_object(node, deep)
+        except (yaml.YAMLError, _NodeProblem):
+            raise
+        except Exception as error:
+            raise _NodeProblem(node.start_mark, _unbuildable(node, error)) from None
+
+
+def _unbuildable(node: yaml.Node, error: Exception) -> str:
+    kind = str(node.tag).rsplit(":", 1)[-1]
+    if isinstance(node, yaml.ScalarNode):
+        value = str(node.value)
+        shown = value if len(value) <= 40 else value[:37] + "..."
+        reason = str(error) if isinstance(error, ValueError) else "not a valid value"
+        return f"cannot read '{shown}' as {_SCALAR_KINDS.get(kind, f'!!{kind}')}: {reason}"
+    return f"cannot build this !!{kind} node: {error}"
+
+
+class _PythonPolicyLoader(yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser, _PolicyYamlLoader):
+    def __init__(self, text: str) -> None:
+        yaml.reader.Reader.__init__(self, text)
+        yaml.scanner.Scanner.__init__(self)
+        yaml.parser.Parser.__init__(self)
+        _PolicyYamlLoader.__init__(self, text)
+
+
+def _fastest_loader() -> type[_PolicyYamlLoader]:
+    try:
+        from yaml._yaml import CParser
+    except ImportError:  # PyYAML built without libyaml
+        return _PythonPolicyLoader
+
+    class _LibyamlPolicyLoader(_PolicyYamlLoader, CParser):
+        """Its reader errors carry a byte offset into the UTF-8 text, not a character index."""
+
+        def __init__(self, text: str) -> None:
+            CParser.__init__(self, text)
+            _PolicyYamlLoader.__init__(self, text)
+
+    return _LibyamlPolicyLoader
+
+
+_LOADER = _fastest_loader()
 
 _PolicyYamlLoader.yaml_implicit_resolvers = {
     first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
@@ -53,10 +184,14 @@ class Problem:
 
 
 class PolicyError(Exception):
-    """The policy file cannot be used; `problems` lists every reason, in file order."""
+    """The policy file cannot be used; `problems` lists every reason, in file order.
 
-    def __init__(self, problems: list[Problem]) -> None:
+    `warnings` are about how the file was read (see `decode_policy`), shown before the problems.
+    """
+
+    def __init__(self, problems: list[Problem], warnings: list[str] | None = None) -> None:
         self.problems = sorted(problems)
+        self.warnings = warnings or []
         super().__init__("\n".join(str(p) for p in self.problems))
 
 
@@ -100,19 +235,59 @@ def _index_nodes(document: _Document, node: yaml.Node, loc: Loc) -> None:
             _index_nodes(document, item, (*loc, index))
 
 
-def _parse(text: str, path: str) -> _Document:
-    loader = _PolicyYamlLoader(text)
+def _position(text: str, index: int) -> tuple[int, int]:
+    """1-based line and column of `text[index]`, counted as PyYAML counts them."""
+    line, line_start = 1, 0
+    for line_break in _LINE_BREAK.finditer(text, 0, index):
+        line, line_start = line + 1, line_break.end()
+    return line, index - line_start - text.count("\ufeff", line_start, index) + 1
+
+
+def _refused_character(text: str, index: int, path: str) -> Problem:
+    line, column = _position(text, index)
+    message = (
+        f"invalid YAML: character U+{ord(text[index]):04X} is not allowed (a control or special character)"
+    )
+    return Problem(path, line, column, message)
+
+
+def _reader_problem(error: yaml.reader.ReaderError, text: str, path: str) -> Problem:
+    index = error.position
+    if _LOADER is not _PythonPolicyLoader:
+        index = len(text.encode("utf-8")[:index].decode("utf-8", errors="ignore"))
+    return _refused_character(text, min(index, len(text) - 1), path)
+
+
+def _compose(text: str, path: str) -> tuple[yaml.Node, Any]:
+    loader: _PolicyYamlLoader | None = None
     try:
+        loader = _LOADER(text)
         node = loader.get_single_node()
         if node is None:
             raise PolicyError([Problem(path, 1, 1, "the file is empty")])
-        document = _Document(data=loader.construct_document(node))
+        return node, loader.construct_document(node)
+    except yaml.reader.ReaderError as error:
+        raise PolicyError([_reader_problem(error, text, path)]) from None
+    except UnicodeEncodeError as error:  # libyaml reads UTF-8: a lone surrogate cannot be encoded
+        raise PolicyError([_refused_character(text, error.start, path)]) from None
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        raise PolicyError([Problem(path, line, column, f"invalid YAML: {error.problem}")]) from None
+        message = error.problem or error.context
+        raise PolicyError([Problem(path, line, column, f"invalid YAML: {message}")]) from None
+    except _NodeProblem as error:
+        raise PolicyError([Problem(path, error.line, error.column, error.message)]) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
+
+
+def _parse(text: str, path: str) -> _Document:
+    if len(text) > MAX_POLICY_SIZE:
+        message = f"the policy has {len(text):,} characters; the limit is {MAX_POLICY_SIZE:,}"
+        raise PolicyError([Problem(path, 1, 1, message)])
+    node, data = _compose(text, path)
+    document = _Document(data=data)
     _index_nodes(document, node, ())
     if not isinstance(document.data, dict):
         raise PolicyError([Problem(path, 1, 1, "a policy is a mapping of sections (workflow:, ...)")])
@@ -250,13 +425,79 @@ def parse_policy(text: str, path: str = "<policy>") -> Policy:
     return policy
 
 
-def load_policy(path: Path | str | None = None) -> Policy:
-    """Load the policy at `path`, or the default SOP policy shipped with sopguard."""
-    if path is None:
-        text = resources.files("config").joinpath(DEFAULT_POLICY_NAME).read_text(encoding="utf-8")
-        return parse_policy(text, f"<default>/{DEFAULT_POLICY_NAME}")
+def _mostly_utf8(data: bytes) -> bool:
+    """Whether more of the non-ASCII characters decode as UTF-8 than fail: a damaged UTF-8 file."""
+    text = data.decode("utf-8", errors="replace")
+    failed = text.count("\ufffd")
+    return sum(1 for char in text if ord(char) > 0x7F) - failed > failed
+
+
+def decode_policy(data: bytes, path: str) -> tuple[str, list[str]]:
+    """The text of a policy file, and warnings about how it was read.
+
+    UTF-8, with or without a byte-order mark, is the format. A file that is not UTF-8 but is all
+    GB18030 (GBK's superset, what Chinese Windows editors save) is read as GB18030 with a warning,
+    unless most of its non-ASCII text is UTF-8: then it is a damaged UTF-8 file, and reading it as
+    GB18030 would garble the rest. Anything else is a problem at the first byte that cannot be read.
+    """
+    body = data.removeprefix(codecs.BOM_UTF8)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        return body.decode("utf-8"), []
+    except UnicodeDecodeError as error:
+        failure, encodings = error, "not UTF-8 text"
+    if not _mostly_utf8(body):
+        try:
+            return body.decode("gb18030"), [f"{path}: read as GB18030 (not UTF-8); save it as UTF-8"]
+        except UnicodeDecodeError as error:
+            failure, encodings = error, "neither UTF-8 nor GB18030"
+    readable = body[: failure.start].decode(failure.encoding)
+    line, column = _position(readable, len(readable))
+    message = f"{encodings}: cannot decode byte 0x{body[failure.start]:02X}; save the file as UTF-8"
+    raise PolicyError([Problem(path, line, column, message)])
+
+
+@dataclass(frozen=True)
+class LoadedPolicy:
+    """A policy read from a file, with the warnings a reader should see (e.g. the encoding it guessed)."""
+
+    policy: Policy
+    warnings: list[str]
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        with path.open("rb") as file:
+            data = file.read(MAX_POLICY_SIZE + 1)
     except OSError as error:
         raise PolicyError([Problem(str(path), 1, 1, f"cannot read the file: {error.strerror}")]) from None
-    return parse_policy(text, str(path))
+    if len(data) > MAX_POLICY_SIZE:
+        message = f"the file is larger than {MAX_POLICY_SIZE:,} bytes, the limit for a policy"
+        raise PolicyError([Problem(str(path), 1, 1, message)])
+    return data
+
+
+def read_policy(path: Path | str | None = None) -> LoadedPolicy:
+    """Read the policy at `path` (or the default shipped with sopguard) with its warnings."""
+    if path is None:
+        data = resources.files("config").joinpath(DEFAULT_POLICY_NAME).read_bytes()
+        name = f"<default>/{DEFAULT_POLICY_NAME}"
+    else:
+        data, name = _read_bytes(Path(path)), str(path)
+    text, warnings = decode_policy(data, name)
+    try:
+        return LoadedPolicy(parse_policy(text, name), warnings)
+    except PolicyError as error:
+        raise PolicyError(error.problems, warnings) from None
+
+
+def load_policy(path: Path | str | None = None) -> Policy:
+    """Load the policy at `path`, or the default SOP policy shipped with sopguard; warnings are logged."""
+    try:
+        loaded = read_policy(path)
+    except PolicyError as error:
+        for warning in error.warnings:
+            _log.warning(warning)
+        raise
+    for warning in loaded.warnings:
+        _log.warning(warning)
+    return loaded.policy

@@ -6,6 +6,7 @@ Every broken policy here is the default `config/sop.yaml` with a few text replac
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import re
@@ -20,7 +21,18 @@ from click.testing import CliRunner
 from pydantic import ValidationError
 
 import cli
-from config.loader import PolicyError, Problem, load_policy, parse_policy
+from config import loader
+from config.loader import (
+    MAX_DEPTH,
+    MAX_NODES,
+    MAX_POLICY_SIZE,
+    LoadedPolicy,
+    PolicyError,
+    Problem,
+    load_policy,
+    parse_policy,
+    read_policy,
+)
 from config.schema import Mode, Policy, Rule, ScopeMatch
 
 SOP_PATH = Path(__file__).parents[1] / "config" / "sop.yaml"
@@ -760,3 +772,299 @@ def test_default_policy_validates_against_the_schema() -> None:
     jsonschema.validate(document, schema_output())
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({**document, "workflows": document["workflow"]}, schema_output())
+
+
+# --- any bytes: encodings, characters YAML refuses, values PyYAML cannot build, limits -----------------
+
+HOLIDAYS_LINE = "      holidays: {country: CN}\n"
+ALIAS_BOMB = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
+    f"{name}: &{name} [{', '.join([f'*{previous}'] * 9)}]\n"
+    for previous, name in zip("abcdefgh", "bcdefghi", strict=True)
+)
+
+
+def file_problems(path: Path) -> list[Problem]:
+    with pytest.raises(PolicyError) as caught:
+        load_policy(path)
+    return caught.value.problems
+
+
+def test_a_policy_saved_as_gbk_is_read_as_gb18030_with_a_warning(tmp_path: Path) -> None:
+    copy = tmp_path / "gbk.yaml"
+    copy.write_bytes(SOP_TEXT.encode("gbk"))
+
+    loaded = read_policy(copy)
+
+    assert loaded.policy == parse_policy(SOP_TEXT)
+    assert loaded.warnings == [f"{copy}: read as GB18030 (not UTF-8); save it as UTF-8"]
+
+
+def test_a_byte_order_mark_is_accepted_without_a_warning(tmp_path: Path) -> None:
+    copy = tmp_path / "bom.yaml"
+    copy.write_bytes(b"\xef\xbb\xbf" + SOP_TEXT.encode("utf-8"))
+
+    assert read_policy(copy) == LoadedPolicy(parse_policy(SOP_TEXT), [])
+
+
+def test_a_file_neither_utf8_nor_gb18030_is_a_problem_at_the_first_bad_byte(tmp_path: Path) -> None:
+    broken = mutate(("mode: enforce #", "mode: enf\ufffdrce #"))
+    copy = tmp_path / "gbk-and-latin.yaml"
+    before, after = broken.split("\ufffd")
+    copy.write_bytes(before.encode("gbk") + b"\xff" + after.encode("gbk"))
+
+    [problem] = file_problems(copy)
+
+    message = "neither UTF-8 nor GB18030: cannot decode byte 0xFF; save the file as UTF-8"
+    assert problem == Problem(str(copy), *where(broken, "\ufffd"), message)
+
+
+def test_a_damaged_utf8_file_is_not_read_as_gb18030(tmp_path: Path) -> None:
+    """These bytes are all GB18030 (garbled), but most of the non-ASCII text is UTF-8."""
+    copy = tmp_path / "damaged.yaml"
+    data = "title: 中文\nmode: enf\ufffdrce\n".encode().replace("\ufffd".encode(), b"\x85")
+    assert "中文" not in data.decode("gb18030")
+    copy.write_bytes(data)
+
+    [problem] = file_problems(copy)
+
+    assert problem == Problem(
+        str(copy), 2, 10, "not UTF-8 text: cannot decode byte 0x85; save the file as UTF-8"
+    )
+
+
+def test_a_control_character_is_a_problem_at_its_position() -> None:
+    broken = mutate(("mode: enforce #", "mode: enf\x01orce #"))
+
+    problem = only_problem(broken)
+
+    assert problem == Problem(
+        POLICY_PATH,
+        *where(broken, "\x01"),
+        "invalid YAML: character U+0001 is not allowed (a control or special character)",
+    )
+
+
+def test_an_impossible_date_is_a_problem_at_the_value() -> None:
+    broken = mutate((HOLIDAYS_LINE, HOLIDAYS_LINE + "      extra_holidays: [2024-01-01, 2024-02-30]\n"))
+
+    problem = only_problem(broken)
+
+    assert problem == Problem(
+        POLICY_PATH,
+        *where(broken, "2024-02-30"),
+        "cannot read '2024-02-30' as a date: day is out of range for month",
+    )
+
+
+def test_a_leap_day_is_a_holiday() -> None:
+    policy = parse_policy(mutate((HOLIDAYS_LINE, HOLIDAYS_LINE + "      extra_holidays: [2024-02-29]\n")))
+
+    assert policy.sla.calendars[0].extra_holidays == [dt.date(2024, 2, 29)]
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (
+            "9" * 5000,
+            "cannot read '9999999999999999999999999999999999999...' as an integer: Exceeds the limit",
+        ),
+        ("0x_", "cannot read '0x_' as an integer: invalid literal for int() with base 16: ''"),
+        ("!!bool maybe", "cannot read 'maybe' as a boolean: not a valid value"),
+        ("!!timestamp noon", "cannot read 'noon' as a date: not a valid value"),
+    ],
+)
+def test_a_scalar_pyyaml_cannot_build_is_a_problem_at_the_value(value: str, message: str) -> None:
+    broken = mutate(("  tier_field: customer-tier\n", f"  tier_field: {value}\n"))
+
+    problem = only_problem(broken)
+
+    assert (problem.line, problem.column) == where(broken, f"tier_field: {value}", value)
+    assert problem.message.startswith(message)
+
+
+def test_nesting_deeper_than_the_limit_is_a_problem_at_the_first_node_too_deep() -> None:
+    # The top-level mapping is level 1, so `deep:`'s value starts at level 2.
+    broken = SOP_TEXT + "deep: " + "[" * 60 + "]" * 60 + "\n"
+    line, column = where(broken, "deep: ")
+
+    problem = only_problem(broken)
+
+    assert problem == Problem(
+        POLICY_PATH, line, column + len("deep: ") + MAX_DEPTH - 1, "nesting deeper than 50 levels"
+    )
+
+
+def test_nesting_up_to_the_limit_is_composed() -> None:
+    broken = SOP_TEXT + "deep: " + "[" * (MAX_DEPTH - 1) + "]" * (MAX_DEPTH - 1) + "\n"
+
+    assert "unknown key 'deep' in the top level" in only_problem(broken).message
+
+
+def test_an_alias_bomb_is_refused_at_the_alias_that_passes_the_node_limit() -> None:
+    broken = SOP_TEXT + ALIAS_BOMB
+
+    problem = only_problem(broken)
+
+    assert problem == Problem(
+        POLICY_PATH,
+        *where(broken, "e: &e [*d", "*d"),
+        f"alias *d repeats 7,381 nodes, past the limit of {MAX_NODES:,} for the whole policy",
+    )
+
+
+def test_a_few_aliases_are_fine() -> None:
+    policy = parse_policy(
+        mutate(
+            ("  pause_states: [waiting-for-customer]\n", "  pause_states: &paused [waiting-for-customer]\n")
+        )
+    )
+
+    assert policy.sla.pause_states == ["waiting-for-customer"]
+
+
+def test_an_alias_inside_its_own_anchor_is_a_problem() -> None:
+    broken = SOP_TEXT + "loop: &loop [1, *loop]\n"
+
+    assert only_problem(broken) == Problem(
+        POLICY_PATH, *where(broken, "*loop]"), "alias *loop is inside the node it refers to"
+    )
+
+
+def test_more_nodes_than_the_limit_is_a_problem_at_the_first_node_past_it() -> None:
+    text = "x: [" + "1, " * MAX_NODES + "]\n"
+
+    problem = only_problem(text)
+
+    assert problem.message == f"more than {MAX_NODES:,} YAML nodes; a policy this large is refused"
+    assert problem.line == 1
+
+
+def test_a_file_larger_than_the_limit_is_refused_unread(tmp_path: Path) -> None:
+    copy = tmp_path / "big.yaml"
+    copy.write_bytes(SOP_TEXT.encode() + b"#" * MAX_POLICY_SIZE)
+
+    assert file_problems(copy) == [
+        Problem(str(copy), 1, 1, f"the file is larger than {MAX_POLICY_SIZE:,} bytes, the limit for a policy")
+    ]
+
+
+BROKEN_FILES: dict[str, bytes] = {
+    "not-utf8": b"mode: enf\xffrce\n",
+    "damaged-utf8": "title: 中文\nmode: enf\x85rce\n".encode().replace(b"\xc2\x85", b"\x85"),
+    "control": b"mode: enf\x01orce\n",
+    "date": SOP_TEXT.replace(HOLIDAYS_LINE, HOLIDAYS_LINE + "      extra_holidays: [2024-02-30]\n").encode(),
+    "nesting": SOP_TEXT.encode() + b"deep: " + b"[" * 500 + b"]" * 500 + b"\n",
+    "alias-bomb": SOP_TEXT.encode() + ALIAS_BOMB.encode(),
+}
+
+
+@pytest.mark.parametrize("data", BROKEN_FILES.values(), ids=BROKEN_FILES.keys())
+def test_validate_command_reports_problems_not_a_traceback(tmp_path: Path, data: bytes) -> None:
+    copy = tmp_path / "broken.yaml"
+    copy.write_bytes(data)
+
+    result = CliRunner().invoke(cli.main, ["validate", str(copy)])
+
+    assert result.exit_code == 1
+    assert isinstance(result.exception, SystemExit), result.exception
+    [line] = result.stdout.splitlines()
+    match = PROBLEM_LINE.match(line)
+    assert match and match["path"] == str(copy), line
+    assert result.stderr == "1 problem(s) found\n"
+
+
+def test_validate_command_warns_on_stderr_about_a_gbk_file(tmp_path: Path) -> None:
+    copy = tmp_path / "gbk.yaml"
+    copy.write_bytes(SOP_TEXT.encode("gbk"))
+
+    result = CliRunner().invoke(cli.main, ["validate", str(copy)])
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(f"{copy}: valid")
+    assert result.stderr == f"{copy}: read as GB18030 (not UTF-8); save it as UTF-8\n"
+
+
+def test_validate_command_shows_the_encoding_warning_with_the_problems(tmp_path: Path) -> None:
+    copy = tmp_path / "gbk.yaml"
+    copy.write_bytes(mutate(("mode: enforce #", "mode: enforc #")).encode("gbk"))
+
+    result = CliRunner().invoke(cli.main, ["validate", str(copy)])
+
+    assert result.exit_code == 1
+    assert "mode: Input should be" in result.stdout
+    assert result.stderr.startswith(f"{copy}: read as GB18030 (not UTF-8); save it as UTF-8\n")
+
+
+NAMED_CASES: dict[str, str] = {
+    "control": mutate(("mode: enforce #", "mode: enf\x01orce #")),
+    "surrogate": mutate(("mode: enforce #", "mode: enf\ud800orce #")),
+    "date": mutate((HOLIDAYS_LINE, HOLIDAYS_LINE + "      extra_holidays: [2024-02-30]\n")),
+    "nesting": SOP_TEXT + "deep: " + "[" * 60 + "]" * 60 + "\n",
+    "alias-bomb": SOP_TEXT + ALIAS_BOMB,
+    "recursive-alias": SOP_TEXT + "loop: &loop [1, *loop]\n",
+    "node-limit": "x: [" + "1, " * MAX_NODES + "]\n",
+    "invalid-yaml": mutate(
+        ("  tier_field: customer-tier\n", "  tier_field: customer-tier\n   bad: indent\n")
+    ),
+}
+
+
+def test_a_lone_surrogate_is_a_problem_at_its_position() -> None:
+    broken = NAMED_CASES["surrogate"]
+
+    problem = only_problem(broken)
+
+    assert problem == Problem(
+        POLICY_PATH,
+        *where(broken, "\ud800"),
+        "invalid YAML: character U+D800 is not allowed (a control or special character)",
+    )
+
+
+@pytest.mark.parametrize("text", NAMED_CASES.values(), ids=NAMED_CASES.keys())
+def test_pyyaml_own_parser_reports_the_same_problems_as_libyaml(
+    monkeypatch: pytest.MonkeyPatch, text: str
+) -> None:
+    """The loader uses libyaml's parser where PyYAML has it; PyYAML's own must agree on positions,
+    and on the messages the loader writes (the two word their YAML syntax errors differently)."""
+    with_libyaml = problems_of(text)
+    monkeypatch.setattr(loader, "_LOADER", loader._PythonPolicyLoader)
+
+    with_pyyaml = problems_of(text)
+
+    assert [(p.line, p.column) for p in with_pyyaml] == [(p.line, p.column) for p in with_libyaml]
+    syntax_error = (
+        "invalid YAML: " in with_libyaml[0].message and "character U+" not in with_libyaml[0].message
+    )
+    assert syntax_error or with_pyyaml == with_libyaml
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=RecursionError,
+    reason="config/checks.py parses each template with Jinja, whose parser recurses once per bracket",
+)
+def test_a_template_nested_too_deeply_is_a_problem_not_a_recursion_error() -> None:
+    needle = "{{ target }} target of this {{ level }} issue is"
+    broken = mutate((needle, needle.replace("target", "[" * 200 + "]" * 200, 1)))
+
+    assert only_problem(broken).line == where(broken, "{{ [[[")[0]
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [("mode: enforce #", "mode: enforce #"), ("mode: enforce #", "mode: enforc #")],
+    ids=["valid", "with-a-problem"],
+)
+def test_load_policy_logs_the_encoding_warning_whether_or_not_the_policy_is_valid(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, edit: Edit
+) -> None:
+    """`serve` and `worker` load through `load_policy`; the warning reaches their log."""
+    copy = tmp_path / "gbk.yaml"
+    copy.write_bytes(mutate(edit).encode("gbk"))
+
+    with caplog.at_level("WARNING", logger="config.loader"), contextlib.suppress(PolicyError):
+        load_policy(copy)
+
+    assert caplog.messages == [f"{copy}: read as GB18030 (not UTF-8); save it as UTF-8"]
