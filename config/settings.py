@@ -10,6 +10,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Tracker = Literal["github", "jira"]
 ALL_TRACKERS: tuple[Tracker, ...] = ("github", "jira")
+REDIS_SCHEMES = ("redis://", "rediss://")
 
 
 def _comma_list(value: object) -> object:
@@ -27,7 +28,8 @@ class Settings(BaseSettings):
     data_dir: Path = Path("var")
     database_url: str = Field(default="", description="SQLAlchemy URL; SQLite in data_dir if unset.")
     queue_url: str = Field(
-        default="", description="sqlite:///path or redis://host; SQLite in data_dir if unset."
+        default="",
+        description="redis://host:port/db to keep the inbox in Redis; in the database if unset.",
     )
     workers: int = Field(default=2, ge=0, description="Queue consumer threads in `serve`; 0 = web only.")
     trackers: Annotated[list[Tracker], NoDecode] = Field(default_factory=lambda: list(ALL_TRACKERS))
@@ -102,4 +104,10 @@ class Settings(BaseSettings):
 
     @property
     def resolved_queue_url(self) -> str:
-        return self.queue_url or f"sqlite:///{self.data_dir / 'queue.db'}"
+        """Where the inbox lives: `""` for the store's database, else a Redis URL."""
+        if self.queue_url and not self.queue_url.startswith(REDIS_SCHEMES):
+            raise ValueError(
+                f"SOPGUARD_QUEUE_URL must be a redis:// or rediss:// URL, or unset to keep the inbox "
+                f"in the database (SOPGUARD_DATABASE_URL): got {self.queue_url!r}"
+            )
+        return self.queue_url
