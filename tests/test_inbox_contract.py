@@ -292,10 +292,11 @@ def own_redis_database(redis_url: str) -> Iterator[str]:
 
 
 def test_a_store_with_a_redis_queue_url_records_the_outcome_in_both(
-    tmp_path: Path, own_redis_database: str
+    tmp_path: Path, own_redis_database: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     store = Store(f"sqlite:///{tmp_path / 'sopguard.db'}", own_redis_database)
     assert isinstance(store.inbox, RedisInbox)
+    assert "appendonly yes" in caplog.text  # the test server keeps nothing on disk
     store.inbox.put("github", "r1", "issues", "github:o/r#1", b"{}", T0)
     taken = store.inbox.take("w", T0, LEASE)
     assert taken is not None

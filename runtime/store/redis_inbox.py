@@ -15,6 +15,11 @@ Keys, under a prefix (`sopguard:` by default):
 - `pending`: unfinished deliveries by `received_at`; `failed`, `failed_at`: failed deliveries by
   seq and by when they failed (for `failed()` and `health()`).
 
+Redis acknowledges a write before it is on disk: only with `appendonly yes` (the default
+`appendfsync everysec` is as durable as the database's commit: a crash of Redis loses nothing the
+kernel has) does a delivery acknowledged at the door survive a restart. `from_url` logs a warning
+when the server says it keeps no append-only file.
+
 The scripts name keys built from the prefix, not only the ones declared to Redis: use one server
 (or a prefix with a hash tag, `{sopguard}:`, on a cluster).
 
@@ -24,6 +29,7 @@ Times are passed in by the callers (who read an injectable clock), as epoch seco
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import threading
 from collections.abc import Sequence
 from typing import cast
@@ -33,7 +39,11 @@ from redis.typing import EncodableT
 
 from runtime.store.inbox import FailedDelivery, Final, InboxHealth, Put, Received, delivery_key
 
+log = logging.getLogger(__name__)
+
 DEFAULT_PREFIX = "sopguard:"
+CONNECT_TIMEOUT = 5.0  # seconds; a URL's own `socket_connect_timeout=` / `socket_timeout=` win
+COMMAND_TIMEOUT = 10.0
 
 _HELPERS = """
 local P = ARGV[1]
@@ -218,6 +228,21 @@ _FAILED_FIELDS = (
 )
 
 
+def durability_warning(client: redis.Redis) -> str | None:
+    """Why deliveries acknowledged at the door could be lost, if the server says so; `None` when it
+    keeps an append-only file, or does not tell (`CONFIG` disabled, as on some hosted Redis)."""
+    try:
+        config = cast(dict[str, str], client.config_get("appendonly"))
+    except redis.RedisError:
+        return None
+    if config.get("appendonly") != "no":
+        return None
+    return (
+        "the Redis inbox runs without an append-only file (appendonly no): deliveries acknowledged "
+        "since its last snapshot are lost if Redis restarts; set `appendonly yes`"
+    )
+
+
 def _epoch(instant: dt.datetime) -> str:
     """An instant as Redis keeps it: epoch seconds (`repr` round-trips the float exactly)."""
     return repr(instant.timestamp())
@@ -269,7 +294,13 @@ class RedisInbox:
 
     @classmethod
     def from_url(cls, url: str, prefix: str = DEFAULT_PREFIX) -> RedisInbox:
-        return cls(redis.Redis.from_url(url), prefix)
+        client = redis.Redis.from_url(
+            url, socket_connect_timeout=CONNECT_TIMEOUT, socket_timeout=COMMAND_TIMEOUT
+        )
+        warning = durability_warning(client)
+        if warning:
+            log.warning("%s", warning)
+        return cls(client, prefix)
 
     @property
     def turns(self) -> RedisTurns:
