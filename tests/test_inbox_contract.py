@@ -12,11 +12,13 @@ from pathlib import Path
 import pytest
 import redis
 
+from app import create_app
 from config.settings import Settings
 from policies.models import IssueRef
 from runtime.store import Store
 from runtime.store.inbox import Final, Inbox, InboxPort, Received
 from runtime.store.redis_inbox import RedisInbox
+from tests.conftest import GITHUB_SECRET, drain, fixture_bytes, github_headers, services_of
 
 T0 = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
 LEASE = dt.timedelta(seconds=30)
@@ -331,3 +333,31 @@ def test_the_queue_url_setting_is_redis_or_unset(tmp_path: Path) -> None:
     assert Settings(queue_url="rediss://cache:6380/1").resolved_queue_url == "rediss://cache:6380/1"
     with pytest.raises(ValueError, match="SOPGUARD_QUEUE_URL"):
         _ = Settings(queue_url=f"sqlite:///{tmp_path / 'queue.db'}").resolved_queue_url
+
+
+def test_a_service_with_a_redis_inbox_takes_a_delivery_at_the_door_and_processes_it_once(
+    tmp_path: Path, own_redis_database: str
+) -> None:
+    settings = Settings(
+        data_dir=tmp_path / "var",
+        queue_url=own_redis_database,
+        trackers=["github"],
+        github_webhook_secret=GITHUB_SECRET,
+    )
+    app = create_app(settings)
+    client = app.test_client()
+    body = fixture_bytes("github", "issues__opened.json")
+    for expected in (202, 200):  # the redelivery is a duplicate
+        response = client.post(
+            "/webhooks/github", data=body, headers=github_headers(body, "issues", "door-1")
+        )
+        assert response.status_code == expected, response.get_json()
+    store = services_of(app).store
+    assert isinstance(store.inbox, RedisInbox)
+    assert client.get("/healthz").get_json()["pending"] == 1
+
+    assert drain(app) == 1 and drain(app) == 0
+    assert store.inbox.status("github", "door-1") == "processed"
+    entries = list(store.audit.entries(issue="Codertocat/Hello-World#1"))
+    assert entries and all(e.delivery_id == "door-1" for e in entries)
+    assert client.get("/healthz").get_json()["pending"] == 0
