@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Tracker = Literal["github", "jira"]
@@ -79,6 +79,17 @@ class Settings(BaseSettings):
                     data[key] = _comma_list(data[key])
         return data
 
+    @field_validator("queue_url")
+    @classmethod
+    def _redis_or_unset(cls, url: str) -> str:
+        """Checked when the settings are read, so a wrong URL stops `serve` and every command at once."""
+        if url and not url.startswith(REDIS_SCHEMES):
+            raise ValueError(
+                "SOPGUARD_QUEUE_URL must be a redis:// or rediss:// URL, or unset to keep the inbox "
+                f"in the database (SOPGUARD_DATABASE_URL): got {url!r}"
+            )
+        return url
+
     @property
     def github_configured(self) -> bool:
         return bool(self.github_token or (self.github_app_id and self._has_app_key))
@@ -105,9 +116,4 @@ class Settings(BaseSettings):
     @property
     def resolved_queue_url(self) -> str:
         """Where the inbox lives: `""` for the store's database, else a Redis URL."""
-        if self.queue_url and not self.queue_url.startswith(REDIS_SCHEMES):
-            raise ValueError(
-                f"SOPGUARD_QUEUE_URL must be a redis:// or rediss:// URL, or unset to keep the inbox "
-                f"in the database (SOPGUARD_DATABASE_URL): got {self.queue_url!r}"
-            )
         return self.queue_url

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 import redis
+from click.testing import CliRunner
 
 from app import create_app
+from cli import main
 from config.settings import Settings
 from policies.models import IssueRef
 from runtime.store import Store
@@ -331,8 +333,18 @@ def test_a_store_without_a_queue_url_keeps_its_inbox_in_the_database(tmp_path: P
 def test_the_queue_url_setting_is_redis_or_unset(tmp_path: Path) -> None:
     assert Settings(data_dir=tmp_path).resolved_queue_url == ""
     assert Settings(queue_url="rediss://cache:6380/1").resolved_queue_url == "rediss://cache:6380/1"
-    with pytest.raises(ValueError, match="SOPGUARD_QUEUE_URL"):
-        _ = Settings(queue_url=f"sqlite:///{tmp_path / 'queue.db'}").resolved_queue_url
+    with pytest.raises(ValueError, match="SOPGUARD_QUEUE_URL must be a redis:// or rediss:// URL"):
+        Settings(queue_url=f"sqlite:///{tmp_path / 'queue.db'}")
+
+
+def test_a_queue_url_that_is_not_redis_stops_a_command_with_the_variable_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SOPGUARD_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("SOPGUARD_QUEUE_URL", f"sqlite:///{tmp_path / 'queue.db'}")
+    result = CliRunner().invoke(main, ["audit", "--failed"])
+    assert result.exit_code != 0
+    assert "SOPGUARD_QUEUE_URL must be a redis:// or rediss:// URL" in result.output
 
 
 def test_a_service_with_a_redis_inbox_takes_a_delivery_at_the_door_and_processes_it_once(
