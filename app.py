@@ -37,7 +37,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     check_secrets(settings)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    store = services.store if services else Store(settings.resolved_database_url)
+    store = services.store if services else Store(settings.resolved_database_url, settings.resolved_queue_url)
     app.extensions["sopguard"] = Intake(settings, store)
     if services is not None:
         app.extensions["sopguard.services"] = services

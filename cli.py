@@ -142,7 +142,8 @@ def retry(delivery: str | None, all_failed: bool, source: str | None) -> None:
     """
     if bool(delivery) == all_failed:
         raise click.UsageError("give a DELIVERY id or --all-failed (not both)")
-    store = Store(_settings().resolved_database_url)
+    settings = _settings()
+    store = Store(settings.resolved_database_url, settings.resolved_queue_url)
     if all_failed:
         count = store.inbox.retry(None)
     else:
@@ -468,7 +469,8 @@ def db_current() -> None:
 )
 def audit(issue: str | None, limit: int, as_json: bool, failed: bool) -> None:
     """List the decisions recorded in the audit log, oldest first (or, with --failed, the failed deliveries)."""
-    store = Store(_settings().resolved_database_url)
+    settings = _settings()
+    store = Store(settings.resolved_database_url, settings.resolved_queue_url)
     if failed:
         _print_failed(store, issue, limit, as_json)
         return

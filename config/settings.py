@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Tracker = Literal["github", "jira"]
 ALL_TRACKERS: tuple[Tracker, ...] = ("github", "jira")
+REDIS_SCHEMES = ("redis://", "rediss://")
 
 
 def _comma_list(value: object) -> object:
@@ -27,7 +28,8 @@ class Settings(BaseSettings):
     data_dir: Path = Path("var")
     database_url: str = Field(default="", description="SQLAlchemy URL; SQLite in data_dir if unset.")
     queue_url: str = Field(
-        default="", description="sqlite:///path or redis://host; SQLite in data_dir if unset."
+        default="",
+        description="redis://host:port/db to keep the inbox in Redis; in the database if unset.",
     )
     workers: int = Field(default=2, ge=0, description="Queue consumer threads in `serve`; 0 = web only.")
     trackers: Annotated[list[Tracker], NoDecode] = Field(default_factory=lambda: list(ALL_TRACKERS))
@@ -77,6 +79,17 @@ class Settings(BaseSettings):
                     data[key] = _comma_list(data[key])
         return data
 
+    @field_validator("queue_url")
+    @classmethod
+    def _redis_or_unset(cls, url: str) -> str:
+        """Checked when the settings are read, so a wrong URL stops `serve` and every command at once."""
+        if url and not url.startswith(REDIS_SCHEMES):
+            raise ValueError(
+                "SOPGUARD_QUEUE_URL must be a redis:// or rediss:// URL, or unset to keep the inbox "
+                f"in the database (SOPGUARD_DATABASE_URL): got {url!r}"
+            )
+        return url
+
     @property
     def github_configured(self) -> bool:
         return bool(self.github_token or (self.github_app_id and self._has_app_key))
@@ -102,4 +115,5 @@ class Settings(BaseSettings):
 
     @property
     def resolved_queue_url(self) -> str:
-        return self.queue_url or f"sqlite:///{self.data_dir / 'queue.db'}"
+        """Where the inbox lives: `""` for the store's database, else a Redis URL."""
+        return self.queue_url

@@ -51,6 +51,6 @@ def build_services(settings: Settings, store: Store | None = None) -> Services:
     return Services(
         settings,
         policy,
-        store or Store(settings.resolved_database_url),
+        store or Store(settings.resolved_database_url, settings.resolved_queue_url),
         build_connectors(settings, policy),
     )

@@ -20,7 +20,7 @@ import datetime as dt
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 from sqlalchemy import Engine, and_, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
@@ -73,6 +73,49 @@ class InboxHealth:
     failed: int
     oldest_pending: dt.datetime | None
     oldest_failed: dt.datetime | None
+
+
+class TurnsPort(Protocol):
+    """What holding an issue's turn takes, wherever the turns are kept (`Turns`, `RedisTurns`)."""
+
+    def take(self, issue: str, owner: str, now: dt.datetime, lease: dt.timedelta) -> bool: ...
+
+    def give_back(self, issue: str, owner: str) -> None: ...
+
+    def renew(self, owner_prefix: str, now: dt.datetime, lease: dt.timedelta) -> int: ...
+
+
+class InboxPort(Protocol):
+    """The inbox as its users see it, wherever it is kept (`Inbox` in the database, `RedisInbox`)."""
+
+    @property
+    def turns(self) -> TurnsPort: ...
+
+    def put(
+        self, source: str, delivery_id: str, event_name: str, issue: str, body: bytes, now: dt.datetime
+    ) -> Put: ...
+
+    def notify(self) -> None: ...
+
+    def wait(self, timeout: float) -> None: ...
+
+    def take(
+        self, owner: str, now: dt.datetime, lease: dt.timedelta, *, limit: int = 20
+    ) -> Received | None: ...
+
+    def finish(self, seq: int, status: Final, now: dt.datetime, error: str | None = None) -> None: ...
+
+    def postpone(self, seq: int, until: dt.datetime, error: str, failing_since: dt.datetime) -> None: ...
+
+    def status(self, source: str, delivery_id: str) -> str | None: ...
+
+    def error(self, source: str, delivery_id: str) -> str | None: ...
+
+    def failed(self, limit: int = 1000) -> list[FailedDelivery]: ...
+
+    def retry(self, keys: Sequence[str] | None, now: dt.datetime) -> int: ...
+
+    def health(self) -> InboxHealth: ...
 
 
 class Turns:
