@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from app import InsecureConfiguration, check_secrets
 from config.loader import PolicyError, load_policy
 from config.settings import Settings
+from runtime.store import Store
 
 
 def _settings() -> Settings:
@@ -39,7 +40,11 @@ loglevel = _listen.log_level.lower()
 
 
 def on_starting(server: Any) -> None:
-    """In the master, once, before any worker starts: the checks `sopguard serve` makes."""
+    """In the master, once, before any worker starts: the checks `sopguard serve` makes.
+
+    And the database tables: workers creating those of a fresh SQLite file at once race (each
+    checks, then creates), and the loser fails to boot, which stops gunicorn altogether.
+    """
     settings = _settings()
     try:
         load_policy(settings.policy)
@@ -53,3 +58,4 @@ def on_starting(server: Any) -> None:
     except InsecureConfiguration as error:
         print(error, file=sys.stderr)
         sys.exit(1)
+    Store(settings.resolved_database_url).engine.dispose()

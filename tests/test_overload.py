@@ -7,6 +7,7 @@ until the test releases it; a second request, meanwhile, waits in the queue long
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.conftest import GITHUB_SECRET
+from tests.conftest import GITHUB_SECRET, fixture_bytes, github_headers
 from webhooks.overload import QUEUE_WAIT, ShedOverload
 
 if TYPE_CHECKING:
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parents[1]
 MAX_WAIT = 0.5
 HOLD_DIR = "SOPGUARD_TEST_HOLD_DIR"
+Answer = tuple[int, dict[str, str], bytes]
 
 
 def held_app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
@@ -105,14 +107,20 @@ def _environment(tmp_path: Path, **extra: str) -> dict[str, str]:
     return {**kept, "SOPGUARD_DATA_DIR": str(tmp_path / "var"), **extra}
 
 
-def _get(port: int, path: str) -> tuple[int, dict[str, str], bytes]:
+def _request(
+    port: int, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
+) -> Answer:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
-        connection.request("GET", path)
+        connection.request(method, path, body, headers or {})
         response = connection.getresponse()
         return response.status, dict(response.getheaders()), response.read()
     finally:
         connection.close()
+
+
+def _get(port: int, path: str) -> Answer:
+    return _request(port, "GET", path)
 
 
 def _wait_for(path: Path) -> None:
@@ -122,42 +130,62 @@ def _wait_for(path: Path) -> None:
         time.sleep(0.02)
 
 
-@pytest.fixture
-def held_server(tmp_path: Path) -> Iterator[tuple[int, Path]]:
-    """gunicorn with one process of one thread, serving `held_app`."""
+@contextlib.contextmanager
+def _serving(app: str, env: dict[str, str], ready_path: str) -> Iterator[int]:
+    """`gunicorn -c gunicorn.conf.py APP` on a free loopback port, until `ready_path` answers 200."""
     port = _free_port()
-    markers = tmp_path / "markers"
-    markers.mkdir()
-    env = _environment(
-        tmp_path,
-        SOPGUARD_PORT=str(port),
-        SOPGUARD_WEB_WORKERS="1",
-        SOPGUARD_WEB_THREADS="1",
-        SOPGUARD_MAX_QUEUE_WAIT=str(MAX_WAIT),
-        SOPGUARD_TRACKERS="github",
-        GITHUB_WEBHOOK_SECRET=GITHUB_SECRET,
-        **{HOLD_DIR: str(markers)},
-    )
-    server = subprocess.Popen(_gunicorn("tests.test_overload:held_app"), cwd=ROOT, env=env)
+    server = subprocess.Popen(_gunicorn(app), cwd=ROOT, env={**env, "SOPGUARD_PORT": str(port)})
     try:
         deadline = time.monotonic() + 30
         while True:
             try:
-                assert _get(port, "/ready")[0] == 200
+                assert _get(port, ready_path)[0] == 200
                 break
             except ConnectionRefusedError:
                 assert server.poll() is None and time.monotonic() < deadline, "gunicorn did not start"
                 time.sleep(0.1)
-        yield port, markers
+        yield port
     finally:
-        (markers / "release").touch()
         server.terminate()
         server.wait(timeout=30)
 
 
+def _signed(tmp_path: Path, **extra: str) -> dict[str, str]:
+    return _environment(tmp_path, SOPGUARD_TRACKERS="github", GITHUB_WEBHOOK_SECRET=GITHUB_SECRET, **extra)
+
+
+@pytest.fixture
+def held_server(tmp_path: Path) -> Iterator[tuple[int, Path]]:
+    """gunicorn with one process of one thread, serving `held_app`."""
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    env = _signed(
+        tmp_path,
+        SOPGUARD_WEB_WORKERS="1",
+        SOPGUARD_WEB_THREADS="1",
+        SOPGUARD_MAX_QUEUE_WAIT=str(MAX_WAIT),
+        **{HOLD_DIR: str(markers)},
+    )
+    try:
+        with _serving("tests.test_overload:held_app", env, "/ready") as port:
+            yield port, markers
+    finally:
+        (markers / "release").touch()
+
+
+def test_gunicorn_serves_the_receiver_from_two_processes_sharing_one_database(tmp_path: Path) -> None:
+    body = fixture_bytes("github", "issues__labeled.json")
+    headers = github_headers(body, "issues", delivery="gunicorn-1")
+    with _serving("app:create_app()", _signed(tmp_path, SOPGUARD_WEB_WORKERS="2"), "/healthz") as port:
+        answers = [_request(port, "POST", "/webhooks/github", body, headers) for _ in range(4)]
+    statuses = [json.loads(body)["status"] for _, _, body in answers]
+    assert [status for status, _, _ in answers] == [202, 200, 200, 200]
+    assert statuses == ["queued", "duplicate", "duplicate", "duplicate"]
+
+
 def test_gunicorn_sheds_a_request_queued_behind_a_busy_thread(held_server: tuple[int, Path]) -> None:
     port, markers = held_server
-    answers: dict[str, tuple[int, dict[str, str], bytes]] = {}
+    answers: dict[str, Answer] = {}
 
     def get(path: str) -> None:
         answers[path] = _get(port, path)
@@ -184,7 +212,7 @@ def test_gunicorn_sheds_a_request_queued_behind_a_busy_thread(held_server: tuple
 
 
 def test_gunicorn_refuses_to_start_without_a_webhook_secret(tmp_path: Path) -> None:
-    env = _environment(tmp_path, SOPGUARD_PORT=str(_free_port()))
+    env = _environment(tmp_path)
     result = subprocess.run(
         _gunicorn("app:create_app()"), cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
     )
@@ -195,9 +223,7 @@ def test_gunicorn_refuses_to_start_without_a_webhook_secret(tmp_path: Path) -> N
 def test_gunicorn_refuses_to_start_with_a_broken_policy(tmp_path: Path) -> None:
     policy = tmp_path / "sop.yaml"
     policy.write_text("workflow: 5\n")
-    env = _environment(
-        tmp_path, SOPGUARD_PORT=str(_free_port()), SOPGUARD_POLICY=str(policy), SOPGUARD_INSECURE_DEV="1"
-    )
+    env = _environment(tmp_path, SOPGUARD_POLICY=str(policy), SOPGUARD_INSECURE_DEV="1")
     result = subprocess.run(
         _gunicorn("app:create_app()"), cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
     )
