@@ -44,6 +44,7 @@ import aiohttp
 
 from config.settings import Settings
 from runtime.store import Store
+from webhooks.overload import allow_open_files
 from webhooks.signatures import sign
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -338,6 +339,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.error("bounded: --seconds 1..600, --rate 1..5000, --repeat 1..10")
     if shutil.which("wrk") is None:
         sys.exit("the closed loop needs wrk: apt-get install wrk")
+    allow_open_files(int(args.rate * GITHUB_TIMEOUT) + 1000)  # every delivery may be open at once
     targets = (Target("bare", args.baseline, has_store=False), Target("sopguard", args.app, has_store=True))
     closed: dict[str, list[ClosedLoop]] = {t.name: [] for t in targets}
     opened: dict[str, list[OpenLoop]] = {t.name: [] for t in targets}

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.conftest import GITHUB_SECRET, fixture_bytes, github_headers
-from webhooks.overload import QUEUE_WAIT, ShedOverload
+from webhooks.overload import QUEUE_WAIT, ShedOverload, max_queue_wait_from_environment
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -89,6 +89,19 @@ def test_a_fresh_request_or_one_from_another_server_reaches_the_app(environ: WSG
     calls: list[str] = []
     status, _, body = _call(_recording_app(calls), {"PATH_INFO": "/webhooks/github", **environ})
     assert (status, body, calls) == ("202 Accepted", b"queued", ["/webhooks/github"])
+
+
+@pytest.mark.parametrize("text", ["0", "-1", "soon", "nan"])
+def test_the_queue_wait_limit_must_be_a_positive_number(monkeypatch: pytest.MonkeyPatch, text: str) -> None:
+    monkeypatch.setenv("SOPGUARD_MAX_QUEUE_WAIT", text)
+    with pytest.raises(ValueError, match="SOPGUARD_MAX_QUEUE_WAIT"):
+        max_queue_wait_from_environment()
+
+
+def test_the_queue_wait_limit_is_five_seconds_unless_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert max_queue_wait_from_environment() == 5.0
+    monkeypatch.setenv("SOPGUARD_MAX_QUEUE_WAIT", "2.5")
+    assert max_queue_wait_from_environment() == 2.5
 
 
 def _free_port() -> int:

@@ -9,8 +9,9 @@ longer than its limit with `503 {"error": "overloaded; please redeliver"}` and `
 without reading the body or calling the application (no signature check, no database), so an
 overloaded server drains its queue at the speed of a bare write.
 
-Connections still waiting in the kernel's listen backlog (beyond gunicorn's `worker_connections`)
-are not stamped: that wait is not seen here.
+Connections still waiting in the kernel's listen backlog are not stamped: that wait is not seen
+here. So gunicorn.conf.py lets each worker take in enough connections (`worker_connections`) to
+hold every delivery that could still be answered in time.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import resource
 import threading
 import time
 from collections.abc import Iterable
@@ -37,7 +39,22 @@ OVERLOADED_BODY = json.dumps({"error": "overloaded; please redeliver"}).encode()
 
 def max_queue_wait_from_environment() -> float:
     """SOPGUARD_MAX_QUEUE_WAIT in seconds (default 5): half of GitHub's 10 s delivery timeout."""
-    return float(os.environ.get("SOPGUARD_MAX_QUEUE_WAIT", DEFAULT_MAX_QUEUE_WAIT))
+    text = os.environ.get("SOPGUARD_MAX_QUEUE_WAIT", str(DEFAULT_MAX_QUEUE_WAIT))
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not seconds > 0:
+        raise ValueError(f"SOPGUARD_MAX_QUEUE_WAIT={text!r}: give a number of seconds above 0")
+    return seconds
+
+
+def allow_open_files(count: int) -> None:
+    """Raise this process's soft limit on open files (often 1024; children inherit it) to `count`."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = count if hard == resource.RLIM_INFINITY else min(count, hard)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
 
 class ShedOverload:
