@@ -18,7 +18,7 @@ The machine is shared and noisy, so the whole is repeated `--repeat` times, the 
 turns, and medians are printed. Everything is bounded: `--seconds` per measurement, 10 s timeouts.
 
     .venv/bin/python -m benchmarks.intake [--seconds 20] [--rate 500] [--repeat 3] [--connections 32]
-    .venv/bin/python -m benchmarks.intake --app 'othermodule:make_app()'   # another app, same harness
+    .venv/bin/python -m benchmarks.intake --app 'module:make_app()' [--no-database-check]
 """
 
 from __future__ import annotations
@@ -332,6 +332,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--repeat", type=int, default=3, help="runs of the whole; medians are printed")
     parser.add_argument("--connections", type=int, default=32, help="closed-loop clients (default 32)")
     parser.add_argument("--app", default="app:create_app()", help="the app measured, in gunicorn's syntax")
+    parser.add_argument(
+        "--no-database-check",
+        action="store_true",
+        help="the app measured keeps no sopguard database: skip the lost-delivery check",
+    )
     parser.add_argument("--baseline", default="benchmarks.bare_app:app", help="the yardstick app")
     parser.add_argument("--body", type=Path, default=BODY, help="the delivery body (default issues.labeled)")
     args = parser.parse_args(argv)
@@ -340,7 +345,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     if shutil.which("wrk") is None:
         sys.exit("the closed loop needs wrk: apt-get install wrk")
     allow_open_files(int(args.rate * GITHUB_TIMEOUT) + 1000)  # every delivery may be open at once
-    targets = (Target("bare", args.baseline, has_store=False), Target("sopguard", args.app, has_store=True))
+    targets = (
+        Target("bare", args.baseline, has_store=False),
+        Target("sopguard", args.app, has_store=not args.no_database_check),
+    )
     closed: dict[str, list[ClosedLoop]] = {t.name: [] for t in targets}
     opened: dict[str, list[OpenLoop]] = {t.name: [] for t in targets}
     with tempfile.TemporaryDirectory(prefix="sopguard-intake-") as scratch:
