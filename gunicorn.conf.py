@@ -13,21 +13,20 @@ import os
 import sys
 from typing import Any
 
-from pydantic import ValidationError
+import click
 
 from app import InsecureConfiguration, check_secrets
-from config.loader import PolicyError, load_policy
+from cli import _policy, _settings
 from config.settings import Settings
 from runtime.store import Store
 from webhooks.overload import allow_open_files, max_queue_wait_from_environment
 
 
-def _settings() -> Settings:
+def _checked_settings() -> Settings:
     try:
-        return Settings()
-    except ValidationError as error:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
-        sys.exit(f"invalid settings: {problems}")
+        return _settings()
+    except click.ClickException as error:
+        sys.exit(error.message)
 
 
 def _count(name: str, default: int) -> int:
@@ -37,7 +36,7 @@ def _count(name: str, default: int) -> int:
     return int(text)
 
 
-_listen = _settings()
+_listen = _checked_settings()
 
 wsgi_app = "app:create_app()"
 bind = f"{_listen.host}:{_listen.port}"
@@ -59,22 +58,12 @@ def on_starting(server: Any) -> None:
     tables, since workers creating those of a fresh SQLite file at once race (each
     checks, then creates), and the loser fails to boot, which stops gunicorn altogether.
     """
-    settings = _settings()
     try:
-        load_policy(settings.policy)
-    except PolicyError as error:
-        for problem in error.problems:
-            print(problem, file=sys.stderr)
-        print(f"the policy has {len(error.problems)} problem(s)", file=sys.stderr)
-        sys.exit(1)
-    try:
+        settings = _settings()
+        _policy(settings.policy)  # every problem as PATH:LINE:COLUMN: message
         check_secrets(settings)
-    except InsecureConfiguration as error:
-        print(error, file=sys.stderr)
-        sys.exit(1)
-    try:
         max_queue_wait_from_environment()
-    except ValueError as error:
-        sys.exit(str(error))
+    except (click.ClickException, InsecureConfiguration, ValueError) as error:
+        sys.exit(error.message if isinstance(error, click.ClickException) else str(error))
     allow_open_files(server.cfg.worker_connections + 100)
     Store(settings.resolved_database_url).engine.dispose()

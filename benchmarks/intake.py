@@ -130,6 +130,11 @@ class OpenLoop:
         latencies = sorted(o.latency for o in self.outcomes)
         return 1000 * latencies[min(len(latencies) - 1, int(share * len(latencies)))]
 
+    def generator_lag_ms(self) -> float:
+        """p99 of how late sends started: above a few ms, the client, not the server, was slow."""
+        lags = sorted(o.lag for o in self.outcomes)
+        return 1000 * lags[int(0.99 * (len(lags) - 1))]
+
     def count(self, kind: str) -> int:
         return sum(1 for o in self.outcomes if o.kind == kind)
 
@@ -284,10 +289,7 @@ def _checked(outcomes: list[Outcome], data_dir: Path) -> OpenLoop:
 def _describe_open(result: OpenLoop) -> str:
     latency = "/".join(f"{result.percentile_ms(s):.0f}" for s in (0.5, 0.9, 0.99, 1.0))
     counts = " ".join(f"{kind} {result.count(kind)}" for kind in KINDS)
-    lag = sorted(o.lag for o in result.outcomes)
-    text = (
-        f"p50/p90/p99/max {latency} ms; {counts}; generator lag p99 {1000 * lag[int(0.99 * len(lag))]:.1f} ms"
-    )
+    text = f"p50/p90/p99/max {latency} ms; {counts}; generator lag p99 {result.generator_lag_ms():.0f} ms"
     if result.stored is not None:
         text += f"; in the database {result.stored}, acknowledged but lost {result.lost}"
     return text
@@ -316,7 +318,11 @@ def _summary(
             f"{statistics.median([r.percentile_ms(s) for r in runs]):.0f}" for s in (0.5, 0.9, 0.99, 1.0)
         )
         counts = " ".join(f"{kind} {statistics.median([r.count(kind) for r in runs]):.0f}" for kind in KINDS)
-        line = f"  {target.name:9} open loop ({args.rate}/s for {args.seconds} s): p50/p90/p99/max {latency} ms; {counts}"
+        lag = statistics.median([r.generator_lag_ms() for r in runs])
+        line = (
+            f"  {target.name:9} open loop ({args.rate}/s for {args.seconds} s): p50/p90/p99/max {latency} ms; "
+            f"{counts}; generator lag p99 {lag:.0f} ms"
+        )
         if runs[0].stored is not None:
             line += f"; stored {statistics.median([r.stored or 0 for r in runs]):.0f}, lost {max(r.lost or 0 for r in runs)} (worst run)"
         lines.append(line)
