@@ -145,7 +145,7 @@ def retry(delivery: str | None, all_failed: bool, source: str | None) -> None:
     settings = _settings()
     store = Store(settings.resolved_database_url, settings.resolved_queue_url)
     if all_failed:
-        count = store.inbox.retry(None)
+        count = store.inbox.retry(None, utc_now())
     else:
         keys = [f.key for f in store.inbox.failed() if f.delivery_id == delivery or f.key == delivery]
         keys = [k for k in keys if source is None or k.startswith(f"{source}:")]
@@ -153,7 +153,7 @@ def retry(delivery: str | None, all_failed: bool, source: str | None) -> None:
             raise click.ClickException(
                 f"no failed delivery {delivery!r} (sopguard audit --failed lists them)"
             )
-        count = store.inbox.retry(keys)
+        count = store.inbox.retry(keys, utc_now())
     click.echo(f"queued {count} failed deliver{'y' if count == 1 else 'ies'} again")
 
 

@@ -41,9 +41,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
+from sqlalchemy import select
 
 from config.settings import Settings
 from runtime.store import Store
+from runtime.store.schema import deliveries
 from webhooks.overload import allow_open_files
 from webhooks.signatures import sign
 
@@ -272,9 +274,14 @@ async def _open_loop(url: str, body: bytes, rate: int, seconds: int) -> list[Out
 
 
 def stored_deliveries(data_dir: Path, delivery_ids: Sequence[str]) -> set[str]:
-    """Which of these GitHub deliveries the receiver recorded (today: its `deliveries` table)."""
+    """Which of these GitHub deliveries the receiver kept in its inbox."""
     store = Store(Settings(data_dir=data_dir, database_url="").resolved_database_url)
-    return {i for i in delivery_ids if store.delivery_status("github", i) is not None}
+    with store.engine.connect() as db:
+        kept = {
+            row[0]
+            for row in db.execute(select(deliveries.c.delivery_id).where(deliveries.c.source == "github"))
+        }
+    return kept & set(delivery_ids)
 
 
 def _checked(outcomes: list[Outcome], data_dir: Path) -> OpenLoop:

@@ -203,6 +203,7 @@ class _Document:
     values: dict[Loc, yaml.Mark] = field(default_factory=dict)
     keys: dict[Loc, yaml.Mark] = field(default_factory=dict)
     scalars: dict[Loc, yaml.ScalarNode] = field(default_factory=dict)
+    lines: list[str] = field(default_factory=list)  # the file's lines (libyaml's marks carry no text)
     duplicates: list[tuple[Loc, yaml.Mark]] = field(default_factory=list)
 
     def locate(self, loc: Loc, *, at_key: bool = False) -> yaml.Mark:
@@ -287,7 +288,7 @@ def _parse(text: str, path: str) -> _Document:
         message = f"the policy has {len(text):,} characters; the limit is {MAX_POLICY_SIZE:,}"
         raise PolicyError([Problem(path, 1, 1, message)])
     node, data = _compose(text, path)
-    document = _Document(data=data)
+    document = _Document(data=data, lines=text.splitlines())
     _index_nodes(document, node, ())
     if not isinstance(document.data, dict):
         raise PolicyError([Problem(path, 1, 1, "a policy is a mapping of sections (workflow:, ...)")])
@@ -397,7 +398,7 @@ def _cross_problems(errors: Iterable[CheckError], document: _Document, path: str
         mark = document.locate(error.loc, at_key=error.at_key)
         line, column = mark.line + 1, mark.column + 1
         if error.spot is not None and error.loc in document.scalars:
-            line, column = file_position(document.scalars[error.loc], error.spot)
+            line, column = file_position(document.scalars[error.loc], error.spot, document.lines)
         yield Problem(path, line, column, f"{_dotted(error.loc)}: {error.message}")
 
 

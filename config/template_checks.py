@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import re
 import traceback
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from functools import lru_cache
 from typing import NamedTuple
 
@@ -95,9 +95,30 @@ def _render_failure(source: str, error: Exception) -> TemplateProblem:
     )
 
 
+MAX_NESTING = 50
+
+
+def _too_deep(source: str) -> Spot | None:
+    """Where brackets nest deeper than any message needs (Jinja's parser recurses once per level,
+    so a deep enough template would exhaust Python's stack instead of being reported)."""
+    depth, line, column = 0, 1, 0
+    for char in source:
+        if char == "\n":
+            line, column = line + 1, 0
+            continue
+        depth += char in "([{"
+        depth -= char in ")]}" and depth > 0
+        if depth > MAX_NESTING:
+            return Spot(line, column)
+        column += 1
+    return None
+
+
 @lru_cache(maxsize=512)
 def template_problems(kind: MessageKind, source: str) -> tuple[TemplateProblem, ...]:
     """Every problem of one template; a template that is fine renders for every sample."""
+    if (deep := _too_deep(source)) is not None:
+        return (TemplateProblem(deep, f"brackets nested more than {MAX_NESTING} deep"),)
     environment = template_environment()
     try:
         tree = environment.parse(source)
@@ -117,7 +138,7 @@ def template_problems(kind: MessageKind, source: str) -> tuple[TemplateProblem, 
     return tuple(failures)
 
 
-def file_position(node: yaml.ScalarNode, spot: Spot) -> tuple[int, int]:
+def file_position(node: yaml.ScalarNode, spot: Spot, file_lines: Sequence[str]) -> tuple[int, int]:
     """The 1-based line and column in the policy file of a spot in the template `node` holds.
 
     A literal block (`|`) keeps the template's lines one for one below its indicator; a scalar on
@@ -125,7 +146,6 @@ def file_position(node: yaml.ScalarNode, spot: Spot) -> tuple[int, int]:
     searched for in the node's lines, falling back to the node's start.
     """
     start, end = node.start_mark, node.end_mark
-    file_lines = (start.buffer or "").rstrip("\0").splitlines()
     template_lines = node.value.splitlines() or [""]
     text = template_lines[min(spot.line, len(template_lines)) - 1]
     if node.style == "|" and start.line + spot.line < len(file_lines):

@@ -336,8 +336,9 @@ class Inbox:
             for row in rows
         ]
 
-    def retry(self, keys: Sequence[str] | None) -> int:
-        """Queue failed deliveries again (all of them when `keys` is None); how many were."""
+    def retry(self, keys: Sequence[str] | None, now: dt.datetime) -> int:
+        """Queue failed deliveries again (all of them when `keys` is None), ready at once (`now` is
+        when, for inboxes that order by it); how many were."""
         if keys is None:
             keys = [failed.key for failed in self.failed(limit=1_000_000)]
         return self._requeue(keys, None)
