@@ -9,9 +9,13 @@ the newest revision, whoever opens it first (`serve`, `worker`, `sopguard db upg
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import functools
 import logging
+import os
+import threading
 import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -187,3 +191,32 @@ def aware(instant: dt.datetime | None) -> dt.datetime | None:
     if instant is None or instant.tzinfo is not None:
         return instant
     return instant.replace(tzinfo=dt.UTC)
+
+
+class WriterLock:
+    """One writer at a time on a SQLite file, across this machine's processes, woken the moment the
+    last one commits. SQLite lets one transaction write at a time and makes the others wait in its
+    busy handler, which naps a millisecond and more between tries: under a stream of short writes
+    from several processes (the door under load) the naps, not the writes, bound the throughput.
+    An advisory `flock` on a file beside the database queues the writers in the kernel instead.
+    Other databases serialise writers well enough themselves: there it does nothing."""
+
+    def __init__(self, engine: Engine) -> None:
+        database = engine.url.database if engine.dialect.name == "sqlite" else None
+        self._path = f"{database}.writer-lock" if database and database != ":memory:" else None
+        self._threads = threading.Lock()
+        self._file: int | None = None
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        if self._path is None:
+            yield
+            return
+        with self._threads:
+            if self._file is None:
+                self._file = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+            fcntl.flock(self._file, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(self._file, fcntl.LOCK_UN)

@@ -26,7 +26,7 @@ from sqlalchemy import Engine, and_, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from runtime.store.database import as_utc, aware
+from runtime.store.database import WriterLock, as_utc, aware
 from runtime.store.schema import deliveries, turns
 
 UNFINISHED = ("queued", "processing")
@@ -158,11 +158,15 @@ class Turns:
             )
 
 
+_KEEP = insert(deliveries)  # built once: the door runs it for every delivery
+
+
 class Inbox:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.turns = Turns(engine)
         self._arrived = threading.Condition()
+        self._writer = WriterLock(engine)
 
     # --- the door -----------------------------------------------------------------------
 
@@ -173,21 +177,20 @@ class Inbox:
         redelivery of a failed delivery is queued again, with the body it comes with now)."""
         key = delivery_key(source, delivery_id)
         received = as_utc(now)
+        row = {
+            "key": key,
+            "source": source,
+            "delivery_id": delivery_id,
+            "event_name": event_name,
+            "issue": issue,
+            "body": body,
+            "received_at": received,
+            "status": "queued",
+            "attempts": 0,
+        }
         try:
-            with self.engine.begin() as db:
-                db.execute(
-                    insert(deliveries).values(
-                        key=key,
-                        source=source,
-                        delivery_id=delivery_id,
-                        event_name=event_name,
-                        issue=issue,
-                        body=body,
-                        received_at=received,
-                        status="queued",
-                        attempts=0,
-                    )
-                )
+            with self._writer.held(), self.engine.begin() as db:
+                db.execute(_KEEP, row)
         except IntegrityError:
             return "requeued" if self._requeue([key], body) else "duplicate"
         self.notify()
