@@ -1,7 +1,9 @@
 """Opening the service's database: SQLite in the data directory by default, any SQLAlchemy URL
 (PostgreSQL when scaled out). SQLite runs in WAL mode with `synchronous=NORMAL`: a commit is
 durable against a crash of the process (a kill, an exception) without an fsync per delivery, and
-readers never block the one writer.
+readers never block the one writer. The WAL is checkpointed (copied into the database, with its
+fsync) by a background thread every second rather than by whichever commit crosses the threshold,
+so that no request pays for a checkpoint: this is most of what an acknowledged delivery costs.
 
 The schema is versioned with Alembic (`runtime/store/migrations/`): opening a database brings it to
 the newest revision, whoever opens it first (`serve`, `worker`, `sopguard db upgrade`).
@@ -16,7 +18,9 @@ import functools
 import logging
 import os
 import threading
+import time
 import urllib.parse
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -46,7 +50,45 @@ def _sqlite_pragmas(connection: Any, _: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer thread does it
     cursor.close()
+
+
+class _Checkpointer:
+    """One daemon thread per process that checkpoints every open SQLite database once a second
+    (`PASSIVE`: it never blocks a reader or a writer). Several processes on one file may all do it."""
+
+    EVERY = 1.0
+
+    def __init__(self) -> None:
+        self._engines: weakref.WeakSet[Engine] = weakref.WeakSet()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, engine: Engine) -> None:
+        with self._lock:
+            self._engines.add(engine)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="sqlite-checkpoint", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self.EVERY)
+            for engine in list(self._engines):
+                checkpoint(engine)
+
+
+def checkpoint(engine: Engine) -> None:
+    """Copy the WAL into the database file now, as far as readers allow."""
+    try:
+        with engine.connect() as db:
+            db.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+    except Exception as error:  # a database being removed (a test's), or busy: the next round will do
+        log.debug("checkpoint of %s skipped: %s", engine.url, error)
+
+
+_CHECKPOINTER = _Checkpointer()
 
 
 def connect(url: str) -> Engine:
@@ -56,6 +98,8 @@ def connect(url: str) -> Engine:
     engine = create_engine(url, future=True)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
+        if url != "sqlite:///:memory:":
+            _CHECKPOINTER.watch(engine)
     return engine
 
 
