@@ -51,4 +51,7 @@ def create(ctx: Context, checklist_id: str) -> list[Action]:
         if ctx.event.source == "github"
         else frozenset()
     )
-    return [CreateSubtasks(checklist.id, checklist.id, titles, labels), comment]
+    # The comment first: a delivery run again after its items were created (a tracker failure
+    # postponed it) finds them all there and plans nothing for the checklist, so a comment
+    # planned after them would never be posted.
+    return [comment, CreateSubtasks(checklist.id, checklist.id, titles, labels)]

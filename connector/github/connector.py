@@ -39,6 +39,7 @@ from connector.retry import (
 from policies.ledger import Change
 from policies.models import (
     Action,
+    Actor,
     ChangeLabels,
     Comment,
     CommentPolicy,
@@ -191,9 +192,7 @@ class GithubConnector:
         if needs.comments:
             comments = self._call(lambda: list(issue.get_comments()))
             self._comments[delivery.delivery_id] = comments
-            changes["comments"] = tuple(
-                Comment(actor_of(c.raw_data.get("user")), c.body or "", str(c.id)) for c in comments
-            )
+            changes["comments"] = tuple(Comment(_author(c), c.body or "", str(c.id)) for c in comments)
         return replace(snapshot, **changes) if changes else snapshot
 
     def history(self, delivery: Delivery, event: Event) -> list[Change] | None:
@@ -246,6 +245,15 @@ class GithubConnector:
         return results
 
 
+def _author(comment: IssueComment) -> Actor:
+    """Who wrote a listed comment, from what the list carried: a lazy client's `raw_data` would
+    fetch each comment again, outside the retry layer."""
+    user = comment.user
+    if user is None:
+        return actor_of(None)
+    return actor_of({"login": user.login, "id": user.id, "type": user.type})
+
+
 def _describe(error: BaseException) -> str:
     if isinstance(error, GithubException):
         message = error.data.get("message") if isinstance(error.data, dict) else error.data
@@ -292,9 +300,27 @@ class _IssueSession:
                 return f"applied ({created} created)" if created else "skipped: every item already exists"
         return f"skipped: {type(action).__name__} does not apply to GitHub"
 
+    def write_once(
+        self, write: Callable[[], _T], look: Callable[[], _T | None], *, maybe_made: bool = False
+    ) -> _T:
+        """A write that GitHub makes twice when asked twice (a comment, an issue, a sub-issue link),
+        with its quick tries. A try that failed may still have taken effect (only its answer was
+        lost), so each later try first looks for it with `look` (a read with quick tries of its
+        own), as does the first when `maybe_made` (an earlier run began it)."""
+        unsure = maybe_made
+
+        def attempt() -> _T:
+            nonlocal unsure
+            if unsure and (found := look()) is not None:
+                return found
+            unsure = True
+            return write()
+
+        return self.connector._call(attempt)
+
     def _once(self, key: str, write: Callable[[], str]) -> str:
         """A write that is safe to repeat on GitHub (labels, state), journaled so a retried delivery
-        does not make it again."""
+        does not make it again; `write` makes its requests with their quick tries."""
         earlier = self.journal.recall(key)
         if earlier is not None and earlier.state == "done":
             return str(earlier.result.get("outcome", "applied (earlier attempt)"))
@@ -302,7 +328,7 @@ class _IssueSession:
             return f"failed: {earlier.result.get('reason', 'refused')}"
         self.journal.begin(key)
         try:
-            outcome = self.connector._call(write)
+            outcome = write()
         except (GithubException, requests.RequestException, TooLongToWait) as error:
             if unavailable(classify, error) is None:
                 self.journal.failed(key, _describe(error))
@@ -312,17 +338,19 @@ class _IssueSession:
 
     def _labels(self, action: ChangeLabels) -> str:
         """Adds in one POST, removals one DELETE each: labels someone else changed meanwhile stay
-        as they are (nothing replaces the whole set). Both are safe to repeat."""
+        as they are (nothing replaces the whole set). Both are safe to repeat; each has its own
+        quick tries, so a failed removal does not make the adds again."""
         add = sorted(action.add - self.labels)
         remove = sorted(action.remove & self.labels)
         if not add and not remove:
             return "skipped: the labels are already so"
+        issue = self.target.issue
         if add:
-            self.target.issue.add_to_labels(*add)
+            self.connector._call(lambda: issue.add_to_labels(*add))
             self.labels.update(add)
         for label in remove:
             try:
-                _remove_label(self.target.issue, label)
+                self.connector._call(partial(_remove_label, issue, label))
             except GithubException as error:
                 if error.status != 404:  # already gone
                     raise
@@ -332,7 +360,7 @@ class _IssueSession:
     def _state(self, state: str) -> str:
         if state not in ("open", "closed"):
             return f"skipped: GitHub issues are open or closed, not {state!r}"
-        self.target.issue.edit(state=state)
+        self.connector._call(lambda: self.target.issue.edit(state=state))
         return "applied"
 
     # --- comments ---------------------------------------------------------------------------
@@ -362,8 +390,10 @@ class _IssueSession:
         if action.on_existing == CommentPolicy.UPDATE_ONLY:
             return "skipped: no earlier comment to update"
         self.journal.begin(key)
-        posted = self.connector._call(lambda: self.target.issue.create_comment(body))
-        self.journal.done(key, {"id": posted.id, "digest": digest})
+        posted = self.write_once(
+            lambda: self.target.issue.create_comment(body).id, lambda: self._posted_id(tag)
+        )
+        self.journal.done(key, {"id": posted, "digest": digest})
         return "applied"
 
     def _may_predate_journal(self, action: PostComment) -> bool:
@@ -377,6 +407,12 @@ class _IssueSession:
         found = next((c for c in self.comments if tag in (c.body or "")), None)
         self.comments = None  # read again next time: this one may be stale by then
         return _Posted(found.id, comment_digest(found.body or "")) if found is not None else None
+
+    def _posted_id(self, tag: str) -> int | None:
+        """The id of our comment with `tag`, read now (a post whose answer was lost may be there)."""
+        self.comments = None
+        found = self._find(tag)
+        return found.id if found is not None else None
 
     def _edit(self, comment_id: int, body: str) -> None:
         self.target.issue.get_comment(comment_id).edit(body)  # lazy: one PATCH, no GET
@@ -420,26 +456,38 @@ class _ChildItem:
         return f"sub-issue:{self.action.checklist}:{self.title}"
 
     def ensure(self) -> int:
-        """1 when this call (or an earlier try of it) created the item, 0 when it was already there."""
-        journal, issue = self.session.journal, self.session.target.issue
+        """1 when this call (or an earlier try of it) created the item, 0 when it was already there.
+
+        The journal says how far an earlier try got: `started` (the creation was asked for), or
+        `done` with the item's id, `linked: false` once it exists (the link may have been asked
+        for), `linked: true` at the end. GitHub is looked at only where a write may have been made.
+        """
+        journal = self.session.journal
         earlier = journal.recall(self._key)
-        if earlier is not None and earlier.state == "done" and earlier.result.get("linked"):
-            return int(earlier.result.get("created", 1))
-        child_id = int(earlier.result["id"]) if earlier is not None and "id" in earlier.result else None
-        if earlier is not None and earlier.state == "started":
-            if self.title in self._linked_titles():
+        result = earlier.result if earlier is not None else {}
+        if earlier is not None and earlier.state == "done" and result.get("linked"):
+            return int(result.get("created", 1))
+        if "id" in result:
+            child_id = int(result["id"])
+        else:
+            if earlier is not None and self.title in self._linked_titles():
                 journal.done(self._key, {"linked": True, "created": 1})
                 return 1
-            found = self._created_earlier()
-            child_id = found.id if found is not None else None
-        if child_id is None:
             journal.begin(self._key)
-            child_id = self.session.connector._call(self._create).id
-        journal.done(self._key, {"id": child_id, "linked": False})
-        journal.begin(self._key)
-        self.session.connector._call(lambda: issue.add_sub_issue(child_id))
+            child_id = self.session.write_once(
+                lambda: self._create().id, self._created_earlier_id, maybe_made=earlier is not None
+            )
+            journal.done(self._key, {"id": child_id, "linked": False})
+        self.session.write_once(lambda: self._link(child_id), self._linked, maybe_made="id" in result)
         journal.done(self._key, {"id": child_id, "linked": True, "created": 1})
         return 1
+
+    def _link(self, child_id: int) -> bool:
+        self.session.target.issue.add_sub_issue(child_id)
+        return True
+
+    def _linked(self) -> bool | None:
+        return True if self.title in self._linked_titles() else None
 
     def _linked_titles(self) -> set[str]:
         issue = self.session.target.issue
@@ -457,6 +505,10 @@ class _ChildItem:
         return self.session.target.repository.create_issue(
             title=self.title, body=body, labels=sorted(self.action.labels)
         )
+
+    def _created_earlier_id(self) -> int | None:
+        found = self._created_earlier()
+        return found.id if found is not None else None
 
     def _created_earlier(self) -> Issue | None:
         """An item whose creation timed out after it happened: open, labelled, with our marker."""
