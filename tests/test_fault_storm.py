@@ -34,6 +34,7 @@ from policies.models import IssueRef
 from runtime.consumer import Consumer
 from runtime.services import Services
 from runtime.store import Store
+from runtime.store.database import aware
 from runtime.store.inbox import UNFINISHED
 from runtime.store.schema import deliveries
 from tests.conftest import GITHUB_SECRET, JIRA_SECRET, fixture_json, github_headers
@@ -250,7 +251,7 @@ class Sopguard:
             ).one()
         if not unfinished:
             return None
-        return earliest.replace(tzinfo=dt.UTC) if earliest is not None else self.clock.now
+        return aware(earliest) or self.clock.now
 
     def settle(self, rounds: int = 500) -> int:
         """Drain; move the clock to the next postponed delivery; again, until none is unfinished.
@@ -432,6 +433,10 @@ def test_a_storm_of_faults_loses_no_write_and_repeats_none(
         assert sopguard.statuses() == {"processed": 200}, summary
         assert sopguard.postponements() > 0, summary
         assert sum(faults.values()) > 0.2 * len(calls), summary
+        lost_posts = [
+            c for c in calls if c.kind == "comment.create" and (c.fault or "").startswith("done-then")
+        ]
+        assert lost_posts, "some comments were posted and their answers lost"
         links = f"/repos/{REPO}/issues/{STREAK_ISSUE}/sub_issues"
         streak = [c.fault for c in calls if c.kind == "sub_issue.add" and c.path == links]
         assert streak[:6] == [parse_fault(f, 1).label for f in STREAK]
