@@ -4,7 +4,8 @@ Two sopguards, each with a fresh database, receive the same 200 deliveries for 2
 priority, stage changes allowed and undone, checklists created as sub-issues) against a fake GitHub
 on loopback. The reference's fake never fails. The storm's fails 30% of all calls with 5xx and 429
 (with and without `Retry-After`), drops connections, lets some writes take effect before it fails
-them, and fails one sub-issue link six times running. Consumers run on a fake clock: a postponed
+them, fails one sub-issue link six times running, and one checklist's comment three times (its
+delivery is postponed in the middle of the checklist). Consumers run on a fake clock: a postponed
 delivery runs again once the clock is moved to its `not_before`, so nothing really waits. In the
 end GitHub must hold exactly what the reference left: the same labels, each of our comments and
 each checklist item once, every item linked, and the same number of writes of each kind.
@@ -201,6 +202,9 @@ def _acceptor(number: int) -> Script:
 
 STREAK_ISSUE = 10  # its first self-check item is there already; the second's link fails six times
 STREAK = (502, 503, "drop", 500, Fault(429), "done-then-500")
+ENTERING_VERIFICATION = 3  # the wave in which the verifiers enter verification
+OUTAGE_ISSUE = 9  # its self-check's comment fails three times running: the delivery is postponed
+OUTAGE = (503, 502, 500)
 
 
 def scenario() -> list[Script]:
@@ -383,12 +387,18 @@ def applied_writes(calls: list[Call]) -> Counter[str]:
 # --- the tests ------------------------------------------------------------------------------------
 
 
-def run(server: FakeGithubServer, tmp_path: Path, scripts: list[Script]) -> tuple[Sopguard, int]:
-    """Every script's steps, wave after wave: people act, GitHub delivers, sopguard settles."""
+def run(
+    server: FakeGithubServer, tmp_path: Path, scripts: list[Script], *, streaks: bool = False
+) -> tuple[Sopguard, int]:
+    """Every script's steps, wave after wave: people act, GitHub delivers, sopguard settles. With
+    `streaks`, the scripted failures strike in the wave the verifiers enter verification."""
     sopguard = sopguard_for(server, tmp_path)
     set_up(server, sopguard, scripts)
     rounds = 0
     for wave in range(max(len(s.steps) for s in scripts)):
+        if streaks and wave == ENTERING_VERIFICATION:
+            server.fail_next("POST", rf"/issues/{STREAK_ISSUE}/sub_issues$", *STREAK)
+            server.fail_next("POST", rf"/issues/{OUTAGE_ISSUE}/comments$", *OUTAGE)
         for script in scripts:
             if wave < len(script.steps):
                 sopguard.deliver(*act(server, script, wave))
@@ -420,8 +430,7 @@ def test_a_storm_of_faults_loses_no_write_and_repeats_none(
 
     with FakeGithubServer(faults=STORM, retry_after=1) as storm:
         no_network.add_passthru(storm.url)
-        storm.fail_next("POST", rf"/issues/{STREAK_ISSUE}/sub_issues$", *STREAK)
-        sopguard, rounds = run(storm, tmp_path / "storm", scenario())
+        sopguard, rounds = run(storm, tmp_path / "storm", scenario(), streaks=True)
         calls = storm.calls()
         faults = Counter(c.fault.split(" ")[0] for c in calls if c.fault is not None)
         summary = (
@@ -440,6 +449,9 @@ def test_a_storm_of_faults_loses_no_write_and_repeats_none(
         links = f"/repos/{REPO}/issues/{STREAK_ISSUE}/sub_issues"
         streak = [c.fault for c in calls if c.kind == "sub_issue.add" and c.path == links]
         assert streak[:6] == [parse_fault(f, 1).label for f in STREAK]
+        posts = f"/repos/{REPO}/issues/{OUTAGE_ISSUE}/comments"
+        outage = [c.fault for c in calls if c.kind == "comment.create" and c.path == posts]
+        assert [parse_fault(f, 1).label for f in OUTAGE] in [outage[i : i + 3] for i in range(len(outage))]
         found = held(storm, scenario())
         for number, issue in found.items():
             assert issue == expected[number], f"issue {number}: {summary}"
