@@ -463,9 +463,10 @@ def test_a_storm_of_faults_loses_no_write_and_repeats_none(
 def test_a_failure_outlasting_the_horizon_fails_the_delivery_and_a_retry_applies_each_write_once(
     no_network: responses.RequestsMock, tmp_path: Path
 ) -> None:
-    """Every write answered 503 for longer than the retry horizon (60 s of fake time): the delivery
-    fails, saying why, in the inbox, the audit and /healthz. Once GitHub is well again,
-    `sopguard retry` runs it once more and each of its writes is made exactly once."""
+    """Every write answered 503 for longer than the retry horizon (60 s of fake time), the first
+    one (the undo's label) after it took effect: the delivery fails, saying why, in the inbox, the
+    audit and /healthz. Once GitHub is well again, `sopguard retry` runs it once more and each of
+    its writes has been made exactly once."""
     skip = Script(
         1,
         "triage",
@@ -477,7 +478,7 @@ def test_a_failure_outlasting_the_horizon_fails_the_delivery_and_a_retry_applies
         no_network.add_passthru(server.url)
         sopguard = sopguard_for(server, tmp_path, retry_horizon=60.0)
         set_up(server, sopguard, [skip])
-        server.set_random_faults(RandomFaults(rate=1.0, statuses=(503,), writes_only=True))
+        server.set_random_faults(RandomFaults(rate=1.0, statuses=(503,), after_write=1.0, writes_only=True))
         sopguard.deliver(*act(server, skip, 0))
 
         sopguard.settle()
@@ -492,20 +493,19 @@ def test_a_failure_outlasting_the_horizon_fails_the_delivery_and_a_retry_applies
         assert audited.outcome == f"failed: {error}"
         health = sopguard.app.test_client().get("/healthz").get_json()
         assert (health["status"], health["failed"]) == ("degraded", 1)
-        assert not server.writes(effective=True)
-        assert server.writes(), "the writes were tried"
+        assert {c.kind for c in server.writes()} == {"labels.add"}  # it went no further
+        assert held(server, [skip])[1].events == (("labeled", "status/triage"),)
+        assert not server.comments(REPO, 1)
 
         server.set_random_faults(RandomFaults())
         assert sopguard.store.inbox.retry(None) == 1
         sopguard.settle()
 
         assert sopguard.statuses() == {"processed": 1}
-        assert server.write_counts(effective=True) == {
-            "labels.add": 1,
-            "labels.remove": 1,
-            "comment.create": 1,
-        }
-        assert sorted(server.issue(REPO, 1).labels) == ["priority/P2", "status/triage"]
+        assert applied_writes(server.calls()) == {"labels.add": 1, "labels.remove": 1, "comment.create": 1}
+        undone = held(server, [skip])[1]
+        assert undone.events == (("labeled", "status/triage"), ("unlabeled", "status/in-progress"))
+        assert undone.labels == ("priority/P2", "status/triage")
         (comment,) = server.comments(REPO, 1)
         assert MARKER.findall(comment.body) == ["transition-rejected:triage:in-progress:d-1-0"]
         assert comment.body.startswith("**This change of stage was undone.**")
