@@ -31,8 +31,6 @@ def create(ctx: Context, checklist_id: str) -> list[Action]:
         return []
     existing = {s.title for s in ctx.snapshot.subtasks}
     titles = tuple(t for t in item_titles(ctx, checklist) if t not in existing)
-    if not titles:
-        return []
     created = mode == Mode.ENFORCE
     body = render(
         ctx.policy,
@@ -51,4 +49,7 @@ def create(ctx: Context, checklist_id: str) -> list[Action]:
         if ctx.event.source == "github"
         else frozenset()
     )
-    return [CreateSubtasks(checklist.id, checklist.id, titles, labels), comment]
+    # The comment comes after the items, so it is true when it is read. It is planned even when
+    # every item is there: a delivery run again after its items were created (a tracker failure
+    # postponed it) still owes it; its marker keeps it to one comment per issue.
+    return [CreateSubtasks(checklist.id, checklist.id, titles, labels), comment] if titles else [comment]

@@ -304,4 +304,8 @@ def test_checklist_items_already_under_the_issue_are_not_created_again() -> None
 
     assert _of(second, CreateSubtasks)[0].titles == created.titles[2:]
     assert not _of(third, CreateSubtasks)
-    assert not [c for c in _of(third, PostComment) if c.marker == "checklist:self-check"]
+    # The comment is still planned (a delivery run again after its items were made owes it); its
+    # marker keeps it to one per issue, however often it is planned.
+    assert [c.marker for c in _of(third, PostComment) if c.marker.startswith("checklist:")] == [
+        "checklist:self-check"
+    ]

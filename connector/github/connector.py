@@ -39,6 +39,7 @@ from connector.retry import (
 from policies.ledger import Change
 from policies.models import (
     Action,
+    Actor,
     ChangeLabels,
     Comment,
     CommentPolicy,
@@ -191,9 +192,7 @@ class GithubConnector:
         if needs.comments:
             comments = self._call(lambda: list(issue.get_comments()))
             self._comments[delivery.delivery_id] = comments
-            changes["comments"] = tuple(
-                Comment(actor_of(c.raw_data.get("user")), c.body or "", str(c.id)) for c in comments
-            )
+            changes["comments"] = tuple(Comment(_author(c), c.body or "", str(c.id)) for c in comments)
         return replace(snapshot, **changes) if changes else snapshot
 
     def history(self, delivery: Delivery, event: Event) -> list[Change] | None:
@@ -246,6 +245,15 @@ class GithubConnector:
         return results
 
 
+def _author(comment: IssueComment) -> Actor:
+    """Who wrote a listed comment, from what the list carried: a lazy client's `raw_data` would
+    fetch each comment again, outside the retry layer."""
+    user = comment.user
+    if user is None:
+        return actor_of(None)
+    return actor_of({"login": user.login, "id": user.id, "type": user.type})
+
+
 def _describe(error: BaseException) -> str:
     if isinstance(error, GithubException):
         message = error.data.get("message") if isinstance(error.data, dict) else error.data
@@ -286,17 +294,33 @@ class _IssueSession:
                 key = f"state:{self.delivery.delivery_id}:{action.status}"
                 return self._once(key, partial(self._state, action.status))
             case PostComment():
-                return self.connector._call(partial(self._comment, action))
+                return self._comment(action)
             case CreateSubtasks():
-                created = sum(
-                    self.connector._call(_ChildItem(self, action, title).ensure) for title in action.titles
-                )
+                created = sum(_ChildItem(self, action, title).ensure() for title in action.titles)
                 return f"applied ({created} created)" if created else "skipped: every item already exists"
         return f"skipped: {type(action).__name__} does not apply to GitHub"
 
+    def write_once(
+        self, write: Callable[[], _T], look: Callable[[], _T | None], *, maybe_made: bool = False
+    ) -> _T:
+        """A write that GitHub makes twice when asked twice (a comment, an issue, a sub-issue link),
+        with its quick tries. A try that failed may still have taken effect (only its answer was
+        lost), so each later try first looks for it with `look` (a read with quick tries of its
+        own), as does the first when `maybe_made` (an earlier run began it)."""
+        unsure = maybe_made
+
+        def attempt() -> _T:
+            nonlocal unsure
+            if unsure and (found := look()) is not None:
+                return found
+            unsure = True
+            return write()
+
+        return self.connector._call(attempt)
+
     def _once(self, key: str, write: Callable[[], str]) -> str:
         """A write that is safe to repeat on GitHub (labels, state), journaled so a retried delivery
-        does not make it again."""
+        does not make it again; `write` makes its requests with their quick tries."""
         earlier = self.journal.recall(key)
         if earlier is not None and earlier.state == "done":
             return str(earlier.result.get("outcome", "applied (earlier attempt)"))
@@ -304,7 +328,7 @@ class _IssueSession:
             return f"failed: {earlier.result.get('reason', 'refused')}"
         self.journal.begin(key)
         try:
-            outcome = self.connector._call(write)
+            outcome = write()
         except (GithubException, requests.RequestException, TooLongToWait) as error:
             if unavailable(classify, error) is None:
                 self.journal.failed(key, _describe(error))
@@ -314,17 +338,19 @@ class _IssueSession:
 
     def _labels(self, action: ChangeLabels) -> str:
         """Adds in one POST, removals one DELETE each: labels someone else changed meanwhile stay
-        as they are (nothing replaces the whole set). Both are safe to repeat."""
+        as they are (nothing replaces the whole set). Both are safe to repeat; each has its own
+        quick tries, so a failed removal does not make the adds again."""
         add = sorted(action.add - self.labels)
         remove = sorted(action.remove & self.labels)
         if not add and not remove:
             return "skipped: the labels are already so"
+        issue = self.target.issue
         if add:
-            self.target.issue.add_to_labels(*add)
+            self.connector._call(lambda: issue.add_to_labels(*add))
             self.labels.update(add)
         for label in remove:
             try:
-                _remove_label(self.target.issue, label)
+                self.connector._call(partial(_remove_label, issue, label))
             except GithubException as error:
                 if error.status != 404:  # already gone
                     raise
@@ -334,14 +360,12 @@ class _IssueSession:
     def _state(self, state: str) -> str:
         if state not in ("open", "closed"):
             return f"skipped: GitHub issues are open or closed, not {state!r}"
-        self.target.issue.edit(state=state)
+        self.connector._call(lambda: self.target.issue.edit(state=state))
         return "applied"
 
     # --- comments ---------------------------------------------------------------------------
 
     def _comment(self, action: PostComment) -> str:
-        """One try at the comment, as a whole: a quick retry after a lost answer starts here again,
-        so it finds the `started` entry and looks for the comment instead of posting it twice."""
         key = f"comment:{action.marker}"
         tag = marker_text(action.marker)
         body = f"{action.body.rstrip()}\n\n{tag}\n"
@@ -360,14 +384,16 @@ class _IssueSession:
                 self.journal.done(key, {"id": existing.id, "digest": digest})
                 return "skipped: already up to date"
             self.journal.begin(key)
-            self._edit(existing.id, body)
+            self.connector._call(partial(self._edit, existing.id, body))
             self.journal.done(key, {"id": existing.id, "digest": digest})
             return "applied (edited)"
         if action.on_existing == CommentPolicy.UPDATE_ONLY:
             return "skipped: no earlier comment to update"
         self.journal.begin(key)
-        posted = self.target.issue.create_comment(body)
-        self.journal.done(key, {"id": posted.id, "digest": digest})
+        posted = self.write_once(
+            lambda: self.target.issue.create_comment(body).id, lambda: self._posted_id(tag)
+        )
+        self.journal.done(key, {"id": posted, "digest": digest})
         return "applied"
 
     def _may_predate_journal(self, action: PostComment) -> bool:
@@ -377,10 +403,16 @@ class _IssueSession:
 
     def _find(self, tag: str) -> _Posted | None:
         if self.comments is None:
-            self.comments = list(self.target.issue.get_comments())
+            self.comments = self.connector._call(lambda: list(self.target.issue.get_comments()))
         found = next((c for c in self.comments if tag in (c.body or "")), None)
         self.comments = None  # read again next time: this one may be stale by then
         return _Posted(found.id, comment_digest(found.body or "")) if found is not None else None
+
+    def _posted_id(self, tag: str) -> int | None:
+        """The id of our comment with `tag`, read now (a post whose answer was lost may be there)."""
+        self.comments = None
+        found = self._find(tag)
+        return found.id if found is not None else None
 
     def _edit(self, comment_id: int, body: str) -> None:
         self.target.issue.get_comment(comment_id).edit(body)  # lazy: one PATCH, no GET
@@ -413,39 +445,53 @@ class _Target:
 class _ChildItem:
     """One checklist item as a sub-issue: created, then linked; each step journaled. After a try
     whose answer was lost, the item is looked for (under the parent, then among the issues we
-    created) instead of being made again. `ensure` is retried as a whole, never a bare write."""
+    created) instead of being made again."""
 
     session: _IssueSession
     action: CreateSubtasks
     title: str
 
+    @property
+    def _key(self) -> str:
+        return f"sub-issue:{self.action.checklist}:{self.title}"
+
     def ensure(self) -> int:
-        """1: the item exists and is linked, made by this step or by an earlier try of it. The
-        whole step is one retried unit: a try after a lost answer reads the journal again and looks
-        for what that answer would have said before writing."""
-        journal, issue = self.session.journal, self.session.target.issue
-        create_key = f"sub-issue:{self.action.checklist}:{self.title}"
-        link_key = f"sub-issue-link:{self.action.checklist}:{self.title}"
-        link = journal.recall(link_key)
-        if link is not None and link.state == "done":
-            return 1
-        created = journal.recall(create_key)
-        child_id = int(created.result["id"]) if created is not None and created.state == "done" else None
-        if child_id is None:
-            found = self._created_earlier() if created is not None else None  # begun: it may exist
-            if found is None:
-                journal.begin(create_key)
-                found = self._create()
-            child_id = found.id
-            journal.done(create_key, {"id": child_id, "number": found.number})
-        if link is None or self.title not in self._linked_titles():
-            journal.begin(link_key)
-            issue.add_sub_issue(child_id)
-        journal.done(link_key, {"id": child_id})
+        """1 when this call (or an earlier try of it) created the item, 0 when it was already there.
+
+        The journal says how far an earlier try got: `started` (the creation was asked for), or
+        `done` with the item's id, `linked: false` once it exists (the link may have been asked
+        for), `linked: true` at the end. GitHub is looked at only where a write may have been made.
+        """
+        journal = self.session.journal
+        earlier = journal.recall(self._key)
+        result = earlier.result if earlier is not None else {}
+        if earlier is not None and earlier.state == "done" and result.get("linked"):
+            return int(result.get("created", 1))
+        if "id" in result:
+            child_id = int(result["id"])
+        else:
+            if earlier is not None and self.title in self._linked_titles():
+                journal.done(self._key, {"linked": True, "created": 1})
+                return 1
+            journal.begin(self._key)
+            child_id = self.session.write_once(
+                lambda: self._create().id, self._created_earlier_id, maybe_made=earlier is not None
+            )
+            journal.done(self._key, {"id": child_id, "linked": False})
+        self.session.write_once(lambda: self._link(child_id), self._linked, maybe_made="id" in result)
+        journal.done(self._key, {"id": child_id, "linked": True, "created": 1})
         return 1
 
+    def _link(self, child_id: int) -> bool:
+        self.session.target.issue.add_sub_issue(child_id)
+        return True
+
+    def _linked(self) -> bool | None:
+        return True if self.title in self._linked_titles() else None
+
     def _linked_titles(self) -> set[str]:
-        return {c.title for c in self.session.target.issue.get_sub_issues()}
+        issue = self.session.target.issue
+        return self.session.connector._call(lambda: {c.title for c in issue.get_sub_issues()})
 
     @property
     def _marker(self) -> str:
@@ -460,13 +506,25 @@ class _ChildItem:
             title=self.title, body=body, labels=sorted(self.action.labels)
         )
 
+    def _created_earlier_id(self) -> int | None:
+        found = self._created_earlier()
+        return found.id if found is not None else None
+
     def _created_earlier(self) -> Issue | None:
         """An item whose creation timed out after it happened: open, labelled, with our marker."""
         repository = self.session.target.repository
-        candidates = repository.get_issues(
-            state="open", labels=sorted(self.action.labels), sort="created", direction="desc"
+        candidates = self.session.connector._call(
+            lambda: list(
+                zip(
+                    repository.get_issues(
+                        state="open", labels=sorted(self.action.labels), sort="created", direction="desc"
+                    ),
+                    range(100),
+                    strict=False,
+                )
+            )
         )
-        for candidate, _ in zip(candidates, range(100), strict=False):
+        for candidate, _ in candidates:
             if candidate.title == self.title and self._marker in (candidate.body or ""):
                 return candidate
         return None

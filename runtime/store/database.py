@@ -17,6 +17,7 @@ import fcntl
 import functools
 import logging
 import os
+import sqlite3
 import threading
 import time
 import urllib.parse
@@ -47,11 +48,25 @@ log = logging.getLogger(__name__)
 
 def _sqlite_pragmas(connection: Any, _: Any) -> None:
     cursor = connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    _into_wal(cursor)
+    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer thread does it
     cursor.close()
+
+
+def _into_wal(cursor: Any) -> None:
+    """`journal_mode=WAL`. Switching a new file's mode needs it to itself, and SQLite answers
+    "locked" at once, without its busy wait, while another process creates the tables: wait here."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 class _Checkpointer:
