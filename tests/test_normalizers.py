@@ -324,3 +324,59 @@ def test_an_issue_key_that_cannot_be_told_is_a_bad_payload(
         issue_key(str(payload.get("webhookEvent", "issues")), payload)
 
     assert str(refusal.value) == reason
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["a" * 101 + "/b", "a/" + "b" * 101, "own\u0000er/name", "owner/\ud800", "o w/n", "\u00e9t\u00e9/name"],
+)
+def test_a_github_repository_name_github_would_not_give_is_a_bad_payload(name: str) -> None:
+    """Found by tests/test_endpoint_fuzz.py: such a name made an issue key that PostgreSQL could not
+    store (too long for the inbox's column, or a NUL), so the door answered 503 for ever."""
+    payload = fixture_json("github", "issues__opened.json")
+    payload["repository"]["full_name"] = name
+
+    with pytest.raises(BadPayload, match=r'^repository\.full_name must be "owner/name", not '):
+        github_events.issue_key("issues", payload)
+
+
+def test_the_longest_github_repository_name_is_accepted() -> None:
+    payload = fixture_json("github", "issues__opened.json")
+    payload["repository"]["full_name"] = f"{'o' * 39}/{'a.b_c-d' * 14}xx"
+
+    assert github_events.issue_key("issues", payload).startswith("github:" + "o" * 39 + "/")
+
+
+@pytest.mark.parametrize(
+    ("mutate", "reason"),
+    [
+        (
+            lambda p: p["issue"].update(key="P" * 256 + "-1"),
+            'issue.key must be an issue key like "PROJ-123", not "PPPP',
+        ),
+        (
+            lambda p: p["issue"].update(key="PROJ-" + "1" * 20),
+            'issue.key must be an issue key like "PROJ-123", not "PROJ-1111',
+        ),
+    ],
+)
+def test_a_jira_issue_key_longer_than_jira_writes_is_a_bad_payload(
+    mutate: Callable[[dict[str, Any]], None], reason: str
+) -> None:
+    """Found by tests/test_endpoint_fuzz.py: a longer key did not fit the inbox's issue column."""
+    payload = fixture_json("jira", "mattermost__webhook-issue-created.json")
+    mutate(payload)
+
+    with pytest.raises(BadPayload) as refusal:
+        jira_events.issue_key("jira:issue_created", payload)
+
+    assert str(refusal.value).startswith(reason)
+    assert jira_events.issue_key("jira:issue_created", {"issue": {"key": "P" * 255 + "-1"}}).endswith("-1")
+
+
+def test_a_jira_comment_url_with_an_issue_id_beyond_64_bits_names_no_issue() -> None:
+    payload = fixture_json("jira", "jira-to-matrix__comment-created.json")
+    payload["comment"]["self"] = "https://jira.example/rest/api/2/issue/" + "9" * 300 + "/comment/1"
+
+    with pytest.raises(BadPayload, match="names no issue"):
+        jira_events.issue_key("comment_created", payload)

@@ -10,9 +10,10 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from flask import Blueprint, Response, current_app, jsonify, request
+from sqlalchemy import String
 from werkzeug.datastructures import Headers
 
 from config.settings import Settings
@@ -23,11 +24,15 @@ from connector.jira import events as jira_events
 from policies.models import Source
 from runtime.services import utc_now
 from runtime.store import Store
+from runtime.store.schema import deliveries
 from webhooks import signatures
 
 log = logging.getLogger(__name__)
 
 blueprint = Blueprint("webhooks", __name__)
+
+# What the inbox keeps of a delivery id: a longer one could never be written (a 503 for ever).
+LONGEST_DELIVERY_ID: int = cast(String, deliveries.c.delivery_id.type).length or 0
 
 
 @dataclass(frozen=True)
@@ -101,6 +106,10 @@ def receive(source: str) -> tuple[Response, int]:
     except BadPayload as problem:
         return _answer(400, error=str(problem))
     delivery_id = request.headers.get(protocol.delivery_header) or fallback_delivery_id(body)
+    if len(delivery_id) > LONGEST_DELIVERY_ID:
+        return _answer(
+            400, error=f"{protocol.delivery_header} is longer than {LONGEST_DELIVERY_ID} characters"
+        )
     delivery = Delivery(tracker, delivery_id, event_name, payload)
     try:
         issue = delivery.issue_key()

@@ -16,7 +16,9 @@ from policies.text import sections
 
 Payload = dict[str, Any]
 
-_REPOSITORY_NAME = re.compile(r"[^/\s]+/[^/\s]+")
+# GitHub's own alphabet and lengths (an owner has at most 39 characters, a name 100): a name with a
+# NUL or a lone surrogate could not be stored, and a longer one would not fit the inbox's issue key.
+_REPOSITORY_NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}")
 _LARGEST_NUMBER = 2**63 - 1
 
 # (event, action) -> what it means for the SOP

@@ -40,8 +40,10 @@ WORKFLOW_BOOKKEEPING = frozenset(
     {"resolution", "resolutiondate", "rank", "workflow", "timespent", "worklogid"}
 )
 
-_ISSUE_ID_IN_URL = re.compile(r"/issue/(?P<id>[0-9]+)/comment/")
-_ISSUE_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_]*-[0-9]+")
+# Bounded as Jira bounds them (a project key has at most 255 characters, an issue number or id is a
+# 64-bit integer), so that the issue key the inbox orders by always fits its column.
+_ISSUE_ID_IN_URL = re.compile(r"/issue/(?P<id>[0-9]{1,19})/comment/")
+_ISSUE_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,254}-[0-9]{1,19}")
 # Nesting no Jira field reaches (a document in Atlassian's format stays well within it).
 _DEEPEST_FIELD = 64
 
