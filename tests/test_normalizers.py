@@ -351,7 +351,7 @@ def test_the_longest_github_repository_name_is_accepted() -> None:
     ("mutate", "reason"),
     [
         (
-            lambda p: p["issue"].update(key="P" * 256 + "-1"),
+            lambda p: p["issue"].update(key="P" * 81 + "-1"),
             'issue.key must be an issue key like "PROJ-123", not "PPPP',
         ),
         (
@@ -363,7 +363,8 @@ def test_the_longest_github_repository_name_is_accepted() -> None:
 def test_a_jira_issue_key_longer_than_jira_writes_is_a_bad_payload(
     mutate: Callable[[dict[str, Any]], None], reason: str
 ) -> None:
-    """Found by tests/test_endpoint_fuzz.py: a longer key did not fit the inbox's issue column."""
+    """Found by tests/test_endpoint_fuzz.py: a longer key did not fit the inbox's issue column (and
+    the ledger's key column, 100 characters, on PostgreSQL)."""
     payload = fixture_json("jira", "mattermost__webhook-issue-created.json")
     mutate(payload)
 
@@ -371,7 +372,8 @@ def test_a_jira_issue_key_longer_than_jira_writes_is_a_bad_payload(
         jira_events.issue_key("jira:issue_created", payload)
 
     assert str(refusal.value).startswith(reason)
-    assert jira_events.issue_key("jira:issue_created", {"issue": {"key": "P" * 255 + "-1"}}).endswith("-1")
+    longest = "P" * 80 + "-" + "9" * 19
+    assert jira_events.issue_key("jira:issue_created", {"issue": {"key": longest}}) == f"jira:{longest}"
 
 
 def test_a_jira_comment_url_with_an_issue_id_beyond_64_bits_names_no_issue() -> None:
@@ -380,3 +382,51 @@ def test_a_jira_comment_url_with_an_issue_id_beyond_64_bits_names_no_issue() -> 
 
     with pytest.raises(BadPayload, match="names no issue"):
         jira_events.issue_key("comment_created", payload)
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("x" * 256, "must be at most 255 characters"),
+        ("ad\u0000min", "must be text without NUL characters or lone surrogates"),
+        ("\ud800", "must be text without NUL characters or lone surrogates"),
+    ],
+)
+def test_a_name_the_ledger_could_not_keep_is_a_bad_payload(value: str, reason: str) -> None:
+    """Found by tests/test_endpoint_fuzz.py: a reporter's login of 20,000 characters, a NUL or a lone
+    surrogate was accepted, then writing the ledger failed (PostgreSQL: value too long) and the
+    delivery ended `failed` with "unexpected error: DataError"."""
+    github = fixture_json("github", "issues__opened.json")
+    github["issue"]["user"]["login"] = value
+    jira = fixture_json("jira", "mattermost__webhook-issue-updated-labels.json")
+    jira["user"]["displayName"] = value
+    project = fixture_json("jira", "mattermost__webhook-issue-created.json")
+    project["issue"]["fields"]["project"]["key"] = value
+
+    with pytest.raises(BadPayload) as by_github:
+        github_events.to_event("issues", "d", github)
+    with pytest.raises(BadPayload) as by_jira:
+        jira_events.to_event("d", jira)
+    with pytest.raises(BadPayload) as by_project:
+        jira_events.to_event("d", project)
+
+    assert str(by_github.value).startswith(f"issue.user.login {reason}, not ")
+    assert str(by_jira.value).startswith(f"user.displayName {reason}, not ")
+    assert str(by_project.value).startswith(f"issue.fields.project.key {reason}, not ")
+
+
+def test_a_jira_event_type_name_longer_than_the_audit_keeps_is_a_bad_payload() -> None:
+    payload = fixture_json("jira", "mattermost__webhook-issue-updated-labels.json")
+    payload["issue_event_type_name"] = "issue_" + "x" * 95
+
+    with pytest.raises(BadPayload, match=r"^issue_event_type_name must be at most 100 characters, not "):
+        jira_events.to_event("d", payload)
+
+
+def test_names_of_the_longest_kept_length_and_in_any_script_are_read() -> None:
+    payload = fixture_json("jira", "mattermost__webhook-issue-updated-labels.json")
+    payload["user"] = {"displayName": "\u5f20\u4f1f \U0001f468\u200d\U0001f469" + "x" * 249}
+
+    event, _ = jira_events.to_event("d", payload)
+
+    assert event.actor.login == payload["user"]["displayName"]

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from pydantic import Field, PlainValidator
 
 from connector.errors import BadPayload, Ignored
-from connector.payload import Identifier, Lenient, Time, shape_error, shown, validated
+from connector.payload import Identifier, Lenient, Name, Time, shape_error, shown, validated
 from policies.models import Actor, Comment, Event, EventKind, IssueRef, IssueSnapshot
 from policies.text import sections
 
@@ -96,7 +96,7 @@ def classify(event_name: str, payload: Payload) -> EventKind:
 
 
 class User(Lenient):
-    login: str = ""
+    login: Name = ""
     id: Identifier = ""
     type: str | None = None
 

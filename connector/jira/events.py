@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from pydantic import Field, PlainValidator
 
 from connector.errors import BadPayload, Ignored
-from connector.payload import Identifier, Lenient, Time, shape_error, shown, validated
+from connector.payload import Identifier, Lenient, Name, Time, bounded_name, shape_error, shown, validated
 from policies.models import Actor, Comment, Event, EventKind, IssueRef, IssueSnapshot, Subtask
 
 Payload = dict[str, Any]
@@ -40,12 +40,14 @@ WORKFLOW_BOOKKEEPING = frozenset(
     {"resolution", "resolutiondate", "rank", "workflow", "timespent", "worklogid"}
 )
 
-# Bounded as Jira bounds them (a project key has at most 255 characters, an issue number or id is a
-# 64-bit integer), so that the issue key the inbox orders by always fits its column.
+# Bounded so that they fit the columns that keep them: an issue key at most 100 characters (Jira's
+# project keys have 10 by default, and no site has been seen near 80), an issue number or id a
+# 64-bit integer.
 _ISSUE_ID_IN_URL = re.compile(r"/issue/(?P<id>[0-9]{1,19})/comment/")
-_ISSUE_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,254}-[0-9]{1,19}")
+_ISSUE_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,79}-[0-9]{1,19}")
 # Nesting no Jira field reaches (a document in Atlassian's format stays well within it).
 _DEEPEST_FIELD = 64
+_LONGEST_EVENT_NAME = 100  # what the audit log keeps of an event's name
 
 
 def classify(payload: Payload) -> str:
@@ -76,10 +78,10 @@ IssueKey = Annotated[str, PlainValidator(_issue_key)]
 class User(Lenient):
     """A person or app; Cloud identifies by `accountId`, Data Center by `name`/`key`."""
 
-    accountId: str | None = None
-    name: str | None = None
-    key: str | None = None
-    displayName: str | None = None
+    accountId: Name | None = None
+    name: Name | None = None
+    key: Name | None = None
+    displayName: Name | None = None
     accountType: str | None = None
 
 
@@ -96,7 +98,7 @@ class IssueType(Lenient):
 
 
 class Project(Lenient):
-    key: str | None = None
+    key: Name | None = None
 
 
 class JiraComment(Lenient):
@@ -164,7 +166,7 @@ class DeliveryBody(Lenient):
 
     webhookEvent: str = ""
     timestamp: Time = None
-    issue_event_type_name: str | None = None
+    issue_event_type_name: Annotated[str, bounded_name(_LONGEST_EVENT_NAME)] | None = None
     user: User | None = None
     issue: Issue | None = None
     comment: JiraComment | None = None
