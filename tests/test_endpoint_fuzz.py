@@ -140,6 +140,8 @@ def mutated_body(draw: st.DrawFn, source: str) -> tuple[str, bytes]:
     raws: list[Raw] = []
     for _ in range(draw(st.integers(1, 4))):
         path, value = draw(where), draw(REPLACEMENTS)
+        if isinstance(value, dict | list):
+            value = copy.deepcopy(value)  # the same {} may be drawn again, for another path
         if isinstance(value, Raw):
             raws.append(value)
             value = value.marker
@@ -229,11 +231,16 @@ class Campaign:
     requests: int = 0
     answers: Counter[int] = field(default_factory=Counter)
     ended: Counter[str] = field(default_factory=Counter)
+    failures: Counter[str] = field(default_factory=Counter)
 
     def report(self, database: str) -> str:
         answers = ", ".join(f"{code}: {n}" for code, n in sorted(self.answers.items()))
         ended = ", ".join(f"{status}: {n}" for status, n in sorted(self.ended.items()))
-        return f"[{database}] {self.requests} requests; answers {answers}; accepted deliveries ended {ended}"
+        common = "".join(f"\n  {n:5} {why}" for why, n in self.failures.most_common(12))
+        return (
+            f"[{database}] {self.requests} requests; answers {answers}; "
+            f"accepted deliveries ended {ended}; most common reasons for failing:{common}"
+        )
 
 
 def _app(tmp_path: Path, database_url: str) -> Flask:
@@ -292,15 +299,16 @@ def _check_answer(request: Request, response: Any) -> str | None:
     return None
 
 
-def _check_outcome(store: Store, source: str, delivery: str) -> str:
+def _check_outcome(store: Store, source: str, delivery: str, campaign: Campaign) -> None:
     status = store.inbox.status(source, delivery)
     error = store.inbox.error(source, delivery)
     assert status in FINAL, (delivery, status, error)
     if status == "failed":
         assert error, delivery
         assert not error.startswith("unexpected error"), error
+        campaign.failures[error.split(", not ")[0][:100]] += 1
     assert _audit_rows(store, source, delivery) >= 1, (delivery, status)
-    return status
+    campaign.ended[str(status)] += 1
 
 
 def test_signed_garbage_is_never_a_server_error_and_every_accepted_delivery_ends_with_a_reason(
@@ -324,7 +332,7 @@ def test_signed_garbage_is_never_a_server_error_and_every_accepted_delivery_ends
         accepted = _check_answer(request, response)
         drain(app)
         if accepted is not None:
-            campaign.ended[_check_outcome(store, request.source, accepted)] += 1
+            _check_outcome(store, request.source, accepted, campaign)
         assert store.inbox.health().pending == 0
         assert _problems_logged(logged) == []
 
