@@ -8,11 +8,13 @@ from typing import Any
 
 import pytest
 
+from config.loader import load_policy
 from connector.errors import BadPayload, Ignored
 from connector.github import events as github_events
 from connector.jira import events as jira_events
-from policies.models import EventKind
-from policies.text import parse_time
+from policies.followup import rating
+from policies.models import Actor, Comment, EventKind, IssueRef, IssueSnapshot
+from policies.text import parse_time, sections
 from tests.conftest import fixture_json
 
 
@@ -430,3 +432,38 @@ def test_names_of_the_longest_kept_length_and_in_any_script_are_read() -> None:
     event, _ = jira_events.to_event("d", payload)
 
     assert event.actor.login == payload["user"]["displayName"]
+
+
+# --- text read out of deliveries: linear whatever a person writes -------------------------------
+
+
+def test_an_issue_body_with_a_heading_then_a_megabyte_of_blanks_is_read() -> None:
+    """Found reading the patterns the fuzzed bodies reach: a heading line ending in a long run of
+    blanks was quadratic (40,000 spaces took 24 s; a megabyte would hold the worker for hours)."""
+    payload = fixture_json("github", "issues__opened.json")
+    payload["issue"]["body"] = "### Impact" + " " * 1_000_000 + "x\n\nDegraded ## \n### C# ###\n_No response_"
+
+    _, snapshot = github_events.to_event("issues", "d", payload)
+
+    assert snapshot.fields == {"Impact" + " " * 1_000_000 + "x": "Degraded ##", "C": ""}
+    assert sections("h3. Urgency   \t\nHigh\n### #\nhash") == {"Urgency": "High", "#": "hash"}
+
+
+@pytest.mark.parametrize(
+    ("reply", "score"),
+    [
+        ("5" + " " * 100_000 + "x", None),
+        ("5" + " " * 100_000 + "/ 4", None),
+        (" 4 / 5 !" + " \n" * 50_000, 4),
+        ("3.", 3),
+        ("2/5", 2),
+        ("6", None),
+    ],
+)
+def test_a_rating_reply_is_read_whatever_its_blanks(reply: str, score: int | None) -> None:
+    """Found reading the patterns: three adjacent `\\s*` made a reply of "5", 2,000 spaces and a
+    letter take 40 s to be told it is no rating (cubic); the reporter writes that reply."""
+    reporter = Actor(login="octocat")
+    closed = IssueSnapshot(ref=IssueRef("github", "o/n", "1"), is_open=False, reporter="octocat")
+
+    assert rating(load_policy(), closed, Comment(author=reporter, body=reply)) == score
