@@ -149,7 +149,8 @@ def mutated_body(draw: st.DrawFn, source: str) -> tuple[str, bytes]:
             payload = _deleted(payload, path) if value is DELETE else _replaced(payload, path, value)
         except (KeyError, IndexError, TypeError):  # an earlier change took this path away
             continue
-    text = json.dumps(payload)
+    # Escaped (`\ud800`, `\u0000`) or as UTF-8 (a lone surrogate then is bytes no decoder takes).
+    text = json.dumps(payload, ensure_ascii=draw(st.booleans()))
     for raw in raws:
         text = text.replace(json.dumps(raw.marker), raw.text)
     return name, text.encode("utf-8", "surrogatepass")
@@ -186,6 +187,7 @@ def odd_body(draw: st.DrawFn, source: str) -> tuple[str, bytes]:
     return name, body
 
 
+# What a header value can hold through waitress (visible ASCII, blanks and obs-text).
 HEADER_TEXT = st.text(
     st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f"), max_size=40
 )
