@@ -187,10 +187,9 @@ def odd_body(draw: st.DrawFn, source: str) -> tuple[str, bytes]:
     return name, body
 
 
-# What a header value can hold through waitress (visible ASCII, blanks and obs-text).
-HEADER_TEXT = st.text(
-    st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f"), max_size=40
-)
+# Latin-1 as the test client sends it; waitress itself refuses control characters but the door must
+# not count on it (a NUL in a delivery id could never be written to PostgreSQL).
+HEADER_TEXT = st.text(st.characters(max_codepoint=0xFF, exclude_characters="\r\n"), max_size=40)
 
 
 @dataclass(frozen=True)
