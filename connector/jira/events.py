@@ -40,9 +40,9 @@ WORKFLOW_BOOKKEEPING = frozenset(
     {"resolution", "resolutiondate", "rank", "workflow", "timespent", "worklogid"}
 )
 
-# Bounded so that they fit the columns that keep them: an issue key at most 100 characters (Jira's
-# project keys have 10 by default, and no site has been seen near 80), an issue number or id a
-# 64-bit integer.
+# Bounded so that they fit the columns that keep them: an issue key at most 100 characters (a Jira
+# project key has 10 by default; 80 leaves room for a site that allows longer ones), an issue
+# number or id a 64-bit integer.
 _ISSUE_ID_IN_URL = re.compile(r"/issue/(?P<id>[0-9]{1,19})/comment/")
 _ISSUE_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,79}-[0-9]{1,19}")
 # Nesting no Jira field reaches (a document in Atlassian's format stays well within it).
