@@ -35,6 +35,8 @@ _REQUIREMENTS = {
     "string_pattern_mismatch": "is malformed",
 }
 _SHOWN_TEXT = 80
+# The longest name (a login, an account id, a project key) a tracker gives, and what the ledger keeps.
+_LONGEST_NAME = 255
 
 
 class Lenient(BaseModel):
@@ -107,12 +109,40 @@ def _identifier(value: object) -> str:
     """An id as the trackers write them: a number on GitHub, a numeric string on Jira."""
     if value is None:
         return ""
-    if isinstance(value, str):
+    if isinstance(value, str) and len(value) <= _LONGEST_NAME and _storable(value):
         return value
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() <= 64:
         return str(value)
-    raise shape_error("must be an id (a string or an integer)")
+    raise shape_error(f"must be an id (an integer, or a string of at most {_LONGEST_NAME} characters)")
+
+
+def bounded_name(longest: int = _LONGEST_NAME) -> PlainValidator:
+    """A login, a person's name, an account id, a project key, an event's name: text a tracker
+    names something by, which the service keeps in a column of `longest` characters."""
+
+    def validate(value: object) -> str:
+        if not isinstance(value, str):
+            raise shape_error("must be a string")
+        if len(value) > longest:
+            raise shape_error(f"must be at most {longest} characters")
+        if not _storable(value):
+            raise shape_error("must be text without NUL characters or lone surrogates")
+        return value
+
+    return PlainValidator(validate)
+
+
+def _storable(text: str) -> bool:
+    """No NUL (PostgreSQL refuses it in text) and no lone surrogate (which no database can encode)."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 Time = Annotated[dt.datetime | None, PlainValidator(_time)]
 Identifier = Annotated[str, PlainValidator(_identifier)]
+Name = Annotated[str, bounded_name()]

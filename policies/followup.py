@@ -14,7 +14,9 @@ from policies.text import find_section
 
 router = Router()
 
-_SCORE = re.compile(r"^\s*([1-5])\s*(?:/\s*5)?\s*[.!]?\s*$")
+# Matched against the stripped reply, each run of blanks before a character it needs: three
+# adjacent `\s*` made "5" followed by 2,000 spaces and a letter take 40 s (cubic).
+_SCORE = re.compile(r"([1-5])(?:\s*/\s*5)?(?:\s*[.!])?")
 
 
 def announces_delay(policy: Policy, comment: Comment) -> bool:
@@ -26,7 +28,7 @@ def rating(policy: Policy, snapshot: IssueSnapshot, comment: Comment) -> int | N
     """A score of 1-5 that the reporter replied on a closed issue (the satisfaction question)."""
     if policy.sla.satisfaction is None or snapshot.is_open or comment.author.login != snapshot.reporter:
         return None
-    match = _SCORE.match(comment.body)
+    match = _SCORE.fullmatch(comment.body.strip())
     return int(match.group(1)) if match else None
 
 

@@ -8,11 +8,13 @@ from typing import Any
 
 import pytest
 
+from config.loader import load_policy
 from connector.errors import BadPayload, Ignored
 from connector.github import events as github_events
 from connector.jira import events as jira_events
-from policies.models import EventKind
-from policies.text import parse_time
+from policies.followup import rating
+from policies.models import Actor, Comment, EventKind, IssueRef, IssueSnapshot
+from policies.text import parse_time, sections
 from tests.conftest import fixture_json
 
 
@@ -324,3 +326,144 @@ def test_an_issue_key_that_cannot_be_told_is_a_bad_payload(
         issue_key(str(payload.get("webhookEvent", "issues")), payload)
 
     assert str(refusal.value) == reason
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["a" * 101 + "/b", "a/" + "b" * 101, "own\u0000er/name", "owner/\ud800", "o w/n", "\u00e9t\u00e9/name"],
+)
+def test_a_github_repository_name_github_would_not_give_is_a_bad_payload(name: str) -> None:
+    """Found by tests/test_endpoint_fuzz.py: such a name made an issue key that PostgreSQL could not
+    store (too long for the inbox's column, or a NUL), so the door answered 503 for ever."""
+    payload = fixture_json("github", "issues__opened.json")
+    payload["repository"]["full_name"] = name
+
+    with pytest.raises(BadPayload, match=r'^repository\.full_name must be "owner/name", not '):
+        github_events.issue_key("issues", payload)
+
+
+def test_the_longest_github_repository_name_is_accepted() -> None:
+    payload = fixture_json("github", "issues__opened.json")
+    payload["repository"]["full_name"] = f"{'o' * 39}/{'a.b_c-d' * 14}xx"
+
+    assert github_events.issue_key("issues", payload).startswith("github:" + "o" * 39 + "/")
+
+
+@pytest.mark.parametrize(
+    ("mutate", "reason"),
+    [
+        (
+            lambda p: p["issue"].update(key="P" * 81 + "-1"),
+            'issue.key must be an issue key like "PROJ-123", not "PPPP',
+        ),
+        (
+            lambda p: p["issue"].update(key="PROJ-" + "1" * 20),
+            'issue.key must be an issue key like "PROJ-123", not "PROJ-1111',
+        ),
+    ],
+)
+def test_a_jira_issue_key_longer_than_jira_writes_is_a_bad_payload(
+    mutate: Callable[[dict[str, Any]], None], reason: str
+) -> None:
+    """Found by tests/test_endpoint_fuzz.py: a longer key did not fit the inbox's issue column (and
+    the ledger's key column, 100 characters, on PostgreSQL)."""
+    payload = fixture_json("jira", "mattermost__webhook-issue-created.json")
+    mutate(payload)
+
+    with pytest.raises(BadPayload) as refusal:
+        jira_events.issue_key("jira:issue_created", payload)
+
+    assert str(refusal.value).startswith(reason)
+    longest = "P" * 80 + "-" + "9" * 19
+    assert jira_events.issue_key("jira:issue_created", {"issue": {"key": longest}}) == f"jira:{longest}"
+
+
+def test_a_jira_comment_url_with_an_issue_id_beyond_64_bits_names_no_issue() -> None:
+    payload = fixture_json("jira", "jira-to-matrix__comment-created.json")
+    payload["comment"]["self"] = "https://jira.example/rest/api/2/issue/" + "9" * 300 + "/comment/1"
+
+    with pytest.raises(BadPayload, match="names no issue"):
+        jira_events.issue_key("comment_created", payload)
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("x" * 256, "must be at most 255 characters"),
+        ("ad\u0000min", "must be text without NUL characters or lone surrogates"),
+        ("\ud800", "must be text without NUL characters or lone surrogates"),
+    ],
+)
+def test_a_name_the_ledger_could_not_keep_is_a_bad_payload(value: str, reason: str) -> None:
+    """Found by tests/test_endpoint_fuzz.py: a reporter's login of 20,000 characters, a NUL or a lone
+    surrogate was accepted, then writing the ledger failed (PostgreSQL: value too long) and the
+    delivery ended `failed` with "unexpected error: DataError"."""
+    github = fixture_json("github", "issues__opened.json")
+    github["issue"]["user"]["login"] = value
+    jira = fixture_json("jira", "mattermost__webhook-issue-updated-labels.json")
+    jira["user"]["displayName"] = value
+    project = fixture_json("jira", "mattermost__webhook-issue-created.json")
+    project["issue"]["fields"]["project"]["key"] = value
+
+    with pytest.raises(BadPayload) as by_github:
+        github_events.to_event("issues", "d", github)
+    with pytest.raises(BadPayload) as by_jira:
+        jira_events.to_event("d", jira)
+    with pytest.raises(BadPayload) as by_project:
+        jira_events.to_event("d", project)
+
+    assert str(by_github.value).startswith(f"issue.user.login {reason}, not ")
+    assert str(by_jira.value).startswith(f"user.displayName {reason}, not ")
+    assert str(by_project.value).startswith(f"issue.fields.project.key {reason}, not ")
+
+
+def test_a_jira_event_type_name_longer_than_the_audit_keeps_is_a_bad_payload() -> None:
+    payload = fixture_json("jira", "mattermost__webhook-issue-updated-labels.json")
+    payload["issue_event_type_name"] = "issue_" + "x" * 95
+
+    with pytest.raises(BadPayload, match=r"^issue_event_type_name must be at most 100 characters, not "):
+        jira_events.to_event("d", payload)
+
+
+def test_names_of_the_longest_kept_length_and_in_any_script_are_read() -> None:
+    payload = fixture_json("jira", "mattermost__webhook-issue-updated-labels.json")
+    payload["user"] = {"displayName": "\u5f20\u4f1f \U0001f468\u200d\U0001f469" + "x" * 249}
+
+    event, _ = jira_events.to_event("d", payload)
+
+    assert event.actor.login == payload["user"]["displayName"]
+
+
+# --- text read out of deliveries: linear whatever a person writes -------------------------------
+
+
+def test_an_issue_body_with_a_heading_then_a_megabyte_of_blanks_is_read() -> None:
+    """Found reading the patterns the fuzzed bodies reach: a heading line ending in a long run of
+    blanks was quadratic (40,000 spaces took 24 s; a megabyte would hold the worker for hours)."""
+    payload = fixture_json("github", "issues__opened.json")
+    payload["issue"]["body"] = "### Impact" + " " * 1_000_000 + "x\n\nDegraded ## \n### C# ###\n_No response_"
+
+    _, snapshot = github_events.to_event("issues", "d", payload)
+
+    assert snapshot.fields == {"Impact" + " " * 1_000_000 + "x": "Degraded ##", "C": ""}
+    assert sections("h3. Urgency   \t\nHigh\n### #\nhash") == {"Urgency": "High", "#": "hash"}
+
+
+@pytest.mark.parametrize(
+    ("reply", "score"),
+    [
+        ("5" + " " * 100_000 + "x", None),
+        ("5" + " " * 100_000 + "/ 4", None),
+        (" 4 / 5 !" + " \n" * 50_000, 4),
+        ("3.", 3),
+        ("2/5", 2),
+        ("6", None),
+    ],
+)
+def test_a_rating_reply_is_read_whatever_its_blanks(reply: str, score: int | None) -> None:
+    """Found reading the patterns: three adjacent `\\s*` made a reply of "5", 2,000 spaces and a
+    letter take 40 s to be told it is no rating (cubic); the reporter writes that reply."""
+    reporter = Actor(login="octocat")
+    closed = IssueSnapshot(ref=IssueRef("github", "o/n", "1"), is_open=False, reporter="octocat")
+
+    assert rating(load_policy(), closed, Comment(author=reporter, body=reply)) == score

@@ -324,6 +324,34 @@ def test_a_disabled_tracker_is_a_404_while_the_enabled_one_works(tmp_path: Path)
     assert github.status_code == 202 and _intake(app).store.inbox.health().pending == 1
 
 
+@pytest.mark.parametrize("source", ["github", "jira"])
+def test_a_delivery_id_the_inbox_cannot_keep_is_a_400_not_a_503_for_ever(
+    tmp_path: Path, fresh_postgres_url: str, source: Tracker
+) -> None:
+    """Found by tests/test_endpoint_fuzz.py: PostgreSQL refused a 400-character id, or one with a
+    NUL, on every redelivery, and the door answered 503 "please redeliver"; the longest id it
+    keeps is accepted."""
+    app = create_app(
+        Settings(
+            data_dir=tmp_path / "var",
+            database_url=fresh_postgres_url,
+            github_webhook_secret=GITHUB_SECRET,
+            jira_webhook_secret=JIRA_SECRET,
+        )
+    )
+    client = app.test_client()
+    body = fixture_bytes(source, OPENED[source])
+
+    too_long = client.post(f"/webhooks/{source}", data=body, headers=_signed(source, body, "d" * 256))
+    with_nul = client.post(f"/webhooks/{source}", data=body, headers=_signed(source, body, "d\x00-1"))
+    longest = client.post(f"/webhooks/{source}", data=body, headers=_signed(source, body, "d" * 255))
+
+    assert too_long.status_code == 400 and "longer than 255" in too_long.get_json()["error"]
+    assert with_nul.status_code == 400 and "control character" in with_nul.get_json()["error"]
+    assert (longest.status_code, longest.get_json()["status"]) == (202, "queued")
+    assert _intake(app).store.inbox.health().pending == 1
+
+
 # --- duplicates ---------------------------------------------------------------------------------------
 
 

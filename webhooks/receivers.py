@@ -10,9 +10,12 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from flask import Blueprint, Response, current_app, jsonify, request
+from sqlalchemy import String
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.datastructures import Headers
 
 from config.settings import Settings
@@ -23,11 +26,15 @@ from connector.jira import events as jira_events
 from policies.models import Source
 from runtime.services import utc_now
 from runtime.store import Store
+from runtime.store.schema import deliveries
 from webhooks import signatures
 
 log = logging.getLogger(__name__)
 
 blueprint = Blueprint("webhooks", __name__)
+
+# What the inbox keeps of a delivery id: a longer one could never be written (a 503 for ever).
+LONGEST_DELIVERY_ID: int = cast(String, deliveries.c.delivery_id.type).length or 0
 
 
 @dataclass(frozen=True)
@@ -101,6 +108,8 @@ def receive(source: str) -> tuple[Response, int]:
     except BadPayload as problem:
         return _answer(400, error=str(problem))
     delivery_id = request.headers.get(protocol.delivery_header) or fallback_delivery_id(body)
+    if flaw := _unkeepable(delivery_id):
+        return _answer(400, error=f"{protocol.delivery_header} {flaw}")
     delivery = Delivery(tracker, delivery_id, event_name, payload)
     try:
         issue = delivery.issue_key()
@@ -109,12 +118,22 @@ def receive(source: str) -> tuple[Response, int]:
     return _enqueue(intake, delivery, issue, body)
 
 
+def _unkeepable(delivery_id: str) -> str | None:
+    """Why the inbox could never keep this delivery id (so that every redelivery would get a 503):
+    too long for its column, or a control character (PostgreSQL refuses NUL in text)."""
+    if len(delivery_id) > LONGEST_DELIVERY_ID:
+        return f"is longer than {LONGEST_DELIVERY_ID} characters"
+    if any(ord(character) < 0x20 or character == "\x7f" for character in delivery_id):
+        return "contains a control character"
+    return None
+
+
 def _enqueue(intake: Intake, delivery: Delivery, issue: str, body: bytes) -> tuple[Response, int]:
     try:
         put = intake.store.inbox.put(
             delivery.source, delivery.delivery_id, delivery.event_name, issue, body, utc_now()
         )
-    except Exception as error:
+    except (OperationalError, InterfaceError, PoolTimeout) as error:  # the database, not the delivery
         log.error("could not keep delivery %s: %s: %s", delivery.delivery_id, type(error).__name__, error)
         return _answer(503, error="the inbox is unavailable; please redeliver")
     if put == "duplicate":

@@ -10,13 +10,15 @@ from typing import Annotated, Any
 from pydantic import Field, PlainValidator
 
 from connector.errors import BadPayload, Ignored
-from connector.payload import Identifier, Lenient, Time, shape_error, shown, validated
+from connector.payload import Identifier, Lenient, Name, Time, shape_error, shown, validated
 from policies.models import Actor, Comment, Event, EventKind, IssueRef, IssueSnapshot
 from policies.text import sections
 
 Payload = dict[str, Any]
 
-_REPOSITORY_NAME = re.compile(r"[^/\s]+/[^/\s]+")
+# GitHub's own alphabet and lengths (an owner has at most 39 characters, a name 100): a name with a
+# NUL or a lone surrogate could not be stored, and a longer one would not fit the inbox's issue key.
+_REPOSITORY_NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}")
 _LARGEST_NUMBER = 2**63 - 1
 
 # (event, action) -> what it means for the SOP
@@ -94,7 +96,7 @@ def classify(event_name: str, payload: Payload) -> EventKind:
 
 
 class User(Lenient):
-    login: str = ""
+    login: Name = ""
     id: Identifier = ""
     type: str | None = None
 

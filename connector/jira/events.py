@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from pydantic import Field, PlainValidator
 
 from connector.errors import BadPayload, Ignored
-from connector.payload import Identifier, Lenient, Time, shape_error, shown, validated
+from connector.payload import Identifier, Lenient, Name, Time, bounded_name, shape_error, shown, validated
 from policies.models import Actor, Comment, Event, EventKind, IssueRef, IssueSnapshot, Subtask
 
 Payload = dict[str, Any]
@@ -40,10 +40,14 @@ WORKFLOW_BOOKKEEPING = frozenset(
     {"resolution", "resolutiondate", "rank", "workflow", "timespent", "worklogid"}
 )
 
-_ISSUE_ID_IN_URL = re.compile(r"/issue/(?P<id>[0-9]+)/comment/")
-_ISSUE_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_]*-[0-9]+")
+# Bounded so that they fit the columns that keep them: an issue key at most 100 characters (a Jira
+# project key has 10 by default; 80 leaves room for a site that allows longer ones), an issue
+# number or id a 64-bit integer.
+_ISSUE_ID_IN_URL = re.compile(r"/issue/(?P<id>[0-9]{1,19})/comment/")
+_ISSUE_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,79}-[0-9]{1,19}")
 # Nesting no Jira field reaches (a document in Atlassian's format stays well within it).
 _DEEPEST_FIELD = 64
+_LONGEST_EVENT_NAME = 100  # what the audit log keeps of an event's name
 
 
 def classify(payload: Payload) -> str:
@@ -74,10 +78,10 @@ IssueKey = Annotated[str, PlainValidator(_issue_key)]
 class User(Lenient):
     """A person or app; Cloud identifies by `accountId`, Data Center by `name`/`key`."""
 
-    accountId: str | None = None
-    name: str | None = None
-    key: str | None = None
-    displayName: str | None = None
+    accountId: Name | None = None
+    name: Name | None = None
+    key: Name | None = None
+    displayName: Name | None = None
     accountType: str | None = None
 
 
@@ -94,7 +98,7 @@ class IssueType(Lenient):
 
 
 class Project(Lenient):
-    key: str | None = None
+    key: Name | None = None
 
 
 class JiraComment(Lenient):
@@ -162,7 +166,7 @@ class DeliveryBody(Lenient):
 
     webhookEvent: str = ""
     timestamp: Time = None
-    issue_event_type_name: str | None = None
+    issue_event_type_name: Annotated[str, bounded_name(_LONGEST_EVENT_NAME)] | None = None
     user: User | None = None
     issue: Issue | None = None
     comment: JiraComment | None = None
