@@ -15,7 +15,7 @@ from typing import Any
 from jinja2 import Template
 
 from config.schema import MessageKind, Mode, Policy, Rule
-from config.templates import template_environment, variable_names
+from config.templates import Markdown, template_environment, variable_names
 from policies.context import Outcome
 from policies.models import RuleResult
 
@@ -42,9 +42,13 @@ def _compile(source: str) -> Template:
     return template_environment().from_string(source)
 
 
-def rule_variables(policy: Policy, rule: Rule) -> dict[str, str]:
-    """The variables every template gets for the rule it speaks for."""
-    return {"rule_id": rule.id, "sop": rule.sop, "clause": policy.clause(rule.sop)}
+def rule_variables(policy: Policy, rule: Rule) -> dict[str, Markdown]:
+    """The variables every template gets for the rule it speaks for: the policy's own text."""
+    return {
+        "rule_id": Markdown(rule.id),
+        "sop": Markdown(rule.sop),
+        "clause": Markdown(policy.clause(rule.sop)),
+    }
 
 
 def render(policy: Policy, kind: MessageKind, rule: Rule, /, **variables: Any) -> str:
