@@ -58,9 +58,9 @@ ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
 # Punctuation that opens or closes inline Markdown anywhere in a line (emphasis, code, links,
 # tables, math, issue references), and the escape itself.
 _INLINE_SPECIAL = re.compile(r"[\\`*_~\[\]|#$]")
-# What starts a block at the beginning of a line (list, quote, setext underline, ordered list);
-# a value may be printed at the start of a line or of a list item.
-_BLOCK_START = re.compile(r"^(?:[-+=]|(\d{1,9})([.)]))")
+# What starts a block at the beginning of a line (list item, thematic break, setext underline,
+# ordered item `1.` or `1)` before a space); a value may be printed at the start of a line or item.
+_BLOCK_START = re.compile(r"^(?:[-+=]|(\d{1,9})([.)])(?=\s|$))")
 # Invisible characters that reorder or hide text: bidirectional controls and C0/C1 controls.
 _HIDDEN = re.compile(r"[\u202a-\u202e\u2066-\u2069\x00-\x08\x0e-\x1f\x7f-\x9f]")
 

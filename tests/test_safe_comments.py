@@ -254,6 +254,10 @@ def test_no_tracker_value_changes_the_shape_of_any_template(
         assert "\u2060" not in format_
 
 
+def test_a_backslash_of_the_text_stays_a_backslash_in_wiki_markup() -> None:
+    assert to_wiki(escape("C:\\temp\\\\share *x*")) == "C:&#92;temp&#92;&#92;share \\*x*"
+
+
 def test_escaped_text_reads_back_as_written_in_adf() -> None:
     for hostile in HOSTILES:
         assert adf_text(to_adf(escape(hostile))).strip() == " ".join(

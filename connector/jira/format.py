@@ -237,8 +237,12 @@ _WIKI_LINE_START = re.compile(r"^(?:(?P<marker>#|[*-](?=\s))|(?P<word>h[1-6]|bq)
 
 
 def escape_wiki(text: str) -> str:
-    """Plain text that Jira's wiki renderer shows as written (no effects, macros, links, icons)."""
-    text = _WIKI_ALWAYS.sub(r"\\\1", text)
+    """Plain text that Jira's wiki renderer shows as written (no effects, macros, links, icons).
+
+    A backslash of the text is an entity: in wiki markup it would escape the next character, or
+    with another one break the line.
+    """
+    text = _WIKI_ALWAYS.sub(r"\\\1", text.replace("\\", "&#92;"))
     text = _WIKI_OPENER.sub(lambda m: "".join(f"\\{c}" for c in m.group(1)), text)
     return _WIKI_EMOTICON.sub(lambda m: f"\\{m.group(1)}", text)
 
