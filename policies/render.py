@@ -4,6 +4,9 @@
 but a template can still fail on real values (a policy built without the loader, a division by a
 value that is zero only here): then `TemplateFailed` ends that rule alone, and `contained` turns it
 into the rule's broken result, so the other rules of the event keep their actions.
+
+Every value a template prints is escaped as tracker text by the environment (`config.templates`):
+callers pass the policy's own text as `Markdown` (`Context.text` does), and tracker text as it is.
 """
 
 from __future__ import annotations

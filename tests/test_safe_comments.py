@@ -254,6 +254,14 @@ def test_no_tracker_value_changes_the_shape_of_any_template(
         assert "\u2060" not in format_
 
 
+def test_an_escaped_or_joined_at_sign_is_never_a_jira_mention() -> None:
+    text = f"@dana asked; {escape('@dana')} and \\@dana were quoted"
+    document = to_adf(text, {"dana": "acc-dana"})
+    found = [n for n in _adf_nodes(document) if n["type"] == "mention"]
+    assert len(found) == 1 and adf_text(document) == "@dana asked; @dana and @dana were quoted\n"
+    assert to_wiki(text, {"dana": "dana"}) == "[~dana] asked; @dana and @dana were quoted"
+
+
 def test_a_backslash_of_the_text_stays_a_backslash_in_wiki_markup() -> None:
     assert to_wiki(escape("C:\\temp\\\\share *x*")) == "C:&#92;temp&#92;&#92;share \\*x*"
 
