@@ -4,6 +4,26 @@ catalogue of the variables each kind of comment receives.
 Templates come from the policy file, which admins edit, so they run sandboxed; an unknown
 variable is an error rather than an empty string, so a typo never reaches a tracker silently.
 
+Tracker text is made safe here, and only here. Every value a template prints with `{{ ... }}` goes
+through the environment's `finalize`, `escape`, which shows it as the text it is in GitHub
+Markdown: no mention, no HTML, no emphasis, code, link, heading, list, quote or table, and no line
+break. Only `Markdown` values are printed as they are: text we wrote ourselves (the policy's state
+titles, clauses, rule ids and requirements; times and durations we computed; the mentions the
+engine means, made with `mention`). So the safe way is the default: a value nobody marked, a value
+a filter turned back into a plain string (`join`, `upper`, `~`), and a string literal inside
+`{{ ... }}` are all escaped, which at worst shows Markdown we meant literally; the Markdown of a
+template belongs in its text, outside `{{ ... }}`. A deliberate mention is written in the template,
+`@{{ actor }}`: the `@` is the template's, the login is escaped text; an `@` inside a value is
+followed by a word joiner (U+2060), which GitHub does not read as a mention and
+`connector.jira.format` drops, never making it a Jira mention either.
+
+`escape` writes `<`, `>` and `&` as the entities `&lt;`, `&gt;`, `&amp;` (no tag, autolink or
+entity of the value survives, not even as text a careless reader of the raw comment could take
+for HTML) and backslash-escapes the rest, which CommonMark allows for every ASCII punctuation
+character; both render as the character itself. `connector.jira.format` reads them back to plain
+text before writing ADF or wiki markup. Inside a template's code span (`` `{{ value }}` ``) Markdown
+shows backslashes, so templates quote tracker values with quotes, not backticks.
+
 The catalogue is the contract between the policy file and the engine: `policies.render` refuses
 to render a kind with any other set of names, and `config.template_checks` renders every template
 of a policy with the sample values below, so a template that validates renders at run time.
@@ -12,6 +32,7 @@ of a policy with the sample values below, so a template that validates renders a
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Iterator, Mapping
 from functools import cache
 from typing import Any
@@ -22,10 +43,53 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from config.schema import MessageKind
 
 
+class Markdown(str):
+    """Comment text we wrote, which templates print as it is (see the module's docstring)."""
+
+    __slots__ = ()
+
+
+# After an `@` from tracker text: GitHub mentions only `@` directly followed by a login.
+MENTION_BREAK = "\u2060"
+# What CommonMark lets a backslash escape: every ASCII punctuation character.
+ESCAPABLE = r"[!-/:-@\[-`{-~]"
+# The characters of HTML, autolinks and entities, written as entities.
+ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+# Punctuation that opens or closes inline Markdown anywhere in a line (emphasis, code, links,
+# tables, math, issue references), and the escape itself.
+_INLINE_SPECIAL = re.compile(r"[\\`*_~\[\]|#$]")
+# What starts a block at the beginning of a line (list item, thematic break, setext underline,
+# ordered item `1.` or `1)` before a space); a value may be printed at the start of a line or item.
+_BLOCK_START = re.compile(r"^(?:[-+=]|(\d{1,9})([.)])(?=\s|$))")
+# Invisible characters that reorder or hide text: bidirectional controls and C0/C1 controls.
+_HIDDEN = re.compile(r"[\u202a-\u202e\u2066-\u2069\x00-\x08\x0e-\x1f\x7f-\x9f]")
+
+
+def escape(value: object) -> Markdown:
+    """`value` as one line of GitHub Markdown that reads as the text it is; `Markdown` stays as it is."""
+    if isinstance(value, Markdown):
+        return value
+    text = " ".join(_HIDDEN.sub(" ", str(value)).split())
+    text = "".join(ENTITIES.get(character, character) for character in text)
+    text = _INLINE_SPECIAL.sub(lambda m: "\\" + m.group(), text)
+    text = text.replace("@", "@" + MENTION_BREAK)
+    text = _BLOCK_START.sub(lambda m: f"{m[1]}\\{m[2]}" if m[1] else "\\" + m.group(), text)
+    return Markdown(text)
+
+
+def mention(login: str) -> Markdown:
+    """A mention the engine means (an assignee it speaks to): `@` and the escaped login."""
+    return Markdown("@" + escape(login))
+
+
 @cache
 def template_environment() -> ImmutableSandboxedEnvironment:
     return ImmutableSandboxedEnvironment(
-        undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=False
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=False,
+        finalize=escape,
     )
 
 
@@ -73,7 +137,10 @@ KIND_VARIABLES: Mapping[MessageKind, Mapping[str, tuple[Any, ...]]] = {
         "violations": ([], _VIOLATIONS),
         "allowed": ([], ["Diagnosis", "Waiting for customer"]),
     },
-    "intake-missing": {"missing": ([], ["Customer", "Impact"])},
+    "intake-missing": {
+        "missing": ([], ["Customer", "Impact"]),
+        "invalid": ([], [{"field": "Customer tier", "value": "Gold", "options": ["Strategic", "Key"]}]),
+    },
     "priority-set": {
         "level": ("P2",),
         "impact": ("Minor",),
@@ -94,7 +161,7 @@ KIND_VARIABLES: Mapping[MessageKind, Mapping[str, tuple[Any, ...]]] = {
         "kind": ("first-response", "resolution"),
         "level": ("P1",),
         "deadline": ("2026-11-24 10:15 (Asia/Shanghai)",),
-        "who": ("", "@dana"),
+        "who": ("", Markdown("@dana")),
         "percent": (75,),
         "remaining": ("3 min",),
     },
@@ -103,9 +170,9 @@ KIND_VARIABLES: Mapping[MessageKind, Mapping[str, tuple[Any, ...]]] = {
         "kind": ("first-response", "resolution"),
         "level": ("P2",),
         "deadline": ("2026-11-24 18:00 (Asia/Shanghai)",),
-        "who": ("", "@dana"),
+        "who": ("", Markdown("@dana")),
         "overdue": ("", "1 h 5 min"),
-        "escalation": ("", "@acme/leads"),
+        "escalation": ("", Markdown("@acme/leads")),
     },
     "receipt": {
         "reason": (None, _REASON, {**_REASON, "tier": "", "raised": False}),

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from config.schema import Checklist, Mode
+from config.templates import Markdown
 from policies.context import Context
 from policies.models import Action, CreateSubtasks, PostComment
 from policies.render import render
 
 
-def item_titles(ctx: Context, checklist: Checklist) -> list[str]:
+def item_titles(ctx: Context, checklist: Checklist) -> list[Markdown]:
     """Subtask titles: `<checklist>: <item>`, which is also how existing items are recognised."""
     prefix = ctx.text(checklist.title)
-    return [f"{prefix}: {ctx.text(item)}" for item in checklist.items]
+    return [Markdown(f"{prefix}: {ctx.text(item)}") for item in checklist.items]
 
 
 def open_items(ctx: Context, checklist_id: str) -> tuple[str, ...]:
@@ -37,7 +38,7 @@ def create(ctx: Context, checklist_id: str) -> list[Action]:
         "checklist-created",
         checklist,
         checklist=ctx.text(checklist.title),
-        item_kind="sub-issue" if ctx.event.source == "github" else "sub-task",
+        item_kind=Markdown("sub-issue" if ctx.event.source == "github" else "sub-task"),
         items=[ctx.text(i) for i in checklist.items],
         created=created,
     )

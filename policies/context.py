@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from config.schema import Mode, Policy, Rule, Text
+from config.templates import Markdown
 from policies.models import Action, Event, IssueSnapshot, RuleResult
 from policies.text import NO_RESPONSE
 
@@ -18,8 +19,9 @@ class Context:
     snapshot: IssueSnapshot
     now: dt.datetime
 
-    def text(self, text: Text) -> str:
-        return text.get(self.policy.locale)
+    def text(self, text: Text) -> Markdown:
+        """The policy's text in its locale, which comment templates print as written."""
+        return Markdown(text.get(self.policy.locale))
 
     def mode(self, rule: Rule) -> Mode:
         return self.policy.mode_of(rule)

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 from config.schema import Mode, Policy
 from policies.context import Context, Outcome, outcome
-from policies.models import Comment, EventKind, IssueSnapshot, PostComment
+from policies.models import Comment, EventKind, IssueSnapshot, PostComment, Source
 from policies.render import render
 from policies.router import Router
 from policies.text import find_section
@@ -19,9 +19,10 @@ router = Router()
 _SCORE = re.compile(r"([1-5])(?:\s*/\s*5)?(?:\s*[.!])?")
 
 
-def announces_delay(policy: Policy, comment: Comment) -> bool:
+def announces_delay(policy: Policy, comment: Comment, markup: Source) -> bool:
+    """Whether the comment, written in `markup` (the tracker's), has a delay section."""
     notice = policy.sla.delay_notice
-    return notice is not None and bool(find_section(comment.body, notice.headings))
+    return notice is not None and bool(find_section(comment.body, notice.headings, markup))
 
 
 def rating(policy: Policy, snapshot: IssueSnapshot, comment: Comment) -> int | None:
@@ -49,7 +50,7 @@ def record_follow_up(ctx: Context) -> Iterator[Outcome]:
     if comment is None:
         return
     notice = ctx.policy.sla.delay_notice
-    if notice is not None and announces_delay(ctx.policy, comment):
+    if notice is not None and announces_delay(ctx.policy, comment, ctx.event.source):
         yield outcome(
             notice, ctx.mode(notice), passed=True, reasons=[f"delay announced by {comment.author.login}"]
         )

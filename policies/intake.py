@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from config.schema import IntakeField, Mode
+from config.templates import Markdown
 from policies.context import Context, Outcome, outcome
 from policies.models import Action, ChangeLabels, CommentPolicy, EventKind, PostComment
 from policies.render import render
@@ -13,8 +15,32 @@ from policies.router import Router
 router = Router()
 
 
+def is_option(field: IntakeField, value: str) -> bool:
+    """Whether `value` may be given for `field`: any value where the policy lists no options,
+    else one of them (in any case, as the priority matrix compares them)."""
+    return not field.options or value.casefold() in {option.casefold() for option in field.options}
+
+
 def missing_fields(ctx: Context) -> list[IntakeField]:
     return [f for f in ctx.policy.intake.fields if f.required and not ctx.field_value(f.id)]
+
+
+def invalid_fields(ctx: Context) -> list[tuple[IntakeField, str]]:
+    """Fields whose value is not one of their options, with the value as the tracker has it."""
+    values = ((f, ctx.field_value(f.id)) for f in ctx.policy.intake.fields)
+    return [(f, value) for f, value in values if value and not is_option(f, value)]
+
+
+def incomplete_fields(ctx: Context) -> list[IntakeField]:
+    """What keeps the intake from being complete: required fields left empty, values not allowed."""
+    return [*missing_fields(ctx), *(f for f, _ in invalid_fields(ctx))]
+
+
+def _invalid_variable(ctx: Context) -> list[dict[str, Any]]:
+    return [
+        {"field": ctx.text(f.title), "value": value, "options": [Markdown(o) for o in f.options]}
+        for f, value in invalid_fields(ctx)
+    ]
 
 
 @router.register(EventKind.OPENED, EventKind.EDITED)
@@ -24,10 +50,12 @@ def check_intake(ctx: Context) -> Iterator[Outcome]:
     if mode == Mode.OFF:
         return
     missing = [ctx.text(f.title) for f in missing_fields(ctx)]
+    invalid = _invalid_variable(ctx)
+    reasons = [*missing, *(f"{i['field']}: not one of its options" for i in invalid)]
     labelled = rule.needs_info_label in ctx.snapshot.labels
-    body = render(ctx.policy, "intake-missing", rule, missing=missing)
+    body = render(ctx.policy, "intake-missing", rule, missing=missing, invalid=invalid)
     actions: list[Action] = []
-    if missing:
+    if reasons:
         if mode == Mode.ENFORCE and not labelled:
             actions.append(ChangeLabels(rule.id, add=frozenset({rule.needs_info_label})))
         actions.append(PostComment(rule.id, rule.id, body, CommentPolicy.UPSERT))
@@ -36,4 +64,4 @@ def check_intake(ctx: Context) -> Iterator[Outcome]:
         if mode == Mode.ENFORCE:
             actions.append(ChangeLabels(rule.id, remove=frozenset({rule.needs_info_label})))
         actions.append(PostComment(rule.id, rule.id, body, CommentPolicy.UPDATE_ONLY))
-    yield outcome(rule, mode, passed=not missing, reasons=missing, actions=actions)
+    yield outcome(rule, mode, passed=not reasons, reasons=reasons, actions=actions)

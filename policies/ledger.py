@@ -154,7 +154,7 @@ def timeline_entries(
     entries.extend(StateChanged(at=at, state=state) for state in states)
     comment = event.comment
     if comment is not None and EventKind.COMMENTED in event.kinds:
-        if followup.announces_delay(policy, comment):
+        if followup.announces_delay(policy, comment, event.source):
             entries.append(DelayAnnounced(at=comment.at or at, author=comment.author.login))
         if (score := followup.rating(policy, snapshot, comment)) is not None:
             entries.append(Rated(at=comment.at or at, score=score))

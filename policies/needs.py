@@ -38,6 +38,7 @@ def needs(policy: Policy, event: Event, snapshot: IssueSnapshot) -> Needs:
         subtasks=any(isinstance(g, ChecklistGuard) for g in guards)
         or bool(entered and target and target.checklists),
         comments=any(
-            isinstance(g, SectionGuard) and not find_section(snapshot.body, g.headings) for g in guards
+            isinstance(g, SectionGuard) and not find_section(snapshot.body, g.headings, event.source)
+            for g in guards
         ),
     )

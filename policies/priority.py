@@ -6,7 +6,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from config.schema import Mode, Policy
+from config.templates import Markdown
 from policies.context import Context, Outcome, outcome
+from policies.intake import is_option
 from policies.models import (
     Action,
     ChangeLabels,
@@ -35,9 +37,20 @@ def _lookup(table: dict[str, dict[str, str]] | dict[str, str], key: str) -> str 
     return next((value for name, value in table.items() if name.casefold() == folded), None)
 
 
-def compute(ctx: Context) -> Computed | None:
-    """The level the matrix gives, raised one step for a top tier; `None` without impact or urgency."""
+def not_options(ctx: Context) -> list[str]:
+    """The titles of the matrix's fields (impact, urgency, tier) whose value is not one of their options."""
     rule = ctx.policy.priority
+    fields = (ctx.policy.intake.field(f) for f in (rule.impact_field, rule.urgency_field, rule.tier_field))
+    given = ((f, ctx.field_value(f.id)) for f in fields if f)
+    return [ctx.text(f.title) for f, value in given if value and not is_option(f, value)]
+
+
+def compute(ctx: Context) -> Computed | None:
+    """The level the matrix gives, raised one step for a top tier; `None` without impact or urgency,
+    or when impact, urgency or tier is a value their options do not list (nobody knows what it means)."""
+    rule = ctx.policy.priority
+    if not_options(ctx):
+        return None
     impact, urgency, tier = (
         ctx.field_value(f) for f in (rule.impact_field, rule.urgency_field, rule.tier_field)
     )
@@ -132,9 +145,9 @@ def set_priority(ctx: Context) -> Iterator[Outcome]:
                 ctx.policy,
                 "priority-override",
                 rule,
-                level=chosen,
+                level=Markdown(chosen),
                 actor=ctx.event.actor.login,
-                computed=computed.level if computed else "",
+                computed=Markdown(computed.level if computed else ""),
             )
             actions.append(PostComment(rule.id, f"priority-override:{chosen}:{ctx.event.delivery_id}", body))
         yield outcome(
@@ -148,7 +161,13 @@ def set_priority(ctx: Context) -> Iterator[Outcome]:
     if not ctx.event.kinds & {EventKind.OPENED, EventKind.EDITED}:
         return
     if computed is None:
-        yield outcome(rule, mode, passed=False, reasons=["impact and urgency are needed to set a priority"])
+        invalid = not_options(ctx)
+        reason = (
+            f"{', '.join(invalid)}: not one of the options, so no priority is computed"
+            if invalid
+            else "impact and urgency are needed to set a priority"
+        )
+        yield outcome(rule, mode, passed=False, reasons=[reason])
         return
     current = current_level(ctx)
     if ctx.snapshot.manual_priority or current == computed.level:
@@ -168,10 +187,10 @@ def set_priority(ctx: Context) -> Iterator[Outcome]:
         ctx.policy,
         "priority-set",
         rule,
-        level=computed.level,
+        level=Markdown(computed.level),
         impact=computed.impact,
         urgency=computed.urgency,
-        tier=computed.tier or "-",
+        tier=computed.tier or Markdown("-"),
         raised=computed.raised,
         applied=applied,
     )

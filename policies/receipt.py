@@ -7,6 +7,7 @@ import dataclasses
 from collections.abc import Iterator
 
 from config.schema import Mode
+from config.templates import Markdown
 from policies import priority
 from policies.context import Context, Outcome, outcome
 from policies.models import CommentPolicy, EventKind, PostComment
@@ -59,7 +60,10 @@ def confirm_receipt(ctx: Context) -> Iterator[Outcome]:
         assumed=bool(clocks and clocks[0].level_assumed),
         next_steps=next_steps,
         deadlines=[
-            {"target": targets[c.target_id].name.get(ctx.policy.locale), "deadline": show_instant(c.deadline)}
+            {
+                "target": Markdown(targets[c.target_id].name.get(ctx.policy.locale)),
+                "deadline": show_instant(c.deadline),
+            }
             for c in clocks
         ],
     )

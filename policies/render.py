@@ -4,6 +4,9 @@
 but a template can still fail on real values (a policy built without the loader, a division by a
 value that is zero only here): then `TemplateFailed` ends that rule alone, and `contained` turns it
 into the rule's broken result, so the other rules of the event keep their actions.
+
+Every value a template prints is escaped as tracker text by the environment (`config.templates`):
+callers pass the policy's own text as `Markdown` (`Context.text` does), and tracker text as it is.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Any
 from jinja2 import Template
 
 from config.schema import MessageKind, Mode, Policy, Rule
-from config.templates import template_environment, variable_names
+from config.templates import Markdown, template_environment, variable_names
 from policies.context import Outcome
 from policies.models import RuleResult
 
@@ -42,9 +45,13 @@ def _compile(source: str) -> Template:
     return template_environment().from_string(source)
 
 
-def rule_variables(policy: Policy, rule: Rule) -> dict[str, str]:
-    """The variables every template gets for the rule it speaks for."""
-    return {"rule_id": rule.id, "sop": rule.sop, "clause": policy.clause(rule.sop)}
+def rule_variables(policy: Policy, rule: Rule) -> dict[str, Markdown]:
+    """The variables every template gets for the rule it speaks for: the policy's own text."""
+    return {
+        "rule_id": Markdown(rule.id),
+        "sop": Markdown(rule.sop),
+        "clause": Markdown(policy.clause(rule.sop)),
+    }
 
 
 def render(policy: Policy, kind: MessageKind, rule: Rule, /, **variables: Any) -> str:

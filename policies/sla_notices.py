@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from config.schema import Mode, Policy, SlaTarget
+from config.templates import Markdown, mention
 from policies.ledger import IssueFacts
 from policies.models import Action, ChangeLabels, CommentPolicy, IssueRef, PostComment
 from policies.render import TemplateFailed, render
@@ -45,16 +46,22 @@ def humanize(span: dt.timedelta) -> str:
     return " ".join(parts)
 
 
-def show_instant(instant: dt.datetime) -> str:
+def show_instant(instant: dt.datetime) -> Markdown:
     """A deadline in the calendar's zone, with the zone named so nobody converts it wrongly."""
     zone = getattr(instant.tzinfo, "key", None) or instant.tzname() or "UTC"
-    return f"{instant:%Y-%m-%d %H:%M} ({zone})"
+    return Markdown(f"{instant:%Y-%m-%d %H:%M} ({zone})")
 
 
-def _who(policy: Policy, ref: IssueRef, facts: IssueFacts) -> str:
+def _escalation(policy: Policy, ref: IssueRef) -> Markdown:
+    """Whom the policy names to escalate to (`@acme/leads`): its own text, a deliberate mention."""
+    return Markdown(policy.sla.escalation.get(ref.source, ""))
+
+
+def _who(policy: Policy, ref: IssueRef, facts: IssueFacts) -> Markdown:
+    """The assignees, each mentioned (their logins are the tracker's text), else the escalation."""
     if facts.assignees:
-        return ", ".join(f"@{name}" for name in facts.assignees)
-    return policy.sla.escalation.get(ref.source, "")
+        return Markdown(", ".join(mention(name) for name in facts.assignees))
+    return _escalation(policy, ref)
 
 
 def _notice(
@@ -68,14 +75,14 @@ def _notice(
 ) -> Notice:
     breached = threshold >= 1.0
     variables = {
-        "target": target.name.get(policy.locale),
+        "target": Markdown(target.name.get(policy.locale)),
         "kind": target.kind,
         "level": clock.level,
         "deadline": show_instant(clock.deadline),
         "who": _who(policy, ref, facts),
     }
     if breached:
-        escalation = policy.sla.escalation.get(ref.source, "")
+        escalation = _escalation(policy, ref)
         late = -clock.remaining
         body = render(
             policy,
@@ -83,7 +90,7 @@ def _notice(
             target,
             **variables,
             overdue=humanize(late) if late >= dt.timedelta(minutes=1) else "",
-            escalation=escalation if escalation != variables["who"] else "",
+            escalation=escalation if escalation != variables["who"] else Markdown(),
         )
     else:
         body = render(

@@ -1,40 +1,85 @@
-"""Reading sections out of issue text: GitHub issue forms (`### Heading`) and Jira wiki (`h3. Heading`)."""
+"""Reading sections out of issue text, each markup with its own reader.
+
+GitHub text is Markdown, read with markdown-it-py (CommonMark, with GitHub's tables): ATX
+(`### Plan`) and setext (`Plan` over `====`) headings at the top level of the text; a `#` line in
+a code block, a quote or a list item is not a section heading. Jira text is wiki markup, where
+only `h1.`-`h6.` lines are headings (a `#` line is a numbered list item there), outside `{code}`
+and `{noformat}` blocks.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Iterator
+from functools import cache
+
+from markdown_it import MarkdownIt
+from markdown_it.token import Token
+
+from policies.models import Source
 
 NO_RESPONSE = "_No response_"
 # The times a tracker can write; the latest leaves a year for the arithmetic of deadlines.
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _LATEST = dt.datetime(9999, 1, 1, tzinfo=dt.UTC)
 
-# The title is the rest of the line, its trailing blanks and #s stripped in Python: a lazy `.*?`
-# before `[ \t#]*$` made a heading line followed by a long run of spaces quadratic (a 40,000-space
-# issue body took 24 s, a megabyte hours).
-_HEADING = re.compile(r"^(?:#{1,6}[ \t]*|h[1-6]\.[ \t]+)(?P<title>\S[^\n]*)$", re.MULTILINE)
+# The title is the rest of the line, its trailing blanks stripped in Python: a lazy `.*?` before
+# `[ \t]*$` made a heading line followed by a long run of spaces quadratic.
+_WIKI_HEADING = re.compile(r"^[ \t]*h[1-6]\.[ \t]+(?P<title>\S[^\n]*)$")
+_WIKI_PREFORMATTED = re.compile(r"\{(?:code|noformat)(?::[^}]*)?\}")
+
+# A heading: its title, the line it starts on and the line after it (0-based, as markdown-it counts).
+_Heading = tuple[str, int, int]
 
 
-def sections(text: str) -> dict[str, str]:
+@cache
+def _markdown() -> MarkdownIt:
+    return MarkdownIt("commonmark").enable("table")
+
+
+def _inline_text(token: Token) -> str:
+    """A heading's words without their Markdown (`**Plan**` is `Plan`)."""
+    words = {"text", "code_inline", "softbreak"}
+    return "".join(
+        " " if child.type == "softbreak" else child.content
+        for child in token.children or ()
+        if child.type in words
+    )
+
+
+def _markdown_headings(lines: list[str]) -> Iterator[_Heading]:
+    tokens = _markdown().parse("\n".join(lines))
+    for index, token in enumerate(tokens):
+        if token.type == "heading_open" and token.level == 0 and token.map:
+            yield _inline_text(tokens[index + 1]), token.map[0], token.map[1]
+
+
+def _wiki_headings(lines: list[str]) -> Iterator[_Heading]:
+    preformatted = False
+    for number, line in enumerate(lines):
+        if not preformatted and (heading := _WIKI_HEADING.match(line)):
+            yield heading["title"].rstrip(" \t"), number, number + 1
+        # Each `{code}` / `{noformat}` tag opens or closes a block that is shown as written.
+        preformatted ^= len(_WIKI_PREFORMATTED.findall(line)) % 2 == 1
+
+
+def sections(text: str, markup: Source) -> dict[str, str]:
     """Map each heading to the text under it, trimmed; GitHub's `_No response_` becomes empty.
 
-    Headings compare case-insensitively elsewhere, so keys keep the author's spelling and
-    `find_section` does the matching.
+    `markup` is the tracker the text comes from: GitHub Markdown or Jira wiki markup. Headings
+    compare case-insensitively elsewhere, so keys keep the author's spelling and `find_section`
+    does the matching.
     """
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    headings = list(_markdown_headings(lines) if markup == "github" else _wiki_headings(lines))
     found: dict[str, str] = {}
-    normalized = text.replace("\r\n", "\n")
-    matches = list(_HEADING.finditer(normalized))
-    for index, match in enumerate(matches):
-        end = matches[index + 1].start() if index + 1 < len(matches) else len(normalized)
-        content = normalized[match.end() : end].strip()
-        found.setdefault(_title(match.group("title")), "" if content == NO_RESPONSE else content)
+    for index, (title, _, after) in enumerate(headings):
+        end = headings[index + 1][1] if index + 1 < len(headings) else len(lines)
+        content = "\n".join(lines[after:end]).strip()
+        empty = markup == "github" and content == NO_RESPONSE
+        found.setdefault(title.strip(), "" if empty else content)
     return found
-
-
-def _title(line: str) -> str:
-    """A heading's title: its first character, then the rest without trailing blanks and #s."""
-    return (line[0] + line[1:].rstrip(" \t#")).strip()
 
 
 def parse_time(value: object) -> dt.datetime | None:
@@ -59,10 +104,10 @@ def parse_time(value: object) -> dt.datetime | None:
     return at if _EPOCH <= at < _LATEST else None
 
 
-def find_section(text: str, headings: list[str]) -> str:
+def find_section(text: str, headings: list[str], markup: Source) -> str:
     """The content of the first section whose heading is one of `headings` (any case), or ''."""
     wanted = {heading.casefold() for heading in headings}
-    for title, content in sections(text).items():
+    for title, content in sections(text, markup).items():
         if title.casefold() in wanted and content:
             return content
     return ""

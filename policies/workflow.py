@@ -21,9 +21,10 @@ from config.schema import (
     SectionGuard,
     Transition,
 )
+from config.templates import Markdown
 from policies import checklists, followup, priority
 from policies.context import Context, Outcome, outcome
-from policies.intake import missing_fields
+from policies.intake import incomplete_fields
 from policies.models import (
     Action,
     ChangeLabels,
@@ -131,7 +132,7 @@ def _guard_holds(guard: Guard, ctx: Context) -> tuple[bool, tuple[str, ...]]:
     snapshot = ctx.snapshot
     match guard:
         case IntakeGuard():
-            missing = tuple(ctx.text(f.title) for f in missing_fields(ctx))
+            missing = tuple(ctx.text(f.title) for f in incomplete_fields(ctx))
             return not missing, missing
         case AssigneeGuard():
             return bool(snapshot.assignees), ()
@@ -148,7 +149,7 @@ def _guard_holds(guard: Guard, ctx: Context) -> tuple[bool, tuple[str, ...]]:
             texts = [snapshot.body, *(c.body for c in snapshot.comments)]
             if ctx.event.comment:
                 texts.append(ctx.event.comment.body)
-            return any(find_section(text, guard.headings) for text in texts), ()
+            return any(find_section(text, guard.headings, ctx.event.source) for text in texts), ()
     raise AssertionError(f"unhandled guard {guard!r}")
 
 
@@ -229,9 +230,9 @@ def check_transition(ctx: Context) -> Iterator[Outcome]:
 # --- actions --------------------------------------------------------------------------------
 
 
-def _title(ctx: Context, state_id: str) -> str:
+def _title(ctx: Context, state_id: str) -> Markdown:
     state = ctx.policy.workflow.state(state_id)
-    return ctx.text(state.title) if state else state_id
+    return ctx.text(state.title) if state else Markdown(state_id)
 
 
 def _skipped_states(ctx: Context, change: StateChange) -> list[str]:
@@ -266,7 +267,10 @@ def _entry_states(ctx: Context, target: str) -> list[str]:
 def _reject(
     ctx: Context, rule: Rule, change: StateChange, failed: list[_GuardVerdict], *, undo: bool
 ) -> list[Action]:
-    """Undo (when `undo`) and explain; actions carry `rule`, the transition or the lifecycle rule."""
+    """Undo (when `undo`) and explain; actions carry `rule`, the transition or the lifecycle rule.
+
+    Only the actor's login comes from the tracker; the rest is the policy's text.
+    """
     policy = ctx.policy
     lifecycle = policy.workflow.rule
     stage = [policy.workflow.state(s) for s in _skipped_states(ctx, change)] if not failed else []
@@ -277,13 +281,15 @@ def _reject(
         "to_state": _title(ctx, change.after),
         "entry_from": [] if failed else [_title(ctx, s) for s in _entry_states(ctx, change.after)],
         "skipped": [
-            {"title": ctx.text(s.title), "sop": s.sop, "clause": policy.clause(s.sop)} for s in stage if s
+            {"title": ctx.text(s.title), "sop": Markdown(s.sop), "clause": Markdown(policy.clause(s.sop))}
+            for s in stage
+            if s
         ],
         "violations": [
             {
-                "rule_id": v.guard.id,
-                "sop": v.guard.sop,
-                "clause": policy.clause(v.guard.sop),
+                "rule_id": Markdown(v.guard.id),
+                "sop": Markdown(v.guard.sop),
+                "clause": Markdown(policy.clause(v.guard.sop)),
                 "requirement": ctx.text(v.guard.requirement),
                 "details": list(v.details),
             }

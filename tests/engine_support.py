@@ -70,9 +70,8 @@ def satisfy(policy: Policy, guard: Guard, snapshot: IssueSnapshot, source: Sourc
             done = [Subtask(title, done=True) for title in item_titles(_context(policy, source), checklist)]
             snapshot = replace(snapshot, subtasks=(*snapshot.subtasks, *done))
         case SectionGuard():
-            snapshot = replace(
-                snapshot, body=f"{snapshot.body}\n\n### {guard.headings[0]}\n\nWritten down.\n"
-            )
+            heading = f"### {guard.headings[0]}" if source == "github" else f"h3. {guard.headings[0]}"
+            snapshot = replace(snapshot, body=f"{snapshot.body}\n\n{heading}\n\nWritten down.\n")
     return replace(snapshot, labels=frozenset(labels))
 
 

@@ -54,7 +54,9 @@ def test_a_submitted_form_satisfies_intake_and_sets_the_priority() -> None:
         source="github", kinds=frozenset({EventKind.OPENED}), delivery_id="f", actor=PERSON, issue=GITHUB_REF
     )
 
-    decision = evaluate(POLICY, event, IssueSnapshot(ref=GITHUB_REF, body=body, fields=sections(body)), NOW)
+    decision = evaluate(
+        POLICY, event, IssueSnapshot(ref=GITHUB_REF, body=body, fields=sections(body, "github")), NOW
+    )
 
     intake = next(r for r in decision.results if r.rule_id == POLICY.intake.id)
     assert intake.passed
@@ -68,7 +70,9 @@ def test_an_unanswered_field_is_missing() -> None:
         source="github", kinds=frozenset({EventKind.OPENED}), delivery_id="f", actor=PERSON, issue=GITHUB_REF
     )
 
-    decision = evaluate(POLICY, event, IssueSnapshot(ref=GITHUB_REF, body=body, fields=sections(body)), NOW)
+    decision = evaluate(
+        POLICY, event, IssueSnapshot(ref=GITHUB_REF, body=body, fields=sections(body, "github")), NOW
+    )
 
     intake = next(r for r in decision.results if r.rule_id == POLICY.intake.id)
     assert set(intake.reasons) == {f.title.en for f in POLICY.intake.fields if f.required}

@@ -445,8 +445,8 @@ def test_an_issue_body_with_a_heading_then_a_megabyte_of_blanks_is_read() -> Non
 
     _, snapshot = github_events.to_event("issues", "d", payload)
 
-    assert snapshot.fields == {"Impact" + " " * 1_000_000 + "x": "Degraded ##", "C": ""}
-    assert sections("h3. Urgency   \t\nHigh\n### #\nhash") == {"Urgency": "High", "#": "hash"}
+    assert snapshot.fields == {"Impact" + " " * 1_000_000 + "x": "Degraded ##", "C#": ""}  # CommonMark
+    assert sections("h3. Urgency   \t\nHigh\nh3. #\nhash", "jira") == {"Urgency": "High", "#": "hash"}
 
 
 @pytest.mark.parametrize(

@@ -30,7 +30,7 @@ VARIABLES: dict[str, dict[str, Any]] = {
         "violations": [VIOLATION],
         "allowed": ["Diagnosis"],
     },
-    "intake-missing": {"missing": ["Customer"]},
+    "intake-missing": {"missing": ["Customer"], "invalid": []},
     "priority-set": {
         "level": "P2",
         "impact": "Minor",

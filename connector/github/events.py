@@ -203,7 +203,7 @@ def _snapshot(delivery: DeliveryBody) -> IssueSnapshot:
         assignees=tuple(person.login for person in issue.assignees if person.login),
         reporter=issue.user.login if issue.user else "",
         reporter_id=issue.user.id if issue.user else "",
-        fields=sections(body),
+        fields=sections(body, "github"),
         body=body,
         created_at=issue.created_at,
         updated_at=issue.updated_at,

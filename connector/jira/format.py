@@ -5,6 +5,11 @@ line break, as on GitHub), `**bold**`, `` `code` ``, `- ` bullets, `1. ` numbere
 headings and `---` rules. Both renderers parse it into the same blocks, so a comment reads the
 same on both deployments. `mentions` maps a login written as `@login` to the account to notify:
 an ADF mention node on Cloud (account id), `[~name]` on Data Center.
+
+Tracker text reaches the Markdown escaped by `config.templates.escape`: a backslash before a
+punctuation character, `&lt;` `&gt;` `&amp;`, a word joiner after an `@`. They are read back here, so ADF text nodes and
+wiki text carry the characters as written (wiki text is then escaped for wiki markup, where a
+line of text never starts a heading, list or quote); an escaped or joined `@` is never a mention.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from config.templates import ENTITIES, ESCAPABLE, MENTION_BREAK
+
 Adf = dict[str, Any]
 BlockKind = Literal["paragraph", "bullets", "numbered", "heading", "rule"]
 
@@ -22,7 +29,16 @@ _RULE = re.compile(r"^ {0,3}([-*_])(?:[ \t]*\1){2,}[ \t]*$")
 _BULLET = re.compile(r"^[-*+][ \t]+(?P<text>.*)$")
 _NUMBERED = re.compile(r"^\d{1,9}[.)][ \t]+(?P<text>.*)$")
 _CONTINUATION = re.compile(r"^[ \t]{2,}(?P<text>\S.*)$")
-_INLINE = re.compile(r"\*\*(?P<strong>.+?)\*\*|`(?P<code>[^`\n]+)`")
+# An escaped character is text, so it is matched first and never opens or closes a mark.
+_INLINE = re.compile(
+    rf"\\{ESCAPABLE}"
+    rf"|\*\*(?P<strong>(?:\\{ESCAPABLE}|\\(?!{ESCAPABLE})|[^\\])+?)\*\*"
+    r"|`(?P<code>[^`\n]+)`"
+)
+_CHARACTERS = {entity: character for character, entity in ENTITIES.items()}
+_TEXT_ESCAPE = re.compile(
+    rf"\\(?P<escaped>{ESCAPABLE})|@{MENTION_BREAK}|(?P<entity>{'|'.join(map(re.escape, _CHARACTERS))})"
+)
 
 
 @dataclass
@@ -75,8 +91,11 @@ class Span:
 
 
 def spans(line: str) -> Iterator[Span]:
+    """The line's runs; a text run is still Markdown (its escapes are read by `literal`)."""
     position = 0
     for match in _INLINE.finditer(line):
+        if match["strong"] is None and match["code"] is None:
+            continue  # an escaped character stays in the text run around it
         if match.start() > position:
             yield Span("text", line[position : match.start()])
         if match["strong"] is not None:
@@ -88,8 +107,28 @@ def spans(line: str) -> Iterator[Span]:
         yield Span("text", line[position:])
 
 
+def literal(text: str) -> tuple[str, frozenset[int]]:
+    """A text run's characters as written (escapes and entities read, mention breaks dropped), and where in
+    them an `@` stands that was escaped or broken: one that is not ours to mention with."""
+    parts: list[str] = []
+    inert: set[int] = set()
+    position = length = 0
+    for match in _TEXT_ESCAPE.finditer(text):
+        parts.append(text[position : match.start()])
+        length += match.start() - position
+        character = match["escaped"] or _CHARACTERS.get(match["entity"] or "", "@")
+        if character == "@":
+            inert.add(length)
+        parts.append(character)
+        length += 1
+        position = match.end()
+    parts.append(text[position:])
+    return "".join(parts), frozenset(inert)
+
+
 def _split_mentions(text: str, mentions: Mapping[str, str]) -> Iterator[tuple[str, str | None]]:
-    """`(text, None)` runs and `(login, account)` mentions, longest login first."""
+    """`(text, None)` runs of plain text and `(login, account)` mentions, longest login first."""
+    text, inert = literal(text)
     if not mentions:
         yield text, None
         return
@@ -98,6 +137,8 @@ def _split_mentions(text: str, mentions: Mapping[str, str]) -> Iterator[tuple[st
     )
     position = 0
     for match in pattern.finditer(text):
+        if match.start() in inert:
+            continue
         if match.start() > position:
             yield text[position : match.start()], None
         login = match.group()[1:]
@@ -184,18 +225,33 @@ def to_adf(markdown: str, mentions: Mapping[str, str] | None = None) -> Adf:
 # --- wiki markup (Data Center, REST v2) ------------------------------------------------------
 
 # Characters that open an effect (`*bold*`, `_em_`, `-strike-`, `+under+`, `^sup^`, `~sub~`, `??cite??`,
-# `!image!`) when they start a word; escaping the opener is enough to keep the text literal.
-_WIKI_OPENER = re.compile(r"(?:^|(?<=[\s(\[{\"'/]))([*_\-+^~!]|\?\?)(?=\S)")
+# `!image!`) when they start a word (after no letter or digit, another mark included: `**x*`);
+# escaping the opener is enough to keep the text literal.
+_WIKI_OPENER = re.compile(r"(?:^|(?<=\W))([*_\-+^~!]|\?\?)(?=\S)")
 _WIKI_ALWAYS = re.compile(r"([{\[|])")
 _WIKI_EMOTICON = re.compile(r"(\((?:y|n|i|/|x|!|\+|-|\?|on|off|\*[rgby]?|flag|flagoff)\)|[:;][()PD](?!\w))")
 _WORD = re.compile(r"\w")
+# Text at the start of a wiki line that would make it a numbered or bulleted item, a heading or a
+# quote. Our own marks never start so: bold is `*x*` or `{*}`, code `{{`, a mention `[~`.
+_WIKI_LINE_START = re.compile(r"^(?:(?P<marker>#|[*-](?=\s))|(?P<word>h[1-6]|bq)\.)")
 
 
 def escape_wiki(text: str) -> str:
-    """Plain text that Jira's wiki renderer shows as written (no effects, macros, links, icons)."""
-    text = _WIKI_ALWAYS.sub(r"\\\1", text)
+    """Plain text that Jira's wiki renderer shows as written (no effects, macros, links, icons).
+
+    A backslash of the text is an entity: in wiki markup it would escape the next character, or
+    with another one break the line.
+    """
+    text = _WIKI_ALWAYS.sub(r"\\\1", text.replace("\\", "&#92;"))
     text = _WIKI_OPENER.sub(lambda m: "".join(f"\\{c}" for c in m.group(1)), text)
     return _WIKI_EMOTICON.sub(lambda m: f"\\{m.group(1)}", text)
+
+
+def _wiki_text_line(line: str) -> str:
+    """A wiki line of a paragraph, where text never starts a block (`\\#`, `h1\\.`, `\\- `)."""
+    return _WIKI_LINE_START.sub(
+        lambda m: f"\\{m['marker']}" if m["marker"] else f"{m['word']}\\.", line, count=1
+    )
 
 
 def _wiki_plain(text: str, mentions: Mapping[str, str]) -> str:
@@ -216,6 +272,8 @@ def _wiki_line(line: str, mentions: Mapping[str, str]) -> str:
     parts: list[str] = []
     position = 0
     for match in _INLINE.finditer(line):
+        if match["strong"] is None and match["code"] is None:
+            continue  # an escaped character stays in the text run around it
         parts.append(_wiki_plain(line[position : match.start()], mentions))
         if match["code"] is not None:
             parts.append("{{" + escape_wiki(match["code"]) + "}}")
@@ -236,7 +294,7 @@ def _wiki_block(block: Block, mentions: Mapping[str, str]) -> str:
     if block.kind == "rule":
         return "----"
     if block.kind == "paragraph":
-        return "\n".join(_wiki_line(line, mentions) for line in block.lines[0])
+        return "\n".join(_wiki_text_line(_wiki_line(line, mentions)) for line in block.lines[0])
     bullet = "*" if block.kind == "bullets" else "#"
     # Inside a list item a newline would end the item; `\\` is wiki's forced line break.
     return "\n".join(
