@@ -1,0 +1,316 @@
+"""Real processes on one database: `sopguard worker` processes racing on one issue, and a worker
+killed with SIGKILL in the middle of a thousand deliveries, against a fake GitHub on loopback.
+
+The door is the Flask app in this process (`create_app` + its test client) on the same database:
+it signs nothing and sends nothing, it only keeps deliveries in the inbox, as `sopguard serve`
+with `SOPGUARD_WORKERS=0` would. The workers are separate `sopguard worker` processes; each logs to
+a file (a pipe nobody reads would fill up and stop them). Every wait has a deadline.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from sqlalchemy import func, select
+
+from app import create_app
+from config.loader import load_policy
+from config.settings import Settings
+from policies.models import IssueRef
+from runtime.services import utc_now
+from runtime.store import Store
+from runtime.store.schema import deliveries, turns
+from tests.conftest import GITHUB_SECRET, github_headers
+from tests.fake_github import FakeGithubServer
+from tests.github_support import form_body, issue_payload
+
+ROOT = Path(__file__).parents[1]
+REPO = "Codertocat/Hello-World"
+POLICY = load_policy()
+LEASE = 3  # seconds: a killed worker's turns run out this soon
+FINAL = ("processed", "ignored", "failed")
+MARKER = re.compile(r"<!-- sopguard:(.*?) -->")
+
+
+# --- processes ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Worker:
+    """A `sopguard worker` process and the file its log goes to."""
+
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")
+
+    def wait_ready(self, seconds: float = 30) -> None:
+        """Until its connectors are built (it logs which tracker runs dry): it consumes from then on."""
+        _wait(lambda: self._alive() and "connector.factory" in self.output(), seconds, "the worker to start")
+
+    def _alive(self) -> bool:
+        assert self.process.poll() is None, f"the worker exited: {self.output()[-3000:]}"
+        return True
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)  # the worker stops its consumers and exits
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def _environment(data_dir: Path, database_url: str, github: FakeGithubServer) -> dict[str, str]:
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("SOPGUARD_", "GITHUB_", "JIRA_"))},
+        "SOPGUARD_DATA_DIR": str(data_dir),
+        "SOPGUARD_DATABASE_URL": database_url,
+        "SOPGUARD_TRACKERS": "github",
+        "SOPGUARD_TURN_LEASE": str(LEASE),
+        "SOPGUARD_POLL_INTERVAL": "0.05",
+        "GITHUB_TOKEN": "test-token",
+        "GITHUB_API_URL": github.url,
+        "GITHUB_WEBHOOK_SECRET": GITHUB_SECRET,
+    }
+
+
+def _sopguard(*args: str) -> list[str]:
+    return [sys.executable, "-c", "from cli import main; main()", *args]
+
+
+def _start_worker(env: dict[str, str], log: Path, threads: int = 2, *, drain: bool = False) -> Worker:
+    command = _sopguard("worker", "--workers", str(threads), *(["--drain"] if drain else []))
+    with log.open("ab") as output:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
+    return Worker(process, log)
+
+
+@contextmanager
+def _workers(env: dict[str, str], logs: Path, count: int, threads: int = 2) -> Iterator[list[Worker]]:
+    started = [_start_worker(env, logs / f"worker-{n}.log", threads) for n in range(count)]
+    try:
+        for worker in started:
+            worker.wait_ready()
+        yield started
+    finally:
+        for worker in started:
+            worker.stop()
+
+
+def _wait(condition: Callable[[], bool], seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up after {seconds} s waiting for {what}")
+        time.sleep(0.05)
+
+
+# --- the door and the inbox ------------------------------------------------------------------
+
+
+def _door(data_dir: Path, database_url: str) -> Flask:
+    """The receiver, in this process, on the workers' database."""
+    settings = Settings(
+        data_dir=data_dir,
+        database_url=database_url,
+        trackers=["github"],
+        github_webhook_secret=GITHUB_SECRET,
+    )
+    return create_app(settings)
+
+
+def _post(door: Flask, delivery: Delivery) -> None:
+    body = json.dumps(delivery.payload).encode()
+    answer = door.test_client().post(
+        "/webhooks/github", data=body, headers=github_headers(body, delivery.event, delivery.id)
+    )
+    assert answer.status_code == 202, answer.get_json()
+
+
+def _post_together(door: Flask, batch: list[Delivery]) -> None:
+    """Each delivery from its own thread, released at once."""
+    start = threading.Barrier(len(batch))
+    failures: list[BaseException] = []
+
+    def send(delivery: Delivery) -> None:
+        start.wait()
+        try:
+            _post(door, delivery)
+        except BaseException as error:  # reported by the test's thread below
+            failures.append(error)
+
+    senders = [threading.Thread(target=send, args=(d,)) for d in batch]
+    for sender in senders:
+        sender.start()
+    for sender in senders:
+        sender.join(timeout=30)
+    assert not failures, failures
+
+
+def _count(store: Store, *statuses: str) -> int:
+    with store.engine.connect() as db:
+        query = select(func.count()).select_from(deliveries).where(deliveries.c.status.in_(statuses))
+        return int(db.execute(query).scalar_one())
+
+
+def _wait_until_done(store: Store, total: int, seconds: float) -> None:
+    _wait(lambda: _count(store, *FINAL) == total, seconds, f"{total} deliveries to be finished")
+
+
+def _no_turn_held(store: Store) -> bool:
+    with store.engine.connect() as db:
+        return db.execute(select(func.count()).select_from(turns)).scalar_one() == 0
+
+
+# --- deliveries ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Delivery:
+    id: str
+    event: str
+    payload: dict[str, Any]
+
+
+def _labels_event(number: int, action: str, label: str, labels: list[str], **issue: Any) -> dict[str, Any]:
+    """`issues.<action>` by alice on issue `number`, showing the labels after the change."""
+    payload = issue_payload(action, labels=labels, label={"name": label}, issue={"number": number, **issue})
+    payload["sender"] = {**payload["sender"], "login": "alice"}
+    return payload
+
+
+def _close_checklist(github: FakeGithubServer, parent: int, checklist_id: str, first: int) -> None:
+    """The parent's checklist as sub-issues numbered from `first`, every item done."""
+    checklist = POLICY.checklist(checklist_id)
+    assert checklist is not None
+    label = POLICY.trackers.github.checklist_label
+    numbers = [first + n for n in range(len(checklist.items))]
+    for number, item in zip(numbers, checklist.items, strict=True):
+        github.put_issue(
+            REPO, number, title=f"{checklist.title.en}: {item.en}", state="closed", labels=[label]
+        )
+    parent_id = github.issue(REPO, parent).id
+    for number in numbers:
+        github.put_issue(REPO, number, parent_id=parent_id)
+    github.put_issue(REPO, parent, sub_issue_ids=[github.issue(REPO, n).id for n in numbers])
+
+
+# --- 1. two worker processes, one issue ---------------------------------------------------------
+
+CHECKLIST_ISSUE, MOVES_ISSUE = 1, 2
+AFTER_RELABEL = ["status/verification", "bug", "area/network"]
+
+
+def _relabel_into_verification() -> list[Delivery]:
+    """A bulk relabel: four deliveries, each showing the labels after all of it; only the first to
+    run sees the change of stage (judged on a stale state, each would create the checklist)."""
+    body = "### Key steps\n\nRestarted the gateway; error rate back to normal."
+    after, n = AFTER_RELABEL, CHECKLIST_ISSUE
+    return [
+        Delivery(
+            "relabel-1", "issues", _labels_event(n, "unlabeled", "status/in-progress", after, body=body)
+        ),
+        Delivery("relabel-2", "issues", _labels_event(n, "labeled", "status/verification", after, body=body)),
+        Delivery("relabel-3", "issues", _labels_event(n, "labeled", "bug", after, body=body)),
+        Delivery("relabel-4", "issues", _labels_event(n, "labeled", "area/network", after, body=body)),
+    ]
+
+
+def _two_quick_moves() -> list[Delivery]:
+    """triage -> diagnosis -> planning: each move an unlabel and a label."""
+    ready = {"body": form_body(), "assignees": [{"login": "alice"}]}
+    n, p2 = MOVES_ISSUE, "priority/P2"
+    return [
+        Delivery("move-1", "issues", _labels_event(n, "unlabeled", "status/triage", [p2], **ready)),
+        Delivery(
+            "move-2",
+            "issues",
+            _labels_event(n, "labeled", "status/diagnosis", [p2, "status/diagnosis"], **ready),
+        ),
+        Delivery("move-3", "issues", _labels_event(n, "unlabeled", "status/diagnosis", [p2], **ready)),
+        Delivery(
+            "move-4",
+            "issues",
+            _labels_event(n, "labeled", "status/planning", [p2, "status/planning"], **ready),
+        ),
+    ]
+
+
+def _race_two_workers(tmp_path: Path, database_url: str) -> None:
+    data_dir = tmp_path / "var"
+    door = _door(data_dir, database_url)  # its store creates the schema before the workers start
+    store = Store(database_url)
+    checklist_ref = IssueRef("github", REPO, str(CHECKLIST_ISSUE))
+    moves_ref = IssueRef("github", REPO, str(MOVES_ISSUE))
+    store.ledger.remember_state(checklist_ref, "in-progress", utc_now())
+    store.ledger.remember_state(moves_ref, "triage", utc_now())
+    relabel, moves = _relabel_into_verification(), _two_quick_moves()
+    with FakeGithubServer() as github:
+        github.put_issue(REPO, CHECKLIST_ISSUE, labels=AFTER_RELABEL)
+        _close_checklist(github, CHECKLIST_ISSUE, "preparation", first=101)
+        github.put_issue(REPO, MOVES_ISSUE, labels=["priority/P2", "status/planning"])
+        env = _environment(data_dir, database_url, github)
+        with _workers(env, tmp_path, count=2):
+            _post_together(door, relabel)
+            for delivery in moves:  # sent at once, received in this order (GitHub sends them in turn)
+                _post(door, delivery)
+            _wait_until_done(store, len(relabel) + len(moves), seconds=60)
+        _assert_checklist_created_once(github, store, checklist_ref)
+        _assert_both_moves_stand(github, store, moves_ref)
+    assert {store.inbox.status("github", d.id) for d in relabel + moves} == {"processed"}
+    assert _no_turn_held(store)
+
+
+def _assert_checklist_created_once(github: FakeGithubServer, store: Store, ref: IssueRef) -> None:
+    self_check = POLICY.checklist("self-check")
+    assert self_check is not None
+    titles = [f"Self-check: {item.en}" for item in self_check.items]
+    created = [call.body["title"] for call in github.writes("issue.create", effective=True)]
+    assert sorted(created) == sorted(titles)
+    linked = [github.issue(REPO, n).title for n in github.sub_issue_numbers(REPO, CHECKLIST_ISSUE)]
+    assert sorted(linked[-3:]) == sorted(titles) and len(linked) == 6
+    assert len(github.writes("sub_issue.add", effective=True)) == 3
+    checklist_comments = [
+        c for c in github.comments(REPO, CHECKLIST_ISSUE) if c.body.startswith("**Self-check**")
+    ]
+    assert len(checklist_comments) == 1
+    assert store.ledger.memory(ref).last_state == "verification"
+
+
+def _assert_both_moves_stand(github: FakeGithubServer, store: Store, ref: IssueRef) -> None:
+    verdicts = [(e.delivery_id, e.rule_id, e.passed) for e in store.audit.entries(str(ref)) if e.rule_id]
+    assert ("move-2", "start-diagnosis", True) in verdicts
+    assert ("move-4", "start-planning", True) in verdicts
+    assert not [v for v in verdicts if v[2] is False]
+    assert store.ledger.memory(ref).last_state == "planning"
+    assert github.issue(REPO, MOVES_ISSUE).labels == ["priority/P2", "status/planning"]
+    assert not any("undone" in c.body for c in github.comments(REPO, MOVES_ISSUE))
+
+
+def test_two_worker_processes_on_sqlite_run_one_issue_one_step_at_a_time(tmp_path: Path) -> None:
+    _race_two_workers(tmp_path, f"sqlite:///{tmp_path / 'var' / 'sopguard.db'}")
+
+
+def test_two_worker_processes_on_postgresql_run_one_issue_one_step_at_a_time(
+    tmp_path: Path, fresh_postgres_url: str
+) -> None:
+    _race_two_workers(tmp_path, fresh_postgres_url)
