@@ -9,6 +9,7 @@ a file (a pipe nobody reads would fill up and stop them). Every wait has a deadl
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,8 +34,8 @@ from config.settings import Settings
 from policies.models import IssueRef
 from runtime.services import utc_now
 from runtime.store import Store
-from runtime.store.schema import deliveries, turns
-from tests.conftest import GITHUB_SECRET, github_headers
+from runtime.store.schema import audit, deliveries, turns, writes
+from tests.conftest import GITHUB_SECRET, fixture_json, github_headers
 from tests.fake_github import FakeGithubServer
 from tests.github_support import form_body, issue_payload
 
@@ -314,3 +316,222 @@ def test_two_worker_processes_on_postgresql_run_one_issue_one_step_at_a_time(
     tmp_path: Path, fresh_postgres_url: str
 ) -> None:
     _race_two_workers(tmp_path, fresh_postgres_url)
+
+
+# --- 2. a worker killed in the middle of a thousand deliveries ---------------------------------
+
+ISSUES, PER_ISSUE = 50, 20
+KILL_AFTER = 300  # finished deliveries
+# Per issue after `opened` and the move to triage: moves that skip stages (undone, with a comment),
+# priorities chosen by a person (a comment, the receipt edited, the old label removed), a comment.
+PATTERN = (
+    "skip-to-closed",
+    "choose-priority",
+    "skip-to-planning",
+    "choose-priority",
+    "skip-to-closed",
+    "comment",
+)
+
+
+def _iso(instant: dt.datetime) -> str:
+    return instant.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _comment_event(number: int, labels: list[str], at: dt.datetime, issue: dict[str, Any]) -> dict[str, Any]:
+    payload = fixture_json("github", "issue_comment__created.json")
+    payload["issue"].update(issue, number=number, labels=[{"name": n} for n in labels], updated_at=_iso(at))
+    alice = {**payload["comment"]["user"], "login": "alice"}
+    payload["comment"].update(
+        id=7_000_000 + number * 100 + int(at.timestamp()) % 100,
+        body="### Delay\n\nThe spare part arrives tomorrow; new date Friday.",
+        user=alice,
+        created_at=_iso(at),
+        updated_at=_iso(at),
+    )
+    payload["sender"] = alice
+    return payload
+
+
+def _issue_deliveries(number: int, created: dt.datetime) -> list[Delivery]:
+    """One issue's deliveries, each a moment later than the one before (none is history)."""
+    issue = {"body": form_body(), "assignees": [{"login": "alice"}], "created_at": _iso(created)}
+    found: list[Delivery] = []
+
+    def add(event: str, payload: dict[str, Any]) -> None:
+        found.append(Delivery(f"i{number}-d{len(found)}", event, payload))
+
+    def at() -> str:
+        return _iso(created + dt.timedelta(seconds=len(found)))
+
+    opened = issue_payload("opened", labels=[], issue={**issue, "number": number, "updated_at": at()})
+    add("issues", opened)
+    level = "priority/P4"  # impact Minor, urgency Low
+    moved = [level, "status/new", "status/triage"]
+    add("issues", _labels_event(number, "labeled", "status/triage", moved, **issue, updated_at=at()))
+    while len(found) < PER_ISSUE:
+        kind = PATTERN[(len(found) - 2) % len(PATTERN)]
+        if kind == "comment":
+            moment = created + dt.timedelta(seconds=len(found))
+            add("issue_comment", _comment_event(number, [level, "status/triage"], moment, issue))
+        elif kind == "choose-priority":
+            chosen = "priority/P1" if level != "priority/P1" else "priority/P3"
+            labels = ["status/triage", level, chosen]
+            add("issues", _labels_event(number, "labeled", chosen, labels, **issue, updated_at=at()))
+            level = chosen
+        else:
+            skipped_to = "status/" + kind.removeprefix("skip-to-")
+            labels = [level, "status/triage", skipped_to]
+            add("issues", _labels_event(number, "labeled", skipped_to, labels, **issue, updated_at=at()))
+    return found
+
+
+def _workload(created: dt.datetime) -> list[Delivery]:
+    """Every issue's deliveries, interleaved as they would arrive: a step of each issue in turn."""
+    per_issue = [_issue_deliveries(number, created) for number in range(1, ISSUES + 1)]
+    return [issue[step] for step in range(PER_ISSUE) for issue in per_issue]
+
+
+@dataclass
+class Run:
+    """One run of the workload: its fake GitHub and its database, and figures."""
+
+    github: FakeGithubServer
+    store: Store
+    figures: dict[str, float]
+
+
+def _queue(tmp_path: Path, name: str, github: FakeGithubServer, workload: list[Delivery]) -> Run:
+    data_dir = tmp_path / name
+    url = f"sqlite:///{data_dir / 'sopguard.db'}"
+    door = _door(data_dir, url)
+    begun = time.monotonic()
+    for delivery in workload:
+        _post(door, delivery)
+    return Run(github, Store(url), {"queued in s": time.monotonic() - begun})
+
+
+def _started_writes(store: Store) -> list[str]:
+    """Journal keys of tracker writes begun and not known to have finished."""
+    with store.engine.connect() as db:
+        return [row[0] for row in db.execute(select(writes.c.key).where(writes.c.state == "started"))]
+
+
+def _attempts(store: Store) -> dict[str, int]:
+    with store.engine.connect() as db:
+        return dict(db.execute(select(deliveries.c.delivery_id, deliveries.c.attempts)).all())
+
+
+def _statuses(store: Store) -> dict[str, str]:
+    with store.engine.connect() as db:
+        return dict(db.execute(select(deliveries.c.delivery_id, deliveries.c.status)).all())
+
+
+def _decisions(store: Store) -> dict[str, list[tuple[str | None, bool | None]]]:
+    """Per delivery, its rules and verdicts; asserts each delivery was decided (and recorded) once."""
+    moments: dict[str, set[Any]] = {}
+    verdicts: dict[str, list[tuple[str | None, bool | None]]] = {}
+    with store.engine.connect() as db:
+        for delivery, at, rule, passed in db.execute(
+            select(audit.c.delivery_id, audit.c.at, audit.c.rule_id, audit.c.passed)
+        ).all():
+            moments.setdefault(delivery, set()).add(at)
+            verdicts.setdefault(delivery, []).append((rule, passed))
+    twice = {d: sorted(map(str, m)) for d, m in moments.items() if len(m) > 1}
+    assert not twice, f"recorded more than once: {twice}"
+    return {d: sorted(v, key=repr) for d, v in verdicts.items()}
+
+
+def _order_kept(store: Store) -> None:
+    """Per issue, the deliveries were recorded (audit row ids) in the order they were received (seq)."""
+    with store.engine.connect() as db:
+        received = dict(db.execute(select(deliveries.c.delivery_id, deliveries.c.seq)).all())
+        recorded = dict(
+            db.execute(select(audit.c.delivery_id, func.min(audit.c.id)).group_by(audit.c.delivery_id)).all()
+        )
+        issue_of = dict(db.execute(select(deliveries.c.delivery_id, deliveries.c.issue)).all())
+    by_issue: dict[str, list[str]] = {}
+    for delivery in sorted(received, key=received.__getitem__):
+        by_issue.setdefault(issue_of[delivery], []).append(delivery)
+    for issue, in_order in by_issue.items():
+        assert sorted(in_order, key=recorded.__getitem__) == in_order, f"{issue} out of order"
+
+
+def _tracker_state(github: FakeGithubServer) -> dict[int, dict[str, Any]]:
+    """Per issue, what a person would see: labels, our comments by marker, the label history."""
+    state = {}
+    for number in github.issue_numbers(REPO):
+        issue = github.issue(REPO, number)
+        markers = [m for c in github.comments(REPO, number) for m in MARKER.findall(c.body)]
+        assert len(markers) == len(set(markers)), f"#{number}: a comment posted twice: {markers}"
+        bodies = {m: c.body for c in github.comments(REPO, number) for m in MARKER.findall(c.body)}
+        history = [(e["event"], e.get("label", {}).get("name")) for e in issue.events]
+        state[number] = {"labels": sorted(issue.labels), "comments": bodies, "history": history}
+    return state
+
+
+def test_a_worker_killed_mid_backlog_loses_repeats_and_reorders_nothing(tmp_path: Path) -> None:
+    workload = _workload(utc_now().replace(microsecond=0))
+    with FakeGithubServer() as reference_github, FakeGithubServer() as github:
+        reference = _queue(tmp_path, "reference", reference_github, workload)
+        begun = time.monotonic()
+        env = _environment(tmp_path / "reference", reference.store.url, reference_github)
+        with _workers(env, tmp_path / "reference", count=1):
+            _wait_until_done(reference.store, len(workload), seconds=120)
+        reference.figures["reference run in s"] = time.monotonic() - begun
+
+        killed = _queue(tmp_path, "killed", github, workload)
+        env = _environment(tmp_path / "killed", killed.store.url, github)
+        first = _start_worker(env, tmp_path / "first.log")
+        begun = time.monotonic()
+        try:
+            _wait(lambda: _count(killed.store, *FINAL) >= KILL_AFTER, 60, f"{KILL_AFTER} finished")
+            killed.figures["finished when the kill was decided"] = _count(killed.store, *FINAL)
+            _next_comment_arrives(github, seconds=10)  # killed before it hears the answer, most likely
+        finally:
+            first.kill()
+        killed.figures["first worker ran for s"] = time.monotonic() - begun
+        killed.figures["finished before the kill"] = _count(killed.store, *FINAL)
+        in_flight = {d for d, s in _statuses(killed.store).items() if s == "processing"}
+        started_writes = _started_writes(killed.store)
+        killed.figures["processing at the kill"] = len(in_flight)
+        killed.figures["writes begun, unfinished at the kill"] = len(started_writes)
+        begun = time.monotonic()
+        second = _start_worker(env, tmp_path / "second.log")
+        try:
+            _wait_until_done(killed.store, len(workload), seconds=120)
+        finally:
+            second.stop()
+        killed.figures["second worker took s"] = time.monotonic() - begun
+        print({**reference.figures, **killed.figures}, "interrupted:", started_writes)
+
+        statuses = _statuses(killed.store)
+        assert set(statuses.values()) <= {"processed", "ignored"}, Counter(statuses.values())
+        assert statuses == _statuses(reference.store)
+        assert _decisions(killed.store) == _decisions(reference.store)
+        _order_kept(killed.store)
+        _order_kept(reference.store)
+        assert {d for d, n in _attempts(killed.store).items() if n != 1} == in_flight
+        assert _no_turn_held(killed.store)
+        assert _tracker_state(github) == _tracker_state(reference_github)
+        _assert_same_writes(github, reference_github, started_writes)
+
+
+def _next_comment_arrives(github: FakeGithubServer, seconds: float) -> None:
+    """Until the fake has made the next comment (it answers right after): a kill then interrupts a
+    write that took effect, whose journal entry says only `started`. No harm if none comes."""
+    posted = len(github.writes("comment.create"))
+    github.wait_for(lambda calls: sum(c.kind == "comment.create" for c in calls) > posted, seconds)
+
+
+def _assert_same_writes(github: FakeGithubServer, reference: FakeGithubServer, started: list[str]) -> None:
+    """The writes that took effect are the reference run's; only a label or state write the kill
+    interrupted (journaled `started`) may have been made again, and those are safe to repeat."""
+    made, expected = github.write_counts(effective=True), reference.write_counts(effective=True)
+    repeatable = {"labels.add": "labels:", "issue.edit": "state:"}
+    for kind in expected.keys() | made.keys():
+        if kind in repeatable:
+            interrupted = sum(1 for key in started if key.startswith(repeatable[kind]))
+            assert expected[kind] <= made[kind] <= expected[kind] + interrupted, (kind, made, expected)
+        else:
+            assert made[kind] == expected[kind], (kind, made, expected)
