@@ -562,3 +562,26 @@ def test_two_worker_processes_with_the_inbox_on_redis_run_one_issue_one_step_at_
     pytest.importorskip("runtime.store.redis_inbox", reason="the Redis inbox comes with branch redisinbox")
     redis_url: str = request.getfixturevalue("redis_url")  # a server only once the inbox is there
     _race_two_workers(tmp_path, f"sqlite:///{tmp_path / 'var' / 'sopguard.db'}", redis_url)
+
+
+def test_an_interrupted_worker_finishes_the_delivery_in_hand_and_gives_its_turn_back(tmp_path: Path) -> None:
+    """SIGINT (Ctrl-C) while a tracker write is under way: the worker finishes that delivery,
+    gives the issue's turn back and exits; nothing is left `processing` for a lease to run out."""
+    data_dir = tmp_path / "var"
+    url = f"sqlite:///{data_dir / 'sopguard.db'}"
+    door, store = _door(data_dir, url)
+    for delivery in _issue_deliveries(1, utc_now().replace(microsecond=0)):
+        _post(door, delivery)
+    with FakeGithubServer() as github:
+        worker = _start_worker(_environment(data_dir, url, github), tmp_path / "worker.log", threads=1)
+        try:
+            assert github.wait_for(lambda calls: any(c.kind == "comment.create" for c in calls), 30)
+            worker.process.send_signal(signal.SIGINT)
+            assert worker.process.wait(timeout=30) == 0, worker.output()[-3000:]
+        finally:
+            worker.stop()
+        statuses = Counter(_statuses(store).values())
+        assert statuses["processed"] >= 1 and statuses["processing"] == 0, statuses
+        assert _held_turns(store) == []
+        receipts = [c for c in github.comments(REPO, 1) if "<!-- sopguard:receipt -->" in c.body]
+        assert len(receipts) == 1
