@@ -1,5 +1,7 @@
-"""Real processes on one database: `sopguard worker` processes racing on one issue, and a worker
-killed with SIGKILL in the middle of a thousand deliveries, against a fake GitHub on loopback.
+"""Real processes on one database, against a fake GitHub on loopback: two `sopguard worker`
+processes racing on one issue (SQLite, PostgreSQL, the inbox on Redis), a worker killed with SIGKILL
+in the middle of a thousand deliveries (compared with a run without a kill), and a worker stopped
+with Ctrl-C in the middle of a delivery.
 
 The door is the Flask app in this process (`create_app` + its test client) on the same database:
 it signs nothing and sends nothing, it only keeps deliveries in the inbox, as `sopguard serve`
@@ -353,12 +355,15 @@ def _iso(instant: dt.datetime) -> str:
     return instant.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _comment_event(number: int, labels: list[str], at: dt.datetime, issue: dict[str, Any]) -> dict[str, Any]:
+def _comment_event(
+    number: int, comment_id: int, labels: list[str], at: dt.datetime, issue: dict[str, Any]
+) -> dict[str, Any]:
+    """A comment by alice announcing a delay (the ledger learns it; nothing is written to GitHub)."""
     payload = fixture_json("github", "issue_comment__created.json")
     payload["issue"].update(issue, number=number, labels=[{"name": n} for n in labels], updated_at=_iso(at))
     alice = {**payload["comment"]["user"], "login": "alice"}
     payload["comment"].update(
-        id=7_000_000 + number * 100 + int(at.timestamp()) % 100,
+        id=comment_id,
         body="### Delay\n\nThe spare part arrives tomorrow; new date Friday.",
         user=alice,
         created_at=_iso(at),
@@ -388,7 +393,8 @@ def _issue_deliveries(number: int, created: dt.datetime) -> list[Delivery]:
         kind = PATTERN[(len(found) - 2) % len(PATTERN)]
         if kind == "comment":
             moment = created + dt.timedelta(seconds=len(found))
-            add("issue_comment", _comment_event(number, [level, "status/triage"], moment, issue))
+            comment_id = 7_000_000 + number * 100 + len(found)
+            add("issue_comment", _comment_event(number, comment_id, [level, "status/triage"], moment, issue))
         elif kind == "choose-priority":
             chosen = "priority/P1" if level != "priority/P1" else "priority/P3"
             labels = ["status/triage", level, chosen]
@@ -518,11 +524,9 @@ def test_a_worker_killed_mid_backlog_loses_repeats_and_reorders_nothing(tmp_path
         finally:
             second.stop()
         killed.figures["second worker took s"] = time.monotonic() - begun
-        print({**reference.figures, **killed.figures}, "interrupted:", started_writes)
-        print(
-            reference_github.write_counts(effective=True),
-            github.write_counts(effective=True),
-            reference_github.write_counts(),
+        print(  # figures for `pytest -s`
+            {**reference.figures, **killed.figures},
+            {"interrupted": started_writes, "effective writes": dict(github.write_counts(effective=True))},
         )
 
         statuses = _statuses(killed.store)
