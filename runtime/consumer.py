@@ -43,7 +43,9 @@ class Consumer:
         return done
 
     def run(self, stop: threading.Event) -> None:
-        """Consume until `stop` is set."""
+        """Consume until `stop` is set. Interrupted (Ctrl-C, SIGINT), each thread first finishes the
+        delivery in hand and gives its turn back, so no issue waits for a lease to run out after a
+        restart; a second interrupt stops at once."""
         workers = [
             threading.Thread(target=self._consume, args=(stop,), name=f"consumer-{n}", daemon=True)
             for n in range(self.threads)
@@ -53,8 +55,14 @@ class Consumer:
             workers.append(threading.Thread(target=self._sweep, args=(stop,), name="sla-sweep", daemon=True))
         for thread in workers:
             thread.start()
-        for thread in workers:
-            thread.join()
+        try:
+            stop.wait()  # not a join: a join interrupted by Ctrl-C takes its running thread for ended
+        except KeyboardInterrupt:
+            stop.set()
+            raise
+        finally:
+            for thread in workers:
+                thread.join()
 
     def _consume(self, stop: threading.Event) -> None:
         owner = worker_name()
