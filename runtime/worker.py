@@ -15,14 +15,13 @@ audit rows, the ledger update and the final status in one transaction. Nothing i
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from connector.base import Applied, DeliveryRefused, TrackerUnavailable
-from connector.delivery import Delivery
+from connector.delivery import Delivery, parse_body
 from connector.errors import BadPayload, Ignored
 from policies.context import is_service_request
 from policies.engine import evaluate
@@ -64,12 +63,7 @@ class Outcome:
 
 def parse(received: Received) -> Delivery:
     """The delivery as the tracker sent it; raises `BadPayload` for a body that is not a JSON object."""
-    try:
-        payload = json.loads(received.body)
-    except (ValueError, RecursionError) as error:
-        raise BadPayload(f"the body is not JSON: {error}") from None
-    if not isinstance(payload, dict):
-        raise BadPayload("the body must be a JSON object")
+    payload = parse_body(received.body)
     source: Source = "github" if received.source == "github" else "jira"
     return Delivery(source, received.delivery_id, received.event_name, payload)
 

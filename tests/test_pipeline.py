@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from click.testing import CliRunner
@@ -111,3 +113,21 @@ def test_audit_command_lists_and_filters_the_log(
     rows = [json.loads(line) for line in only_jira.output.splitlines()]
     assert rows and {row["issue"] for row in rows} == {"TES-41"}
     assert rows[0]["sop"] == "P2" and rows[0]["outcome"] == "recorded (dry run)"
+
+
+def test_the_door_keeps_times_as_every_other_writer_does(app: Flask) -> None:
+    """The door writes its row without SQLAlchemy's statement machinery (for speed): the row must
+    read back exactly as one SQLAlchemy wrote, a UTC time included."""
+    from sqlalchemy import select
+
+    from runtime.store.schema import deliveries
+
+    store = _intake(app).store
+    received = dt.datetime(2026, 11, 23, 10, 0, 1, 234567, tzinfo=ZoneInfo("Asia/Shanghai"))
+    assert store.inbox.put("github", "times-1", "issues", "github:a/b#1", b"{}", received) == "queued"
+
+    with store.engine.connect() as db:
+        stored = db.execute(select(deliveries.c.received_at, deliveries.c.attempts)).one()
+        text = db.exec_driver_sql("SELECT received_at FROM deliveries").scalar_one()
+    assert stored.received_at.replace(tzinfo=dt.UTC) == received
+    assert text == "2026-11-23 02:00:01.234567" and stored.attempts == 0

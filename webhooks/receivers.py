@@ -6,7 +6,6 @@ in the order received."""
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.datastructures import Headers
 
 from config.settings import Settings
-from connector.delivery import Delivery, fallback_delivery_id
+from connector.delivery import Delivery, fallback_delivery_id, parse_body
 from connector.errors import BadPayload, Ignored
 from connector.github import events as github_events
 from connector.jira import events as jira_events
@@ -95,11 +94,9 @@ def receive(source: str) -> tuple[Response, int]:
         log.warning("%s delivery refused: missing or wrong %s", source, protocol.signature_header)
         return _answer(401, error=f"missing or invalid {protocol.signature_header} signature")
     try:
-        payload = json.loads(body)
-    except (ValueError, RecursionError) as error:
-        return _answer(400, error=f"the body is not JSON: {error or 'nested too deeply'}")
-    if not isinstance(payload, dict):
-        return _answer(400, error="the body must be a JSON object")
+        payload = parse_body(body)
+    except BadPayload as problem:
+        return _answer(400, error=str(problem))
     event_name = protocol.event_name(request.headers, payload)
     try:
         protocol.classify(event_name, payload)
