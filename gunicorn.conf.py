@@ -2,7 +2,7 @@
 
 It serves the webhook receiver only; run the queue consumer beside it with `sopguard worker`.
 Environment: SOPGUARD_HOST, SOPGUARD_PORT (as `sopguard serve`), SOPGUARD_WEB_WORKERS (processes,
-default 2), SOPGUARD_WEB_THREADS (threads per process, default 4), SOPGUARD_MAX_QUEUE_WAIT
+default 2), SOPGUARD_WEB_THREADS (threads per process, default 8), SOPGUARD_MAX_QUEUE_WAIT
 (seconds a request may wait for a thread before it is answered 503, default 5; see
 webhooks/overload.py). Options given on gunicorn's command line win over this file.
 """
@@ -41,7 +41,7 @@ _listen = _checked_settings()
 wsgi_app = "app:create_app()"
 bind = f"{_listen.host}:{_listen.port}"
 workers = _count("SOPGUARD_WEB_WORKERS", 2)
-threads = _count("SOPGUARD_WEB_THREADS", 4)
+threads = _count("SOPGUARD_WEB_THREADS", 8)
 worker_class = "webhooks.overload.SheddingWorker"
 # Every connection waiting for a thread is taken into the worker, where its wait is stamped and a
 # stale one shed (webhooks/overload.py), instead of in the kernel's backlog, where it is not seen:

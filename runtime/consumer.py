@@ -11,6 +11,7 @@ import socket
 import threading
 
 from runtime.services import Services, worker_name
+from runtime.store.database import checkpoint_often
 from runtime.worker import run
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,7 @@ class Consumer:
         self.sweep = sweep
         self.lease = dt.timedelta(seconds=services.settings.turn_lease)
         self.process_prefix = f"{socket.gethostname()}:{os.getpid()}:"
+        checkpoint_often(services.store.engine)
 
     def step(self, owner: str) -> bool:
         """Take and run one delivery; `False` when nothing was ready."""

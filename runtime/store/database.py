@@ -70,19 +70,27 @@ def _into_wal(cursor: Any) -> None:
 
 
 class _Checkpointer:
-    """One daemon thread per process that checkpoints every open SQLite database once a second
-    (`PASSIVE`: it never blocks a reader or a writer). Several processes on one file may all do it."""
+    """One daemon thread per process that checkpoints open SQLite databases (`PASSIVE`: it never
+    blocks a reader or a writer; several processes on one file may all do it). A process that
+    consumes the inbox checkpoints its database every second; one that only receives (a gunicorn
+    web worker beside `sopguard worker` processes) leaves that to the consumers and checkpoints only
+    when the WAL has grown past `WAL_LIMIT` (no consumer is running), so the door does not pay for
+    the copying."""
 
     EVERY = 1.0
+    WAL_LIMIT = 64 * 1024 * 1024
 
     def __init__(self) -> None:
         self._engines: weakref.WeakSet[Engine] = weakref.WeakSet()
+        self._often: weakref.WeakSet[Engine] = weakref.WeakSet()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
-    def watch(self, engine: Engine) -> None:
+    def watch(self, engine: Engine, *, often: bool = False) -> None:
         with self._lock:
             self._engines.add(engine)
+            if often:
+                self._often.add(engine)
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="sqlite-checkpoint", daemon=True)
                 self._thread.start()
@@ -91,7 +99,21 @@ class _Checkpointer:
         while True:
             time.sleep(self.EVERY)
             for engine in list(self._engines):
-                checkpoint(engine)
+                if engine in self._often or _wal_size(engine) > self.WAL_LIMIT:
+                    checkpoint(engine)
+
+
+def _wal_size(engine: Engine) -> int:
+    try:
+        return os.stat(f"{engine.url.database}-wal").st_size
+    except OSError:
+        return 0
+
+
+def checkpoint_often(engine: Engine) -> None:
+    """This process consumes the inbox: it checkpoints `engine`'s WAL every second."""
+    if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
+        _CHECKPOINTER.watch(engine, often=True)
 
 
 def checkpoint(engine: Engine) -> None:
