@@ -144,11 +144,11 @@ def retry(delivery: str | None, all_failed: bool, source: str | None) -> None:
         raise click.UsageError("give a DELIVERY id or --all-failed (not both)")
     settings = _settings()
     store = Store(settings.resolved_database_url, settings.resolved_queue_url)
-    if all_failed:
+    if delivery is None:
         count = store.inbox.retry(None, utc_now())
     else:
-        keys = [f.key for f in store.inbox.failed() if f.delivery_id == delivery or f.key == delivery]
-        keys = [k for k in keys if source is None or k.startswith(f"{source}:")]
+        sources = [source] if source else ["github", "jira"]
+        keys = [f"{s}:{delivery}" for s in sources if store.inbox.status(s, delivery) == "failed"]
         if not keys:
             raise click.ClickException(
                 f"no failed delivery {delivery!r} (sopguard audit --failed lists them)"

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
-import socket
 import threading
 
 from runtime.services import Services, worker_name
@@ -25,17 +23,26 @@ class Consumer:
         self.threads = max(threads, 1)
         self.sweep = sweep
         self.lease = dt.timedelta(seconds=services.settings.turn_lease)
-        self.process_prefix = f"{socket.gethostname()}:{os.getpid()}:"
+        self._working: set[str] = set()  # the owners in the middle of a delivery: their turns are renewed
+        self._working_lock = threading.Lock()
         checkpoint_often(services.store.engine)
 
     def step(self, owner: str) -> bool:
-        """Take and run one delivery; `False` when nothing was ready."""
+        """Take and run one delivery; `False` when nothing was ready. While it runs, the heartbeat
+        renews its turn; once it is over (even if giving the turn back failed) nothing does, so a
+        turn this process could not give back runs out on its own."""
         inbox = self.services.store.inbox
-        received = inbox.take(owner, self.services.clock(), self.lease)
-        if received is None:
-            return False
-        run(self.services, received, owner)
-        return True
+        with self._working_lock:
+            self._working.add(owner)
+        try:
+            received = inbox.take(owner, self.services.clock(), self.lease)
+            if received is None:
+                return False
+            run(self.services, received, owner)
+            return True
+        finally:
+            with self._working_lock:
+                self._working.discard(owner)
 
     def drain(self) -> int:
         """Run every delivery that is ready, in this thread, until none is; how many ran."""
@@ -79,13 +86,21 @@ class Consumer:
             self.services.store.inbox.wait(idle)
 
     def _heartbeat(self, stop: threading.Event) -> None:
-        """Renew this process's turns well before they run out, so only a dead process loses them."""
+        """Renew the turns of the deliveries at work well before they run out, so only a dead (or
+        stuck for a whole lease) process loses them."""
         every = self.lease.total_seconds() / 3
         while not stop.wait(every):
             try:
-                self.services.store.inbox.turns.renew(self.process_prefix, self.services.clock(), self.lease)
+                self.renew_working()
             except Exception:
                 log.exception("the turns could not be renewed")
+
+    def renew_working(self) -> None:
+        """Extend the turns of this process's threads that are in the middle of a delivery."""
+        with self._working_lock:
+            working = sorted(self._working)
+        for owner in working:
+            self.services.store.inbox.turns.renew(owner, self.services.clock(), self.lease)
 
     def _sweep(self, stop: threading.Event) -> None:
         from runtime.sweep import sweep

@@ -6,6 +6,7 @@ import datetime as dt
 import os
 import socket
 import threading
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -23,9 +24,18 @@ def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+PROCESS_TOKEN = uuid.uuid4().hex[:12]  # two containers may share a host name and a pid
+
+
+def process_name() -> str:
+    """This process, as turn owners name it: host, pid and a token of its own."""
+    return f"{socket.gethostname()}:{os.getpid()}:{PROCESS_TOKEN}:"
+
+
 def worker_name() -> str:
-    """Who holds a turn: host, process and thread, so a lease names its holder in the database."""
-    return f"{socket.gethostname()}:{os.getpid()}:{threading.current_thread().name}"
+    """Who holds a turn: this process and thread, so a lease names its holder in the database. The
+    `#` ends the name, so one owner's name is never the beginning of another's."""
+    return f"{process_name()}{threading.current_thread().name}#"
 
 
 @dataclass

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from config.schema import Mode
-from connector.base import Applied, TrackerUnavailable
+from connector.base import Applied
 from connector.delivery import Delivery
 from policies.ledger import backfill
 from policies.models import Actor, Event, EventKind, IssueRef, IssueSnapshot, RuleResult
@@ -86,8 +86,9 @@ def sweep_issue(services: Services, issue: FollowedIssue, now: dt.datetime, repo
             continue
         try:
             applied = _act(services, issue, notice, now)
-        except TrackerUnavailable as unavailable:
-            applied = [Applied(action, f"failed: {unavailable}") for action in notice.actions]
+        except Exception as error:  # whatever it was, the notice is released and tried again
+            log.warning("SLA notice %s on %s not posted: %s", notice.target_id, issue.ref, error)
+            applied = [Applied(action, f"failed: {error}") for action in notice.actions]
         report.applied.extend(applied)
         if any(a.outcome.startswith("failed") for a in applied):
             # Due again now: the next sweep retries it, and the journal skips the parts that landed.
@@ -119,6 +120,9 @@ def _with_turn(services: Services, ref: IssueRef, owner: str, work: Callable[[Fo
     inbox, key = services.store.inbox, issue_key(ref)
     lease = dt.timedelta(seconds=services.settings.turn_lease)
     if not inbox.turns.take(key, owner, services.clock(), lease):
+        return False
+    if inbox.has_unfinished(key):  # a delivery waits (maybe after a back-off): it goes first
+        inbox.turns.give_back(key, owner)
         return False
     try:
         issue = services.store.ledger.one(ref)

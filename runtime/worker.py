@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 
 BACKOFF_FIRST = 5.0  # seconds before the first retry; doubled each time, up to BACKOFF_MAX
 BACKOFF_MAX = 600.0
-MAX_ATTEMPTS = 50  # a delivery whose worker died this many times is failed (it may be what kills it)
+MAX_ATTEMPTS = 10  # a delivery whose worker died this many times is failed (it may be what kills it)
 
 
 @dataclass(frozen=True)
@@ -71,11 +71,10 @@ def parse(received: Received) -> Delivery:
 def run(services: Services, received: Received, owner: str) -> Outcome:
     """Process one delivery taken from the inbox (its issue's turn is held) and record the outcome."""
     store, now = services.store, services.clock()
-    if received.attempts > MAX_ATTEMPTS:
-        return _fail(
-            services, received, None, f"given up: tried {received.attempts - 1} times, never finished"
-        )
     try:
+        if received.attempts > MAX_ATTEMPTS:
+            reason = f"given up: its worker stopped {received.attempts - 1} times before it was done"
+            return _fail(services, received, None, reason)
         delivery = parse(received)
         return process(services, delivery, received)
     except TrackerUnavailable as unavailable:
@@ -94,7 +93,10 @@ def run(services: Services, received: Received, owner: str) -> Outcome:
         )
         return _fail(services, received, None, f"unexpected error: {type(error).__name__}: {error}")
     finally:
-        store.inbox.turns.give_back(received.issue, owner)
+        try:
+            store.inbox.turns.give_back(received.issue, owner)
+        except Exception as error:  # its lease runs out instead: nothing renews it any more
+            log.error("could not give back the turn of %s: %s", received.issue, error)
 
 
 def process(services: Services, delivery: Delivery, received: Received) -> Outcome:
@@ -276,7 +278,9 @@ def _retry_later(
             None,
             f"{reason} (still failing after {received.attempts} attempts over {horizon})",
         )
-    backoff = min(BACKOFF_FIRST * 2 ** (received.attempts - 1), BACKOFF_MAX) * random.uniform(0.8, 1.2)
+    # Each wait as long as the failure has lasted so far: 5 s, 5 s, 10 s, 20 s, ... up to 10 min.
+    failing_for = (now - since).total_seconds()
+    backoff = min(max(failing_for, BACKOFF_FIRST), BACKOFF_MAX) * random.uniform(0.8, 1.2)
     retry_at = now + dt.timedelta(seconds=max(backoff, unavailable.wait or 0.0))
     services.store.inbox.postpone(received.seq, retry_at, reason, since)
     log.warning(

@@ -276,9 +276,13 @@ class Sopguard:
             )
 
     def postponements(self) -> int:
-        """Every take of a delivery beyond its first was a run again after a postponement."""
+        """Deliveries put back at least once after a tracker failure (a postponement leaves its
+        mark in `failing_since`; it is not counted in `attempts`, which counts runs that never
+        came back)."""
         with self.store.engine.connect() as db:
-            total = db.execute(select(func.sum(deliveries.c.attempts - 1))).scalar_one()
+            total = db.execute(
+                select(func.count()).where(deliveries.c.failing_since.is_not(None))
+            ).scalar_one()
         return int(total or 0)
 
 

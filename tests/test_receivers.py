@@ -566,3 +566,36 @@ def test_a_queued_opened_issue_is_audited_with_the_intake_rule_after_the_worker_
     assert {a["type"] for a in intake_entry.actions} >= {"PostComment", "ChangeLabels"}
     assert _intake(app).store.inbox.status("github", "opened-1") == "processed"
     assert _intake(app).store.inbox.health().pending == 0
+
+
+def test_a_redelivery_of_a_delivery_failed_at_the_upgrade_names_its_issue(
+    app: Flask, client: FlaskClient
+) -> None:
+    """Rows of the release before the inbox kept no issue; redelivered, one runs in its issue's line."""
+    from sqlalchemy import insert, select
+
+    from runtime.store.schema import deliveries
+
+    store = _intake(app).store
+    with store.engine.begin() as db:
+        db.execute(
+            insert(deliveries).values(
+                key="github:old-1",
+                source="github",
+                delivery_id="old-1",
+                event_name="issues",
+                issue="",
+                received_at=utc_now(),
+                status="failed",
+                attempts=0,
+                error="queued before the upgrade to the new inbox",
+            )
+        )
+    body = fixture_bytes("github", "issues__opened.json")
+
+    answer = client.post("/webhooks/github", data=body, headers=github_headers(body, "issues", "old-1"))
+
+    assert (answer.status_code, answer.get_json()["status"]) == (202, "queued")
+    with store.engine.connect() as db:
+        issue = db.execute(select(deliveries.c.issue).where(deliveries.c.key == "github:old-1")).scalar_one()
+    assert issue == "github:Codertocat/Hello-World#1"

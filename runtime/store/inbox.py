@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 import zstandard
-from sqlalchemy import Engine, and_, func, insert, or_, select, update
+from sqlalchemy import Engine, and_, func, insert, or_, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
@@ -131,6 +131,8 @@ class InboxPort(Protocol):
 
     def postpone(self, seq: int, until: dt.datetime, error: str, failing_since: dt.datetime) -> None: ...
 
+    def has_unfinished(self, issue: str) -> bool: ...
+
     def status(self, source: str, delivery_id: str) -> str | None: ...
 
     def error(self, source: str, delivery_id: str) -> str | None: ...
@@ -183,6 +185,7 @@ class Turns:
 
 
 _KEEP = insert(deliveries)  # built once: the door runs it for every delivery
+INBOX_ORDER_LOCK = 0x736F7068  # any constant: the PostgreSQL advisory lock of the door's inserts
 
 
 class Inbox:
@@ -214,7 +217,7 @@ class Inbox:
             "attempts": 0,
         }
         if not self._keep(row):
-            return "requeued" if self._requeue([key], pack(body)) else "duplicate"
+            return "requeued" if self._requeue([key], pack(body), issue) else "duplicate"
         self.notify()
         return "queued"
 
@@ -225,6 +228,10 @@ class Inbox:
             return self._grouped.keep(row)
         try:
             with self.engine.begin() as db:
+                if self.engine.dialect.name == "postgresql":
+                    # Inserts one at a time, so that a delivery's `seq` is never lower than that of
+                    # one committed before it (a worker could otherwise run a later one first).
+                    db.execute(text("SELECT pg_advisory_xact_lock(:lock)"), {"lock": INBOX_ORDER_LOCK})
                 db.execute(_KEEP, row)
         except IntegrityError:
             return False
@@ -247,7 +254,11 @@ class Inbox:
         for issue in self._ready_issues(now, limit):
             if not self.turns.take(issue, owner, now, lease):
                 continue
-            taken = self._start_head(issue, now)
+            try:
+                taken = self._start_head(issue, now)
+            except BaseException:
+                self.turns.give_back(issue, owner)
+                raise
             if taken is not None:
                 return taken
             self.turns.give_back(issue, owner)
@@ -330,6 +341,7 @@ class Inbox:
                 .where(deliveries.c.seq == seq)
                 .values(
                     status="queued",
+                    attempts=deliveries.c.attempts - 1,  # counted: takes that never came back
                     not_before=as_utc(until),
                     error=error,
                     failing_since=as_utc(failing_since),
@@ -337,6 +349,16 @@ class Inbox:
             )
 
     # --- what operators see ---------------------------------------------------------------
+
+    def has_unfinished(self, issue: str) -> bool:
+        """Whether a delivery of the issue is still to run (maybe after a back-off)."""
+        with self.engine.connect() as db:
+            found = db.execute(
+                select(deliveries.c.seq)
+                .where(deliveries.c.issue == issue, deliveries.c.status.in_(UNFINISHED))
+                .limit(1)
+            ).first()
+        return found is not None
 
     def status(self, source: str, delivery_id: str) -> str | None:
         with self.engine.connect() as db:
@@ -377,10 +399,13 @@ class Inbox:
         """Queue failed deliveries again (all of them when `keys` is None), ready at once (`now` is
         when, for inboxes that order by it); how many were."""
         if keys is None:
-            keys = [failed.key for failed in self.failed(limit=1_000_000)]
-        return self._requeue(keys, None)
+            with self.engine.connect() as db:
+                keys = list(
+                    db.execute(select(deliveries.c.key).where(deliveries.c.status == "failed")).scalars()
+                )
+        return sum(self._requeue(keys[i : i + 500], None) for i in range(0, len(keys), 500))
 
-    def _requeue(self, keys: Sequence[str], body: bytes | None) -> int:
+    def _requeue(self, keys: Sequence[str], body: bytes | None, issue: str | None = None) -> int:
         values: dict[str, object] = {
             "status": "queued",
             "attempts": 0,
@@ -391,6 +416,8 @@ class Inbox:
         }
         if body is not None:
             values["body"] = body
+        if issue is not None:
+            values["issue"] = issue  # a row of the release before the inbox had none
         with self.engine.begin() as db:
             count = db.execute(
                 update(deliveries)

@@ -160,6 +160,7 @@ if not key then return 0 end
 local d = dkey(key)
 redis.call('HSET', d, 'status', 'queued', 'not_before', ARGV[3], 'error', ARGV[4],
   'failing_since', ARGV[5])
+redis.call('HINCRBY', d, 'attempts', -1)
 local issue, received = unpack(redis.call('HMGET', d, 'issue', 'received_at'))
 redis.call('ZADD', qkey(issue), ARGV[2], key)
 redis.call('ZADD', P .. 'pending', received, key)
@@ -410,6 +411,10 @@ class RedisInbox:
         if count:
             self.notify()
         return count
+
+    def has_unfinished(self, issue: str) -> bool:
+        """Whether a delivery of the issue is still to run (maybe after a back-off)."""
+        return bool(self.client.zcard(self._key(f"q:{issue}")))
 
     def health(self) -> InboxHealth:
         pipe = self.client.pipeline(transaction=True)
