@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import signal
 import sys
 import threading
 from dataclasses import replace
@@ -95,7 +96,7 @@ def serve(
         return
     server = waitress.create_server(app, host=settings.host, port=settings.port)
     threading.Thread(target=server.run, name="http", daemon=True).start()
-    stop = threading.Event()
+    stop = _stopped_by_sigterm()
     try:
         Consumer(services, settings.workers).run(stop)
     except KeyboardInterrupt:
@@ -120,11 +121,19 @@ def worker(workers: int | None, drain: bool, policy: Path | None) -> None:
     if drain:
         click.echo(f"processed {consumer.drain()} queued deliveries")
         return
-    stop = threading.Event()
+    stop = _stopped_by_sigterm()
     try:
         consumer.run(stop)
     except KeyboardInterrupt:
         stop.set()
+
+
+def _stopped_by_sigterm() -> threading.Event:
+    """An event that SIGTERM (systemd's stop, a container's) sets, as Ctrl-C does: the consumers
+    finish the delivery in hand, give its turn back, and the process exits."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    return stop
 
 
 @main.command()

@@ -568,9 +568,13 @@ def test_two_worker_processes_with_the_inbox_on_redis_run_one_issue_one_step_at_
     _race_two_workers(tmp_path, f"sqlite:///{tmp_path / 'var' / 'sopguard.db'}", redis_url)
 
 
-def test_an_interrupted_worker_finishes_the_delivery_in_hand_and_gives_its_turn_back(tmp_path: Path) -> None:
-    """SIGINT (Ctrl-C) while a tracker write is under way: the worker finishes that delivery,
-    gives the issue's turn back and exits; nothing is left `processing` for a lease to run out."""
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_an_interrupted_worker_finishes_the_delivery_in_hand_and_gives_its_turn_back(
+    tmp_path: Path, stop_signal: signal.Signals
+) -> None:
+    """SIGINT (Ctrl-C) or SIGTERM (systemd, a container's stop) while a tracker write is under way:
+    the worker finishes that delivery, gives the issue's turn back and exits; nothing is left
+    `processing` for a lease to run out."""
     data_dir = tmp_path / "var"
     url = f"sqlite:///{data_dir / 'sopguard.db'}"
     door, store = _door(data_dir, url)
@@ -580,7 +584,7 @@ def test_an_interrupted_worker_finishes_the_delivery_in_hand_and_gives_its_turn_
         worker = _start_worker(_environment(data_dir, url, github), tmp_path / "worker.log", threads=1)
         try:
             assert github.wait_for(lambda calls: any(c.kind == "comment.create" for c in calls), 30)
-            worker.process.send_signal(signal.SIGINT)
+            worker.process.send_signal(stop_signal)
             assert worker.process.wait(timeout=30) == 0, worker.output()[-3000:]
         finally:
             worker.stop()
