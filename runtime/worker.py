@@ -43,7 +43,7 @@ from policies.sla_notices import next_due
 from runtime.services import Services
 from runtime.store.audit import decision_rows
 from runtime.store.inbox import Final, Received
-from runtime.store.ledger import IssueMemory, LedgerUpdate, ref_from_key
+from runtime.store.ledger import FollowedIssue, IssueMemory, LedgerUpdate, ref_from_key
 
 log = logging.getLogger(__name__)
 
@@ -121,10 +121,11 @@ def process(services: Services, delivery: Delivery, received: Received) -> Outco
             None,
         )
         return Outcome("ignored", str(reason))
-    memory = store.ledger.memory(event.issue)
+    known = store.ledger.one(event.issue)  # the one read of what the ledger knows of the issue
+    memory = known.memory if known is not None else IssueMemory()
     now = services.clock()
     if _is_history(memory, snapshot):
-        return _record_history(services, delivery, seq, event, snapshot, memory, now)
+        return _record_history(services, delivery, seq, event, snapshot, known, memory, now)
     snapshot = replace(snapshot, last_state=memory.last_state, manual_priority=memory.manual_priority)
     snapshot = connector.complete(delivery, event, snapshot, needs(services.policy, event, snapshot))
     decision = evaluate(services.policy, event, snapshot, now)
@@ -137,7 +138,7 @@ def process(services: Services, delivery: Delivery, received: Received) -> Outco
     )
     applied = connector.apply(delivery, event, snapshot, tracker_actions, journal)
     happened = what_happened(decision, [(a.action, a.outcome) for a in applied])
-    ledger = _ledger_update(services, delivery, event, snapshot, happened, memory, now)
+    ledger = _ledger_update(services, delivery, event, snapshot, happened, known, memory, now)
     broken = decision.broken
     status: Final = "failed" if broken else "processed"
     why = "; ".join(f"{r.rule_id}: {'; '.join(r.reasons)}" for r in broken)
@@ -176,6 +177,7 @@ def _record_history(
     seq: int | None,
     event: Event,
     snapshot: IssueSnapshot,
+    followed: FollowedIssue | None,
     memory: IssueMemory,
     now: dt.datetime,
 ) -> Outcome:
@@ -185,7 +187,6 @@ def _record_history(
         "recorded as history, nothing undone or replaced"
     )
     ledger = None
-    followed = services.store.ledger.one(event.issue)
     if followed is not None and event.comment is not None and EventKind.COMMENTED in event.kinds:
         scoped = services.policy.for_issue(event.issue.source, event.issue.scope)
         entries = [
@@ -314,6 +315,7 @@ def _ledger_update(
     event: Event,
     snapshot: IssueSnapshot,
     decision: Decision,
+    known: FollowedIssue | None,
     memory: IssueMemory,
     now: dt.datetime,
 ) -> LedgerUpdate | None:
@@ -322,7 +324,6 @@ def _ledger_update(
     scoped = services.policy.for_issue(event.issue.source, event.issue.scope)
     if not is_service_request(scoped, snapshot) or not event.issue.scope:
         return None
-    known = services.store.ledger.one(event.issue)
     facts = facts_after(services.policy, event, snapshot, decision, known.facts if known else None)
     earlier = known.timeline if known else ()
     entries = _new_comments(

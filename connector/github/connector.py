@@ -34,7 +34,6 @@ from connector.retry import (
     call,
     retrying,
     server_wait,
-    unavailable,
 )
 from policies.ledger import Change
 from policies.models import (
@@ -149,9 +148,7 @@ class GithubConnector:
             client = Github(auth=auth, lazy=True, **self._options())
             try:
                 self._call(lambda: auth.token)
-            except GithubException as error:
-                if unavailable(classify, error) is not None:
-                    raise
+            except GithubException as error:  # a refusal: `_call` raises outages as TrackerUnavailable
                 raise NoInstallation(
                     f"GitHub refused a token for installation {installation} of this app ({_describe(error)}): "
                     "is the app installed on this repository? Once it is, `sopguard retry` runs the delivery again"
@@ -235,8 +232,8 @@ class GithubConnector:
             try:
                 outcome = session.apply(action)
             except (GithubException, requests.RequestException, TooLongToWait) as error:
-                if (later := unavailable(classify, error)) is not None:
-                    raise later from error
+                # A refusal (every call goes through `_call`, which raises outages as
+                # TrackerUnavailable, left to the runtime to retry later).
                 log.warning("%s on %s failed: %s", type(action).__name__, event.issue, error)
                 outcome = f"failed: {_describe(error)}"
             if outcome.startswith("failed"):
@@ -330,8 +327,7 @@ class _IssueSession:
         try:
             outcome = write()
         except (GithubException, requests.RequestException, TooLongToWait) as error:
-            if unavailable(classify, error) is None:
-                self.journal.failed(key, _describe(error))
+            self.journal.failed(key, _describe(error))  # a refusal; outages arrive as TrackerUnavailable
             raise
         self.journal.done(key, {"outcome": outcome})
         return outcome

@@ -188,11 +188,27 @@ _KEEP = insert(deliveries)  # built once: the door runs it for every delivery
 INBOX_ORDER_LOCK = 0x736F7068  # any constant: the PostgreSQL advisory lock of the door's inserts
 
 
-class Inbox:
+class Arrivals:
+    """How a consumer learns that a delivery came in to this process: `notify` wakes whoever
+    `wait`s (consumers in other processes find it by polling). Shared by every inbox."""
+
+    def __init__(self) -> None:
+        self._arrived = threading.Condition()
+
+    def notify(self) -> None:
+        with self._arrived:
+            self._arrived.notify_all()
+
+    def wait(self, timeout: float) -> None:
+        with self._arrived:
+            self._arrived.wait(timeout)
+
+
+class Inbox(Arrivals):
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.turns = Turns(engine)
-        self._arrived = threading.Condition()
+        super().__init__()
         self._writer = WriterLock(engine)
         self._grouped = GroupedInsert(engine, self._writer) if engine.dialect.name == "sqlite" else None
 
@@ -236,15 +252,6 @@ class Inbox:
         except IntegrityError:
             return False
         return True
-
-    def notify(self) -> None:
-        """Wake a consumer waiting in this process (others poll)."""
-        with self._arrived:
-            self._arrived.notify_all()
-
-    def wait(self, timeout: float) -> None:
-        with self._arrived:
-            self._arrived.wait(timeout)
 
     # --- the consumers ------------------------------------------------------------------
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from sqlalchemy import Engine, insert, select, update
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.exc import IntegrityError
 
 from policies.ledger import IssueFacts
@@ -83,6 +83,18 @@ class FollowedIssue:
     timeline: tuple[TimelineEvent, ...]
     notified: frozenset[Claim]
     history_before: dt.datetime | None = None
+    memory: IssueMemory = field(default_factory=IssueMemory)
+
+
+def _memory_of(row: RowMapping) -> IssueMemory:
+    return IssueMemory(
+        row["last_state"],
+        row["manual_priority"],
+        row["priority"],
+        aware(row["as_of"]),
+        known=True,
+        journaled=bool(row["journaled"]),
+    )
 
 
 _TIMELINE_TYPES: dict[str, type[TimelineEvent]] = {
@@ -110,16 +122,7 @@ class Ledger:
     def memory(self, ref: IssueRef) -> IssueMemory:
         with self.engine.connect() as db:
             row = db.execute(select(issues).where(issues.c.ref == issue_key(ref))).mappings().first()
-        if row is None:
-            return IssueMemory()
-        return IssueMemory(
-            row["last_state"],
-            row["manual_priority"],
-            row["priority"],
-            aware(row["as_of"]),
-            known=True,
-            journaled=bool(row["journaled"]),
-        )
+        return _memory_of(row) if row is not None else IssueMemory()
 
     def remember_state(self, ref: IssueRef, state: str, now: dt.datetime) -> None:
         """Record an issue's SOP state directly (a backfill from the tracker, or an admin's correction)."""
@@ -213,6 +216,7 @@ class Ledger:
                 timeline=tuple(entries[row["ref"]]),
                 notified=frozenset(done[row["ref"]]),
                 history_before=aware(row["history_before"]),
+                memory=_memory_of(row),
             )
             for row in rows
         ]

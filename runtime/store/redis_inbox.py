@@ -30,14 +30,13 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import threading
 from collections.abc import Sequence
 from typing import cast
 
 import redis
 from redis.typing import EncodableT
 
-from runtime.store.inbox import FailedDelivery, Final, InboxHealth, Put, Received, delivery_key
+from runtime.store.inbox import Arrivals, FailedDelivery, Final, InboxHealth, Put, Received, delivery_key
 
 log = logging.getLogger(__name__)
 
@@ -279,14 +278,14 @@ class RedisTurns:
         return int(cast(int, self._renew(args=[self.prefix, owner_prefix, _epoch(now + lease)])))
 
 
-class RedisInbox:
+class RedisInbox(Arrivals):
     """The inbox in Redis, as `runtime.store.inbox.Inbox`."""
 
     def __init__(self, client: redis.Redis, prefix: str = DEFAULT_PREFIX) -> None:
         self.client = client
         self.prefix = prefix
         self._turns = RedisTurns(client, prefix)
-        self._arrived = threading.Condition()
+        super().__init__()
         self._put = client.register_script(_HELPERS + _PUT)
         self._take = client.register_script(_HELPERS + _TAKE)
         self._finish = client.register_script(_HELPERS + _FINISH)
@@ -323,15 +322,6 @@ class RedisInbox:
         if put != "duplicate":
             self.notify()
         return cast(Put, put)
-
-    def notify(self) -> None:
-        """Wake a consumer waiting in this process (others poll)."""
-        with self._arrived:
-            self._arrived.notify_all()
-
-    def wait(self, timeout: float) -> None:
-        with self._arrived:
-            self._arrived.wait(timeout)
 
     # --- the consumers ------------------------------------------------------------------
 
