@@ -14,6 +14,7 @@ from types import MappingProxyType
 from typing import Literal
 
 from config.schema import Mode
+from policies.sla import TimelineEvent
 
 Source = Literal["github", "jira"]
 
@@ -130,6 +131,9 @@ class IssueSnapshot:
     last_state: str | None = None
     manual_priority: str | None = None
     is_subtask: bool = False
+    # The issue's SLA timeline as the ledger has it before this event: the receipt reads the same
+    # clocks from it as the sweep does, and the lifecycle finds where a pause came from.
+    timeline: tuple[TimelineEvent, ...] = ()
 
 
 class CommentPolicy(StrEnum):

@@ -126,7 +126,12 @@ def process(services: Services, delivery: Delivery, received: Received) -> Outco
     now = services.clock()
     if _is_history(memory, snapshot):
         return _record_history(services, delivery, seq, event, snapshot, known, memory, now)
-    snapshot = replace(snapshot, last_state=memory.last_state, manual_priority=memory.manual_priority)
+    snapshot = replace(
+        snapshot,
+        last_state=memory.last_state,
+        manual_priority=memory.manual_priority,
+        timeline=known.timeline if known is not None else (),
+    )
     snapshot = connector.complete(delivery, event, snapshot, needs(services.policy, event, snapshot))
     decision = evaluate(services.policy, event, snapshot, now)
     tracker_actions = [a for a in decision.actions if isinstance(a, TRACKER_ACTIONS)]
