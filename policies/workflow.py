@@ -35,6 +35,7 @@ from policies.models import (
 )
 from policies.render import contained, render
 from policies.router import Router
+from policies.sla import Created, Reopened, StateChanged, TimelineEvent
 from policies.text import find_section
 
 router = Router()
@@ -120,6 +121,29 @@ def state_change(ctx: Context) -> StateChange | None:
     return StateChange(before, after)
 
 
+def paused_from(policy: Policy, timeline: tuple[TimelineEvent, ...]) -> str | None:
+    """The stage an issue now in a pause state (waiting for the customer) came from, read from the
+    ledger's timeline; `None` when it is not paused or where it came from is not known."""
+    pauses = set(policy.sla.pause_states)
+    state: str | None = None
+    origin: str | None = None
+    ordered = sorted(timeline, key=lambda entry: (entry.at, not isinstance(entry, Created)))
+    for entry in ordered:
+        if isinstance(entry, Created | StateChanged | Reopened) and entry.state is not None:
+            if entry.state in pauses and state not in pauses:
+                origin = state
+            state = entry.state
+    return origin if state in pauses else None
+
+
+def _return_from_pause(ctx: Context, change: StateChange) -> str | None:
+    """Where an issue leaving a pause state must go back to: the stage it came from, when known."""
+    pauses = set(ctx.policy.sla.pause_states)
+    if change.before not in pauses or change.after in pauses:
+        return None
+    return paused_from(ctx.policy, ctx.snapshot.timeline)
+
+
 # --- guards ---------------------------------------------------------------------------------
 
 
@@ -196,12 +220,23 @@ def check_transition(ctx: Context) -> Iterator[Outcome]:
             )
         return
     transition = workflow.transition(change.before, change.after)
+    origin = _return_from_pause(ctx, change)
     rule: Rule = transition or workflow.rule
     mode = ctx.mode(rule)
     failed: list[_GuardVerdict] = []
-    if transition is None:
+    if origin is not None and origin != change.after:
+        # Waiting for the customer is a detour: it returns to the stage it left, never beyond it.
+        rule, transition = workflow.rule, None
+        mode = ctx.mode(rule)
+        broken, undo = mode != Mode.OFF, mode == Mode.ENFORCE
+        reasons = [
+            f"{change.before} -> {change.after}: an issue waiting for the customer returns to {origin}"
+        ]
+    elif transition is None and origin is None:
         broken, undo = mode != Mode.OFF, mode == Mode.ENFORCE
         reasons = [f"{change.before} -> {change.after} is not an allowed transition"]
+    elif transition is None:
+        broken, undo, reasons = False, False, []  # back to the stage it came from: always allowed
     else:
         guard_outcomes, failed = _check_guards(transition, ctx) if mode != Mode.OFF else ([], [])
         yield from guard_outcomes
@@ -217,7 +252,7 @@ def check_transition(ctx: Context) -> Iterator[Outcome]:
         return
     if not undo:
         yield from contained(_checklists(ctx, change.after))
-    actions = _reject(ctx, rule, change, failed, undo=undo)  # last: the engine contains its failure
+    actions = _reject(ctx, rule, change, failed, undo=undo, returns_to=origin)  # last: contained
     yield outcome(
         rule,
         mode,
@@ -265,21 +300,36 @@ def _entry_states(ctx: Context, target: str) -> list[str]:
 
 
 def _reject(
-    ctx: Context, rule: Rule, change: StateChange, failed: list[_GuardVerdict], *, undo: bool
+    ctx: Context,
+    rule: Rule,
+    change: StateChange,
+    failed: list[_GuardVerdict],
+    *,
+    undo: bool,
+    returns_to: str | None = None,
 ) -> list[Action]:
     """Undo (when `undo`) and explain; actions carry `rule`, the transition or the lifecycle rule.
 
-    Only the actor's login comes from the tracker; the rest is the policy's text.
+    `returns_to`: the stage a paused issue came from, the only one it may go back to; the stages
+    skipped are then counted from there. Only the actor's login comes from the tracker; the rest is
+    the policy's text.
     """
     policy = ctx.policy
     lifecycle = policy.workflow.rule
-    stage = [policy.workflow.state(s) for s in _skipped_states(ctx, change)] if not failed else []
+    counted_from = StateChange(returns_to, change.after) if returns_to else change
+    stage = [policy.workflow.state(s) for s in _skipped_states(ctx, counted_from)] if not failed else []
+    entry_from = [] if failed or returns_to else [_title(ctx, s) for s in _entry_states(ctx, change.after)]
+    allowed = (
+        [_title(ctx, returns_to)]
+        if returns_to
+        else [_title(ctx, t.to) for t in policy.workflow.transitions_from(change.before)]
+    )
     variables: dict[str, Any] = {
         "undone": undo,
         "actor": ctx.event.actor.login,
         "from_state": _title(ctx, change.before),
         "to_state": _title(ctx, change.after),
-        "entry_from": [] if failed else [_title(ctx, s) for s in _entry_states(ctx, change.after)],
+        "entry_from": entry_from,
         "skipped": [
             {"title": ctx.text(s.title), "sop": Markdown(s.sop), "clause": Markdown(policy.clause(s.sop))}
             for s in stage
@@ -295,7 +345,7 @@ def _reject(
             }
             for v in failed
         ],
-        "allowed": [_title(ctx, t.to) for t in policy.workflow.transitions_from(change.before)],
+        "allowed": allowed,
     }
     marker = f"transition-rejected:{change.before}:{change.after}:{ctx.event.delivery_id}"
     body = render(policy, "transition-rejected", lifecycle, **variables)

@@ -172,3 +172,110 @@ def test_jira_receipt_after_a_pause_states_the_deadline_the_sweep_keeps(
     first = _services(sopguard.app).clocks(issue.ref, issue.timeline, now)[0]
     assert (first.level, f"{first.deadline:%Y-%m-%d %H:%M}") == ("P1", "2026-11-24 10:10")
     assert sweep(_services(sopguard.app), now).notices == 0
+
+
+# --- waiting for the customer returns only to the stage it came from ---------------------------------
+
+PLANNED = "### Plan\n\nRestart the gateway at night."
+OWNER = [{"login": "dana", "id": 4242, "type": "User"}]
+
+
+def _label_as_is(
+    sopguard: Service, github: FakeGithub, label: str, when: dt.datetime, body: str = PLANNED
+) -> None:
+    """A person adds `label` to an issue with a plan and an owner (and no intake, no priority)."""
+    _at(sopguard.app, when)
+    payload = labelled(github, label, issue={"updated_at": _iso(when), "assignees": OWNER, "body": body})
+    sopguard.deliver(payload, f"{label}@{when:%d%H%M}")
+
+
+def _open_bare(tmp_path: Path, github: FakeGithub, body: str = PLANNED) -> Service:
+    sopguard = service(tmp_path)
+    _at(sopguard.app, MONDAY_10)
+    opened = issue_payload(
+        "opened",
+        labels=[],
+        body=body,
+        issue={"created_at": _iso(MONDAY_10), "updated_at": _iso(MONDAY_10), "assignees": OWNER},
+    )
+    sopguard.deliver(opened, "opened")
+    return sopguard
+
+
+def _github_state(github: FakeGithub) -> list[str]:
+    return sorted(label for label in github.labels if label.startswith("status/"))
+
+
+def test_github_waiting_for_the_customer_is_no_way_round_triage(tmp_path: Path, github: FakeGithub) -> None:
+    sopguard = _open_bare(tmp_path, github)
+    _label_as_is(sopguard, github, "status/triage", _minutes(1))
+    _label_as_is(sopguard, github, "status/waiting-for-customer", _minutes(5))
+    assert _github_state(github) == ["status/waiting-for-customer"]
+
+    _label_as_is(sopguard, github, "status/in-progress", _minutes(30))
+
+    assert _github_state(github) == ["status/waiting-for-customer"]  # undone
+    rejection = [c for c in github.our_comments() if "transition-rejected:waiting-for-customer" in c][-1]
+    assert "This change of stage was undone." in rejection
+    assert "From **Waiting for customer** the next stage can be: Triage." in rejection
+    assert "- Diagnosis (SOP S2.1" in rejection and "- Planning (SOP S2.2" in rejection
+    ledger = _services(sopguard.app).store.ledger
+    (issue,) = ledger.followed()
+    assert issue.memory.last_state == "waiting-for-customer"
+
+    _label_as_is(sopguard, github, "status/triage", _minutes(40))
+    assert _github_state(github) == ["status/triage"]
+    assert ledger.followed()[0].memory.last_state == "triage"
+
+
+def test_github_waiting_returns_to_a_stage_the_policy_has_no_way_back_to(
+    tmp_path: Path, github: FakeGithub
+) -> None:
+    """Diagnosis -> waiting -> diagnosis: no transition of the policy names it, and it is right."""
+    complete = f"{form_body()}\n\n{PLANNED}"
+    sopguard = _open_bare(tmp_path, github, complete)
+    for label, minute in [("triage", 1), ("diagnosis", 2), ("waiting-for-customer", 5), ("diagnosis", 30)]:
+        _label_as_is(sopguard, github, f"status/{label}", _minutes(minute), complete)
+
+    assert _github_state(github) == ["status/diagnosis"]
+    assert not [c for c in github.our_comments() if "transition-rejected" in c]
+
+
+@pytest.mark.parametrize("deployment", [CLOUD, DATA_CENTER], ids=["cloud", "dc"])
+def test_jira_waiting_for_the_customer_is_no_way_round_triage(
+    tmp_path: Path, no_network: responses.RequestsMock, deployment: Deployment
+) -> None:
+    created = _jira_created(deployment)
+    created["issue"]["fields"]["description"] = "h3. Plan\nRestart the gateway at night."
+    created["issue"]["fields"]["assignee"] = {
+        "accountId": "agent-dana",
+        "name": "dana",
+        "displayName": "Dana",
+    }
+    fake = fake_for(no_network, deployment, created)
+    sopguard = jira_service(tmp_path, deployment)
+    _at(sopguard.app, MONDAY_10)
+    sopguard.deliver(created, "created")
+    update = _jira_update(created)
+    steps = [
+        ("To Do", "Triage", _minutes(1)),
+        ("Triage", "Waiting for Customer", _minutes(5)),
+        ("Waiting for Customer", "In Progress", _minutes(30)),
+    ]
+    for before, after, when in steps:
+        _at(sopguard.app, when)
+        changed = _jira_at(with_status_change(update, before, after), when)
+        fake.status = after
+        sopguard.deliver(changed, f"{after}@{when:%H%M}")
+
+    transitions = f"POST /rest/api/2/issue/{fake.key}/transitions"
+    assert fake.calls().count(transitions) == 1 and fake.status == "Waiting for Customer"
+    rejection = _jira_comment_text(fake, "Waiting for customer")
+    assert "Triage" in rejection and "Diagnosis" in rejection
+
+    _at(sopguard.app, _minutes(40))
+    back = _jira_at(with_status_change(update, "Waiting for Customer", "Triage"), _minutes(40))
+    fake.status = "Triage"
+    sopguard.deliver(back, "back")
+    assert fake.calls().count(transitions) == 1 and fake.status == "Triage"
+    assert _services(sopguard.app).store.ledger.followed()[0].memory.last_state == "triage"
