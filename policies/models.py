@@ -31,6 +31,11 @@ class EventKind(StrEnum):
     ASSIGNEE_CHANGED = "assignee_changed"
     PRIORITY_CHANGED = "priority_changed"
     COMMENTED = "commented"
+    # The issue arrived under a new name (a GitHub transfer into this repository, a Jira issue moved
+    # to another project): followed on under the new name, in the state it is in, never undone.
+    MOVED = "moved"
+    # The issue is gone from here (deleted, or transferred to another repository): no longer followed.
+    REMOVED = "removed"
     OTHER = "other"
 
 
@@ -100,6 +105,9 @@ class Event:
     comment: Comment | None = None
     by_service: bool = False
     at: dt.datetime | None = None
+    # The issue's earlier name (MOVED) or its new one (REMOVED by a transfer), when the tracker says.
+    moved_from: IssueRef | None = None
+    moved_to: IssueRef | None = None
 
 
 @dataclass(frozen=True)
@@ -219,6 +227,17 @@ class RememberManualPriority:
     level: str | None
 
 
+@dataclass(frozen=True)
+class StopFollowing:
+    """The issue is gone from where the service followed it (`reason` says how): no more sweeps,
+    clocks or notices for it (not a tracker call). A transferred issue is followed on under
+    `moved_to`, in the ledger, with its clocks and notices."""
+
+    rule_id: str
+    reason: str
+    moved_to: IssueRef | None = None
+
+
 Action = (
     PostComment
     | ChangeLabels
@@ -227,6 +246,7 @@ Action = (
     | CreateSubtasks
     | RememberState
     | RememberManualPriority
+    | StopFollowing
 )
 TRACKER_ACTIONS = (PostComment, ChangeLabels, SetPriority, MoveToStatus, CreateSubtasks)
 

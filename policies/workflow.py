@@ -32,6 +32,7 @@ from policies.models import (
     MoveToStatus,
     PostComment,
     RememberState,
+    StopFollowing,
 )
 from policies.render import contained, render
 from policies.router import Router
@@ -103,9 +104,28 @@ def jira_state(policy: Policy, status: str | None) -> str | None:
     )
 
 
+def current_state(ctx: Context) -> str | None:
+    """The stage the issue shows now, from its status label or Jira status; else what the ledger
+    remembers. For an issue that arrived under a new name: taken as it is, never undone."""
+    snapshot = ctx.snapshot
+    if ctx.event.source == "jira":
+        return jira_state(ctx.policy, snapshot.status) or snapshot.last_state
+    if not snapshot.is_open:
+        return ctx.policy.trackers.github.closed_states[0]
+    present = label_states(ctx.policy, snapshot.labels)
+    if len(present) == 1:
+        return present[0]
+    return snapshot.last_state if snapshot.last_state in present or not present else None
+
+
 def state_change(ctx: Context) -> StateChange | None:
     """The stage the issue left and the one it entered; `None` when that cannot be told."""
     event, snapshot, workflow = ctx.event, ctx.snapshot, ctx.policy.workflow
+    if EventKind.REMOVED in event.kinds:
+        return None
+    if EventKind.MOVED in event.kinds:
+        now = current_state(ctx)
+        return StateChange(now, now) if now is not None else None
     if event.source == "jira":
         if not event.kinds & {EventKind.STATUS_CHANGED, EventKind.OPENED}:
             return None  # Jira reports every change of status in the changelog; nothing else moves it
@@ -204,14 +224,28 @@ def _check_guards(transition: Transition, ctx: Context) -> tuple[list[Outcome], 
 # --- the handler ----------------------------------------------------------------------------
 
 
-@router.register(EventKind.OPENED, EventKind.LABELS_CHANGED, EventKind.STATUS_CHANGED)
+@router.register(EventKind.REMOVED)
+def stop_following(ctx: Context) -> Iterator[Outcome]:
+    """A deleted issue, or one transferred away: the service stops following it here."""
+    event, rule = ctx.event, ctx.policy.workflow.rule
+    reason = f"transferred to {event.moved_to}" if event.moved_to else "deleted"
+    yield outcome(
+        rule,
+        ctx.mode(rule),
+        passed=True,
+        reasons=[f"{reason}: no longer followed here"],
+        actions=[StopFollowing(rule.id, reason, event.moved_to)],
+    )
+
+
+@router.register(EventKind.OPENED, EventKind.LABELS_CHANGED, EventKind.STATUS_CHANGED, EventKind.MOVED)
 def check_transition(ctx: Context) -> Iterator[Outcome]:
     change = state_change(ctx)
     if change is None:
         return
     workflow = ctx.policy.workflow
     if change.before == change.after:
-        if EventKind.OPENED in ctx.event.kinds:
+        if ctx.event.kinds & {EventKind.OPENED, EventKind.MOVED}:
             yield outcome(
                 workflow.rule,
                 ctx.mode(workflow.rule),

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from config.schema import Mode
-from connector.base import Applied
+from connector.base import Applied, IssueGone
 from connector.delivery import Delivery
 from policies.ledger import backfill
-from policies.models import Actor, Event, EventKind, IssueRef, IssueSnapshot, RuleResult
+from policies.models import Action, Actor, Event, EventKind, IssueRef, IssueSnapshot, RuleResult
 from policies.sla import Created
 from policies.sla_notices import Notice, due_notices, next_due
 from runtime.services import Services, worker_name
@@ -86,6 +86,10 @@ def sweep_issue(services: Services, issue: FollowedIssue, now: dt.datetime, repo
             continue
         try:
             applied = _act(services, issue, notice, now)
+        except IssueGone as gone:
+            services.store.ledger.release_notifications(issue.ref, notice.claims)
+            stop_following(services, issue.ref, f"{gone}: no longer followed", now, notice.actions)
+            return
         except Exception as error:  # whatever it was, the notice is released and tried again
             log.warning("SLA notice %s on %s not posted: %s", notice.target_id, issue.ref, error)
             applied = [Applied(action, f"failed: {error}") for action in notice.actions]
@@ -101,6 +105,17 @@ def sweep_issue(services: Services, issue: FollowedIssue, now: dt.datetime, repo
         result = RuleResult(target.id, target.sop, notice.threshold < 1.0, scoped.mode_of(target), reasons)
         services.store.audit.record_notice(issue.ref, result, notice.actions, outcome, now)
     services.store.ledger.set_next_due(issue.ref, next_due(scoped, clocks, said, now))
+
+
+def stop_following(
+    services: Services, ref: IssueRef, reason: str, now: dt.datetime, actions: Sequence[Action] = ()
+) -> None:
+    """The tracker says the issue is gone: no more sweeps of it, and one audit row that says why."""
+    scoped = services.policy.for_issue(ref.source, ref.scope)
+    rule = scoped.workflow.rule
+    services.store.ledger.stop_following(ref, reason, now)
+    result = RuleResult(rule.id, rule.sop, False, scoped.mode_of(rule), (reason,))
+    services.store.audit.record_notice(ref, result, actions, f"failed: {reason}", now)
 
 
 def _template_failed(
@@ -138,7 +153,11 @@ def _read_history(services: Services, issue: FollowedIssue, now: dt.datetime) ->
     if created is None or issue.history_before is None:
         return
     delivery, event = _as_service(issue, "history")
-    history = services.connectors[issue.ref.source].history(delivery, event)
+    try:
+        history = services.connectors[issue.ref.source].history(delivery, event)
+    except IssueGone as gone:
+        stop_following(services, issue.ref, f"{gone}: no longer followed", now)
+        return
     if history is None:
         return  # a dry run, or unreadable: followed from its creation; tried again next time
     scoped = services.policy.for_issue(issue.ref.source, issue.ref.scope)

@@ -20,7 +20,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from connector.base import Applied, DeliveryRefused, TrackerUnavailable
+from connector.base import Applied, DeliveryRefused, IssueGone, TrackerUnavailable
 from connector.delivery import Delivery, parse_body
 from connector.errors import BadPayload, Ignored
 from policies.context import is_service_request
@@ -28,6 +28,7 @@ from policies.engine import evaluate
 from policies.ledger import facts_after, timeline_entries, what_happened
 from policies.models import (
     TRACKER_ACTIONS,
+    Action,
     Decision,
     Event,
     EventKind,
@@ -35,7 +36,9 @@ from policies.models import (
     IssueSnapshot,
     RememberManualPriority,
     RememberState,
+    RuleResult,
     Source,
+    StopFollowing,
 )
 from policies.needs import needs
 from policies.sla import Commented, Created, TimelineEvent
@@ -121,9 +124,10 @@ def process(services: Services, delivery: Delivery, received: Received) -> Outco
             None,
         )
         return Outcome("ignored", str(reason))
+    now = services.clock()
+    _follow_the_move(services, event, now)
     known = store.ledger.one(event.issue)  # the one read of what the ledger knows of the issue
     memory = known.memory if known is not None else IssueMemory()
-    now = services.clock()
     if _is_history(memory, snapshot):
         return _record_history(services, delivery, seq, event, snapshot, known, memory, now)
     snapshot = replace(
@@ -141,7 +145,10 @@ def process(services: Services, delivery: Delivery, received: Received) -> Outco
         services.clock,
         complete=memory.journaled,
     )
-    applied = connector.apply(delivery, event, snapshot, tracker_actions, journal)
+    try:
+        applied = connector.apply(delivery, event, snapshot, tracker_actions, journal)
+    except IssueGone as gone:
+        decision, applied = _gone(services, event, decision, tracker_actions, str(gone))
     happened = what_happened(decision, [(a.action, a.outcome) for a in applied])
     ledger = _ledger_update(services, delivery, event, snapshot, happened, known, memory, now)
     broken = decision.broken
@@ -169,6 +176,27 @@ def process(services: Services, delivery: Delivery, received: Received) -> Outco
         extra={"delivery": delivery.delivery_id, "issue": str(event.issue)},
     )
     return Outcome(status, why)
+
+
+def _follow_the_move(services: Services, event: Event, now: dt.datetime) -> None:
+    """An issue that changed its name (a GitHub transfer, seen from either end; a Jira issue moved
+    to another project) is followed on under the new one, whichever delivery arrives first."""
+    for old, new in ((event.moved_from, event.issue), (event.issue, event.moved_to)):
+        if old is not None and new is not None and services.store.ledger.rename(old, new, now):
+            log.info("%s is followed on as %s", old, new, extra={"issue": str(new)})
+
+
+def _gone(
+    services: Services, event: Event, decision: Decision, actions: Sequence[Action], reason: str
+) -> tuple[Decision, list[Applied]]:
+    """The tracker says the issue is gone: none of the writes happened, and it is no longer followed."""
+    scoped = services.policy.for_issue(event.issue.source, event.issue.scope)
+    rule = scoped.workflow.rule
+    why = f"{reason}: no longer followed"
+    stop = StopFollowing(rule.id, why)
+    result = RuleResult(rule.id, rule.sop, False, scoped.mode_of(rule), (why,))
+    gone = replace(decision, actions=(*decision.actions, stop), results=(*decision.results, result))
+    return gone, [Applied(action, f"failed: {reason}") for action in actions]
 
 
 def _is_history(memory: IssueMemory, snapshot: IssueSnapshot) -> bool:
@@ -329,6 +357,9 @@ def _ledger_update(
     scoped = services.policy.for_issue(event.issue.source, event.issue.scope)
     if not is_service_request(scoped, snapshot) or not event.issue.scope:
         return None
+    stopped = [a.reason for a in decision.actions if isinstance(a, StopFollowing)]
+    if stopped:
+        return LedgerUpdate(None, (), {}, gone=stopped[-1], as_of=memory.as_of)
     facts = facts_after(services.policy, event, snapshot, decision, known.facts if known else None)
     earlier = known.timeline if known else ()
     entries = _new_comments(

@@ -15,10 +15,18 @@ from zoneinfo import ZoneInfo
 import pytest
 import responses
 from flask import Flask
+from github import Auth
 
+from app import create_app
+from config.loader import load_policy
+from config.settings import Settings
+from connector.dry_run import DryRunConnector
+from connector.github.connector import GithubConnector
 from runtime.services import Services
+from runtime.store import Store
 from runtime.sweep import sweep
-from tests.conftest import fixture_json, services_of
+from tests.conftest import GITHUB_SECRET, JIRA_SECRET, fixture_json, services_of
+from tests.fake_github import FakeGithubServer
 from tests.github_support import FakeGithub, Service, form_body, issue_payload, labelled, service
 from tests.jira_support import (
     CLOUD,
@@ -279,3 +287,210 @@ def test_jira_waiting_for_the_customer_is_no_way_round_triage(
     sopguard.deliver(back, "back")
     assert fake.calls().count(transitions) == 1 and fake.status == "Triage"
     assert _services(sopguard.app).store.ledger.followed()[0].memory.last_state == "triage"
+
+
+# --- transfers, deletions and issues gone: on the loopback fake GitHub --------------------------------
+
+OLD_REPO, NEW_REPO = "octo-org/octo-repo", "Codertocat/Hello-World"  # as octokit's transfer recordings
+P1_FORM = form_body(Impact="Business outage", Urgency="High")
+
+
+@pytest.fixture
+def server(no_network: responses.RequestsMock) -> Iterator[FakeGithubServer]:
+    with FakeGithubServer() as fake:
+        no_network.add_passthru(fake.url)
+        yield fake
+
+
+def _on_loopback(tmp_path: Path, server: FakeGithubServer) -> Service:
+    settings = Settings(
+        data_dir=tmp_path / "var", github_webhook_secret=GITHUB_SECRET, jira_webhook_secret=JIRA_SECRET
+    )
+    connector = GithubConnector(auth=Auth.Token("test-token"), base_url=server.url, sleep=lambda _: None)
+    services = Services(
+        settings,
+        load_policy(),
+        Store(settings.resolved_database_url),
+        {"github": connector, "jira": DryRunConnector()},
+    )
+    return Service(create_app(settings, services), [])
+
+
+def _event(
+    action: str, repo: str, server: FakeGithubServer, when: dt.datetime, **extra: Any
+) -> dict[str, Any]:
+    """`issues.<action>` of issue 1 of `repo`, showing the issue as the fake holds it at `when`."""
+    held = server.issue(repo, 1)
+    payload = issue_payload(
+        action,
+        labels=held.labels,
+        body=held.body or P1_FORM,
+        issue={"created_at": _iso(MONDAY_10), "updated_at": _iso(when), "assignees": OWNER},
+        **extra,
+    )
+    payload["repository"] = {**payload["repository"], "full_name": repo}
+    return payload
+
+
+def _open_on(sopguard: Service, server: FakeGithubServer, repo: str) -> None:
+    server.put_issue(repo, 1, body=P1_FORM)
+    _at(sopguard.app, MONDAY_10)
+    sopguard.deliver(_event("opened", repo, server, MONDAY_10), f"opened:{repo}")
+
+
+def _add_label(sopguard: Service, server: FakeGithubServer, repo: str, label: str, when: dt.datetime) -> None:
+    server.put_issue(repo, 1, labels=[*server.issue(repo, 1).labels, label])
+    _at(sopguard.app, when)
+    sopguard.deliver(_event("labeled", repo, server, when, label={"name": label}), f"{label}@{repo}")
+
+
+def _transfer_deliveries(server: FakeGithubServer, when: dt.datetime) -> dict[str, dict[str, Any]]:
+    """Both ends of a transfer as GitHub sends them, the issue carried over with its labels."""
+    carried = server.issue(OLD_REPO, 1)
+    server.put_issue(NEW_REPO, 1, body=carried.body, labels=carried.labels)
+    away = fixture_json("github", "issues__transferred.json")
+    away["issue"].update(updated_at=_iso(when), labels=[{"name": n} for n in carried.labels])
+    arrived = fixture_json("github", "issues__opened.with-transfer.json")
+    arrived["issue"].update(
+        updated_at=_iso(when),
+        labels=[{"name": n} for n in carried.labels],
+        body=carried.body,
+        assignees=OWNER,
+    )
+    return {"transferred": away, "opened": arrived}
+
+
+@pytest.mark.parametrize("first", ["transferred", "opened"])
+def test_a_transferred_issue_is_followed_on_in_its_new_repository_as_it_is(
+    tmp_path: Path, server: FakeGithubServer, first: str
+) -> None:
+    sopguard = _on_loopback(tmp_path, server)
+    _open_on(sopguard, server, OLD_REPO)
+    _add_label(sopguard, server, OLD_REPO, "status/triage", _minutes(1))
+    _add_label(sopguard, server, OLD_REPO, "status/diagnosis", _minutes(2))
+    assert sorted(server.issue(OLD_REPO, 1).labels) == ["priority/P1", "status/diagnosis"]
+
+    deliveries = _transfer_deliveries(server, _minutes(3))
+    _at(sopguard.app, _minutes(3))
+    for name in [first, *({"transferred", "opened"} - {first})]:
+        sopguard.deliver(deliveries[name], f"{name}-delivery")
+
+    held = server.issue(NEW_REPO, 1)
+    assert sorted(held.labels) == ["priority/P1", "status/diagnosis"]  # taken as it is: nothing undone
+    assert [c.body for c in server.comments(NEW_REPO, 1)] == []
+    ledger = _services(sopguard.app).store.ledger
+    (followed,) = ledger.followed()
+    assert (str(followed.ref), followed.memory.last_state) == (f"{NEW_REPO}#1", "diagnosis")
+    assert min(e.at for e in followed.timeline) == MONDAY_10  # its clocks run on from its creation
+
+    before = len(server.calls())
+    assert sweep(_services(sopguard.app), _minutes(12)).notices == 1
+    written = [c for c in server.calls()[before:] if c.is_write]
+    assert [(c.method, c.path) for c in written] == [("POST", f"/repos/{NEW_REPO}/issues/1/comments")]
+
+
+def test_a_deleted_issue_is_no_longer_followed(tmp_path: Path, server: FakeGithubServer) -> None:
+    sopguard = _on_loopback(tmp_path, server)
+    _open_on(sopguard, server, NEW_REPO)
+    deleted = fixture_json("github", "issues__deleted.json")  # Codertocat/Hello-World#1
+    deleted["issue"]["updated_at"] = _iso(_minutes(3))
+    server.delete_issue(NEW_REPO, 1)
+    _at(sopguard.app, _minutes(3))
+    sopguard.deliver(deleted, "deleted")
+
+    services = _services(sopguard.app)
+    assert services.store.ledger.followed() == []
+    before = len(server.calls())
+    assert [sweep(services, _minutes(m)).due for m in (12, 15, 60)] == [0, 0, 0]
+    assert server.calls()[before:] == []
+    (row,) = [e for e in services.store.audit.entries() if e.delivery_id == "deleted"]
+    assert (row.rule_id, row.reasons) == ("follow-the-lifecycle", ["deleted: no longer followed here"])
+
+
+def test_a_sweep_that_finds_the_issue_gone_stops_following_it_with_one_audit_row(
+    tmp_path: Path, server: FakeGithubServer
+) -> None:
+    """The deletion's delivery was lost: the first notice's comment answers 410, so does a read."""
+    sopguard = _on_loopback(tmp_path, server)
+    _open_on(sopguard, server, NEW_REPO)
+    server.delete_issue(NEW_REPO, 1)
+    services = _services(sopguard.app)
+
+    before = len(server.calls())
+    first = sweep(services, _minutes(12))
+    calls = [(c.method, c.path, c.status) for c in server.calls()[before:]]
+    assert calls == [
+        ("POST", f"/repos/{NEW_REPO}/issues/1/comments", 410),
+        ("GET", f"/repos/{NEW_REPO}/issues/1", 410),
+    ]
+    assert (first.notices, services.store.ledger.followed()) == (0, [])
+    later = len(server.calls())
+    assert [sweep(services, _minutes(m)).due for m in (13, 15, 60)] == [0, 0, 0]
+    assert server.calls()[later:] == []
+    swept = [e for e in services.store.audit.entries() if e.delivery_id == "sla-sweep"]
+    assert len(swept) == 1 and "no longer followed" in swept[0].outcome
+
+
+# --- Jira: deleted, and moved to another project ----------------------------------------------------
+
+
+@pytest.mark.parametrize("deployment", [CLOUD, DATA_CENTER], ids=["cloud", "dc"])
+def test_a_deleted_jira_issue_is_no_longer_followed(
+    tmp_path: Path, no_network: responses.RequestsMock, deployment: Deployment
+) -> None:
+    created = _jira_created(deployment)
+    fake_for(no_network, deployment, created)
+    sopguard = jira_service(tmp_path, deployment)
+    _at(sopguard.app, MONDAY_10)
+    sopguard.deliver(created, "created")
+    deleted = fixture_json("jira", "mattermost__webhook-issue-deleted.json")
+    deleted["issue"]["key"] = created["issue"]["key"]
+    deleted["issue"]["fields"]["project"] = created["issue"]["fields"]["project"]
+    _at(sopguard.app, _minutes(3))
+    sopguard.deliver(_jira_at(deleted, _minutes(3)), "deleted")
+
+    services = _services(sopguard.app)
+    assert services.store.ledger.followed() == []
+    no_network.calls.reset()
+    assert [sweep(services, _minutes(m)).due for m in (12, 15, 60)] == [0, 0, 0]
+    assert len(no_network.calls) == 0
+
+
+@pytest.mark.parametrize("deployment", [CLOUD, DATA_CENTER], ids=["cloud", "dc"])
+def test_a_jira_issue_moved_to_another_project_is_followed_under_its_new_key(
+    tmp_path: Path, no_network: responses.RequestsMock, deployment: Deployment
+) -> None:
+    moved = fixture_json("jira", "mattermost__webhook-issue-updated-moved.derived.json")
+    created = _jira_created(deployment)
+    created["issue"]["key"] = moved["changelog"]["items"][1]["fromString"]  # TES-41
+    old = fake_for(no_network, deployment, created)
+    sopguard = jira_service(tmp_path, deployment)
+    _at(sopguard.app, MONDAY_10)
+    sopguard.deliver(created, "created")
+    update = _jira_update(created)
+    _at(sopguard.app, _minutes(1))
+    sopguard.deliver(_jira_at(with_status_change(update, "To Do", "Triage"), _minutes(1)), "triage")
+    old.status = "Triage"
+
+    moved["issue"]["fields"] = {
+        **copy.deepcopy(update["issue"]["fields"]),
+        "project": moved["issue"]["fields"]["project"],
+        "status": with_status_change(update, "To Do", "Triage")["issue"]["fields"]["status"],
+    }
+    if deployment is DATA_CENTER:
+        moved["user"] = {"name": "admin", "key": "admin", "displayName": "Admin"}
+    new = fake_for(no_network, deployment, moved)
+    _at(sopguard.app, _minutes(2))
+    sopguard.deliver(_jira_at(moved, _minutes(2)), "moved")
+
+    services = _services(sopguard.app)
+    (followed,) = services.store.ledger.followed()
+    assert (followed.ref.key, followed.ref.scope, followed.memory.last_state) == ("ACME-7", "ACME", "triage")
+    assert min(e.at for e in followed.timeline) == MONDAY_10
+    assert new.calls().count(f"POST /rest/api/2/issue/{new.key}/transitions") == 0  # nothing undone
+    no_network.calls.reset()
+    # Created Monday 10:00 with no priority: P4, 8 h; 75% is 6 h of working time, by 17:00.
+    assert sweep(services, MONDAY_10 + dt.timedelta(hours=7, minutes=1)).notices == 1
+    assert {c.request.path_url.split("?")[0] for c in no_network.calls if c.request.method == "POST"} == {
+        f"/rest/api/{'3' if deployment is CLOUD else '2'}/issue/ACME-7/comment"
+    }

@@ -26,7 +26,7 @@ from policies.sla import (
     TimelineEvent,
 )
 from runtime.store.database import as_utc, aware
-from runtime.store.schema import issues, notifications, timeline
+from runtime.store.schema import issues, notifications, timeline, writes
 
 Claim = tuple[str, int, str]
 
@@ -56,6 +56,7 @@ class IssueMemory:
     as_of: dt.datetime | None = None
     known: bool = False
     journaled: bool = True  # every write sopguard made on the issue is in the journal
+    gone: str | None = None  # why it is no longer followed (deleted, transferred away)
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,7 @@ class LedgerUpdate:
     state: str | None = None
     manual_priority: tuple[str | None] | None = None  # a 1-tuple when the delivery set it
     as_of: dt.datetime | None = None
+    gone: str | None = None  # the issue is no longer followed, for this reason
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,7 @@ def _memory_of(row: RowMapping) -> IssueMemory:
         aware(row["as_of"]),
         known=True,
         journaled=bool(row["journaled"]),
+        gone=row["gone"],
     )
 
 
@@ -152,6 +155,8 @@ class Ledger:
             changes["manual_priority"] = ledger.manual_priority[0]
         if ledger.as_of is not None:
             changes["as_of"] = as_utc(ledger.as_of)
+        if ledger.gone is not None:
+            changes |= {"gone": ledger.gone, "next_due_at": None}
         key = issue_key(ref)
         if ledger.entries:
             db.execute(insert(timeline), [{"ref": key, "entry": encode(e)} for e in ledger.entries])
@@ -172,7 +177,7 @@ class Ledger:
     ) -> list[FollowedIssue]:
         """Issues the ledger follows: open ones, or those with an SLA notice due by `due_before`, or
         one issue; loaded in three queries whatever their number."""
-        query = select(issues).where(issues.c.source.is_not(None))
+        query = select(issues).where(issues.c.source.is_not(None), issues.c.gone.is_(None))
         if open_only:
             query = query.where(issues.c.is_open.is_(True))
         if due_before is not None:
@@ -222,14 +227,40 @@ class Ledger:
         ]
 
     def one(self, ref: IssueRef) -> FollowedIssue | None:
+        """The issue, while it is followed."""
         found = self.followed(open_only=False, ref=ref)
         return found[0] if found else None
+
+    def stop_following(self, ref: IssueRef, reason: str, now: dt.datetime) -> None:
+        """No more sweeps, clocks or notices for the issue (the tracker says it is gone)."""
+        with self.engine.begin() as db:
+            self.write(db, ref, LedgerUpdate(None, (), {}, gone=reason), now)
+
+    def rename(self, old: IssueRef, new: IssueRef, now: dt.datetime) -> bool:
+        """Follow an issue under its new name (a transfer, a move to another Jira project): its
+        facts, timeline, notices and journal go with it, so its clocks run on and nothing is said
+        twice. `False` (nothing changed) when the old name is not followed or the new one already is."""
+        before, after = issue_key(old), issue_key(new)
+        with self.engine.begin() as db:
+            moving = db.execute(
+                select(issues.c.ref).where(issues.c.ref == before, issues.c.gone.is_(None))
+            ).first()
+            taken = db.execute(select(issues.c.ref).where(issues.c.ref == after)).first()
+            if moving is None or taken is not None:
+                return False
+            names = {"source": new.source, "scope": new.scope, "key": new.key, "updated_at": as_utc(now)}
+            db.execute(update(issues).where(issues.c.ref == before).values(ref=after, **names))
+            db.execute(update(timeline).where(timeline.c.ref == before).values(ref=after))
+            db.execute(update(notifications).where(notifications.c.ref == before).values(ref=after))
+            db.execute(update(writes).where(writes.c.issue == before).values(issue=after))
+        return True
 
     def due_refs(self, due_before: dt.datetime) -> list[IssueRef]:
         """The open issues with a notice due by `due_before` (only their names: each is read again,
         fresh, once its turn is taken)."""
         query = select(issues.c.source, issues.c.scope, issues.c.key).where(
             issues.c.source.is_not(None),
+            issues.c.gone.is_(None),
             issues.c.is_open.is_(True),
             issues.c.next_due_at <= as_utc(due_before),
         )

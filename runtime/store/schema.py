@@ -94,6 +94,8 @@ issues = Table(
     Column("as_of", DateTime(timezone=True)),
     # False for an issue of a release before the journal: sopguard may have written to it unjournaled.
     Column("journaled", Boolean, nullable=False, server_default=false()),
+    # Why the issue is no longer followed (deleted, transferred away); null while it is.
+    Column("gone", String(200)),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
