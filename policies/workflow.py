@@ -164,6 +164,12 @@ def _return_from_pause(ctx: Context, change: StateChange) -> str | None:
     return paused_from(ctx.policy, ctx.snapshot.timeline)
 
 
+def is_return_from_pause(ctx: Context, change: StateChange) -> bool:
+    """Back from waiting for the customer to the stage it came from: allowed, whatever the
+    policy's transitions say."""
+    return _return_from_pause(ctx, change) == change.after
+
+
 # --- guards ---------------------------------------------------------------------------------
 
 

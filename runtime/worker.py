@@ -34,6 +34,7 @@ from policies.models import (
     EventKind,
     IssueRef,
     IssueSnapshot,
+    PostComment,
     RememberManualPriority,
     RememberState,
     RuleResult,
@@ -47,6 +48,7 @@ from runtime.services import Services
 from runtime.store.audit import decision_rows
 from runtime.store.inbox import Final, Received
 from runtime.store.ledger import FollowedIssue, IssueMemory, LedgerUpdate, ref_from_key
+from runtime.sweep import unfinished_parts
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +153,7 @@ def process(services: Services, delivery: Delivery, received: Received) -> Outco
         decision, applied = _gone(services, event, decision, tracker_actions, str(gone))
     happened = what_happened(decision, [(a.action, a.outcome) for a in applied])
     ledger = _ledger_update(services, delivery, event, snapshot, happened, known, memory, now)
+    ledger = _with_unfinished(ledger, known, delivery.delivery_id, decision, applied, now)
     broken = decision.broken
     status: Final = "failed" if broken else "processed"
     why = "; ".join(f"{r.rule_id}: {'; '.join(r.reasons)}" for r in broken)
@@ -197,6 +200,31 @@ def _gone(
     result = RuleResult(rule.id, rule.sop, False, scoped.mode_of(rule), (why,))
     gone = replace(decision, actions=(*decision.actions, stop), results=(*decision.results, result))
     return gone, [Applied(action, f"failed: {reason}") for action in actions]
+
+
+def _with_unfinished(
+    ledger: LedgerUpdate | None,
+    known: FollowedIssue | None,
+    delivery_id: str,
+    decision: Decision,
+    applied: Sequence[Applied],
+    now: dt.datetime,
+) -> LedgerUpdate | None:
+    """A comment of this delivery the tracker refused (a receipt, a checklist or rejection comment)
+    is tried again by the sweep until it lands; one it posted now replaces an older failed try."""
+    if ledger is None or ledger.gone is not None:
+        return ledger
+    rules = {r.rule_id: (r.sop, str(r.mode)) for r in decision.results}
+    comments = [a for a in applied if isinstance(a.action, PostComment)]
+    failed = unfinished_parts(comments, delivery_id, rules, now)
+    tried = {f"comment:{a.action.marker}" for a in applied if isinstance(a.action, PostComment)}
+    earlier = known.unfinished if known is not None else ()
+    kept = [item for item in earlier if item.name not in tried]
+    if not failed and len(kept) == len(earlier):
+        return ledger
+    unfinished = (*kept, *failed)
+    due = [t for t in (ledger.next_due_at, *(item.next_at for item in unfinished)) if t]
+    return replace(ledger, unfinished=unfinished, next_due_at=min(due, default=None))
 
 
 def _is_history(memory: IssueMemory, snapshot: IssueSnapshot) -> bool:

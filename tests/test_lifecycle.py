@@ -494,3 +494,108 @@ def test_a_jira_issue_moved_to_another_project_is_followed_under_its_new_key(
     assert {c.request.path_url.split("?")[0] for c in no_network.calls if c.request.method == "POST"} == {
         f"/rest/api/{'3' if deployment is CLOUD else '2'}/issue/ACME-7/comment"
     }
+
+
+# --- a partly failed notice is retried until each of its parts landed, each once ----------------------
+
+
+def _writes(server: FakeGithubServer, since: int) -> list[tuple[str, str, int | None]]:
+    return [(c.method, c.path.rsplit("/", 1)[-1], c.status) for c in server.calls()[since:] if c.is_write]
+
+
+def test_a_breach_whose_comment_failed_while_its_label_went_on_is_announced_by_the_next_sweep(
+    tmp_path: Path, server: FakeGithubServer
+) -> None:
+    sopguard = _on_loopback(tmp_path, server)
+    _open_on(sopguard, server, NEW_REPO)
+    services = _services(sopguard.app)
+    assert sweep(services, _minutes(12)).notices == 1  # the 75% warning
+    server.fail_next("POST", r"/issues/1/comments$", 422)  # refused once; the label is not
+
+    before = len(server.calls())
+    failed = sweep(services, _minutes(15))
+    assert _writes(server, before) == [("POST", "comments", 422), ("POST", "labels", 200)]
+    assert failed.notices == 0 and "sla/breached" in server.issue(NEW_REPO, 1).labels
+
+    before = len(server.calls())
+    retried = sweep(services, _minutes(16))
+    assert retried.notices == 1
+    assert _writes(server, before) == [("POST", "comments", 201)]  # the label is not made again
+    breaches = [c.body for c in server.comments(NEW_REPO, 1) if "was missed" in c.body]
+    assert len(breaches) == 1
+    before = len(server.calls())
+    assert sweep(services, _minutes(30)).due == 0 and _writes(server, before) == []
+
+
+def test_a_breach_label_the_tracker_refused_is_made_by_a_later_sweep_and_the_comment_not_again(
+    tmp_path: Path, server: FakeGithubServer
+) -> None:
+    sopguard = _on_loopback(tmp_path, server)
+    _open_on(sopguard, server, NEW_REPO)
+    services = _services(sopguard.app)
+    sweep(services, _minutes(12))
+    server.fail_next("POST", r"/issues/1/labels$", 422)
+
+    before = len(server.calls())
+    sweep(services, _minutes(15))
+    assert _writes(server, before) == [("POST", "comments", 201), ("POST", "labels", 422)]
+    before = len(server.calls())
+    sweep(services, _minutes(16))
+    assert _writes(server, before) == [("POST", "labels", 200)]
+    assert "sla/breached" in server.issue(NEW_REPO, 1).labels
+    assert sum("was missed" in c.body for c in server.comments(NEW_REPO, 1)) == 1
+    before = len(server.calls())
+    assert sweep(services, _minutes(30)).due == 0 and _writes(server, before) == []
+
+
+def test_a_receipt_the_tracker_refused_is_posted_by_the_next_sweep_once(
+    tmp_path: Path, server: FakeGithubServer
+) -> None:
+    sopguard = _on_loopback(tmp_path, server)
+    server.fail_next("POST", r"/issues/1/comments$", 422)
+    _open_on(sopguard, server, NEW_REPO)
+    assert server.comments(NEW_REPO, 1) == [] and "priority/P1" in server.issue(NEW_REPO, 1).labels
+    services = _services(sopguard.app)
+
+    assert sweep(services, _minutes(1)).notices == 1
+    (receipt,) = [c.body for c in server.comments(NEW_REPO, 1)]
+    assert "sopguard:receipt" in receipt
+    before = len(server.calls())
+    sweep(services, _minutes(2))
+    assert _writes(server, before) == []
+    retried = [e for e in services.store.audit.entries() if e.rule_id == "confirm-receipt"]
+    assert [e.passed for e in retried] == [True, True]  # the delivery's row, then the sweep's try
+
+
+def test_a_part_refused_for_good_is_given_up_with_an_audit_row_not_tried_for_ever(
+    tmp_path: Path, server: FakeGithubServer
+) -> None:
+    sopguard = _on_loopback(tmp_path, server)
+    server.fail_next("POST", r"/issues/1/comments$", *[422] * 40)
+    _open_on(sopguard, server, NEW_REPO)
+    services = _services(sopguard.app)
+    for minute in range(1, 60):
+        sweep(services, MONDAY_10 + dt.timedelta(minutes=minute, seconds=30))
+    tries = [e for e in services.store.audit.entries(limit=1000) if e.rule_id == "confirm-receipt"]
+    assert len(tries) == 1 + 5  # the delivery, then five tries of the sweep
+    assert tries[-1].outcome.endswith("given up after 6 attempts")
+    assert services.store.ledger.followed()[0].unfinished == ()
+
+
+@pytest.mark.parametrize("deployment", [CLOUD, DATA_CENTER], ids=["cloud", "dc"])
+def test_a_jira_receipt_the_tracker_refused_is_posted_by_the_next_sweep_once(
+    tmp_path: Path, no_network: responses.RequestsMock, deployment: Deployment
+) -> None:
+    created = _jira_created(deployment)
+    fake = fake_for(no_network, deployment, created)
+    refused = (400, {"Content-Type": "application/json"}, '{"errorMessages": ["Comment body too long"]}')
+    fake.fail("POST", "/comment", refused)
+    sopguard = jira_service(tmp_path, deployment)
+    _at(sopguard.app, MONDAY_10)
+    sopguard.deliver(created, "created")
+    posted = len(fake.our_comments())  # the delivery's other comment (intake) went on
+
+    sweep(_services(sopguard.app), _minutes(1))
+    assert len(fake.our_comments()) == posted + 1
+    sweep(_services(sopguard.app), _minutes(3))
+    assert len(fake.our_comments()) == posted + 1

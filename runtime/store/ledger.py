@@ -13,7 +13,7 @@ from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.exc import IntegrityError
 
 from policies.ledger import IssueFacts
-from policies.models import IssueRef
+from policies.models import ChangeLabels, CommentPolicy, IssueRef, PostComment
 from policies.sla import (
     Closed,
     Commented,
@@ -46,6 +46,63 @@ def ref_from_key(key: str) -> IssueRef:
     return IssueRef("jira", rest.split("-")[0] if "-" in rest else "", rest)
 
 
+NoticePart = PostComment | ChangeLabels
+
+
+@dataclass(frozen=True)
+class Unfinished:
+    """A part of a notice that did not land (a comment, a breach label): the sweep tries it again at
+    `next_at`, through the journal under `delivery` (so a part that landed is never made twice)."""
+
+    part: NoticePart
+    delivery: str
+    sop: str
+    mode: str
+    attempts: int
+    next_at: dt.datetime
+
+    @property
+    def name(self) -> str:
+        """What the part is, for replacing an older attempt at the same thing."""
+        if isinstance(self.part, PostComment):
+            return f"comment:{self.part.marker}"
+        return f"labels:{self.delivery}:{self.part.rule_id}"
+
+
+def _encode_unfinished(item: Unfinished) -> dict[str, Any]:
+    part = item.part
+    shape: dict[str, Any] = (
+        {"type": "comment", "marker": part.marker, "body": part.body, "on_existing": str(part.on_existing)}
+        if isinstance(part, PostComment)
+        else {"type": "labels", "add": sorted(part.add), "remove": sorted(part.remove)}
+    )
+    return {
+        **shape,
+        "rule_id": part.rule_id,
+        "delivery": item.delivery,
+        "sop": item.sop,
+        "mode": item.mode,
+        "attempts": item.attempts,
+        "next_at": item.next_at.isoformat(),
+    }
+
+
+def _decode_unfinished(data: Mapping[str, Any]) -> Unfinished:
+    part: NoticePart
+    if data["type"] == "comment":
+        part = PostComment(data["rule_id"], data["marker"], data["body"], CommentPolicy(data["on_existing"]))
+    else:
+        part = ChangeLabels(data["rule_id"], frozenset(data["add"]), frozenset(data["remove"]))
+    return Unfinished(
+        part,
+        data["delivery"],
+        data["sop"],
+        data["mode"],
+        int(data["attempts"]),
+        dt.datetime.fromisoformat(data["next_at"]),
+    )
+
+
 @dataclass(frozen=True)
 class IssueMemory:
     """What a delivery needs to know of an issue before it is judged."""
@@ -73,6 +130,7 @@ class LedgerUpdate:
     manual_priority: tuple[str | None] | None = None  # a 1-tuple when the delivery set it
     as_of: dt.datetime | None = None
     gone: str | None = None  # the issue is no longer followed, for this reason
+    unfinished: tuple[Unfinished, ...] | None = None  # every notice part still to land; None: unchanged
 
 
 @dataclass(frozen=True)
@@ -86,6 +144,7 @@ class FollowedIssue:
     notified: frozenset[Claim]
     history_before: dt.datetime | None = None
     memory: IssueMemory = field(default_factory=IssueMemory)
+    unfinished: tuple[Unfinished, ...] = ()
 
 
 def _memory_of(row: RowMapping) -> IssueMemory:
@@ -155,6 +214,8 @@ class Ledger:
             changes["manual_priority"] = ledger.manual_priority[0]
         if ledger.as_of is not None:
             changes["as_of"] = as_utc(ledger.as_of)
+        if ledger.unfinished is not None:
+            changes["unfinished"] = [_encode_unfinished(item) for item in ledger.unfinished]
         if ledger.gone is not None:
             changes |= {"gone": ledger.gone, "next_due_at": None}
         key = issue_key(ref)
@@ -222,6 +283,7 @@ class Ledger:
                 notified=frozenset(done[row["ref"]]),
                 history_before=aware(row["history_before"]),
                 memory=_memory_of(row),
+                unfinished=tuple(_decode_unfinished(item) for item in row["unfinished"] or ()),
             )
             for row in rows
         ]
@@ -281,9 +343,15 @@ class Ledger:
                 db.execute(insert(timeline), [{"ref": key, "entry": encode(e)} for e in beginning])
             db.execute(update(issues).where(issues.c.ref == key).values(history_before=None))
 
-    def set_next_due(self, ref: IssueRef, when: dt.datetime | None) -> None:
+    def set_next_due(
+        self, ref: IssueRef, when: dt.datetime | None, unfinished: Sequence[Unfinished] | None = None
+    ) -> None:
+        """When the sweep next looks at the issue, and (when given) the notice parts still to land."""
+        values: dict[str, Any] = {"next_due_at": as_utc(when)}
+        if unfinished is not None:
+            values["unfinished"] = [_encode_unfinished(item) for item in unfinished]
         with self.engine.begin() as db:
-            db.execute(update(issues).where(issues.c.ref == issue_key(ref)).values(next_due_at=as_utc(when)))
+            db.execute(update(issues).where(issues.c.ref == issue_key(ref)).values(**values))
 
     # --- SLA notice claims ----------------------------------------------------------------
 

@@ -96,6 +96,8 @@ issues = Table(
     Column("journaled", Boolean, nullable=False, server_default=false()),
     # Why the issue is no longer followed (deleted, transferred away); null while it is.
     Column("gone", String(200)),
+    # The parts of notices (comments, breach labels) that did not land yet: the sweep tries them again.
+    Column("unfinished", JSON),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 

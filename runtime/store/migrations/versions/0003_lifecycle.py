@@ -1,7 +1,9 @@
-"""issues.gone: why an issue is no longer followed (deleted, transferred away), null while it is
+"""issues.gone and issues.unfinished: issues no longer followed, and notices not yet all landed
 
-A deleted issue, or one transferred to another repository, keeps its row (its audit trail names
-it) but is no longer swept, given clocks or notices.
+- `gone`: why an issue is no longer followed (deleted, transferred away), null while it is. Its row
+  stays (its audit trail names it), but it is no longer swept, given clocks or notices.
+- `unfinished`: the parts of notices (a receipt, a checklist comment, an SLA notice's comment or
+  breach label) the tracker refused, with their attempts: the sweep tries each again until it lands.
 
 Revision ID: 0003
 Revises: 0002
@@ -24,8 +26,10 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     with op.batch_alter_table("issues") as table:
         table.add_column(sa.Column("gone", sa.String(200)))
+        table.add_column(sa.Column("unfinished", sa.JSON()))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("issues") as table:
+        table.drop_column("unfinished")
         table.drop_column("gone")
