@@ -599,3 +599,37 @@ def test_a_jira_receipt_the_tracker_refused_is_posted_by_the_next_sweep_once(
     assert len(fake.our_comments()) == posted + 1
     sweep(_services(sopguard.app), _minutes(3))
     assert len(fake.our_comments()) == posted + 1
+
+
+def test_the_rating_ask_of_a_closed_issue_the_tracker_refused_is_posted_by_a_sweep(
+    tmp_path: Path, github: FakeGithub
+) -> None:
+    """A closed issue has no clocks to sweep; its unfinished comment is swept all the same."""
+    sopguard = _open_github(tmp_path, github)
+    services = _services(sopguard.app)
+    (issue,) = services.store.ledger.followed()
+    services.store.ledger.remember_state(issue.ref, "acceptance", MONDAY_10)
+    github.labels = ["status/acceptance", "priority/P4"]
+    done = [
+        "Customer acceptance: The customer confirms the result",
+        "Deliverables: Service report handed over",
+        "Deliverables: Documentation updated and handed over",
+    ]
+    github.sub_issues += [
+        {"id": 500 + i, "number": 500 + i, "title": title, "state": "closed"} for i, title in enumerate(done)
+    ]
+    closed = issue_payload(
+        "closed", labels=list(github.labels), body=f"{form_body()}\n\n### Root cause\n\nA full disk."
+    )
+    closed["issue"]["updated_at"] = closed["issue"]["closed_at"] = _iso(_minutes(120))
+    github.state = "closed"
+    refused = (422, {"Content-Type": "application/json"}, '{"message": "Validation Failed"}')
+    github.fail("POST", "/comments", refused)
+    _at(sopguard.app, _minutes(120))
+    sopguard.deliver(closed, "close-1")
+    assert not any("how satisfied" in c for c in github.our_comments())
+
+    sweep(services, _minutes(121))
+    asks = [c for c in github.our_comments() if "how satisfied are you" in c]
+    assert len(asks) == 1 and github.state == "closed"
+    assert services.store.ledger.due_refs(_minutes(600)) == []

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, insert, or_, select, update
 from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.exc import IntegrityError
 
@@ -85,6 +85,11 @@ def _encode_unfinished(item: Unfinished) -> dict[str, Any]:
         "attempts": item.attempts,
         "next_at": item.next_at.isoformat(),
     }
+
+
+def _encode_all(items: Sequence[Unfinished]) -> list[dict[str, Any]] | None:
+    """None when nothing is left, so that the sweep's query tells a closed issue with work left."""
+    return [_encode_unfinished(item) for item in items] or None
 
 
 def _decode_unfinished(data: Mapping[str, Any]) -> Unfinished:
@@ -215,7 +220,7 @@ class Ledger:
         if ledger.as_of is not None:
             changes["as_of"] = as_utc(ledger.as_of)
         if ledger.unfinished is not None:
-            changes["unfinished"] = [_encode_unfinished(item) for item in ledger.unfinished]
+            changes["unfinished"] = _encode_all(ledger.unfinished)
         if ledger.gone is not None:
             changes |= {"gone": ledger.gone, "next_due_at": None}
         key = issue_key(ref)
@@ -318,12 +323,12 @@ class Ledger:
         return True
 
     def due_refs(self, due_before: dt.datetime) -> list[IssueRef]:
-        """The open issues with a notice due by `due_before` (only their names: each is read again,
-        fresh, once its turn is taken)."""
+        """The issues with a notice due by `due_before`: open ones, and closed ones with a notice
+        part still to land (only their names: each is read again, fresh, once its turn is taken)."""
         query = select(issues.c.source, issues.c.scope, issues.c.key).where(
             issues.c.source.is_not(None),
             issues.c.gone.is_(None),
-            issues.c.is_open.is_(True),
+            or_(issues.c.is_open.is_(True), issues.c.unfinished.is_not(None)),
             issues.c.next_due_at <= as_utc(due_before),
         )
         with self.engine.connect() as db:
@@ -349,7 +354,7 @@ class Ledger:
         """When the sweep next looks at the issue, and (when given) the notice parts still to land."""
         values: dict[str, Any] = {"next_due_at": as_utc(when)}
         if unfinished is not None:
-            values["unfinished"] = [_encode_unfinished(item) for item in unfinished]
+            values["unfinished"] = _encode_all(unfinished)
         with self.engine.begin() as db:
             db.execute(update(issues).where(issues.c.ref == issue_key(ref)).values(**values))
 

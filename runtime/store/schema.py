@@ -97,7 +97,7 @@ issues = Table(
     # Why the issue is no longer followed (deleted, transferred away); null while it is.
     Column("gone", String(200)),
     # The parts of notices (comments, breach labels) that did not land yet: the sweep tries them again.
-    Column("unfinished", JSON),
+    Column("unfinished", JSON(none_as_null=True)),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 

@@ -26,7 +26,7 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     with op.batch_alter_table("issues") as table:
         table.add_column(sa.Column("gone", sa.String(200)))
-        table.add_column(sa.Column("unfinished", sa.JSON()))
+        table.add_column(sa.Column("unfinished", sa.JSON(none_as_null=True)))
 
 
 def downgrade() -> None:
