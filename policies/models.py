@@ -230,12 +230,10 @@ class RememberManualPriority:
 @dataclass(frozen=True)
 class StopFollowing:
     """The issue is gone from where the service followed it (`reason` says how): no more sweeps,
-    clocks or notices for it (not a tracker call). A transferred issue is followed on under
-    `moved_to`, in the ledger, with its clocks and notices."""
+    clocks or notices for it under this name (not a tracker call)."""
 
     rule_id: str
     reason: str
-    moved_to: IssueRef | None = None
 
 
 Action = (

@@ -240,7 +240,7 @@ def stop_following(ctx: Context) -> Iterator[Outcome]:
         ctx.mode(rule),
         passed=True,
         reasons=[f"{reason}: no longer followed here"],
-        actions=[StopFollowing(rule.id, reason, event.moved_to)],
+        actions=[StopFollowing(rule.id, reason)],
     )
 
 
@@ -261,22 +261,21 @@ def check_transition(ctx: Context) -> Iterator[Outcome]:
         return
     transition = workflow.transition(change.before, change.after)
     origin = _return_from_pause(ctx, change)
+    if origin is not None and origin != change.after:
+        transition = None  # waiting for the customer is a detour: back to the stage it left, not beyond
     rule: Rule = transition or workflow.rule
     mode = ctx.mode(rule)
     failed: list[_GuardVerdict] = []
-    if origin is not None and origin != change.after:
-        # Waiting for the customer is a detour: it returns to the stage it left, never beyond it.
-        rule, transition = workflow.rule, None
-        mode = ctx.mode(rule)
+    if transition is None and origin == change.after:
+        broken = undo = False  # back to the stage it came from, though no transition names it
+        reasons: list[str] = []
+    elif transition is None:
         broken, undo = mode != Mode.OFF, mode == Mode.ENFORCE
         reasons = [
             f"{change.before} -> {change.after}: an issue waiting for the customer returns to {origin}"
+            if origin
+            else f"{change.before} -> {change.after} is not an allowed transition"
         ]
-    elif transition is None and origin is None:
-        broken, undo = mode != Mode.OFF, mode == Mode.ENFORCE
-        reasons = [f"{change.before} -> {change.after} is not an allowed transition"]
-    elif transition is None:
-        broken, undo, reasons = False, False, []  # back to the stage it came from: always allowed
     else:
         guard_outcomes, failed = _check_guards(transition, ctx) if mode != Mode.OFF else ([], [])
         yield from guard_outcomes

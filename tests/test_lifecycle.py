@@ -633,3 +633,24 @@ def test_the_rating_ask_of_a_closed_issue_the_tracker_refused_is_posted_by_a_swe
     asks = [c for c in github.our_comments() if "how satisfied are you" in c]
     assert len(asks) == 1 and github.state == "closed"
     assert services.store.ledger.due_refs(_minutes(600)) == []
+
+
+def test_a_delivery_whose_writes_find_the_issue_gone_stops_following_it(
+    tmp_path: Path, server: FakeGithubServer
+) -> None:
+    """A label event delivered late, after the issue was deleted: its write and a read answer 410."""
+    sopguard = _on_loopback(tmp_path, server)
+    _open_on(sopguard, server, NEW_REPO)
+    payload = _event("labeled", NEW_REPO, server, _minutes(2), label={"name": "status/triage"})
+    payload["issue"]["labels"].append({"name": "status/triage"})
+    server.delete_issue(NEW_REPO, 1)
+    _at(sopguard.app, _minutes(2))
+    sopguard.deliver(payload, "late-label")
+
+    services = _services(sopguard.app)
+    assert services.store.ledger.followed() == []
+    assert services.store.inbox.status("github", "late-label") == "processed"
+    rows = [e for e in services.store.audit.entries() if e.delivery_id == "late-label"]
+    assert any("no longer followed" in " ".join(e.reasons) for e in rows)
+    before = len(server.calls())
+    assert sweep(services, _minutes(15)).due == 0 and server.calls()[before:] == []
