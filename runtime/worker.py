@@ -220,11 +220,10 @@ def _with_unfinished(
     tried = {f"comment:{a.action.marker}" for a in applied if isinstance(a.action, PostComment)}
     earlier = known.unfinished if known is not None else ()
     kept = [item for item in earlier if item.name not in tried]
-    if not failed and len(kept) == len(earlier):
-        return ledger
     unfinished = (*kept, *failed)
+    changed = bool(failed) or len(kept) != len(earlier)
     due = [t for t in (ledger.next_due_at, *(item.next_at for item in unfinished)) if t]
-    return replace(ledger, unfinished=unfinished, next_due_at=min(due, default=None))
+    return replace(ledger, unfinished=unfinished if changed else None, next_due_at=min(due, default=None))
 
 
 def _is_history(memory: IssueMemory, snapshot: IssueSnapshot) -> bool:

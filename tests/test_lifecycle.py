@@ -654,3 +654,16 @@ def test_a_delivery_whose_writes_find_the_issue_gone_stops_following_it(
     assert any("no longer followed" in " ".join(e.reasons) for e in rows)
     before = len(server.calls())
     assert sweep(services, _minutes(15)).due == 0 and server.calls()[before:] == []
+
+
+def test_a_later_delivery_does_not_put_off_the_retry_of_a_refused_receipt(
+    tmp_path: Path, server: FakeGithubServer
+) -> None:
+    sopguard = _on_loopback(tmp_path, server)
+    server.fail_next("POST", r"/issues/1/comments$", 422)
+    _open_on(sopguard, server, NEW_REPO)
+    _add_label(sopguard, server, NEW_REPO, "bug", MONDAY_10 + dt.timedelta(seconds=30))
+
+    assert _services(sopguard.app).store.ledger.due_refs(_minutes(1)) != []
+    sweep(_services(sopguard.app), _minutes(1))
+    assert sum("sopguard:receipt" in c.body for c in server.comments(NEW_REPO, 1)) == 1

@@ -118,7 +118,6 @@ class IssueMemory:
     as_of: dt.datetime | None = None
     known: bool = False
     journaled: bool = True  # every write sopguard made on the issue is in the journal
-    gone: str | None = None  # why it is no longer followed (deleted, transferred away)
 
 
 @dataclass(frozen=True)
@@ -160,7 +159,6 @@ def _memory_of(row: RowMapping) -> IssueMemory:
         aware(row["as_of"]),
         known=True,
         journaled=bool(row["journaled"]),
-        gone=row["gone"],
     )
 
 
