@@ -27,7 +27,17 @@ from runtime.store import Store
 from runtime.sweep import sweep
 from tests.conftest import GITHUB_SECRET, JIRA_SECRET, fixture_json, services_of
 from tests.fake_github import FakeGithubServer
-from tests.github_support import FakeGithub, Service, form_body, issue_payload, labelled, service
+from tests.github_support import (
+    REPO,
+    FakeGithub,
+    Service,
+    add_checklist,
+    form_body,
+    issue_payload,
+    labelled,
+    put_in_state,
+    service,
+)
 from tests.jira_support import (
     CLOUD,
     DATA_CENTER,
@@ -667,3 +677,25 @@ def test_a_later_delivery_does_not_put_off_the_retry_of_a_refused_receipt(
     assert _services(sopguard.app).store.ledger.due_refs(_minutes(1)) != []
     sweep(_services(sopguard.app), _minutes(1))
     assert sum("sopguard:receipt" in c.body for c in server.comments(NEW_REPO, 1)) == 1
+
+
+def test_a_checklist_comment_the_tracker_refused_is_posted_by_the_next_sweep_and_no_item_twice(
+    tmp_path: Path, github: FakeGithub
+) -> None:
+    sopguard = service(tmp_path)
+    _at(sopguard.app, MONDAY_10)
+    put_in_state(sopguard, github, "in-progress")
+    add_checklist(github, "preparation")
+    refused = (422, {"Content-Type": "application/json"}, '{"message": "Validation Failed"}')
+    github.fail("POST", "/comments", refused)
+    body = "### Key steps\n\nRestarted the gateway; error rate back to normal."
+    sopguard.deliver(labelled(github, "status/verification", body=body), "verify-1")
+    assert len(github.sub_issues) == 6 and not list(github.our_comments())
+
+    github.mock.calls.reset()
+    sweep(_services(sopguard.app), _minutes(1))
+    posted = [c for c in github.our_comments() if c.startswith("**Self-check**")]
+    assert len(posted) == 1 and "one sub-issue per item was created" in posted[0]
+    assert len(github.sub_issues) == 6 and f"POST /repos/{REPO}/issues" not in github.calls()
+    sweep(_services(sopguard.app), _minutes(5))
+    assert len([c for c in github.our_comments() if c.startswith("**Self-check**")]) == 1
