@@ -213,7 +213,7 @@ def _with_turn(services: Services, ref: IssueRef, owner: str, work: Callable[[Fo
         return False
     try:
         issue = services.store.ledger.one(ref)
-        if issue is not None:
+        if issue is not None and issue.memory.gone is None:
             work(issue)
     finally:
         inbox.turns.give_back(key, owner)

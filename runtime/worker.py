@@ -130,6 +130,12 @@ def process(services: Services, delivery: Delivery, received: Received) -> Outco
     _follow_the_move(services, event, now)
     known = store.ledger.one(event.issue)  # the one read of what the ledger knows of the issue
     memory = known.memory if known is not None else IssueMemory()
+    if memory.gone is not None:
+        note = f"no longer followed here ({memory.gone}): nothing done"
+        _record(
+            services, delivery, seq, "ignored", note, event.issue, event.name, Decision(note=note), {}, None
+        )
+        return Outcome("ignored", note)
     if _is_history(memory, snapshot):
         return _record_history(services, delivery, seq, event, snapshot, known, memory, now)
     snapshot = replace(

@@ -416,6 +416,12 @@ def test_a_deleted_issue_is_no_longer_followed(tmp_path: Path, server: FakeGithu
     (row,) = [e for e in services.store.audit.entries() if e.delivery_id == "deleted"]
     assert (row.rule_id, row.reasons) == ("follow-the-lifecycle", ["deleted: no longer followed here"])
 
+    late = _event("labeled", NEW_REPO, server, _minutes(4), label={"name": "status/diagnosis"})
+    late["issue"]["labels"] = [{"name": "status/diagnosis"}]
+    sopguard.deliver(late, "late-label")
+    assert services.store.inbox.status("github", "late-label") == "ignored"
+    assert server.calls()[before:] == []  # nothing undone on an issue that is not there
+
 
 def test_a_sweep_that_finds_the_issue_gone_stops_following_it_with_one_audit_row(
     tmp_path: Path, server: FakeGithubServer

@@ -118,6 +118,7 @@ class IssueMemory:
     as_of: dt.datetime | None = None
     known: bool = False
     journaled: bool = True  # every write sopguard made on the issue is in the journal
+    gone: str | None = None  # why it is no longer followed (deleted, transferred away)
 
 
 @dataclass(frozen=True)
@@ -159,6 +160,7 @@ def _memory_of(row: RowMapping) -> IssueMemory:
         aware(row["as_of"]),
         known=True,
         journaled=bool(row["journaled"]),
+        gone=row["gone"],
     )
 
 
@@ -238,10 +240,14 @@ class Ledger:
         due_before: dt.datetime | None = None,
         ref: IssueRef | None = None,
         history_pending: bool = False,
+        gone_too: bool = False,
     ) -> list[FollowedIssue]:
         """Issues the ledger follows: open ones, or those with an SLA notice due by `due_before`, or
-        one issue; loaded in three queries whatever their number."""
-        query = select(issues).where(issues.c.source.is_not(None), issues.c.gone.is_(None))
+        one issue (`gone_too`: also one no longer followed); loaded in three queries whatever their
+        number."""
+        query = select(issues).where(issues.c.source.is_not(None))
+        if not gone_too:
+            query = query.where(issues.c.gone.is_(None))
         if open_only:
             query = query.where(issues.c.is_open.is_(True))
         if due_before is not None:
@@ -292,8 +298,8 @@ class Ledger:
         ]
 
     def one(self, ref: IssueRef) -> FollowedIssue | None:
-        """The issue, while it is followed."""
-        found = self.followed(open_only=False, ref=ref)
+        """The issue as the ledger knows it; `memory.gone` says when it is no longer followed."""
+        found = self.followed(open_only=False, ref=ref, gone_too=True)
         return found[0] if found else None
 
     def stop_following(self, ref: IssueRef, reason: str, now: dt.datetime) -> None:
