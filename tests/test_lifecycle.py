@@ -22,6 +22,11 @@ from config.loader import load_policy
 from config.settings import Settings
 from connector.dry_run import DryRunConnector
 from connector.github.connector import GithubConnector
+from connector.github.events import to_event as to_github_event
+from connector.jira.events import to_event as to_jira_event
+from policies.models import EventKind, IssueRef
+from policies.sla import Created, StateChanged
+from policies.workflow import paused_from
 from runtime.services import Services
 from runtime.store import Store
 from runtime.sweep import sweep
@@ -705,3 +710,63 @@ def test_a_checklist_comment_the_tracker_refused_is_posted_by_the_next_sweep_and
     assert len(github.sub_issues) == 6 and f"POST /repos/{REPO}/issues" not in github.calls()
     sweep(_services(sopguard.app), _minutes(5))
     assert len([c for c in github.our_comments() if c.startswith("**Self-check**")]) == 1
+
+
+# --- the pieces, one at a time -------------------------------------------------------------------------
+
+
+def _at_minute(minute: int) -> dt.datetime:
+    return MONDAY_10 + dt.timedelta(minutes=minute)
+
+
+@pytest.mark.parametrize(
+    ("states", "origin"),
+    [
+        (["new", "triage", "waiting-for-customer"], "triage"),
+        (["new", "triage", "diagnosis", "waiting-for-customer"], "diagnosis"),
+        (["new", "triage", "waiting-for-customer", "triage", "waiting-for-customer"], "triage"),
+        (["new", "triage", "waiting-for-customer", "triage"], None),  # not paused now
+        (["waiting-for-customer"], None),  # first seen waiting: where it came from is not known
+    ],
+)
+def test_where_a_paused_issue_came_from_is_read_from_its_timeline(
+    states: list[str], origin: str | None
+) -> None:
+    first, *rest = states
+    timeline = (
+        Created(at=_at_minute(0), state=first),
+        *(StateChanged(at=_at_minute(i + 1), state=s) for i, s in enumerate(rest)),
+    )
+    assert paused_from(load_policy(), timeline) == origin
+
+
+def test_both_ends_of_a_github_transfer_name_the_other() -> None:
+    away, _ = to_github_event("issues", "d-1", fixture_json("github", "issues__transferred.json"))
+    arrived, _ = to_github_event("issues", "d-2", fixture_json("github", "issues__opened.with-transfer.json"))
+
+    assert (away.kinds, str(away.issue), str(away.moved_to)) == (
+        {EventKind.REMOVED},
+        "octo-org/octo-repo#1",
+        "Codertocat/Hello-World#1",
+    )
+    assert (arrived.kinds, str(arrived.issue), str(arrived.moved_from)) == (
+        {EventKind.MOVED},
+        "Codertocat/Hello-World#1",
+        "octo-org/octo-repo#1",
+    )
+    deleted, _ = to_github_event("issues", "d-3", fixture_json("github", "issues__deleted.json"))
+    assert (deleted.kinds, deleted.moved_to) == ({EventKind.REMOVED}, None)
+
+
+def test_a_jira_move_names_the_old_key_and_a_deletion_is_a_removal() -> None:
+    moved, _ = to_jira_event(
+        "d-1", fixture_json("jira", "mattermost__webhook-issue-updated-moved.derived.json")
+    )
+    assert EventKind.MOVED in moved.kinds
+    assert (moved.issue.key, moved.issue.scope, moved.moved_from) == (
+        "ACME-7",
+        "ACME",
+        IssueRef("jira", "TES", "TES-41", moved.issue.id),
+    )
+    deleted, _ = to_jira_event("d-2", fixture_json("jira", "mattermost__webhook-issue-deleted.json"))
+    assert deleted.kinds == {EventKind.REMOVED}
