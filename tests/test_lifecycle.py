@@ -25,7 +25,7 @@ from connector.github.connector import GithubConnector
 from connector.github.events import to_event as to_github_event
 from connector.jira.events import to_event as to_jira_event
 from policies.models import EventKind, IssueRef
-from policies.sla import Created, StateChanged
+from policies.sla import Created, StateChanged, TimelineEvent
 from policies.workflow import paused_from
 from runtime.services import Services
 from runtime.store import Store
@@ -733,7 +733,7 @@ def test_where_a_paused_issue_came_from_is_read_from_its_timeline(
     states: list[str], origin: str | None
 ) -> None:
     first, *rest = states
-    timeline = (
+    timeline: tuple[TimelineEvent, ...] = (
         Created(at=_at_minute(0), state=first),
         *(StateChanged(at=_at_minute(i + 1), state=s) for i, s in enumerate(rest)),
     )
@@ -745,17 +745,17 @@ def test_both_ends_of_a_github_transfer_name_the_other() -> None:
     arrived, _ = to_github_event("issues", "d-2", fixture_json("github", "issues__opened.with-transfer.json"))
 
     assert (away.kinds, str(away.issue), str(away.moved_to)) == (
-        {EventKind.REMOVED},
+        frozenset({EventKind.REMOVED}),
         "octo-org/octo-repo#1",
         "Codertocat/Hello-World#1",
     )
     assert (arrived.kinds, str(arrived.issue), str(arrived.moved_from)) == (
-        {EventKind.MOVED},
+        frozenset({EventKind.MOVED}),
         "Codertocat/Hello-World#1",
         "octo-org/octo-repo#1",
     )
     deleted, _ = to_github_event("issues", "d-3", fixture_json("github", "issues__deleted.json"))
-    assert (deleted.kinds, deleted.moved_to) == ({EventKind.REMOVED}, None)
+    assert deleted.kinds == {EventKind.REMOVED} and deleted.moved_to is None
 
 
 def test_a_jira_move_names_the_old_key_and_a_deletion_is_a_removal() -> None:
