@@ -40,6 +40,15 @@ class TrackerUnavailable(Exception):
         self.wait = wait
 
 
+GONE_STATUSES = frozenset({404, 410})  # "not here" (deleted, or transferred out of reach), "gone"
+
+
+class IssueGone(Exception):
+    """A write was refused and a read of the issue answered 404 or 410: it was deleted, or moved
+    where this connector cannot see it. The runtime stops following it (one audit row) instead of
+    trying again for ever."""
+
+
 class DeliveryRefused(Exception):
     """The tracker will not let sopguard act on this delivery at all (an unknown GitHub App
     installation, credentials it rejects): the delivery fails with this reason, and `sopguard retry`
@@ -107,7 +116,8 @@ class Connector(Protocol):
 
     def history(self, delivery: Delivery, event: Event) -> list[Change] | None:
         """The tracker's record of the issue's status, for an issue first seen after its
-        creation (read once, by a sweep); `None` when it cannot be read."""
+        creation (read once, by a sweep); `None` when it cannot be read, `IssueGone` when the
+        tracker says the issue is not there (404, 410)."""
         ...
 
     def apply(
@@ -119,5 +129,6 @@ class Connector(Protocol):
         journal: Journal,
     ) -> list[Applied]:
         """Carry out tracker actions, in order, each write once (the journal says what was done);
-        a refusal is reported as the action's outcome; `TrackerUnavailable` is raised."""
+        a refusal is reported as the action's outcome; `TrackerUnavailable` is raised, and
+        `IssueGone` when a refusal was a 404/410 and a read of the issue answers the same."""
         ...

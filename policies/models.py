@@ -14,6 +14,7 @@ from types import MappingProxyType
 from typing import Literal
 
 from config.schema import Mode
+from policies.sla import TimelineEvent
 
 Source = Literal["github", "jira"]
 
@@ -30,6 +31,11 @@ class EventKind(StrEnum):
     ASSIGNEE_CHANGED = "assignee_changed"
     PRIORITY_CHANGED = "priority_changed"
     COMMENTED = "commented"
+    # The issue arrived under a new name (a GitHub transfer into this repository, a Jira issue moved
+    # to another project): followed on under the new name, in the state it is in, never undone.
+    MOVED = "moved"
+    # The issue is gone from here (deleted, or transferred to another repository): no longer followed.
+    REMOVED = "removed"
     OTHER = "other"
 
 
@@ -99,6 +105,9 @@ class Event:
     comment: Comment | None = None
     by_service: bool = False
     at: dt.datetime | None = None
+    # The issue's earlier name (MOVED) or its new one (REMOVED by a transfer), when the tracker says.
+    moved_from: IssueRef | None = None
+    moved_to: IssueRef | None = None
 
 
 @dataclass(frozen=True)
@@ -130,6 +139,9 @@ class IssueSnapshot:
     last_state: str | None = None
     manual_priority: str | None = None
     is_subtask: bool = False
+    # The issue's SLA timeline as the ledger has it before this event: the receipt reads the same
+    # clocks from it as the sweep does, and the lifecycle finds where a pause came from.
+    timeline: tuple[TimelineEvent, ...] = ()
 
 
 class CommentPolicy(StrEnum):
@@ -215,6 +227,15 @@ class RememberManualPriority:
     level: str | None
 
 
+@dataclass(frozen=True)
+class StopFollowing:
+    """The issue is gone from where the service followed it (`reason` says how): no more sweeps,
+    clocks or notices for it under this name (not a tracker call)."""
+
+    rule_id: str
+    reason: str
+
+
 Action = (
     PostComment
     | ChangeLabels
@@ -223,6 +244,7 @@ Action = (
     | CreateSubtasks
     | RememberState
     | RememberManualPriority
+    | StopFollowing
 )
 TRACKER_ACTIONS = (PostComment, ChangeLabels, SetPriority, MoveToStatus, CreateSubtasks)
 

@@ -9,7 +9,7 @@ from config.schema import ChecklistGuard, Mode, Policy, SectionGuard
 from policies.context import Context, is_service_request
 from policies.models import Event, IssueSnapshot
 from policies.text import find_section
-from policies.workflow import state_change
+from policies.workflow import is_return_from_pause, state_change
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,11 @@ def needs(policy: Policy, event: Event, snapshot: IssueSnapshot) -> Needs:
     target = scoped.workflow.state(change.after)
     guards = transition.guards if transition else []
     # A change that is not a transition is undone in enforce mode, so its checklists are not created.
-    entered = transition is not None or scoped.mode_of(scoped.workflow.rule) != Mode.ENFORCE
+    entered = (
+        transition is not None
+        or is_return_from_pause(context, change)
+        or scoped.mode_of(scoped.workflow.rule) != Mode.ENFORCE
+    )
     return Needs(
         subtasks=any(isinstance(g, ChecklistGuard) for g in guards)
         or bool(entered and target and target.checklists),

@@ -435,6 +435,14 @@ def _read_clock(rule: TargetRule, cycle: _Cycle, history: _History) -> ClockRead
     )
 
 
+def issue_clocks(sla: Sla, timeline: Sequence[TimelineEvent], now: dt.datetime) -> tuple[ClockReading, ...]:
+    """An issue's clocks at `now`, as the sweep, the receipt and the ledger all read them: the one
+    computation of its deadlines; none before the timeline knows when the issue was created."""
+    if not any(isinstance(entry, Created) for entry in timeline):
+        return ()
+    return read_clocks(rules_for(sla), timeline, now)
+
+
 def read_clocks(
     rules: SlaRules, timeline: Sequence[TimelineEvent], now: dt.datetime
 ) -> tuple[ClockReading, ...]:

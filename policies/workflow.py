@@ -32,9 +32,11 @@ from policies.models import (
     MoveToStatus,
     PostComment,
     RememberState,
+    StopFollowing,
 )
 from policies.render import contained, render
 from policies.router import Router
+from policies.sla import Created, Reopened, StateChanged, TimelineEvent
 from policies.text import find_section
 
 router = Router()
@@ -102,9 +104,28 @@ def jira_state(policy: Policy, status: str | None) -> str | None:
     )
 
 
+def current_state(ctx: Context) -> str | None:
+    """The stage the issue shows now, from its status label or Jira status; else what the ledger
+    remembers. For an issue that arrived under a new name: taken as it is, never undone."""
+    snapshot = ctx.snapshot
+    if ctx.event.source == "jira":
+        return jira_state(ctx.policy, snapshot.status) or snapshot.last_state
+    if not snapshot.is_open:
+        return ctx.policy.trackers.github.closed_states[0]
+    present = label_states(ctx.policy, snapshot.labels)
+    if len(present) == 1:
+        return present[0]
+    return snapshot.last_state if snapshot.last_state in present or not present else None
+
+
 def state_change(ctx: Context) -> StateChange | None:
     """The stage the issue left and the one it entered; `None` when that cannot be told."""
     event, snapshot, workflow = ctx.event, ctx.snapshot, ctx.policy.workflow
+    if EventKind.REMOVED in event.kinds:
+        return None
+    if EventKind.MOVED in event.kinds:
+        now = current_state(ctx)
+        return StateChange(now, now) if now is not None else None
     if event.source == "jira":
         if not event.kinds & {EventKind.STATUS_CHANGED, EventKind.OPENED}:
             return None  # Jira reports every change of status in the changelog; nothing else moves it
@@ -118,6 +139,35 @@ def state_change(ctx: Context) -> StateChange | None:
     if before is None or after is None:
         return None
     return StateChange(before, after)
+
+
+def paused_from(policy: Policy, timeline: tuple[TimelineEvent, ...]) -> str | None:
+    """The stage an issue now in a pause state (waiting for the customer) came from, read from the
+    ledger's timeline; `None` when it is not paused or where it came from is not known."""
+    pauses = set(policy.sla.pause_states)
+    state: str | None = None
+    origin: str | None = None
+    ordered = sorted(timeline, key=lambda entry: (entry.at, not isinstance(entry, Created)))
+    for entry in ordered:
+        if isinstance(entry, Created | StateChanged | Reopened) and entry.state is not None:
+            if entry.state in pauses and state not in pauses:
+                origin = state
+            state = entry.state
+    return origin if state in pauses else None
+
+
+def _return_from_pause(ctx: Context, change: StateChange) -> str | None:
+    """Where an issue leaving a pause state must go back to: the stage it came from, when known."""
+    pauses = set(ctx.policy.sla.pause_states)
+    if change.before not in pauses or change.after in pauses:
+        return None
+    return paused_from(ctx.policy, ctx.snapshot.timeline)
+
+
+def is_return_from_pause(ctx: Context, change: StateChange) -> bool:
+    """Back from waiting for the customer to the stage it came from: allowed, whatever the
+    policy's transitions say."""
+    return _return_from_pause(ctx, change) == change.after
 
 
 # --- guards ---------------------------------------------------------------------------------
@@ -180,14 +230,28 @@ def _check_guards(transition: Transition, ctx: Context) -> tuple[list[Outcome], 
 # --- the handler ----------------------------------------------------------------------------
 
 
-@router.register(EventKind.OPENED, EventKind.LABELS_CHANGED, EventKind.STATUS_CHANGED)
+@router.register(EventKind.REMOVED)
+def stop_following(ctx: Context) -> Iterator[Outcome]:
+    """A deleted issue, or one transferred away: the service stops following it here."""
+    event, rule = ctx.event, ctx.policy.workflow.rule
+    reason = f"transferred to {event.moved_to}" if event.moved_to else "deleted"
+    yield outcome(
+        rule,
+        ctx.mode(rule),
+        passed=True,
+        reasons=[f"{reason}: no longer followed here"],
+        actions=[StopFollowing(rule.id, reason)],
+    )
+
+
+@router.register(EventKind.OPENED, EventKind.LABELS_CHANGED, EventKind.STATUS_CHANGED, EventKind.MOVED)
 def check_transition(ctx: Context) -> Iterator[Outcome]:
     change = state_change(ctx)
     if change is None:
         return
     workflow = ctx.policy.workflow
     if change.before == change.after:
-        if EventKind.OPENED in ctx.event.kinds:
+        if ctx.event.kinds & {EventKind.OPENED, EventKind.MOVED}:
             yield outcome(
                 workflow.rule,
                 ctx.mode(workflow.rule),
@@ -196,12 +260,22 @@ def check_transition(ctx: Context) -> Iterator[Outcome]:
             )
         return
     transition = workflow.transition(change.before, change.after)
+    origin = _return_from_pause(ctx, change)
+    if origin is not None and origin != change.after:
+        transition = None  # waiting for the customer is a detour: back to the stage it left, not beyond
     rule: Rule = transition or workflow.rule
     mode = ctx.mode(rule)
     failed: list[_GuardVerdict] = []
-    if transition is None:
+    if transition is None and origin == change.after:
+        broken = undo = False  # back to the stage it came from, though no transition names it
+        reasons: list[str] = []
+    elif transition is None:
         broken, undo = mode != Mode.OFF, mode == Mode.ENFORCE
-        reasons = [f"{change.before} -> {change.after} is not an allowed transition"]
+        reasons = [
+            f"{change.before} -> {change.after}: an issue waiting for the customer returns to {origin}"
+            if origin
+            else f"{change.before} -> {change.after} is not an allowed transition"
+        ]
     else:
         guard_outcomes, failed = _check_guards(transition, ctx) if mode != Mode.OFF else ([], [])
         yield from guard_outcomes
@@ -217,7 +291,7 @@ def check_transition(ctx: Context) -> Iterator[Outcome]:
         return
     if not undo:
         yield from contained(_checklists(ctx, change.after))
-    actions = _reject(ctx, rule, change, failed, undo=undo)  # last: the engine contains its failure
+    actions = _reject(ctx, rule, change, failed, undo=undo, returns_to=origin)  # last: contained
     yield outcome(
         rule,
         mode,
@@ -265,21 +339,36 @@ def _entry_states(ctx: Context, target: str) -> list[str]:
 
 
 def _reject(
-    ctx: Context, rule: Rule, change: StateChange, failed: list[_GuardVerdict], *, undo: bool
+    ctx: Context,
+    rule: Rule,
+    change: StateChange,
+    failed: list[_GuardVerdict],
+    *,
+    undo: bool,
+    returns_to: str | None = None,
 ) -> list[Action]:
     """Undo (when `undo`) and explain; actions carry `rule`, the transition or the lifecycle rule.
 
-    Only the actor's login comes from the tracker; the rest is the policy's text.
+    `returns_to`: the stage a paused issue came from, the only one it may go back to; the stages
+    skipped are then counted from there. Only the actor's login comes from the tracker; the rest is
+    the policy's text.
     """
     policy = ctx.policy
     lifecycle = policy.workflow.rule
-    stage = [policy.workflow.state(s) for s in _skipped_states(ctx, change)] if not failed else []
+    counted_from = StateChange(returns_to, change.after) if returns_to else change
+    stage = [policy.workflow.state(s) for s in _skipped_states(ctx, counted_from)] if not failed else []
+    entry_from = [] if failed or returns_to else [_title(ctx, s) for s in _entry_states(ctx, change.after)]
+    allowed = (
+        [_title(ctx, returns_to)]
+        if returns_to
+        else [_title(ctx, t.to) for t in policy.workflow.transitions_from(change.before)]
+    )
     variables: dict[str, Any] = {
         "undone": undo,
         "actor": ctx.event.actor.login,
         "from_state": _title(ctx, change.before),
         "to_state": _title(ctx, change.after),
-        "entry_from": [] if failed else [_title(ctx, s) for s in _entry_states(ctx, change.after)],
+        "entry_from": entry_from,
         "skipped": [
             {"title": ctx.text(s.title), "sop": Markdown(s.sop), "clause": Markdown(policy.clause(s.sop))}
             for s in stage
@@ -295,7 +384,7 @@ def _reject(
             }
             for v in failed
         ],
-        "allowed": [_title(ctx, t.to) for t in policy.workflow.transitions_from(change.before)],
+        "allowed": allowed,
     }
     marker = f"transition-rejected:{change.before}:{change.after}:{ctx.event.delivery_id}"
     body = render(policy, "transition-rejected", lifecycle, **variables)

@@ -20,7 +20,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from connector.base import Applied, DeliveryRefused, TrackerUnavailable
+from connector.base import Applied, DeliveryRefused, IssueGone, TrackerUnavailable
 from connector.delivery import Delivery, parse_body
 from connector.errors import BadPayload, Ignored
 from policies.context import is_service_request
@@ -28,14 +28,18 @@ from policies.engine import evaluate
 from policies.ledger import facts_after, timeline_entries, what_happened
 from policies.models import (
     TRACKER_ACTIONS,
+    Action,
     Decision,
     Event,
     EventKind,
     IssueRef,
     IssueSnapshot,
+    PostComment,
     RememberManualPriority,
     RememberState,
+    RuleResult,
     Source,
+    StopFollowing,
 )
 from policies.needs import needs
 from policies.sla import Commented, Created, TimelineEvent
@@ -44,6 +48,7 @@ from runtime.services import Services
 from runtime.store.audit import decision_rows
 from runtime.store.inbox import Final, Received
 from runtime.store.ledger import FollowedIssue, IssueMemory, LedgerUpdate, ref_from_key
+from runtime.sweep import unfinished_parts
 
 log = logging.getLogger(__name__)
 
@@ -121,12 +126,24 @@ def process(services: Services, delivery: Delivery, received: Received) -> Outco
             None,
         )
         return Outcome("ignored", str(reason))
+    now = services.clock()
+    _follow_the_move(services, event, now)
     known = store.ledger.one(event.issue)  # the one read of what the ledger knows of the issue
     memory = known.memory if known is not None else IssueMemory()
-    now = services.clock()
+    if memory.gone is not None:
+        note = f"no longer followed here ({memory.gone}): nothing done"
+        _record(
+            services, delivery, seq, "ignored", note, event.issue, event.name, Decision(note=note), {}, None
+        )
+        return Outcome("ignored", note)
     if _is_history(memory, snapshot):
         return _record_history(services, delivery, seq, event, snapshot, known, memory, now)
-    snapshot = replace(snapshot, last_state=memory.last_state, manual_priority=memory.manual_priority)
+    snapshot = replace(
+        snapshot,
+        last_state=memory.last_state,
+        manual_priority=memory.manual_priority,
+        timeline=known.timeline if known is not None else (),
+    )
     snapshot = connector.complete(delivery, event, snapshot, needs(services.policy, event, snapshot))
     decision = evaluate(services.policy, event, snapshot, now)
     tracker_actions = [a for a in decision.actions if isinstance(a, TRACKER_ACTIONS)]
@@ -136,9 +153,13 @@ def process(services: Services, delivery: Delivery, received: Received) -> Outco
         services.clock,
         complete=memory.journaled,
     )
-    applied = connector.apply(delivery, event, snapshot, tracker_actions, journal)
+    try:
+        applied = connector.apply(delivery, event, snapshot, tracker_actions, journal)
+    except IssueGone as gone:
+        decision, applied = _gone(services, event, decision, tracker_actions, str(gone))
     happened = what_happened(decision, [(a.action, a.outcome) for a in applied])
     ledger = _ledger_update(services, delivery, event, snapshot, happened, known, memory, now)
+    ledger = _with_unfinished(ledger, known, delivery.delivery_id, decision, applied, now)
     broken = decision.broken
     status: Final = "failed" if broken else "processed"
     why = "; ".join(f"{r.rule_id}: {'; '.join(r.reasons)}" for r in broken)
@@ -164,6 +185,51 @@ def process(services: Services, delivery: Delivery, received: Received) -> Outco
         extra={"delivery": delivery.delivery_id, "issue": str(event.issue)},
     )
     return Outcome(status, why)
+
+
+def _follow_the_move(services: Services, event: Event, now: dt.datetime) -> None:
+    """An issue that changed its name (a GitHub transfer, seen from either end; a Jira issue moved
+    to another project) is followed on under the new one, whichever delivery arrives first."""
+    for old, new in ((event.moved_from, event.issue), (event.issue, event.moved_to)):
+        if old is not None and new is not None and services.store.ledger.rename(old, new, now):
+            log.info("%s is followed on as %s", old, new, extra={"issue": str(new)})
+
+
+def _gone(
+    services: Services, event: Event, decision: Decision, actions: Sequence[Action], reason: str
+) -> tuple[Decision, list[Applied]]:
+    """The tracker says the issue is gone: none of the writes happened, and it is no longer followed."""
+    scoped = services.policy.for_issue(event.issue.source, event.issue.scope)
+    rule = scoped.workflow.rule
+    why = f"{reason}: no longer followed"
+    stop = StopFollowing(rule.id, why)
+    result = RuleResult(rule.id, rule.sop, False, scoped.mode_of(rule), (why,))
+    gone = replace(decision, actions=(*decision.actions, stop), results=(*decision.results, result))
+    return gone, [Applied(action, f"failed: {reason}") for action in actions]
+
+
+def _with_unfinished(
+    ledger: LedgerUpdate | None,
+    known: FollowedIssue | None,
+    delivery_id: str,
+    decision: Decision,
+    applied: Sequence[Applied],
+    now: dt.datetime,
+) -> LedgerUpdate | None:
+    """A comment of this delivery the tracker refused (a receipt, a checklist or rejection comment)
+    is tried again by the sweep until it lands; one it posted now replaces an older failed try."""
+    if ledger is None or ledger.gone is not None:
+        return ledger
+    rules = {r.rule_id: (r.sop, str(r.mode)) for r in decision.results}
+    comments = [a for a in applied if isinstance(a.action, PostComment)]
+    failed = unfinished_parts(comments, delivery_id, rules, now)
+    tried = {f"comment:{a.action.marker}" for a in applied if isinstance(a.action, PostComment)}
+    earlier = known.unfinished if known is not None else ()
+    kept = [item for item in earlier if item.name not in tried]
+    unfinished = (*kept, *failed)
+    changed = bool(failed) or len(kept) != len(earlier)
+    due = [t for t in (ledger.next_due_at, *(item.next_at for item in unfinished)) if t]
+    return replace(ledger, unfinished=unfinished if changed else None, next_due_at=min(due, default=None))
 
 
 def _is_history(memory: IssueMemory, snapshot: IssueSnapshot) -> bool:
@@ -324,6 +390,9 @@ def _ledger_update(
     scoped = services.policy.for_issue(event.issue.source, event.issue.scope)
     if not is_service_request(scoped, snapshot) or not event.issue.scope:
         return None
+    stopped = [a.reason for a in decision.actions if isinstance(a, StopFollowing)]
+    if stopped:
+        return LedgerUpdate(None, (), {}, gone=stopped[-1], as_of=memory.as_of)
     facts = facts_after(services.policy, event, snapshot, decision, known.facts if known else None)
     earlier = known.timeline if known else ()
     entries = _new_comments(

@@ -292,6 +292,7 @@ class FakeGithubServer:
         self._ids: dict[str, int] = {}
         self._issues_by_id: dict[int, FakeIssue] = {}
         self._events: dict[int, tuple[FakeIssue, dict[str, Any]]] = {}
+        self._deleted: set[tuple[str, int]] = set()
         self._next_id = 1000
         self._window, self._used = 0, 0
         self._httpd = _Httpd(("127.0.0.1", port), _Handler)
@@ -389,6 +390,11 @@ class FakeGithubServer:
             if "state" in fields and "closed_at" not in fields:
                 issue.closed_at = (issue.closed_at or _now()) if issue.state == "closed" else None
 
+    def delete_issue(self, repo: str, number: int) -> None:
+        """Delete the issue as an admin does: from now on every request naming it answers 410."""
+        with self._lock:
+            self._deleted.add((repo, number))
+
     def add_comment(self, repo: str, number: int, body: str, user: str | None = None) -> int:
         """A comment someone (`default_author` unless `user`) made; its id."""
         with self._lock:
@@ -457,6 +463,8 @@ class FakeGithubServer:
         return call, fault is not None and fault.status is None
 
     def _dispatch(self, kind: str, request: _Request, args: dict[str, Any]) -> JsonReply:
+        if (f"{args.get('owner')}/{args.get('repo')}", args.get("number")) in self._deleted:
+            return self._error(410, "This issue was deleted")
         handler = getattr(self, "_on_" + kind.replace(".", "_"))
         try:
             reply: JsonReply = handler(request, **args)

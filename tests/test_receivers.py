@@ -38,9 +38,20 @@ JIRA_FIXTURES = sorted(path.name for path in (FIXTURES / "jira").glob("*.json"))
 # What the service procedure acts on, written out here rather than read from the code under test.
 GITHUB_HANDLED = {
     ("issues", action)
-    for action in ("opened", "edited", "labeled", "unlabeled", "closed", "reopened", "assigned", "unassigned")
+    for action in (
+        "opened",
+        "edited",
+        "labeled",
+        "unlabeled",
+        "closed",
+        "reopened",
+        "assigned",
+        "unassigned",
+        "deleted",  # no longer followed
+        "transferred",  # followed on in the new repository
+    )
 } | {("issue_comment", "created"), ("issue_comment", "edited")}
-JIRA_HANDLED = {"jira:issue_created", "jira:issue_updated", "comment_created"}
+JIRA_HANDLED = {"jira:issue_created", "jira:issue_updated", "jira:issue_deleted", "comment_created"}
 # A REST API response recorded next to the webhooks: it names no `webhookEvent`, so it is refused.
 JIRA_NOT_A_DELIVERY = {"jira-to-matrix__REST-GET-transitions-response.json"}
 

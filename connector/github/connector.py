@@ -23,7 +23,7 @@ from github.Repository import Repository
 from tenacity import Retrying
 
 from config.settings import Settings
-from connector.base import Applied, DeliveryRefused, Journal, TrackerUnavailable
+from connector.base import GONE_STATUSES, Applied, DeliveryRefused, IssueGone, Journal, TrackerUnavailable
 from connector.delivery import Delivery
 from connector.github.events import actor as actor_of
 from connector.retry import (
@@ -197,7 +197,12 @@ class GithubConnector:
         try:
             issue = self._target(delivery, event).issue
             events = self._call(lambda: list(issue.get_events()))
-        except (GithubException, requests.RequestException, TrackerUnavailable, NoInstallation) as error:
+        except GithubException as error:
+            if error.status in GONE_STATUSES:
+                raise IssueGone(_describe(error)) from error
+            log.warning("history of %s unreadable: %s", event.issue, error)
+            return None
+        except (requests.RequestException, TrackerUnavailable, NoInstallation) as error:
             log.warning("history of %s unreadable: %s", event.issue, error)
             return None
         changes = []
@@ -235,11 +240,22 @@ class GithubConnector:
                 # A refusal (every call goes through `_call`, which raises outages as
                 # TrackerUnavailable, left to the runtime to retry later).
                 log.warning("%s on %s failed: %s", type(action).__name__, event.issue, error)
+                if isinstance(error, GithubException) and error.status in GONE_STATUSES:
+                    self._raise_if_gone(target)
                 outcome = f"failed: {_describe(error)}"
             if outcome.startswith("failed"):
                 failed |= rules
             results.append(Applied(action, outcome))
         return results
+
+    def _raise_if_gone(self, target: _Target) -> None:
+        """`IssueGone` when a read of the issue answers 404 or 410 (a refused write may have
+        named a comment or a label that is gone, not the issue)."""
+        try:
+            self._call(lambda: target.repository.get_issue(target.number).state)
+        except GithubException as error:
+            if error.status in GONE_STATUSES:
+                raise IssueGone(f"the issue is gone ({_describe(error)})") from error
 
 
 def _author(comment: IssueComment) -> Actor:

@@ -29,6 +29,8 @@ HANDLED: dict[tuple[str, str], EventKind] = {
     ("issues", "unlabeled"): EventKind.LABELS_CHANGED,
     ("issues", "closed"): EventKind.STATUS_CHANGED,
     ("issues", "reopened"): EventKind.STATUS_CHANGED,
+    ("issues", "deleted"): EventKind.REMOVED,
+    ("issues", "transferred"): EventKind.REMOVED,  # on the old repository; `opened` on the new one
     ("issues", "assigned"): EventKind.ASSIGNEE_CHANGED,
     ("issues", "unassigned"): EventKind.ASSIGNEE_CHANGED,
     ("issue_comment", "created"): EventKind.COMMENTED,
@@ -132,6 +134,24 @@ class IssueComment(Lenient):
     updated_at: Time = None
 
 
+class _OtherIssue(Lenient):
+    """The issue at the other end of a transfer."""
+
+    number: IssueNumber
+    id: Identifier = ""
+    html_url: str = ""
+
+
+class Changes(Lenient):
+    """A transfer's two ends: `new_*` on the old repository's `transferred`, `old_*` on the new
+    repository's `opened`."""
+
+    new_issue: _OtherIssue | None = None
+    new_repository: Repository | None = None
+    old_issue: _OtherIssue | None = None
+    old_repository: Repository | None = None
+
+
 class DeliveryBody(Lenient):
     """The parts of an `issues` or `issue_comment` delivery's body the service reads."""
 
@@ -141,6 +161,7 @@ class DeliveryBody(Lenient):
     sender: User | None = None
     comment: IssueComment | None = None
     label: Label | None = None
+    changes: Changes | None = None
 
 
 class _NumberedIssue(Lenient):
@@ -231,6 +252,22 @@ def _label_change(delivery: DeliveryBody) -> tuple[frozenset[str], frozenset[str
     return after, after
 
 
+def _other_end(issue: _OtherIssue | None, repository: Repository | None) -> IssueRef | None:
+    if issue is None or repository is None:
+        return None
+    return IssueRef("github", repository.full_name, str(issue.number), issue.id, issue.html_url)
+
+
+def _transfer(delivery: DeliveryBody) -> tuple[IssueRef | None, IssueRef | None]:
+    """Where a transferred issue came from (on its new repository) and went to (on its old one)."""
+    changes = delivery.changes or Changes()
+    came_from = _other_end(changes.old_issue, changes.old_repository) if delivery.action == "opened" else None
+    went_to = (
+        _other_end(changes.new_issue, changes.new_repository) if delivery.action == "transferred" else None
+    )
+    return came_from, went_to
+
+
 def _status_change(action: str) -> tuple[str | None, str | None]:
     if action == "closed":
         return "open", "closed"
@@ -245,6 +282,9 @@ def to_event(
     """Normalise one delivery; raises `Ignored` or `BadPayload` (naming the flaw), nothing else."""
     kind = classify(event_name, payload)
     delivery = validated(DeliveryBody, payload)
+    moved_from, moved_to = _transfer(delivery)
+    if moved_from is not None:
+        kind = EventKind.MOVED  # a transfer, not a new request: its state is taken as it is
     sender = actor(delivery.sender)
     labels_before, labels_after = _label_change(delivery)
     status_before, status_after = _status_change(delivery.action)
@@ -262,7 +302,9 @@ def to_event(
         labels_after=labels_after,
         comment=_comment(delivery.comment) if delivery.comment else None,
         by_service=sender.login in service_logins,
-        at=_event_time(delivery),
+        at=delivery.issue.updated_at if moved_from else _event_time(delivery),  # not its creation
+        moved_from=moved_from,
+        moved_to=moved_to,
     )
     return event, issue_snapshot
 

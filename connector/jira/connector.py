@@ -28,11 +28,11 @@ from typing import Any
 from config.loader import load_policy
 from config.schema import Policy
 from config.settings import Settings
-from connector.base import Applied, Journal
+from connector.base import GONE_STATUSES, Applied, IssueGone, Journal
 from connector.delivery import Delivery
 from connector.jira import events as jira_events
 from connector.jira import markers
-from connector.jira.api import JiraApi, Json, classify, describe
+from connector.jira.api import JiraApi, Json, classify, describe, status_of
 from connector.jira.format import to_adf, to_wiki
 from connector.retry import unavailable
 from policies.ledger import Change
@@ -274,6 +274,8 @@ class JiraConnector:
                 if page.get("isLast", True) or not values:
                     return changes
         except Exception as error:  # the issue stays followed from its creation, as before
+            if status_of(error) in GONE_STATUSES:
+                raise IssueGone(describe(error)) from error
             log.warning("history of %s unreadable: %s", event.issue, describe(error))
             return None
 
@@ -349,8 +351,19 @@ class _Run:
             if (later := unavailable(classify, error)) is not None:
                 raise later from error
             log.warning("%s on %s failed: %s", type(action).__name__, self.key, describe(error))
+            if status_of(error) in GONE_STATUSES:
+                self._raise_if_gone()
             outcome = f"failed: {describe(error)}"
         return Applied(action, outcome)
+
+    def _raise_if_gone(self) -> None:
+        """`IssueGone` when a read of the issue answers 404 or 410 (a refused write may have named
+        a comment or a transition that is gone, not the issue)."""
+        try:
+            self.api.issue_fields(self.key, ["status"])
+        except Exception as error:
+            if status_of(error) in GONE_STATUSES:
+                raise IssueGone(f"the issue is gone ({describe(error)})") from error
 
     def _journaled(self, key: str, write: Callable[[], str]) -> str:
         """A write made once: skipped when the journal has it done (an earlier try of this delivery)."""

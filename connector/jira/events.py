@@ -14,10 +14,11 @@ from policies.models import Actor, Comment, Event, EventKind, IssueRef, IssueSna
 
 Payload = dict[str, Any]
 
-HANDLED = frozenset({"jira:issue_created", "jira:issue_updated", "comment_created", "comment_updated"})
+HANDLED = frozenset(
+    {"jira:issue_created", "jira:issue_updated", "jira:issue_deleted", "comment_created", "comment_updated"}
+)
 IGNORED_EVENTS = frozenset(
     {
-        "jira:issue_deleted",
         "comment_deleted",
         "issuelink_created",
         "issuelink_deleted",
@@ -303,6 +304,8 @@ def _changes(delivery: DeliveryBody) -> dict[str, tuple[str | None, str | None]]
 def _kinds(name: str, changes: dict[str, tuple[str | None, str | None]], has_comment: bool) -> set[EventKind]:
     if name == "jira:issue_created":
         return {EventKind.OPENED}
+    if name == "jira:issue_deleted":
+        return {EventKind.REMOVED}
     if name.startswith("comment"):
         return {EventKind.COMMENTED}
     kinds = {EventKind.COMMENTED} if has_comment else set()
@@ -311,11 +314,21 @@ def _kinds(name: str, changes: dict[str, tuple[str | None, str | None]], has_com
         "priority": EventKind.PRIORITY_CHANGED,
         "labels": EventKind.LABELS_CHANGED,
         "assignee": EventKind.ASSIGNEE_CHANGED,
+        "key": EventKind.MOVED,  # moved to another project: the changelog names both keys
+        "project": EventKind.MOVED,
     }
     for field in changes:
         if field not in WORKFLOW_BOOKKEEPING:
             kinds.add(specific.get(field, EventKind.EDITED))
     return kinds or {EventKind.OTHER}
+
+
+def _moved_from(changes: dict[str, tuple[str | None, str | None]], now: IssueRef) -> IssueRef | None:
+    """The key an issue moved to another project had before (the changelog's `Key` item)."""
+    before = changes.get("key", (None, None))[0]
+    if before is None or before == now.key or not _ISSUE_KEY.fullmatch(before):
+        return None
+    return IssueRef("jira", before.rsplit("-", 1)[0], before, now.id)
 
 
 def to_event(
@@ -351,5 +364,6 @@ def to_event(
         comment=_comment(comment) if comment else None,
         by_service=bool(who.id) and (who.id in service_accounts or who.login in service_accounts),
         at=delivery.timestamp,
+        moved_from=_moved_from(changes, issue_snapshot.ref),
     )
     return event, issue_snapshot

@@ -94,6 +94,10 @@ issues = Table(
     Column("as_of", DateTime(timezone=True)),
     # False for an issue of a release before the journal: sopguard may have written to it unjournaled.
     Column("journaled", Boolean, nullable=False, server_default=false()),
+    # Why the issue is no longer followed (deleted, transferred away); null while it is.
+    Column("gone", String(200)),
+    # The parts of notices (comments, breach labels) that did not land yet: the sweep tries them again.
+    Column("unfinished", JSON(none_as_null=True)),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
