@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import requests
@@ -34,6 +35,7 @@ from connector.retry import call as retried
 T = TypeVar("T")
 Json = dict[str, Any]
 
+BULK_LIMIT = 50  # issues per `POST /issue/bulk`, Jira's documented maximum
 UNPROCESSED = frozenset({429, 503})  # rate limited or unavailable: the request was not carried out
 AMBIGUOUS_STATUS = frozenset({500, 502, 504})
 
@@ -221,11 +223,85 @@ class JiraApi:
             lambda: self._send("POST", f"issue/{key}/comment", body=data, version=version), landed
         )
 
-    def create_issue(self, fields: Json, landed: Callable[[], Json | None]) -> Json:
-        """One `POST /issue`; project and issue type must be dicts, so the library looks nothing up."""
+    def create_issues(self, issues: Sequence[Json], existing: Callable[[], Mapping[str, str]]) -> BulkCreated:
+        """Issues (sub-tasks) by their `fields`, `BULK_LIMIT` to a `POST /issue/bulk`, each made once.
 
-        def create() -> Json:
-            raw: Json = self.client.create_issue(fields=fields, prefetch=False).raw
-            return raw
+        A try that failed ambiguously may have created some of them (Jira creates each on its own),
+        so before the next try `existing` (summary -> key, read now) says which are there, and only
+        the others are sent again. An issue Jira refused is in `refused` with its reason."""
+        created: dict[str, str] = {}
+        refused: dict[str, str] = {}
+        for start in range(0, len(issues), BULK_LIMIT):
+            chunk = list(issues[start : start + BULK_LIMIT])
+            self._once_each(chunk, existing, created, refused)
+        return BulkCreated(created, refused)
 
-        return self._once(create, landed)
+    def _once_each(
+        self,
+        chunk: list[Json],
+        existing: Callable[[], Mapping[str, str]],
+        created: dict[str, str],
+        refused: dict[str, str],
+    ) -> None:
+        uncertain = False
+
+        def attempt() -> None:
+            nonlocal uncertain
+            if uncertain:
+                there = existing()
+                created.update({f["summary"]: there[f["summary"]] for f in chunk if f["summary"] in there})
+            pending = [f for f in chunk if f["summary"] not in created]
+            if not pending:
+                return
+            try:
+                answer = self._send(
+                    "POST", "issue/bulk", body={"issueUpdates": [{"fields": f} for f in pending]}
+                )
+            except JIRAError as error:
+                if error.status_code == 400 and _bulk_errors(
+                    error
+                ):  # every one refused, each with its reason
+                    refused.update(_refusals(pending, _bulk_errors(error)))
+                    return
+                uncertain = uncertain or ambiguous(error)
+                raise
+            except Exception as error:
+                uncertain = uncertain or ambiguous(error)
+                raise
+            errors = list(answer.get("errors") or [])
+            refused.update(_refusals(pending, errors))
+            failed = {int(e.get("failedElementNumber", -1)) for e in errors}
+            made = [f for index, f in enumerate(pending) if index not in failed]
+            for fields, issue in zip(made, answer.get("issues") or [], strict=False):
+                created[fields["summary"]] = str(issue.get("key", ""))
+
+        self._retried(attempt)
+
+
+@dataclass(frozen=True)
+class BulkCreated:
+    """What a bulk creation made (summary -> key) and what Jira refused (summary -> reason)."""
+
+    created: Mapping[str, str]
+    refused: Mapping[str, str]
+
+
+def _bulk_errors(error: JIRAError) -> list[Json]:
+    try:
+        body = error.response.json() if error.response is not None else {}
+    except ValueError:
+        return []
+    errors = body.get("errors") if isinstance(body, dict) else None
+    return [e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
+
+
+def _refusals(pending: Sequence[Json], errors: Sequence[Json]) -> dict[str, str]:
+    """Summary -> Jira's reason, for each element of a bulk request that Jira did not create."""
+    refused = {}
+    for item in errors:
+        index = int(item.get("failedElementNumber", -1))
+        if 0 <= index < len(pending):
+            details = item.get("elementErrors") or {}
+            messages = [*details.get("errorMessages", []), *(details.get("errors") or {}).values()]
+            refused[str(pending[index]["summary"])] = "; ".join(map(str, messages)) or "refused"
+    return refused
