@@ -507,13 +507,19 @@ class _Run:
             if found is not None:
                 self.journal.done(key, {"id": str(found.get("id", "")), "digest": body_digest})
                 return f"skipped: already posted (comment {found.get('id', '?')})"
+            return self._post_action(action, key, body_digest, None)  # decided then, not made: made now
         known = self._known(action, earlier)
         if known is not None and action.on_existing == CommentPolicy.NEW:
             return f"skipped: already posted (comment {known.comment_id})"
         if reason := markers.skip_reason(action.on_existing, known, body_digest):
-            if known is not None and (earlier is None or earlier.state != "done"):
+            if known is not None and earlier is None:  # an older release's comment: journaled from now on
                 self.journal.done(key, {"id": known.comment_id, "digest": known.digest})
             return reason
+        return self._post_action(action, key, body_digest, known)
+
+    def _post_action(
+        self, action: PostComment, key: str, body_digest: str, known: markers.Posted | None
+    ) -> str:
         body = action.body
         if (stuck := self.stuck.get(action.rule_id)) and not action.marker.startswith("not-undone:"):
             # The undo failed: the engine's text for a change that stands, and why it stands.
