@@ -27,7 +27,9 @@ from tests.jira_support import (
     FakeJira,
     Service,
     adf_text,
+    as_edit,
     done_then,
+    intake_missing,
     issue_path,
     partly_done,
     post_comment,
@@ -35,6 +37,7 @@ from tests.jira_support import (
     start,
     subtasks_created,
     transition_undone,
+    with_intake,
 )
 
 
@@ -135,6 +138,34 @@ def test_a_500_before_the_comment_was_written_posts_it_once_after_looking(
     assert fake.calls()[-3:] == [post_comment(fake), f"GET {issue}/comment", post_comment(fake)]
     assert len(fake.our_comments()) == 1
     fake.check_against_openapi()
+
+
+def test_a_lost_follow_up_is_not_mistaken_for_the_comment_it_follows_up(
+    no_network: responses.RequestsMock, tmp_path: Path, deployment: Deployment
+) -> None:
+    """The intake reminder's follow-up (same marker, new text) fails with a 500 before it is made:
+    the newest comments show the reminder itself under that marker, but with another text's digest,
+    so the follow-up is posted, once."""
+    scenario = intake_missing(deployment)
+    fake, sopguard = start(no_network, tmp_path / "var", scenario, deployment)
+    sopguard.deliver(scenario.payload, "create-1")
+    fake.fail("POST", "/comment", (500, {}, ""))
+    seen = len(fake.calls())
+
+    sopguard.deliver(with_intake(as_edit(scenario.payload, list(fake.labels))), "edit-2")
+
+    issue = issue_path(fake)
+    assert fake.calls()[seen:] == [
+        f"PUT {issue}",
+        post_comment(fake),
+        f"GET {issue}/comment",  # did it land? the reminder is there, the follow-up is not
+        post_comment(fake),
+        post_comment(fake),  # the receipt restated
+    ]
+    thanks = fake.our_comments()[2]
+    assert "All required information is now present." in (adf_text(thanks) if deployment is CLOUD else thanks)
+    assert len(fake.our_comments()) == 4
+    assert sopguard.outcomes("edit-2")["intake-required-fields"].startswith("applied (follow-up to comment")
 
 
 def test_a_timeout_after_the_transition_was_made_is_not_followed_by_a_second_one(
