@@ -244,6 +244,27 @@ def test_an_item_jira_refuses_is_reported_and_the_others_are_created(
     fake.check_against_openapi()
 
 
+def test_a_bulk_creation_jira_refuses_as_a_whole_reports_each_item_and_is_not_retried(
+    no_network: responses.RequestsMock, tmp_path: Path, deployment: Deployment
+) -> None:
+    scenario = subtasks_created(deployment)
+    fake, sopguard = start(no_network, tmp_path / "var", scenario, deployment)
+    fake.refused_summaries.update(PREPARATION)
+
+    sopguard.deliver(scenario.payload, "refused-3")
+
+    assert fake.calls().count("POST /rest/api/2/issue/bulk") == 1 and sopguard.slept == []
+    assert fake.subtasks == []
+    outcome = sopguard.outcomes("refused-3")["preparation"]
+    assert (
+        outcome.startswith("failed: 0 of 3 created; ")
+        and outcome.count("The issue type selected is invalid.") == 3
+    )
+    journal = sopguard.journal(fake.key)
+    assert [journal[f"sub-task:preparation:{title}"].state for title in PREPARATION] == ["failed"] * 3
+    fake.check_against_openapi()
+
+
 def test_a_timeout_on_the_edit_is_retried_because_the_edit_is_idempotent(
     no_network: responses.RequestsMock, tmp_path: Path, deployment: Deployment
 ) -> None:

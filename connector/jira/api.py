@@ -203,9 +203,6 @@ class JiraApi:
         """`PUT /issue/{key}`, idempotent and without the reload GET of `Issue.update`."""
         self._retried(lambda: self._send("PUT", f"issue/{key}", body=body))
 
-    def set_issue_property(self, key: str, name: str, value: Any) -> None:
-        self._retried(lambda: self.client.add_issue_property(key, name, value))
-
     def transition(self, key: str, transition_id: str, landed: Callable[[], bool]) -> None:
         """`POST /issue/{key}/transitions`; `landed` tells whether an ambiguous try moved the issue."""
         self._once(
@@ -229,19 +226,13 @@ class JiraApi:
         A try that failed ambiguously may have created some of them (Jira creates each on its own),
         so before the next try `existing` (summary -> key, read now) says which are there, and only
         the others are sent again. An issue Jira refused is in `refused` with its reason."""
-        created: dict[str, str] = {}
-        refused: dict[str, str] = {}
+        result = BulkCreated({}, {})
         for start in range(0, len(issues), BULK_LIMIT):
-            chunk = list(issues[start : start + BULK_LIMIT])
-            self._once_each(chunk, existing, created, refused)
-        return BulkCreated(created, refused)
+            self._create_chunk(list(issues[start : start + BULK_LIMIT]), existing, result)
+        return result
 
-    def _once_each(
-        self,
-        chunk: list[Json],
-        existing: Callable[[], Mapping[str, str]],
-        created: dict[str, str],
-        refused: dict[str, str],
+    def _create_chunk(
+        self, chunk: list[Json], existing: Callable[[], Mapping[str, str]], result: BulkCreated
     ) -> None:
         uncertain = False
 
@@ -249,31 +240,28 @@ class JiraApi:
             nonlocal uncertain
             if uncertain:
                 there = existing()
-                created.update({f["summary"]: there[f["summary"]] for f in chunk if f["summary"] in there})
-            pending = [f for f in chunk if f["summary"] not in created]
+                result.created.update(
+                    {f["summary"]: there[f["summary"]] for f in chunk if f["summary"] in there}
+                )
+            pending = [f for f in chunk if f["summary"] not in result.created]
             if not pending:
                 return
             try:
                 answer = self._send(
                     "POST", "issue/bulk", body={"issueUpdates": [{"fields": f} for f in pending]}
                 )
-            except JIRAError as error:
-                if error.status_code == 400 and _bulk_errors(
-                    error
-                ):  # every one refused, each with its reason
-                    refused.update(_refusals(pending, _bulk_errors(error)))
+            except Exception as error:
+                if refusals := _bulk_errors(error):  # a 400: Jira refused every one, each with its reason
+                    result.refused.update(_refusals(pending, refusals))
                     return
                 uncertain = uncertain or ambiguous(error)
                 raise
-            except Exception as error:
-                uncertain = uncertain or ambiguous(error)
-                raise
             errors = list(answer.get("errors") or [])
-            refused.update(_refusals(pending, errors))
+            result.refused.update(_refusals(pending, errors))
             failed = {int(e.get("failedElementNumber", -1)) for e in errors}
             made = [f for index, f in enumerate(pending) if index not in failed]
             for fields, issue in zip(made, answer.get("issues") or [], strict=False):
-                created[fields["summary"]] = str(issue.get("key", ""))
+                result.created[fields["summary"]] = str(issue.get("key", ""))
 
         self._retried(attempt)
 
@@ -282,13 +270,16 @@ class JiraApi:
 class BulkCreated:
     """What a bulk creation made (summary -> key) and what Jira refused (summary -> reason)."""
 
-    created: Mapping[str, str]
-    refused: Mapping[str, str]
+    created: dict[str, str]
+    refused: dict[str, str]
 
 
-def _bulk_errors(error: JIRAError) -> list[Json]:
+def _bulk_errors(error: BaseException) -> list[Json]:
+    """The per-issue errors of a bulk creation Jira refused as a whole (a 400); `[]` for any other failure."""
+    if not isinstance(error, JIRAError) or error.status_code != 400 or error.response is None:
+        return []
     try:
-        body = error.response.json() if error.response is not None else {}
+        body = error.response.json()
     except ValueError:
         return []
     errors = body.get("errors") if isinstance(body, dict) else None
