@@ -16,6 +16,7 @@ import requests
 import responses
 
 from connector.retry import QUICK_ATTEMPTS
+from policies.models import IssueRef
 from tests.conftest import drain, services_of
 from tests.jira_support import (
     CLOUD,
@@ -185,6 +186,34 @@ def test_a_timeout_after_the_transition_was_made_is_not_followed_by_a_second_one
     assert fake.status == previous
     assert sopguard.outcomes("slow-1")["follow-the-lifecycle"].startswith("applied (transition ")
     fake.check_against_openapi()
+
+
+@pytest.mark.parametrize("landed", [True, False], ids=["it-landed", "it-did-not"])
+def test_a_move_an_earlier_run_began_is_looked_for_before_it_is_made_again(
+    no_network: responses.RequestsMock, tmp_path: Path, deployment: Deployment, landed: bool
+) -> None:
+    """The process died between the transition's POST and its journal entry: the run after it finds
+    the move `started`, so it reads where the issue is before moving it (only then)."""
+    scenario = transition_undone(deployment)
+    fake, sopguard = start(no_network, tmp_path / "var", scenario, deployment)
+    previous = "To Do" if deployment is CLOUD else "In Progress"
+    ref = IssueRef("jira", "TES", fake.key)
+    journal = sopguard.intake.store.journal(
+        ref, "jira:crash-1", lambda: dt.datetime.now(dt.UTC), complete=True
+    )
+    journal.begin(f"state:crash-1:{previous}")
+    if landed:
+        fake.status = previous
+
+    sopguard.deliver(scenario.payload, "crash-1")
+
+    issue = issue_path(fake)
+    moved = [] if landed else [f"GET {issue}/transitions", f"POST {issue}/transitions"]
+    assert fake.calls()[2:] == [f"GET {issue}", *moved, SERVER_INFO, post_comment(fake)]
+    assert fake.query("GET", issue) == [{"fields": ["status"]}]
+    assert fake.status == previous
+    move = sopguard.outcomes("crash-1")["follow-the-lifecycle"].split(";")[0]
+    assert move == f"skipped: already in {previous}" if landed else move.startswith("applied (transition ")
 
 
 def test_a_timeout_after_the_sub_tasks_were_created_does_not_create_them_again(

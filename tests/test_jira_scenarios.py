@@ -538,6 +538,30 @@ def test_a_cached_transition_jira_refuses_is_listed_again_and_the_move_made_once
     assert fake.calls()[seen:] == [f"POST {issue}/transitions", post_comment(fake)]
 
 
+def test_a_cached_transition_refused_because_the_issue_moved_back_already_is_not_labelled_stuck(
+    no_network: responses.RequestsMock, tmp_path: Path, deployment: Deployment
+) -> None:
+    """A person moved the issue back before the delivery was worked on: the cached transition is
+    refused, the fresh list has no way to where it already is, and its status says so."""
+    scenario = transition_undone(deployment)
+    fake, sopguard = start(no_network, tmp_path / "var", scenario, deployment)
+    sopguard.deliver(scenario.payload, "warm-1")  # moved back; the transitions are cached
+    seen = len(fake.calls())
+
+    sopguard.deliver(scenario.payload, "warm-2")  # the same skip again, already undone by a person
+
+    issue = issue_path(fake)
+    assert fake.calls()[seen:] == [
+        f"POST {issue}/transitions",  # refused: no transition leads from where it is to itself
+        f"GET {issue}/transitions",
+        f"GET {issue}",
+        post_comment(fake),
+    ]
+    previous = "To Do" if deployment is CLOUD else "In Progress"
+    assert "sop-violation" not in fake.labels
+    assert sopguard.outcomes("warm-2")["follow-the-lifecycle"].startswith(f"skipped: already in {previous}")
+
+
 def test_a_checklist_sub_task_moving_is_not_judged_and_costs_nothing_but_learning_who_we_are(
     no_network: responses.RequestsMock, tmp_path: Path
 ) -> None:

@@ -378,13 +378,14 @@ class _Run:
             outcome = f"failed: {describe(error)}"
         return Applied(action, outcome)
 
-    def _journaled(self, key: str, write: Callable[[], str]) -> str:
-        """A write made once: skipped when the journal has it done (an earlier try of this delivery)."""
+    def _journaled(self, key: str, write: Callable[[bool], str]) -> str:
+        """A write made once: skipped when the journal has it done (an earlier try of this delivery);
+        `write` is told whether an earlier try began it (it may have taken effect)."""
         earlier = self.journal.recall(key)
         if earlier is not None and earlier.state == "done":
             return str(earlier.result.get("outcome", "applied (earlier attempt)"))
         self.journal.begin(key)
-        outcome = write()
+        outcome = write(earlier is not None)
         self.journal.done(key, {"outcome": outcome})
         return outcome
 
@@ -394,7 +395,7 @@ class _Run:
                 key = f"state:{self.delivery.delivery_id}:{action.status}"
                 return self._journaled(key, partial(self._move, action))
             case SetPriority() | ChangeLabels():
-                return self._journaled(f"edit:{self.delivery.delivery_id}", self._edit_once)
+                return self._journaled(f"edit:{self.delivery.delivery_id}", lambda _: self._edit_once())
             case PostComment():
                 return self._comment(action)
             case CreateSubtasks():
@@ -416,14 +417,19 @@ class _Run:
         kind = str(issue_type.get("id") or issue_type.get("name") or "")
         return (self.event.issue.scope, kind, status.casefold()) if status and kind else None
 
-    def _move(self, action: MoveToStatus) -> str:
+    def _move(self, action: MoveToStatus, maybe_made: bool) -> str:
         """The transition whose target is the status to restore; without one, label and explain (no loop).
 
-        The transitions come from the cache when they can: a cached one that Jira refuses with a 400
-        (the workflow changed, or the issue is no longer where the delivery says) sends the list to
-        be read again, and the move is tried once more with what it says now."""
+        The issue is where the delivery says, and the transitions come from the cache when they can.
+        Jira's status is read only where that may be wrong: after an earlier try of this move (it
+        may have taken effect), and after Jira refused a cached transition with a 400 (the workflow
+        changed, or the issue moved on): then the list is read again, the move tried once more with
+        what it says, and without a way there the status tells whether the issue is there already."""
         target = action.status.casefold()
+        if maybe_made and self._status_now().casefold() == target:
+            return f"skipped: already in {action.status}"
         step = self._step()
+        refused_cached = False
         try:
             transitions, listed_now = self.connector.transitions(self.key, step)
             chosen = _leading_to(transitions, target)
@@ -433,6 +439,7 @@ class _Run:
             except JIRAError as error:
                 if error.status_code != 400 or listed_now:
                     raise
+                refused_cached = True
                 chosen = _leading_to(self.connector.transitions(self.key, step, fresh=True)[0], target)
                 if chosen is not None:
                     return self._transition(chosen, action)
@@ -442,7 +449,9 @@ class _Run:
             current = self.event.status_after or self.snapshot.status or "?"
             reason = f"Jira did not move the issue to {action.status}: {describe(error)}"
             return self._stuck(action, _Stuck(current, action.status, refused=True), reason)
-        current = self.event.status_after or self.snapshot.status or "?"
+        current = (
+            self._status_now() if refused_cached else self.event.status_after or self.snapshot.status or "?"
+        )
         if current.casefold() == target:
             return f"skipped: already in {action.status}"
         reason = f"the workflow has no transition from {current} to {action.status}"
