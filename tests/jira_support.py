@@ -23,14 +23,17 @@ from urllib.parse import parse_qs, urlsplit
 import requests
 import responses
 from flask import Flask
+from sqlalchemy import delete, select, update
 
 from app import create_app
 from config.loader import load_policy
 from config.settings import Settings
+from connector.base import Recorded
 from connector.dry_run import DryRunConnector
 from connector.jira.connector import JiraConnector
 from runtime.services import Services
 from runtime.store import Store
+from runtime.store.schema import issues, writes
 from tests.conftest import JIRA_SECRET, drain, fixture_json, jira_headers
 from tests.openapi_check import Allowance, assert_requests_allowed, with_json_body
 from webhooks.receivers import Intake
@@ -202,6 +205,20 @@ def done_then(outcome: Reply | Exception) -> Callable[[requests.PreparedRequest,
     return reply
 
 
+def partly_done(count: int, outcome: Reply | Exception) -> Callable[[requests.PreparedRequest, Any], Reply]:
+    """A fault of `POST /issue/bulk`: the server creates the first `count` issues, then answers
+    `outcome` (or the client times out)."""
+
+    def reply(request: requests.PreparedRequest, handler: Any) -> Reply:
+        body = _body(request)
+        handler(with_json_body(request, {**body, "issueUpdates": body["issueUpdates"][:count]}))
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    return reply
+
+
 # --- the fake ------------------------------------------------------------------------------------
 
 
@@ -220,6 +237,7 @@ class FakeJira:
     properties: dict[str, Any] = field(default_factory=dict)
     unreachable: set[str] = field(default_factory=set)
     changelog: list[Json] = field(default_factory=list)
+    refused_summaries: set[str] = field(default_factory=set)  # sub-tasks Jira would refuse to create
     faults: defaultdict[tuple[str, str], deque[Fault]] = field(default_factory=lambda: defaultdict(deque))
     _next_id: int = 10010
     _next_subtask: int = 100
@@ -242,6 +260,7 @@ class FakeJira:
             ("GET", f"{issue}/changelog", self._changelog),
             ("PUT", f"{issue}/properties/{PROPERTY}", self._set_property),
             ("POST", f"{api}/issue", self._create_issue),
+            ("POST", f"{api}/issue/bulk", self._create_issues),
         ]
         for method, path, handler in routes:
             pattern = re.compile(re.escape(self.deployment.server + path) + r"(\?.*)?$")
@@ -386,15 +405,38 @@ class FakeJira:
         self.properties[PROPERTY] = json.loads(_raw(request) or b"null")
         return self._reply(None, 201 if created else 200)
 
-    def _create_issue(self, request: requests.PreparedRequest) -> Reply:
-        fields = _body(request)["fields"]
+    def _create(self, fields: Json) -> Json | None:
+        """The sub-task created from `fields`, or `None` when Jira would refuse them."""
         if fields.get("parent", {}).get("key") != self.key or fields["issuetype"] != {"name": "Sub-task"}:
-            return self._reply({"errors": {"issuetype": "The issue type selected is invalid."}}, 400)
+            return None
+        if fields["summary"] in self.refused_summaries:
+            return None
         self._next_subtask += 1
         key = f"{self.key.split('-')[0]}-{self._next_subtask}"
         subtask = subtask_json(key, fields["summary"])
         self.subtasks.append(subtask)
-        return self._reply({"id": subtask["id"], "key": key, "self": f"{self.deployment.server}/issue"}, 201)
+        return {"id": subtask["id"], "key": key, "self": f"{self.deployment.server}/issue/{key}"}
+
+    def _create_issue(self, request: requests.PreparedRequest) -> Reply:
+        created = self._create(_body(request)["fields"])
+        if created is None:
+            return self._reply({"errors": {"issuetype": "The issue type selected is invalid."}}, 400)
+        return self._reply(created, 201)
+
+    def _create_issues(self, request: requests.PreparedRequest) -> Reply:
+        """`POST /issue/bulk`: each element created on its own; 201 if any was, 400 if none."""
+        issues, errors = [], []
+        for index, element in enumerate(_body(request)["issueUpdates"]):
+            created = self._create(element["fields"])
+            if created is None:
+                refusal = {
+                    "errorMessages": [],
+                    "errors": {"issuetype": "The issue type selected is invalid."},
+                }
+                errors.append({"status": 400, "elementErrors": refusal, "failedElementNumber": index})
+            else:
+                issues.append(created)
+        return self._reply({"issues": issues, "errors": errors}, 201 if issues else 400)
 
     # --- what happened --------------------------------------------------------------------
 
@@ -673,6 +715,18 @@ class Service:
         drain(self.app)
         status: str = answer.get_json()["status"]
         return status
+
+    def journal(self, key: str) -> dict[str, Recorded]:
+        """The journal's entries (write key -> what is recorded) for the Jira issue `key`."""
+        query = select(writes.c.key, writes.c.state, writes.c.result).where(writes.c.issue == f"jira:{key}")
+        with self.intake.store.engine.connect() as db:
+            return {row.key: Recorded(row.state, dict(row.result or {})) for row in db.execute(query)}
+
+    def as_before_the_journal(self, key: str) -> None:
+        """Make the issue `key` one that an older release acted on, before it kept a journal."""
+        with self.intake.store.engine.begin() as db:
+            db.execute(delete(writes).where(writes.c.issue == f"jira:{key}"))
+            db.execute(update(issues).where(issues.c.ref == f"jira:{key}").values(journaled=False))
 
     def outcomes(self, delivery: str) -> dict[str, str]:
         return {

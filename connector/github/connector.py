@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -101,6 +102,7 @@ class GithubConnector:
     _clients: dict[int | None, Github] = field(default_factory=dict)
     _login: str | None = None
     _comments: dict[str, list[IssueComment]] = field(default_factory=dict)
+    _identity: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> GithubConnector:
@@ -164,15 +166,17 @@ class GithubConnector:
     # --- the Connector protocol --------------------------------------------------------------
 
     def service_accounts(self, delivery: Delivery) -> frozenset[str]:
-        """`<app-slug>[bot]` for an App, the token's user otherwise; learned once."""
-        if self._login is None:
-            if isinstance(self.auth, Auth.AppAuth):
-                integration = GithubIntegration(auth=self.auth, **self._options())
-                self._login = f"{self._call(lambda: integration.get_app().slug)}[bot]"
-            else:
-                user = self._client(delivery).get_user()
-                self._login = self._call(lambda: user.login)
-        return frozenset({self._login})
+        """`<app-slug>[bot]` for an App, the token's user otherwise; learned once per process (the
+        consumers' threads that ask at the same time wait for the one lookup)."""
+        with self._identity:
+            if self._login is None:
+                if isinstance(self.auth, Auth.AppAuth):
+                    integration = GithubIntegration(auth=self.auth, **self._options())
+                    self._login = f"{self._call(lambda: integration.get_app().slug)}[bot]"
+                else:
+                    user = self._client(delivery).get_user()
+                    self._login = self._call(lambda: user.login)
+            return frozenset({self._login})
 
     def complete(
         self, delivery: Delivery, event: Event, snapshot: IssueSnapshot, needs: Needs
