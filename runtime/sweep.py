@@ -21,6 +21,7 @@ from policies.ledger import backfill
 from policies.models import Actor, Event, EventKind, IssueRef, IssueSnapshot, RuleResult
 from policies.sla import Created
 from policies.sla_notices import Notice, due_notices, next_due
+from runtime import metrics
 from runtime.services import Services, worker_name
 from runtime.store.ledger import FollowedIssue, issue_key
 
@@ -96,6 +97,8 @@ def sweep_issue(services: Services, issue: FollowedIssue, now: dt.datetime, repo
             said.difference_update(notice.claims)
         else:
             report.notices += 1
+            metrics.sla_notice(issue.ref.source, notice.threshold)
+        metrics.actions_done(issue.ref.source, applied)
         outcome = "; ".join(dict.fromkeys(a.outcome for a in applied)) or "no action"
         reasons = (f"{notice.threshold:.0%} of the target used",)
         result = RuleResult(target.id, target.sop, notice.threshold < 1.0, scoped.mode_of(target), reasons)

@@ -71,6 +71,10 @@ class ShedOverload:
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if environ.get(QUEUE_WAIT, 0.0) <= self.max_wait:
             return self.app(environ, start_response)
+        # Imported here: gunicorn.conf.py imports this module before prometheus_client may be.
+        from runtime.metrics import rejected
+
+        rejected(str(environ.get("PATH_INFO", "")).rsplit("/", 1)[-1], "overloaded")
         start_response(
             "503 Service Unavailable",
             [
