@@ -4,6 +4,7 @@ it and never a secret, and `/healthz` and `/readyz` answer JSON, saying which pa
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 import logging
@@ -26,11 +27,13 @@ from config.settings import Settings
 from connector.metrics import endpoint
 from runtime.metrics import action_kind, action_outcome
 from runtime.observability import REDACTED, configure_logging, delivery_context
+from runtime.sweep import sweep
 from tests.conftest import GITHUB_SECRET, JIRA_SECRET, fixture_bytes, github_headers, services_of
 from tests.fake_github import FakeGithubServer
 from tests.github_support import FakeGithub, Service, form_body, issue_payload, service
 from tests.servers.launch import postgres_bin_dir, redis_binary, running_postgres, running_redis
 from tests.test_overload import _environment, _get, _request, _serving
+from tests.test_sla_e2e import MONDAY_10, _open_github
 
 ROOT = Path(__file__).parents[1]
 POLICY = load_policy()
@@ -134,6 +137,29 @@ def test_metrics_count_a_scripted_run_of_deliveries(sopguard: Service, github: F
         before, after, "sopguard_actions_total", tracker="github", kind="post_comment", outcome="applied"
     )
     assert applied >= 1
+
+
+def test_sla_notices_and_tracker_retries_are_counted(tmp_path: Path, github: FakeGithub) -> None:
+    app = _open_github(tmp_path, github, MONDAY_10, "Business outage", "High")
+    client = app.test_client()
+    before = _scrape(client)
+    github.fail("POST", "/issues/1/comments", (502, {}, "{}"))  # the warning gets in at the second try
+
+    warned = sweep(services_of(app), MONDAY_10 + dt.timedelta(minutes=11, seconds=15))
+    breached = sweep(services_of(app), MONDAY_10 + dt.timedelta(minutes=15))
+    after = _scrape(client)
+
+    assert (warned.notices, breached.notices) == (1, 1)
+    assert _delta(before, after, "sopguard_sla_notices_total", tracker="github", kind="warning") == 1
+    assert _delta(before, after, "sopguard_sla_notices_total", tracker="github", kind="breach") == 1
+    assert _delta(before, after, "sopguard_tracker_retries_total", tracker="github") == 1
+    comments = {
+        "tracker": "github",
+        "method": "POST",
+        "endpoint": "/repos/{owner}/{repo}/issues/{id}/comments",
+    }
+    assert _delta(before, after, "sopguard_tracker_calls_total", **comments, status="502") == 1
+    assert _delta(before, after, "sopguard_tracker_calls_total", **comments, status="201") == 2
 
 
 def test_an_endpoint_is_a_route_template_whatever_the_names_and_numbers() -> None:
