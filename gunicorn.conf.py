@@ -24,7 +24,6 @@ from cli import _policy, _settings
 from config.settings import Settings
 from runtime.observability import configure_logging, use_metrics_directory
 from runtime.store import Store
-from webhooks.overload import allow_open_files, max_queue_wait_from_environment
 
 
 def _checked_settings() -> Settings:
@@ -43,7 +42,7 @@ def _count(name: str, default: int) -> int:
 
 _listen = _checked_settings()
 configure_logging(_listen, default="json")
-use_metrics_directory(_listen)  # before anything imports prometheus_client: `app` is imported below
+use_metrics_directory(_listen)  # before anything imports prometheus_client (`app`, the worker class)
 
 wsgi_app = "app:create_app()"
 bind = f"{_listen.host}:{_listen.port}"
@@ -67,6 +66,7 @@ def on_starting(server: Any) -> None:
     checks, then creates), and the loser fails to boot, which stops gunicorn altogether.
     """
     from app import InsecureConfiguration, check_secrets
+    from webhooks.overload import allow_open_files, max_queue_wait_from_environment
 
     try:
         settings = _settings()
