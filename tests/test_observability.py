@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import responses
 from click.testing import CliRunner
+from flask import Flask
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -27,6 +28,7 @@ from config.settings import Settings
 from connector.metrics import endpoint
 from runtime.metrics import action_kind, action_outcome
 from runtime.observability import REDACTED, configure_logging, delivery_context
+from runtime.services import utc_now
 from runtime.sweep import sweep
 from tests.conftest import GITHUB_SECRET, JIRA_SECRET, fixture_bytes, github_headers, services_of
 from tests.fake_github import FakeGithubServer
@@ -34,6 +36,7 @@ from tests.github_support import FakeGithub, Service, form_body, issue_payload, 
 from tests.servers.launch import postgres_bin_dir, redis_binary, running_postgres, running_redis
 from tests.test_overload import _environment, _get, _request, _serving
 from tests.test_sla_e2e import MONDAY_10, _open_github
+from webhooks.receivers import Intake
 
 ROOT = Path(__file__).parents[1]
 POLICY = load_policy()
@@ -349,6 +352,20 @@ def test_healthz_says_alive_and_readyz_what_waits_and_what_failed(
     health = degraded.get_json()
     assert (health["status"], health["failed"]) == ("degraded", 1)
     assert health["oldest_failed_age_seconds"] >= 0 and "sopguard retry" in health["hint"]
+
+
+def test_readyz_is_degraded_by_a_delivery_left_unfinished_past_the_retry_horizon(
+    app: Flask, client: FlaskClient
+) -> None:
+    body = fixture_bytes("github", "issues__opened.json")
+    hours_ago = utc_now() - dt.timedelta(hours=2)
+    intake: Intake = app.extensions["sopguard"]
+    intake.store.inbox.put("github", "old-1", "issues", "github:Codertocat/Hello-World#1", body, hours_ago)
+
+    ready = client.get("/readyz").get_json()
+
+    assert (ready["status"], ready["pending"], ready["failed"]) == ("degraded", 1, 0)
+    assert ready["oldest_pending_age_seconds"] >= 7200 and "sopguard worker" in ready["stuck"]
 
 
 def test_readyz_says_the_database_is_down_with_503_in_json(

@@ -4,8 +4,9 @@
   the database would have a healthy process restarted for a database outage).
 - `GET /readyz`: readiness. The database and the queue (the inbox, in the database or in Redis)
   answer, the policy is loaded; with what waits (`pending`, the oldest's age) and what needs a
-  person (`failed`, the oldest's age). `ok` or `degraded` (failed deliveries) with 200; `down` with
-  503 and, per check, what is wrong. Always JSON.
+  person (`failed`, the oldest's age). `ok` or `degraded` (failed deliveries, or one unfinished
+  for longer than the retry horizon: `stuck`) with 200; `down` with 503 and, per check, what is
+  wrong. Always JSON.
 - `GET /metrics`: the Prometheus text exposition (`runtime.metrics`).
 
 Route only `/webhooks/*` from the internet to sopguard; these three are for the operator.
@@ -59,8 +60,12 @@ def readyz() -> tuple[Response, int]:
         down = ", ".join(name for name, result in checks.items() if result != OK)
         return jsonify(status="down", error=f"not ready: {down}", **body), 503
     assert health is not None  # the queue check passed
-    body |= _inbox_summary(health, utc_now())
-    return jsonify(status="degraded" if health.failed else OK, **body), 200
+    now = utc_now()
+    body |= _inbox_summary(health, now)
+    stuck = _stuck(health, now, dt.timedelta(seconds=intake.settings.retry_horizon))
+    if stuck:
+        body["stuck"] = stuck
+    return jsonify(status="degraded" if health.failed or stuck else OK, **body), 200
 
 
 @blueprint.get("/metrics")
@@ -98,6 +103,17 @@ def _policy_check() -> str:
         current_app.extensions["sopguard.policy_check"] = result
     checked: str = current_app.extensions["sopguard.policy_check"]
     return checked
+
+
+def _stuck(health: InboxHealth, now: dt.datetime, horizon: dt.timedelta) -> str | None:
+    """A delivery unfinished for longer than the retry horizon should have ended by now (processed,
+    or failed after its last retry): no consumer runs, or none gets to it."""
+    if health.oldest_pending is None or now - health.oldest_pending <= horizon:
+        return None
+    return (
+        f"a delivery has waited longer than SOPGUARD_RETRY_HORIZON ({horizon}): "
+        "is a sopguard worker running on this database (and queue)?"
+    )
 
 
 def _inbox_summary(health: InboxHealth, now: dt.datetime) -> dict[str, object]:
