@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import logging
 import signal
 import sys
 import threading
@@ -24,6 +23,7 @@ from connector.errors import BadPayload, Ignored
 from connector.github import events as github_events
 from policies.engine import evaluate
 from policies.models import Decision, Event, Source
+from runtime.observability import configure_logging, use_metrics_directory
 from runtime.services import utc_now
 from runtime.store import Store
 from runtime.store.audit import describe, to_json
@@ -44,8 +44,9 @@ def _policy(path: Path | None) -> Policy:
         raise click.ClickException(f"the policy has problems:\n{error}") from None
 
 
-def _logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def _logging(settings: Settings) -> None:
+    """Log lines as SOPGUARD_LOG_FORMAT says (text on a terminal, JSON otherwise, when unset)."""
+    configure_logging(settings)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -74,14 +75,15 @@ def serve(
     host: str | None, port: int | None, workers: int | None, policy: Path | None, insecure_dev: bool | None
 ) -> None:
     """Run the webhook receiver and, in the same process, the inbox consumers and the SLA sweep."""
+    settings = _settings(host=host, port=port, workers=workers, policy=policy, insecure_dev=insecure_dev)
+    _logging(settings)
+    use_metrics_directory(settings)  # before the modules that count are imported
     import waitress
 
     from app import InsecureConfiguration, create_app
     from runtime.consumer import Consumer
     from runtime.services import build_services
 
-    settings = _settings(host=host, port=port, workers=workers, policy=policy, insecure_dev=insecure_dev)
-    _logging(settings.log_level)
     _policy(settings.policy)
     services = build_services(settings)
     try:
@@ -111,11 +113,12 @@ def serve(
 @click.option("--policy", type=click.Path(path_type=Path), help="Policy file [SOPGUARD_POLICY].")
 def worker(workers: int | None, drain: bool, policy: Path | None) -> None:
     """Run inbox consumers and the SLA sweep alone (scale-out: several machines on one database)."""
+    settings = _settings(workers=workers, policy=policy)
+    _logging(settings)
+    use_metrics_directory(settings)  # before the modules that count are imported
     from runtime.consumer import Consumer
     from runtime.services import build_services
 
-    settings = _settings(workers=workers, policy=policy)
-    _logging(settings.log_level)
     _policy(settings.policy)
     consumer = Consumer(build_services(settings), max(settings.workers, 1))
     if drain:
@@ -302,11 +305,12 @@ def sweep(at: dt.datetime | None, policy: Path | None) -> None:
 
     `serve` and `worker` do this every minute; this runs it once, with a progress bar.
     """
+    settings = _settings(policy=policy)
+    _logging(settings)
+    use_metrics_directory(settings)  # its notices are counted with the service's
     from runtime.services import build_services
     from runtime.sweep import sweep as run_sweep
 
-    settings = _settings(policy=policy)
-    _logging(settings.log_level)
     _policy(settings.policy)
     services = build_services(settings)
     now = at.replace(tzinfo=dt.UTC) if at else utc_now()
@@ -437,7 +441,7 @@ def db_upgrade() -> None:
     """
     from runtime.store.database import UnknownRevision, connect, ensure_schema
 
-    _logging("warning")
+    _logging(_settings(log_level="WARNING"))
     try:
         click.echo(str(ensure_schema(connect(_settings().resolved_database_url))))
     except UnknownRevision as error:

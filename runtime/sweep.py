@@ -31,6 +31,7 @@ from policies.models import (
 )
 from policies.sla import Created
 from policies.sla_notices import Notice, due_notices, next_due
+from runtime import metrics
 from runtime.services import Services, worker_name
 from runtime.store.ledger import FollowedIssue, Unfinished, issue_key
 
@@ -171,6 +172,8 @@ def _sweep_issue(services: Services, issue: FollowedIssue, now: dt.datetime, rep
         unfinished.extend(failed)
         if not failed:
             report.notices += 1
+            metrics.sla_notice(issue.ref.source, notice.threshold)
+        metrics.actions_done(issue.ref.source, applied)
         outcome = "; ".join(dict.fromkeys(a.outcome for a in applied)) or "no action"
         reasons = (f"{notice.threshold:.0%} of the target used",)
         result = RuleResult(target.id, target.sop, notice.threshold < 1.0, mode, reasons)

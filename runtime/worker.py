@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import random
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -44,6 +45,8 @@ from policies.models import (
 from policies.needs import needs
 from policies.sla import Commented, Created, TimelineEvent
 from policies.sla_notices import next_due
+from runtime import metrics
+from runtime.observability import delivery_context
 from runtime.services import Services
 from runtime.store.audit import decision_rows
 from runtime.store.inbox import Final, Received
@@ -74,7 +77,16 @@ def parse(received: Received) -> Delivery:
 
 
 def run(services: Services, received: Received, owner: str) -> Outcome:
-    """Process one delivery taken from the inbox (its issue's turn is held) and record the outcome."""
+    """Process one delivery taken from the inbox (its issue's turn is held) and record the outcome;
+    every log line meanwhile names the delivery and its issue, and the time it took is measured."""
+    started, waited = time.monotonic(), (services.clock() - received.received_at).total_seconds()
+    with delivery_context(received.delivery_id, received.issue):
+        outcome = _run(services, received, owner)
+    metrics.processed(received.source, outcome.status or "retry", time.monotonic() - started, waited)
+    return outcome
+
+
+def _run(services: Services, received: Received, owner: str) -> Outcome:
     store, now = services.store, services.clock()
     try:
         if received.attempts > MAX_ATTEMPTS:
@@ -94,7 +106,6 @@ def run(services: Services, received: Received, owner: str) -> Outcome:
             received.delivery_id,
             type(error).__name__,
             error,
-            extra={"delivery": received.delivery_id, "issue": received.issue},
         )
         return _fail(services, received, None, f"unexpected error: {type(error).__name__}: {error}")
     finally:
@@ -157,6 +168,7 @@ def process(services: Services, delivery: Delivery, received: Received) -> Outco
         applied = connector.apply(delivery, event, snapshot, tracker_actions, journal)
     except IssueGone as gone:
         decision, applied = _gone(services, event, decision, tracker_actions, str(gone))
+    metrics.actions_done(delivery.source, applied)
     happened = what_happened(decision, [(a.action, a.outcome) for a in applied])
     ledger = _ledger_update(services, delivery, event, snapshot, happened, known, memory, now)
     ledger = _with_unfinished(ledger, known, delivery.delivery_id, decision, applied, now)
@@ -182,7 +194,6 @@ def process(services: Services, delivery: Delivery, received: Received) -> Outco
         len(decision.results),
         len(tracker_actions),
         connector.name,
-        extra={"delivery": delivery.delivery_id, "issue": str(event.issue)},
     )
     return Outcome(status, why)
 
@@ -355,7 +366,6 @@ def _retry_later(
         received.delivery_id,
         reason,
         retry_at.isoformat(),
-        extra={"delivery": received.delivery_id, "issue": received.issue},
     )
     return Outcome(None, reason, retry_at)
 

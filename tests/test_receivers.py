@@ -546,13 +546,13 @@ def test_insecure_dev_accepts_unsigned_only_where_there_is_no_secret(tmp_path: P
 # --- health and the worker ----------------------------------------------------------------------------
 
 
-def test_healthz_reports_ok_and_the_pending_count(app: Flask, client: FlaskClient) -> None:
-    empty = client.get("/healthz")
+def test_readyz_reports_ok_and_the_pending_count(app: Flask, client: FlaskClient) -> None:
+    empty = client.get("/readyz")
     body = fixture_bytes("github", "issues__opened.json")
     client.post("/webhooks/github", data=body, headers=github_headers(body, "issues", "h-1"))
-    one = client.get("/healthz")
+    one = client.get("/readyz")
     drain(app)
-    drained = client.get("/healthz")
+    drained = client.get("/readyz")
 
     assert empty.status_code == 200
     health: dict[str, Any] = empty.get_json()

@@ -23,6 +23,7 @@ from connector.errors import BadPayload, Ignored
 from connector.github import events as github_events
 from connector.jira import events as jira_events
 from policies.models import Source
+from runtime.metrics import received, rejected
 from runtime.services import utc_now
 from runtime.store import Store
 from runtime.store.schema import deliveries
@@ -74,6 +75,11 @@ def _answer(code: int, /, **body: object) -> tuple[Response, int]:
     return jsonify(body), code
 
 
+def _refuse(tracker: str, reason: str, code: int, error: str) -> tuple[Response, int]:
+    rejected(tracker, reason)
+    return _answer(code, error=error)
+
+
 def _intake() -> Intake:
     intake: Intake = current_app.extensions["sopguard"]
     return intake
@@ -92,26 +98,27 @@ def receive(source: str) -> tuple[Response, int]:
     secret = intake.settings.secret_for(tracker)
     if secret and not signatures.is_valid(secret, body, request.headers.get(protocol.signature_header)):
         log.warning("%s delivery refused: missing or wrong %s", source, protocol.signature_header)
-        return _answer(401, error=f"missing or invalid {protocol.signature_header} signature")
+        return _refuse(tracker, "signature", 401, f"missing or invalid {protocol.signature_header} signature")
     try:
         payload = parse_body(body)
     except BadPayload as problem:
-        return _answer(400, error=str(problem))
+        return _refuse(tracker, "bad_payload", 400, str(problem))
     event_name = protocol.event_name(request.headers, payload)
     try:
         protocol.classify(event_name, payload)
     except Ignored as reason:
+        received(tracker, "ignored")
         return _answer(202, status="ignored", reason=str(reason))
     except BadPayload as problem:
-        return _answer(400, error=str(problem))
+        return _refuse(tracker, "bad_payload", 400, str(problem))
     delivery_id = request.headers.get(protocol.delivery_header) or fallback_delivery_id(body)
     if flaw := _unkeepable(delivery_id):
-        return _answer(400, error=f"{protocol.delivery_header} {flaw}")
+        return _refuse(tracker, "bad_delivery_id", 400, f"{protocol.delivery_header} {flaw}")
     delivery = Delivery(tracker, delivery_id, event_name, payload)
     try:
         issue = delivery.issue_key()
     except BadPayload as problem:
-        return _answer(400, error=str(problem))
+        return _refuse(tracker, "bad_payload", 400, str(problem))
     return _enqueue(intake, delivery, issue, body)
 
 
@@ -132,28 +139,11 @@ def _enqueue(intake: Intake, delivery: Delivery, issue: str, body: bytes) -> tup
         )
     except (OperationalError, InterfaceError, PoolTimeout) as error:  # the database, not the delivery
         log.error("could not keep delivery %s: %s: %s", delivery.delivery_id, type(error).__name__, error)
-        return _answer(503, error="the inbox is unavailable; please redeliver")
+        return _refuse(
+            delivery.source, "inbox_unavailable", 503, "the inbox is unavailable; please redeliver"
+        )
     if put == "duplicate":
+        received(delivery.source, "duplicate")
         return _answer(200, status="duplicate", delivery=delivery.delivery_id)
+    received(delivery.source, "queued")
     return _answer(202, status="queued", delivery=delivery.delivery_id)
-
-
-@blueprint.get("/healthz")
-def healthz() -> tuple[Response, int]:
-    """Alive, and whether anything needs a person: failed deliveries make it `degraded`."""
-    intake = _intake()
-    try:
-        health = intake.store.inbox.health()
-    except Exception as error:
-        return _answer(503, status="down", error=f"the database cannot be read: {type(error).__name__}")
-    body: dict[str, object] = {
-        "status": "degraded" if health.failed else "ok",
-        "trackers": intake.settings.trackers,
-        "pending": health.pending,
-        "failed": health.failed,
-    }
-    if health.oldest_failed is not None:
-        age = (utc_now() - health.oldest_failed).total_seconds()
-        body["oldest_failed_age_seconds"] = round(age)
-        body["hint"] = "sopguard audit --failed lists them; sopguard retry --all-failed runs them again"
-    return _answer(200, **body)

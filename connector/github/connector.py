@@ -27,6 +27,7 @@ from config.settings import Settings
 from connector.base import GONE_STATUSES, Applied, DeliveryRefused, IssueGone, Journal, TrackerUnavailable
 from connector.delivery import Delivery
 from connector.github.events import actor as actor_of
+from connector.metrics import count_github_calls
 from connector.retry import (
     BACK_OFF,
     GIVE_UP,
@@ -119,7 +120,9 @@ class GithubConnector:
     # --- plumbing --------------------------------------------------------------------------
 
     def _options(self) -> dict[str, Any]:
-        """No library retries or throttling (ours is the one retry layer); lazy objects."""
+        """No library retries or throttling (ours is the one retry layer); lazy objects; every
+        request counted (`connector.metrics`)."""
+        count_github_calls()
         return {
             "base_url": self.base_url,
             "timeout": int(self.timeout),
@@ -130,7 +133,7 @@ class GithubConnector:
         }
 
     def _retrying(self) -> Retrying:
-        return retrying(classify, sleep=self.sleep)
+        return retrying(classify, tracker=self.name, sleep=self.sleep)
 
     def _call(self, function: Callable[[], _T]) -> _T:
         return call(self._retrying(), classify, function)

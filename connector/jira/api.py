@@ -21,6 +21,7 @@ import requests
 from jira import JIRA, JIRAError
 
 from config.settings import Settings
+from connector.metrics import count_session
 from connector.retry import (
     BACK_OFF,
     GIVE_UP,
@@ -99,6 +100,7 @@ class JiraApi:
         max_wait: float = MAX_BLOCKING_WAIT,
     ) -> None:
         self.client = client
+        count_session(client._session, "jira")  # every request of the client counted
         self.server = client.server_url
         self._sleep = sleep
         self._attempts = attempts
@@ -111,7 +113,9 @@ class JiraApi:
     # --- the retry layer ----------------------------------------------------------------------
 
     def _retried(self, call: Callable[[], T]) -> T:
-        policy = retrying(classify, attempts=self._attempts, max_wait=self._max_wait, sleep=self._sleep)
+        policy = retrying(
+            classify, tracker="jira", attempts=self._attempts, max_wait=self._max_wait, sleep=self._sleep
+        )
         return retried(policy, classify, call)
 
     def _once(self, write: Callable[[], T], landed: Callable[[], T | None]) -> T:
