@@ -23,6 +23,13 @@ class Context:
         """The policy's text in its locale, which comment templates print as written."""
         return Markdown(text.get(self.policy.locale))
 
+    def shown_value(self, field_id: str, value: str) -> str:
+        """A field's value as comments name it: its option's title in the locale (the policy's
+        text, `Markdown`), else the tracker's text as it is (which templates escape)."""
+        field = self.policy.intake.field(field_id)
+        option = field.option(value) if field and value else None
+        return Markdown(option.shown(self.policy.locale)) if option else value
+
     def mode(self, rule: Rule) -> Mode:
         return self.policy.mode_of(rule)
 

@@ -64,6 +64,18 @@ def compute(ctx: Context) -> Computed | None:
     return Computed(level, impact, urgency, tier, raised)
 
 
+def shown(ctx: Context, computed: Computed) -> dict[str, str | bool]:
+    """The computation as comments tell it: impact, urgency and tier by their options' titles."""
+    rule = ctx.policy.priority
+    return {
+        "level": Markdown(computed.level),
+        "impact": ctx.shown_value(rule.impact_field, computed.impact),
+        "urgency": ctx.shown_value(rule.urgency_field, computed.urgency),
+        "tier": ctx.shown_value(rule.tier_field, computed.tier),
+        "raised": computed.raised,
+    }
+
+
 def label_levels(policy: Policy, labels: frozenset[str]) -> list[str]:
     github = policy.trackers.github
     return [level for level in policy.priority.levels if github.priority_label(level) in labels]
@@ -183,15 +195,12 @@ def set_priority(ctx: Context) -> Iterator[Outcome]:
         reasons = [f"priority is {current or 'not set'}, should be {computed.level}"]
         yield outcome(rule, mode, passed=False, reasons=reasons, actions=_apply(ctx, computed.level))
         return
+    told = shown(ctx, computed)
     body = render(
         ctx.policy,
         "priority-set",
         rule,
-        level=Markdown(computed.level),
-        impact=computed.impact,
-        urgency=computed.urgency,
-        tier=computed.tier or Markdown("-"),
-        raised=computed.raised,
+        **{**told, "tier": told["tier"] or Markdown("-")},
         applied=applied,
     )
     comment = PostComment(rule.id, f"priority-set:{computed.level}", body)
