@@ -68,6 +68,11 @@ def say_plural(locale: Locale, singular: str, plural: str, count: int, /, **valu
     return text % {"count": number(count, locale), **values}
 
 
+def listing(items: list[str], locale: Locale) -> str:
+    """Items as one list the way the locale joins them: `A, B, and C`, `A、B和C`."""
+    return format_list(items, style="standard", locale=babel_locale(locale))
+
+
 def number(value: float, locale: Locale) -> str:
     return format_decimal(value, locale=babel_locale(locale))
 

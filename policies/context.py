@@ -6,6 +6,7 @@ import datetime as dt
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from config.i18n import say
 from config.schema import Mode, Policy, Rule, Text
 from config.templates import Markdown
 from policies.models import Action, Event, IssueSnapshot, RuleResult
@@ -18,6 +19,10 @@ class Context:
     event: Event
     snapshot: IssueSnapshot
     now: dt.datetime
+
+    def tell(self, message: str, /, **values: object) -> str:
+        """One of the program's sentences (an audit reason) in the policy's locale (`config.i18n`)."""
+        return say(self.policy.locale, message, **values)
 
     def text(self, text: Text) -> Markdown:
         """The policy's text in its locale, which comment templates print as written."""

@@ -61,7 +61,7 @@ def check_intake(ctx: Context) -> Iterator[Outcome]:
         return
     missing = [ctx.text(f.title) for f in missing_fields(ctx)]
     invalid = _invalid_variable(ctx)
-    reasons = [*missing, *(f"{i['field']}: not one of its options" for i in invalid)]
+    reasons = [*missing, *(ctx.tell("%(field)s: not one of its options", field=i["field"]) for i in invalid)]
     labelled = rule.needs_info_label in ctx.snapshot.labels
     body = render(ctx.policy, "intake-missing", rule, missing=missing, invalid=invalid)
     actions: list[Action] = []

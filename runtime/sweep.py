@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from config import i18n
 from config.schema import Mode
 from connector.base import Applied
 from connector.delivery import Delivery
@@ -97,7 +98,8 @@ def sweep_issue(services: Services, issue: FollowedIssue, now: dt.datetime, repo
         else:
             report.notices += 1
         outcome = "; ".join(dict.fromkeys(a.outcome for a in applied)) or "no action"
-        reasons = (f"{notice.threshold:.0%} of the target used",)
+        used = i18n.percent(notice.threshold, scoped.locale)
+        reasons = (i18n.say(scoped.locale, "%(percent)s of the target used", percent=used),)
         result = RuleResult(target.id, target.sop, notice.threshold < 1.0, scoped.mode_of(target), reasons)
         services.store.audit.record_notice(issue.ref, result, notice.actions, outcome, now)
     services.store.ledger.set_next_due(issue.ref, next_due(scoped, clocks, said, now))
