@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from config.i18n import say
 from config.schema import IntakeField, Mode, Option
 from config.templates import Markdown
 from policies.context import Context, Outcome, outcome
@@ -43,7 +42,7 @@ def _option_choice(ctx: Context, option: Option) -> Markdown:
     title = option.shown(ctx.policy.locale)
     if title == option.value:
         return Markdown(title)
-    return Markdown(say(ctx.policy.locale, "%(title)s (%(value)s)", title=title, value=option.value))
+    return Markdown(ctx.tell("%(title)s (%(value)s)", title=title, value=option.value))
 
 
 def _invalid_variable(ctx: Context) -> list[dict[str, Any]]:
