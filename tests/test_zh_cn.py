@@ -441,3 +441,18 @@ def test_simulate_speaks_the_policys_language(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "动作：" in result.stdout and "未通过" in result.stdout
     assert " on " not in result.stdout.splitlines()[0]
+
+
+def test_an_option_is_a_bare_value_or_a_value_with_titles() -> None:
+    impact = ZH.intake.field("impact")
+    assert impact is not None
+    bare = impact.model_validate(
+        {**impact.model_dump(by_alias=True), "options": ["Minor", "Degraded service"]}
+    )
+
+    assert bare.values == ["Minor", "Degraded service"] and bare.options[0].shown("zh-CN") == "Minor"
+    assert impact.values == ["Business outage", "Degraded service", "Minor"]
+    assert impact.option("degraded SERVICE") == impact.options[1]
+    assert (
+        impact.options[1].shown("zh-CN") == "服务降级" and impact.options[1].shown("en") == "Degraded service"
+    )
