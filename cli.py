@@ -15,8 +15,9 @@ import click
 from pydantic import ValidationError
 
 from config.checks import all_rules
+from config.i18n import say, say_plural
 from config.loader import PolicyError, load_policy, read_policy
-from config.schema import Policy
+from config.schema import Locale, Policy
 from config.settings import Settings
 from connector.delivery import Delivery
 from connector.errors import BadPayload, Ignored
@@ -42,6 +43,14 @@ def _policy(path: Path | None) -> Policy:
         return load_policy(path)
     except PolicyError as error:
         raise click.ClickException(f"the policy has problems:\n{error}") from None
+
+
+def _locale(path: Path | None) -> Locale:
+    """The locale of the policy in force, for what the command prints; English when it does not load."""
+    try:
+        return load_policy(path).locale
+    except PolicyError:
+        return "en"
 
 
 def _logging(settings: Settings) -> None:
@@ -155,6 +164,7 @@ def retry(delivery: str | None, all_failed: bool, source: str | None) -> None:
     if bool(delivery) == all_failed:
         raise click.UsageError("give a DELIVERY id or --all-failed (not both)")
     settings = _settings()
+    locale = _locale(settings.policy)
     store = Store(settings.resolved_database_url, settings.resolved_queue_url)
     if delivery is None:
         count = store.inbox.retry(None, utc_now())
@@ -163,10 +173,17 @@ def retry(delivery: str | None, all_failed: bool, source: str | None) -> None:
         keys = [f"{s}:{delivery}" for s in sources if store.inbox.status(s, delivery) == "failed"]
         if not keys:
             raise click.ClickException(
-                f"no failed delivery {delivery!r} (sopguard audit --failed lists them)"
+                say(locale, "no failed delivery %(id)r (sopguard audit --failed lists them)", id=delivery)
             )
         count = store.inbox.retry(keys, utc_now())
-    click.echo(f"queued {count} failed deliver{'y' if count == 1 else 'ies'} again")
+    click.echo(
+        say_plural(
+            locale,
+            "queued %(count)s failed delivery again",
+            "queued %(count)s failed deliveries again",
+            count,
+        )
+    )
 
 
 @main.command()
@@ -184,15 +201,23 @@ def validate(path: Path | None) -> None:
             click.echo(warning, err=True)
         for problem in error.problems:
             click.echo(str(problem))
-        click.echo(f"{len(error.problems)} problem(s) found", err=True)
+        count = len(error.problems)
+        click.echo(say_plural("en", "%(count)s problem found", "%(count)s problems found", count), err=True)
         sys.exit(1)
     for warning in loaded.warnings:
         click.echo(warning, err=True)
     policy = loaded.policy
     rules = len(list(all_rules(dict(policy))))
+    locale = policy.locale
+    counts = [
+        say_plural(locale, "%(count)s state", "%(count)s states", len(policy.workflow.states)),
+        say_plural(locale, "%(count)s transition", "%(count)s transitions", len(policy.workflow.transitions)),
+        say_plural(locale, "%(count)s rule", "%(count)s rules", rules),
+        say_plural(locale, "%(count)s scope", "%(count)s scopes", len(policy.scopes)),
+    ]
+    name = str(path) if path else say(locale, "default policy")
     click.echo(
-        f"{path or 'default policy'}: valid ({len(policy.workflow.states)} states, "
-        f"{len(policy.workflow.transitions)} transitions, {rules} rules, {len(policy.scopes)} scopes)"
+        say(locale, "%(policy)s: valid (%(counts)s)", policy=name, counts=say(locale, ", ").join(counts))
     )
 
 
@@ -229,30 +254,44 @@ def simulate(
 ) -> None:
     """Print what the policy decides for one delivery. No network, no database."""
     policy_model = _policy(policy or _settings().policy)
+    locale = policy_model.locale
     body = event_file.read()
     try:
         payload = json.loads(body)
     except (ValueError, RecursionError) as error:
-        raise click.ClickException(f"{event_file.name} is not JSON: {error}") from None
+        raise click.ClickException(
+            say(locale, "%(file)s is not JSON: %(error)s", file=event_file.name, error=error)
+        ) from None
     if not isinstance(payload, dict):
-        raise click.ClickException(f"{event_file.name} is not a webhook body: it must be a JSON object")
+        raise click.ClickException(
+            say(locale, "%(file)s is not a webhook body: it must be a JSON object", file=event_file.name)
+        )
     if last_state and policy_model.workflow.state(last_state) is None:
         known = ", ".join(s.id for s in policy_model.workflow.states)
-        raise click.ClickException(f"--state {last_state}: the policy has no such state (known: {known})")
+        raise click.ClickException(
+            say(
+                locale,
+                "--state %(state)s: the policy has no such state (known: %(known)s)",
+                state=last_state,
+                known=known,
+            )
+        )
     if source == "github" and not event_name:
         event_name = _event_name_from_path(Path(str(getattr(event_file, "name", ""))))
         if not event_name:
-            raise click.ClickException("give --event-name (the X-GitHub-Event header, e.g. issues)")
+            raise click.ClickException(
+                say(locale, "give --event-name (the X-GitHub-Event header, e.g. issues)")
+            )
     name = event_name or str(payload.get("webhookEvent", ""))
     try:
         event, snapshot = Delivery(source, "simulated", name, payload).normalize()
     except (Ignored, BadPayload) as reason:
-        click.echo(f"not processed: {reason}")
+        click.echo(say(locale, "not processed: %(reason)s", reason=reason))
         return
     if last_state:
         snapshot = replace(snapshot, last_state=last_state)
     decision = evaluate(policy_model, event, snapshot, utc_now())
-    click.echo(_decision_json(event, decision) if as_json else _decision_text(event, decision))
+    click.echo(_decision_json(event, decision) if as_json else _decision_text(event, decision, locale))
 
 
 def _decision_json(event: Event, decision: Decision) -> str:
@@ -272,16 +311,35 @@ def _decision_json(event: Event, decision: Decision) -> str:
     )
 
 
-def _decision_text(event: Event, decision: Decision) -> str:
-    lines = [f"{event.name} on {event.issue} by {event.actor.login}"]
+def _verdict(passed: bool | None, locale: Locale) -> str:
+    """`ok`, `FAIL` or `-` (no rule), as the audit and a simulation mark a rule's result."""
+    if passed is None:
+        return "-"
+    return say(locale, "ok") if passed else say(locale, "FAIL")
+
+
+def _rule(rule_id: str, sop: str, mode: str, locale: Locale) -> str:
+    return say(locale, "%(rule)s (SOP %(sop)s, %(mode)s)", rule=rule_id, sop=sop, mode=mode)
+
+
+def _decision_text(event: Event, decision: Decision, locale: Locale) -> str:
+    lines = [
+        say(
+            locale,
+            "%(event)s on %(issue)s by %(actor)s",
+            event=event.name,
+            issue=event.issue,
+            actor=event.actor.login,
+        )
+    ]
     if decision.note:
         lines.append(f"  {decision.note}")
     for result in decision.results:
-        mark = "ok  " if result.passed else "FAIL"
-        lines.append(f"  {mark} {result.rule_id} (SOP {result.sop}, {result.mode})")
+        mark = _verdict(result.passed, locale).ljust(4)
+        lines.append(f"  {mark} {_rule(result.rule_id, result.sop, str(result.mode), locale)}")
         lines.extend(f"         {reason}" for reason in result.reasons)
     if decision.actions:
-        lines.append("actions:")
+        lines.append(say(locale, "actions:"))
     for number, action in enumerate(decision.actions, 1):
         data = describe(action)
         body = data.pop("body", None)
@@ -483,16 +541,21 @@ def db_current() -> None:
 def audit(issue: str | None, limit: int, as_json: bool, failed: bool) -> None:
     """List the decisions recorded in the audit log, oldest first (or, with --failed, the failed deliveries)."""
     settings = _settings()
+    locale = _locale(settings.policy)
     store = Store(settings.resolved_database_url, settings.resolved_queue_url)
     if failed:
-        _print_failed(store, issue, limit, as_json)
+        _print_failed(store, issue, limit, as_json, locale)
         return
     for entry in store.audit.entries(issue, limit):
         if as_json:
             click.echo(to_json(entry))
             continue
-        verdict = "-" if entry.passed is None else ("ok" if entry.passed else "FAIL")
-        rule = f"{entry.rule_id} (SOP {entry.sop}, {entry.mode})" if entry.rule_id else "no rule"
+        verdict = _verdict(entry.passed, locale)
+        rule = (
+            _rule(entry.rule_id, entry.sop or "", entry.mode or "", locale)
+            if entry.rule_id
+            else say(locale, "no rule")
+        )
         click.echo(
             f"{entry.at:%Y-%m-%d %H:%M:%S}  {entry.issue}  {entry.event}  {verdict} {rule}  -> {entry.outcome}"
         )
@@ -500,7 +563,7 @@ def audit(issue: str | None, limit: int, as_json: bool, failed: bool) -> None:
             click.echo(f"    {reason}")
 
 
-def _print_failed(store: Store, issue: str | None, limit: int, as_json: bool) -> None:
+def _print_failed(store: Store, issue: str | None, limit: int, as_json: bool, locale: Locale) -> None:
     rows = [f for f in store.inbox.failed(limit) if issue is None or f.issue.split(":", 1)[-1] == issue]
     for failed in rows:
         if as_json:
@@ -511,7 +574,10 @@ def _print_failed(store: Store, issue: str | None, limit: int, as_json: bool) ->
         click.echo(f"{when}  {failed.source} {failed.delivery_id}  {failed.event_name}  {failed.issue}")
         click.echo(f"    {failed.error}")
     if not as_json:
-        click.echo(f"{len(rows)} failed deliver{'y' if len(rows) == 1 else 'ies'}", err=True)
+        click.echo(
+            say_plural(locale, "%(count)s failed delivery", "%(count)s failed deliveries", len(rows)),
+            err=True,
+        )
 
 
 if __name__ == "__main__":

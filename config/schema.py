@@ -221,15 +221,42 @@ class JiraFieldSource(Strict):
     field: str = Field(description="A Jira field name (`Customer`) or id (`customfield_10010`).")
 
 
+class Option(Strict):
+    """An allowed value as the tracker holds it, and how comments name it in each locale."""
+
+    value: str
+    title: Text | None = Field(default=None, description="How comments name it (default: the value).")
+
+    def shown(self, locale: Locale) -> str:
+        return self.title.get(locale) if self.title else self.value
+
+
+def _option(value: Any) -> Any:
+    """A bare string is an option whose value is also its title in every locale."""
+    return {"value": value} if isinstance(value, str) else value
+
+
 class IntakeField(Strict):
     id: Ident
     title: Text
     required: bool = True
-    options: list[str] = Field(
-        default_factory=list, description="Allowed values; an issue form shows them as a dropdown."
+    options: list[Annotated[Option, BeforeValidator(_option)]] = Field(
+        default_factory=list,
+        description="Allowed values (`Minor`, or `{value: Minor, title: {en: Minor, zh-CN: 轻微影响}}`); "
+        "an issue form shows them as a dropdown.",
     )
     github: GithubFieldSource
     jira: JiraFieldSource
+
+    @property
+    def values(self) -> list[str]:
+        """The allowed values, as the tracker holds them."""
+        return [option.value for option in self.options]
+
+    def option(self, value: str) -> Option | None:
+        """The option `value` is (in any case, as the priority matrix compares them)."""
+        folded = value.casefold()
+        return next((o for o in self.options if o.value.casefold() == folded), None)
 
 
 class Intake(Rule):

@@ -40,7 +40,7 @@ def ask_for_rating(ctx: Context) -> Iterator[Outcome]:
         return
     body = render(ctx.policy, "satisfaction", rule, reporter=ctx.snapshot.reporter)
     comment = PostComment(rule.id, f"satisfaction:{ctx.event.delivery_id}", body)
-    yield outcome(rule, ctx.mode(rule), passed=True, reasons=["rating asked"], actions=[comment])
+    yield outcome(rule, ctx.mode(rule), passed=True, reasons=[ctx.tell("rating asked")], actions=[comment])
 
 
 @router.register(EventKind.COMMENTED)
@@ -52,9 +52,17 @@ def record_follow_up(ctx: Context) -> Iterator[Outcome]:
     notice = ctx.policy.sla.delay_notice
     if notice is not None and announces_delay(ctx.policy, comment, ctx.event.source):
         yield outcome(
-            notice, ctx.mode(notice), passed=True, reasons=[f"delay announced by {comment.author.login}"]
+            notice,
+            ctx.mode(notice),
+            passed=True,
+            reasons=[ctx.tell("delay announced by %(login)s", login=comment.author.login)],
         )
     score = rating(ctx.policy, ctx.snapshot, comment)
     satisfaction = ctx.policy.sla.satisfaction
     if score is not None and satisfaction is not None:
-        yield outcome(satisfaction, ctx.mode(satisfaction), passed=True, reasons=[f"rated {score} of 5"])
+        yield outcome(
+            satisfaction,
+            ctx.mode(satisfaction),
+            passed=True,
+            reasons=[ctx.tell("rated %(score)s of 5", score=score)],
+        )

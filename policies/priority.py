@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from config import i18n
 from config.schema import Mode, Policy
 from config.templates import Markdown
 from policies.context import Context, Outcome, outcome
@@ -62,6 +63,18 @@ def compute(ctx: Context) -> Computed | None:
     if raised:
         level = rule.levels[rule.levels.index(level) - 1]
     return Computed(level, impact, urgency, tier, raised)
+
+
+def shown(ctx: Context, computed: Computed) -> dict[str, str | bool]:
+    """The computation as comments tell it: impact, urgency and tier by their options' titles."""
+    rule = ctx.policy.priority
+    return {
+        "level": Markdown(computed.level),
+        "impact": ctx.shown_value(rule.impact_field, computed.impact),
+        "urgency": ctx.shown_value(rule.urgency_field, computed.urgency),
+        "tier": ctx.shown_value(rule.tier_field, computed.tier),
+        "raised": computed.raised,
+    }
 
 
 def label_levels(policy: Policy, labels: frozenset[str]) -> list[str]:
@@ -128,6 +141,12 @@ def resulting_level(ctx: Context) -> tuple[str | None, Computed | None]:
     return computed.level, computed
 
 
+def _should_be(ctx: Context, current: str | None, level: str) -> str:
+    if current is None:
+        return ctx.tell("priority is not set, should be %(level)s", level=level)
+    return ctx.tell("priority is %(current)s, should be %(level)s", current=current, level=level)
+
+
 @router.register(EventKind.OPENED, EventKind.EDITED, EventKind.LABELS_CHANGED, EventKind.PRIORITY_CHANGED)
 def set_priority(ctx: Context) -> Iterator[Outcome]:
     rule = ctx.policy.priority
@@ -154,7 +173,11 @@ def set_priority(ctx: Context) -> Iterator[Outcome]:
             rule,
             mode,
             passed=True,
-            reasons=[f"priority {chosen or 'removed'} chosen by {ctx.event.actor.login}"],
+            reasons=[
+                ctx.tell("priority %(level)s chosen by %(login)s", level=chosen, login=ctx.event.actor.login)
+                if chosen
+                else ctx.tell("priority removed by %(login)s", login=ctx.event.actor.login)
+            ],
             actions=actions,
         )
         return
@@ -163,16 +186,21 @@ def set_priority(ctx: Context) -> Iterator[Outcome]:
     if computed is None:
         invalid = not_options(ctx)
         reason = (
-            f"{', '.join(invalid)}: not one of the options, so no priority is computed"
+            ctx.tell(
+                "%(fields)s: not one of the options, so no priority is computed",
+                fields=i18n.listing(invalid, ctx.policy.locale),
+            )
             if invalid
-            else "impact and urgency are needed to set a priority"
+            else ctx.tell("impact and urgency are needed to set a priority")
         )
         yield outcome(rule, mode, passed=False, reasons=[reason])
         return
     current = current_level(ctx)
     if ctx.snapshot.manual_priority or current == computed.level:
         reason = (
-            f"kept {current}, chosen by a person" if ctx.snapshot.manual_priority else f"already {current}"
+            ctx.tell("kept %(level)s, chosen by a person", level=current)
+            if ctx.snapshot.manual_priority
+            else ctx.tell("already %(level)s", level=current)
         )
         yield outcome(rule, mode, passed=True, reasons=[reason])
         return
@@ -180,18 +208,15 @@ def set_priority(ctx: Context) -> Iterator[Outcome]:
     receipt = ctx.policy.sla.receipt
     if applied and receipt is not None and ctx.mode(receipt) != Mode.OFF:
         # The receipt comment (S1.4) states the priority and why; no second comment for it.
-        reasons = [f"priority is {current or 'not set'}, should be {computed.level}"]
+        reasons = [_should_be(ctx, current, computed.level)]
         yield outcome(rule, mode, passed=False, reasons=reasons, actions=_apply(ctx, computed.level))
         return
+    told = shown(ctx, computed)
     body = render(
         ctx.policy,
         "priority-set",
         rule,
-        level=Markdown(computed.level),
-        impact=computed.impact,
-        urgency=computed.urgency,
-        tier=computed.tier or Markdown("-"),
-        raised=computed.raised,
+        **{**told, "tier": told["tier"] or Markdown("-")},
         applied=applied,
     )
     comment = PostComment(rule.id, f"priority-set:{computed.level}", body)
@@ -200,6 +225,6 @@ def set_priority(ctx: Context) -> Iterator[Outcome]:
         rule,
         mode,
         passed=False,
-        reasons=[f"priority is {current or 'not set'}, should be {computed.level}"],
+        reasons=[_should_be(ctx, current, computed.level)],
         actions=actions,
     )

@@ -3,7 +3,6 @@ later change of priority edits instead of repeating. Our comments never count as
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 
 from config.schema import Mode
@@ -61,14 +60,14 @@ def confirm_receipt(ctx: Context) -> Iterator[Outcome]:
         ctx.policy,
         "receipt",
         rule,
-        reason=dataclasses.asdict(computed) if computed else None,
+        reason=priority.shown(ctx, computed) if computed else None,
         level=clocks[0].level if clocks else level,
         assumed=bool(clocks and clocks[0].level_assumed),
         next_steps=next_steps,
         deadlines=[
             {
                 "target": Markdown(targets[c.target_id].name.get(ctx.policy.locale)),
-                "deadline": show_instant(c.deadline),
+                "deadline": show_instant(c.deadline, ctx.policy.locale),
             }
             for c in clocks
         ],

@@ -272,16 +272,22 @@ def check_transition(ctx: Context) -> Iterator[Outcome]:
     elif transition is None:
         broken, undo = mode != Mode.OFF, mode == Mode.ENFORCE
         reasons = [
-            f"{change.before} -> {change.after}: an issue waiting for the customer returns to {origin}"
+            ctx.tell(
+                "%(from)s -> %(to)s: an issue waiting for the customer returns to %(origin)s",
+                **{"from": change.before, "to": change.after, "origin": origin},
+            )
             if origin
-            else f"{change.before} -> {change.after} is not an allowed transition"
+            else ctx.tell(
+                "%(from)s -> %(to)s is not an allowed transition",
+                **{"from": change.before, "to": change.after},
+            )
         ]
     else:
         guard_outcomes, failed = _check_guards(transition, ctx) if mode != Mode.OFF else ([], [])
         yield from guard_outcomes
         broken = bool(failed)
         undo = mode == Mode.ENFORCE and any(v.mode == Mode.ENFORCE for v in failed)
-        reasons = [f"{v.guard.id} ({v.guard.sop})" for v in failed]
+        reasons = [ctx.tell("%(rule)s (%(sop)s)", rule=v.guard.id, sop=v.guard.sop) for v in failed]
     # Each rule below renders its own comment; `contained` keeps one's broken template from the others.
     if not broken:
         yield outcome(rule, mode, passed=True, actions=_enter(ctx, rule, change.after))
@@ -427,5 +433,8 @@ def _checklists(ctx: Context, state_id: str) -> Iterator[Outcome]:
         actions = checklists.create(ctx, checklist_id)
         if checklist is not None and actions:
             mode = ctx.mode(checklist)
-            reason = "items created" if mode == Mode.ENFORCE else "items listed in a comment (warn mode)"
+            created = mode == Mode.ENFORCE
+            reason = (
+                ctx.tell("items created") if created else ctx.tell("items listed in a comment (warn mode)")
+            )
             yield outcome(checklist, mode, passed=True, reasons=[reason], actions=actions)

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
+from config import i18n
 from config.schema import Mode
 from connector.base import Applied, IssueGone
 from connector.delivery import Delivery
@@ -175,7 +176,8 @@ def _sweep_issue(services: Services, issue: FollowedIssue, now: dt.datetime, rep
             metrics.sla_notice(issue.ref.source, notice.threshold)
         metrics.actions_done(issue.ref.source, applied)
         outcome = "; ".join(dict.fromkeys(a.outcome for a in applied)) or "no action"
-        reasons = (f"{notice.threshold:.0%} of the target used",)
+        used = i18n.percent(notice.threshold, scoped.locale)
+        reasons = (i18n.say(scoped.locale, "%(percent)s of the target used", percent=used),)
         result = RuleResult(target.id, target.sop, notice.threshold < 1.0, mode, reasons)
         services.store.audit.record_notice(issue.ref, result, notice.actions, outcome, now)
     due = [t for t in (next_due(scoped, clocks, said, now), *(u.next_at for u in unfinished)) if t]

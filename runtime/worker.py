@@ -21,6 +21,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from config import i18n
 from connector.base import Applied, DeliveryRefused, IssueGone, TrackerUnavailable
 from connector.delivery import Delivery, parse_body
 from connector.errors import BadPayload, Ignored
@@ -259,9 +260,13 @@ def _record_history(
     now: dt.datetime,
 ) -> Outcome:
     """A late delivery changes no state; a comment it brings is still a fact for the clocks."""
-    note = (
-        f"older than what sopguard knows of the issue (as of {memory.as_of:%Y-%m-%d %H:%M:%S} UTC): "
-        "recorded as history, nothing undone or replaced"
+    locale = services.policy.for_issue(event.issue.source, event.issue.scope).locale
+    known_as_of = i18n.instant(memory.as_of, locale) if memory.as_of else "-"
+    note = i18n.say(
+        locale,
+        "older than what sopguard knows of the issue (as of %(instant)s): "
+        "recorded as history, nothing undone or replaced",
+        instant=known_as_of,
     )
     ledger = None
     if followed is not None and event.comment is not None and EventKind.COMMENTED in event.kinds:

@@ -300,7 +300,7 @@ def test_the_note_on_a_change_that_could_not_be_undone_closes_the_comment() -> N
         "**To Do**, so the issue stays in In Progress and is labelled `sop-violation` for review. A Jira "
         "admin can add the transition (`sopguard export jira-workflow` lists the ones the procedure needs).\n"
     )
-    assert "**Jira 无法撤销此变更:**" in no_way_back_note("zh-CN", "In Progress", "To Do")
+    assert "**Jira 无法撤销此变更：**" in no_way_back_note("zh-CN", "In Progress", "To Do")
 
 
 # --- the comment markers -----------------------------------------------------------------------------------

@@ -120,7 +120,7 @@ def test_github_receipt_after_a_pause_states_the_deadline_the_sweep_keeps(
     _label(sopguard, github, "priority/P1", TUESDAY_10 + dt.timedelta(minutes=1))
 
     # Five minutes ran before the pause; ten are left from Tuesday 10:00 (not Monday 10:15).
-    assert "First response due by **2026-11-24 10:10 (Asia/Shanghai)**" in _receipt(github)
+    assert "First response due by **Nov 24, 2026, 10:10\u202fAM (China Time)**" in _receipt(github)
     (issue,) = _services(sopguard.app).store.ledger.followed()
     now = TUESDAY_10 + dt.timedelta(minutes=1)
     first = _services(sopguard.app).clocks(issue.ref, issue.timeline, now)[0]
@@ -190,7 +190,7 @@ def test_jira_receipt_after_a_pause_states_the_deadline_the_sweep_keeps(
     deliver(_jira_at(raised, now), "raised")
 
     receipt = _jira_comment_text(fake, "receipt")
-    assert "2026-11-24 10:10 (Asia/Shanghai)" in receipt, receipt
+    assert "Nov 24, 2026, 10:10\u202fAM (China Time)" in receipt, receipt
     (issue,) = _services(sopguard.app).store.ledger.followed()
     first = _services(sopguard.app).clocks(issue.ref, issue.timeline, now)[0]
     assert (first.level, f"{first.deadline:%Y-%m-%d %H:%M}") == ("P1", "2026-11-24 10:10")

@@ -93,7 +93,7 @@ def test_github_p1_is_warned_at_75_percent_of_15_minutes_then_breached_once(
     assert calls == [f"POST {ISSUE}/comments"]
     warning = list(github.our_comments())[-1]
     assert warning.startswith("**The first response target of this P1 issue is 75% used.**")
-    assert "due by **2026-11-23 10:15 (Asia/Shanghai)**; 3 min of working time is left" in warning
+    assert "due by **Nov 23, 2026, 10:15\u202fAM (China Time)**; 3 minutes of working time is left" in warning
     assert "SOP S1.4" in warning
 
     assert _sweep(app, MONDAY_10 + dt.timedelta(minutes=12), github.mock)[1] == []
@@ -130,7 +130,7 @@ def test_github_p3_opened_friday_1700_is_not_warned_over_the_weekend(
     report, calls = _sweep(app, monday_11, github.mock)
     assert calls == [f"POST {ISSUE}/comments"]
     assert (
-        "due by **2026-11-23 12:00 (Asia/Shanghai)**; 1 h of working time is left"
+        "due by **Nov 23, 2026, 12:00\u202fPM (China Time)**; 1 hour of working time is left"
         in list(github.our_comments())[-1]
     )
 
@@ -162,7 +162,7 @@ def test_github_waiting_for_the_customer_pauses_the_clock(tmp_path: Path, github
     assert _sweep(app, MONDAY_10 + dt.timedelta(minutes=36), github.mock)[1] == []
     _, calls = _sweep(app, MONDAY_10 + dt.timedelta(minutes=36, seconds=15), github.mock)
     assert calls == [f"POST {ISSUE}/comments"]
-    assert "due by **2026-11-23 10:40 (Asia/Shanghai)**" in list(github.our_comments())[-1]
+    assert "due by **Nov 23, 2026, 10:40\u202fAM (China Time)**" in list(github.our_comments())[-1]
 
 
 def _deliverer(app: Flask) -> Any:
@@ -253,7 +253,7 @@ def test_the_breach_notice_names_the_assignee_and_the_escalation_contact(
 
     breach = list(github.our_comments())[-1]
     assert breach.startswith(
-        "**The first response target of this P1 issue was missed.** It was due by **2026-11-23 10:15 (Asia/Shanghai)**.\n"
+        "**The first response target of this P1 issue was missed.** It was due by **Nov 23, 2026, 10:15\u202fAM (China Time)**.\n"
         "@dana: please act now; @acme/service-leads is informed."
     )
 
@@ -510,7 +510,7 @@ def test_a_github_issue_first_seen_late_gets_its_pauses_from_the_history(
         github.mock,
     )
     assert calls == [f"POST {ISSUE}/comments"]
-    assert "due by **2026-11-23 10:33 (Asia/Shanghai)**" in list(github.our_comments())[-1]
+    assert "due by **Nov 23, 2026, 10:33\u202fAM (China Time)**" in list(github.our_comments())[-1]
 
 
 def test_a_jira_issue_first_seen_late_gets_its_pauses_from_the_changelog(

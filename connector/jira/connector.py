@@ -31,8 +31,9 @@ from typing import Any
 
 from jira import JIRAError
 
+from config.i18n import say
 from config.loader import load_policy
-from config.schema import Policy
+from config.schema import Locale, Policy
 from config.settings import Settings
 from connector.base import GONE_STATUSES, Applied, IssueGone, Journal, Recorded
 from connector.delivery import Delivery
@@ -60,27 +61,6 @@ log = logging.getLogger(__name__)
 
 VIOLATION_LABEL = "sop-violation"
 _CUSTOM_FIELD_ID = re.compile(r"^customfield_\d+$")
-
-# Why an undo did not happen, per locale: no transition leads back, or Jira refused or failed the move.
-_NOT_UNDONE = {
-    ("no-transition", "en"): (
-        "**Jira could not undo this change:** the workflow has no transition from **{current}** back to "
-        "**{target}**, so the issue stays in {current} and is labelled `{label}` for review. "
-        "A Jira admin can add the transition (`sopguard export jira-workflow` lists the ones the procedure needs)."
-    ),
-    ("no-transition", "zh-CN"): (
-        "**Jira 无法撤销此变更:** 工作流中没有从 **{current}** 回到 **{target}** 的转换,问题仍处于 {current},"
-        "并已添加 `{label}` 标签以便复核。Jira 管理员可补充该转换(`sopguard export jira-workflow` 列出流程所需的转换)。"
-    ),
-    ("refused", "en"): (
-        "**Jira did not move this issue back to {target}**, so it stays in {current} and is labelled "
-        "`{label}` for review. Please move it where the procedure allows."
-    ),
-    ("refused", "zh-CN"): (
-        "**Jira 未能将此问题移回 {target}**,问题仍处于 {current},并已添加 `{label}` 标签以便复核。请按流程将其移至允许的阶段。"
-    ),
-}
-
 
 # --- field names ----------------------------------------------------------------------------
 
@@ -158,11 +138,28 @@ def edit_body(priority: str | None, add: Iterable[str], remove: Iterable[str]) -
     return body
 
 
-def no_way_back_note(locale: str, current: str, target: str, *, refused: bool = False) -> str:
-    """Why the issue was not moved back: no transition leads there, or Jira did not carry the move out."""
-    kind = "refused" if refused else "no-transition"
-    template = _NOT_UNDONE.get((kind, locale), _NOT_UNDONE[(kind, "en")])
-    return template.format(current=current, target=target, label=VIOLATION_LABEL)
+def no_way_back_note(locale: Locale, current: str, target: str, *, refused: bool = False) -> str:
+    """Why the issue was not moved back, in the policy's locale: no transition leads there, or Jira
+    did not carry the move out."""
+    if refused:
+        return say(
+            locale,
+            "**Jira did not move this issue back to %(target)s**, so it stays in %(current)s and is "
+            "labelled `%(label)s` for review. Please move it where the procedure allows.",
+            current=current,
+            target=target,
+            label=VIOLATION_LABEL,
+        )
+    return say(
+        locale,
+        "**Jira could not undo this change:** the workflow has no transition from **%(current)s** back to "
+        "**%(target)s**, so the issue stays in %(current)s and is labelled `%(label)s` for review. "
+        "A Jira admin can add the transition (`sopguard export jira-workflow` lists the ones the "
+        "procedure needs).",
+        current=current,
+        target=target,
+        label=VIOLATION_LABEL,
+    )
 
 
 def with_note(body: str, note: str) -> str:
@@ -341,7 +338,7 @@ class _Stuck:
     target: str
     refused: bool
 
-    def note(self, locale: str) -> str:
+    def note(self, locale: Locale) -> str:
         return no_way_back_note(locale, self.current, self.target, refused=self.refused)
 
 
