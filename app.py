@@ -10,6 +10,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from config.settings import Settings
 from runtime.services import Services
 from runtime.store import Store
+from webhooks import report
 from webhooks.receivers import Intake, blueprint
 
 
@@ -42,6 +43,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     if services is not None:
         app.extensions["sopguard.services"] = services
     app.register_blueprint(blueprint)
+    report.install(app, settings, store, services)
     app.register_error_handler(HTTPException, _json_error)
     app.register_error_handler(
         RequestEntityTooLarge,

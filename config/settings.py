@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     dry_run: bool = False
     insecure_dev: bool = Field(default=False, description="Accept unsigned deliveries (development only).")
     log_level: str = "INFO"
+    report_token: str = Field(
+        default="", description="Token that opens GET /report (bearer or basic-auth password); off if unset."
+    )
     github_webhook_secret: str = Field(
         default="", validation_alias=AliasChoices("GITHUB_WEBHOOK_SECRET", "SOPGUARD_GITHUB_WEBHOOK_SECRET")
     )

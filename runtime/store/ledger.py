@@ -283,3 +283,9 @@ class Ledger:
                         notifications.c.threshold == threshold,
                     )
                 )
+
+    def scopes(self) -> list[str]:
+        """Every repository and project the ledger knows an issue of, as `source:scope`."""
+        query = select(issues.c.source, issues.c.scope).where(issues.c.source.is_not(None)).distinct()
+        with self.engine.connect() as db:
+            return sorted(f"{source}:{scope}" for source, scope in db.execute(query))
