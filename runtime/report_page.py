@@ -30,7 +30,7 @@ from policies.workflow import skipped_states
 from runtime.store import Store
 
 DEFAULT_DAYS = 28
-BREACHES_LISTED = 100
+BREACHES_LISTED = 30
 
 WORDS: dict[str, dict[str, str]] = yaml.safe_load(
     resources.files("runtime").joinpath("templates/report.yaml").read_text(encoding="utf-8")
@@ -154,7 +154,7 @@ class Formats:
 
     def __init__(self, locale: Locale) -> None:
         self.locale = BabelLocale.parse(locale, sep="-")
-        self.none = WORDS[locale]["no_value"]
+        self.tag, self.none = locale, WORDS[locale]["no_value"]
 
     def number(self, value: float) -> str:
         return format_decimal(value, format="#,##0.#", locale=self.locale)
@@ -166,6 +166,10 @@ class Formats:
         if value is None:
             return self.none
         return format_unit(value, "duration-hour", length="short", format="#,##0.0", locale=self.locale)
+
+    def times(self, count: int) -> str:
+        """ "3 times", in the locale's plural form."""
+        return WORDS[self.tag][f"times_{self.locale.plural_form(count)}"].format(n=self.number(count))
 
     def date(self, day: dt.date | dt.datetime) -> str:
         return format_date(day, format="medium", locale=self.locale)
@@ -225,6 +229,13 @@ class _View:
         tracker, _, name = scope.partition(":")
         return self.t["scope_name"].format(scope=name, tracker=TRACKER_NAMES.get(tracker, tracker))
 
+    def met_count(self, target: Target) -> str:
+        if not target.decided:
+            return ""
+        return self.t["met_count"].format(
+            met=self.f.number(target.met), decided=self.f.number(target.decided)
+        )
+
     def met_of(self, target: Target) -> str:
         if not target.decided:
             return self.t["no_value"]
@@ -262,6 +273,11 @@ class _View:
 
     def most(self) -> int:
         return max((r.total for r in self.report.rules), default=1)
+
+    def count_axis(self) -> list[str]:
+        """Whole numbers from 0 to the longest bar of the violations chart."""
+        most = self.most()
+        return [self.f.number(n) for n in sorted({0, most // 2, most})]
 
 
 _ENVIRONMENT = Environment(
