@@ -31,6 +31,7 @@ from policies.sla import (
     TimelineEvent,
     compile_sla,
     read_all_cycles,
+    read_clocks,
 )
 from policies.workflow import skipped_states
 from tests.github_support import FakeGithub, form_body, issue_payload, service
@@ -137,6 +138,22 @@ def test_a_rejected_acceptance_is_not_a_reopen() -> None:
     assert report.total.targets["resolution"].clocks == 3  # three cycles, each counted
 
 
+def test_a_jira_issue_moved_out_of_closed_is_a_reopen_and_its_last_cycle_is_the_sweeps() -> None:
+    """Jira closes by status (no tracker close event): leaving `closed` is still a reopen."""
+    timeline: list[TimelineEvent] = [
+        Created(at=MONDAY_10, state="in-progress", priority="P2"),
+        StateChanged(at=MONDAY_10 + dt.timedelta(hours=1), state="closed"),
+        StateChanged(at=MONDAY_10 + dt.timedelta(hours=2), state="in-progress"),
+    ]
+
+    report = _summary([_issue(timeline)])
+    every = read_all_cycles(RULES, timeline, LATER)
+
+    assert (report.total.rejections, report.total.reopens) == (0, 1)
+    assert [c.cycle for c in every.readings if c.kind == "resolution"] == [1, 2]
+    assert [every.readings[0], every.readings[-1]] == list(read_clocks(RULES, timeline, LATER))
+
+
 @dataclass(frozen=True)
 class _Audit:
     issue: str
@@ -194,6 +211,7 @@ def test_report_command_reads_the_ledger(
     result = CliRunner().invoke(main, ["report", *period, "--format", "csv"])
     empty = CliRunner().invoke(main, ["report", "--since", "2026-12-01", "--until", "2026-12-01"])
     wrong = CliRunner().invoke(main, ["report", "--since", "2026-11-30", "--until", "2026-11-01"])
+    page = CliRunner().invoke(main, ["report", *period, "--format", "html", "--priority", "P1"])
 
     assert result.exit_code == 0, result.output
     rows = list(csv.reader(io.StringIO(result.output)))
@@ -202,4 +220,6 @@ def test_report_command_reads_the_ledger(
     assert rows[2][:3] == ["Total", "", "1"]
     assert github.labels and empty.exit_code == 0 and "No issues were opened in this period." in empty.output
     assert "| Codertocat/Hello-World (GitHub) |" not in empty.output
+    assert page.exit_code == 0 and '<td data-label="Issues" data-figure="issues.total">1</td>' in page.output
+    assert "<form" not in page.output  # the filters form is the live page's
     assert wrong.exit_code == 2 and "since (2026-11-30) is after until (2026-11-01)" in wrong.output
