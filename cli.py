@@ -342,9 +342,9 @@ def report(
         query = parse_query(args, policy, now.date())
     except BadQuery as error:
         raise click.BadParameter(str(error)) from None
-    locale = policy.for_issue(*query.scope.split(":", 1)).locale if query.scope else policy.locale
+    policy = query.policy(policy)
     page = gather(policy, services.store, query, now)
-    output.write(RENDERERS[fmt](page, policy, locale, lambda ref: issue_link(ref, settings)))
+    output.write(RENDERERS[fmt](page, policy, policy.locale, lambda ref: issue_link(ref, settings)))
 
 
 @main.group()

@@ -61,9 +61,9 @@ class ReportQuery:
         """The first instant after the period."""
         return dt.datetime.combine(self.until + dt.timedelta(days=1), dt.time.min, dt.UTC)
 
-    def as_args(self) -> dict[str, str]:
-        args = {"since": self.since.isoformat(), "until": self.until.isoformat()}
-        return args | {k: v for k, v in (("scope", self.scope), ("priority", self.priority)) if v}
+    def policy(self, policy: Policy) -> Policy:
+        """The policy the page speaks and counts by: the scope's, when it is for one scope."""
+        return policy.for_issue(*self.scope.split(":", 1)) if self.scope else policy
 
 
 def _day(name: str, value: str) -> dt.date:

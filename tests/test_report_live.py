@@ -185,3 +185,32 @@ def test_the_page_speaks_the_policys_locale(seeded: tuple[Path, Expected], tmp_p
     assert "验收被拒" in page and "关闭后重开" in page and "计时中：" in page  # noqa: RUF001
     assert not HALF_WIDTH_BETWEEN_CJK.findall(text)
     assert not re.search(r"\d (hr|min)\b", text)
+
+
+def test_a_scope_from_the_query_is_shown_escaped(seeded: tuple[Path, Expected]) -> None:
+    scope = 'github:acme/"><img src=x onerror=alert(1)>'
+
+    answer = _client(seeded[0]).get("/report", query_string={"scope": scope}, headers=_bearer())
+
+    page = answer.get_data(as_text=True)
+    assert answer.status_code == 200 and "<img src=x" not in page
+    assert "&lt;img src=x onerror=alert(1)&gt;" in page
+    assert answer.headers["Content-Security-Policy"].startswith("default-src 'none'")
+
+
+def test_a_page_for_one_scope_speaks_that_scopes_locale(
+    seeded: tuple[Path, Expected], tmp_path: Path
+) -> None:
+    default = Path(__file__).parents[1] / "config" / "sop.yaml"
+    policy = tmp_path / "sop.yaml"
+    policy.write_text(
+        default.read_text(encoding="utf-8") + "\nscopes:\n  - match: {jira: OPS}\n    locale: zh-CN\n",
+        "utf-8",
+    )
+    client = _client(seeded[0], policy=policy)
+
+    chinese = client.get(f"/report?{PERIOD}&scope=jira:OPS", headers=_bearer()).get_data(as_text=True)
+    english = client.get(f"/report?{PERIOD}&scope=github:acme/desk", headers=_bearer()).get_data(as_text=True)
+
+    assert '<html lang="zh-CN">' in chinese and "服务报告" in chinese
+    assert '<html lang="en">' in english and "Service report" in english

@@ -76,11 +76,11 @@ def report() -> Response:
         query = parse_query(request.args, policy, now.date())
     except BadQuery as error:
         abort(400, description=str(error))
-    locale = policy.for_issue(*query.scope.split(":", 1)).locale if query.scope else policy.locale
+    policy = query.policy(policy)
     page = as_html(
         gather(policy, source.store, query, now),
         policy,
-        locale,
+        policy.locale,
         lambda ref: issue_link(ref, source.settings),
         query=query,
         scopes=source.store.ledger.scopes(),
