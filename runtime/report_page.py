@@ -108,7 +108,7 @@ def gather(policy: Policy, store: Store, query: ReportQuery, now: dt.datetime) -
     as_of = min(now, query.end)
     items: list[IssueClocks] = []
     chosen: set[str] = set()
-    for issue in store.ledger.followed(open_only=False):
+    for issue in store.ledger.pages():
         ref, created = issue.ref, _created(issue.timeline)
         if created is None or (query.scope and f"{ref.source}:{ref.scope}" != query.scope):
             continue

@@ -214,3 +214,12 @@ def test_a_page_for_one_scope_speaks_that_scopes_locale(
 
     assert '<html lang="zh-CN">' in chinese and "服务报告" in chinese
     assert '<html lang="en">' in english and "Service report" in english
+
+
+def test_the_ledger_is_read_a_page_at_a_time_and_every_issue_once(seeded: tuple[Path, Expected]) -> None:
+    ledger = Store(f"sqlite:///{seeded[0] / 'sopguard.db'}").ledger
+
+    paged = [issue.ref for issue in ledger.pages(size=64)]
+
+    assert len(paged) == seeded[1].total.issues == len(set(paged))
+    assert sorted(map(str, paged)) == sorted(str(i.ref) for i in ledger.followed(open_only=False))

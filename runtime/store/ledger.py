@@ -4,7 +4,7 @@ delivery, its SLA timeline, its SOP state) and the SLA notices claimed on it."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -169,10 +169,17 @@ class Ledger:
         due_before: dt.datetime | None = None,
         ref: IssueRef | None = None,
         history_pending: bool = False,
+        after: str | None = None,
+        limit: int | None = None,
     ) -> list[FollowedIssue]:
         """Issues the ledger follows: open ones, or those with an SLA notice due by `due_before`, or
-        one issue; loaded in three queries whatever their number."""
+        one issue; loaded in three queries whatever their number. With `limit`, a page of them in
+        the order of their keys, from the first after `after` (see `pages`)."""
         query = select(issues).where(issues.c.source.is_not(None))
+        if after is not None:
+            query = query.where(issues.c.ref > after)
+        if limit is not None:
+            query = query.order_by(issues.c.ref).limit(limit)
         if open_only:
             query = query.where(issues.c.is_open.is_(True))
         if due_before is not None:
@@ -220,6 +227,16 @@ class Ledger:
             )
             for row in rows
         ]
+
+    def pages(self, size: int = 500) -> Iterator[FollowedIssue]:
+        """Every issue, open or closed, read `size` at a time (the report reads them all)."""
+        after: str | None = None
+        while True:
+            page = self.followed(open_only=False, after=after, limit=size)
+            yield from page
+            if len(page) < size:
+                return
+            after = issue_key(page[-1].ref)
 
     def one(self, ref: IssueRef) -> FollowedIssue | None:
         found = self.followed(open_only=False, ref=ref)
