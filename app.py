@@ -11,7 +11,7 @@ from config.settings import Settings
 from runtime.metrics import rejected
 from runtime.services import Services
 from runtime.store import Store
-from webhooks import health
+from webhooks import health, report
 from webhooks.receivers import Intake, blueprint
 
 
@@ -45,6 +45,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         app.extensions["sopguard.services"] = services
     app.register_blueprint(blueprint)
     app.register_blueprint(health.blueprint)
+    report.install(app, settings, store, services)
     app.register_error_handler(HTTPException, _json_error)
 
     def too_large(_: RequestEntityTooLarge) -> tuple[Response, int]:

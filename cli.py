@@ -380,33 +380,33 @@ def sweep(at: dt.datetime | None, policy: Path | None) -> None:
 
 
 @main.command()
-@click.option(
-    "--since", type=click.DateTime(formats=["%Y-%m-%d"]), required=True, help="Issues opened on or after."
-)
+@click.option("--since", help="First day of the period, YYYY-MM-DD (default: four weeks before --until).")
+@click.option("--until", help="Last day of the period, YYYY-MM-DD (default: today, UTC).")
+@click.option("--scope", help="Only this repository or project: github:OWNER/NAME or jira:KEY.")
+@click.option("--priority", help="Only this priority level (P1, P2, ...).")
 @click.option("--format", "fmt", type=click.Choice(["md", "csv", "html"]), default="md", show_default=True)
 @click.option(
     "--output", type=click.File("w", encoding="utf-8"), default="-", help="File to write; - for stdout."
 )
-def report(since: dt.datetime, fmt: str, output: Any) -> None:
-    """How well the SLA targets were met, per scope and priority (P4, S5.3), from the ledger."""
-    from policies.report import IssueClocks, as_csv, as_html, as_markdown, summarize
-    from policies.sla import Created
+def report(
+    since: str | None, until: str | None, scope: str | None, priority: str | None, fmt: str, output: Any
+) -> None:
+    """How well the SLA targets were met and where the SOP is skipped (P4, S5.3), for the issues
+    opened in the period, per scope and priority, in the policy's locale."""
+    from runtime.report_page import RENDERERS, BadQuery, gather, issue_link, parse_query
     from runtime.services import build_services
 
     settings = _settings()
     services = build_services(settings)
-    now, first_day = utc_now(), since.date()
-    items = []
-    for issue in services.store.ledger.followed(open_only=False):
-        created = next((e.at for e in issue.timeline if isinstance(e, Created)), None)
-        if created is None or created.date() < first_day:
-            continue
-        scope = f"{issue.ref.source}:{issue.ref.scope}"
-        items.append(IssueClocks(scope, issue.timeline, services.clocks(issue.ref, issue.timeline, now)))
-    rows = summarize(items)
-    targets = [t.id for t in services.policy.sla.targets]
-    rendered = {"md": as_markdown, "html": as_html}.get(fmt)
-    output.write(rendered(rows, targets, first_day) if rendered else as_csv(rows, targets))
+    policy, now = services.policy, utc_now()
+    args = {"since": since or "", "until": until or "", "scope": scope or "", "priority": priority or ""}
+    try:
+        query = parse_query(args, policy, now.date())
+    except BadQuery as error:
+        raise click.BadParameter(str(error)) from None
+    policy = query.policy(policy)
+    page = gather(policy, services.store, query, now)
+    output.write(RENDERERS[fmt](page, policy, policy.locale, lambda ref: issue_link(ref, settings)))
 
 
 @main.group()

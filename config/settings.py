@@ -46,6 +46,9 @@ class Settings(BaseSettings):
         default=None,
         description="json or text; unset: JSON under gunicorn, text on a terminal, JSON otherwise.",
     )
+    report_token: str = Field(
+        default="", description="Token that opens GET /report (bearer or basic-auth password); off if unset."
+    )
     github_webhook_secret: str = Field(
         default="", validation_alias=AliasChoices("GITHUB_WEBHOOK_SECRET", "SOPGUARD_GITHUB_WEBHOOK_SECRET")
     )

@@ -316,23 +316,27 @@ def _title(ctx: Context, state_id: str) -> Markdown:
 
 
 def _skipped_states(ctx: Context, change: StateChange) -> list[str]:
+    return skipped_states(ctx.policy, change.before, change.after)
+
+
+def skipped_states(policy: Policy, before: str, after: str) -> list[str]:
     """The stages on the shortest allowed path between the two states, excluding both ends.
 
     Pause states (waiting for the customer) are detours, not stages, so the path avoids them.
     """
-    workflow, detours = ctx.policy.workflow, set(ctx.policy.sla.pause_states)
+    workflow, detours = policy.workflow, set(policy.sla.pause_states)
     previous: dict[str, str] = {}
-    queue = deque([change.before])
+    queue = deque([before])
     while queue:
         state = queue.popleft()
         for transition in workflow.transitions_from(state):
-            if transition.to not in previous and transition.to not in detours | {change.before}:
+            if transition.to not in previous and transition.to not in detours | {before}:
                 previous[transition.to] = state
                 queue.append(transition.to)
-    if change.after not in previous:
+    if after not in previous:
         return []
-    path, state = [], previous[change.after]
-    while state != change.before:
+    path, state = [], previous[after]
+    while state != before:
         path.append(state)
         state = previous[state]
     return path[::-1]

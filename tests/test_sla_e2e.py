@@ -328,10 +328,12 @@ def test_a_valid_close_asks_for_a_rating_and_the_reporters_score_is_counted(
     reply = _comment_by(github, "Codertocat", "4", MONDAY_10 + dt.timedelta(hours=3), closed=True)
     _deliverer(app)(reply, "rating-1", "issue_comment")
     monkeypatch.setenv("SOPGUARD_DATA_DIR", str(services.settings.data_dir))
-    report = CliRunner().invoke(main, ["report", "--since", "2026-11-01", "--format", "csv"])
+    period = ["--since", "2026-11-01", "--until", "2026-11-30"]
+    report = CliRunner().invoke(main, ["report", *period, "--format", "csv"])
 
     rows = list(csv.reader(io.StringIO(report.output)))
-    assert rows[1][:6] == ["github:Codertocat/Hello-World", "P4", "1", "0", "1", "4.0"]
+    assert rows[0][-1] == "Average rating"
+    assert (rows[1][:3], rows[1][-1]) == (["github:Codertocat/Hello-World", "P4", "1"], "4.0")
 
 
 def test_an_opened_delivery_processed_after_a_later_one_leaves_one_creation(

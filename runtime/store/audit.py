@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from sqlalchemy import Engine, insert, select
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, RowMapping
 
 from policies.models import Action, Decision, IssueRef, RuleResult
 from runtime.store.database import as_utc, aware
@@ -71,6 +71,12 @@ def decision_rows(decision: Decision, outcomes: Mapping[str, str]) -> list[dict[
     ]
 
 
+def _entry(row: RowMapping) -> AuditEntry:
+    fields = {k: v for k, v in row.items() if k != "id"}
+    fields["at"] = aware(fields["at"])
+    return AuditEntry(**fields)
+
+
 class AuditLog:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -126,6 +132,21 @@ class AuditLog:
         with self.engine.connect() as db:
             rows = db.execute(query).mappings().all()
         for row in reversed(rows):
-            fields = {k: v for k, v in row.items() if k != "id"}
-            fields["at"] = aware(fields["at"])
-            yield AuditEntry(**fields)
+            yield _entry(row)
+
+    def between(self, since: dt.datetime, until: dt.datetime, page: int = 1000) -> Iterator[AuditEntry]:
+        """Every row dated in `[since, until)`, oldest first, read a page at a time (for the report)."""
+        last = 0
+        while True:
+            query = (
+                select(audit)
+                .where(audit.c.at >= as_utc(since), audit.c.at < as_utc(until), audit.c.id > last)
+                .order_by(audit.c.id)
+                .limit(page)
+            )
+            with self.engine.connect() as db:
+                rows = db.execute(query).mappings().all()
+            yield from (_entry(row) for row in rows)
+            if len(rows) < page:
+                return
+            last = rows[-1]["id"]

@@ -4,7 +4,7 @@ delivery, its SLA timeline, its SOP state) and the SLA notices claimed on it."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -241,13 +241,20 @@ class Ledger:
         ref: IssueRef | None = None,
         history_pending: bool = False,
         gone_too: bool = False,
+        after: str | None = None,
+        limit: int | None = None,
     ) -> list[FollowedIssue]:
         """Issues the ledger follows: open ones, or those with an SLA notice due by `due_before`, or
         one issue (`gone_too`: also one no longer followed); loaded in three queries whatever their
-        number."""
+        number. With `limit`, a page of them in the order of their keys, from the first after
+        `after` (see `pages`)."""
         query = select(issues).where(issues.c.source.is_not(None))
         if not gone_too:
             query = query.where(issues.c.gone.is_(None))
+        if after is not None:
+            query = query.where(issues.c.ref > after)
+        if limit is not None:
+            query = query.order_by(issues.c.ref).limit(limit)
         if open_only:
             query = query.where(issues.c.is_open.is_(True))
         if due_before is not None:
@@ -296,6 +303,16 @@ class Ledger:
             )
             for row in rows
         ]
+
+    def pages(self, size: int = 500) -> Iterator[FollowedIssue]:
+        """Every issue, open or closed, read `size` at a time (the report reads them all)."""
+        after: str | None = None
+        while True:
+            page = self.followed(open_only=False, after=after, limit=size)
+            yield from page
+            if len(page) < size:
+                return
+            after = issue_key(page[-1].ref)
 
     def one(self, ref: IssueRef) -> FollowedIssue | None:
         """The issue as the ledger knows it; `memory.gone` says when it is no longer followed."""
@@ -391,3 +408,9 @@ class Ledger:
                         notifications.c.threshold == threshold,
                     )
                 )
+
+    def scopes(self) -> list[str]:
+        """Every repository and project the ledger knows an issue of, as `source:scope`."""
+        query = select(issues.c.source, issues.c.scope).where(issues.c.source.is_not(None)).distinct()
+        with self.engine.connect() as db:
+            return sorted(f"{source}:{scope}" for source, scope in db.execute(query))
