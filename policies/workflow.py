@@ -137,7 +137,7 @@ def _guard_holds(guard: Guard, ctx: Context) -> tuple[bool, tuple[str, ...]]:
         case AssigneeGuard():
             return bool(snapshot.assignees), ()
         case PriorityGuard():
-            return priority.current_level(ctx) is not None, ()
+            return priority.is_set(ctx), ()
         case LabelGuard():
             return guard.label in snapshot.labels, ()
         case NoLabelGuard():
