@@ -25,6 +25,7 @@ from connector.check import CheckReport
 from connector.delivery import Delivery
 from connector.errors import BadPayload, Ignored
 from connector.github import events as github_events
+from policies.calendar import holiday_warnings
 from policies.engine import evaluate
 from policies.models import Decision, Event, Source
 from runtime.services import utc_now
@@ -191,6 +192,8 @@ def validate(path: Path | None) -> None:
     for warning in loaded.warnings:
         click.echo(warning, err=True)
     policy = loaded.policy
+    for warning in holiday_warnings(policy, utc_now().date()):
+        click.echo(f"{path or 'default policy'}: warning: {warning}", err=True)
     rules = len(list(all_rules(dict(policy))))
     click.echo(
         f"{path or 'default policy'}: valid ({len(policy.workflow.states)} states, "

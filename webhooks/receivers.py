@@ -22,6 +22,7 @@ from connector.delivery import Delivery, fallback_delivery_id, parse_body
 from connector.errors import BadPayload, Ignored
 from connector.github import events as github_events
 from connector.jira import events as jira_events
+from policies.calendar import holiday_warnings
 from policies.models import Source
 from runtime.services import utc_now
 from runtime.store import Store
@@ -152,6 +153,9 @@ def healthz() -> tuple[Response, int]:
         "pending": health.pending,
         "failed": health.failed,
     }
+    services = current_app.extensions.get("sopguard.services")
+    if services is not None and (warnings := holiday_warnings(services.policy, utc_now().date())):
+        body["warnings"] = warnings  # the calendars' holiday data: a person should look, nothing is failing
     if health.oldest_failed is not None:
         age = (utc_now() - health.oldest_failed).total_seconds()
         body["oldest_failed_age_seconds"] = round(age)
