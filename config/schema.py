@@ -412,6 +412,7 @@ MessageKind = Literal[
     "sla-breached",
     "receipt",
     "satisfaction",
+    "status-unmapped",
 ]
 
 

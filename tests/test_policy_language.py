@@ -314,7 +314,12 @@ CROSS_CASES: dict[str, CrossCase] = {
                 "  templates:\n    transition-rejected:",
                 "transition-rejected",
                 "no template for 'satisfaction'",
-            )
+            ),
+            (
+                "  templates:\n    transition-rejected:",
+                "transition-rejected",
+                "no template for 'status-unmapped'",
+            ),
         ],
     ),
 }
