@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import copy
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
+import responses
 
 from config.loader import load_policy
 from connector.delivery import Delivery
@@ -22,6 +24,7 @@ from policies.models import (
     Decision,
     Event,
     EventKind,
+    IssueRef,
     IssueSnapshot,
     PostComment,
     RememberManualPriority,
@@ -30,6 +33,17 @@ from policies.models import (
 from policies.priority import OUTSIDE_MAPPING
 from tests.conftest import fixture_json
 from tests.engine_support import NOW, complete_fields
+from tests.jira_support import (
+    CLOUD,
+    DEPLOYMENTS,
+    Deployment,
+    Scenario,
+    adf_text,
+    as_edit,
+    issue_path,
+    start,
+    with_intake,
+)
 
 POLICY = load_policy()
 RAISED = "mattermost__webhook-issue-updated-raised-priority.json"
@@ -134,3 +148,45 @@ def test_removing_the_priority_is_still_recorded_as_removed() -> None:
     decision = evaluate(POLICY, event, snapshot, NOW)
 
     assert _manual(decision) == [None]
+
+
+# --- through the service, on a fake Jira ----------------------------------------------------------
+
+
+def _blocker(deployment: Deployment) -> dict[str, Any]:
+    """A person sets the priority to Blocker: the Cloud payload as above, the Data Center one from its
+    recorded work-started update with the priority change in its changelog."""
+    if deployment is CLOUD:
+        return with_intake(_raised_to("Blocker"))
+    payload = fixture_json("jira", "mattermost__webhook-server-issue-updated-in-progress.json")
+    payload["issue"]["fields"]["priority"] = {"name": "Blocker", "id": "1"}
+    payload["changelog"]["items"] = [{"field": "priority", "fromString": "Medium", "toString": "Blocker"}]
+    return with_intake(payload)
+
+
+@pytest.mark.parametrize("deployment", DEPLOYMENTS, ids=lambda d: d.name)
+def test_on_jira_a_blocker_is_kept_through_later_edits(
+    no_network: responses.RequestsMock, tmp_path: Path, deployment: Deployment
+) -> None:
+    """The ledger keeps the choice; an edit later (impact and urgency give P1) sets nothing."""
+    payload = _blocker(deployment)
+    fake, sopguard = start(no_network, tmp_path / "var", Scenario("blocker", payload), deployment)
+
+    sopguard.deliver(payload, "blocker-1")
+    sopguard.deliver(as_edit(payload, list(payload["issue"]["fields"]["labels"])), "edit-1")
+
+    issue = issue_path(fake)
+    assert not fake.sent("PUT", issue)  # neither the priority nor a priority label was touched
+    assert fake.priority == "Blocker"
+    key = str(payload["issue"]["key"])
+    memory = sopguard.intake.store.ledger.memory(IssueRef("jira", key.split("-")[0], key))
+    assert memory.manual_priority == OUTSIDE_MAPPING
+    (acknowledged,) = (
+        adf_text(c) if deployment is CLOUD else c.replace("*", "") for c in fake.our_comments()
+    )
+    assert (
+        "Priority Blocker was chosen by " in acknowledged
+        and "The choice is kept and recorded." in acknowledged
+    )
+    assert sopguard.outcomes("edit-1")[POLICY.priority.id] == "no action"
+    fake.check_against_openapi()
