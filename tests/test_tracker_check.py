@@ -250,7 +250,7 @@ def test_a_workflow_without_a_mapped_status_is_reported_with_what_to_do(
         "status that means this stage",
         f"Jira project {PROJECT}: Jira status 'Backlog' of project {PROJECT} is not mapped to any state: add it "
         "to trackers.jira.statuses under the state it means (until then an issue moved into it is held in its "
-        "last state, and the move is explained on the issue)",
+        "last state, and, in enforce mode, the move is explained on the issue)",
     ]
     assert "2 mismatch(es) found" in result.stderr
     assert_jira_shapes(no_network)

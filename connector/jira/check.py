@@ -131,7 +131,7 @@ def _statuses(policy: Policy, project: JiraProject) -> Iterator[Mismatch]:
             yield Mismatch(
                 f"Jira status '{status}' of project {project.key} is not mapped to any state",
                 "add it to trackers.jira.statuses under the state it means (until then an issue moved "
-                "into it is held in its last state, and the move is explained on the issue)",
+                "into it is held in its last state, and, in enforce mode, the move is explained on the issue)",
             )
 
 
