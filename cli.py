@@ -7,9 +7,11 @@ import json
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 from pydantic import ValidationError
@@ -19,15 +21,19 @@ from config.i18n import say, say_plural
 from config.loader import PolicyError, load_policy, read_policy
 from config.schema import Locale, Policy
 from config.settings import Settings
+from connector.check import CheckReport
 from connector.delivery import Delivery
 from connector.errors import BadPayload, Ignored
 from connector.github import events as github_events
+from policies.calendar import holiday_warnings
 from policies.engine import evaluate
 from policies.models import Decision, Event, Source
 from runtime.observability import configure_logging, use_metrics_directory
 from runtime.services import utc_now
 from runtime.store import Store
 from runtime.store.audit import describe, to_json
+
+T = TypeVar("T")
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -207,6 +213,8 @@ def validate(path: Path | None) -> None:
     for warning in loaded.warnings:
         click.echo(warning, err=True)
     policy = loaded.policy
+    for warning in holiday_warnings(policy, utc_now().date()):
+        click.echo(f"{path or 'default policy'}: warning: {warning}", err=True)
     rules = len(list(all_rules(dict(policy))))
     locale = policy.locale
     counts = [
@@ -219,6 +227,71 @@ def validate(path: Path | None) -> None:
     click.echo(
         say(locale, "%(policy)s: valid (%(counts)s)", policy=name, counts=say(locale, ", ").join(counts))
     )
+
+
+@main.command()
+@click.option(
+    "--github", "repositories", multiple=True, help="A repository to check (owner/name); repeatable."
+)
+@click.option("--jira", "projects", multiple=True, help="A Jira project to check (key); repeatable.")
+@click.option("--policy", type=click.Path(path_type=Path), help="Policy file [SOPGUARD_POLICY].")
+def check(repositories: tuple[str, ...], projects: tuple[str, ...], policy: Path | None) -> None:
+    """Compare the policy with the live trackers and print every mismatch with what to do.
+
+    Jira: the project's statuses, the workflow's transitions (Cloud), priorities, intake fields by
+    name, the sub-task type. GitHub: every label the policy uses. Exits 1 when anything differs.
+    """
+    if not repositories and not projects:
+        raise click.UsageError("name what to check: --github owner/name and/or --jira KEY")
+    settings = _settings(policy=policy)
+    model = _policy(settings.policy)
+    reports: list[CheckReport] = []
+    if repositories:
+        reports.extend(_check_github(settings, model, repositories))
+    if projects:
+        reports.extend(_check_jira(settings, model, projects))
+    for report_ in reports:
+        for mismatch in report_.mismatches:
+            click.echo(f"{report_.target}: {mismatch}")
+        for note in report_.notes:
+            click.echo(f"{report_.target}: note: {note}", err=True)
+        if report_.ok:
+            click.echo(f"{report_.target}: matches the policy ({', '.join(report_.checked)})")
+    problems = sum(len(r.mismatches) for r in reports)
+    if problems:
+        click.echo(f"{problems} mismatch(es) found", err=True)
+        sys.exit(1)
+
+
+def _check_github(settings: Settings, policy: Policy, repositories: tuple[str, ...]) -> list[CheckReport]:
+    from connector.github.check import check as check_labels
+    from connector.github.connector import GithubConnector
+
+    if not settings.github_configured:
+        raise click.ClickException("--github needs GITHUB_TOKEN (or a GitHub App's id and key)")
+    connector = GithubConnector.from_settings(settings)
+    return [
+        check_labels(policy, name, _read(partial(connector.repository_labels, name))) for name in repositories
+    ]
+
+
+def _check_jira(settings: Settings, policy: Policy, projects: tuple[str, ...]) -> list[CheckReport]:
+    from connector.jira.api import JiraApi
+    from connector.jira.check import check as check_project
+    from connector.jira.check import read_project
+
+    if not settings.jira_configured:
+        raise click.ClickException("--jira needs JIRA_URL with JIRA_EMAIL and JIRA_API_TOKEN (or JIRA_PAT)")
+    api = JiraApi.from_settings(settings)
+    return [check_project(policy, _read(partial(read_project, api, key))) for key in projects]
+
+
+def _read(read: Callable[[], T]) -> T:
+    """A tracker read for `check`; a failure is the command's error, with the tracker's reason."""
+    try:
+        return read()
+    except Exception as error:
+        raise click.ClickException(f"could not read the tracker: {error}") from None
 
 
 @main.command()

@@ -294,7 +294,39 @@ class Checklist(Rule):
 # --- SLA ------------------------------------------------------------------------------------
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-HoursRange = Annotated[str, StringConstraints(pattern=r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-4]):[0-5]\d$")]
+_HOURS_RANGE = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
+
+
+def _hours_range(value: str) -> str:
+    """`09:00-18:00`: a start and an end within one day (the end may be 24:00, midnight after)."""
+    match = _HOURS_RANGE.match(value)
+    if match is None:
+        raise ValueError(
+            f"'{value}' is not a range of working hours; write it as HH:MM-HH:MM, such as 09:00-18:00"
+        )
+    start_hour, start_minute, end_hour, end_minute = (int(part) for part in match.groups())
+    for hour, minute, latest in ((start_hour, start_minute, 23), (end_hour, end_minute, 24)):
+        if hour > latest or minute > 59 or (hour == 24 and minute):
+            raise ValueError(
+                f"'{value}': {hour:02d}:{minute:02d} is not a time of day (hours 00-23 and minutes 00-59; "
+                "24:00 may end a range at midnight)"
+            )
+    if end_hour * 60 + end_minute <= start_hour * 60 + start_minute:
+        raise ValueError(
+            f"'{value}' ends before it starts; an overnight shift is two ranges, one on each day "
+            f"(such as {start_hour:02d}:{start_minute:02d}-24:00 and 00:00-{end_hour:02d}:{end_minute:02d})"
+        )
+    return f"{start_hour:02d}:{start_minute:02d}-{end_hour:02d}:{end_minute:02d}"
+
+
+HoursRange = Annotated[
+    str,
+    AfterValidator(_hours_range),
+    Field(
+        description="Working hours within one day, HH:MM-HH:MM (24:00 ends at midnight).",
+        json_schema_extra={"pattern": r"^([01]?\d|2[0-3]):[0-5]\d-(([01]?\d|2[0-3]):[0-5]\d|24:00)$"},
+    ),
+]
 
 
 class HolidaySource(Strict):
@@ -313,6 +345,12 @@ class Calendar(Strict):
     extra_working_days: list[dt.date] = Field(
         default_factory=list, description="Make-up working days (e.g. China's 调休 weekends)."
     )
+
+    @model_validator(mode="after")
+    def _some_hours(self) -> Calendar:
+        if self.working_hours and not any(self.working_hours.values()):
+            raise ValueError("working_hours gives no hours on any day; leave it out for a 24x7 calendar")
+        return self
 
 
 _TARGET_TITLES = {
@@ -401,6 +439,7 @@ MessageKind = Literal[
     "sla-breached",
     "receipt",
     "satisfaction",
+    "status-unmapped",
 ]
 
 

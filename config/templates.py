@@ -184,6 +184,7 @@ KIND_VARIABLES: Mapping[MessageKind, Mapping[str, tuple[Any, ...]]] = {
         "deadlines": ([], _DEADLINES),
     },
     "satisfaction": {"reporter": ("", "carol")},
+    "status-unmapped": {"status": ("Paused",), "state": ("Diagnosis",), "actor": ("dana",)},
 }
 
 

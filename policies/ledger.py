@@ -111,7 +111,7 @@ def facts_after(
     ]
     return IssueFacts(
         is_open=moved[-1] == "open" if event.source == "github" and moved else snapshot.is_open,
-        priority=manual[-1] if manual else level,
+        priority=manual[-1] if manual and manual[-1] != priority.OUTSIDE_MAPPING else level,
         reporter=snapshot.reporter or (previous.reporter if previous else ""),
         assignees=snapshot.assignees,
         labels=labels,

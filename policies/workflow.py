@@ -118,8 +118,31 @@ def current_state(ctx: Context) -> str | None:
     return snapshot.last_state if snapshot.last_state in present or not present else None
 
 
+def unmapped_status(ctx: Context) -> str | None:
+    """The Jira status the issue entered when the policy maps it to no state ("Backlog", "Paused",
+    a renamed status); `None` otherwise. Such an issue is held in its last state (`held_state`)."""
+    event = ctx.event
+    if event.source != "jira" or not event.kinds & {EventKind.STATUS_CHANGED, EventKind.OPENED}:
+        return None
+    status = event.status_after or ctx.snapshot.status
+    return status if status and jira_state(ctx.policy, status) is None else None
+
+
+def held_state(ctx: Context) -> str:
+    """The state an issue in an unmapped status is held in: the one it left, as the event or else
+    the service's records know it (the initial state for a new issue)."""
+    if EventKind.OPENED in ctx.event.kinds:
+        return ctx.policy.workflow.initial
+    left = jira_state(ctx.policy, ctx.event.status_before)
+    return left or ctx.snapshot.last_state or ctx.policy.workflow.initial
+
+
 def state_change(ctx: Context) -> StateChange | None:
-    """The stage the issue left and the one it entered; `None` when that cannot be told."""
+    """The stage the issue left and the one it entered; `None` when that cannot be told.
+
+    On Jira, leaving a status the policy does not map is a move from the state the issue was held
+    in meanwhile (its last known one), so an unmapped status is never a way round the guards.
+    """
     event, snapshot, workflow = ctx.event, ctx.snapshot, ctx.policy.workflow
     if EventKind.REMOVED in event.kinds:
         return None
@@ -130,7 +153,11 @@ def state_change(ctx: Context) -> StateChange | None:
         if not event.kinds & {EventKind.STATUS_CHANGED, EventKind.OPENED}:
             return None  # Jira reports every change of status in the changelog; nothing else moves it
         after = jira_state(ctx.policy, event.status_after or snapshot.status)
-        before = jira_state(ctx.policy, event.status_before) if event.status_before else snapshot.last_state
+        before = (
+            jira_state(ctx.policy, event.status_before) or snapshot.last_state
+            if event.status_before
+            else snapshot.last_state
+        )
     else:
         after = _github_state_after(ctx)
         before = snapshot.last_state or _github_state_before(ctx)
@@ -187,7 +214,7 @@ def _guard_holds(guard: Guard, ctx: Context) -> tuple[bool, tuple[str, ...]]:
         case AssigneeGuard():
             return bool(snapshot.assignees), ()
         case PriorityGuard():
-            return priority.current_level(ctx) is not None, ()
+            return priority.is_set(ctx), ()
         case LabelGuard():
             return guard.label in snapshot.labels, ()
         case NoLabelGuard():
@@ -246,6 +273,9 @@ def stop_following(ctx: Context) -> Iterator[Outcome]:
 
 @router.register(EventKind.OPENED, EventKind.LABELS_CHANGED, EventKind.STATUS_CHANGED, EventKind.MOVED)
 def check_transition(ctx: Context) -> Iterator[Outcome]:
+    if (status := unmapped_status(ctx)) is not None:
+        yield from _held(ctx, status)
+        return
     change = state_change(ctx)
     if change is None:
         return
@@ -305,6 +335,38 @@ def check_transition(ctx: Context) -> Iterator[Outcome]:
         reasons=reasons,
         actions=actions if undo else [*actions, *_enter(ctx, rule, change.after)],
     )
+
+
+def _held(ctx: Context, status: str) -> Iterator[Outcome]:
+    """An issue moved into a Jira status the policy does not map: audited under the lifecycle rule,
+    held in its last state (its clocks and the next move's guards go by that state), and in
+    enforce mode explained once on the issue, with what the admin must do. Nothing is undone: the
+    status may well be right, and only the mapping is missing."""
+    rule = ctx.policy.workflow.rule
+    mode = ctx.mode(rule)
+    if mode == Mode.OFF:
+        return
+    state = held_state(ctx)
+    reason = ctx.tell(
+        "Jira status '%(status)s' is not mapped to any state (trackers.jira.statuses): "
+        "held in %(state)s until it moves to a mapped status",
+        status=status,
+        state=state,
+    )
+    actions: list[Action] = []
+    if EventKind.OPENED in ctx.event.kinds:
+        actions.append(RememberState(rule.id, state))
+    if mode == Mode.ENFORCE:
+        body = render(
+            ctx.policy,
+            "status-unmapped",
+            rule,
+            status=status,
+            state=_title(ctx, state),
+            actor=ctx.event.actor.login,
+        )
+        actions.append(PostComment(rule.id, f"status-unmapped:{status.casefold()}", body))
+    yield outcome(rule, mode, passed=False, reasons=[reason], actions=actions)
 
 
 # --- actions --------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from policies.render import render
 from policies.sla import Created, read_clocks, rules_for
 from policies.sla_notices import due_notices
 from tests.conftest import fixture_json
-from tests.engine_support import GITHUB_REF, NOW, PERSON, complete_fields, move, snapshot_meeting
+from tests.engine_support import GITHUB_REF, JIRA_REF, NOW, PERSON, complete_fields, move, snapshot_meeting
 
 SOP_TEXT = resources.files("config").joinpath("sop.yaml").read_text(encoding="utf-8")
 POLICY = load_policy()
@@ -198,6 +198,7 @@ def _kinds_posted(decision: Decision) -> set[str]:
         "priority-override:": "priority-override",
         "checklist:": "checklist-created",
         "satisfaction:": "satisfaction",
+        "status-unmapped:": "status-unmapped",
         "receipt": "receipt",
         POLICY.intake.id: "intake-missing",
     }
@@ -230,7 +231,17 @@ def _engine_decisions() -> list[Decision]:
         POLICY, "github", "planning", "in-progress", snapshot_meeting(POLICY, start_work, "github")
     )
     closed, _ = move(POLICY, "github", "acceptance", "closed", snapshot_meeting(POLICY, close, "github"))
-    return [opened, suggested, overridden, rejected, started, closed]
+    paused = Event(
+        source="jira",
+        kinds=frozenset({EventKind.STATUS_CHANGED}),
+        delivery_id="paused-1",
+        actor=PERSON,
+        issue=JIRA_REF,
+        status_before="In Progress",
+        status_after="Paused",
+    )
+    held = evaluate(POLICY, paused, IssueSnapshot(ref=JIRA_REF, status="Paused"), NOW)
+    return [opened, suggested, overridden, rejected, started, closed, held]
 
 
 def test_the_engine_renders_every_kind_with_exactly_the_catalogue_variables() -> None:

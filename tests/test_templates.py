@@ -56,6 +56,7 @@ VARIABLES: dict[str, dict[str, Any]] = {
         "who": "@dana",
     },
     "satisfaction": {"reporter": "carol"},
+    "status-unmapped": {"status": "Paused", "state": "Diagnosis", "actor": "dana"},
     "receipt": {
         "reason": {"impact": "Minor", "urgency": "High", "tier": "Key", "raised": True},
         "level": "P2",

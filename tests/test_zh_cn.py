@@ -229,6 +229,11 @@ def _zh_values() -> dict[MessageKind, dict[str, tuple[Any, ...]]]:
             "deadlines": ([], [{"target": t, "deadline": deadline} for t in targets]),
         },
         "satisfaction": {"reporter": ("", "carol")},
+        "status-unmapped": {
+            "status": ("Backlog", "暂停"),
+            "state": (_state("triage"),),
+            "actor": ("dana",),
+        },
     }
 
 

@@ -21,6 +21,7 @@ from flask import Blueprint, Response, current_app, jsonify
 from sqlalchemy import text
 
 from config.loader import PolicyError, read_policy
+from policies.calendar import holiday_warnings
 from runtime import metrics
 from runtime.services import utc_now
 from runtime.store.inbox import InboxHealth
@@ -65,6 +66,9 @@ def readyz() -> tuple[Response, int]:
     stuck = _stuck(health, now, dt.timedelta(seconds=intake.settings.retry_horizon))
     if stuck:
         body["stuck"] = stuck
+    services = current_app.extensions.get("sopguard.services")
+    if services is not None and (warnings := holiday_warnings(services.policy, now.date())):
+        body["warnings"] = warnings  # the calendars' holiday data: a person should look, nothing is failing
     return jsonify(status="degraded" if health.failed or stuck else OK, **body), 200
 
 

@@ -138,11 +138,14 @@ class GithubConnector:
     def _call(self, function: Callable[[], _T]) -> _T:
         return call(self._retrying(), classify, function)
 
+    def _token_client(self) -> Github:
+        if None not in self._clients:
+            self._clients[None] = Github(auth=self.auth, lazy=True, **self._options())
+        return self._clients[None]
+
     def _client(self, delivery: Delivery) -> Github:
         if isinstance(self.auth, Auth.Token):
-            if None not in self._clients:
-                self._clients[None] = Github(auth=self.auth, lazy=True, **self._options())
-            return self._clients[None]
+            return self._token_client()
         installation = (delivery.payload.get("installation") or {}).get("id")
         if not isinstance(installation, int):
             raise NoInstallation("the delivery names no GitHub App installation")
@@ -160,6 +163,21 @@ class GithubConnector:
                 ) from error
             self._clients[installation] = client
         return self._clients[installation]
+
+    def repository_labels(self, full_name: str) -> list[str]:
+        """Every label the repository has (`GET /repos/{owner}/{repo}/labels`, all pages), outside
+        any delivery: with a token's client, or as the App's installation on the repository."""
+        if isinstance(self.auth, Auth.Token):
+            client = self._token_client()
+        else:
+            owner, name = full_name.split("/", 1)
+            integration = GithubIntegration(auth=self.auth, **self._options())
+            installation = self._call(lambda: integration.get_repo_installation(owner, name))
+            client = Github(
+                auth=self.auth.get_installation_auth(installation.id), lazy=True, **self._options()
+            )
+        repository = client.get_repo(full_name)
+        return self._call(lambda: [label.name for label in repository.get_labels()])
 
     def _target(self, delivery: Delivery, event: Event) -> _Target:
         repository = self._client(delivery).get_repo(event.issue.scope)

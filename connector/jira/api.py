@@ -185,6 +185,31 @@ class JiraApi:
         params = {"startAt": str(start_at), "maxResults": "100"}
         return self._retried(lambda: self._send("GET", f"issue/{key}/changelog", params=params))
 
+    def project(self, key: str) -> Json:
+        """The project with its id and issue types (`GET /project/{key}`)."""
+        return self._retried(lambda: self._send("GET", f"project/{key}"))
+
+    def project_statuses(self, key: str) -> list[Json]:
+        """Each issue type of the project with the statuses its workflow has (`GET /project/{key}/statuses`)."""
+        return self._retried(lambda: self._list(f"project/{key}/statuses"))
+
+    def priorities(self) -> list[Json]:
+        """The site's priorities (`GET /priority`)."""
+        return self._retried(lambda: self._list("priority"))
+
+    def workflows(self, project_id: str, issue_type_ids: Sequence[str]) -> Json:
+        """The workflows of these issue types in the project, with statuses and transitions
+        (`POST /rest/api/3/workflows`, Cloud only: Data Center has no REST call that lists transitions)."""
+        pairs = [{"projectId": project_id, "issueTypeId": type_id} for type_id in issue_type_ids]
+        body = {"projectAndIssueTypes": pairs}
+        return self._retried(lambda: self._send("POST", "workflows", body=body, version="3"))
+
+    def _list(self, path: str) -> list[Json]:
+        """A GET whose answer is a JSON list of objects."""
+        response = self.client._session.request("GET", f"{self.server}/rest/api/2/{path}")
+        items = response.json() if response.content else []
+        return [dict(item) for item in items if isinstance(item, dict)] if isinstance(items, list) else []
+
     def transitions(self, key: str) -> list[Json]:
         return self._retried(lambda: [dict(t) for t in self.client.transitions(key)])
 

@@ -95,7 +95,15 @@ class Status(Lenient):
 
 
 class IssueType(Lenient):
+    """`subtask` on every Jira; Cloud also gives the level in the hierarchy: -1 for sub-tasks,
+    0 for standard types (Story, Task, Bug), 1 for Epics and higher levels above them."""
+
     subtask: bool | None = None
+    hierarchyLevel: int | None = None
+
+    @property
+    def is_subtask(self) -> bool:
+        return self.subtask is True or (self.hierarchyLevel is not None and self.hierarchyLevel < 0)
 
 
 class Project(Lenient):
@@ -138,7 +146,6 @@ class Fields(Lenient):
     created: Time = None
     updated: Time = None
     issuetype: IssueType | None = None
-    parent: dict[str, Any] | None = None
     project: Project | None = None
 
 
@@ -281,7 +288,8 @@ def _snapshot(delivery: DeliveryBody, payload: Payload) -> IssueSnapshot:
         created_at=fields.created,
         # When the issue was as the delivery shows it: the event's time, else the issue's `updated`.
         updated_at=delivery.timestamp or fields.updated,
-        is_subtask=bool(fields.issuetype and fields.issuetype.subtask) or fields.parent is not None,
+        # By issue type, never by `parent`: a Story or Task under an Epic has a parent too.
+        is_subtask=fields.issuetype is not None and fields.issuetype.is_subtask,
     )
 
 
