@@ -19,7 +19,7 @@ from pathlib import Path
 
 import responses
 
-from tests.jira_support import DEPLOYMENTS, SCENARIOS, Deployment, Scenario, fake_for, service
+from tests.jira_support import DEPLOYMENTS, SCENARIOS, Deployment, Scenario, fake_for, follow, service
 
 ONCE_PER_PROCESS = frozenset(
     {"GET /rest/api/2/myself", "GET /rest/api/2/field", "GET /rest/api/2/serverInfo"}
@@ -55,7 +55,9 @@ def measure(make: Callable[[Deployment], Scenario], deployment: Deployment) -> M
     ):
         fake = fake_for(mock, deployment, scenario.payload)
         scenario.prepare(fake)
-        service(Path(data_dir), deployment).deliver(scenario.payload, f"benchmark-{deployment.name}")
+        sopguard = service(Path(data_dir), deployment)
+        follow(sopguard, scenario.payload)  # an issue followed from its opening, not adopted
+        sopguard.deliver(scenario.payload, f"benchmark-{deployment.name}")
         fake.check_against_openapi()
         return Measured(scenario.title, deployment.name, tuple(fake.calls()))
 

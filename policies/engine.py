@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from config.schema import Policy
-from policies import followup, intake, priority, receipt, workflow
+from policies import adoption, followup, intake, priority, receipt, workflow
 from policies.context import Context, is_service_request
 from policies.models import Action, ChangeLabels, Decision, Event, IssueSnapshot
 from policies.render import contained
@@ -40,6 +40,12 @@ def evaluate(policy: Policy, event: Event, snapshot: IssueSnapshot, now: dt.date
     if not is_service_request(scoped, snapshot):
         return Decision(note="a checklist item or sub-task, not a service request; its parent is checked")
     context = Context(scoped, event, snapshot, now)
+    if snapshot.first_seen:
+        inside, why = adoption.covers(scoped, event.source, snapshot)
+        if not inside:
+            return Decision(note=f"outside adoption ({why}): not touched")
+        if adoption.is_adoption(context):
+            return adoption.adopt(context)
     outcomes = [o for handler in ROUTER.handlers(event.kinds) for o in contained(handler(context))]
     if not outcomes:
         return Decision(note=f"no rule applies to {', '.join(sorted(event.kinds))}")

@@ -14,6 +14,7 @@ from types import MappingProxyType
 from typing import Literal
 
 from config.schema import Mode
+from policies.sla import TimelineEvent
 
 Source = Literal["github", "jira"]
 
@@ -102,6 +103,24 @@ class Event:
 
 
 @dataclass(frozen=True)
+class Change:
+    """One entry of a tracker's own history of an issue: a status change (Jira), a label added or
+    removed, or the issue closed or reopened (GitHub)."""
+
+    at: dt.datetime
+    kind: Literal["status", "labeled", "unlabeled", "closed", "reopened"]
+    value: str = ""
+
+
+@dataclass(frozen=True)
+class History:
+    """What the tracker recorded of an issue before sopguard met it: its changes and its comments."""
+
+    changes: tuple[Change, ...] = ()
+    comments: tuple[Comment, ...] = ()
+
+
+@dataclass(frozen=True)
 class IssueSnapshot:
     """The issue as it stands after the event, plus what the service remembers of it.
 
@@ -130,6 +149,11 @@ class IssueSnapshot:
     last_state: str | None = None
     manual_priority: str | None = None
     is_subtask: bool = False
+    issue_type: str = ""  # GitHub's issue type, Jira's issue type name
+    # The ledger has no record of the issue: a delivery other than its opening adopts it.
+    first_seen: bool = False
+    adopted: bool = False  # sopguard met the issue mid-life and adopted it (kept by the ledger)
+    history: History | None = None  # read for a first-seen issue; None when not read or unreadable
 
 
 class CommentPolicy(StrEnum):
@@ -215,6 +239,18 @@ class RememberManualPriority:
     level: str | None
 
 
+@dataclass(frozen=True)
+class Adopt:
+    """Record an issue met mid-life as adopted (not a tracker call): its timeline up to now, as
+    the tracker's history tells it (or starting now), and the SLA thresholds already crossed, to
+    be claimed as said so that no notice announces time before the adoption."""
+
+    rule_id: str
+    at: dt.datetime
+    beginning: tuple[TimelineEvent, ...]
+    claims: tuple[tuple[str, int, str], ...] = ()
+
+
 Action = (
     PostComment
     | ChangeLabels
@@ -223,6 +259,7 @@ Action = (
     | CreateSubtasks
     | RememberState
     | RememberManualPriority
+    | Adopt
 )
 TRACKER_ACTIONS = (PostComment, ChangeLabels, SetPriority, MoveToStatus, CreateSubtasks)
 

@@ -29,7 +29,9 @@ from config.loader import load_policy
 from config.settings import Settings
 from connector.dry_run import DryRunConnector
 from connector.jira.connector import JiraConnector
-from runtime.services import Services
+from policies.models import IssueRef
+from policies.workflow import jira_state
+from runtime.services import Services, utc_now
 from runtime.store import Store
 from tests.conftest import JIRA_SECRET, drain, fixture_json, jira_headers
 from tests.openapi_check import Allowance, assert_requests_allowed, with_json_body
@@ -696,13 +698,29 @@ def service(data_dir: Path, deployment: Deployment) -> Service:
     return Service(create_app(settings, services), connector, slept)
 
 
+def follow(sopguard: Service, payload: Json) -> None:
+    """Make the ledger follow the delivery's issue in the state it left (from before its change of
+    status), as if sopguard had seen it opened: the scenarios judge changes, not adoptions. A
+    creation needs nothing."""
+    if payload.get("webhookEvent") == "jira:issue_created":
+        return
+    key, fields = issue_of(payload)
+    changes = {i.get("field"): i for i in (payload.get("changelog") or {}).get("items", [])}
+    before = (changes.get("status") or {}).get("fromString") or fields["status"]["name"]
+    policy = load_policy()
+    state = jira_state(policy, before) or policy.workflow.initial
+    sopguard.intake.store.ledger.remember_state(IssueRef("jira", key.split("-")[0], key), state, utc_now())
+
+
 def start(
     mock: responses.RequestsMock, data_dir: Path, scenario: Scenario, deployment: Deployment
 ) -> tuple[FakeJira, Service]:
-    """A fake Jira set up for the scenario, and a fresh sopguard talking to it."""
+    """A fake Jira set up for the scenario, and a fresh sopguard talking to it, following its issue."""
     fake = fake_for(mock, deployment, scenario.payload)
     scenario.prepare(fake)
-    return fake, service(data_dir, deployment)
+    sopguard = service(data_dir, deployment)
+    follow(sopguard, scenario.payload)
+    return fake, sopguard
 
 
 def issue_path(fake: FakeJira) -> str:

@@ -95,6 +95,7 @@ class Status(Lenient):
 
 class IssueType(Lenient):
     subtask: bool | None = None
+    name: str | None = None
 
 
 class Project(Lenient):
@@ -281,6 +282,7 @@ def _snapshot(delivery: DeliveryBody, payload: Payload) -> IssueSnapshot:
         # When the issue was as the delivery shows it: the event's time, else the issue's `updated`.
         updated_at=delivery.timestamp or fields.updated,
         is_subtask=bool(fields.issuetype and fields.issuetype.subtask) or fields.parent is not None,
+        issue_type=(fields.issuetype.name or "") if fields.issuetype else "",
     )
 
 

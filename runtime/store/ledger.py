@@ -56,6 +56,7 @@ class IssueMemory:
     as_of: dt.datetime | None = None
     known: bool = False
     journaled: bool = True  # every write sopguard made on the issue is in the journal
+    adopted: bool = False  # met mid-life and adopted (policies.adoption)
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,9 @@ class LedgerUpdate:
     state: str | None = None
     manual_priority: tuple[str | None] | None = None  # a 1-tuple when the delivery set it
     as_of: dt.datetime | None = None
+    adopted_at: dt.datetime | None = None
+    # SLA thresholds crossed before the adoption: claimed as said, so none is announced.
+    quiet_claims: Sequence[Claim] = ()
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,7 @@ def _memory_of(row: RowMapping) -> IssueMemory:
         aware(row["as_of"]),
         known=True,
         journaled=bool(row["journaled"]),
+        adopted=row["adopted_at"] is not None,
     )
 
 
@@ -152,7 +157,10 @@ class Ledger:
             changes["manual_priority"] = ledger.manual_priority[0]
         if ledger.as_of is not None:
             changes["as_of"] = as_utc(ledger.as_of)
+        if ledger.adopted_at is not None:
+            changes["adopted_at"] = as_utc(ledger.adopted_at)
         key = issue_key(ref)
+        self._claim_quietly(db, key, ledger.quiet_claims, now)
         if ledger.entries:
             db.execute(insert(timeline), [{"ref": key, "entry": encode(e)} for e in ledger.entries])
         updated_at = as_utc(now)
@@ -161,6 +169,27 @@ class Ledger:
         )
         if updated.rowcount == 0:
             db.execute(insert(issues).values(ref=key, **changes, journaled=True, updated_at=updated_at))
+
+    @staticmethod
+    def _claim_quietly(db: Connection, key: str, claims: Sequence[Claim], now: dt.datetime) -> None:
+        """Claims no notice will be posted for (thresholds crossed before an adoption)."""
+        if not claims:
+            return
+        said = {
+            (target, cycle, threshold)
+            for target, cycle, threshold in db.execute(
+                select(notifications.c.target, notifications.c.cycle, notifications.c.threshold).where(
+                    notifications.c.ref == key
+                )
+            )
+        }
+        rows = [
+            {"ref": key, "target": t, "cycle": c, "threshold": h, "at": as_utc(now)}
+            for t, c, h in dict.fromkeys(claims)
+            if (t, c, h) not in said
+        ]
+        if rows:
+            db.execute(insert(notifications), rows)
 
     def followed(
         self,
