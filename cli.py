@@ -357,8 +357,14 @@ def _describe_adopted(found: Any) -> list[str]:
     help="A GitHub repository (owner/name) or Jira project key; repeatable. Default: the policy's scopes.",
 )
 @click.option("--dry-run", is_flag=True, help="List what would be adopted; record nothing.")
+@click.option(
+    "--now",
+    "at",
+    type=click.DateTime(formats=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"]),
+    help="Adopt as of this UTC time (default: now), as `sweep --now` does; for a rehearsal.",
+)
 @click.option("--policy", type=click.Path(path_type=Path), help="Policy file [SOPGUARD_POLICY].")
-def adopt(scopes: tuple[str, ...], dry_run: bool, policy: Path | None) -> None:
+def adopt(scopes: tuple[str, ...], dry_run: bool, at: dt.datetime | None, policy: Path | None) -> None:
     """Adopt the open issues of a tracker sopguard is installed on.
 
     Lists every open issue of each scope (GitHub: the issues list; Jira: a JQL search) that the
@@ -379,6 +385,8 @@ def adopt(scopes: tuple[str, ...], dry_run: bool, policy: Path | None) -> None:
     _logging(settings.log_level)
     model = _policy(settings.policy)
     services = build_services(settings)
+    if at is not None:
+        services.clock = lambda: at.replace(tzinfo=dt.UTC)
     counts: dict[str, int] = {}
     for scope in _adopt_scopes(model, scopes):
         with tqdm(desc=scope, unit=" issue", file=sys.stderr, disable=None) as bar:

@@ -208,6 +208,10 @@ def check_transition(ctx: Context) -> Iterator[Outcome]:
         broken = bool(failed)
         undo = mode == Mode.ENFORCE and any(v.mode == Mode.ENFORCE for v in failed)
         reasons = [f"{v.guard.id} ({v.guard.sop})" for v in failed]
+    if broken and _closing_adopted(ctx, change):
+        reason = "an adopted issue's close stands: its stages before the adoption were not seen"
+        yield outcome(rule, mode, passed=True, reasons=[reason], actions=_enter(ctx, rule, change.after))
+        return
     # Each rule below renders its own comment; `contained` keeps one's broken template from the others.
     if not broken:
         yield outcome(rule, mode, passed=True, actions=_enter(ctx, rule, change.after))
@@ -225,6 +229,12 @@ def check_transition(ctx: Context) -> Iterator[Outcome]:
         reasons=reasons,
         actions=actions if undo else [*actions, *_enter(ctx, rule, change.after)],
     )
+
+
+def _closing_adopted(ctx: Context, change: StateChange) -> bool:
+    """An issue sopguard adopted mid-life, being closed: never reopened for stages it may have
+    gone through before sopguard saw it (a legacy clean-up closes such issues)."""
+    return ctx.snapshot.adopted and change.after in ctx.policy.trackers.github.closed_states
 
 
 # --- actions --------------------------------------------------------------------------------
