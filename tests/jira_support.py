@@ -222,6 +222,7 @@ class FakeJira:
     properties: dict[str, Any] = field(default_factory=dict)
     unreachable: set[str] = field(default_factory=set)
     changelog: list[Json] = field(default_factory=list)
+    listed: list[Json] = field(default_factory=list)  # what a JQL search finds (`sopguard adopt`)
     faults: defaultdict[tuple[str, str], deque[Fault]] = field(default_factory=lambda: defaultdict(deque))
     _next_id: int = 10010
     _next_subtask: int = 100
@@ -244,10 +245,29 @@ class FakeJira:
             ("GET", f"{issue}/changelog", self._changelog),
             ("PUT", f"{issue}/properties/{PROPERTY}", self._set_property),
             ("POST", f"{api}/issue", self._create_issue),
+            ("GET", f"{api}/search/jql", self._search),
+            ("GET", f"{api}/search", self._search),
         ]
         for method, path, handler in routes:
             pattern = re.compile(re.escape(self.deployment.server + path) + r"(\?.*)?$")
             self.mock.add_callback(method, pattern, callback=self._guarded(method, path, handler))
+
+    def _search(self, request: requests.PreparedRequest) -> Reply:
+        """Cloud's enhanced search pages by `nextPageToken`, Data Center's by `startAt`; 100 a page."""
+        query = parse_qs(urlsplit(request.url or "").query)
+        cloud = urlsplit(request.url or "").path.endswith("/jql")
+        start = int((query.get("nextPageToken") or query.get("startAt") or ["0"])[0])
+        page = self.listed[start : start + 100]
+        if cloud:
+            more = start + 100 < len(self.listed)
+            body: Json = {
+                "issues": page,
+                "isLast": not more,
+                **({"nextPageToken": str(start + 100)} if more else {}),
+            }
+        else:
+            body = {"issues": page, "startAt": start, "maxResults": 100, "total": len(self.listed)}
+        return 200, {"Content-Type": "application/json"}, json.dumps(body)
 
     def _changelog(self, _: requests.PreparedRequest) -> Reply:
         page = {
