@@ -378,6 +378,7 @@ def adopt(scopes: tuple[str, ...], dry_run: bool, at: dt.datetime | None, policy
     """
     from tqdm import tqdm
 
+    from connector.base import DeliveryRefused, TrackerUnavailable
     from runtime.adopt import adopt as run_adopt
     from runtime.services import build_services
 
@@ -390,11 +391,17 @@ def adopt(scopes: tuple[str, ...], dry_run: bool, at: dt.datetime | None, policy
     counts: dict[str, int] = {}
     for scope in _adopt_scopes(model, scopes):
         with tqdm(desc=scope, unit=" issue", file=sys.stderr, disable=None) as bar:
-            for found in run_adopt(services, scope, dry_run=dry_run, progress=lambda _: bar.update(1)):
-                counts[found.verdict] = counts.get(found.verdict, 0) + 1
-                bar.clear()
-                click.echo("\n".join(_describe_adopted(found)))
-                bar.refresh()
+            try:
+                for found in run_adopt(services, scope, dry_run=dry_run, progress=lambda _: bar.update(1)):
+                    counts[found.verdict] = counts.get(found.verdict, 0) + 1
+                    bar.clear()
+                    click.echo("\n".join(_describe_adopted(found)))
+                    bar.refresh()
+            except (TrackerUnavailable, DeliveryRefused) as error:
+                raise click.ClickException(
+                    f"{scope}: stopped, the tracker did not answer ({error}); what was adopted is kept: "
+                    "run it again to go on"
+                ) from None
     summary = ", ".join(f"{n} {verdict}" for verdict, n in sorted(counts.items())) or "no open issue"
     click.echo(f"{summary}{' (dry run: nothing recorded)' if dry_run else ''}", err=True)
 

@@ -9,6 +9,8 @@ import pytest
 
 from config.loader import load_policy
 from config.schema import Adoption, Policy
+from connector.github import events as github_events
+from connector.jira import events as jira_events
 from policies import adoption
 from policies.engine import evaluate
 from policies.models import (
@@ -24,6 +26,7 @@ from policies.models import (
     Source,
 )
 from policies.sla import Commented, Created, Phase, StateChanged, read_clocks, rules_for
+from tests.conftest import fixture_json
 from tests.engine_support import NOW, complete_fields, ref_for
 
 POLICY = load_policy()
@@ -129,3 +132,13 @@ def test_an_issue_outside_the_rule_gets_no_decision_at_all() -> None:
 
     assert decision.actions == () and decision.results == ()
     assert decision.note == "outside adoption (no label of service-request): not touched"
+
+
+def test_the_issue_type_is_read_from_both_trackers_payloads() -> None:
+    github = fixture_json("github", "issues__opened.json")
+    github["issue"]["type"] = {"id": 7, "node_id": "IT_7", "name": "Incident", "color": "red"}
+    jira = fixture_json("jira", "mattermost__webhook-issue-updated-labels.json")
+
+    assert github_events.snapshot(github).issue_type == "Incident"
+    assert github_events.snapshot(fixture_json("github", "issues__opened.json")).issue_type == ""
+    assert jira_events.snapshot(jira).issue_type == "Story"

@@ -247,6 +247,11 @@ class GithubConnector:
         """Every open issue of the repository `scope` (pull requests left out), oldest first, a
         page of 100 at a time; each with a delivery that stands for it (for `sopguard adopt`)."""
         payload: dict[str, Any] = {"repository": {"full_name": scope}, **context}
+        if isinstance(self.auth, Auth.AppAuth) and "installation" not in payload:
+            owner, _, name = scope.partition("/")
+            integration = GithubIntegration(auth=self.auth, **self._options())
+            installation = self._call(lambda: integration.get_repo_installation(owner, name).id)
+            payload["installation"] = {"id": installation}  # kept with each issue, as a delivery's
         listing = Delivery("github", f"adopt:{scope}", "issues", payload)
         requester = self._client(listing).requester
         page = 1
