@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 
 from config.loader import load_policy
-from config.schema import Adoption, Policy
+from config.schema import Adoption, Policy, Scope
 from connector.github import events as github_events
 from connector.jira import events as jira_events
 from policies import adoption
@@ -142,3 +142,16 @@ def test_the_issue_type_is_read_from_both_trackers_payloads() -> None:
     assert github_events.snapshot(github).issue_type == "Incident"
     assert github_events.snapshot(fixture_json("github", "issues__opened.json")).issue_type == ""
     assert jira_events.snapshot(jira).issue_type == "Story"
+
+
+def test_a_scope_gives_its_own_adoption_rule() -> None:
+    scoped = Scope.model_validate({"match": {"jira": "OPS"}, "adoption": {"issue_types": ["Incident"]}})
+    policy = POLICY.model_copy(update={"scopes": [scoped]})
+
+    assert policy.for_issue("jira", "OPS").adoption.issue_types == ["Incident"]
+    assert policy.for_issue("jira", "DEV").adoption == Adoption()
+    story = _snapshot("jira", issue_type="Story", status="Triage")
+    assert evaluate(policy, _event("jira"), story, NOW).note.startswith("outside adoption (of type Story")
+    elsewhere = replace(story.ref, scope="DEV", key="DEV-7")
+    other = replace(_event("jira"), issue=elsewhere)
+    assert evaluate(policy, other, replace(story, ref=elsewhere), NOW).results[0].rule_id == "adoption"
