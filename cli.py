@@ -1,4 +1,4 @@
-"""The `sopguard` command line: serve, worker, validate, schema, simulate, audit, db."""
+"""The `sopguard` command line: serve, worker, validate, schema, simulate, adopt, audit, db."""
 
 from __future__ import annotations
 
@@ -450,6 +450,100 @@ def sweep(at: dt.datetime | None, policy: Path | None) -> None:
         report = run_sweep(services, now, progress=lambda _: bar.update(1))
     failed = sum(1 for a in report.applied if a.outcome.startswith("failed"))
     click.echo(f"{report.notices} notice(s) posted on {report.due} issue(s) due; {failed} action(s) failed")
+
+
+def _adopt_scopes(policy: Policy, given: tuple[str, ...]) -> list[str]:
+    """The scopes to adopt: those given, else every scope the policy names without a wildcard."""
+    if given:
+        return list(given)
+    named = [s.match.github or s.match.jira or "" for s in policy.scopes]
+    plain = [name for name in named if name and not any(c in name for c in "*?[")]
+    if not plain:
+        raise click.UsageError("give --scope (owner/name or a Jira project key): the policy names none")
+    return plain
+
+
+def _describe_adopted(found: Any, locale: Locale) -> list[str]:
+    from config.i18n import duration
+    from policies.sla_notices import show_instant
+
+    lines = [f"{found.ref}  {found.verdict}" + (f" in {found.state}" if found.state else "")]
+    lines += [f"    {reason}" for reason in found.reasons]
+    for clock in found.clocks:
+        if clock.phase.value == "stopped":
+            shown = "met" if clock.met else "missed"
+            lines.append(f"    {clock.target_id} ({clock.level}): stopped, {shown}")
+        elif clock.breached:
+            lines.append(
+                f"    {clock.target_id} ({clock.level}): missed by {duration(-clock.remaining, locale)}"
+            )
+        else:
+            due = show_instant(clock.deadline, locale)
+            lines.append(f"    {clock.target_id} ({clock.level}): {clock.phase.value}, due {due}")
+    if found.verdict in ("adopted", "would adopt"):
+        posts = "; ".join(found.posts) or "nothing"
+        later = (
+            f" (next SLA notice due {show_instant(found.next_notice, locale)})" if found.next_notice else ""
+        )
+        lines.append(f"    posts: {posts}{later}")
+    return lines
+
+
+@main.command()
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    help="A GitHub repository (owner/name) or Jira project key; repeatable. Default: the policy's scopes.",
+)
+@click.option("--dry-run", is_flag=True, help="List what would be adopted; record nothing.")
+@click.option(
+    "--now",
+    "at",
+    type=click.DateTime(formats=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"]),
+    help="Adopt as of this UTC time (default: now), as `sweep --now` does; for a rehearsal.",
+)
+@click.option("--policy", type=click.Path(path_type=Path), help="Policy file [SOPGUARD_POLICY].")
+def adopt(scopes: tuple[str, ...], dry_run: bool, at: dt.datetime | None, policy: Path | None) -> None:
+    """Adopt the open issues of a tracker sopguard is installed on.
+
+    Lists every open issue of each scope (GitHub: the issues list; Jira: a JQL search) that the
+    policy's `adoption` rule covers, with the state it is adopted in (read from its labels or
+    status as they are), its SLA clocks (rebuilt from the tracker's history, comments included)
+    and what is posted: nothing. Targets missed before the adoption are recorded, never announced.
+    Without --dry-run the adoption is recorded in the ledger; no comment or label is written.
+
+    Safe to re-run: an issue the ledger already follows is left as it is. Stop `serve` first, or
+    not: an issue whose delivery is being processed is left for that delivery (or the next run).
+    """
+    from tqdm import tqdm
+
+    from connector.base import DeliveryRefused, TrackerUnavailable
+    from runtime.adopt import adopt as run_adopt
+    from runtime.services import build_services
+
+    settings = _settings(policy=policy)
+    _logging(settings)
+    model = _policy(settings.policy)
+    services = build_services(settings)
+    if at is not None:
+        services.clock = lambda: at.replace(tzinfo=dt.UTC)
+    counts: dict[str, int] = {}
+    for scope in _adopt_scopes(model, scopes):
+        with tqdm(desc=scope, unit=" issue", file=sys.stderr, disable=None) as bar:
+            try:
+                for found in run_adopt(services, scope, dry_run=dry_run, progress=lambda _: bar.update(1)):
+                    counts[found.verdict] = counts.get(found.verdict, 0) + 1
+                    bar.clear()
+                    click.echo("\n".join(_describe_adopted(found, model.locale)))
+                    bar.refresh()
+            except (TrackerUnavailable, DeliveryRefused) as error:
+                raise click.ClickException(
+                    f"{scope}: stopped, the tracker did not answer ({error}); what was adopted is kept: "
+                    "run it again to go on"
+                ) from None
+    summary = ", ".join(f"{n} {verdict}" for verdict, n in sorted(counts.items())) or "no open issue"
+    click.echo(f"{summary}{' (dry run: nothing recorded)' if dry_run else ''}", err=True)
 
 
 @main.command()

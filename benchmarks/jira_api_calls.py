@@ -37,7 +37,16 @@ from typing import Any
 
 import responses
 
-from tests.jira_support import DEPLOYMENTS, SCENARIOS, Deployment, Scenario, Service, fake_for, service
+from tests.jira_support import (
+    DEPLOYMENTS,
+    SCENARIOS,
+    Deployment,
+    Scenario,
+    Service,
+    fake_for,
+    follow,
+    service,
+)
 
 _ISSUE_KEY = re.compile(r"/issue/[A-Z][A-Z0-9]*-\d+")
 
@@ -132,6 +141,7 @@ def _run(
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         fake = fake_for(mock, deployment, payload)
         scenario.prepare(fake)
+        follow(sopguard, payload)  # an issue followed from its opening, not adopted
         sopguard.deliver(payload, f"benchmark-{deployment.name}-{name}")
         fake.check_against_openapi()
         return [_short(c) for c in fake.calls()]

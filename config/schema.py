@@ -427,6 +427,56 @@ class Trackers(Strict):
     jira: JiraMapping
 
 
+# --- adoption -------------------------------------------------------------------------------
+
+
+def _midnight_utc(value: Any) -> Any:
+    """A date (`2026-01-01`, as YAML reads it) is its midnight, UTC."""
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return dt.datetime.combine(value, dt.time(), dt.UTC)
+    return value
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+
+
+Instant = Annotated[dt.datetime, BeforeValidator(_midnight_utc), AfterValidator(_aware)]
+
+
+class Adoption(Strict):
+    """Which issues sopguard applies to. An issue outside is never touched (its deliveries are
+    audited as "outside adoption"); one inside that sopguard first meets mid-life is adopted as it
+    stands: its state read from its labels or status, nothing undone, nothing posted.
+
+    With no criterion every issue is inside. With several, `require` says whether an issue must
+    meet any one of them (the default) or all. Membership is decided when sopguard first meets an
+    issue; once followed, an issue stays followed.
+    """
+
+    created_after: Instant | None = Field(
+        default=None, description="Issues created at or after this instant (a date means its midnight, UTC)."
+    )
+    labels: list[str] = Field(default_factory=list, description="Issues carrying any of these labels.")
+    issue_types: list[str] = Field(
+        default_factory=list,
+        description="Issues of any of these types (GitHub issue types, Jira issue types; any case).",
+    )
+    form: bool = Field(
+        default=False,
+        description="GitHub issues filed through the generated issue form (every intake heading in the body).",
+    )
+    require: Literal["any", "all"] = "any"
+    intake_for_adopted: bool = Field(
+        default=False,
+        description="Demand the intake fields (S1.2) of adopted issues too, on their later edits.",
+    )
+
+    @property
+    def criteria(self) -> int:
+        return sum((self.created_after is not None, bool(self.labels), bool(self.issue_types), self.form))
+
+
 # --- messages -------------------------------------------------------------------------------
 
 MessageKind = Literal[
@@ -480,6 +530,7 @@ class Scope(Strict):
     sla: Sla | None = None
     trackers: Trackers | None = None
     messages: Messages | None = None
+    adoption: Adoption | None = None
 
 
 class Policy(Strict):
@@ -497,6 +548,9 @@ class Policy(Strict):
     sla: Sla
     trackers: Trackers
     messages: Messages
+    adoption: Adoption = Field(
+        default_factory=Adoption, description="Which issues sopguard applies to; by default every one."
+    )
     scopes: list[Scope] = Field(default_factory=list)
 
     def for_issue(self, source: str, scope: str) -> Policy:

@@ -6,7 +6,7 @@ import datetime as dt
 
 from config.i18n import say
 from config.schema import Policy
-from policies import followup, intake, priority, receipt, workflow
+from policies import adoption, followup, intake, priority, receipt, workflow
 from policies.context import Context, is_service_request
 from policies.models import Action, ChangeLabels, Decision, Event, IssueSnapshot
 from policies.render import contained
@@ -45,6 +45,12 @@ def evaluate(policy: Policy, event: Event, snapshot: IssueSnapshot, now: dt.date
             )
         )
     context = Context(scoped, event, snapshot, now)
+    if snapshot.first_seen:
+        inside, why = adoption.covers(scoped, event.source, snapshot)
+        if not inside:
+            return Decision(note=say(scoped.locale, "outside adoption (%(why)s): not touched", why=why))
+        if adoption.is_adoption(context):
+            return adoption.adopt(context)
     outcomes = [o for handler in ROUTER.handlers(event.kinds) for o in contained(handler(context))]
     if not outcomes:
         kinds = ", ".join(sorted(event.kinds))

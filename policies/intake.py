@@ -52,11 +52,22 @@ def _invalid_variable(ctx: Context) -> list[dict[str, Any]]:
     ]
 
 
+def _asked_for(ctx: Context) -> bool:
+    """Intake is demanded of open issues only; of an adopted one only where the policy says so,
+    or once sopguard has asked for it (the needs-info label is on)."""
+    snapshot = ctx.snapshot
+    if not snapshot.is_open:
+        return False
+    if snapshot.adopted and not ctx.policy.adoption.intake_for_adopted:
+        return ctx.policy.intake.needs_info_label in snapshot.labels
+    return True
+
+
 @router.register(EventKind.OPENED, EventKind.EDITED)
 def check_intake(ctx: Context) -> Iterator[Outcome]:
     rule = ctx.policy.intake
     mode = ctx.mode(rule)
-    if mode == Mode.OFF:
+    if mode == Mode.OFF or not _asked_for(ctx):
         return
     missing = [ctx.text(f.title) for f in missing_fields(ctx)]
     invalid = _invalid_variable(ctx)

@@ -111,6 +111,24 @@ class Event:
 
 
 @dataclass(frozen=True)
+class Change:
+    """One entry of a tracker's own history of an issue: a status change (Jira), a label added or
+    removed, or the issue closed or reopened (GitHub)."""
+
+    at: dt.datetime
+    kind: Literal["status", "labeled", "unlabeled", "closed", "reopened"]
+    value: str = ""
+
+
+@dataclass(frozen=True)
+class History:
+    """What the tracker recorded of an issue before sopguard met it: its changes and its comments."""
+
+    changes: tuple[Change, ...] = ()
+    comments: tuple[Comment, ...] = ()
+
+
+@dataclass(frozen=True)
 class IssueSnapshot:
     """The issue as it stands after the event, plus what the service remembers of it.
 
@@ -142,6 +160,11 @@ class IssueSnapshot:
     # The issue's SLA timeline as the ledger has it before this event: the receipt reads the same
     # clocks from it as the sweep does, and the lifecycle finds where a pause came from.
     timeline: tuple[TimelineEvent, ...] = ()
+    issue_type: str = ""  # GitHub's issue type, Jira's issue type name
+    # The ledger has no record of the issue: a delivery other than its opening adopts it.
+    first_seen: bool = False
+    adopted: bool = False  # sopguard met the issue mid-life and adopted it (kept by the ledger)
+    history: History | None = None  # read for a first-seen issue; None when not read or unreadable
 
 
 class CommentPolicy(StrEnum):
@@ -236,6 +259,18 @@ class StopFollowing:
     reason: str
 
 
+@dataclass(frozen=True)
+class Adopt:
+    """Record an issue met mid-life as adopted (not a tracker call): its timeline up to now, as
+    the tracker's history tells it (or starting now), and the SLA thresholds already crossed, to
+    be claimed as said so that no notice announces time before the adoption."""
+
+    rule_id: str
+    at: dt.datetime
+    beginning: tuple[TimelineEvent, ...]
+    claims: tuple[tuple[str, int, str], ...] = ()
+
+
 Action = (
     PostComment
     | ChangeLabels
@@ -245,6 +280,7 @@ Action = (
     | RememberState
     | RememberManualPriority
     | StopFollowing
+    | Adopt
 )
 TRACKER_ACTIONS = (PostComment, ChangeLabels, SetPriority, MoveToStatus, CreateSubtasks)
 

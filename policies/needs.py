@@ -6,6 +6,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from config.schema import ChecklistGuard, Mode, Policy, SectionGuard
+from policies import adoption
 from policies.context import Context, is_service_request
 from policies.models import Event, IssueSnapshot
 from policies.text import find_section
@@ -14,10 +15,12 @@ from policies.workflow import is_return_from_pause, state_change
 
 @dataclass(frozen=True)
 class Needs:
-    """`subtasks`: the issue's child issues; `comments`: its comments (for plan / root-cause sections)."""
+    """`subtasks`: the issue's child issues; `comments`: its comments (for plan / root-cause sections);
+    `history`: the tracker's history of an issue sopguard adopts (its changes and comments)."""
 
     subtasks: bool = False
     comments: bool = False
+    history: bool = False
 
 
 def needs(policy: Policy, event: Event, snapshot: IssueSnapshot) -> Needs:
@@ -26,6 +29,11 @@ def needs(policy: Policy, event: Event, snapshot: IssueSnapshot) -> Needs:
     if event.by_service or not is_service_request(scoped, snapshot):
         return Needs()
     context = Context(scoped, event, snapshot, dt.datetime.min)  # no rule here reads the time
+    if snapshot.first_seen:
+        if not adoption.covers(scoped, event.source, snapshot)[0]:
+            return Needs()
+        if adoption.is_adoption(context):
+            return Needs(history=True)
     change = state_change(context)
     if change is None or change.before == change.after:
         return Needs()

@@ -318,6 +318,10 @@ def check_transition(ctx: Context) -> Iterator[Outcome]:
         broken = bool(failed)
         undo = mode == Mode.ENFORCE and any(v.mode == Mode.ENFORCE for v in failed)
         reasons = [ctx.tell("%(rule)s (%(sop)s)", rule=v.guard.id, sop=v.guard.sop) for v in failed]
+    if broken and _closing_adopted(ctx, change):
+        reason = ctx.tell("an adopted issue's close stands: its stages before the adoption were not seen")
+        yield outcome(rule, mode, passed=True, reasons=[reason], actions=_enter(ctx, rule, change.after))
+        return
     # Each rule below renders its own comment; `contained` keeps one's broken template from the others.
     if not broken:
         yield outcome(rule, mode, passed=True, actions=_enter(ctx, rule, change.after))
@@ -367,6 +371,12 @@ def _held(ctx: Context, status: str) -> Iterator[Outcome]:
         )
         actions.append(PostComment(rule.id, f"status-unmapped:{status.casefold()}", body))
     yield outcome(rule, mode, passed=False, reasons=[reason], actions=actions)
+
+
+def _closing_adopted(ctx: Context, change: StateChange) -> bool:
+    """An issue sopguard adopted mid-life, being closed: never reopened for stages it may have
+    gone through before sopguard saw it (a legacy clean-up closes such issues)."""
+    return ctx.snapshot.adopted and change.after in ctx.policy.trackers.github.closed_states
 
 
 # --- actions --------------------------------------------------------------------------------

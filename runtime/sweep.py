@@ -18,7 +18,7 @@ from config import i18n
 from config.schema import Mode
 from connector.base import Applied, IssueGone
 from connector.delivery import Delivery
-from policies.ledger import backfill
+from policies import adoption
 from policies.models import (
     Action,
     Actor,
@@ -34,7 +34,7 @@ from policies.sla import Created
 from policies.sla_notices import Notice, due_notices, next_due
 from runtime import metrics
 from runtime.services import Services, worker_name
-from runtime.store.ledger import FollowedIssue, Unfinished, issue_key
+from runtime.store.ledger import FollowedIssue, LedgerUpdate, Unfinished, issue_key
 
 log = logging.getLogger(__name__)
 SERVICE = Actor("sopguard", is_bot=True)
@@ -226,6 +226,8 @@ def _with_turn(services: Services, ref: IssueRef, owner: str, work: Callable[[Fo
 
 
 def _read_history(services: Services, issue: FollowedIssue, now: dt.datetime) -> None:
+    """An issue an earlier release first saw mid-life (its `history_before` is set): its beginning
+    rebuilt from the tracker's history as an adoption does, the thresholds crossed by then said."""
     created = min((e.at for e in issue.timeline if isinstance(e, Created)), default=None)
     if created is None or issue.history_before is None:
         return
@@ -238,9 +240,22 @@ def _read_history(services: Services, issue: FollowedIssue, now: dt.datetime) ->
     if history is None:
         return  # a dry run, or unreadable: followed from its creation; tried again next time
     scoped = services.policy.for_issue(issue.ref.source, issue.ref.scope)
-    earlier = [change for change in history if change.at < issue.history_before]
+    facts, before = issue.facts, issue.history_before
+    known = IssueSnapshot(
+        ref=issue.ref,
+        is_open=facts.is_open,
+        labels=facts.labels,
+        reporter=facts.reporter,
+        reporter_id=facts.reporter_id,
+        created_at=created,
+        history=history,
+    )
+    entries, _ = adoption.beginning(scoped, known, issue.memory.last_state, before)
     ledger = services.store.ledger
-    ledger.replace_beginning(issue.ref, backfill(scoped, created, earlier))
+    ledger.replace_beginning(issue.ref, entries)
+    said = adoption.crossed_claims(services.clocks(issue.ref, entries, before))
+    with services.store.engine.begin() as db:
+        ledger.write(db, issue.ref, LedgerUpdate(None, (), {}, quiet_claims=said), now)
     refreshed = ledger.one(issue.ref)
     if refreshed is not None:
         clocks = services.clocks(issue.ref, refreshed.timeline, now)

@@ -25,12 +25,14 @@ from config import i18n
 from connector.base import Applied, DeliveryRefused, IssueGone, TrackerUnavailable
 from connector.delivery import Delivery, parse_body
 from connector.errors import BadPayload, Ignored
+from policies import adoption
 from policies.context import is_service_request
 from policies.engine import evaluate
 from policies.ledger import facts_after, timeline_entries, what_happened
 from policies.models import (
     TRACKER_ACTIONS,
     Action,
+    Adopt,
     Decision,
     Event,
     EventKind,
@@ -155,6 +157,8 @@ def process(services: Services, delivery: Delivery, received: Received) -> Outco
         last_state=memory.last_state,
         manual_priority=memory.manual_priority,
         timeline=known.timeline if known is not None else (),
+        first_seen=not memory.known,
+        adopted=memory.adopted,
     )
     snapshot = connector.complete(delivery, event, snapshot, needs(services.policy, event, snapshot))
     decision = evaluate(services.policy, event, snapshot, now)
@@ -171,7 +175,7 @@ def process(services: Services, delivery: Delivery, received: Received) -> Outco
         decision, applied = _gone(services, event, decision, tracker_actions, str(gone))
     metrics.actions_done(delivery.source, applied)
     happened = what_happened(decision, [(a.action, a.outcome) for a in applied])
-    ledger = _ledger_update(services, delivery, event, snapshot, happened, known, memory, now)
+    ledger = ledger_update(services, delivery, event, snapshot, happened, known, memory, now)
     ledger = _with_unfinished(ledger, known, delivery.delivery_id, decision, applied, now)
     broken = decision.broken
     status: Final = "failed" if broken else "processed"
@@ -390,7 +394,7 @@ def _outcomes(applied: list[Applied]) -> dict[str, str]:
     }
 
 
-def _ledger_update(
+def ledger_update(
     services: Services,
     delivery: Delivery,
     event: Event,
@@ -401,13 +405,16 @@ def _ledger_update(
     now: dt.datetime,
 ) -> LedgerUpdate | None:
     """What the ledger learns from this delivery (`decision` as it happened); nothing for checklist
-    items and sub-tasks, nor for an issue named only by its id (an old Server comment event)."""
+    items and sub-tasks, for an issue named only by its id (an old Server comment event), nor for
+    an issue outside the policy's adoption rule."""
     scoped = services.policy.for_issue(event.issue.source, event.issue.scope)
     if not is_service_request(scoped, snapshot) or not event.issue.scope:
         return None
     stopped = [a.reason for a in decision.actions if isinstance(a, StopFollowing)]
     if stopped:
         return LedgerUpdate(None, (), {}, gone=stopped[-1], as_of=memory.as_of)
+    if known is None and not adoption.covers(scoped, event.source, snapshot)[0]:
+        return None
     facts = facts_after(services.policy, event, snapshot, decision, known.facts if known else None)
     earlier = known.timeline if known else ()
     entries = _new_comments(
@@ -423,10 +430,11 @@ def _ledger_update(
         ),
         earlier,
     )
-    notified = known.notified if known else frozenset()
+    adopted = next((a for a in decision.actions if isinstance(a, Adopt)), None)
+    quiet = adopted.claims if adopted else ()
+    notified = (known.notified if known else frozenset()) | frozenset(quiet)
     as_of = max(now, event.at) if event.at else now  # a delivery may be processed before its own clock
     clocks = services.clocks(event.issue, (*earlier, *entries), as_of) if facts.is_open else ()
-    first_seen_late = not earlier and EventKind.OPENED not in event.kinds
     states = [a.state for a in decision.actions if isinstance(a, RememberState)]
     manual = [a.level for a in decision.actions if isinstance(a, RememberManualPriority)]
     version = max(filter(None, (memory.as_of, snapshot.updated_at)), default=None)
@@ -435,8 +443,9 @@ def _ledger_update(
         entries,
         delivery.context(),
         next_due(scoped, clocks, notified, as_of),
-        history_before=(event.at or now) if first_seen_late else None,
         state=states[-1] if states else None,
         manual_priority=(manual[-1],) if manual else None,
         as_of=version,
+        adopted_at=adopted.at if adopted else None,
+        quiet_claims=quiet,
     )

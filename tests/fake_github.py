@@ -395,10 +395,29 @@ class FakeGithubServer:
         with self._lock:
             self._deleted.add((repo, number))
 
-    def add_comment(self, repo: str, number: int, body: str, user: str | None = None) -> int:
-        """A comment someone (`default_author` unless `user`) made; its id."""
+    def add_comment(
+        self, repo: str, number: int, body: str, user: str | None = None, at: datetime | None = None
+    ) -> int:
+        """A comment someone (`default_author` unless `user`) made (now, unless `at`); its id."""
         with self._lock:
-            return self._add_comment(self._issue(repo, number), body, user or self.default_author).id
+            comment = self._add_comment(self._issue(repo, number), body, user or self.default_author)
+            if at is not None:
+                comment.created_at = comment.updated_at = at.astimezone(UTC).replace(microsecond=0)
+            return comment.id
+
+    def add_event(
+        self, repo: str, number: int, event: str, at: datetime, label: str | None = None, actor: str = ""
+    ) -> None:
+        """An issue event (`labeled`, `closed`, ...) in its history at `at`, as GitHub lists it;
+        the issue's labels and state are left as they are (set them with `put_issue`)."""
+        with self._lock:
+            issue = self._issue(repo, number)
+            updated = issue.updated_at
+            self._event(issue, event, label)
+            issue.events[-1]["created_at"] = _iso(at.astimezone(UTC).replace(microsecond=0))
+            if actor:
+                issue.events[-1]["actor"] = self._user_json(actor)
+            issue.updated_at = updated
 
     def issue(self, repo: str, number: int) -> FakeIssue:
         """A copy of the issue as it stands (created if it was never touched)."""

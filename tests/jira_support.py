@@ -31,7 +31,9 @@ from config.settings import Settings
 from connector.base import Recorded
 from connector.dry_run import DryRunConnector
 from connector.jira.connector import JiraConnector
-from runtime.services import Services
+from policies.models import IssueRef
+from policies.workflow import jira_state
+from runtime.services import Services, utc_now
 from runtime.store import Store
 from runtime.store.schema import issues, writes
 from tests.conftest import JIRA_SECRET, drain, fixture_json, jira_headers
@@ -238,6 +240,7 @@ class FakeJira:
     unreachable: set[str] = field(default_factory=set)
     changelog: list[Json] = field(default_factory=list)
     refused_summaries: set[str] = field(default_factory=set)  # sub-tasks Jira would refuse to create
+    listed: list[Json] = field(default_factory=list)  # what a JQL search finds (`sopguard adopt`)
     faults: defaultdict[tuple[str, str], deque[Fault]] = field(default_factory=lambda: defaultdict(deque))
     _next_id: int = 10010
     _next_subtask: int = 100
@@ -261,10 +264,29 @@ class FakeJira:
             ("PUT", f"{issue}/properties/{PROPERTY}", self._set_property),
             ("POST", f"{api}/issue", self._create_issue),
             ("POST", f"{api}/issue/bulk", self._create_issues),
+            ("GET", f"{api}/search/jql", self._search),
+            ("GET", f"{api}/search", self._search),
         ]
         for method, path, handler in routes:
             pattern = re.compile(re.escape(self.deployment.server + path) + r"(\?.*)?$")
             self.mock.add_callback(method, pattern, callback=self._guarded(method, path, handler))
+
+    def _search(self, request: requests.PreparedRequest) -> Reply:
+        """Cloud's enhanced search pages by `nextPageToken`, Data Center's by `startAt`; 100 a page."""
+        query = parse_qs(urlsplit(request.url or "").query)
+        cloud = urlsplit(request.url or "").path.endswith("/jql")
+        start = int((query.get("nextPageToken") or query.get("startAt") or ["0"])[0])
+        page = self.listed[start : start + 100]
+        if cloud:
+            more = start + 100 < len(self.listed)
+            body: Json = {
+                "issues": page,
+                "isLast": not more,
+                **({"nextPageToken": str(start + 100)} if more else {}),
+            }
+        else:
+            body = {"issues": page, "startAt": start, "maxResults": 100, "total": len(self.listed)}
+        return 200, {"Content-Type": "application/json"}, json.dumps(body)
 
     def _changelog(self, _: requests.PreparedRequest) -> Reply:
         page = {
@@ -750,13 +772,29 @@ def service(data_dir: Path, deployment: Deployment) -> Service:
     return Service(create_app(settings, services), connector, slept)
 
 
+def follow(sopguard: Service, payload: Json) -> None:
+    """Make the ledger follow the delivery's issue in the state it left (from before its change of
+    status), as if sopguard had seen it opened: the scenarios judge changes, not adoptions. A
+    creation needs nothing."""
+    if payload.get("webhookEvent") == "jira:issue_created":
+        return
+    key, fields = issue_of(payload)
+    changes = {i.get("field"): i for i in (payload.get("changelog") or {}).get("items", [])}
+    before = (changes.get("status") or {}).get("fromString") or fields["status"]["name"]
+    policy = load_policy()
+    state = jira_state(policy, before) or policy.workflow.initial
+    sopguard.intake.store.ledger.remember_state(IssueRef("jira", key.split("-")[0], key), state, utc_now())
+
+
 def start(
     mock: responses.RequestsMock, data_dir: Path, scenario: Scenario, deployment: Deployment
 ) -> tuple[FakeJira, Service]:
-    """A fake Jira set up for the scenario, and a fresh sopguard talking to it."""
+    """A fake Jira set up for the scenario, and a fresh sopguard talking to it, following its issue."""
     fake = fake_for(mock, deployment, scenario.payload)
     scenario.prepare(fake)
-    return fake, service(data_dir, deployment)
+    sopguard = service(data_dir, deployment)
+    follow(sopguard, scenario.payload)
+    return fake, sopguard
 
 
 def issue_path(fake: FakeJira) -> str:

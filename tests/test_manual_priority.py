@@ -74,7 +74,7 @@ def test_a_jira_priority_outside_the_mapping_is_recorded_as_manual_and_acknowled
     assert _manual(decision) == [OUTSIDE_MAPPING]
     (result,) = [r for r in decision.results if r.rule_id == POLICY.priority.id]
     assert result.reasons == (
-        f"priority {name} (not in the mapping; kept as manual) chosen by {event.actor.login}",
+        f"priority {name} chosen by {event.actor.login}, not in the mapping: kept as manual",
     )
     (comment,) = [a for a in decision.actions if isinstance(a, PostComment)]
     assert f"**Priority {name}** was chosen by @" in comment.body and "The choice is kept" in comment.body

@@ -483,7 +483,7 @@ def minutes(count: float) -> dt.datetime:
     return MONDAY_10 + dt.timedelta(minutes=count)
 
 
-def test_a_github_issue_first_seen_late_gets_its_pauses_from_the_history(
+def test_a_github_issue_adopted_mid_life_gets_its_pauses_from_the_history(
     tmp_path: Path, github: FakeGithub
 ) -> None:
     github.events = [
@@ -499,10 +499,10 @@ def test_a_github_issue_first_seen_late_gets_its_pauses_from_the_history(
     _at(sopguard.app, minutes(21))
     times = {"created_at": _iso(MONDAY_10), "updated_at": _iso(minutes(21))}
     sopguard.deliver(labelled(github, "bug", issue=times), "first-seen")
+    assert github.calls() == [f"GET {ISSUE}/comments", f"GET {ISSUE}/events"]  # read once, to adopt it
 
     report, calls = _sweep(sopguard.app, minutes(25), github.mock)
-    assert calls == [f"GET {ISSUE}/events"] and report.notices == 0  # 2 + 5 working minutes, not 25
-    assert _sweep(sopguard.app, minutes(26), github.mock)[1] == []  # read once
+    assert calls == [] and report.notices == 0  # 2 + 5 working minutes, not 25
     _, calls = _sweep(
         sopguard.app,
         minutes(
@@ -515,7 +515,7 @@ def test_a_github_issue_first_seen_late_gets_its_pauses_from_the_history(
     assert "due by **Nov 23, 2026, 10:33\u202fAM (China Time)**" in list(github.our_comments())[-1]
 
 
-def test_a_jira_issue_first_seen_late_gets_its_pauses_from_the_changelog(
+def test_a_jira_issue_adopted_mid_life_gets_its_pauses_from_the_changelog(
     tmp_path: Path, no_network: responses.RequestsMock
 ) -> None:
     created = _jira_created(CLOUD, MONDAY_10)
@@ -542,9 +542,11 @@ def test_a_jira_issue_first_seen_late_gets_its_pauses_from_the_changelog(
     sopguard = jira_service(tmp_path, CLOUD)
     _at(sopguard.app, MONDAY_10 + dt.timedelta(minutes=21))
     sopguard.deliver(update, "first-seen")
+    read = [f"GET /rest/api/2/issue/{fake.key}/changelog", f"GET /rest/api/2/issue/{fake.key}/comment"]
+    assert [c for c in fake.calls() if "/issue/" in c] == read  # once, to adopt it
 
     _, calls = _sweep(sopguard.app, MONDAY_10 + dt.timedelta(minutes=25), no_network)
-    assert calls == [f"GET /rest/api/2/issue/{fake.key}/changelog"]
+    assert calls == []
     _, calls = _sweep(sopguard.app, MONDAY_10 + dt.timedelta(minutes=29, seconds=15), no_network)
     assert calls == ["GET /rest/api/2/serverInfo", f"POST /rest/api/3/issue/{fake.key}/comment"]
     fake.check_against_openapi()

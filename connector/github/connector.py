@@ -10,7 +10,7 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, TypeVar
@@ -26,6 +26,7 @@ from tenacity import Retrying
 from config.settings import Settings
 from connector.base import GONE_STATUSES, Applied, DeliveryRefused, IssueGone, Journal, TrackerUnavailable
 from connector.delivery import Delivery
+from connector.github import events as github_events
 from connector.github.events import actor as actor_of
 from connector.metrics import count_github_calls
 from connector.retry import (
@@ -37,16 +38,17 @@ from connector.retry import (
     retrying,
     server_wait,
 )
-from policies.ledger import Change
 from policies.models import (
     Action,
     Actor,
+    Change,
     ChangeLabels,
     Comment,
     CommentPolicy,
     CreateSubtasks,
     Event,
     EventKind,
+    History,
     IssueSnapshot,
     MoveToStatus,
     PostComment,
@@ -211,14 +213,43 @@ class GithubConnector:
             changes["subtasks"] = tuple(
                 Subtask(c.title, done=c.state == "closed", key=str(c.number)) for c in children
             )
-        if needs.comments:
+        if needs.comments or needs.history:
             comments = self._call(lambda: list(issue.get_comments()))
             self._comments[delivery.delivery_id] = comments
-            changes["comments"] = tuple(Comment(_author(c), c.body or "", str(c.id)) for c in comments)
+            changes["comments"] = self._listed(delivery, comments)
+        if needs.history:
+            changes["history"] = self._history(delivery, event, changes["comments"])
         return replace(snapshot, **changes) if changes else snapshot
 
-    def history(self, delivery: Delivery, event: Event) -> list[Change] | None:
-        """Labels added and removed, closes and reopens, from the issue's events; `None` if unreadable."""
+    def _listed(self, delivery: Delivery, comments: Sequence[IssueComment]) -> tuple[Comment, ...]:
+        """Listed comments as the engine sees them; ours (by the service account, or carrying our
+        marker: an earlier sopguard's) count as a bot's, never as a response."""
+        ours = self.service_accounts(delivery)
+        return tuple(
+            Comment(
+                replace(author, is_bot=True)
+                if author.login in ours or MARKER_PREFIX in (c.body or "")
+                else author,
+                c.body or "",
+                str(c.id),
+                at=c.created_at,
+            )
+            for c in comments
+            for author in (_author(c),)
+        )
+
+    def history(self, delivery: Delivery, event: Event) -> History | None:
+        """The issue's events (labels added and removed, closes, reopens) and its comments; `None`
+        if unreadable."""
+        try:
+            issue = self._target(delivery, event).issue
+            comments = self._listed(delivery, self._call(lambda: list(issue.get_comments())))
+        except (GithubException, requests.RequestException, TrackerUnavailable, NoInstallation) as error:
+            log.warning("history of %s unreadable: %s", event.issue, error)
+            return None
+        return self._history(delivery, event, comments)
+
+    def _history(self, delivery: Delivery, event: Event, comments: tuple[Comment, ...]) -> History | None:
         try:
             issue = self._target(delivery, event).issue
             events = self._call(lambda: list(issue.get_events()))
@@ -240,7 +271,40 @@ class GithubConnector:
                 changes.append(Change(item.created_at, "closed"))
             elif item.event == "reopened":
                 changes.append(Change(item.created_at, "reopened"))
-        return changes
+        return History(tuple(changes), comments)
+
+    def open_issues(self, scope: str, context: Mapping[str, Any]) -> Iterator[tuple[Delivery, IssueSnapshot]]:
+        """Every open issue of the repository `scope` (pull requests left out), oldest first, a
+        page of 100 at a time; each with a delivery that stands for it (for `sopguard adopt`)."""
+        payload: dict[str, Any] = {"repository": {"full_name": scope}, **context}
+        if isinstance(self.auth, Auth.AppAuth) and "installation" not in payload:
+            owner, _, name = scope.partition("/")
+            integration = GithubIntegration(auth=self.auth, **self._options())
+            installation = self._call(lambda: integration.get_repo_installation(owner, name).id)
+            payload["installation"] = {"id": installation}  # kept with each issue, as a delivery's
+        listing = Delivery("github", f"adopt:{scope}", "issues", payload)
+        requester = self._client(listing).requester
+        page = 1
+        while True:
+            parameters = {
+                "state": "open",
+                "sort": "created",
+                "direction": "asc",
+                "per_page": 100,
+                "page": page,
+            }
+            _, items = self._call(
+                partial(requester.requestJsonAndCheck, "GET", f"/repos/{scope}/issues", parameters=parameters)
+            )
+            for item in items or ():
+                if "pull_request" in item:
+                    continue
+                body = {**payload, "issue": item}
+                delivery = Delivery("github", f"adopt:{scope}#{item.get('number')}", "issues", body)
+                yield delivery, github_events.snapshot(body)
+            if not items or len(items) < 100:
+                return
+            page += 1
 
     def apply(
         self,

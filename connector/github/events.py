@@ -107,6 +107,12 @@ class Label(Lenient):
     name: str | None = None
 
 
+class IssueType(Lenient):
+    """GitHub's issue type (an organisation's Bug, Task, Feature, ...)."""
+
+    name: str = ""
+
+
 class Issue(Lenient):
     number: IssueNumber
     id: Identifier = ""
@@ -120,6 +126,7 @@ class Issue(Lenient):
     created_at: Time = None
     updated_at: Time = None
     closed_at: Time = None
+    type: IssueType | None = None
 
 
 class Repository(Lenient):
@@ -228,6 +235,7 @@ def _snapshot(delivery: DeliveryBody) -> IssueSnapshot:
         body=body,
         created_at=issue.created_at,
         updated_at=issue.updated_at,
+        issue_type=issue.type.name if issue.type else "",
     )
 
 

@@ -210,6 +210,18 @@ class JiraApi:
         items = response.json() if response.content else []
         return [dict(item) for item in items if isinstance(item, dict)] if isinstance(items, list) else []
 
+    def search(self, jql: str, *, cloud: bool, page: str = "") -> Json:
+        """One page (100 issues, every field) of a JQL search: Cloud's enhanced search
+        (`GET /search/jql`, paged by `nextPageToken`), or Data Center's `GET /search` (`startAt`).
+        REST v2, so that text fields come as text, not ADF documents."""
+        params = {"jql": jql, "maxResults": "100", "fields": "*all"}
+        if cloud:
+            if page:
+                params["nextPageToken"] = page
+            return self._retried(lambda: self._send("GET", "search/jql", params=params))
+        params["startAt"] = page or "0"
+        return self._retried(lambda: self._send("GET", "search", params=params))
+
     def transitions(self, key: str) -> list[Json]:
         return self._retried(lambda: [dict(t) for t in self.client.transitions(key)])
 

@@ -24,7 +24,7 @@ import re
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
@@ -42,13 +42,14 @@ from connector.jira import markers
 from connector.jira.api import JiraApi, Json, classify, describe, status_of
 from connector.jira.format import to_adf, to_wiki
 from connector.retry import unavailable
-from policies.ledger import Change
 from policies.models import (
     Action,
+    Change,
     ChangeLabels,
     CommentPolicy,
     CreateSubtasks,
     Event,
+    History,
     IssueSnapshot,
     MoveToStatus,
     PostComment,
@@ -265,6 +266,8 @@ class JiraConnector:
         names = policy_field_names(policy, snapshot.fields)
         if names:
             snapshot = replace(snapshot, fields=with_names(snapshot.fields, names, self.field_index(names)))
+        if needs.history:
+            snapshot = replace(snapshot, history=self.history(delivery, event))
         wanted = missing_fields(delivery.payload, needs)
         if not wanted:
             return snapshot
@@ -278,8 +281,9 @@ class JiraConnector:
             comments=parsed.comments if "comment" in wanted else snapshot.comments,
         )
 
-    def history(self, delivery: Delivery, event: Event) -> list[Change] | None:
-        """The status changes in the issue's changelog, every page of it; `None` if unreadable."""
+    def history(self, delivery: Delivery, event: Event) -> History | None:
+        """The status changes in the issue's changelog and its comments, every page of both (ours,
+        by the service account, count as a bot's); `None` if unreadable."""
         changes: list[Change] = []
         read = 0
         try:
@@ -295,12 +299,47 @@ class JiraConnector:
                         if at is not None and str(item.get("field", "")).casefold() == "status"
                     )
                 if page.get("isLast", True) or not values:
-                    return changes
-        except Exception as error:  # the issue stays followed from its creation, as before
+                    break
+            first = self.api.comments(event.issue.key)
+            listed = self._all_comments(event.issue.key, first)
+            ours = self.service_accounts(delivery)
+        except Exception as error:  # the clocks start at the adoption instead
             if status_of(error) in GONE_STATUSES:
                 raise IssueGone(describe(error)) from error
             log.warning("history of %s unreadable: %s", event.issue, describe(error))
             return None
+        parsed = jira_events.snapshot(
+            {"issue": {"key": event.issue.key, "fields": {"comment": {"comments": listed}}}}
+        )
+        comments = tuple(
+            replace(c, author=replace(c.author, is_bot=True))
+            if c.author.id in ours or c.author.login in ours
+            else c
+            for c in parsed.comments
+        )
+        return History(tuple(changes), comments)
+
+    def open_issues(self, scope: str, context: Mapping[str, Any]) -> Iterator[tuple[Delivery, IssueSnapshot]]:
+        """Every issue of the project `scope` not in a done status, oldest first, by a JQL search
+        a page of 100 at a time; each with a delivery that stands for it (for `sopguard adopt`)."""
+        jql = f'project = "{scope}" AND statusCategory != Done ORDER BY created ASC'
+        cloud, page, read = self.is_cloud(), "", 0
+        while True:
+            answer = self.api.search(jql, cloud=cloud, page=page)
+            issues = [i for i in answer.get("issues") or [] if isinstance(i, dict)]
+            for issue in issues:
+                payload = {"webhookEvent": "jira:issue_updated", "issue": issue, **context}
+                delivery = Delivery("jira", f"adopt:{issue.get('key')}", "jira:issue_updated", payload)
+                yield delivery, jira_events.snapshot(payload)
+            read += len(issues)
+            if cloud:
+                page = str(answer.get("nextPageToken") or "")
+                if answer.get("isLast", not page) or not page or not issues:
+                    return
+            else:
+                if not issues or read >= int(answer.get("total", read)):
+                    return
+                page = str(read)
 
     def _all_comments(self, key: str, first: Any) -> list[Json]:
         page: Json = first if isinstance(first, dict) else {}

@@ -100,6 +100,7 @@ class IssueType(Lenient):
 
     subtask: bool | None = None
     hierarchyLevel: int | None = None
+    name: str | None = None
 
     @property
     def is_subtask(self) -> bool:
@@ -290,6 +291,7 @@ def _snapshot(delivery: DeliveryBody, payload: Payload) -> IssueSnapshot:
         updated_at=delivery.timestamp or fields.updated,
         # By issue type, never by `parent`: a Story or Task under an Epic has a parent too.
         is_subtask=fields.issuetype is not None and fields.issuetype.is_subtask,
+        issue_type=(fields.issuetype.name or "") if fields.issuetype else "",
     )
 
 

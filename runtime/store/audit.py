@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import Engine, insert, select
 from sqlalchemy.engine import Connection, RowMapping
 
-from policies.models import Action, Decision, IssueRef, RuleResult
+from policies.models import Action, Adopt, Decision, IssueRef, RuleResult
 from runtime.store.database import as_utc, aware
 from runtime.store.schema import audit
 
@@ -33,7 +33,15 @@ class AuditEntry:
 
 
 def describe(action: Action) -> dict[str, Any]:
-    """An action as JSON-friendly data for the audit log."""
+    """An action as JSON-friendly data for the audit log (an adoption's timeline as its size)."""
+    if isinstance(action, Adopt):
+        return {
+            "type": "Adopt",
+            "rule_id": action.rule_id,
+            "at": action.at.isoformat(),
+            "timeline_entries": len(action.beginning),
+            "claimed_quietly": [list(claim) for claim in action.claims],
+        }
     data = {
         key: sorted(value) if isinstance(value, frozenset) else value for key, value in asdict(action).items()
     }

@@ -119,6 +119,7 @@ class IssueMemory:
     known: bool = False
     journaled: bool = True  # every write sopguard made on the issue is in the journal
     gone: str | None = None  # why it is no longer followed (deleted, transferred away)
+    adopted: bool = False  # met mid-life and adopted (policies.adoption)
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,9 @@ class LedgerUpdate:
     as_of: dt.datetime | None = None
     gone: str | None = None  # the issue is no longer followed, for this reason
     unfinished: tuple[Unfinished, ...] | None = None  # every notice part still to land; None: unchanged
+    adopted_at: dt.datetime | None = None
+    # SLA thresholds crossed before the adoption: claimed as said, so none is announced.
+    quiet_claims: Sequence[Claim] = ()
 
 
 @dataclass(frozen=True)
@@ -161,6 +165,7 @@ def _memory_of(row: RowMapping) -> IssueMemory:
         known=True,
         journaled=bool(row["journaled"]),
         gone=row["gone"],
+        adopted=row["adopted_at"] is not None,
     )
 
 
@@ -223,7 +228,10 @@ class Ledger:
             changes["unfinished"] = _encode_all(ledger.unfinished)
         if ledger.gone is not None:
             changes |= {"gone": ledger.gone, "next_due_at": None}
+        if ledger.adopted_at is not None:
+            changes["adopted_at"] = as_utc(ledger.adopted_at)
         key = issue_key(ref)
+        self._claim_quietly(db, key, ledger.quiet_claims, now)
         if ledger.entries:
             db.execute(insert(timeline), [{"ref": key, "entry": encode(e)} for e in ledger.entries])
         updated_at = as_utc(now)
@@ -232,6 +240,27 @@ class Ledger:
         )
         if updated.rowcount == 0:
             db.execute(insert(issues).values(ref=key, **changes, journaled=True, updated_at=updated_at))
+
+    @staticmethod
+    def _claim_quietly(db: Connection, key: str, claims: Sequence[Claim], now: dt.datetime) -> None:
+        """Claims no notice will be posted for (thresholds crossed before an adoption)."""
+        if not claims:
+            return
+        said = {
+            (target, cycle, threshold)
+            for target, cycle, threshold in db.execute(
+                select(notifications.c.target, notifications.c.cycle, notifications.c.threshold).where(
+                    notifications.c.ref == key
+                )
+            )
+        }
+        rows = [
+            {"ref": key, "target": t, "cycle": c, "threshold": h, "at": as_utc(now)}
+            for t, c, h in dict.fromkeys(claims)
+            if (t, c, h) not in said
+        ]
+        if rows:
+            db.execute(insert(notifications), rows)
 
     def followed(
         self,
