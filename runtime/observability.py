@@ -79,7 +79,9 @@ def secrets_of(settings: Settings) -> list[str]:
         settings.github_token,
         settings.jira_api_token,
         settings.jira_pat,
+        settings.report_token,
         *settings.github_app_private_key.splitlines(),
+        *_key_file_lines(settings.github_app_private_key_path),
     ]
     for url in filter(None, (settings.database_url, settings.queue_url)):
         try:
@@ -87,6 +89,16 @@ def secrets_of(settings: Settings) -> list[str]:
         except ArgumentError:
             values.append(url)  # an unreadable URL is kept out whole
     return [v.strip() for v in values if len(v.strip()) >= SHORTEST_SECRET]
+
+
+def _key_file_lines(path: Path | None) -> list[str]:
+    """The lines of the App's private key file (a line of it in a log would be a leak)."""
+    if path is None:
+        return []
+    try:
+        return path.read_text(errors="replace").splitlines()
+    except OSError:
+        return []
 
 
 class Redacting(logging.Formatter):

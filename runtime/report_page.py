@@ -38,6 +38,11 @@ WORDS: dict[str, dict[str, str]] = yaml.safe_load(
 TRACKER_NAMES = {"github": "GitHub", "jira": "Jira"}
 
 
+# The days a period may name: every instant of them, and of the day after, is a valid datetime.
+FIRST_DAY = dt.date(1970, 1, 1)
+LAST_DAY = dt.date(9999, 12, 30)
+
+
 class BadQuery(ValueError):
     """A filter of the report that cannot be used; the message says why."""
 
@@ -70,9 +75,12 @@ def _day(name: str, value: str) -> dt.date:
     try:
         if len(value) != 10:
             raise ValueError(value)
-        return dt.date.fromisoformat(value)
+        day = dt.date.fromisoformat(value)
     except ValueError:
         raise BadQuery(f"{name}: expected a date as YYYY-MM-DD, got {value!r}") from None
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise BadQuery(f"{name}: {value} is outside {FIRST_DAY} to {LAST_DAY}")
+    return day
 
 
 def parse_query(args: Mapping[str, str], policy: Policy, today: dt.date) -> ReportQuery:

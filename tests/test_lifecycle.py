@@ -516,6 +516,16 @@ def test_a_jira_issue_moved_to_another_project_is_followed_under_its_new_key(
         f"/rest/api/{'3' if deployment is CLOUD else '2'}/issue/ACME-7/comment"
     }
 
+    # A delivery about the old key still on its way (a change made just before the move) is not
+    # taken for a new issue: the old key is known as moved, and nothing is written for it.
+    no_network.calls.reset()
+    late = _jira_at(with_status_change(update, "Triage", "In Progress"), _minutes(3))
+    sopguard.deliver(late, "late-under-the-old-key")
+    assert [str(f.ref) for f in services.store.ledger.followed()] == [str(followed.ref)]
+    gone = services.store.ledger.one(IssueRef("jira", "TES", "TES-41"))
+    assert gone is not None and gone.memory.gone == "moved to ACME-7"
+    assert [c for c in no_network.calls if c.request.method != "GET"] == []
+
 
 # --- a partly failed notice is retried until each of its parts landed, each once ----------------------
 

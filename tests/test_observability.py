@@ -303,6 +303,24 @@ def test_secrets_and_credentials_are_redacted_even_in_a_traceback(restored_loggi
     assert all(json.loads(line) for line in text.splitlines())
 
 
+def test_the_report_token_and_a_key_file_are_redacted(restored_logging: None, tmp_path: Path) -> None:
+    key_file = tmp_path / "app.pem"
+    key_file.write_text(
+        "-----BEGIN RSA PRIVATE KEY-----\nMIIEfilebasedkeymaterial0123\n-----END RSA PRIVATE KEY-----\n"
+    )
+    output = io.StringIO()
+    settings = Settings(
+        log_format="json", report_token="report-token-4711", github_app_private_key_path=key_file
+    )
+    configure_logging(settings, stream=output)
+    logging.getLogger("tests.redaction").warning(
+        "opened with report-token-4711, key MIIEfilebasedkeymaterial0123"
+    )
+    text = output.getvalue()
+    assert "report-token-4711" not in text and "MIIEfilebasedkeymaterial0123" not in text
+    assert text.count(REDACTED) == 2
+
+
 def test_text_logs_for_a_terminal_carry_the_delivery_at_the_end(restored_logging: None) -> None:
     output = io.StringIO()
     configure_logging(Settings(log_format="text"), stream=output)

@@ -141,6 +141,8 @@ def test_filters_narrow_the_page_to_a_scope_and_priority(seeded: tuple[Path, Exp
     [
         ("since=2026-13-01", "since: expected a date as YYYY-MM-DD, got '2026-13-01'"),
         ("until=yesterday", "until: expected a date as YYYY-MM-DD, got 'yesterday'"),
+        ("until=9999-12-31", "until: 9999-12-31 is outside 1970-01-01 to 9999-12-30"),
+        ("since=0001-01-01", "since: 0001-01-01 is outside 1970-01-01 to 9999-12-30"),
         ("since=2026-11-08&until=2026-10-12", "since (2026-11-08) is after until (2026-10-12)"),
         ("priority=P9", "priority: expected one of P1, P2, P3, P4, got 'P9'"),
         (

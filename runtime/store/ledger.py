@@ -6,9 +6,9 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Engine, insert, or_, select, update
+from sqlalchemy import Engine, String, insert, or_, select, update
 from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.exc import IntegrityError
 
@@ -120,6 +120,9 @@ class IssueMemory:
     journaled: bool = True  # every write sopguard made on the issue is in the journal
     gone: str | None = None  # why it is no longer followed (deleted, transferred away)
     adopted: bool = False  # met mid-life and adopted (policies.adoption)
+
+
+_GONE_LENGTH: int = cast(String, issues.c.gone.type).length or 200
 
 
 @dataclass(frozen=True)
@@ -370,6 +373,20 @@ class Ledger:
             db.execute(update(timeline).where(timeline.c.ref == before).values(ref=after))
             db.execute(update(notifications).where(notifications.c.ref == before).values(ref=after))
             db.execute(update(writes).where(writes.c.issue == before).values(issue=after))
+            # The old name stays known as moved: a delivery about it still on its way (queued under
+            # the old name, retried by the tracker) is not taken for a new issue to follow.
+            db.execute(
+                insert(issues).values(
+                    ref=before,
+                    source=old.source,
+                    scope=old.scope,
+                    key=old.key,
+                    is_open=False,
+                    journaled=True,
+                    gone=f"moved to {new}"[:_GONE_LENGTH],
+                    updated_at=as_utc(now),
+                )
+            )
         return True
 
     def due_refs(self, due_before: dt.datetime) -> list[IssueRef]:
