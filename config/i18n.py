@@ -78,8 +78,9 @@ def number(value: float, locale: Locale) -> str:
 
 
 def percent(fraction: float, locale: Locale) -> str:
-    """`0.75` as `75%`, written as the locale writes percentages."""
-    return format_percent(fraction, locale=babel_locale(locale))
+    """`0.75` as `75%`, `0.875` as `87.5%` (a warning threshold is never shown rounded to a
+    neighbour), written as the locale writes percentages."""
+    return format_percent(fraction, "#,##0.#%", locale=babel_locale(locale))
 
 
 def duration(span: dt.timedelta, locale: Locale) -> str:
@@ -87,6 +88,8 @@ def duration(span: dt.timedelta, locale: Locale) -> str:
     `50小时44分钟`. Never in days or rounded to the largest unit as `format_timedelta` would: a
     working day is not 24 hours, and an SLA notice must say exactly how much time is left."""
     minutes = int(abs(span).total_seconds() // 60)
+    if minutes == 0 and span:
+        return say(locale, "less than a minute")
     hours, minutes = divmod(minutes, 60)
     where = babel_locale(locale)
     parts = [format_unit(hours, "duration-hour", length="long", locale=where)] if hours else []
