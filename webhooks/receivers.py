@@ -7,11 +7,13 @@ in the order received."""
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
-from flask import Blueprint, Response, current_app, jsonify, request
+import orjson
+from flask import Blueprint, Response, current_app, request
 from sqlalchemy import String
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -72,7 +74,9 @@ PROTOCOLS: dict[Source, TrackerProtocol] = {
 
 
 def _answer(code: int, /, **body: object) -> tuple[Response, int]:
-    return jsonify(body), code
+    """A JSON answer, serialised by orjson straight into the response (the door's every answer:
+    Flask's `jsonify` costs several times as much)."""
+    return Response(orjson.dumps(body), mimetype="application/json"), code
 
 
 def _refuse(tracker: str, reason: str, code: int, error: str) -> tuple[Response, int]:
@@ -122,12 +126,15 @@ def receive(source: str) -> tuple[Response, int]:
     return _enqueue(intake, delivery, issue, body)
 
 
+_CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f]")
+
+
 def _unkeepable(delivery_id: str) -> str | None:
     """Why the inbox could never keep this delivery id (so that every redelivery would get a 503):
     too long for its column, or a control character (PostgreSQL refuses NUL in text)."""
     if len(delivery_id) > LONGEST_DELIVERY_ID:
         return f"is longer than {LONGEST_DELIVERY_ID} characters"
-    if any(ord(character) < 0x20 or character == "\x7f" for character in delivery_id):
+    if _CONTROL_CHARACTER.search(delivery_id):
         return "contains a control character"
     return None
 
