@@ -2,27 +2,38 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# Two stamps: `make run` installs what running needs, `make test` and `make lint` the dev tools too.
+RUN_STAMP := $(VENV)/.installed-run
+DEV_STAMP := $(VENV)/.installed-dev
+PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 # Without any webhook secret in the environment, `make run` is a local trial: unsigned deliveries
-# are accepted (and a warning says so). With a secret set, signatures are required.
-RUN_FLAGS ?= $(if $(GITHUB_WEBHOOK_SECRET)$(JIRA_WEBHOOK_SECRET),,--insecure-dev)
+# are accepted (and a warning says so). With a secret set, its tracker alone is enabled (unless
+# SOPGUARD_TRACKERS says otherwise) and its signatures are required.
+SECRETS := $(GITHUB_WEBHOOK_SECRET)$(SOPGUARD_GITHUB_WEBHOOK_SECRET)$(JIRA_WEBHOOK_SECRET)$(SOPGUARD_JIRA_WEBHOOK_SECRET)
+RUN_FLAGS ?= $(if $(SECRETS),,--insecure-dev)
 
 .PHONY: install run test test-servers lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+$(RUN_STAMP): pyproject.toml | $(BIN)/python
+	$(PIP) --upgrade pip
+	$(PIP) -e .
 	touch $@
 
-install: $(STAMP)
+# The dev extras include the package itself, so this stamp stands for both.
+$(DEV_STAMP): pyproject.toml | $(BIN)/python
+	$(PIP) --upgrade pip
+	$(PIP) -e '.[dev]'
+	touch $@ $(RUN_STAMP)
 
-run: $(STAMP)
+install: $(RUN_STAMP)
+
+run: $(RUN_STAMP)
 	$(BIN)/sopguard serve $(RUN_FLAGS)
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy .

@@ -20,12 +20,21 @@ class InsecureConfiguration(RuntimeError):
 
 
 def check_secrets(settings: Settings) -> None:
+    """Refuse to start while an enabled tracker's deliveries could not be verified, saying which
+    variable to set and what enabled the tracker; `--insecure-dev` accepts them, with a warning."""
     unsigned = settings.unsigned_trackers()
     if unsigned and not settings.insecure_dev:
-        variables = ", ".join(f"{t.upper()}_WEBHOOK_SECRET" for t in unsigned)
+        reasons = [(t, settings.why_enabled(t)) for t in unsigned]
+        if not any(why for _, why in reasons):
+            raise InsecureConfiguration(
+                "no webhook secret is set: set GITHUB_WEBHOOK_SECRET and/or JIRA_WEBHOOK_SECRET (each "
+                "enables its tracker), or pass --insecure-dev (SOPGUARD_INSECURE_DEV=1) to try sopguard "
+                "locally with unsigned deliveries"
+            )
+        missing = "; ".join(f"{t} is enabled ({why}): set {t.upper()}_WEBHOOK_SECRET" for t, why in reasons)
         raise InsecureConfiguration(
-            f"no webhook secret for {', '.join(unsigned)}: set {variables}, disable the tracker with "
-            "SOPGUARD_TRACKERS, or pass --insecure-dev (SOPGUARD_INSECURE_DEV=1) for local development"
+            f"no webhook secret for {missing}; or leave it out of SOPGUARD_TRACKERS, or pass "
+            "--insecure-dev (SOPGUARD_INSECURE_DEV=1) for local development"
         )
     if unsigned:
         logging.getLogger(__name__).warning(

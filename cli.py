@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import click
 from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 
 from config.checks import all_rules
 from config.i18n import say, say_plural
@@ -44,6 +45,40 @@ def _settings(**overrides: Any) -> Settings:
         raise click.ClickException(f"invalid settings: {problems}") from None
 
 
+def _database_source(settings: Settings) -> str:
+    if settings.database_url:
+        return "SOPGUARD_DATABASE_URL"
+    if "data_dir" in settings.model_fields_set:
+        return "in SOPGUARD_DATA_DIR"
+    return "in the default data directory; SOPGUARD_DATA_DIR sets another"
+
+
+def _existing_store(settings: Settings) -> Store:
+    """The store of a command that reads what the service recorded: it says on stderr which database
+    it reads, and refuses when there is none there rather than creating an empty one."""
+    from runtime.store.database import connect, current_revision, display_name
+
+    url = settings.resolved_database_url
+    file = Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
+    missing = file is not None and not file.is_file()
+    if not missing:
+        engine = connect(url)
+        url = display_name(engine)
+        try:
+            missing = current_revision(engine) is None
+        except SQLAlchemyError as error:
+            raise click.ClickException(f"cannot read the database {url}: {type(error).__name__}") from None
+        finally:
+            engine.dispose()
+    click.echo(f"database: {url} ({_database_source(settings)})", err=True)
+    if missing:
+        raise click.ClickException(
+            f"no sopguard database at {url}: `sopguard serve`, `sopguard worker` or `sopguard db upgrade` "
+            "creates it; set SOPGUARD_DATA_DIR (or SOPGUARD_DATABASE_URL) if the service keeps it elsewhere"
+        )
+    return Store(settings.resolved_database_url, settings.resolved_queue_url)
+
+
 def _policy(path: Path | None) -> Policy:
     try:
         return load_policy(path)
@@ -70,6 +105,12 @@ def main() -> None:
     """Enforce a technical-service SOP on GitHub Issues and Jira.
 
     Every setting comes from the environment (SOPGUARD_*; see README.md); options given here win.
+
+    The database is SOPGUARD_DATABASE_URL, else sopguard.db in SOPGUARD_DATA_DIR, else in `var` of
+    the checkout sopguard is installed from (for a package installed otherwise, the user's data
+    directory: ~/.local/share/sopguard on Linux),
+    whichever folder a command runs in; the commands that read it (audit, report, retry, sweep)
+    name it on stderr and refuse when it does not exist.
     """
 
 
@@ -171,7 +212,7 @@ def retry(delivery: str | None, all_failed: bool, source: str | None) -> None:
         raise click.UsageError("give a DELIVERY id or --all-failed (not both)")
     settings = _settings()
     locale = _locale(settings.policy)
-    store = Store(settings.resolved_database_url, settings.resolved_queue_url)
+    store = _existing_store(settings)
     if delivery is None:
         count = store.inbox.retry(None, utc_now())
     else:
@@ -443,7 +484,7 @@ def sweep(at: dt.datetime | None, policy: Path | None) -> None:
     from runtime.sweep import sweep as run_sweep
 
     _policy(settings.policy)
-    services = build_services(settings)
+    services = build_services(settings, _existing_store(settings))
     now = at.replace(tzinfo=dt.UTC) if at else utc_now()
     due = len(services.store.ledger.due_refs(now))
     with click.progressbar(length=due, label=f"issues due at {now:%Y-%m-%d %H:%M} UTC") as bar:
@@ -564,7 +605,7 @@ def report(
     from runtime.services import build_services
 
     settings = _settings()
-    services = build_services(settings)
+    services = build_services(settings, _existing_store(settings))
     policy, now = services.policy, utc_now()
     args = {"since": since or "", "until": until or "", "scope": scope or "", "priority": priority or ""}
     try:
@@ -684,8 +725,10 @@ def db_current() -> None:
     url, head = _settings().resolved_database_url, head_revision()
     file = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else ":memory:"
     if file != ":memory:" and not Path(file).exists():
-        click.echo(f"{url}: no database yet (`sopguard db upgrade` creates it at {head})")
-        return
+        raise click.ClickException(
+            f"{url}: no database yet (`sopguard db upgrade` creates it at {head}; "
+            "SOPGUARD_DATA_DIR or SOPGUARD_DATABASE_URL names another)"
+        )
     engine = connect(url)
     revision, name = current_revision(engine), display_name(engine)
     if revision == head:
@@ -709,7 +752,7 @@ def audit(issue: str | None, limit: int, as_json: bool, failed: bool) -> None:
     """List the decisions recorded in the audit log, oldest first (or, with --failed, the failed deliveries)."""
     settings = _settings()
     locale = _locale(settings.policy)
-    store = Store(settings.resolved_database_url, settings.resolved_queue_url)
+    store = _existing_store(settings)
     if failed:
         _print_failed(store, issue, limit, as_json, locale)
         return

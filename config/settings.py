@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
+import platformdirs
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -13,6 +14,16 @@ ALL_TRACKERS: tuple[Tracker, ...] = ("github", "jira")
 REDIS_SCHEMES = ("redis://", "rediss://")
 LogFormat = Literal["json", "text"]
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def default_data_dir() -> Path:
+    """`var` in the source checkout sopguard is installed from (`make run` installs it editable),
+    else the user's data directory (`~/.local/share/sopguard` on Linux): the same folder whichever
+    folder a command runs in."""
+    checkout = Path(__file__).resolve().parent.parent
+    if (checkout / "pyproject.toml").is_file():
+        return checkout / "var"
+    return platformdirs.user_data_path("sopguard")
 
 
 def _comma_list(value: object) -> object:
@@ -27,14 +38,20 @@ class Settings(BaseSettings):
     policy: Path | None = Field(default=None, description="Policy file; the embedded SOP policy if unset.")
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
-    data_dir: Path = Path("var")
+    data_dir: Path = Field(
+        default_factory=default_data_dir,
+        description="Where the SQLite database lives; made absolute (from the working folder) when read.",
+    )
     database_url: str = Field(default="", description="SQLAlchemy URL; SQLite in data_dir if unset.")
     queue_url: str = Field(
         default="",
         description="redis://host:port/db to keep the inbox in Redis; in the database if unset.",
     )
     workers: int = Field(default=2, ge=0, description="Queue consumer threads in `serve`; 0 = web only.")
-    trackers: Annotated[list[Tracker], NoDecode] = Field(default_factory=lambda: list(ALL_TRACKERS))
+    trackers: Annotated[list[Tracker], NoDecode] = Field(
+        default_factory=lambda: list(ALL_TRACKERS),
+        description="Unset: each tracker with a webhook secret or credentials; all when none has either.",
+    )
     service_accounts: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Logins/account ids of this service's own tracker account."
     )
@@ -88,6 +105,21 @@ class Settings(BaseSettings):
                     data[key] = _comma_list(data[key])
         return data
 
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, path: Path) -> Path:
+        """Resolved once, so a process that changes its folder later still uses the same one."""
+        return path.expanduser().absolute()
+
+    @model_validator(mode="after")
+    def _trackers_enabled_by_their_own_settings(self) -> Settings:
+        """Without SOPGUARD_TRACKERS, a tracker is enabled by its webhook secret or its credentials;
+        with neither for any tracker, all are (the local trial, which needs `--insecure-dev`)."""
+        if "trackers" not in self.model_fields_set:
+            configured = [t for t in ALL_TRACKERS if self.secret_for(t) or self.has_credentials(t)]
+            object.__setattr__(self, "trackers", configured or list(ALL_TRACKERS))  # the model is frozen
+        return self
+
     @field_validator("queue_url")
     @classmethod
     def _redis_or_unset(cls, url: str) -> str:
@@ -119,6 +151,15 @@ class Settings(BaseSettings):
     @property
     def jira_configured(self) -> bool:
         return bool(self.jira_url and (self.jira_pat or (self.jira_email and self.jira_api_token)))
+
+    def has_credentials(self, tracker: Tracker) -> bool:
+        return self.github_configured if tracker == "github" else self.jira_configured
+
+    def why_enabled(self, tracker: Tracker) -> str:
+        """What enabled `tracker`, as a refusal to start explains it; "" in the local trial."""
+        if "trackers" in self.model_fields_set:
+            return "SOPGUARD_TRACKERS names it"
+        return "its credentials are set" if self.has_credentials(tracker) else ""
 
     def secret_for(self, tracker: Tracker) -> str:
         return self.github_webhook_secret if tracker == "github" else self.jira_webhook_secret

@@ -354,11 +354,13 @@ def _fail(services: Services, received: Received, ref: IssueRef | None, reason: 
 def _retry_later(
     services: Services, received: Received, unavailable: TrackerUnavailable, now: dt.datetime
 ) -> Outcome:
-    """Back off and run it again later; past the horizon, give up with the last error."""
+    """Back off and run it again later; past the horizon, give up with the last error. Not while
+    the tracker itself names the wait (a rate limit, `Retry-After`): a spent quota comes back by the
+    tracker's clock, so the delivery waits as told however long that takes, and is never dropped."""
     since = received.failing_since or now
     horizon = dt.timedelta(seconds=services.settings.retry_horizon)
     reason = f"the tracker is unavailable: {unavailable}"
-    if now - since >= horizon:
+    if now - since >= horizon and unavailable.wait is None:
         return _fail(
             services,
             received,

@@ -230,7 +230,7 @@ def test_gunicorn_refuses_to_start_without_a_webhook_secret(tmp_path: Path) -> N
         _gunicorn("app:create_app()"), cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 1
-    assert "no webhook secret for github, jira" in result.stderr
+    assert "no webhook secret is set: set GITHUB_WEBHOOK_SECRET and/or JIRA_WEBHOOK_SECRET" in result.stderr
 
 
 def test_gunicorn_refuses_to_start_with_a_broken_policy(tmp_path: Path) -> None:

@@ -117,7 +117,7 @@ def test_audit_command_lists_and_filters_the_log(
     only_jira = runner.invoke(main, ["audit", "--issue", "TES-41", "--json"])
 
     assert everything.exit_code == 0 and ISSUE in everything.output and "TES-41" in everything.output
-    rows = [json.loads(line) for line in only_jira.output.splitlines()]
+    rows = [json.loads(line) for line in only_jira.stdout.splitlines()]
     assert rows and {row["issue"] for row in rows} == {"TES-41"}
     assert rows[0]["sop"] == "P2" and rows[0]["outcome"] == "recorded (dry run)"
 

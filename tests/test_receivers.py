@@ -493,16 +493,64 @@ def test_the_app_refuses_to_start_without_secrets_and_creates_nothing(tmp_path: 
     with pytest.raises(InsecureConfiguration) as refused:
         create_app(Settings(data_dir=tmp_path / "var"))
 
-    assert "GITHUB_WEBHOOK_SECRET" in str(refused.value) and "JIRA_WEBHOOK_SECRET" in str(refused.value)
+    assert "GITHUB_WEBHOOK_SECRET and/or JIRA_WEBHOOK_SECRET" in str(refused.value)
+    assert "--insecure-dev" in str(refused.value)
     assert not (tmp_path / "var").exists()
 
 
-def test_one_missing_secret_is_enough_to_refuse_and_is_the_one_named(tmp_path: Path) -> None:
-    with pytest.raises(InsecureConfiguration) as refused:
-        create_app(Settings(data_dir=tmp_path / "var", github_webhook_secret=GITHUB_SECRET))
+def test_one_secret_enables_its_tracker_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GITHUB_WEBHOOK_SECRET", GITHUB_SECRET)
+    monkeypatch.setenv("SOPGUARD_DATA_DIR", str(tmp_path / "var"))
+    client = create_app().test_client()
+    body = fixture_bytes("github", OPENED["github"])
 
-    assert "JIRA_WEBHOOK_SECRET" in str(refused.value)
+    github = client.post("/webhooks/github", data=body, headers=github_headers(body, "issues", "one-1"))
+    jira = client.post("/webhooks/jira", data=body, headers={"X-Atlassian-Webhook-Identifier": "one-2"})
+
+    assert client.get("/healthz").get_json()["trackers"] == ["github"]
+    assert (github.status_code, jira.status_code) == (202, 404)
+
+
+@pytest.mark.parametrize(
+    ("settings", "enabled"),
+    [
+        ({"jira_webhook_secret": JIRA_SECRET}, ["jira"]),
+        ({"github_token": "t", "jira_webhook_secret": JIRA_SECRET}, ["github", "jira"]),
+        ({"jira_url": "https://acme.atlassian.net", "jira_pat": "p"}, ["jira"]),
+        ({"github_app_id": "1", "github_app_private_key": "PEM"}, ["github"]),
+        ({"jira_url": "https://acme.atlassian.net"}, ["github", "jira"]),  # no credentials: the trial
+        ({}, ["github", "jira"]),
+    ],
+)
+def test_without_a_tracker_list_each_tracker_is_enabled_by_its_secret_or_credentials(
+    settings: dict[str, str], enabled: list[str]
+) -> None:
+    assert Settings(**settings).trackers == enabled  # type: ignore[arg-type]
+
+
+def test_a_listed_tracker_without_a_secret_refuses_naming_the_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SOPGUARD_TRACKERS", "github,jira")
+    monkeypatch.setenv("GITHUB_WEBHOOK_SECRET", GITHUB_SECRET)
+    with pytest.raises(InsecureConfiguration) as refused:
+        create_app(Settings(data_dir=tmp_path / "var"))
+
+    assert "jira is enabled (SOPGUARD_TRACKERS names it): set JIRA_WEBHOOK_SECRET" in str(refused.value)
     assert "GITHUB_WEBHOOK_SECRET" not in str(refused.value)
+
+
+def test_a_tracker_with_credentials_but_no_secret_refuses_naming_the_variable(tmp_path: Path) -> None:
+    settings = Settings(
+        data_dir=tmp_path / "var",
+        github_webhook_secret=GITHUB_SECRET,
+        jira_url="https://a.example",
+        jira_pat="p",
+    )
+    with pytest.raises(InsecureConfiguration) as refused:
+        create_app(settings)
+
+    assert "jira is enabled (its credentials are set): set JIRA_WEBHOOK_SECRET" in str(refused.value)
 
 
 def test_the_secrets_are_read_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -520,7 +568,12 @@ def test_the_secrets_are_read_from_the_environment(tmp_path: Path, monkeypatch: 
 
 def test_insecure_dev_accepts_unsigned_only_where_there_is_no_secret(tmp_path: Path) -> None:
     app = create_app(
-        Settings(data_dir=tmp_path / "var", github_webhook_secret=GITHUB_SECRET, insecure_dev=True)
+        Settings(
+            data_dir=tmp_path / "var",
+            trackers=["github", "jira"],
+            github_webhook_secret=GITHUB_SECRET,
+            insecure_dev=True,
+        )
     )
     client = app.test_client()
     jira_body = fixture_bytes("jira", OPENED["jira"])

@@ -214,7 +214,7 @@ def test_report_command_reads_the_ledger(
     page = CliRunner().invoke(main, ["report", *period, "--format", "html", "--priority", "P1"])
 
     assert result.exit_code == 0, result.output
-    rows = list(csv.reader(io.StringIO(result.output)))
+    rows = list(csv.reader(io.StringIO(result.stdout)))
     assert rows[0][:4] == ["Scope", "Priority", "Issues", "First response: met"]
     assert rows[1][:3] == ["github:Codertocat/Hello-World", "P1", "1"]
     assert rows[2][:3] == ["Total", "", "1"]

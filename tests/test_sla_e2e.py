@@ -331,7 +331,7 @@ def test_a_valid_close_asks_for_a_rating_and_the_reporters_score_is_counted(
     period = ["--since", "2026-11-01", "--until", "2026-11-30"]
     report = CliRunner().invoke(main, ["report", *period, "--format", "csv"])
 
-    rows = list(csv.reader(io.StringIO(report.output)))
+    rows = list(csv.reader(io.StringIO(report.stdout)))
     assert rows[0][-1] == "Average rating"
     assert (rows[1][:3], rows[1][-1]) == (["github:Codertocat/Hello-World", "P4", "1"], "4.0")
 
