@@ -25,7 +25,7 @@ from connector.github import events as github_events
 from policies.engine import evaluate
 from policies.models import Decision, Event, Source
 from runtime.observability import configure_logging, use_metrics_directory
-from runtime.services import utc_now
+from runtime.services import Services, utc_now
 from runtime.store import Store
 from runtime.store.audit import describe, to_json
 
@@ -103,11 +103,13 @@ def serve(
         f"sopguard listening on http://{settings.host}:{settings.port} ({settings.workers} worker thread(s))"
     )
     if settings.workers == 0:
+        _reload_policy_when_changed(services, threading.Event())
         waitress.serve(app, host=settings.host, port=settings.port)
         return
     server = waitress.create_server(app, host=settings.host, port=settings.port)
     threading.Thread(target=server.run, name="http", daemon=True).start()
     stop = _stopped_by_sigterm()
+    _reload_policy_when_changed(services, stop)
     try:
         Consumer(services, settings.workers).run(stop)
     except KeyboardInterrupt:
@@ -129,15 +131,25 @@ def worker(workers: int | None, drain: bool, policy: Path | None) -> None:
     from runtime.services import build_services
 
     _policy(settings.policy)
-    consumer = Consumer(build_services(settings), max(settings.workers, 1))
+    services = build_services(settings)
+    consumer = Consumer(services, max(settings.workers, 1))
     if drain:
         click.echo(f"processed {consumer.drain()} queued deliveries")
         return
     stop = _stopped_by_sigterm()
+    _reload_policy_when_changed(services, stop)
     try:
         consumer.run(stop)
     except KeyboardInterrupt:
         stop.set()
+
+
+def _reload_policy_when_changed(services: Services, stop: threading.Event) -> None:
+    """The policy file is read again when it changes (looked at every second) and on SIGHUP; a
+    file that does not load is refused, logged with its problems, and shown on /readyz."""
+    if services.holder is not None:
+        services.holder.watch(stop)
+        services.holder.reload_on_sighup()
 
 
 def _stopped_by_sigterm() -> threading.Event:
