@@ -1,4 +1,4 @@
-"""The `sopguard` command line: serve, worker, validate, schema, simulate, audit, db."""
+"""The `sopguard` command line: serve, worker, validate, schema, simulate, replay, audit, db."""
 
 from __future__ import annotations
 
@@ -419,6 +419,66 @@ def report(
     policy = query.policy(policy)
     page = gather(policy, services.store, query, now)
     output.write(RENDERERS[fmt](page, policy, policy.locale, lambda ref: issue_link(ref, settings)))
+
+
+@main.command()
+@click.option(
+    "--since",
+    required=True,
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="First day of the period (UTC), YYYY-MM-DD.",
+)
+@click.option(
+    "--until",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="Last day of the period (UTC), included, YYYY-MM-DD [default: today].",
+)
+@click.option(
+    "--policy",
+    "candidate",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="The candidate policy file to try.",
+)
+@click.option("--format", "fmt", type=click.Choice(["md", "json"]), default="md", show_default=True)
+def replay(since: dt.datetime, until: dt.datetime | None, candidate: Path, fmt: str) -> None:
+    """What a candidate policy would have decided on the deliveries of a period, compared with
+    what was decided (the audit log): per issue, the new refusals (a rule that fails: a change
+    undone, information asked for, a priority corrected), the refusals that disappear, other
+    priorities and other comments; then totals.
+
+    The deliveries are those the inbox received in the period (SOPGUARD_DATABASE_URL), run again
+    in order through the engine with the candidate policy, each issue from its first recorded
+    delivery, each judged at the time it was. Nothing is read from or written to a tracker, and
+    the service's database is only read. Progress goes to stderr.
+
+    \b
+    Before deploying a change of the policy:
+      sopguard validate new-sop.yaml
+      sopguard replay --since 2026-11-23 --until 2026-11-29 --policy new-sop.yaml
+    """
+    from runtime.replay import CannotReplay, as_json, as_markdown
+    from runtime.replay import replay as run_replay
+
+    first, last = since.date(), (until or utc_now()).date()
+    if last < first:
+        raise click.BadParameter(f"{last} is before --since {first}", param_hint="--until")
+    settings = _settings(log_level="WARNING")  # the worker's lines of each delivery are not wanted
+    _logging(settings)
+    model = _policy(candidate)
+    in_force = _policy(settings.policy)
+    store = Store(settings.resolved_database_url)
+    with click.progressbar(length=0, label="replaying", file=sys.stderr) as bar:
+
+        def progress(done: int, total: int) -> None:
+            bar.length = total
+            bar.update(1)
+
+        try:
+            report = run_replay(settings, store, model, in_force, first, last, progress)
+        except CannotReplay as error:
+            raise click.ClickException(str(error)) from None
+    click.echo((as_json if fmt == "json" else as_markdown)(report, str(candidate)), nl=fmt == "json")
 
 
 @main.group()
