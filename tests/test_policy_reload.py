@@ -253,3 +253,42 @@ def _post_opened_until(url: str, data: Path, first: int, rule_id: str) -> None:
         return _intake_rule_of(data, number) == rule_id
 
     assert _wait(judged_by_the_new_policy, 20)
+
+
+def test_gunicorn_workers_started_again_on_sighup_keep_the_last_valid_policy(tmp_path: Path) -> None:
+    """On SIGHUP the master reads the file again and starts new workers: an invalid file turns their
+    /readyz degraded with its problems (the last valid policy stays), a valid one ok again."""
+    policy, port = tmp_path / "sop.yaml", _free_port()
+    _save(policy, SOP_TEXT)
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("SOPGUARD_", "GITHUB_", "JIRA_"))},
+        "SOPGUARD_POLICY": str(policy),
+        "SOPGUARD_DATA_DIR": str(tmp_path / "var"),
+        "SOPGUARD_PORT": str(port),
+        "SOPGUARD_TRACKERS": "github",
+        "SOPGUARD_WEB_WORKERS": "1",
+        "GITHUB_WEBHOOK_SECRET": GITHUB_SECRET,
+    }
+    command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--no-control-socket"]
+    log = tmp_path / "gunicorn.log"
+    with log.open("wb") as output:
+        master = subprocess.Popen(command, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+
+    def status() -> str | None:
+        assert master.poll() is None, log.read_text(encoding="utf-8", errors="replace")[-3000:]
+        return (_ready(url) or {}).get("status")
+
+    try:
+        assert _wait(lambda: status() == "ok", 30)
+        _save(policy, BROKEN)
+        master.send_signal(signal.SIGHUP)
+        assert _wait(lambda: status() == "degraded")
+        ready = _ready(url)
+        assert ready is not None and ready["policy"]["problems"][0].startswith(f"{policy}{BROKEN_AT}")
+        _save(policy, SOP_TEXT)
+        master.send_signal(signal.SIGHUP)
+        assert _wait(lambda: status() == "ok")
+    finally:
+        master.terminate()
+        master.wait(timeout=30)

@@ -11,12 +11,14 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from flask import Flask
+from sqlalchemy import update
 
 from cli import main
 from config.loader import DEFAULT_POLICY_NAME, load_policy
 from config.settings import Settings
 from runtime.replay import replay
 from runtime.store import Store
+from runtime.store.schema import deliveries
 from tests.conftest import drain, github_headers
 from tests.github_support import form_body, issue_payload
 
@@ -150,3 +152,20 @@ def test_a_bad_date_or_policy_is_a_clear_error(settings: Settings, tmp_path: Pat
     bad_policy = _cli(settings, "--since", "2026-03-01", "--policy", str(broken))
     assert bad_policy.exit_code == 1
     assert f"{broken}:" in bad_policy.output and "unknown state 'nowhere'" in bad_policy.output
+
+
+def test_an_issue_is_replayed_from_its_first_delivery_before_the_period(
+    recorded: Store, settings: Settings, tmp_path: Path
+) -> None:
+    """Opened and triaged yesterday: today's move to diagnosis is judged knowing it is in triage."""
+    yesterday = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
+    earlier = deliveries.c.delivery_id.in_(["open-1", "triage-1"])
+    with recorded.engine.begin() as db:
+        db.execute(update(deliveries).where(earlier).values(received_at=yesterday))
+    today = dt.datetime.now(dt.UTC).date()
+    report = replay(settings, recorded, load_policy(_candidate(tmp_path)), load_policy(), today, today)
+    assert report.deliveries == 4 and report.warm_up == 2 and report.issues == 2
+    (alone,) = report.differences[ISSUE]
+    assert alone.delivery_id == "no-owner-1"
+    assert {r.rule_id for r in alone.refusals_gone} == {"owner-assigned", "start-diagnosis"}
+    assert not (alone.new_refusals or alone.priority or alone.new_comments or alone.comments_gone)
