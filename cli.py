@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import signal
 import sys
 import threading
@@ -457,6 +458,7 @@ def replay(since: dt.datetime, until: dt.datetime | None, candidate: Path, fmt: 
       sopguard validate new-sop.yaml
       sopguard replay --since 2026-11-23 --until 2026-11-29 --policy new-sop.yaml
     """
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)  # what it runs again is not counted as the service's
     from runtime.replay import CannotReplay, as_json, as_markdown
     from runtime.replay import replay as run_replay
 

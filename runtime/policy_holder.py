@@ -43,7 +43,7 @@ def signature(path: Path | None) -> Signature:
 
 
 @dataclass(frozen=True)
-class Refusal:
+class RefusedFile:
     """A policy file that was read and refused: when, and every problem as `PATH:LINE:COLUMN: message`."""
 
     at: dt.datetime
@@ -69,7 +69,7 @@ class PolicyHolder:
         self._generation = 0
         self._signature = signature(path)
         self._loaded_at = clock()
-        self._refusal: Refusal | None = None
+        self._refusal: RefusedFile | None = None
 
     @classmethod
     def load(cls, path: Path | None) -> PolicyHolder:
@@ -93,7 +93,7 @@ class PolicyHolder:
         return self._loaded_at
 
     @property
-    def refusal(self) -> Refusal | None:
+    def refusal(self) -> RefusedFile | None:
         """The last file refused since the policy in force was loaded; `None` when all is well."""
         return self._refusal
 
@@ -136,7 +136,7 @@ class PolicyHolder:
     def _refuse(self, seen: Signature, problems: tuple[str, ...]) -> None:
         with self._lock:
             self._signature = seen  # refused once; read again when it changes again
-            self._refusal = Refusal(self._clock(), problems)
+            self._refusal = RefusedFile(self._clock(), problems)
         log.error(
             "the policy file %s has %d problem(s); the last valid policy stays in force:\n%s",
             self.path,

@@ -188,7 +188,7 @@ def replay(
     report = ReplayReport(since, until)
     issues = _issues_received(store.engine, start, end)
     todo = _deliveries_of(store.engine, issues, end)
-    in_period = [d for d in todo if d.received_at >= start]
+    in_period = [d.received for d in todo if d.received.received_at >= start]
     report.issues, report.deliveries, report.warm_up = len(issues), len(in_period), len(todo) - len(in_period)
     recorded = _recorded(store.engine, [d.delivery_id for d in in_period])
     with tempfile.TemporaryDirectory(prefix="sopguard-replay-") as scratch:
@@ -216,11 +216,19 @@ class _Clock:
         return self.now
 
 
+@dataclass(frozen=True)
+class Recorded:
+    """A delivery as the inbox keeps it, and when it was judged (its last run)."""
+
+    received: Received
+    judged_at: dt.datetime
+
+
 def _run_all(
     settings: Settings,
     policy: Policy,
     scratch: Path,
-    todo: Sequence[Received],
+    todo: Sequence[Recorded],
     progress: Callable[[int, int], None] | None,
 ) -> dict[tuple[str, str], Rows]:
     """Each delivery through the worker with `policy`, on a scratch database; their audit rows."""
@@ -230,24 +238,14 @@ def _run_all(
         settings, policy, store, {"github": DryRunConnector(), "jira": DryRunConnector()}, clock=clock
     )
     try:
-        for done, received in enumerate(todo, 1):
-            clock.now = _judged_at(received)
-            run(services, received, "replay#")
+        for done, recorded in enumerate(todo, 1):
+            clock.now = recorded.judged_at
+            run(services, recorded.received, "replay#")
             if progress is not None:
                 progress(done, len(todo))
         return {key: rows for key, (_, rows) in _recorded(store.engine, None).items()}
     finally:
         store.engine.dispose()
-
-
-def _judged_at(received: Received) -> dt.datetime:
-    processed: dt.datetime | None = getattr(received, "processed_at", None)
-    return processed or received.received_at
-
-
-@dataclass(frozen=True)
-class _Recorded(Received):
-    processed_at: dt.datetime | None = None
 
 
 def _issues_received(engine: Engine, start: dt.datetime, end: dt.datetime) -> list[str]:
@@ -257,6 +255,7 @@ def _issues_received(engine: Engine, start: dt.datetime, end: dt.datetime) -> li
             deliveries.c.received_at >= start,
             deliveries.c.received_at < end,
             deliveries.c.status.in_(FINISHED),
+            deliveries.c.issue != "",  # not about an issue (an installation event)
         )
         .distinct()
     )
@@ -264,9 +263,9 @@ def _issues_received(engine: Engine, start: dt.datetime, end: dt.datetime) -> li
         return sorted(str(issue) for issue in db.execute(query).scalars())
 
 
-def _deliveries_of(engine: Engine, issues: Sequence[str], end: dt.datetime) -> list[Received]:
+def _deliveries_of(engine: Engine, issues: Sequence[str], end: dt.datetime) -> list[Recorded]:
     """The finished deliveries of `issues` received before `end`, in the order received."""
-    found: list[Received] = []
+    found: list[Recorded] = []
     for chunk in _chunks(issues):
         query = (
             select(deliveries)
@@ -279,12 +278,12 @@ def _deliveries_of(engine: Engine, issues: Sequence[str], end: dt.datetime) -> l
             .order_by(deliveries.c.seq)
         )
         with engine.connect() as db:
-            found.extend(_received(row) for row in db.execute(query).mappings())
-    return sorted(found, key=lambda d: d.seq)
+            found.extend(_from_inbox(row) for row in db.execute(query).mappings())
+    return sorted(found, key=lambda d: d.received.seq)
 
 
-def _received(row: Row) -> Received:
-    return _Recorded(
+def _from_inbox(row: Row) -> Recorded:
+    received = Received(
         seq=row["seq"],
         key=row["key"],
         source=row["source"],
@@ -295,8 +294,8 @@ def _received(row: Row) -> Received:
         received_at=_utc(row["received_at"]),
         attempts=0,
         failing_since=None,
-        processed_at=_utc(row["processed_at"]) if row["processed_at"] else None,
     )
+    return Recorded(received, _utc(row["processed_at"] or row["received_at"]))
 
 
 def _recorded(
