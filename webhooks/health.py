@@ -93,9 +93,10 @@ def _check(probe: Callable[[], None]) -> str:
 
 
 def policy_holder() -> PolicyHolder | None:
-    """The holder of the policy this app acts on: its services' (`serve`), else one of its own
-    (gunicorn's web workers: inherited from the master, or read from `SOPGUARD_POLICY` once), which
-    looks at the file again whenever it is asked; `None` while the file has never loaded."""
+    """The holder of the policy this app acts on: its services' (`serve`; `None` for services built
+    without one), else one of its own (gunicorn's web workers: inherited from the master, or read
+    from `SOPGUARD_POLICY`), which looks at the file again whenever it is asked. Raises
+    `PolicyError` while the file has never loaded."""
     services: Services | None = current_app.extensions.get("sopguard.services")
     if services is not None:
         return services.holder
