@@ -1,9 +1,10 @@
-"""The `sopguard` command line: serve, worker, validate, schema, simulate, adopt, audit, db."""
+"""The `sopguard` command line: serve, worker, validate, schema, simulate, adopt, replay, audit, db."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import signal
 import sys
 import threading
@@ -30,7 +31,7 @@ from policies.calendar import holiday_warnings
 from policies.engine import evaluate
 from policies.models import Decision, Event, Source
 from runtime.observability import configure_logging, use_metrics_directory
-from runtime.services import utc_now
+from runtime.services import Services, utc_now
 from runtime.store import Store
 from runtime.store.audit import describe, to_json
 
@@ -150,11 +151,13 @@ def serve(
         f"sopguard listening on http://{settings.host}:{settings.port} ({settings.workers} worker thread(s))"
     )
     if settings.workers == 0:
+        _reload_policy_when_changed(services, threading.Event())
         waitress.serve(app, host=settings.host, port=settings.port)
         return
     server = waitress.create_server(app, host=settings.host, port=settings.port)
     threading.Thread(target=server.run, name="http", daemon=True).start()
     stop = _stopped_by_sigterm()
+    _reload_policy_when_changed(services, stop)
     try:
         Consumer(services, settings.workers).run(stop)
     except KeyboardInterrupt:
@@ -176,15 +179,25 @@ def worker(workers: int | None, drain: bool, policy: Path | None) -> None:
     from runtime.services import build_services
 
     _policy(settings.policy)
-    consumer = Consumer(build_services(settings), max(settings.workers, 1))
+    services = build_services(settings)
+    consumer = Consumer(services, max(settings.workers, 1))
     if drain:
         click.echo(f"processed {consumer.drain()} queued deliveries")
         return
     stop = _stopped_by_sigterm()
+    _reload_policy_when_changed(services, stop)
     try:
         consumer.run(stop)
     except KeyboardInterrupt:
         stop.set()
+
+
+def _reload_policy_when_changed(services: Services, stop: threading.Event) -> None:
+    """The policy file is read again when it changes (looked at every second) and on SIGHUP; a
+    file that does not load is refused, logged with its problems, and shown on /readyz."""
+    if services.holder is not None:
+        services.holder.watch(stop)
+        services.holder.reload_on_sighup()
 
 
 def _stopped_by_sigterm() -> threading.Event:
@@ -615,6 +628,67 @@ def report(
     policy = query.policy(policy)
     page = gather(policy, services.store, query, now)
     output.write(RENDERERS[fmt](page, policy, policy.locale, lambda ref: issue_link(ref, settings)))
+
+
+@main.command()
+@click.option(
+    "--since",
+    required=True,
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="First day of the period (UTC), YYYY-MM-DD.",
+)
+@click.option(
+    "--until",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="Last day of the period (UTC), included, YYYY-MM-DD [default: today].",
+)
+@click.option(
+    "--policy",
+    "candidate",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="The candidate policy file to try.",
+)
+@click.option("--format", "fmt", type=click.Choice(["md", "json"]), default="md", show_default=True)
+def replay(since: dt.datetime, until: dt.datetime | None, candidate: Path, fmt: str) -> None:
+    """What a candidate policy would have decided on the deliveries of a period, compared with
+    what was decided (the audit log): per issue, the new refusals (a rule that fails: a change
+    undone, information asked for, a priority corrected), the refusals that disappear, other
+    priorities and other comments; then totals.
+
+    The deliveries are those the inbox received in the period (SOPGUARD_DATABASE_URL), run again
+    in order through the engine with the candidate policy, each issue from its first recorded
+    delivery, each judged at the time it was. Nothing is read from or written to a tracker, and
+    the service's database is only read. Progress goes to stderr.
+
+    \b
+    Before deploying a change of the policy:
+      sopguard validate new-sop.yaml
+      sopguard replay --since 2026-11-23 --until 2026-11-29 --policy new-sop.yaml
+    """
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)  # what it runs again is not counted as the service's
+    from runtime.replay import CannotReplay, as_json, as_markdown
+    from runtime.replay import replay as run_replay
+
+    first, last = since.date(), (until or utc_now()).date()
+    if last < first:
+        raise click.BadParameter(f"{last} is before --since {first}", param_hint="--until")
+    settings = _settings(log_level="WARNING")  # the worker's lines of each delivery are not wanted
+    _logging(settings)
+    model = _policy(candidate)
+    in_force = _policy(settings.policy)
+    store = Store(settings.resolved_database_url)
+    with click.progressbar(length=0, label="replaying", file=sys.stderr) as bar:
+
+        def progress(done: int, total: int) -> None:
+            bar.length = total
+            bar.update(1)
+
+        try:
+            report = run_replay(settings, store, model, in_force, first, last, progress)
+        except CannotReplay as error:
+            raise click.ClickException(str(error)) from None
+    click.echo((as_json if fmt == "json" else as_markdown)(report, str(candidate)), nl=fmt == "json")
 
 
 @main.group()

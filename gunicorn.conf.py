@@ -10,6 +10,9 @@ Logs are JSON lines unless SOPGUARD_LOG_FORMAT=text, gunicorn's own lines too. T
 `sopguard worker` processes given the same directory) count their metrics into
 PROMETHEUS_MULTIPROC_DIR, by default `metrics/` in the data directory; `GET /metrics` of any worker
 adds them all up (runtime/metrics.py).
+
+`kill -HUP` the master to read the policy file again (`on_reload`); the workers also read it again
+when it changes, as they are asked for `/readyz` or `/report` (runtime/policy_holder.py).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import click
 from cli import _policy, _settings
 from config.settings import Settings
 from runtime.observability import configure_logging, use_metrics_directory
+from runtime.policy_holder import PolicyHolder, share, shared
 from runtime.store import Store
 
 
@@ -70,13 +74,23 @@ def on_starting(server: Any) -> None:
 
     try:
         settings = _settings()
-        _policy(settings.policy)  # every problem as PATH:LINE:COLUMN: message
+        policy = _policy(settings.policy)  # every problem as PATH:LINE:COLUMN: message
         check_secrets(settings)
         max_queue_wait_from_environment()
     except (click.ClickException, InsecureConfiguration, ValueError) as error:
         sys.exit(error.message if isinstance(error, click.ClickException) else str(error))
     allow_open_files(server.cfg.worker_connections + 100)
     Store(settings.resolved_database_url).engine.dispose()
+    share(PolicyHolder(settings.policy, policy))
+
+
+def on_reload(server: Any) -> None:
+    """SIGHUP, in the master, before it starts new workers: the policy file is read again. The
+    workers it forks inherit the policy in force, the last valid one if the file is refused (its
+    problems logged and on /readyz); each worker also reads the file again when it changes."""
+    holder = shared(_listen.policy)
+    if holder is not None:
+        holder.reload("SIGHUP")
 
 
 def child_exit(server: Any, worker: Any) -> None:

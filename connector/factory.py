@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import logging
+from collections.abc import Mapping
 
 from config.schema import Policy
 from config.settings import ALL_TRACKERS, Settings
@@ -34,3 +36,17 @@ def _real_connector(settings: Settings, policy: Policy, source: Source) -> Conne
 
         return JiraConnector.from_settings(settings, policy)
     return None
+
+
+def with_policy(connectors: Mapping[Source, Connector], policy: Policy) -> dict[Source, Connector]:
+    """The same connectors acting by `policy` (a reload): a connector that reads the policy is
+    copied with the new one, keeping its session and what it has learned (fields, transitions)."""
+    from connector.jira.connector import JiraConnector
+
+    updated: dict[Source, Connector] = {}
+    for source, connector in connectors.items():
+        if isinstance(connector, JiraConnector):
+            connector = copy.copy(connector)
+            connector.policy = policy
+        updated[source] = connector
+    return updated

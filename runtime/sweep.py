@@ -282,12 +282,16 @@ def sweep(
 ) -> SweepReport:
     """Every notice due at `now`, each once. Safe to run from several workers at a time."""
     owner = owner or worker_name()
-    read_histories(services, now, owner)
+    read_histories(services.in_force(), now, owner)
     due = services.store.ledger.due_refs(now)
     report = SweepReport(due=len(due))
+
+    def sweep_in_force(issue: FollowedIssue) -> None:  # a policy reloaded meanwhile: from the next issue
+        sweep_issue(services.in_force(), issue, now, report)
+
     for ref in due:
         try:
-            if not _with_turn(services, ref, owner, lambda issue: sweep_issue(services, issue, now, report)):
+            if not _with_turn(services, ref, owner, sweep_in_force):
                 report.busy += 1
         except Exception:
             log.exception("SLA sweep failed for %s", ref)

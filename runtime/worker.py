@@ -81,7 +81,9 @@ def parse(received: Received) -> Delivery:
 
 def run(services: Services, received: Received, owner: str) -> Outcome:
     """Process one delivery taken from the inbox (its issue's turn is held) and record the outcome;
-    every log line meanwhile names the delivery and its issue, and the time it took is measured."""
+    every log line meanwhile names the delivery and its issue, and the time it took is measured. It
+    is judged by the policy in force when it starts, to its end (a reload applies from the next)."""
+    services = services.in_force()
     started, waited = time.monotonic(), (services.clock() - received.received_at).total_seconds()
     with delivery_context(received.delivery_id, received.issue):
         outcome = _run(services, received, owner)

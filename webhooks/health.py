@@ -4,9 +4,10 @@
   the database would have a healthy process restarted for a database outage).
 - `GET /readyz`: readiness. The database and the queue (the inbox, in the database or in Redis)
   answer, the policy is loaded; with what waits (`pending`, the oldest's age) and what needs a
-  person (`failed`, the oldest's age). `ok` or `degraded` (failed deliveries, or one unfinished
-  for longer than the retry horizon: `stuck`) with 200; `down` with 503 and, per check, what is
-  wrong. Always JSON.
+  person (`failed`, the oldest's age). `ok` or `degraded` (failed deliveries; one unfinished for
+  longer than the retry horizon: `stuck`; a changed policy file that was refused while the last
+  valid policy stays in force: `error`, and `policy` with its `PATH:LINE:COLUMN` problems) with
+  200; `down` with 503 and, per check, what is wrong. Always JSON.
 - `GET /metrics`: the Prometheus text exposition (`runtime.metrics`).
 
 Route only `/webhooks/*` from the internet to sopguard; these three are for the operator.
@@ -20,10 +21,11 @@ from collections.abc import Callable
 from flask import Blueprint, Response, current_app, jsonify
 from sqlalchemy import text
 
-from config.loader import PolicyError, read_policy
+from config.loader import PolicyError
 from policies.calendar import holiday_warnings
 from runtime import metrics
-from runtime.services import utc_now
+from runtime.policy_holder import PolicyHolder, shared
+from runtime.services import Services, utc_now
 from runtime.store.inbox import InboxHealth
 from webhooks.receivers import Intake
 
@@ -69,7 +71,9 @@ def readyz() -> tuple[Response, int]:
     services = current_app.extensions.get("sopguard.services")
     if services is not None and (warnings := holiday_warnings(services.policy, now.date())):
         body["warnings"] = warnings  # the calendars' holiday data: a person should look, nothing is failing
-    return jsonify(status="degraded" if health.failed or stuck else OK, **body), 200
+    refused = _refused_policy(policy_holder())
+    body |= refused
+    return jsonify(status="degraded" if health.failed or stuck or refused else OK, **body), 200
 
 
 @blueprint.get("/metrics")
@@ -92,21 +96,47 @@ def _check(probe: Callable[[], None]) -> str:
     return OK
 
 
+def policy_holder() -> PolicyHolder | None:
+    """The holder of the policy this app acts on: its services' (`serve`; `None` for services built
+    without one), else one of its own (gunicorn's web workers: inherited from the master, or read
+    from `SOPGUARD_POLICY`), which looks at the file again whenever it is asked. Raises
+    `PolicyError` while the file has never loaded."""
+    services: Services | None = current_app.extensions.get("sopguard.services")
+    if services is not None:
+        return services.holder
+    holder: PolicyHolder | None = current_app.extensions.get("sopguard.policy")
+    if holder is None:
+        path = _intake().settings.policy
+        holder = shared(path) or PolicyHolder.load(path)  # raises PolicyError
+        current_app.extensions["sopguard.policy"] = holder
+    holder.check()
+    return holder
+
+
 def _policy_check() -> str:
-    """The policy this process acts on (`serve`), or the one `SOPGUARD_POLICY` names, read once."""
-    if "sopguard.services" in current_app.extensions:
-        return OK
-    if "sopguard.policy_check" not in current_app.extensions:
-        try:
-            read_policy(_intake().settings.policy)
-            result = OK
-        except PolicyError as error:
-            result = f"has problems ({len(error.problems)}): sopguard validate lists them"
-        except OSError as error:
-            result = f"cannot be read: {type(error).__name__}"
-        current_app.extensions["sopguard.policy_check"] = result
-    checked: str = current_app.extensions["sopguard.policy_check"]
-    return checked
+    """`ok` when a policy is in force (a refused reload is `degraded`, not `down`), else why not."""
+    try:
+        policy_holder()
+    except PolicyError as error:
+        return f"has problems ({len(error.problems)}): sopguard validate lists them"
+    except OSError as error:
+        return f"cannot be read: {type(error).__name__}"
+    return OK
+
+
+def _refused_policy(holder: PolicyHolder | None) -> dict[str, object]:
+    """What `/readyz` says of a policy file that was changed and refused; nothing when none was."""
+    refusal = holder.refusal if holder is not None else None
+    if holder is None or refusal is None:
+        return {}
+    return {
+        "error": refusal.summary(),
+        "policy": {
+            "refused_at": refusal.at.isoformat(),
+            "problems": list(refusal.problems),
+            "in_force_since": holder.loaded_at.isoformat(),
+        },
+    }
 
 
 def _stuck(health: InboxHealth, now: dt.datetime, horizon: dt.timedelta) -> str | None:

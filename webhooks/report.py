@@ -8,7 +8,6 @@ asks for it. Filters are query parameters: `since`, `until` (YYYY-MM-DD), `scope
 
 from __future__ import annotations
 
-import functools
 import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from config.settings import Settings
 from runtime.report_page import BadQuery, as_html, gather, issue_link, parse_query
 from runtime.services import Services, utc_now
 from runtime.store import Store
+from webhooks.health import policy_holder
 
 blueprint = Blueprint("report", __name__)
 
@@ -43,16 +43,21 @@ class ReportSource:
 
 
 def install(app: Flask, settings: Settings, store: Store, services: Services | None) -> None:
-    """Register GET /report; it reads the policy the services hold (a reload included), else the
-    policy file, once, on the first request."""
+    """Register GET /report; it reads the policy in force (a reload included): the services', else
+    the app's own (`webhooks.health.policy_holder`)."""
     app.extensions["sopguard.report"] = ReportSource(settings, store, _policy_of(settings, services))
     app.register_blueprint(blueprint)
 
 
 def _policy_of(settings: Settings, services: Services | None) -> Callable[[], Policy]:
     if services is not None:
-        return lambda: services.policy
-    return functools.cache(lambda: load_policy(settings.policy))
+        return lambda: services.in_force().policy
+
+    def in_force() -> Policy:
+        holder = policy_holder()
+        return holder.policy if holder is not None else load_policy(settings.policy)
+
+    return in_force
 
 
 def _authorized(token: str) -> bool:
