@@ -26,6 +26,7 @@ from tenacity import Retrying
 from config.settings import Settings
 from connector.base import GONE_STATUSES, Applied, DeliveryRefused, IssueGone, Journal, TrackerUnavailable
 from connector.delivery import Delivery
+from connector.github.deliveries import AppDeliveries
 from connector.github.events import actor as actor_of
 from connector.metrics import count_github_calls
 from connector.retry import (
@@ -87,6 +88,28 @@ def classify(error: BaseException) -> Verdict:
     return GIVE_UP
 
 
+def app_auth(settings: Settings) -> Auth.AppAuth | None:
+    """The GitHub App's own authentication (a JWT signed by its private key), when one is configured."""
+    if not settings.github_app_id:
+        return None
+    key = settings.github_app_private_key
+    if not key and settings.github_app_private_key_path:
+        key = settings.github_app_private_key_path.read_text(encoding="utf-8")
+    return Auth.AppAuth(int(settings.github_app_id), key) if key else None
+
+
+def app_deliveries(settings: Settings) -> AppDeliveries:
+    """The App's webhook deliveries API; `DeliveryRefused` when no App is configured (a token's
+    repository webhooks have no such API for an App to use)."""
+    auth = app_auth(settings)
+    if auth is None:
+        raise DeliveryRefused(
+            "redelivery needs a GitHub App: set GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY "
+            "(or GITHUB_APP_PRIVATE_KEY_PATH)"
+        )
+    return AppDeliveries(auth.create_jwt, settings.github_api_url.rstrip("/"), settings.tracker_timeout)
+
+
 class NoInstallation(DeliveryRefused):
     """A GitHub App needs the delivery's `installation.id` to act, and this delivery has none."""
 
@@ -107,14 +130,7 @@ class GithubConnector:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> GithubConnector:
-        auth: Auth.Token | Auth.AppAuth
-        if settings.github_app_id:
-            key = settings.github_app_private_key
-            if not key and settings.github_app_private_key_path:
-                key = settings.github_app_private_key_path.read_text(encoding="utf-8")
-            auth = Auth.AppAuth(int(settings.github_app_id), key)
-        else:
-            auth = Auth.Token(settings.github_token)
+        auth: Auth.Token | Auth.AppAuth = app_auth(settings) or Auth.Token(settings.github_token)
         return cls(auth=auth, base_url=settings.github_api_url.rstrip("/"), timeout=settings.tracker_timeout)
 
     # --- plumbing --------------------------------------------------------------------------
