@@ -234,6 +234,36 @@ def redeliver(since: str, dry_run: bool) -> None:
 
 
 @main.command()
+@click.option(
+    "--since", help="Compare the issues updated since this time (default: since the last reconcile)."
+)
+@click.option("--policy", type=click.Path(path_type=Path), help="Policy file [SOPGUARD_POLICY].")
+def reconcile(since: str | None, policy: Path | None) -> None:
+    """Find the changes no delivery brought (after an outage) and queue each once.
+
+    `serve` and `worker` do this every SOPGUARD_RECONCILE_INTERVAL seconds; a running one then
+    processes what was queued, or `sopguard worker --drain` does it now.
+    """
+    start = _instant(since) if since else None
+    settings = _settings(policy=policy)
+    _logging(settings)
+    from runtime.reconcile import reconcile as run_reconcile
+    from runtime.services import build_services
+
+    _policy(settings.policy)
+    report = run_reconcile(build_services(settings), utc_now(), start)
+    for scope in report.scopes:
+        outcome = f"failed: {scope.error}" if scope.error else f"{len(scope.queued)} change(s) queued"
+        waiting = (
+            f", {len(scope.waiting)} issue(s) left for later (a delivery is queued)" if scope.waiting else ""
+        )
+        click.echo(f"{scope.scope} since {scope.since:%Y-%m-%d %H:%M:%S} UTC: {outcome}{waiting}")
+    click.echo(f"{report.queued} change(s) no delivery brought, queued")
+    if any(scope.error for scope in report.scopes):
+        sys.exit(1)
+
+
+@main.command()
 @click.argument("path", required=False, type=click.Path(path_type=Path))
 def validate(path: Path | None) -> None:
     """Check a policy file and print every problem as PATH:LINE:COLUMN: message.

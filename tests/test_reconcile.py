@@ -1,0 +1,155 @@
+"""Caught up after an outage (issue 11): changes whose deliveries were dropped on the way are found
+by the next reconcile and processed once each, in their issue's turn; a second reconcile does
+nothing. GitHub on the loopback fake (`tests/fake_github.py`), which changes issues without sending
+anything."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import responses
+from click.testing import CliRunner
+from github import Auth
+
+from app import create_app
+from cli import main
+from config.loader import load_policy
+from config.settings import Settings
+from connector.dry_run import DryRunConnector
+from connector.github.connector import GithubConnector
+from policies.models import IssueRef
+from policies.sla import Commented
+from runtime.reconcile import SETTLE, reconcile
+from runtime.services import Services, utc_now
+from runtime.store import Store
+from tests.conftest import GITHUB_SECRET, JIRA_SECRET, drain, services_of
+from tests.fake_github import BOT, FakeGithubServer
+from tests.github_support import REPO, Service, form_body, issue_payload
+
+P1_FORM = form_body(Impact="Business outage", Urgency="High")
+REPORTER = "Codertocat"
+
+
+@pytest.fixture
+def server(no_network: responses.RequestsMock) -> Iterator[FakeGithubServer]:
+    with FakeGithubServer() as fake:
+        no_network.add_passthru(fake.url)
+        yield fake
+
+
+def _iso(when: dt.datetime) -> str:
+    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _sopguard(tmp_path: Path, server: FakeGithubServer) -> Service:
+    settings = Settings(
+        data_dir=tmp_path / "var", github_webhook_secret=GITHUB_SECRET, jira_webhook_secret=JIRA_SECRET
+    )
+    connector = GithubConnector(auth=Auth.Token("test-token"), base_url=server.url, sleep=lambda _: None)
+    services = Services(
+        settings,
+        load_policy(),
+        Store(settings.resolved_database_url),
+        {"github": connector, "jira": DryRunConnector()},
+    )
+    return Service(create_app(settings, services), [])
+
+
+def _opened_by_delivery(sopguard: Service, server: FakeGithubServer, at: dt.datetime) -> None:
+    """Issue 1, opened an hour ago and delivered as usual: the ledger follows it."""
+    server.put_issue(REPO, 1, body=P1_FORM, user=REPORTER, created_at=at, updated_at=at)
+    stamps = {"created_at": _iso(at), "updated_at": _iso(at)}
+    assert sopguard.deliver(issue_payload("opened", labels=[], body=P1_FORM, issue=stamps), "opened-1") == 1
+
+
+def _outage(server: FakeGithubServer, at: dt.datetime) -> int:
+    """What happened on GitHub while no delivery came through: issue 1 closed, its reporter asking
+    on it, and issue 2 opened. The id of the reporter's comment."""
+    server.put_issue(REPO, 1, state="closed", updated_at=at)
+    comment = server.add_comment(REPO, 1, "Any news? It is still down here.", user=REPORTER)
+    server.put_issue(
+        REPO, 2, title="Checkout down", body=P1_FORM, user=REPORTER, created_at=at, updated_at=at
+    )
+    return comment
+
+
+def _changes(queued: list[str]) -> list[str]:
+    """`issue:change` of each made-up delivery, without the instant that names it."""
+    return [f"{d.split(':')[2]}:{d.split(':', 6)[-1]}" for d in queued]
+
+
+def test_the_next_reconcile_processes_each_missed_change_once(
+    tmp_path: Path, server: FakeGithubServer
+) -> None:
+    sopguard = _sopguard(tmp_path, server)
+    services = services_of(sopguard.app)
+    start = utc_now().replace(microsecond=0)
+    _opened_by_delivery(sopguard, server, start - dt.timedelta(hours=1))
+    services.store.reconciles.done(f"github:{REPO}", start - dt.timedelta(minutes=30))
+    comment = _outage(server, start)
+    later = start + SETTLE + dt.timedelta(minutes=1)
+
+    report = reconcile(services, later)
+
+    (scope,) = report.scopes
+    assert (scope.scope, scope.since, scope.error) == (
+        f"github:{REPO}",
+        start - dt.timedelta(minutes=30),
+        None,
+    )
+    assert _changes(scope.queued) == [  # the issue's state last: it leaves the present in the ledger
+        f"{REPO}#1:comment:{comment}",
+        f"{REPO}#1:closed",
+        f"{REPO}#2:opened",
+    ]
+    assert reconcile(services, later, since=scope.since).queued == 0  # already queued: not again
+
+    assert drain(sopguard.app) == 3
+    for delivery in scope.queued:
+        assert services.store.inbox.status("github", delivery) == "processed"
+    ledger = services.store.ledger
+    first, second = ledger.one(IssueRef("github", REPO, "1")), ledger.one(IssueRef("github", REPO, "2"))
+    assert first is not None and second is not None
+    assert [e.comment_id for e in first.timeline if isinstance(e, Commented)] == [str(comment)]
+    assert [c.user for c in server.comments(REPO, 2)] == [BOT]  # issue 2 got its receipt, once
+    assert services.store.reconciles.last(f"github:{REPO}") == later - SETTLE
+
+    calls = len(server.calls())
+    again = reconcile(services, later + dt.timedelta(minutes=15))
+    assert (again.queued, again.scopes[0].duplicates) == (0, 0)
+    assert [c.method for c in server.calls()[calls:]] == ["GET"] * (len(server.calls()) - calls)
+    from_the_start = reconcile(
+        services, later + dt.timedelta(minutes=15), since=start - dt.timedelta(hours=2)
+    )
+    assert from_the_start.queued == 0  # every change is in the ledger now
+    assert drain(sopguard.app) == 0
+
+
+def test_an_issue_with_a_delivery_still_queued_is_left_for_the_next_reconcile(
+    tmp_path: Path, server: FakeGithubServer
+) -> None:
+    sopguard = _sopguard(tmp_path, server)
+    services = services_of(sopguard.app)
+    start = utc_now().replace(microsecond=0)
+    _opened_by_delivery(sopguard, server, start - dt.timedelta(hours=1))
+    services.store.reconciles.done(f"github:{REPO}", start - dt.timedelta(minutes=30))
+    server.put_issue(REPO, 1, state="closed", updated_at=start)
+    body = b'{"action": "edited"}'
+    services.store.inbox.put("github", "queued-1", "issues", f"github:{REPO}#1", body, start)
+
+    report = reconcile(services, start + SETTLE + dt.timedelta(minutes=1))
+
+    assert (report.queued, report.scopes[0].waiting) == (0, [f"github:{REPO}#1"])
+    assert services.store.reconciles.last(f"github:{REPO}") == start  # it is listed again next time
+
+
+def test_the_command_reports_what_it_queued(tmp_path: Path, server: FakeGithubServer) -> None:
+    result = CliRunner().invoke(
+        main, ["reconcile", "--since", "2026-12-01T08:00Z"], env={"SOPGUARD_DATA_DIR": str(tmp_path)}
+    )
+
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[-1] == "0 change(s) no delivery brought, queued"
