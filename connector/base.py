@@ -144,6 +144,7 @@ class KnownIssue:
     priority: str | None = None
     comment_ids: frozenset[str] = frozenset()
     gone: bool = False
+    state: str | None = None  # the SOP state it was last in
 
 
 @runtime_checkable

@@ -140,6 +140,7 @@ def _known(services: Services) -> Callable[[IssueRef], KnownIssue | None]:
                 if isinstance(entry, Commented) and entry.comment_id
             ),
             gone=followed.memory.gone is not None,
+            state=followed.memory.last_state,
         )
 
     return known

@@ -6,10 +6,15 @@ anything."""
 from __future__ import annotations
 
 import datetime as dt
+import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import requests
 import responses
 from click.testing import CliRunner
 from github import Auth
@@ -25,9 +30,11 @@ from policies.sla import Commented
 from runtime.reconcile import SETTLE, reconcile
 from runtime.services import Services, utc_now
 from runtime.store import Store
-from tests.conftest import GITHUB_SECRET, JIRA_SECRET, drain, services_of
+from tests.conftest import GITHUB_SECRET, JIRA_SECRET, drain, fixture_json, services_of
 from tests.fake_github import BOT, FakeGithubServer
 from tests.github_support import REPO, Service, form_body, issue_payload
+from tests.jira_support import CLOUD, DATA_CENTER, Deployment, FakeJira, fake_for, status_json, with_intake
+from tests.jira_support import service as jira_service
 
 P1_FORM = form_body(Impact="Business outage", Urgency="High")
 REPORTER = "Codertocat"
@@ -153,3 +160,76 @@ def test_the_command_reports_what_it_queued(tmp_path: Path, server: FakeGithubSe
 
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[-1] == "0 change(s) no delivery brought, queued"
+
+
+# --- Jira (on `responses`, tests/jira_support.py) ---------------------------------------------------
+
+
+def _jira_search(fake: FakeJira, issue: dict[str, Any], updated: dt.datetime, asked: list[str]) -> None:
+    """The search route the fake lacks: the fake's one issue, as it now stands, in one page."""
+
+    def reply(request: requests.PreparedRequest) -> tuple[int, dict[str, str], str]:
+        query = parse_qs(urlsplit(request.url or "").query)
+        asked.append(query["jql"][0])
+        fields = {
+            **issue["fields"],
+            "status": status_json(fake.status),
+            "labels": list(fake.labels),
+            "priority": {"name": fake.priority} if fake.priority else None,
+            "comment": {"comments": fake.comments, "maxResults": 100, "total": len(fake.comments)},
+            "updated": updated.isoformat(),
+        }
+        page: dict[str, Any] = {"issues": [{**issue, "fields": fields}]}
+        if fake.deployment is DATA_CENTER:
+            page |= {"startAt": 0, "maxResults": 100, "total": 1}
+        return 200, {"Content-Type": "application/json"}, json.dumps(page)
+
+    path = "search/jql" if fake.deployment is CLOUD else "search"
+    pattern = re.compile(re.escape(f"{fake.deployment.server}/rest/api/2/{path}") + r"\?.*$")
+    fake.mock.add_callback("GET", pattern, callback=reply)
+
+
+@pytest.mark.parametrize("deployment", [CLOUD, DATA_CENTER], ids=["cloud", "dc"])
+def test_jira_the_next_reconcile_processes_each_missed_change_once(
+    tmp_path: Path, no_network: responses.RequestsMock, deployment: Deployment
+) -> None:
+    start = utc_now().replace(microsecond=0)
+    created = with_intake(fixture_json("jira", "mattermost__webhook-issue-created.json"), {})
+    created["issue"]["fields"] |= {"created": (start - dt.timedelta(hours=1)).isoformat()}
+    created["timestamp"] = int((start - dt.timedelta(hours=1)).timestamp() * 1000)
+    fake = fake_for(no_network, deployment, created)
+    sopguard = jira_service(tmp_path, deployment)
+    services = services_of(sopguard.app)
+    sopguard.deliver(created, "created")
+    key = created["issue"]["key"]
+    project = key.split("-")[0]
+    services.store.reconciles.done(f"jira:{project}", start - dt.timedelta(minutes=30))
+    # The outage: a label added and the reporter asking, neither delivered.
+    fake.labels.append("customer-vip")
+    reporter = created["issue"]["fields"]["reporter"]
+    asking = {"id": "20001", "author": reporter, "body": "Any news?", "created": start.isoformat()}
+    fake.comments.append(asking)
+    asked: list[str] = []
+    _jira_search(fake, created["issue"], start, asked)
+    later = start + SETTLE + dt.timedelta(minutes=1)
+
+    report = reconcile(services, later)
+
+    (scope,) = report.scopes
+    assert scope.error is None
+    instant = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00"
+    assert [re.sub(rf"^reconcile:jira:{key}:{instant}:", "", d) for d in scope.queued] == [
+        "comment:20001",  # as of its time, then the issue as it is now
+        "updated",
+    ]
+    margin = (start - dt.timedelta(minutes=30, hours=14)).astimezone(dt.UTC)
+    assert asked == [f'project = "{project}" AND updated >= "{margin:%Y-%m-%d %H:%M}" ORDER BY updated ASC']
+    assert drain(sopguard.app) == 2
+    followed = services.store.ledger.one(IssueRef("jira", project, key))
+    assert followed is not None and "customer-vip" in followed.facts.labels
+    assert [e.comment_id for e in followed.timeline if isinstance(e, Commented)] == ["20001"]
+
+    assert reconcile(services, later + dt.timedelta(minutes=15)).queued == 0
+    assert reconcile(services, later, since=start - dt.timedelta(hours=2)).queued == 0  # all known now
+    assert drain(sopguard.app) == 0
+    fake.check_against_openapi()

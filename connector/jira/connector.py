@@ -19,12 +19,13 @@ table, with the minimum each scenario needs):
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import re
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
@@ -35,12 +36,13 @@ from config.i18n import say
 from config.loader import load_policy
 from config.schema import Locale, Policy
 from config.settings import Settings
-from connector.base import GONE_STATUSES, Applied, IssueGone, Journal, Recorded
+from connector.base import GONE_STATUSES, Applied, IssueGone, Journal, KnownIssue, Recorded
 from connector.delivery import Delivery
 from connector.jira import events as jira_events
 from connector.jira import markers
 from connector.jira.api import JiraApi, Json, classify, describe, status_of
 from connector.jira.format import to_adf, to_wiki
+from connector.jira.missed import missed_deliveries
 from connector.retry import unavailable
 from policies.ledger import Change
 from policies.models import (
@@ -49,6 +51,7 @@ from policies.models import (
     CommentPolicy,
     CreateSubtasks,
     Event,
+    IssueRef,
     IssueSnapshot,
     MoveToStatus,
     PostComment,
@@ -176,6 +179,11 @@ def _status_name(value: Any) -> str:
 Step = tuple[str, str, str]  # project, issue type, status (case-folded): what a workflow step depends on
 
 
+# JQL dates are read in the searching account's zone (UTC-12 to UTC+14): a query this much earlier
+# than the instant wanted finds every issue updated since, whatever the zone.
+JQL_ZONE_MARGIN = dt.timedelta(hours=14)
+
+
 class JiraConnector:
     """Acts on Jira through `JiraApi`; caches who it is, the deployment type and the field list."""
 
@@ -215,6 +223,31 @@ class JiraConnector:
                 me = self.api.myself()
                 self._accounts = frozenset(str(me[k]) for k in ("accountId", "name", "key") if me.get(k))
             return self._accounts
+
+    # --- reconcile ------------------------------------------------------------------------------
+
+    def missed(
+        self,
+        scope: str,
+        since: dt.datetime,
+        until: dt.datetime,
+        context: Mapping[str, Any],
+        known: Callable[[IssueRef], KnownIssue | None],
+    ) -> Iterator[Delivery]:
+        """The changes no delivery brought, from the project's issues updated since `since` (a JQL
+        search, paged). JQL reads a date in the time zone of the account that searches, so the
+        query starts `JQL_ZONE_MARGIN` earlier, whatever that zone, and the issues are then picked
+        by their `updated` instant."""
+        literal = (since.astimezone(dt.UTC) - JQL_ZONE_MARGIN).strftime("%Y-%m-%d %H:%M")
+        jql = f'project = "{scope}" AND updated >= "{literal}" ORDER BY updated ASC'
+        accounts = self.service_accounts(Delivery("jira", "reconcile", "", dict(context)))
+        policy = self.policy.for_issue("jira", scope)
+        for issue in self.api.search(jql, ["*all"], cloud=self.is_cloud()):
+            updated = parse_time((issue.get("fields") or {}).get("updated"))
+            if updated is None or not since <= updated <= until:
+                continue
+            ref = IssueRef("jira", scope, str(issue["key"]))
+            yield from missed_deliveries(policy, issue, known(ref), since, accounts)
 
     def is_cloud(self) -> bool:
         """Detected once from `GET /serverInfo` (`deploymentType`), when a comment is first written."""
