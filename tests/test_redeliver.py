@@ -15,10 +15,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from cli import main
+from tests.openapi_check import assert_requests_allowed
 
 API = "https://api.github.com"
 DELIVERIES = f"{API}/app/hook/deliveries"
 APP_ID = 4242
+SPEC = "github-app-hook-deliveries.openapi.json"
 
 
 def _attempt(id_: int, guid: str, at: str, status_code: int) -> dict[str, Any]:
@@ -95,6 +97,7 @@ def test_redelivers_each_failed_event_once_as_the_app(
     assert _posted(no_network) == [f"{DELIVERIES}/11/attempts", f"{DELIVERIES}/15/attempts"]
     assert "redelivered g-lost" in result.output and "redelivered g-twice" in result.output
     assert "2 failed deliveries since 2026-12-01 09:00 UTC" in result.output
+    assert_requests_allowed(SPEC, API, [call.request for call in no_network.calls])
     public = app_key.public_key()
     for call in no_network.calls:  # every request is the App's own, signed by its key
         token = str(call.request.headers["Authorization"]).removeprefix("Bearer ")
@@ -108,6 +111,7 @@ def test_dry_run_lists_without_redelivering(no_network: responses.RequestsMock, 
 
     assert result.exit_code == 0, result.output
     assert _posted(no_network) == []
+    assert_requests_allowed(SPEC, API, [call.request for call in no_network.calls])
     assert [line.split()[2] for line in result.output.splitlines() if line.startswith("would")] == [
         "g-lost",
         "g-twice",
