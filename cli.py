@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+import requests
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -244,6 +245,82 @@ def retry(delivery: str | None, all_failed: bool, source: str | None) -> None:
             count,
         )
     )
+
+
+def _instant(text: str) -> dt.datetime:
+    """An ISO 8601 instant from the command line (`2026-12-01T08:00`, `...Z`, `...+08:00`); UTC when
+    it names no offset."""
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not an ISO 8601 time such as 2026-12-01T08:00Z") from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
+
+
+@main.command()
+@click.option(
+    "--since", required=True, help="Look at deliveries from this time on (ISO 8601, UTC unless it says)."
+)
+@click.option("--dry-run", is_flag=True, help="Only list the failed deliveries that would be redelivered.")
+def redeliver(since: str, dry_run: bool) -> None:
+    """Ask the GitHub App to send again each delivery that failed since TIME (GitHub does not
+    retry by itself): once per event, and only if none of its attempts succeeded."""
+    from connector.base import DeliveryRefused
+    from connector.github.connector import app_deliveries
+    from connector.github.deliveries import to_redeliver
+
+    start = _instant(since)
+    settings = _settings()
+    try:
+        api = app_deliveries(settings)
+    except DeliveryRefused as refused:
+        raise click.ClickException(str(refused)) from None
+    try:
+        failed = to_redeliver(api.since(start))
+        for delivery in failed:
+            what = f"{delivery.event}.{delivery.action}" if delivery.action else delivery.event
+            if not dry_run:
+                api.redeliver(delivery.id)
+            verb = "would redeliver" if dry_run else "redelivered"
+            click.echo(
+                f"{verb} {delivery.guid} ({what}, failed {delivery.delivered_at:%Y-%m-%d %H:%M:%S} UTC "
+                f"with {delivery.status_code or 'no answer'})"
+            )
+    except requests.RequestException as error:
+        raise click.ClickException(f"GitHub's App deliveries API failed: {error}") from None
+    click.echo(
+        f"{len(failed)} failed deliver{'y' if len(failed) == 1 else 'ies'} since {start:%Y-%m-%d %H:%M} UTC"
+    )
+
+
+@main.command()
+@click.option(
+    "--since", help="Compare the issues updated since this time (default: since the last reconcile)."
+)
+@click.option("--policy", type=click.Path(path_type=Path), help="Policy file [SOPGUARD_POLICY].")
+def reconcile(since: str | None, policy: Path | None) -> None:
+    """Find the changes no delivery brought (after an outage) and queue each once.
+
+    `serve` and `worker` do this every SOPGUARD_RECONCILE_INTERVAL seconds; a running one then
+    processes what was queued, or `sopguard worker --drain` does it now.
+    """
+    start = _instant(since) if since else None
+    settings = _settings(policy=policy)
+    _logging(settings)
+    from runtime.reconcile import reconcile as run_reconcile
+    from runtime.services import build_services
+
+    _policy(settings.policy)
+    report = run_reconcile(build_services(settings), utc_now(), start)
+    for scope in report.scopes:
+        outcome = f"failed: {scope.error}" if scope.error else f"{len(scope.queued)} change(s) queued"
+        waiting = (
+            f", {len(scope.waiting)} issue(s) left for later (a delivery is queued)" if scope.waiting else ""
+        )
+        click.echo(f"{scope.scope} since {scope.since:%Y-%m-%d %H:%M:%S} UTC: {outcome}{waiting}")
+    click.echo(f"{report.queued} change(s) no delivery brought, queued")
+    if any(scope.error for scope in report.scopes):
+        sys.exit(1)
 
 
 @main.command()

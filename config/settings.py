@@ -92,6 +92,11 @@ class Settings(BaseSettings):
     turn_lease: float = Field(
         default=60.0, gt=0, description="Seconds a worker's turn on an issue lasts unless renewed."
     )
+    reconcile_interval: float = Field(
+        default=900.0,
+        ge=0,
+        description="Seconds between reconciles with the trackers (the changes no delivery brought); 0 = off.",
+    )
     poll_interval: float = Field(
         default=0.05, gt=0, description="Seconds an idle consumer waits before looking at the inbox again."
     )

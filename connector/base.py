@@ -9,12 +9,13 @@ skips what was already done. A refusal (4xx) is final and reported as the action
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import datetime as dt
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from connector.delivery import Delivery
-from policies.models import Action, Event, History, IssueSnapshot
+from policies.models import Action, Event, History, IssueRef, IssueSnapshot
 from policies.needs import Needs
 
 WriteState = Literal["started", "done", "failed"]
@@ -135,4 +136,37 @@ class Connector(Protocol):
         """Carry out tracker actions, in order, each write once (the journal says what was done);
         a refusal is reported as the action's outcome; `TrackerUnavailable` is raised, and
         `IssueGone` when a refusal was a 404/410 and a read of the issue answers the same."""
+        ...
+
+
+@dataclass(frozen=True)
+class KnownIssue:
+    """What the ledger knows of an issue, for a reconcile to tell the changes no delivery brought."""
+
+    is_open: bool
+    labels: frozenset[str]
+    priority: str | None = None
+    comment_ids: frozenset[str] = frozenset()
+    gone: bool = False
+    state: str | None = None  # the SOP state it was last in
+
+
+@runtime_checkable
+class Reconciling(Protocol):
+    """A connector that can list what changed on its tracker, for a reconcile after an outage."""
+
+    def missed(
+        self,
+        scope: str,
+        since: dt.datetime,
+        until: dt.datetime,
+        context: Mapping[str, Any],
+        known: Callable[[IssueRef], KnownIssue | None],
+    ) -> Iterator[Delivery]:
+        """A delivery made up from the tracker's own record for each change to an issue of `scope`
+        (a repository, a project) updated from `since` to `until` that the ledger (`known`) does
+        not have: shaped like the tracker's webhook bodies, so it is normalised like one, and named
+        deterministically (`reconcile:<issue>:<updated>:<change>`), so the inbox takes each change
+        once however often it is found. `context` is what the ledger kept of an issue of the
+        scope (a GitHub App's installation)."""
         ...

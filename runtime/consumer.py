@@ -8,6 +8,7 @@ import datetime as dt
 import logging
 import threading
 
+from runtime.reconcile import reconcile_every
 from runtime.services import Services, worker_name
 from runtime.store.database import checkpoint_often
 from runtime.worker import run
@@ -62,6 +63,11 @@ class Consumer:
         workers.append(threading.Thread(target=self._heartbeat, args=(stop,), name="heartbeat", daemon=True))
         if self.sweep:
             workers.append(threading.Thread(target=self._sweep, args=(stop,), name="sla-sweep", daemon=True))
+            workers.append(
+                threading.Thread(
+                    target=reconcile_every, args=(self.services, stop), name="reconcile", daemon=True
+                )
+            )
         for thread in workers:
             thread.start()
         try:

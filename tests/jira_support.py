@@ -241,6 +241,8 @@ class FakeJira:
     changelog: list[Json] = field(default_factory=list)
     refused_summaries: set[str] = field(default_factory=set)  # sub-tasks Jira would refuse to create
     listed: list[Json] = field(default_factory=list)  # what a JQL search finds (`sopguard adopt`)
+    # A test's own answer to a JQL search, in place of `listed` (the issues as they stand when asked).
+    search_reply: Callable[[requests.PreparedRequest], Reply] | None = None
     faults: defaultdict[tuple[str, str], deque[Fault]] = field(default_factory=lambda: defaultdict(deque))
     _next_id: int = 10010
     _next_subtask: int = 100
@@ -273,6 +275,8 @@ class FakeJira:
 
     def _search(self, request: requests.PreparedRequest) -> Reply:
         """Cloud's enhanced search pages by `nextPageToken`, Data Center's by `startAt`; 100 a page."""
+        if self.search_reply is not None:
+            return self.search_reply(request)
         query = parse_qs(urlsplit(request.url or "").query)
         cloud = urlsplit(request.url or "").path.endswith("/jql")
         start = int((query.get("nextPageToken") or query.get("startAt") or ["0"])[0])

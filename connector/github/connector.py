@@ -6,6 +6,7 @@ Objects are built from the delivery (`lazy=True`), so nothing is fetched that th
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import logging
 import threading
@@ -21,13 +22,24 @@ from github import Auth, Github, GithubException, GithubIntegration
 from github.Issue import Issue
 from github.IssueComment import IssueComment
 from github.Repository import Repository
+from github.Requester import Requester
 from tenacity import Retrying
 
 from config.settings import Settings
-from connector.base import GONE_STATUSES, Applied, DeliveryRefused, IssueGone, Journal, TrackerUnavailable
+from connector.base import (
+    GONE_STATUSES,
+    Applied,
+    DeliveryRefused,
+    IssueGone,
+    Journal,
+    KnownIssue,
+    TrackerUnavailable,
+)
 from connector.delivery import Delivery
 from connector.github import events as github_events
+from connector.github.deliveries import AppDeliveries
 from connector.github.events import actor as actor_of
+from connector.github.missed import missed_deliveries
 from connector.metrics import count_github_calls
 from connector.retry import (
     BACK_OFF,
@@ -49,6 +61,7 @@ from policies.models import (
     Event,
     EventKind,
     History,
+    IssueRef,
     IssueSnapshot,
     MoveToStatus,
     PostComment,
@@ -89,6 +102,28 @@ def classify(error: BaseException) -> Verdict:
     return GIVE_UP
 
 
+def app_auth(settings: Settings) -> Auth.AppAuth | None:
+    """The GitHub App's own authentication (a JWT signed by its private key), when one is configured."""
+    if not settings.github_app_id:
+        return None
+    key = settings.github_app_private_key
+    if not key and settings.github_app_private_key_path:
+        key = settings.github_app_private_key_path.read_text(encoding="utf-8")
+    return Auth.AppAuth(int(settings.github_app_id), key) if key else None
+
+
+def app_deliveries(settings: Settings) -> AppDeliveries:
+    """The App's webhook deliveries API; `DeliveryRefused` when no App is configured (a token's
+    repository webhooks have no such API for an App to use)."""
+    auth = app_auth(settings)
+    if auth is None:
+        raise DeliveryRefused(
+            "redelivery needs a GitHub App: set GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY "
+            "(or GITHUB_APP_PRIVATE_KEY_PATH)"
+        )
+    return AppDeliveries(auth.create_jwt, settings.github_api_url.rstrip("/"), settings.tracker_timeout)
+
+
 class NoInstallation(DeliveryRefused):
     """A GitHub App needs the delivery's `installation.id` to act, and this delivery has none."""
 
@@ -109,14 +144,7 @@ class GithubConnector:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> GithubConnector:
-        auth: Auth.Token | Auth.AppAuth
-        if settings.github_app_id:
-            key = settings.github_app_private_key
-            if not key and settings.github_app_private_key_path:
-                key = settings.github_app_private_key_path.read_text(encoding="utf-8")
-            auth = Auth.AppAuth(int(settings.github_app_id), key)
-        else:
-            auth = Auth.Token(settings.github_token)
+        auth: Auth.Token | Auth.AppAuth = app_auth(settings) or Auth.Token(settings.github_token)
         return cls(auth=auth, base_url=settings.github_api_url.rstrip("/"), timeout=settings.tracker_timeout)
 
     # --- plumbing --------------------------------------------------------------------------
@@ -337,6 +365,49 @@ class GithubConnector:
             results.append(Applied(action, outcome))
         return results
 
+    # --- reconcile ------------------------------------------------------------------------------
+
+    def missed(
+        self,
+        scope: str,
+        since: dt.datetime,
+        until: dt.datetime,
+        context: Mapping[str, Any],
+        known: Callable[[IssueRef], KnownIssue | None],
+    ) -> Iterator[Delivery]:
+        """The changes no delivery brought, from the repository's issues updated since `since`
+        (`GET .../issues?since=`, paged) and, for those with comments, their comments since then."""
+        probe = Delivery("github", "reconcile", "issues", dict(context))
+        requester = self._client(probe).requester
+        accounts = self.service_accounts(probe)
+        stamp = _github_time(since)
+        listed = self._pages(
+            requester,
+            f"/repos/{scope}/issues",
+            {"state": "all", "since": stamp, "sort": "updated", "direction": "asc", "per_page": 100},
+        )
+        for issue in listed:
+            updated = _parse_time(issue.get("updated_at"))
+            if "pull_request" in issue or updated is None or updated > until:
+                continue  # a change after `until` is left to the next reconcile
+            ref = IssueRef("github", scope, str(issue["number"]))
+            comments: list[dict[str, Any]] = []
+            if issue.get("comments"):
+                path = f"/repos/{scope}/issues/{issue['number']}/comments"
+                comments = list(self._pages(requester, path, {"since": stamp, "per_page": 100}))
+            yield from missed_deliveries(scope, issue, comments, known(ref), since, context, accounts)
+
+    def _pages(self, requester: Requester, path: str, parameters: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """Every item of a listing, a page at a time (each with its quick tries), following `Link`."""
+        url: str | None = path
+        query: dict[str, Any] | None = parameters
+        while url is not None:
+            headers, data = self._call(partial(requester.requestJsonAndCheck, "GET", url, parameters=query))
+            yield from data or []
+            links = requests.utils.parse_header_links(headers.get("link", ""))
+            url = next((link["url"] for link in links if link.get("rel") == "next"), None)
+            query = None  # the next page's URL carries its query
+
     def _raise_if_gone(self, target: _Target) -> None:
         """`IssueGone` when a read of the issue answers 404 or 410 (a refused write may have
         named a comment or a label that is gone, not the issue)."""
@@ -523,6 +594,14 @@ def _remove_label(issue: Issue, label: str) -> None:
     """`DELETE .../labels/{name}` with the name fully escaped. PyGithub's `remove_from_labels` leaves
     a `/` as it is, so `status/new` would name another path and GitHub would answer 404."""
     issue._requester.requestJsonAndCheck("DELETE", f"{issue.url}/labels/{quote(label, safe='')}")
+
+
+def _github_time(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse_time(value: object) -> dt.datetime | None:
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00")) if isinstance(value, str) else None
 
 
 def comment_digest(body: str) -> str:

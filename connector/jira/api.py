@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
 
 import requests
@@ -210,17 +211,27 @@ class JiraApi:
         items = response.json() if response.content else []
         return [dict(item) for item in items if isinstance(item, dict)] if isinstance(items, list) else []
 
-    def search(self, jql: str, *, cloud: bool, page: str = "") -> Json:
-        """One page (100 issues, every field) of a JQL search: Cloud's enhanced search
-        (`GET /search/jql`, paged by `nextPageToken`), or Data Center's `GET /search` (`startAt`).
-        REST v2, so that text fields come as text, not ADF documents."""
-        params = {"jql": jql, "maxResults": "100", "fields": "*all"}
-        if cloud:
-            if page:
-                params["nextPageToken"] = page
-            return self._retried(lambda: self._send("GET", "search/jql", params=params))
-        params["startAt"] = page or "0"
-        return self._retried(lambda: self._send("GET", "search", params=params))
+    def search(self, jql: str, fields: Sequence[str], *, cloud: bool) -> Iterator[Json]:
+        """Every issue `jql` finds, a page at a time (each with its quick tries): Cloud's
+        `GET /search/jql` pages by `nextPageToken`, Data Center's `GET /search` by `startAt`."""
+        params = {"jql": jql, "fields": ",".join(fields), "maxResults": "100"}
+        token, start = "", 0
+        while True:
+            query = dict(params)
+            if cloud and token:
+                query["nextPageToken"] = token
+            elif not cloud:
+                query["startAt"] = str(start)
+            page = self._retried(
+                partial(self._send, "GET", "search/jql" if cloud else "search", params=query)
+            )
+            found = page.get("issues") or []
+            yield from found
+            start += len(found)
+            token = str(page.get("nextPageToken") or "") if cloud else ""
+            more = bool(token) if cloud else bool(found) and start < int(page.get("total") or 0)
+            if not more:
+                return
 
     def transitions(self, key: str) -> list[Json]:
         return self._retried(lambda: [dict(t) for t in self.client.transitions(key)])

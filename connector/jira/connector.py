@@ -19,6 +19,7 @@ table, with the minimum each scenario needs):
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import re
 import threading
@@ -35,12 +36,13 @@ from config.i18n import say
 from config.loader import load_policy
 from config.schema import Locale, Policy
 from config.settings import Settings
-from connector.base import GONE_STATUSES, Applied, IssueGone, Journal, Recorded
+from connector.base import GONE_STATUSES, Applied, IssueGone, Journal, KnownIssue, Recorded
 from connector.delivery import Delivery
 from connector.jira import events as jira_events
 from connector.jira import markers
 from connector.jira.api import JiraApi, Json, classify, describe, status_of
 from connector.jira.format import to_adf, to_wiki
+from connector.jira.missed import missed_deliveries
 from connector.retry import unavailable
 from policies.models import (
     Action,
@@ -50,6 +52,7 @@ from policies.models import (
     CreateSubtasks,
     Event,
     History,
+    IssueRef,
     IssueSnapshot,
     MoveToStatus,
     PostComment,
@@ -177,6 +180,11 @@ def _status_name(value: Any) -> str:
 Step = tuple[str, str, str]  # project, issue type, status (case-folded): what a workflow step depends on
 
 
+# JQL dates are read in the searching account's zone (UTC-12 to UTC+14): a query this much earlier
+# than the instant wanted finds every issue updated since, whatever the zone.
+JQL_ZONE_MARGIN = dt.timedelta(hours=14)
+
+
 class JiraConnector:
     """Acts on Jira through `JiraApi`; caches who it is, the deployment type and the field list."""
 
@@ -216,6 +224,31 @@ class JiraConnector:
                 me = self.api.myself()
                 self._accounts = frozenset(str(me[k]) for k in ("accountId", "name", "key") if me.get(k))
             return self._accounts
+
+    # --- reconcile ------------------------------------------------------------------------------
+
+    def missed(
+        self,
+        scope: str,
+        since: dt.datetime,
+        until: dt.datetime,
+        context: Mapping[str, Any],
+        known: Callable[[IssueRef], KnownIssue | None],
+    ) -> Iterator[Delivery]:
+        """The changes no delivery brought, from the project's issues updated since `since` (a JQL
+        search, paged). JQL reads a date in the time zone of the account that searches, so the
+        query starts `JQL_ZONE_MARGIN` earlier, whatever that zone, and the issues are then picked
+        by their `updated` instant."""
+        literal = (since.astimezone(dt.UTC) - JQL_ZONE_MARGIN).strftime("%Y-%m-%d %H:%M")
+        jql = f'project = "{scope}" AND updated >= "{literal}" ORDER BY updated ASC'
+        accounts = self.service_accounts(Delivery("jira", "reconcile", "", dict(context)))
+        policy = self.policy.for_issue("jira", scope)
+        for issue in self.api.search(jql, ["*all"], cloud=self.is_cloud()):
+            updated = parse_time((issue.get("fields") or {}).get("updated"))
+            if updated is None or not since <= updated <= until:
+                continue
+            ref = IssueRef("jira", scope, str(issue["key"]))
+            yield from missed_deliveries(policy, issue, known(ref), since, accounts)
 
     def is_cloud(self) -> bool:
         """Detected once from `GET /serverInfo` (`deploymentType`), when a comment is first written."""
@@ -323,23 +356,12 @@ class JiraConnector:
         """Every issue of the project `scope` not in a done status, oldest first, by a JQL search
         a page of 100 at a time; each with a delivery that stands for it (for `sopguard adopt`)."""
         jql = f'project = "{scope}" AND statusCategory != Done ORDER BY created ASC'
-        cloud, page, read = self.is_cloud(), "", 0
-        while True:
-            answer = self.api.search(jql, cloud=cloud, page=page)
-            issues = [i for i in answer.get("issues") or [] if isinstance(i, dict)]
-            for issue in issues:
-                payload = {"webhookEvent": "jira:issue_updated", "issue": issue, **context}
-                delivery = Delivery("jira", f"adopt:{issue.get('key')}", "jira:issue_updated", payload)
-                yield delivery, jira_events.snapshot(payload)
-            read += len(issues)
-            if cloud:
-                page = str(answer.get("nextPageToken") or "")
-                if answer.get("isLast", not page) or not page or not issues:
-                    return
-            else:
-                if not issues or read >= int(answer.get("total", read)):
-                    return
-                page = str(read)
+        for issue in self.api.search(jql, ["*all"], cloud=self.is_cloud()):
+            if not isinstance(issue, dict):
+                continue
+            payload = {"webhookEvent": "jira:issue_updated", "issue": issue, **context}
+            delivery = Delivery("jira", f"adopt:{issue.get('key')}", "jira:issue_updated", payload)
+            yield delivery, jira_events.snapshot(payload)
 
     def _all_comments(self, key: str, first: Any) -> list[Json]:
         page: Json = first if isinstance(first, dict) else {}

@@ -18,6 +18,7 @@ from runtime.store.database import open_database
 from runtime.store.inbox import Final, Inbox, InboxPort
 from runtime.store.journal import IssueJournal
 from runtime.store.ledger import Ledger, LedgerUpdate, issue_key
+from runtime.store.reconciles import Reconciles
 
 
 class Store:
@@ -29,6 +30,7 @@ class Store:
         self.inbox: InboxPort = _open_inbox(self.engine, queue_url)
         self.ledger = Ledger(self.engine)
         self.audit = AuditLog(self.engine)
+        self.reconciles = Reconciles(self.engine)
 
     def journal(
         self,

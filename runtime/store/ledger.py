@@ -455,6 +455,18 @@ class Ledger:
                     )
                 )
 
+    def scope_context(self, source: str, scope: str) -> dict[str, Any]:
+        """What a connector needs to act in a repository or project without a delivery: the
+        context kept with one of its issues (a GitHub App's installation), `{}` if none."""
+        query = (
+            select(issues.c.context)
+            .where(issues.c.source == source, issues.c.scope == scope, issues.c.context.is_not(None))
+            .limit(1)
+        )
+        with self.engine.connect() as db:
+            context = db.execute(query).scalar()
+        return dict(context) if isinstance(context, dict) else {}
+
     def scopes(self) -> list[str]:
         """Every repository and project the ledger knows an issue of, as `source:scope`."""
         query = select(issues.c.source, issues.c.scope).where(issues.c.source.is_not(None)).distinct()

@@ -5,7 +5,8 @@ One database holds four jobs, each with its own module beside this one:
   and `turns`, the per-issue leases that make the work on one issue happen one step at a time;
 - `journal`: every write sopguard made (or began) on a tracker, so none is ever repeated;
 - `ledger`: what the service knows of each issue (`issues`, its `timeline`, SLA `notifications`);
-- `audit`: every decision, with the rule and SOP clause behind it.
+- `audit`: every decision, with the rule and SOP clause behind it;
+- `reconciles`: up to when each repository or project was last reconciled with its tracker.
 """
 
 from __future__ import annotations
@@ -118,6 +119,15 @@ notifications = Table(
     Column("cycle", Integer, primary_key=True),
     Column("threshold", String(20), primary_key=True),
     Column("at", DateTime(timezone=True), nullable=False),
+)
+
+# --- reconcile ------------------------------------------------------------------------------
+
+reconciles = Table(
+    "reconciles",
+    metadata,
+    Column("scope", String(300), primary_key=True),  # `github:owner/name`, `jira:PROJ`
+    Column("until", DateTime(timezone=True), nullable=False),
 )
 
 # --- audit ----------------------------------------------------------------------------------
