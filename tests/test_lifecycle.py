@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import itertools
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -31,7 +33,7 @@ from runtime.services import Services
 from runtime.store import Store
 from runtime.sweep import sweep
 from tests.conftest import GITHUB_SECRET, JIRA_SECRET, fixture_json, services_of
-from tests.fake_github import FakeGithubServer
+from tests.fake_github import FakeGithubServer, RandomFaults
 from tests.github_support import (
     REPO,
     FakeGithub,
@@ -601,6 +603,65 @@ def test_a_part_refused_for_good_is_given_up_with_an_audit_row_not_tried_for_eve
     assert len(tries) == 1 + 5  # the delivery, then five tries of the sweep
     assert tries[-1].outcome.endswith("given up after 6 attempts")
     assert services.store.ledger.followed()[0].unfinished == ()
+
+
+@contextmanager
+def _sweep_audit_refused(services: Services) -> Iterator[None]:
+    """The database refuses the sweep's audit rows (a full disk, say): a real failure of the issue's
+    sweep after its notice was claimed and its writes made."""
+    with services.store.engine.begin() as db:
+        db.exec_driver_sql(
+            "CREATE TRIGGER refuse_sweep_audit BEFORE INSERT ON audit WHEN NEW.delivery_id = 'sla-sweep' "
+            "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
+        )
+    yield
+    with services.store.engine.begin() as db:
+        db.exec_driver_sql("DROP TRIGGER refuse_sweep_audit")
+
+
+def test_a_refused_breach_comment_is_announced_even_when_the_rest_of_the_issue_sweep_failed(
+    tmp_path: Path, server: FakeGithubServer
+) -> None:
+    sopguard = _on_loopback(tmp_path, server)
+    _open_on(sopguard, server, NEW_REPO)
+    services = _services(sopguard.app)
+    assert sweep(services, _minutes(12)).notices == 1
+    server.fail_next("POST", r"/issues/1/comments$", 422)
+    with _sweep_audit_refused(services):
+        sweep(services, _minutes(15))  # claimed, comment refused, label on; then the audit row fails
+    assert "sla/breached" in server.issue(NEW_REPO, 1).labels
+
+    before = len(server.calls())
+    for minute in range(16, 30):
+        sweep(services, _minutes(minute))
+    assert _writes(server, before) == [("POST", "comments", 201)]  # the label is not made again
+    breaches = [c.body for c in server.comments(NEW_REPO, 1) if "was missed" in c.body]
+    assert len(breaches) == 1
+
+
+def test_an_outage_while_a_part_is_tried_again_is_waited_out_not_counted_as_attempts(
+    tmp_path: Path, server: FakeGithubServer
+) -> None:
+    sopguard = _on_loopback(tmp_path, server)
+    server.fail_next("POST", r"/issues/1/comments$", 422)  # the receipt is refused once
+    _open_on(sopguard, server, NEW_REPO)
+    services = _services(sopguard.app)
+    server.set_random_faults(RandomFaults(rate=1.0, statuses=(503,)))  # then GitHub is down 40 minutes
+    for minute in range(1, 40):
+        sweep(services, MONDAY_10 + dt.timedelta(minutes=minute, seconds=30))
+    assert not any("sopguard:receipt" in c.body for c in server.comments(NEW_REPO, 1))
+    (receipt,) = [u for u in services.store.ledger.followed()[0].unfinished if "receipt" in u.name]
+    assert receipt.attempts == 1  # the refusal; the outage's tries are not attempts
+
+    server.set_random_faults(RandomFaults())  # GitHub is back
+    for minute in range(40, 75):
+        sweep(services, MONDAY_10 + dt.timedelta(minutes=minute, seconds=30))
+    receipts = [c.body for c in server.comments(NEW_REPO, 1) if "sopguard:receipt" in c.body]
+    assert len(receipts) == 1
+    tries = [e for e in services.store.audit.entries(limit=1000) if e.rule_id == "confirm-receipt"]
+    assert not any("given up" in e.outcome for e in tries)
+    waits = [e.at for e in tries[1:]]  # the sweep's tries, after the delivery's row
+    assert max(b - a for a, b in itertools.pairwise(waits)) == dt.timedelta(minutes=30)  # backed off, capped
 
 
 @pytest.mark.parametrize("deployment", [CLOUD, DATA_CENTER], ids=["cloud", "dc"])
