@@ -21,6 +21,7 @@ from github import Auth
 
 from app import create_app
 from config.loader import load_policy
+from config.schema import Policy
 from config.settings import Settings
 from connector.dry_run import DryRunConnector
 from connector.github.connector import GithubConnector
@@ -56,6 +57,7 @@ from tests.jira_support import (
     with_status_change,
 )
 from tests.jira_support import service as jira_service
+from tests.test_zh_cn import problems
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 MONDAY_10 = dt.datetime(2026, 11, 23, 10, 0, tzinfo=SHANGHAI)
@@ -309,6 +311,7 @@ def test_jira_waiting_for_the_customer_is_no_way_round_triage(
 # --- transfers, deletions and issues gone: on the loopback fake GitHub --------------------------------
 
 OLD_REPO, NEW_REPO = "octo-org/octo-repo", "Codertocat/Hello-World"  # as octokit's transfer recordings
+CHINESE = load_policy().model_copy(update={"locale": "zh-CN"})
 P1_FORM = form_body(Impact="Business outage", Urgency="High")
 
 
@@ -319,14 +322,14 @@ def server(no_network: responses.RequestsMock) -> Iterator[FakeGithubServer]:
         yield fake
 
 
-def _on_loopback(tmp_path: Path, server: FakeGithubServer) -> Service:
+def _on_loopback(tmp_path: Path, server: FakeGithubServer, policy: Policy | None = None) -> Service:
     settings = Settings(
         data_dir=tmp_path / "var", github_webhook_secret=GITHUB_SECRET, jira_webhook_secret=JIRA_SECRET
     )
     connector = GithubConnector(auth=Auth.Token("test-token"), base_url=server.url, sleep=lambda _: None)
     services = Services(
         settings,
-        load_policy(),
+        policy or load_policy(),
         Store(settings.resolved_database_url),
         {"github": connector, "jira": DryRunConnector()},
     )
@@ -452,6 +455,49 @@ def test_a_sweep_that_finds_the_issue_gone_stops_following_it_with_one_audit_row
     assert server.calls()[later:] == []
     swept = [e for e in services.store.audit.entries() if e.delivery_id == "sla-sweep"]
     assert len(swept) == 1 and "no longer followed" in swept[0].outcome
+
+
+def test_a_sweep_retry_and_a_deletion_write_their_audit_reasons_in_chinese(
+    tmp_path: Path, server: FakeGithubServer
+) -> None:
+    sopguard = _on_loopback(tmp_path, server, CHINESE)
+    server.fail_next("POST", r"/issues/1/comments$", 422, 422, 503, 503, 503)  # refused twice, then down
+    _open_on(sopguard, server, NEW_REPO)
+    services = _services(sopguard.app)
+    for minute in range(1, 9):
+        sweep(services, MONDAY_10 + dt.timedelta(minutes=minute, seconds=30))
+    assert sum("sopguard:receipt" in c.body for c in server.comments(NEW_REPO, 1)) == 1
+    deleted = fixture_json("github", "issues__deleted.json")
+    deleted["issue"]["updated_at"] = _iso(_minutes(9))
+    server.delete_issue(NEW_REPO, 1)
+    _at(sopguard.app, _minutes(9))
+    sopguard.deliver(deleted, "deleted")
+    late = _event("labeled", NEW_REPO, server, _minutes(10), label={"name": "status/triage"})
+    sopguard.deliver(late, "late-label")
+
+    rows = list(services.store.audit.entries())
+    tries = [e.reasons for e in rows if e.delivery_id == "sla-sweep" and e.rule_id == "confirm-receipt"]
+    assert tries == [
+        ["重试未送达的部分：第 2 次尝试"],
+        ["工单系统暂时无法访问时重试，不计入尝试次数"],
+        ["重试未送达的部分：第 3 次尝试"],
+    ]
+    (gone,) = [e.reasons for e in rows if e.delivery_id == "deleted" and e.rule_id == "follow-the-lifecycle"]
+    (ignored,) = [e.reasons for e in rows if e.delivery_id == "late-label"]
+    assert (gone, ignored) == (["已删除：此处不再跟踪"], ["此处已不再跟踪（已删除），未做任何处理"])
+    assert all(problems(reason) == [] for reasons in (*tries, gone, ignored) for reason in reasons)
+
+
+def test_a_sweep_that_finds_the_issue_gone_says_so_in_chinese(
+    tmp_path: Path, server: FakeGithubServer
+) -> None:
+    sopguard = _on_loopback(tmp_path, server, CHINESE)
+    _open_on(sopguard, server, NEW_REPO)
+    server.delete_issue(NEW_REPO, 1)
+    services = _services(sopguard.app)
+    sweep(services, _minutes(12))
+    (swept,) = [e for e in services.store.audit.entries() if e.delivery_id == "sla-sweep"]
+    assert swept.reasons[0].endswith("：不再跟踪") and swept.outcome.endswith("：不再跟踪")
 
 
 # --- Jira: deleted, and moved to another project ----------------------------------------------------
