@@ -261,12 +261,16 @@ def _check_guards(transition: Transition, ctx: Context) -> tuple[list[Outcome], 
 def stop_following(ctx: Context) -> Iterator[Outcome]:
     """A deleted issue, or one transferred away: the service stops following it here."""
     event, rule = ctx.event, ctx.policy.workflow.rule
-    reason = f"transferred to {event.moved_to}" if event.moved_to else "deleted"
+    reason = (
+        ctx.tell("transferred to %(place)s", place=str(event.moved_to))
+        if event.moved_to
+        else ctx.tell("deleted")
+    )
     yield outcome(
         rule,
         ctx.mode(rule),
         passed=True,
-        reasons=[f"{reason}: no longer followed here"],
+        reasons=[ctx.tell("%(reason)s: no longer followed here", reason=reason)],
         actions=[StopFollowing(rule.id, reason)],
     )
 

@@ -15,8 +15,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from config import i18n
-from config.schema import Mode
-from connector.base import Applied, IssueGone
+from config.schema import Locale, Mode, Policy, SlaTarget
+from connector.base import Applied, IssueGone, TrackerUnavailable
 from connector.delivery import Delivery
 from policies import adoption
 from policies.models import (
@@ -39,7 +39,8 @@ from runtime.store.ledger import FollowedIssue, LedgerUpdate, Unfinished, issue_
 log = logging.getLogger(__name__)
 SERVICE = Actor("sopguard", is_bot=True)
 RETRY_FIRST = dt.timedelta(minutes=1)
-MAX_PART_ATTEMPTS = 6  # about half an hour of tries, then given up with an audit row
+RETRY_MAX = dt.timedelta(minutes=30)  # a part waits no longer than this between tries
+MAX_PART_ATTEMPTS = 6  # refusals: about half an hour of them, then given up with an audit row
 
 
 @dataclass
@@ -61,6 +62,15 @@ def _as_service(issue: FollowedIssue, purpose: str) -> tuple[Delivery, Event]:
     return delivery, event
 
 
+@dataclass(frozen=True)
+class Tried:
+    """What became of a notice's actions. `outage`: the tracker could not be reached (5xx, 429,
+    timeouts: `TrackerUnavailable`), so the actions that failed were not refused."""
+
+    applied: list[Applied]
+    outage: bool = False
+
+
 def _act(
     services: Services,
     issue: FollowedIssue,
@@ -68,7 +78,7 @@ def _act(
     actions: Sequence[Action],
     *,
     again: bool = False,
-) -> list[Applied]:
+) -> Tried:
     """Carry out a notice's actions (`again`: parts of one tried before, a refused write made again)."""
     ref, facts = issue.ref, issue.facts
     delivery = Delivery(ref.source, delivery_id, delivery_id.split(":", 1)[0], dict(issue.context))
@@ -82,114 +92,197 @@ def _act(
     )
     journal = services.store.journal(ref, delivery_id, services.clock, complete=True, retry_refused=again)
     try:
-        return services.connectors[ref.source].apply(delivery, event, snapshot, actions, journal)
+        return Tried(services.connectors[ref.source].apply(delivery, event, snapshot, actions, journal))
     except IssueGone:
         raise
+    except TrackerUnavailable as error:  # not a refusal: tried again, later each time, never given up
+        log.warning("notice on %s not carried out, the tracker is unavailable: %s", ref, error)
+        return Tried([Applied(action, f"failed: {error}") for action in actions], outage=True)
     except Exception as error:  # whatever it was, the parts are tried again; the journal knows what landed
         log.warning("notice on %s not carried out: %s", ref, error)
-        return [Applied(action, f"failed: {error}") for action in actions]
+        return Tried([Applied(action, f"failed: {error}") for action in actions])
 
 
-def retry_at(attempts: int, now: dt.datetime) -> dt.datetime:
-    """When a part that failed `attempts` times is tried again: 1, 2, 4, 8 and 16 minutes later."""
-    return now + RETRY_FIRST * (1 << (attempts - 1))
+def retry_at(tries: int, now: dt.datetime) -> dt.datetime:
+    """When a part that failed `tries` times is tried again: 1, 2, 4, 8, 16, then 30 minutes later."""
+    return now + min(RETRY_FIRST * (1 << min(tries - 1, 16)), RETRY_MAX)
 
 
 def unfinished_parts(
-    applied: Sequence[Applied], delivery_id: str, rules: Mapping[str, tuple[str, str]], now: dt.datetime
+    applied: Sequence[Applied],
+    delivery_id: str,
+    rules: Mapping[str, tuple[str, str]],
+    now: dt.datetime,
+    *,
+    outage: bool = False,
+    threshold: float | None = None,
 ) -> list[Unfinished]:
     """The comments and breach labels of a notice that did not land, to be tried again by the sweep;
-    `rules` gives each rule's SOP clause and mode, for the audit rows of the tries."""
+    `rules` gives each rule's SOP clause and mode, for the audit rows of the tries. A refusal is the
+    first attempt; a part the tracker could not be reached for (`outage`) has had none."""
     return [
-        Unfinished(a.action, delivery_id, *rules.get(a.action.rule_id, ("", "enforce")), 1, retry_at(1, now))
+        Unfinished(
+            a.action,
+            delivery_id,
+            *rules.get(a.action.rule_id, ("", "enforce")),
+            attempts=0 if outage else 1,
+            next_at=retry_at(1, now),
+            outages=int(outage),
+            threshold=threshold,
+        )
         for a in applied
         if a.outcome.startswith("failed") and isinstance(a.action, PostComment | ChangeLabels)
     ]
 
 
-def _finish(
-    services: Services, issue: FollowedIssue, now: dt.datetime, report: SweepReport
-) -> list[Unfinished]:
-    """Each notice part still to land whose time has come, tried again (each once: the journal);
-    the parts left. One audit row per try; after MAX_PART_ATTEMPTS a part is given up, said so."""
-    left: list[Unfinished] = []
-    for item in issue.unfinished:
-        if item.next_at > now:
-            left.append(item)
-            continue
-        (applied,) = _act(services, issue, item.delivery, [item.part], again=True)
-        landed = not applied.outcome.startswith("failed")
+def _landed(ref: IssueRef, threshold: float | None, report: SweepReport) -> None:
+    """A notice all of whose parts landed, counted once (`threshold` None: a delivery's comment)."""
+    report.notices += 1
+    if threshold is not None:
+        metrics.sla_notice(ref.source, threshold)
+
+
+def _try_again(
+    services: Services, issue: FollowedIssue, item: Unfinished, locale: Locale, now: dt.datetime
+) -> tuple[Tried, Unfinished | None, RuleResult, str]:
+    """One more try of a part: what became of it, the part as it is left to try (None: landed or
+    given up), and its audit row's result and outcome."""
+    tried = _act(services, issue, item.delivery, [item.part], again=True)
+    (applied,) = tried.applied
+    landed, outcome = not applied.outcome.startswith("failed"), applied.outcome
+    left: Unfinished | None = None
+    if tried.outage and not landed:
+        outages = item.outages + 1
+        left = replace(item, outages=outages, next_at=retry_at(item.attempts + outages, now))
+        reason = i18n.say(locale, "tried again while the tracker is unavailable: not counted as an attempt")
+    else:
         attempts = item.attempts + 1
-        outcome = applied.outcome
-        if landed:
-            report.notices += 1
-        elif attempts >= MAX_PART_ATTEMPTS:
-            outcome = f"{outcome}; given up after {attempts} attempts"
+        reason = i18n.say(
+            locale, "tried again: attempt %(attempt)s of a part that did not land", attempt=attempts
+        )
+        if not landed and attempts >= MAX_PART_ATTEMPTS:
+            given_up = i18n.say(locale, "given up after %(attempts)s attempts", attempts=attempts)
+            outcome = f"{outcome}; {given_up}"
+        elif not landed:
+            left = replace(item, attempts=attempts, next_at=retry_at(attempts + item.outages, now))
+    result = RuleResult(item.part.rule_id, item.sop, landed, Mode(item.mode), (reason,))
+    return tried, left, result, outcome
+
+
+def _finish(
+    services: Services, issue: FollowedIssue, locale: Locale, now: dt.datetime, report: SweepReport
+) -> list[Unfinished]:
+    """Each notice part still to land whose time has come, tried again (each once: the journal),
+    and the parts left saved at once; one audit row per try. A refusal is an attempt, and after
+    MAX_PART_ATTEMPTS the part is given up, said so. A tracker that cannot be reached is waited
+    out: each try later than the one before, up to RETRY_MAX, never given up for it."""
+    left = dict(enumerate(issue.unfinished))
+    for index, item in enumerate(issue.unfinished):
+        if item.next_at > now:
+            continue
+        tried, still, result, outcome = _try_again(services, issue, item, locale, now)
+        if still is None:
+            del left[index]
         else:
-            left.append(replace(item, attempts=attempts, next_at=retry_at(attempts, now)))
-        reasons = (f"tried again: attempt {attempts} of a part that did not land",)
-        result = RuleResult(item.part.rule_id, item.sop, landed, Mode(item.mode), reasons)
+            left[index] = still
+        services.store.ledger.keep_unfinished(issue.ref, list(left.values()))
+        if result.passed and all(u.delivery != item.delivery for u in left.values()):
+            _landed(issue.ref, item.threshold, report)  # the last of the notice's parts
+        metrics.actions_done(issue.ref.source, tried.applied)
         services.store.audit.record_notice(issue.ref, result, [item.part], outcome, now)
-    return left
+    return list(left.values())
 
 
-def _claim(services: Services, issue: FollowedIssue, notice: Notice, now: dt.datetime) -> bool:
-    """The highest threshold decides who speaks; the lower ones it covers are claimed quietly."""
-    top, *covered = reversed(notice.claims)
-    if not services.store.ledger.claim_notification(issue.ref, *top, now):
-        return False
-    for claim in covered:
-        services.store.ledger.claim_notification(issue.ref, *claim, now)
-    return True
+def _parts(notice: Notice, delivery_id: str, sop: str, mode: Mode, now: dt.datetime) -> list[Unfinished]:
+    """A notice's comment and breach label, still to land from the moment it is claimed."""
+    return [
+        Unfinished(action, delivery_id, sop, str(mode), 0, retry_at(1, now), threshold=notice.threshold)
+        for action in notice.actions
+        if isinstance(action, PostComment | ChangeLabels)
+    ]
+
+
+def _claim(
+    services: Services,
+    issue: FollowedIssue,
+    notice: Notice,
+    unfinished: Sequence[Unfinished],
+    now: dt.datetime,
+) -> bool:
+    """The highest threshold decides who speaks; the lower ones it covers are claimed quietly. The
+    claim and `unfinished` (with the notice's parts) are saved together: a sweep that fails or is
+    killed before it saved what landed leaves the parts to the next (the journal knows what landed)."""
+    return services.store.ledger.claim_notice(issue.ref, list(reversed(notice.claims)), unfinished, now)
 
 
 def sweep_issue(services: Services, issue: FollowedIssue, now: dt.datetime, report: SweepReport) -> None:
     try:
         _sweep_issue(services, issue, now, report)
     except IssueGone as gone:
-        stop_following(services, issue.ref, f"{gone}: no longer followed", now)
+        stop_following(services, issue.ref, gone, now)
 
 
 def _sweep_issue(services: Services, issue: FollowedIssue, now: dt.datetime, report: SweepReport) -> None:
     scoped = services.policy.for_issue(issue.ref.source, issue.ref.scope)
     clocks = services.clocks(issue.ref, issue.timeline, now)
-    unfinished = _finish(services, issue, now, report)
+    unfinished = _finish(services, issue, scoped.locale, now, report)
     said = set(issue.notified)
     for notice in due_notices(scoped, issue.ref, issue.facts, clocks, issue.notified):
         target = next(t for t in scoped.sla.targets if t.id == notice.target_id)
-        mode = scoped.mode_of(target)
         if notice.failure:
-            _template_failed(services, issue, notice, mode, target.sop, now)
+            _template_failed(services, issue, notice, scoped.mode_of(target), target.sop, now)
             continue  # not claimed: posted by the first sweep after the policy is mended
         said.update(notice.claims)
-        if not _claim(services, issue, notice, now):
-            report.skipped += 1
-            continue
-        delivery_id = f"sla-sweep:{notice.claims[-1]}:{issue.ref}"
-        applied = _act(services, issue, delivery_id, notice.actions)
-        report.applied.extend(applied)
-        # Said once: a part that did not land is tried again by the next sweeps, the others never.
-        failed = unfinished_parts(applied, delivery_id, {target.id: (target.sop, str(mode))}, now)
-        unfinished.extend(failed)
-        if not failed:
-            report.notices += 1
-            metrics.sla_notice(issue.ref.source, notice.threshold)
-        metrics.actions_done(issue.ref.source, applied)
-        outcome = "; ".join(dict.fromkeys(a.outcome for a in applied)) or "no action"
-        used = i18n.percent(notice.threshold, scoped.locale)
-        reasons = (i18n.say(scoped.locale, "%(percent)s of the target used", percent=used),)
-        result = RuleResult(target.id, target.sop, notice.threshold < 1.0, mode, reasons)
-        services.store.audit.record_notice(issue.ref, result, notice.actions, outcome, now)
+        unfinished = _announce(services, issue, scoped, notice, target, unfinished, now, report)
     due = [t for t in (next_due(scoped, clocks, said, now), *(u.next_at for u in unfinished)) if t]
-    services.store.ledger.set_next_due(issue.ref, min(due, default=None), unfinished)
+    services.store.ledger.set_next_due(issue.ref, min(due, default=None))
+
+
+def _announce(
+    services: Services,
+    issue: FollowedIssue,
+    scoped: Policy,
+    notice: Notice,
+    target: SlaTarget,
+    unfinished: list[Unfinished],
+    now: dt.datetime,
+    report: SweepReport,
+) -> list[Unfinished]:
+    """Claim and post one notice; the issue's parts still to land after it (saved already)."""
+    mode = scoped.mode_of(target)
+    delivery_id = f"sla-sweep:{notice.claims[-1]}:{issue.ref}"
+    if not _claim(
+        services, issue, notice, [*unfinished, *_parts(notice, delivery_id, target.sop, mode, now)], now
+    ):
+        report.skipped += 1
+        return unfinished
+    tried = _act(services, issue, delivery_id, notice.actions)
+    report.applied.extend(tried.applied)
+    # Said once: a part that did not land is tried again by the next sweeps, the others never.
+    rules = {target.id: (target.sop, str(mode))}
+    failed = unfinished_parts(
+        tried.applied, delivery_id, rules, now, outage=tried.outage, threshold=notice.threshold
+    )
+    unfinished = [*unfinished, *failed]
+    services.store.ledger.keep_unfinished(issue.ref, unfinished)
+    if not failed:
+        _landed(issue.ref, notice.threshold, report)
+    metrics.actions_done(issue.ref.source, tried.applied)
+    outcome = "; ".join(dict.fromkeys(a.outcome for a in tried.applied)) or "no action"
+    used = i18n.percent(notice.threshold, scoped.locale)
+    reasons = (i18n.say(scoped.locale, "%(percent)s of the target used", percent=used),)
+    result = RuleResult(target.id, target.sop, notice.threshold < 1.0, mode, reasons)
+    services.store.audit.record_notice(issue.ref, result, notice.actions, outcome, now)
+    return unfinished
 
 
 def stop_following(
-    services: Services, ref: IssueRef, reason: str, now: dt.datetime, actions: Sequence[Action] = ()
+    services: Services, ref: IssueRef, gone: IssueGone, now: dt.datetime, actions: Sequence[Action] = ()
 ) -> None:
     """The tracker says the issue is gone: no more sweeps of it, and one audit row that says why."""
     scoped = services.policy.for_issue(ref.source, ref.scope)
     rule = scoped.workflow.rule
+    reason = i18n.say(scoped.locale, "%(reason)s: no longer followed", reason=str(gone))
     services.store.ledger.stop_following(ref, reason, now)
     result = RuleResult(rule.id, rule.sop, False, scoped.mode_of(rule), (reason,))
     services.store.audit.record_notice(ref, result, actions, f"failed: {reason}", now)
@@ -235,7 +328,7 @@ def _read_history(services: Services, issue: FollowedIssue, now: dt.datetime) ->
     try:
         history = services.connectors[issue.ref.source].history(delivery, event)
     except IssueGone as gone:
-        stop_following(services, issue.ref, f"{gone}: no longer followed", now)
+        stop_following(services, issue.ref, gone, now)
         return
     if history is None:
         return  # a dry run, or unreadable: followed from its creation; tried again next time

@@ -147,7 +147,8 @@ def process(services: Services, delivery: Delivery, received: Received) -> Outco
     known = store.ledger.one(event.issue)  # the one read of what the ledger knows of the issue
     memory = known.memory if known is not None else IssueMemory()
     if memory.gone is not None:
-        note = f"no longer followed here ({memory.gone}): nothing done"
+        locale = services.policy.for_issue(event.issue.source, event.issue.scope).locale
+        note = i18n.say(locale, "no longer followed here (%(reason)s): nothing done", reason=memory.gone)
         _record(
             services, delivery, seq, "ignored", note, event.issue, event.name, Decision(note=note), {}, None
         )
@@ -219,7 +220,7 @@ def _gone(
     """The tracker says the issue is gone: none of the writes happened, and it is no longer followed."""
     scoped = services.policy.for_issue(event.issue.source, event.issue.scope)
     rule = scoped.workflow.rule
-    why = f"{reason}: no longer followed"
+    why = i18n.say(scoped.locale, "%(reason)s: no longer followed", reason=reason)
     stop = StopFollowing(rule.id, why)
     result = RuleResult(rule.id, rule.sop, False, scoped.mode_of(rule), (why,))
     gone = replace(decision, actions=(*decision.actions, stop), results=(*decision.results, result))

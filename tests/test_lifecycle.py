@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import itertools
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -19,6 +21,7 @@ from github import Auth
 
 from app import create_app
 from config.loader import load_policy
+from config.schema import Policy
 from config.settings import Settings
 from connector.dry_run import DryRunConnector
 from connector.github.connector import GithubConnector
@@ -31,7 +34,7 @@ from runtime.services import Services
 from runtime.store import Store
 from runtime.sweep import sweep
 from tests.conftest import GITHUB_SECRET, JIRA_SECRET, fixture_json, services_of
-from tests.fake_github import FakeGithubServer
+from tests.fake_github import FakeGithubServer, RandomFaults
 from tests.github_support import (
     REPO,
     FakeGithub,
@@ -54,6 +57,7 @@ from tests.jira_support import (
     with_status_change,
 )
 from tests.jira_support import service as jira_service
+from tests.test_zh_cn import problems
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 MONDAY_10 = dt.datetime(2026, 11, 23, 10, 0, tzinfo=SHANGHAI)
@@ -307,6 +311,7 @@ def test_jira_waiting_for_the_customer_is_no_way_round_triage(
 # --- transfers, deletions and issues gone: on the loopback fake GitHub --------------------------------
 
 OLD_REPO, NEW_REPO = "octo-org/octo-repo", "Codertocat/Hello-World"  # as octokit's transfer recordings
+CHINESE = load_policy().model_copy(update={"locale": "zh-CN"})
 P1_FORM = form_body(Impact="Business outage", Urgency="High")
 
 
@@ -317,14 +322,14 @@ def server(no_network: responses.RequestsMock) -> Iterator[FakeGithubServer]:
         yield fake
 
 
-def _on_loopback(tmp_path: Path, server: FakeGithubServer) -> Service:
+def _on_loopback(tmp_path: Path, server: FakeGithubServer, policy: Policy | None = None) -> Service:
     settings = Settings(
         data_dir=tmp_path / "var", github_webhook_secret=GITHUB_SECRET, jira_webhook_secret=JIRA_SECRET
     )
     connector = GithubConnector(auth=Auth.Token("test-token"), base_url=server.url, sleep=lambda _: None)
     services = Services(
         settings,
-        load_policy(),
+        policy or load_policy(),
         Store(settings.resolved_database_url),
         {"github": connector, "jira": DryRunConnector()},
     )
@@ -450,6 +455,49 @@ def test_a_sweep_that_finds_the_issue_gone_stops_following_it_with_one_audit_row
     assert server.calls()[later:] == []
     swept = [e for e in services.store.audit.entries() if e.delivery_id == "sla-sweep"]
     assert len(swept) == 1 and "no longer followed" in swept[0].outcome
+
+
+def test_a_sweep_retry_and_a_deletion_write_their_audit_reasons_in_chinese(
+    tmp_path: Path, server: FakeGithubServer
+) -> None:
+    sopguard = _on_loopback(tmp_path, server, CHINESE)
+    server.fail_next("POST", r"/issues/1/comments$", 422, 422, 503, 503, 503)  # refused twice, then down
+    _open_on(sopguard, server, NEW_REPO)
+    services = _services(sopguard.app)
+    for minute in range(1, 9):
+        sweep(services, MONDAY_10 + dt.timedelta(minutes=minute, seconds=30))
+    assert sum("sopguard:receipt" in c.body for c in server.comments(NEW_REPO, 1)) == 1
+    deleted = fixture_json("github", "issues__deleted.json")
+    deleted["issue"]["updated_at"] = _iso(_minutes(9))
+    server.delete_issue(NEW_REPO, 1)
+    _at(sopguard.app, _minutes(9))
+    sopguard.deliver(deleted, "deleted")
+    late = _event("labeled", NEW_REPO, server, _minutes(10), label={"name": "status/triage"})
+    sopguard.deliver(late, "late-label")
+
+    rows = list(services.store.audit.entries())
+    tries = [e.reasons for e in rows if e.delivery_id == "sla-sweep" and e.rule_id == "confirm-receipt"]
+    assert tries == [
+        ["重试未送达的部分：第 2 次尝试"],
+        ["工单系统暂时无法访问时重试，不计入尝试次数"],
+        ["重试未送达的部分：第 3 次尝试"],
+    ]
+    (gone,) = [e.reasons for e in rows if e.delivery_id == "deleted" and e.rule_id == "follow-the-lifecycle"]
+    (ignored,) = [e.reasons for e in rows if e.delivery_id == "late-label"]
+    assert (gone, ignored) == (["已删除：此处不再跟踪"], ["此处已不再跟踪（已删除），未做任何处理"])
+    assert all(problems(reason) == [] for reasons in (*tries, gone, ignored) for reason in reasons)
+
+
+def test_a_sweep_that_finds_the_issue_gone_says_so_in_chinese(
+    tmp_path: Path, server: FakeGithubServer
+) -> None:
+    sopguard = _on_loopback(tmp_path, server, CHINESE)
+    _open_on(sopguard, server, NEW_REPO)
+    server.delete_issue(NEW_REPO, 1)
+    services = _services(sopguard.app)
+    sweep(services, _minutes(12))
+    (swept,) = [e for e in services.store.audit.entries() if e.delivery_id == "sla-sweep"]
+    assert swept.reasons[0].endswith("：不再跟踪") and swept.outcome.endswith("：不再跟踪")
 
 
 # --- Jira: deleted, and moved to another project ----------------------------------------------------
@@ -611,6 +659,65 @@ def test_a_part_refused_for_good_is_given_up_with_an_audit_row_not_tried_for_eve
     assert len(tries) == 1 + 5  # the delivery, then five tries of the sweep
     assert tries[-1].outcome.endswith("given up after 6 attempts")
     assert services.store.ledger.followed()[0].unfinished == ()
+
+
+@contextmanager
+def _sweep_audit_refused(services: Services) -> Iterator[None]:
+    """The database refuses the sweep's audit rows (a full disk, say): a real failure of the issue's
+    sweep after its notice was claimed and its writes made."""
+    with services.store.engine.begin() as db:
+        db.exec_driver_sql(
+            "CREATE TRIGGER refuse_sweep_audit BEFORE INSERT ON audit WHEN NEW.delivery_id = 'sla-sweep' "
+            "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
+        )
+    yield
+    with services.store.engine.begin() as db:
+        db.exec_driver_sql("DROP TRIGGER refuse_sweep_audit")
+
+
+def test_a_refused_breach_comment_is_announced_even_when_the_rest_of_the_issue_sweep_failed(
+    tmp_path: Path, server: FakeGithubServer
+) -> None:
+    sopguard = _on_loopback(tmp_path, server)
+    _open_on(sopguard, server, NEW_REPO)
+    services = _services(sopguard.app)
+    assert sweep(services, _minutes(12)).notices == 1
+    server.fail_next("POST", r"/issues/1/comments$", 422)
+    with _sweep_audit_refused(services):
+        sweep(services, _minutes(15))  # claimed, comment refused, label on; then the audit row fails
+    assert "sla/breached" in server.issue(NEW_REPO, 1).labels
+
+    before = len(server.calls())
+    for minute in range(16, 30):
+        sweep(services, _minutes(minute))
+    assert _writes(server, before) == [("POST", "comments", 201)]  # the label is not made again
+    breaches = [c.body for c in server.comments(NEW_REPO, 1) if "was missed" in c.body]
+    assert len(breaches) == 1
+
+
+def test_an_outage_while_a_part_is_tried_again_is_waited_out_not_counted_as_attempts(
+    tmp_path: Path, server: FakeGithubServer
+) -> None:
+    sopguard = _on_loopback(tmp_path, server)
+    server.fail_next("POST", r"/issues/1/comments$", 422)  # the receipt is refused once
+    _open_on(sopguard, server, NEW_REPO)
+    services = _services(sopguard.app)
+    server.set_random_faults(RandomFaults(rate=1.0, statuses=(503,)))  # then GitHub is down 40 minutes
+    for minute in range(1, 40):
+        sweep(services, MONDAY_10 + dt.timedelta(minutes=minute, seconds=30))
+    assert not any("sopguard:receipt" in c.body for c in server.comments(NEW_REPO, 1))
+    (receipt,) = [u for u in services.store.ledger.followed()[0].unfinished if "receipt" in u.name]
+    assert receipt.attempts == 1  # the refusal; the outage's tries are not attempts
+
+    server.set_random_faults(RandomFaults())  # GitHub is back
+    for minute in range(40, 75):
+        sweep(services, MONDAY_10 + dt.timedelta(minutes=minute, seconds=30))
+    receipts = [c.body for c in server.comments(NEW_REPO, 1) if "sopguard:receipt" in c.body]
+    assert len(receipts) == 1
+    tries = [e for e in services.store.audit.entries(limit=1000) if e.rule_id == "confirm-receipt"]
+    assert not any("given up" in e.outcome for e in tries)
+    waits = [e.at for e in tries[1:]]  # the sweep's tries, after the delivery's row
+    assert max(b - a for a, b in itertools.pairwise(waits)) == dt.timedelta(minutes=30)  # backed off, capped
 
 
 @pytest.mark.parametrize("deployment", [CLOUD, DATA_CENTER], ids=["cloud", "dc"])

@@ -165,6 +165,30 @@ def test_sla_notices_and_tracker_retries_are_counted(tmp_path: Path, github: Fak
     assert _delta(before, after, "sopguard_tracker_calls_total", **comments, status="201") == 2
 
 
+def test_a_notice_whose_comment_lands_on_a_retry_is_counted_once_when_it_lands(
+    tmp_path: Path, github: FakeGithub
+) -> None:
+    app = _open_github(tmp_path, github, MONDAY_10, "Business outage", "High")
+    client, services = app.test_client(), services_of(app)
+    sweep(services, MONDAY_10 + dt.timedelta(minutes=11, seconds=15))  # the warning
+    before = _scrape(client)
+    refused = (422, {"Content-Type": "application/json"}, '{"message": "Validation Failed"}')
+    github.fail("POST", "/issues/1/comments", refused)  # the breach's comment; its label goes on
+
+    breached = sweep(services, MONDAY_10 + dt.timedelta(minutes=15))
+    retried = sweep(services, MONDAY_10 + dt.timedelta(minutes=16))
+    after = _scrape(client)
+
+    assert (breached.notices, retried.notices) == (0, 1)
+    assert _delta(before, after, "sopguard_sla_notices_total", tracker="github", kind="breach") == 1
+    assert _delta(before, after, "sopguard_sla_notices_total", tracker="github", kind="warning") == 0
+    comments = {"tracker": "github", "kind": "post_comment"}
+    assert _delta(before, after, "sopguard_actions_total", **comments, outcome="failed") == 1
+    assert _delta(before, after, "sopguard_actions_total", **comments, outcome="applied") == 1
+    labels = {"tracker": "github", "kind": "change_labels", "outcome": "applied"}
+    assert _delta(before, after, "sopguard_actions_total", **labels) == 1
+
+
 def test_an_endpoint_is_a_route_template_whatever_the_names_and_numbers() -> None:
     assert (
         endpoint("/repos/acme/web/issues/17/comments?per_page=100")

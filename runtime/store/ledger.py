@@ -52,7 +52,9 @@ NoticePart = PostComment | ChangeLabels
 @dataclass(frozen=True)
 class Unfinished:
     """A part of a notice that did not land (a comment, a breach label): the sweep tries it again at
-    `next_at`, through the journal under `delivery` (so a part that landed is never made twice)."""
+    `next_at`, through the journal under `delivery` (so a part that landed is never made twice).
+    `attempts` counts the tracker's refusals, `outages` the tries it could not be reached for;
+    `threshold` is the SLA notice's (None for a delivery's comment), for counting it once it landed."""
 
     part: NoticePart
     delivery: str
@@ -60,6 +62,8 @@ class Unfinished:
     mode: str
     attempts: int
     next_at: dt.datetime
+    outages: int = 0
+    threshold: float | None = None
 
     @property
     def name(self) -> str:
@@ -84,6 +88,8 @@ def _encode_unfinished(item: Unfinished) -> dict[str, Any]:
         "mode": item.mode,
         "attempts": item.attempts,
         "next_at": item.next_at.isoformat(),
+        "outages": item.outages,
+        "threshold": item.threshold,
     }
 
 
@@ -105,6 +111,8 @@ def _decode_unfinished(data: Mapping[str, Any]) -> Unfinished:
         data["mode"],
         int(data["attempts"]),
         dt.datetime.fromisoformat(data["next_at"]),
+        int(data.get("outages", 0)),
+        data.get("threshold"),
     )
 
 
@@ -415,15 +423,19 @@ class Ledger:
                 db.execute(insert(timeline), [{"ref": key, "entry": encode(e)} for e in beginning])
             db.execute(update(issues).where(issues.c.ref == key).values(history_before=None))
 
-    def set_next_due(
-        self, ref: IssueRef, when: dt.datetime | None, unfinished: Sequence[Unfinished] | None = None
-    ) -> None:
-        """When the sweep next looks at the issue, and (when given) the notice parts still to land."""
-        values: dict[str, Any] = {"next_due_at": as_utc(when)}
-        if unfinished is not None:
-            values["unfinished"] = _encode_all(unfinished)
+    def set_next_due(self, ref: IssueRef, when: dt.datetime | None) -> None:
+        """When the sweep next looks at the issue."""
         with self.engine.begin() as db:
-            db.execute(update(issues).where(issues.c.ref == issue_key(ref)).values(**values))
+            db.execute(update(issues).where(issues.c.ref == issue_key(ref)).values(next_due_at=as_utc(when)))
+
+    def keep_unfinished(self, ref: IssueRef, unfinished: Sequence[Unfinished]) -> None:
+        """The issue's notice parts still to land, saved as soon as a try of them has ended."""
+        with self.engine.begin() as db:
+            self._keep_unfinished(db, issue_key(ref), unfinished)
+
+    @staticmethod
+    def _keep_unfinished(db: Connection, key: str, unfinished: Sequence[Unfinished]) -> None:
+        db.execute(update(issues).where(issues.c.ref == key).values(unfinished=_encode_all(unfinished)))
 
     # --- SLA notice claims ----------------------------------------------------------------
 
@@ -438,6 +450,28 @@ class Ledger:
                         ref=issue_key(ref), target=target, cycle=cycle, threshold=threshold, at=as_utc(now)
                     )
                 )
+        except IntegrityError:
+            return False
+        return True
+
+    def claim_notice(
+        self, ref: IssueRef, claims: Sequence[Claim], unfinished: Sequence[Unfinished], now: dt.datetime
+    ) -> bool:
+        """Claim an SLA notice: its first claim, the threshold that speaks (`False` when another
+        sweep, or an earlier one, has it), and quietly the lower ones it covers. In the same
+        transaction `unfinished`, which holds the notice's parts, become the issue's parts still to
+        land: whatever stops the sweep after the claim, the notice lands or stays to be tried again."""
+        key = issue_key(ref)
+        (target, cycle, threshold), *covered = claims
+        try:
+            with self.engine.begin() as db:
+                db.execute(
+                    insert(notifications).values(
+                        ref=key, target=target, cycle=cycle, threshold=threshold, at=as_utc(now)
+                    )
+                )
+                self._claim_quietly(db, key, covered, now)
+                self._keep_unfinished(db, key, unfinished)
         except IntegrityError:
             return False
         return True
