@@ -366,6 +366,10 @@ def test_a_comment_is_found_by_the_marker_and_the_digest_in_its_properties() -> 
     assert not markers.posted_as(comment({"marker": "m", "digest": "e"}), "m", "d")  # the one it follows up
     assert not markers.posted_as(comment({"marker": "n", "digest": "d"}), "m", "d")
     assert markers.posted_as(comment({"marker": "m"}), "m", "d")  # an older release kept no digest
+    # ... but the older release's comment that this text follows up is not the follow-up
+    assert not markers.posted_as(comment({"marker": "m"}), "m", "d", markers.Posted("1", "c"))
+    assert markers.posted_as(comment({"marker": "m"}), "m", "d", markers.Posted("2", "c"))
+    assert markers.posted_as(comment({"marker": "m", "digest": "d"}), "m", "d", markers.Posted("1", "c"))
     assert not markers.posted_as({"id": "2"}, "m", "d")
 
 

@@ -581,11 +581,13 @@ class _Run:
         body_digest = markers.digest(action.body)
         earlier = self.journal.recall(key)
         if earlier is not None and earlier.state == "started":
-            found = self._find_comment(action.marker, body_digest)  # the answer to an earlier try was lost
+            # The answer to an earlier try was lost (an older release's comment it follows up is not it).
+            follows = self._known(action, None)
+            found = self._find_comment(action.marker, body_digest, follows)
             if found is not None:
                 self.journal.done(key, {"id": str(found.get("id", "")), "digest": body_digest})
                 return f"skipped: already posted (comment {found.get('id', '?')})"
-            return self._post_action(action, key, body_digest, None)  # decided then, not made: made now
+            return self._post_action(action, key, body_digest, follows)  # decided then, not made: made now
         known = self._known(action, earlier)
         if known is not None and action.on_existing == CommentPolicy.NEW:
             return f"skipped: already posted (comment {known.comment_id})"
@@ -602,7 +604,7 @@ class _Run:
         if (stuck := self.stuck.get(action.rule_id)) and not action.marker.startswith("not-undone:"):
             # The undo failed: the engine's text for a change that stands, and why it stands.
             body = with_note(action.body_if_not_undone or body, stuck.note(self.policy.locale))
-        self._post(body, action.marker, key, body_digest)
+        self._post(body, action.marker, key, body_digest, known)
         return f"applied (follow-up to comment {known.comment_id})" if known else "applied"
 
     def _known(self, action: PostComment, earlier: Recorded | None) -> markers.Posted | None:
@@ -613,8 +615,11 @@ class _Run:
             return self._legacy().get(action.marker)
         return None
 
-    def _post(self, markdown: str, marker: str, key: str, body_digest: str) -> Json:
-        """One comment, journaled: `started` just before the POST, `done` with its id after it."""
+    def _post(
+        self, markdown: str, marker: str, key: str, body_digest: str, follows: markers.Posted | None = None
+    ) -> Json:
+        """One comment, journaled: `started` just before the POST, `done` with its id after it;
+        `follows` is the earlier comment for the marker that this one follows up."""
         actor = self.event.actor
         mentions = {actor.login: actor.id} if actor.login and actor.id else {}
         body: str | Json = (
@@ -625,17 +630,20 @@ class _Run:
             self.key,
             body,
             {markers.PROPERTY: {"marker": marker, "digest": body_digest}},
-            lambda: self._find_comment(marker, body_digest),
+            lambda: self._find_comment(marker, body_digest, follows),
         )
         self.journal.done(key, {"id": str(comment.get("id", "")), "digest": body_digest})
         return comment
 
-    def _find_comment(self, marker: str, body_digest: str) -> Json | None:
+    def _find_comment(
+        self, marker: str, body_digest: str, follows: markers.Posted | None = None
+    ) -> Json | None:
         """A comment posted by a try that timed out: among the newest ones, the one whose comment
-        property carries this marker and text (not an earlier comment that this one follows up)."""
+        property carries this marker and text (not `follows`, an earlier comment this one follows up)."""
         page = self.api.comments(self.key, newest_first=True)
         return next(
-            (c for c in page.get("comments") or [] if markers.posted_as(c, marker, body_digest)), None
+            (c for c in page.get("comments") or [] if markers.posted_as(c, marker, body_digest, follows)),
+            None,
         )
 
     # --- sub-tasks --------------------------------------------------------------------------
