@@ -13,7 +13,8 @@ The minimum of a scenario (`MINIMUMS`) is the writes it needs plus the reads not
 - writes: a transition is one `POST transitions`; priority and labels are one `PUT issue` together;
   each comment is one `POST comment`; all sub-tasks are one `POST issue/bulk`.
 - reads of a warm delivery: only what the delivery does not carry and a rule needs (Cloud
-  deliveries carry no comments, and the root-cause guard of *close blocked* reads them).
+  deliveries carry no comments, and the root-cause guard of *close blocked* reads them), and,
+  before an issue is labelled for having no way back, its status and transitions now (one read).
 - reads once per process, in the first delivery (`ONCE`): who the service is (`myself`: every
   delivery must tell its own events from people's), the field ids of the policy's field names
   (deliveries key fields by id), the deployment type before the first comment (ADF on Cloud, wiki
@@ -81,7 +82,9 @@ def minimum(scenario: str, deployment: str) -> Minimum:
     if scenario == "transition undone":  # move back, say why
         return Minimum(("POST transitions", comment), (*first_comment, TRANSITIONS))
     if scenario == "transition with no way back":  # no way back: label it, say why
-        return Minimum(("PUT issue", comment), (*first_comment, TRANSITIONS))
+        # Before labelling, one read of where the issue is and its ways out now: a late delivery's
+        # issue may be back already, and a cached list may predate the transition an admin added.
+        return Minimum(("GET issue", "PUT issue", comment), (*first_comment, TRANSITIONS))
     if scenario == "priority set":  # priority and its label in one edit, the receipt
         return Minimum(("PUT issue", comment), first_comment)
     if scenario == "intake missing at create":  # the needs-info label, the reminder, the receipt

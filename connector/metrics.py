@@ -115,5 +115,8 @@ class _CountedHTTPS(HTTPSRequestsConnectionClass):
 
 def count_github_calls() -> None:
     """Make every PyGithub client built from now on count its requests (PyGithub builds one
-    `requests` session per connection, through classes it lets us replace)."""
+    `requests` session per connection, through classes it lets us replace). Injecting them also
+    turns off keeping the connection (`Requester.__persist`, meant for PyGithub's replay tests):
+    every request would open a new session and TCP connection, so it is turned back on."""
     Requester.injectConnectionClasses(_CountedHTTP, _CountedHTTPS)
+    Requester._Requester__persist = True  # type: ignore[attr-defined]  # `__persist`, name-mangled

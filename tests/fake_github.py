@@ -330,6 +330,12 @@ class FakeGithubServer:
 
     # --- faults -------------------------------------------------------------------------------
 
+    @property
+    def connections_accepted(self) -> int:
+        """How many TCP connections clients opened (a client that keeps its connection opens one)."""
+        with self._httpd.connections_lock:
+            return self._httpd.connections_accepted
+
     def fail_next(self, method: str, path_regex: str, *faults: FaultSpec) -> None:
         """The next requests with `method` ("*" for any) whose path (no query) `re.search`es
         `path_regex` fail in turn with `faults`: statuses, "drop", "done-then-500", "done-then-drop"."""
@@ -916,6 +922,7 @@ class _Httpd(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
         self.open_connections: set[socket.socket] = set()
+        self.connections_accepted = 0
         self.connections_lock = threading.Lock()
         super().__init__(address, handler)
 
@@ -945,6 +952,7 @@ class _Handler(BaseHTTPRequestHandler):
         super().setup()
         with self.server.connections_lock:
             self.server.open_connections.add(self.connection)
+            self.server.connections_accepted += 1
 
     def finish(self) -> None:
         with self.server.connections_lock:

@@ -350,7 +350,8 @@ class FakeJira:
         return {"comments": self._public(self.comments), "maxResults": 100, "total": len(self.comments)}
 
     def _get_issue(self, request: requests.PreparedRequest) -> Reply:
-        wanted = ",".join(parse_qs(urlsplit(request.url or "").query).get("fields", [""])).split(",")
+        query = parse_qs(urlsplit(request.url or "").query)
+        wanted = ",".join(query.get("fields", [""])).split(",")
         every: Json = {
             "status": status_json(self.status),
             "labels": self.labels,
@@ -358,7 +359,10 @@ class FakeJira:
             "subtasks": self.subtasks,
             "comment": self._comment_page(),
         }
-        return self._reply({"id": "10040", "key": self.key, "fields": {k: every[k] for k in wanted if k}})
+        issue: Json = {"id": "10040", "key": self.key, "fields": {k: every[k] for k in wanted if k}}
+        if "transitions" in ",".join(query.get("expand", [])).split(","):
+            issue["transitions"] = self._available()
+        return self._reply(issue)
 
     def _edit_issue(self, request: requests.PreparedRequest) -> Reply:
         body = _body(request)

@@ -15,7 +15,9 @@ import requests
 import responses
 from github import Auth, Github, GithubException
 from github.Issue import Issue
+from github.Requester import Requester
 from openapi_core.testing import MockRequest, MockResponse
+from prometheus_client import REGISTRY
 
 from connector.base import MemoryJournal
 from connector.delivery import Delivery
@@ -380,6 +382,34 @@ def test_it_runs_as_a_process_of_its_own(no_network: responses.RequestsMock) -> 
     assert url.startswith("http://127.0.0.1:")
     assert login == "someone"
     assert [(c["method"], c["path"], c["status"]) for c in logged] == [("GET", "/user", 200)]
+
+
+def _github_calls() -> float:
+    return sum(
+        sample.value
+        for metric in REGISTRY.collect()
+        if metric.name == "sopguard_tracker_calls"
+        for sample in metric.samples
+        if sample.name.endswith("_total") and sample.labels.get("tracker") == "github"
+    )
+
+
+def test_our_connector_keeps_its_connection_and_counts_every_request(server: FakeGithubServer) -> None:
+    """Counting requests swaps PyGithub's connection classes, which would also make it open a new
+    session and TCP connection per request: the connector keeps one connection, and counts."""
+    connector = GithubConnector(auth=Auth.Token("t"), base_url=server.url, sleep=lambda _: None)
+    delivery = Delivery("github", "d-1", "issues", fixture_json("github", "issues__labeled.json"))
+    event, snapshot = delivery.normalize(connector.service_accounts(delivery))
+    assert Requester._Requester__persist is True  # type: ignore[attr-defined]  # name-mangled `__persist`
+    server.put_issue(event.issue.scope, int(event.issue.key), labels=sorted(snapshot.labels))
+    counted, seen = _github_calls(), len(server.calls())
+    actions: list[Action] = [ChangeLabels("r", add=frozenset({"triage"})), PostComment("r", "hi", "Hi.")]
+
+    outcomes = [a.outcome for a in connector.apply(delivery, event, snapshot, actions, MemoryJournal())]
+
+    assert outcomes == ["applied", "applied"]
+    assert len(server.calls()) >= 3 and server.connections_accepted == 1
+    assert _github_calls() - counted == len(server.calls()) - seen  # each request counted
 
 
 def test_our_connector_acts_through_it_and_retries_its_faults(server: FakeGithubServer) -> None:

@@ -195,11 +195,36 @@ def test_transitions_are_listed_once_per_workflow_step_and_again_when_old_or_ask
     assert connector.transitions("TES-41", in_progress) == (listed, False)  # from the cache
     assert connector.transitions("TES-41", bug)[1]  # another issue type: another workflow
     assert connector.transitions("TES-41", None)[1]  # a step the delivery did not tell: never cached
-    assert connector.transitions("TES-41", in_progress, fresh=True)[1]  # after a 400 on a cached id
     now[0] += 301
     assert connector.transitions("TES-41", in_progress)[1]  # old: listed again
 
-    assert fake.calls() == ["GET /rest/api/2/issue/TES-41/transitions"] * 5
+    assert fake.calls() == ["GET /rest/api/2/issue/TES-41/transitions"] * 4
+
+
+def test_transitions_read_with_the_status_are_cached_under_the_status_jira_reports(
+    no_network: responses.RequestsMock, tmp_path: Path, default_policy: Policy
+) -> None:
+    """A delivery claims the issue is in progress; Jira says it is in To Do: the list is To Do's."""
+    fake = FakeJira(no_network, CLOUD, key="TES-41", status="In Progress")
+    connector = JiraConnector(JiraApi.from_settings(_settings(tmp_path, **CLOUD.credentials)), default_policy)
+    in_progress, to_do = ("TES", "10002", "in progress"), ("TES", "10002", "to do")
+    listed, _ = connector.transitions("TES-41", in_progress)  # read where the delivery says
+
+    status, listed = connector.transitions_now("TES-41", in_progress, listed)
+    assert status == "In Progress"
+    assert connector.transitions("TES-41", in_progress) == (listed, False)  # the same status: cached
+
+    fake.status = "To Do"  # a person moved it on: what was cached under the claimed status is dropped
+    status, out_of_to_do = connector.transitions_now("TES-41", in_progress, listed)
+    assert status == "To Do" and "To Do" not in {t["to"]["name"] for t in out_of_to_do}
+    assert connector.transitions("TES-41", to_do) == (out_of_to_do, False)
+    assert connector.transitions("TES-41", in_progress)[1]  # listed again
+    assert fake.calls() == [
+        "GET /rest/api/2/issue/TES-41/transitions",
+        "GET /rest/api/2/issue/TES-41",
+        "GET /rest/api/2/issue/TES-41",
+        "GET /rest/api/2/issue/TES-41/transitions",
+    ]
 
 
 def test_values_get_their_field_names_and_of_two_fields_with_one_name_the_filled_one_counts() -> None:
@@ -341,6 +366,10 @@ def test_a_comment_is_found_by_the_marker_and_the_digest_in_its_properties() -> 
     assert not markers.posted_as(comment({"marker": "m", "digest": "e"}), "m", "d")  # the one it follows up
     assert not markers.posted_as(comment({"marker": "n", "digest": "d"}), "m", "d")
     assert markers.posted_as(comment({"marker": "m"}), "m", "d")  # an older release kept no digest
+    # ... but the older release's comment that this text follows up is not the follow-up
+    assert not markers.posted_as(comment({"marker": "m"}), "m", "d", markers.Posted("1", "c"))
+    assert markers.posted_as(comment({"marker": "m"}), "m", "d", markers.Posted("2", "c"))
+    assert markers.posted_as(comment({"marker": "m", "digest": "d"}), "m", "d", markers.Posted("1", "c"))
     assert not markers.posted_as({"id": "2"}, "m", "d")
 
 

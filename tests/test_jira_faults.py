@@ -169,6 +169,86 @@ def test_a_lost_follow_up_is_not_mistaken_for_the_comment_it_follows_up(
     assert sopguard.outcomes("edit-2")["intake-required-fields"].startswith("applied (follow-up to comment")
 
 
+def _reminded_by_an_older_release(
+    no_network: responses.RequestsMock, tmp_path: Path, deployment: Deployment
+) -> tuple[FakeJira, Service, dict[str, Any], str]:
+    """An issue an older release reminded of its missing intake: no journal, the markers in the
+    issue property, the comment properties carrying the marker alone (no digest); the edit that
+    completes the intake, and the reminder's id."""
+    scenario = intake_missing(deployment)
+    fake, sopguard = start(no_network, tmp_path / "var", scenario, deployment)
+    sopguard.deliver(scenario.payload, "create-1")
+    posted = {key.removeprefix("comment:"): e.result for key, e in sopguard.journal(fake.key).items()}
+    sopguard.as_before_the_journal(fake.key)
+    fake.properties["sopguard"] = {"version": 1, "comments": {m: posted[m] for m in posted if ":" not in m}}
+    for comment in fake.comments:
+        comment["properties"] = [
+            {"key": "sopguard", "value": {"marker": p["value"]["marker"]}} for p in comment["properties"]
+        ]
+    edit = with_intake(as_edit(scenario.payload, list(fake.labels)))
+    return fake, sopguard, edit, str(posted["intake-required-fields"]["id"])
+
+
+def _followed_up_once(fake: FakeJira, sopguard: Service, delivery: str, reminder: str) -> None:
+    thanks = fake.our_comments()[2]
+    assert "All required information is now present." in (
+        adf_text(thanks) if fake.deployment is CLOUD else thanks
+    )
+    assert len(fake.our_comments()) == 4
+    outcome = sopguard.outcomes(delivery)["intake-required-fields"]
+    assert outcome.startswith(f"applied (follow-up to comment {reminder});")
+    assert sopguard.journal(fake.key)["comment:intake-required-fields"].result["id"] == fake.comments[2]["id"]
+
+
+def test_a_lost_follow_up_is_not_mistaken_for_an_older_releases_comment_without_a_digest(
+    no_network: responses.RequestsMock, tmp_path: Path, deployment: Deployment
+) -> None:
+    """The follow-up's POST fails: the reminder the older release posted, found under the marker
+    with no digest, is the comment followed up, not the follow-up."""
+    fake, sopguard, edit, reminder = _reminded_by_an_older_release(no_network, tmp_path, deployment)
+    fake.fail("POST", "/comment", (500, {}, ""))
+    seen = len(fake.calls())
+
+    sopguard.deliver(edit, "edit-2")
+
+    issue = issue_path(fake)
+    assert fake.calls()[seen:] == [
+        f"PUT {issue}",
+        f"GET {issue}/properties/sopguard",  # the older release's markers
+        post_comment(fake),
+        f"GET {issue}/comment",  # did it land? only the reminder, which it follows up, is there
+        post_comment(fake),
+        post_comment(fake),  # the receipt restated
+    ]
+    _followed_up_once(fake, sopguard, "edit-2", reminder)
+
+
+def test_a_follow_up_begun_by_an_earlier_try_is_not_mistaken_for_an_older_releases_comment(
+    no_network: responses.RequestsMock, tmp_path: Path
+) -> None:
+    """Jira asks for an hour on the follow-up's POST: the delivery runs again later, with the POST
+    begun in the journal; the older release's reminder found then is not taken for it."""
+    fake, sopguard, edit, reminder = _reminded_by_an_older_release(no_network, tmp_path, CLOUD)
+    services = services_of(sopguard.app)
+    now = dt.datetime(2026, 11, 23, 2, 0, tzinfo=dt.UTC)
+    services.clock = lambda: now
+    fake.fail("POST", "/comment", (429, {"Retry-After": "3600"}, ""))
+    sopguard.deliver(edit, "edit-2")
+    assert sopguard.journal(fake.key)["comment:intake-required-fields"].state == "started"
+    seen = len(fake.calls())
+
+    services.clock = lambda: now + dt.timedelta(hours=1, seconds=1)
+    assert drain(sopguard.app) == 1
+
+    issue = issue_path(fake)
+    assert fake.calls()[seen : seen + 3] == [
+        f"GET {issue}/properties/sopguard",  # the older release's markers: the comment followed up
+        f"GET {issue}/comment",  # the POST was begun: did it happen? only that comment is there
+        post_comment(fake),
+    ]
+    _followed_up_once(fake, sopguard, "edit-2", reminder)
+
+
 def test_a_timeout_after_the_transition_was_made_is_not_followed_by_a_second_one(
     no_network: responses.RequestsMock, tmp_path: Path, deployment: Deployment
 ) -> None:

@@ -175,9 +175,11 @@ def test_with_no_transition_back_the_issue_is_labelled_commented_once_and_nothin
         MYSELF,
         FIELDS,
         f"GET {issue}/transitions",
-        f"PUT {issue}",  # where the issue is: as the delivery says
+        f"GET {issue}",  # no way back: where the issue is, and the ways out of there, read together
+        f"PUT {issue}",
         *_comment_calls(fake),
     ]
+    assert fake.query("GET", issue) == [{"fields": ["status"], "expand": ["transitions"]}]
     assert fake.sent("PUT", issue) == [{"update": {"labels": [{"add": "sop-violation"}]}}]
     assert fake.status == stays and "sop-violation" in fake.labels
     outcome = sopguard.outcomes("stuck-1")["follow-the-lifecycle"]
@@ -524,7 +526,7 @@ def test_a_cached_transition_jira_refuses_is_listed_again_and_the_move_made_once
     issue = issue_path(fake)
     assert fake.calls()[seen:] == [
         f"POST {issue}/transitions",  # the cached id: refused
-        f"GET {issue}/transitions",
+        f"GET {issue}",  # the status and the transitions out of it
         f"POST {issue}/transitions",
         post_comment(fake),
     ]
@@ -553,13 +555,63 @@ def test_a_cached_transition_refused_because_the_issue_moved_back_already_is_not
     issue = issue_path(fake)
     assert fake.calls()[seen:] == [
         f"POST {issue}/transitions",  # refused: no transition leads from where it is to itself
-        f"GET {issue}/transitions",
-        f"GET {issue}",
+        f"GET {issue}",  # the status: already there
         post_comment(fake),
     ]
     previous = "To Do" if deployment is CLOUD else "In Progress"
     assert "sop-violation" not in fake.labels
     assert sopguard.outcomes("warm-2")["follow-the-lifecycle"].startswith(f"skipped: already in {previous}")
+
+
+def test_a_transition_added_to_the_workflow_is_used_within_the_cache_window(
+    no_network: responses.RequestsMock, tmp_path: Path, deployment: Deployment
+) -> None:
+    """A cached list with no way back is not trusted: the admin may have added the transition the
+    comment asked for, so the status and the transitions are read again before labelling."""
+    scenario = no_way_back(deployment)
+    fake, sopguard = start(no_network, tmp_path / "var", scenario, deployment)
+    sopguard.deliver(scenario.payload, "nowb-1")  # no way back: labelled, explained; the list cached
+    assert "sop-violation" in fake.labels
+    fake.unreachable.clear()  # the Jira admin adds the transition
+    fake.labels.remove("sop-violation")
+    seen = len(fake.calls())
+
+    sopguard.deliver(scenario.payload, "nowb-2")  # the same skip again, within the cache's 5 minutes
+
+    issue = issue_path(fake)
+    assert fake.calls()[seen:] == [f"GET {issue}", f"POST {issue}/transitions", post_comment(fake)]
+    previous = "To Do" if deployment is CLOUD else "In Progress"
+    assert fake.status == previous and "sop-violation" not in fake.labels
+    assert sopguard.outcomes("nowb-2")["follow-the-lifecycle"].startswith("applied (transition ")
+
+
+def test_a_late_delivery_on_a_cold_cache_for_an_issue_already_moved_back(
+    no_network: responses.RequestsMock, tmp_path: Path, deployment: Deployment
+) -> None:
+    """A person moved the issue back before the (late) delivery is worked on: the list read on a cold
+    cache is of where the issue is, with no way to itself. Its status says it is there already (not
+    stuck), and the list is cached under that status, not the one the delivery claims."""
+    scenario = transition_undone(deployment)
+    fake, sopguard = start(no_network, tmp_path / "var", scenario, deployment)
+    previous = "To Do" if deployment is CLOUD else "In Progress"
+    fake.status = previous
+
+    sopguard.deliver(scenario.payload, "late-1")
+
+    assert sopguard.outcomes("late-1")["follow-the-lifecycle"].startswith(f"skipped: already in {previous}")
+    assert "sop-violation" not in fake.labels
+    # The same skip on an issue really where the delivery says: the list cached above is not used.
+    fake.status = scenario.payload["issue"]["fields"]["status"]["name"]
+    seen = len(fake.calls())
+    sopguard.deliver(scenario.payload, "late-2")
+    issue = issue_path(fake)
+    assert fake.calls()[seen:] == [
+        f"GET {issue}/transitions",
+        f"POST {issue}/transitions",
+        post_comment(fake),
+    ]
+    assert fake.status == previous and "sop-violation" not in fake.labels
+    fake.check_against_openapi()
 
 
 def test_a_checklist_sub_task_moving_is_not_judged_and_costs_nothing_but_learning_who_we_are(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import importlib
 import json
+from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 
@@ -12,8 +14,14 @@ from click.testing import CliRunner
 
 from cli import main
 from config.schema import Policy
-from connector.jira.workflow import expression, jira_workflow
-from tests.jira_support import FIELD_IDS
+from connector.delivery import Delivery
+from connector.jira.workflow import expression, jira_workflow, status_name
+from policies.engine import evaluate
+from policies.models import Decision, MoveToStatus
+from policies.sla import Created, StateChanged
+from tests.conftest import fixture_json
+from tests.engine_support import NOW
+from tests.jira_support import CLOUD_TRANSITION, FIELD_IDS, with_status_change
 
 
 def test_every_state_has_its_jira_status_category_and_the_other_names(default_policy: Policy) -> None:
@@ -38,6 +46,42 @@ def test_the_procedures_transitions_and_a_way_back_for_every_guarded_step(defaul
     assert undo["undo-start-work"] == (("In Progress",), "Planning")
     assert "undo-start-triage" not in undo  # no guard, nothing to undo
     assert "undo-customer-replied" not in undo
+
+
+def _paused_and_leaving(policy: Policy, origin: str, target_status: str) -> Decision:
+    """The engine's decision on a Jira issue paused from `origin` that moves out of waiting."""
+    moved = with_status_change(fixture_json("jira", CLOUD_TRANSITION), "Waiting for Customer", target_status)
+    event, snapshot = Delivery("jira", "d-1", "jira:issue_updated", moved).normalize()
+    start = NOW - dt.timedelta(days=2)
+    timeline = (
+        Created(at=start, state="new"),
+        StateChanged(at=start + dt.timedelta(hours=1), state=origin),
+        StateChanged(at=start + dt.timedelta(hours=2), state="waiting-for-customer"),
+    )
+    snapshot = replace(snapshot, last_state="waiting-for-customer", timeline=timeline)
+    return evaluate(policy, event, snapshot, NOW)
+
+
+def test_from_waiting_the_export_leads_back_to_every_stage_a_pause_may_come_from(
+    default_policy: Policy,
+) -> None:
+    """The engine lets an issue leave waiting for the customer only to the stage it came from: the
+    exported workflow offers each of those moves, and the engine accepts each (a Jira issue paused
+    from verification can return to verification)."""
+    rows = jira_workflow(default_policy).transitions
+    pause = next(t for t in default_policy.workflow.transitions if t.id == "wait-for-customer")
+    ways_out = {t.to: t.purpose for t in rows if "Waiting for Customer" in t.from_}
+
+    assert set(ways_out) == {status_name(default_policy, s) for s in pause.from_}
+    assert ways_out["Verification"] == ways_out["Diagnosis"] == "return"
+    assert ways_out["Triage"] == ways_out["In Progress"] == "procedure"
+    returns = [t for t in rows if t.purpose == "return"]
+    assert {t.id for t in returns} == {"return-wait-for-customer"} and returns[0].sop == "S3.3"
+    for origin in ("diagnosis", "planning", "customer-confirmation", "verification", "acceptance"):
+        decision = _paused_and_leaving(default_policy, origin, status_name(default_policy, origin))
+        assert not [a for a in decision.actions if isinstance(a, MoveToStatus)], origin
+    beyond = _paused_and_leaving(default_policy, "verification", "Triage")  # not where it came from
+    assert [a.status for a in beyond.actions if isinstance(a, MoveToStatus)] == ["Waiting for Customer"]
 
 
 def test_guards_become_jira_expressions(default_policy: Policy) -> None:
@@ -98,6 +142,7 @@ def test_the_command_prints_a_table_or_json(tmp_path: Path) -> None:
     assert table.exit_code == 0, table.output
     assert "Statuses (create the first name" in table.output
     assert "Back to Acceptance" in table.output and "issue.assignee != null" in table.output
+    assert "Transitions back from a pause to the stage the issue left" in table.output
     assert "Guards no Jira expression can check" in table.output
     data = json.loads(as_json.output)
     assert {"statuses", "transitions", "validators"} == set(data)

@@ -281,6 +281,22 @@ def test_missing_transitions_priorities_and_fields_each_get_their_line(
     assert_jira_shapes(no_network)
 
 
+def test_a_missing_way_back_from_waiting_to_the_stage_it_left_is_reported(
+    no_network: responses.RequestsMock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only Waiting -> Triage / In Progress: an issue paused from verification could never leave."""
+    moves = [m for m in policy_moves() if m != ("Waiting for Customer", "Verification")]
+    fake_jira(no_network, moves=moves)
+    result = run_check(monkeypatch, CLOUD, "--jira", PROJECT)
+    assert result.exit_code == 1
+    assert lines(result) == [
+        f"Jira project {PROJECT}: project {PROJECT}'s workflow has no transition from Waiting for Customer "
+        "to Verification (to return to the stage left by 'wait-for-customer', SOP S3.3): add it to the "
+        f"workflow; sopguard export jira-workflow --scope {PROJECT} lists every transition the policy needs"
+    ]
+    assert_jira_shapes(no_network)
+
+
 def test_a_global_transition_counts_from_every_status(
     no_network: responses.RequestsMock, monkeypatch: pytest.MonkeyPatch
 ) -> None:

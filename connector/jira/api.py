@@ -174,6 +174,13 @@ class JiraApi:
         raw: Json = issue.raw.get("fields") or {}
         return raw
 
+    def issue_with_transitions(self, key: str) -> Json:
+        """The issue's status and the transitions out of it, in one read
+        (`GET /issue/{key}?fields=status&expand=transitions`): the list is of the status it comes with."""
+        issue = self._retried(lambda: self.client.issue(key, fields="status", expand="transitions"))
+        raw: Json = issue.raw
+        return raw
+
     def comments(self, key: str, start_at: int = 0, newest_first: bool = False) -> Json:
         """One page of comments with their properties, as `GET /issue/{key}/comment` returns it."""
         params: dict[str, str] = {"startAt": str(start_at), "maxResults": "100", "expand": "properties"}

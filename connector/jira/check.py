@@ -16,6 +16,7 @@ from config.schema import Mode, Policy, Transition
 from connector.check import CheckReport, Mismatch, counted
 from connector.jira.api import JiraApi, Json
 from connector.jira.connector import FieldIndex
+from connector.jira.workflow import pause_returns
 
 EXPORT_HINT = "sopguard export jira-workflow --scope {key} lists every transition the policy needs"
 
@@ -135,20 +136,22 @@ def _statuses(policy: Policy, project: JiraProject) -> Iterator[Mismatch]:
             )
 
 
-def _needed_transitions(policy: Policy) -> list[tuple[Transition, str, str, bool]]:
-    """(policy transition, from state, to state, is an undo) for every move Jira must allow:
-    each transition of the workflow, and the way back from each guarded one that is enforced
-    (the connector undoes a rejected change with it)."""
-    forward = [(t, source, t.to, False) for t in policy.workflow.transitions for source in t.from_]
-    pairs = {(source, target) for _, source, target, _ in forward}
+def _needed_transitions(policy: Policy) -> list[tuple[Transition, str, str, str]]:
+    """(policy transition, from state, to state, why) for every move Jira must allow: each
+    transition of the workflow ("procedure"), the way back from a pause to each stage it may come
+    from ("return": the only way out the engine allows), and the way back from each guarded one
+    that is enforced ("undo": the connector undoes a rejected change with it)."""
+    forward = [(t, source, t.to, "procedure") for t in policy.workflow.transitions for source in t.from_]
+    returns = [(t, pause, source, "return") for t, pause, source in pause_returns(policy)]
+    pairs = {(source, target) for _, source, target, _ in forward + returns}
     undo = [
-        (t, t.to, source, True)
+        (t, t.to, source, "undo")
         for t in policy.workflow.transitions
         if any(policy.mode_of(g) == Mode.ENFORCE for g in t.guards)
         for source in t.from_
         if (t.to, source) not in pairs
     ]
-    return forward + list({(t.id, s, e): (t, s, e, u) for t, s, e, u in undo}.values())
+    return forward + returns + list({(t.id, s, e): (t, s, e, u) for t, s, e, u in undo}.values())
 
 
 def _transitions(policy: Policy, project: JiraProject) -> Iterator[Mismatch]:
@@ -156,7 +159,7 @@ def _transitions(policy: Policy, project: JiraProject) -> Iterator[Mismatch]:
         return
     mapping = policy.trackers.jira.statuses
     pairs = {(s.casefold() if s else None, t.casefold()) for s, t in project.transitions}
-    for transition, source, target, undo in _needed_transitions(policy):
+    for transition, source, target, why in _needed_transitions(policy):
         sources, targets = (
             _present(project, mapping.get(source, [])),
             _present(project, mapping.get(target, [])),
@@ -165,7 +168,11 @@ def _transitions(policy: Policy, project: JiraProject) -> Iterator[Mismatch]:
             continue  # the missing status is reported once, above
         if any((s is None or s in sources) and t in targets for s, t in pairs):
             continue
-        purpose = f"to undo a rejected '{transition.id}'" if undo else f"policy transition '{transition.id}'"
+        purpose = {
+            "procedure": f"policy transition '{transition.id}'",
+            "return": f"to return to the stage left by '{transition.id}'",
+            "undo": f"to undo a rejected '{transition.id}'",
+        }[why]
         yield Mismatch(
             f"project {project.key}'s workflow has no transition from {_shown(mapping[source])} to "
             f"{_shown(mapping[target])} ({purpose}, SOP {transition.sop})",

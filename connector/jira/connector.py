@@ -8,8 +8,9 @@ table, with the minimum each scenario needs):
   beyond the first). Field names of the policy are resolved with `GET /field` once per process,
   again when a name is unknown (at most every `refresh_after` seconds).
 - `apply`: `MoveToStatus` one POST of the transition (the transitions out of a status are listed
-  once per project, issue type and status, and again after `refresh_after` seconds or when Jira
-  refuses a cached one with a 400); `SetPriority` and `ChangeLabels` one PUT together;
+  once per project, issue type and status, and again after `refresh_after` seconds; when none
+  leads to the target or Jira refuses a cached one with a 400, one `GET /issue/{key}` reads the
+  status and its transitions together); `SetPriority` and `ChangeLabels` one PUT together;
   `PostComment` one POST (which comments were posted is in the journal; the `sopguard` issue
   property of older releases is read only for an issue sopguard acted on before its journal);
   `CreateSubtasks` one `POST /issue/bulk` for all the items. Jira is read before a write only when
@@ -271,22 +272,42 @@ class JiraConnector:
                     )
             return index
 
-    def transitions(
-        self, key: str, step: Step | None, *, fresh: bool = False
-    ) -> tuple[tuple[Json, ...], bool]:
+    def transitions(self, key: str, step: Step | None) -> tuple[tuple[Json, ...], bool]:
         """The transitions out of `step` (the issue's project, issue type and status, which decide
         its workflow), and whether they were listed just now: from the cache for `refresh_after`
-        seconds, listed on the issue when older, unknown, `fresh` asked for, or `step` is `None`."""
+        seconds, listed on the issue when older, unknown, or `step` is `None`."""
         now = self._clock()
         with self._lock:
             cached = self._transitions.get(step) if step is not None else None
-        if cached is not None and not fresh and now - cached[0] < self._refresh_after:
+        if cached is not None and now - cached[0] < self._refresh_after:
             return cached[1], False
         listed = tuple(self.api.transitions(key))
         if step is not None:
             with self._lock:
                 self._transitions[step] = (now, listed)
         return listed, True
+
+    def transitions_now(
+        self, key: str, step: Step | None, used: tuple[Json, ...]
+    ) -> tuple[str, tuple[Json, ...]]:
+        """Where the issue is (its status, as Jira reports it) and the transitions out of there, read
+        together now and cached under that status, not the one a delivery claims (it may be late, or
+        a person moved the issue since). `used`, the list a move had under `step`, is dropped when
+        Jira reports another status: a list just read is of that other status, a cached one led
+        nowhere or was refused."""
+        now = self._clock()
+        issue = self.api.issue_with_transitions(key)
+        status = _status_name((issue.get("fields") or {}).get("status"))
+        listed = tuple(dict(t) for t in issue.get("transitions") or [] if isinstance(t, dict))
+        if step is not None:
+            project, kind, claimed = step
+            with self._lock:
+                cached = self._transitions.get(step)
+                if claimed != status.casefold() and cached is not None and cached[1] is used:
+                    del self._transitions[step]
+                if status:
+                    self._transitions[(project, kind, status.casefold())] = (now, listed)
+        return status, listed
 
     # --- complete ---------------------------------------------------------------------------
 
@@ -493,14 +514,15 @@ class _Run:
 
         The issue is where the delivery says, and the transitions come from the cache when they can.
         Jira's status is read only where that may be wrong: after an earlier try of this move (it
-        may have taken effect), and after Jira refused a cached transition with a 400 (the workflow
-        changed, or the issue moved on): then the list is read again, the move tried once more with
-        what it says, and without a way there the status tells whether the issue is there already."""
+        may have taken effect), and when the list in hand has no way to the target or Jira refused
+        a cached transition with a 400 (the workflow changed, the delivery is late, or the issue
+        moved on): then the status and the transitions out of it are read together, the move is
+        made with what they say, and without a way there the issue is labelled as standing where
+        Jira says (or left alone when it is at the target already)."""
         target = action.status.casefold()
         if maybe_made and self._status_now().casefold() == target:
             return f"skipped: already in {action.status}"
         step = self._step()
-        refused_cached = False
         try:
             transitions, listed_now = self.connector.transitions(self.key, step)
             chosen = _leading_to(transitions, target)
@@ -510,21 +532,19 @@ class _Run:
             except JIRAError as error:
                 if error.status_code != 400 or listed_now:
                     raise
-                refused_cached = True
-                chosen = _leading_to(self.connector.transitions(self.key, step, fresh=True)[0], target)
-                if chosen is not None:
-                    return self._transition(chosen, action)
+            current, transitions = self.connector.transitions_now(self.key, step, transitions)
+            if current.casefold() == target:
+                return f"skipped: already in {action.status}"
+            chosen = _leading_to(transitions, target)
+            if chosen is not None:
+                return self._transition(chosen, action)
         except Exception as error:
             if (later := unavailable(classify, error)) is not None:
                 raise later from error
             current = self.event.status_after or self.snapshot.status or "?"
             reason = f"Jira did not move the issue to {action.status}: {describe(error)}"
             return self._stuck(action, _Stuck(current, action.status, refused=True), reason)
-        current = (
-            self._status_now() if refused_cached else self.event.status_after or self.snapshot.status or "?"
-        )
-        if current.casefold() == target:
-            return f"skipped: already in {action.status}"
+        current = current or "?"
         reason = f"the workflow has no transition from {current} to {action.status}"
         return self._stuck(action, _Stuck(current, action.status, refused=False), reason)
 
@@ -583,11 +603,13 @@ class _Run:
         body_digest = markers.digest(action.body)
         earlier = self.journal.recall(key)
         if earlier is not None and earlier.state == "started":
-            found = self._find_comment(action.marker, body_digest)  # the answer to an earlier try was lost
+            # The answer to an earlier try was lost (an older release's comment it follows up is not it).
+            follows = self._known(action, None)
+            found = self._find_comment(action.marker, body_digest, follows)
             if found is not None:
                 self.journal.done(key, {"id": str(found.get("id", "")), "digest": body_digest})
                 return f"skipped: already posted (comment {found.get('id', '?')})"
-            return self._post_action(action, key, body_digest, None)  # decided then, not made: made now
+            return self._post_action(action, key, body_digest, follows)  # decided then, not made: made now
         known = self._known(action, earlier)
         if known is not None and action.on_existing == CommentPolicy.NEW:
             return f"skipped: already posted (comment {known.comment_id})"
@@ -604,7 +626,7 @@ class _Run:
         if (stuck := self.stuck.get(action.rule_id)) and not action.marker.startswith("not-undone:"):
             # The undo failed: the engine's text for a change that stands, and why it stands.
             body = with_note(action.body_if_not_undone or body, stuck.note(self.policy.locale))
-        self._post(body, action.marker, key, body_digest)
+        self._post(body, action.marker, key, body_digest, known)
         return f"applied (follow-up to comment {known.comment_id})" if known else "applied"
 
     def _known(self, action: PostComment, earlier: Recorded | None) -> markers.Posted | None:
@@ -615,8 +637,11 @@ class _Run:
             return self._legacy().get(action.marker)
         return None
 
-    def _post(self, markdown: str, marker: str, key: str, body_digest: str) -> Json:
-        """One comment, journaled: `started` just before the POST, `done` with its id after it."""
+    def _post(
+        self, markdown: str, marker: str, key: str, body_digest: str, follows: markers.Posted | None = None
+    ) -> Json:
+        """One comment, journaled: `started` just before the POST, `done` with its id after it;
+        `follows` is the earlier comment for the marker that this one follows up."""
         actor = self.event.actor
         mentions = {actor.login: actor.id} if actor.login and actor.id else {}
         body: str | Json = (
@@ -627,17 +652,20 @@ class _Run:
             self.key,
             body,
             {markers.PROPERTY: {"marker": marker, "digest": body_digest}},
-            lambda: self._find_comment(marker, body_digest),
+            lambda: self._find_comment(marker, body_digest, follows),
         )
         self.journal.done(key, {"id": str(comment.get("id", "")), "digest": body_digest})
         return comment
 
-    def _find_comment(self, marker: str, body_digest: str) -> Json | None:
+    def _find_comment(
+        self, marker: str, body_digest: str, follows: markers.Posted | None = None
+    ) -> Json | None:
         """A comment posted by a try that timed out: among the newest ones, the one whose comment
-        property carries this marker and text (not an earlier comment that this one follows up)."""
+        property carries this marker and text (not `follows`, an earlier comment this one follows up)."""
         page = self.api.comments(self.key, newest_first=True)
         return next(
-            (c for c in page.get("comments") or [] if markers.posted_as(c, marker, body_digest)), None
+            (c for c in page.get("comments") or [] if markers.posted_as(c, marker, body_digest, follows)),
+            None,
         )
 
     # --- sub-tasks --------------------------------------------------------------------------

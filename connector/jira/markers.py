@@ -57,11 +57,18 @@ def skip_reason(on_existing: CommentPolicy, earlier: Posted | None, body_digest:
     return None
 
 
-def posted_as(comment: Mapping[str, Any], marker: str, body_digest: str) -> bool:
+def posted_as(
+    comment: Mapping[str, Any], marker: str, body_digest: str, follows: Posted | None = None
+) -> bool:
     """Whether a listed comment is the one posted for `marker` with this text: its comment property
-    names both (a comment of a release that kept no digest there is known by its marker alone)."""
+    names both. A release that kept no digest there is known by its marker alone, except for the
+    comment `follows`, the one this text follows up (its comment property names the same marker)."""
     for prop in comment.get("properties") or []:
         if isinstance(prop, dict) and prop.get("key") == PROPERTY and isinstance(prop.get("value"), dict):
             value = prop["value"]
-            return bool(value.get("marker") == marker and value.get("digest", body_digest) == body_digest)
+            if value.get("marker") != marker:
+                return False
+            if "digest" in value:
+                return bool(value["digest"] == body_digest)
+            return follows is None or str(comment.get("id", "")) != follows.comment_id
     return False

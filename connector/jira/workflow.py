@@ -26,6 +26,7 @@ from config.schema import (
     Policy,
     PriorityGuard,
     SectionGuard,
+    Transition,
 )
 from policies.checklists import item_titles
 from policies.context import Context
@@ -53,7 +54,7 @@ class TransitionRow:
     sop: str
     from_: tuple[str, ...]
     to: str
-    purpose: str  # "procedure" or "undo"
+    purpose: str  # "procedure", "return" (from a pause to the stage it left) or "undo"
 
 
 @dataclass(frozen=True)
@@ -110,8 +111,25 @@ def statuses(policy: Policy) -> list[StatusRow]:
     return rows
 
 
+def pause_returns(policy: Policy) -> list[tuple[Transition, str, str]]:
+    """(the transition into a pause state, the pause state, a stage it comes from) for every way
+    back the engine allows and no transition of the policy names: an issue leaving waiting for the
+    customer returns to the stage it came from, so Jira must offer a move to each."""
+    pauses = set(policy.sla.pause_states)
+    named = {(s, t.to) for t in policy.workflow.transitions for s in t.from_}
+    returns: dict[tuple[str, str], Transition] = {}
+    for transition in policy.workflow.transitions:
+        if transition.to not in pauses:
+            continue
+        for source in transition.from_:
+            if source not in pauses and (transition.to, source) not in named:
+                returns.setdefault((transition.to, source), transition)
+    return [(transition, pause, source) for (pause, source), transition in returns.items()]
+
+
 def transitions(policy: Policy) -> list[TransitionRow]:
-    """The procedure's transitions, then one "undo" per guarded step that has no way back yet."""
+    """The procedure's transitions, one "return" from a pause to each stage it may come from, then
+    one "undo" per guarded step that has no way back yet."""
     rows = [
         TransitionRow(
             id=t.id,
@@ -124,6 +142,18 @@ def transitions(policy: Policy) -> list[TransitionRow]:
         for t in policy.workflow.transitions
     ]
     existing = {(s, t.to) for t in policy.workflow.transitions for s in t.from_}
+    for transition, pause, source in pause_returns(policy):
+        existing.add((pause, source))
+        rows.append(
+            TransitionRow(
+                id=f"return-{transition.id}",
+                name=f"Back to {status_name(policy, source)}",
+                sop=transition.sop,
+                from_=(status_name(policy, pause),),
+                to=status_name(policy, source),
+                purpose="return",
+            )
+        )
     for transition in policy.workflow.transitions:
         if not transition.guards:
             continue
@@ -267,6 +297,7 @@ def _transition_rows(rows: Iterable[TransitionRow]) -> list[list[str]]:
 
 def as_table(workflow: JiraWorkflow) -> str:
     procedure = [t for t in workflow.transitions if t.purpose == "procedure"]
+    returns = [t for t in workflow.transitions if t.purpose == "return"]
     undo = [t for t in workflow.transitions if t.purpose == "undo"]
     checked = [v for v in workflow.validators if v.expression]
     unchecked = [v for v in workflow.validators if not v.expression]
@@ -277,6 +308,8 @@ def as_table(workflow: JiraWorkflow) -> str:
     )
     lines += ["", "Transitions of the procedure", ""]
     lines += _table(["transition", "from", "to", "SOP", "policy id"], _transition_rows(procedure))
+    lines += ["", "Transitions back from a pause to the stage the issue left (the only way out)", ""]
+    lines += _table(["transition", "from", "to", "SOP", "policy id"], _transition_rows(returns))
     lines += ["", "Transitions sopguard uses to move an issue back when a guard fails", ""]
     lines += _table(["transition", "from", "to", "SOP", "undoes"], _transition_rows(undo))
     lines += ["", "Validators (Jira Cloud: a Jira-expression validator on the transition)", ""]
