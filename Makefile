@@ -10,7 +10,9 @@ PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 # are accepted (and a warning says so). With a secret set, its tracker alone is enabled (unless
 # SOPGUARD_TRACKERS says otherwise) and its signatures are required.
 SECRETS := $(GITHUB_WEBHOOK_SECRET)$(SOPGUARD_GITHUB_WEBHOOK_SECRET)$(JIRA_WEBHOOK_SECRET)$(SOPGUARD_JIRA_WEBHOOK_SECRET)
-RUN_FLAGS ?= $(if $(SECRETS),,--insecure-dev)
+# Tracker credentials without a secret are not a trial: `serve` refuses to start, naming the secret.
+CREDENTIALS := $(GITHUB_TOKEN)$(GITHUB_APP_ID)$(JIRA_URL)$(JIRA_API_TOKEN)$(JIRA_PAT)
+RUN_FLAGS ?= $(if $(SECRETS)$(CREDENTIALS),,--insecure-dev)
 
 .PHONY: install run test test-servers lint clean
 

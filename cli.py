@@ -205,7 +205,8 @@ def _stopped_by_sigterm() -> threading.Event:
     """An event that SIGTERM (systemd's stop, a container's) sets, as Ctrl-C does: the consumers
     finish the delivery in hand, give its turn back, and the process exits."""
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # Set from a thread: `Event.set` takes a lock that the interrupted main thread may hold.
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=stop.set, daemon=True).start())
     return stop
 
 
@@ -754,7 +755,7 @@ def replay(since: dt.datetime, until: dt.datetime | None, candidate: Path, fmt: 
     _logging(settings)
     model = _policy(candidate)
     in_force = _policy(settings.policy)
-    store = Store(settings.resolved_database_url)
+    store = _existing_store(settings.model_copy(update={"queue_url": ""}))  # the inbox's own table
     with click.progressbar(length=0, label="replaying", file=sys.stderr) as bar:
 
         def progress(done: int, total: int) -> None:

@@ -63,6 +63,7 @@ class ReconcileReport:
 def reconcile(services: Services, now: dt.datetime, since: dt.datetime | None = None) -> ReconcileReport:
     """Compare every known repository and project with its tracker from `since` (default: where
     the last reconcile of each stopped) and queue the changes the ledger does not have."""
+    services = services.in_force()  # the policy in force now, and connectors that follow it
     report = ReconcileReport()
     until = now - SETTLE
     for key in services.store.ledger.scopes():

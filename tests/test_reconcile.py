@@ -107,10 +107,12 @@ def test_the_next_reconcile_processes_each_missed_change_once(
         start - dt.timedelta(minutes=30),
         None,
     )
-    assert _changes(scope.queued) == [  # the issue's state last: it leaves the present in the ledger
+    # Issues newest first (so none is skipped when one is updated while the pages are read); within
+    # an issue, its state last: it leaves the present in the ledger.
+    assert _changes(scope.queued) == [
+        f"{REPO}#2:opened",
         f"{REPO}#1:comment:{comment}",
         f"{REPO}#1:closed",
-        f"{REPO}#2:opened",
     ]
     assert reconcile(services, later, since=scope.since).queued == 0  # already queued: not again
 
@@ -221,7 +223,7 @@ def test_jira_the_next_reconcile_processes_each_missed_change_once(
         "updated",
     ]
     margin = (start - dt.timedelta(minutes=30, hours=14)).astimezone(dt.UTC)
-    assert asked == [f'project = "{project}" AND updated >= "{margin:%Y-%m-%d %H:%M}" ORDER BY updated ASC']
+    assert asked == [f'project = "{project}" AND updated >= "{margin:%Y-%m-%d %H:%M}" ORDER BY updated DESC']
     assert drain(sopguard.app) == 2
     followed = services.store.ledger.one(IssueRef("jira", project, key))
     assert followed is not None and "customer-vip" in followed.facts.labels
@@ -231,3 +233,30 @@ def test_jira_the_next_reconcile_processes_each_missed_change_once(
     assert reconcile(services, later, since=start - dt.timedelta(hours=2)).queued == 0  # all known now
     assert drain(sopguard.app) == 0
     fake.check_against_openapi()
+
+
+@pytest.mark.parametrize("deployment", [CLOUD, DATA_CENTER], ids=["cloud", "dc"])
+def test_jira_a_priority_the_ledger_knows_by_its_level_is_not_a_missed_change(
+    tmp_path: Path, no_network: responses.RequestsMock, deployment: Deployment
+) -> None:
+    """Jira names the priority (`High`), the ledger keeps the SOP level it maps to (`P2`): the same
+    priority, so an issue that was only touched (sopguard's own comment, say) has nothing missed."""
+    start = utc_now().replace(microsecond=0)
+    created = with_intake(fixture_json("jira", "mattermost__webhook-issue-created.json"), {})
+    created["issue"]["fields"] |= {"created": (start - dt.timedelta(hours=1)).isoformat()}
+    created["timestamp"] = int((start - dt.timedelta(hours=1)).timestamp() * 1000)
+    fake = fake_for(no_network, deployment, created)
+    sopguard = jira_service(tmp_path, deployment)
+    services = services_of(sopguard.app)
+    sopguard.deliver(created, "created")
+    key = created["issue"]["key"]
+    project = key.split("-")[0]
+    known = services.store.ledger.one(IssueRef("jira", project, key))
+    assert known is not None and known.facts.priority is not None and fake.priority is not None
+    assert known.facts.priority != fake.priority  # a level in the ledger, a name on Jira
+    services.store.reconciles.done(f"jira:{project}", start - dt.timedelta(minutes=30))
+    _jira_search(fake, created["issue"], start, [])
+
+    report = reconcile(services, start + SETTLE + dt.timedelta(minutes=1))
+
+    assert report.queued == 0

@@ -384,7 +384,9 @@ class GithubConnector:
         listed = self._pages(
             requester,
             f"/repos/{scope}/issues",
-            {"state": "all", "since": stamp, "sort": "updated", "direction": "asc", "per_page": 100},
+            # Newest first: an issue updated while the pages are read moves to the front, so a page
+            # may repeat one (a duplicate delivery id, dropped) but none is skipped.
+            {"state": "all", "since": stamp, "sort": "updated", "direction": "desc", "per_page": 100},
         )
         for issue in listed:
             updated = _parse_time(issue.get("updated_at"))

@@ -241,7 +241,8 @@ class JiraConnector:
         query starts `JQL_ZONE_MARGIN` earlier, whatever that zone, and the issues are then picked
         by their `updated` instant."""
         literal = (since.astimezone(dt.UTC) - JQL_ZONE_MARGIN).strftime("%Y-%m-%d %H:%M")
-        jql = f'project = "{scope}" AND updated >= "{literal}" ORDER BY updated ASC'
+        # Newest first, so that an issue updated during the search is repeated, never skipped.
+        jql = f'project = "{scope}" AND updated >= "{literal}" ORDER BY updated DESC'
         accounts = self.service_accounts(Delivery("jira", "reconcile", "", dict(context)))
         policy = self.policy.for_issue("jira", scope)
         for issue in self.api.search(jql, ["*all"], cloud=self.is_cloud()):

@@ -17,6 +17,7 @@ from typing import Any
 from config.schema import Policy
 from connector.base import KnownIssue
 from connector.delivery import Delivery
+from policies.priority import jira_level
 from policies.text import parse_time
 from policies.workflow import jira_state
 
@@ -90,6 +91,6 @@ def _changed_fields(policy: Policy, fields: Mapping[str, Any], known: KnownIssue
         before, after = " ".join(sorted(known.labels)), " ".join(sorted(labels))
         items.append({"field": "labels", "fromString": before, "toString": after})
     priority = _name(fields.get("priority"))
-    if priority != known.priority and priority is not None:
+    if priority is not None and (jira_level(policy, priority) or priority) != known.priority:
         items.append({"field": "priority", "fromString": known.priority, "toString": priority})
     return items
