@@ -12,10 +12,16 @@ from policies.needs import Needs
 
 
 class DryRunConnector:
+    """`accounts`: the logins it acts as (a replay gives those the service acted as), so that the
+    service's own changes are told apart as a real connector tells them."""
+
     name = "dry-run"
 
+    def __init__(self, accounts: frozenset[str] = frozenset()) -> None:
+        self.accounts = accounts
+
     def service_accounts(self, delivery: Delivery) -> frozenset[str]:
-        return frozenset()
+        return self.accounts
 
     def complete(
         self, delivery: Delivery, event: Event, snapshot: IssueSnapshot, needs: Needs

@@ -15,6 +15,10 @@ from policies.router import Router
 ROUTER = Router(intake.router, priority.router, receipt.router, workflow.router, followup.router)
 
 
+# The note of a delivery about the service's own change (replay learns the service's logins from it).
+SELF_CAUSED = "caused by this service itself; nothing to do"
+
+
 def _merge_label_changes(actions: list[Action]) -> list[Action]:
     """Fold every label change into one, in the place of the first, so a connector needs one call."""
     changes = [a for a in actions if isinstance(a, ChangeLabels)]
@@ -37,7 +41,7 @@ def evaluate(policy: Policy, event: Event, snapshot: IssueSnapshot, now: dt.date
     """Decide what the SOP asks for after `event`; `now` is the time of the decision."""
     scoped = policy.for_issue(event.source, event.issue.scope)
     if event.by_service:
-        return Decision(note=say(scoped.locale, "caused by this service itself; nothing to do"))
+        return Decision(note=say(scoped.locale, SELF_CAUSED))
     if not is_service_request(scoped, snapshot):
         return Decision(
             note=say(

@@ -20,19 +20,24 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from sqlalchemy import Engine, select
 
-from config.schema import Policy
+from config.i18n import say
+from config.schema import Locale, Policy
 from config.settings import Settings
+from connector.base import Connector
 from connector.dry_run import DryRunConnector
+from connector.errors import BadPayload, Ignored
+from policies.engine import SELF_CAUSED
+from policies.models import Source
 from runtime.services import Services
 from runtime.store import Store
 from runtime.store.database import aware
 from runtime.store.inbox import Received, unpack
 from runtime.store.schema import audit, deliveries
-from runtime.worker import run
+from runtime.worker import parse, run
 
 FINISHED = ("processed", "ignored", "failed")
 CHUNK = 500  # delivery ids per query of the audit log
@@ -191,8 +196,9 @@ def replay(
     in_period = [d.received for d in todo if d.received.received_at >= start]
     report.issues, report.deliveries, report.warm_up = len(issues), len(in_period), len(todo) - len(in_period)
     recorded = _recorded(store.engine, [d.delivery_id for d in in_period])
+    accounts = _own_accounts(store.engine, todo)
     with tempfile.TemporaryDirectory(prefix="sopguard-replay-") as scratch:
-        candidate_rows = _run_all(settings, candidate, Path(scratch), todo, progress)
+        candidate_rows = _run_all(settings, candidate, Path(scratch), todo, progress, accounts)
     for received in in_period:
         key = (received.source, received.delivery_id)
         if key not in recorded:
@@ -230,13 +236,16 @@ def _run_all(
     scratch: Path,
     todo: Sequence[Recorded],
     progress: Callable[[int, int], None] | None,
+    accounts: frozenset[str],
 ) -> dict[tuple[str, str], Rows]:
     """Each delivery through the worker with `policy`, on a scratch database; their audit rows."""
     store = Store(f"sqlite:///{scratch / 'replay.db'}")
     clock = _Clock()
-    services = Services(
-        settings, policy, store, {"github": DryRunConnector(), "jira": DryRunConnector()}, clock=clock
-    )
+    connectors: dict[Source, Connector] = {
+        "github": DryRunConnector(accounts),
+        "jira": DryRunConnector(accounts),
+    }
+    services = Services(settings, policy, store, connectors, clock=clock)
     try:
         for done, recorded in enumerate(todo, 1):
             clock.now = recorded.judged_at
@@ -246,6 +255,25 @@ def _run_all(
         return {key: rows for key, (_, rows) in _recorded(store.engine, None).items()}
     finally:
         store.engine.dispose()
+
+
+def _own_accounts(engine: Engine, todo: Sequence[Recorded]) -> frozenset[str]:
+    """Who the service acted as, as its audit log tells: the actors of the deliveries it judged to
+    be about its own changes (the login a real connector learned from the tracker, which a dry run
+    cannot ask)."""
+    own = {say(locale, SELF_CAUSED) for locale in get_args(Locale)}
+    recorded = _recorded(engine, [d.received.delivery_id for d in todo])
+    accounts: set[str] = set()
+    for item in todo:
+        found = recorded.get((item.received.source, item.received.delivery_id))
+        if found is None or not any(own & set(row["reasons"] or ()) for row in found[1]):
+            continue
+        try:
+            event, _ = parse(item.received).normalize()
+        except (BadPayload, Ignored):
+            continue
+        accounts.update(filter(None, (event.actor.login, event.actor.id)))
+    return frozenset(accounts)
 
 
 def _issues_received(engine: Engine, start: dt.datetime, end: dt.datetime) -> list[str]:

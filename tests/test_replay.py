@@ -16,10 +16,11 @@ from sqlalchemy import update
 from cli import main
 from config.loader import DEFAULT_POLICY_NAME, load_policy
 from config.settings import Settings
+from connector.dry_run import DryRunConnector
 from runtime.replay import replay
 from runtime.store import Store
 from runtime.store.schema import deliveries
-from tests.conftest import drain, github_headers
+from tests.conftest import drain, github_headers, services_of
 from tests.github_support import form_body, issue_payload
 
 ROOT = Path(__file__).parents[1]
@@ -169,3 +170,22 @@ def test_an_issue_is_replayed_from_its_first_delivery_before_the_period(
     assert alone.delivery_id == "no-owner-1"
     assert {r.rule_id for r in alone.refusals_gone} == {"owner-assigned", "start-diagnosis"}
     assert not (alone.new_refusals or alone.priority or alone.new_comments or alone.comments_gone)
+
+
+def test_the_services_own_changes_are_its_own_in_the_replay_too(app: Flask, settings: Settings) -> None:
+    """The login the service acted as (which its real connector learned from the tracker and a dry
+    run cannot ask) is read from its audit log: its own move is not judged as a person's."""
+    bot = "sopguard-bot[bot]"
+    services_of(app).connectors = {**services_of(app).connectors, "github": DryRunConnector(frozenset({bot}))}
+    _post(app, issue_payload("opened", labels=[], body=form_body()), "open-1")
+    _post(app, _labeled("status/triage", ["status/new", "priority/P4", "status/triage"]), "triage-1")
+    by_bot = _labeled("status/diagnosis", ["priority/P4", "status/diagnosis"], **NOBODY)
+    by_bot["sender"] = {**by_bot["sender"], "login": bot}
+    _post(app, by_bot, "bot-move-1")
+    assert drain(app) == 3
+    store: Store = app.extensions["sopguard"].store
+    today = dt.datetime.now(dt.UTC).date()
+
+    report = replay(settings, store, load_policy(), load_policy(), today, today)
+
+    assert report.deliveries == 3 and report.differences == {}
