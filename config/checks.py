@@ -14,7 +14,10 @@ from typing import Any, NamedTuple, TypeVar, get_args
 import holidays
 
 from config.schema import (
+    BUILT_IN_PEOPLE,
+    TEAM_MEMBERS,
     ChecklistGuard,
+    LabelGuard,
     MessageKind,
     Rule,
     apply_scope,
@@ -206,6 +209,25 @@ def _rules(s: Sections) -> Iterator[Found]:
     for rule_id in s["rule_modes"]:
         if rule_id not in ids:
             yield CheckError(("rule_modes", rule_id), _unknown("rule", rule_id, set(ids)), True)
+
+
+@_needs("workflow", "sla", "teams")
+def _people(s: Sections) -> Iterator[Found]:
+    """Every name a guard or the SLA gives for people is a team of `teams:` or a built-in."""
+    known = set(s["teams"]) | set(BUILT_IN_PEOPLE)
+    for name in s["teams"]:
+        if name in BUILT_IN_PEOPLE and name != TEAM_MEMBERS:
+            yield CheckError(("teams", name), f"'{name}' is a built-in and cannot be a team's name", True)
+    named: list[tuple[Loc, list[str]]] = [(("sla", "responders"), s["sla"].responders)]
+    for t_index, transition in enumerate(s["workflow"].transitions):
+        for g_index, guard in enumerate(transition.guards):
+            if isinstance(guard, LabelGuard):
+                loc: Loc = ("workflow", "transitions", t_index, "guards", g_index)
+                named += [((*loc, "by"), guard.by), ((*loc, "not_by"), guard.not_by)]
+    for loc, names in named:
+        for index, name in enumerate(names):
+            if name not in known:
+                yield (*loc, index), _unknown("team", name, known)
 
 
 @_needs("messages")

@@ -23,6 +23,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    WithJsonSchema,
     model_validator,
 )
 
@@ -114,6 +115,90 @@ class Rule(Strict):
     mode: Mode | None = Field(default=None, description="Overrides the global mode for this rule.")
 
 
+# --- people ---------------------------------------------------------------------------------
+
+REPORTER = "reporter"
+ASSIGNEE = "assignee"
+AUTHOR_OF_PLAN = "author-of-plan"
+TEAM_MEMBERS = "team-members"
+BUILT_IN_PEOPLE = (REPORTER, ASSIGNEE, AUTHOR_OF_PLAN, TEAM_MEMBERS)
+"""Names that always mean someone: the issue's reporter and assignees, whoever wrote its plan,
+and the service team (a team the policy may define under this name; see `Policy.team_members`)."""
+
+
+def _one_or_many(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+_IDENT_SCHEMA = {"type": "string", "pattern": r"^[a-z][a-z0-9-]*$"}
+PeopleNames = Annotated[
+    list[Ident],
+    BeforeValidator(_one_or_many),
+    WithJsonSchema(
+        {
+            "anyOf": [_IDENT_SCHEMA, {"type": "array", "items": _IDENT_SCHEMA}],
+            "description": "Teams of `teams:` or built-ins (reporter, assignee, author-of-plan, team-members).",
+        }
+    ),
+]
+
+GithubAssociation = Literal["OWNER", "MEMBER", "COLLABORATOR", "CONTRIBUTOR"]
+
+
+def _github_people(value: Any) -> Any:
+    """`[login, "@org/team"]` is short for `{users: [login], teams: [org/team]}`."""
+    if not isinstance(value, list):
+        return value
+    entries = [str(v) for v in value]
+    return {
+        "users": [e for e in entries if not e.startswith("@")],
+        "teams": [e.removeprefix("@") for e in entries if e.startswith("@")],
+    }
+
+
+def _short_github_people(schema: dict[str, Any]) -> None:
+    """The JSON Schema of `Team` also accepts the short form of its `github` list."""
+    github = schema["properties"]["github"]
+    short = {"type": "array", "items": {"type": "string"}, "description": 'Logins and "@org/team" teams.'}
+    schema["properties"]["github"] = {"anyOf": [github, short]}
+
+
+class GithubPeople(Strict):
+    users: list[str] = Field(default_factory=list, description="GitHub logins.")
+    teams: list[Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")]] = Field(
+        default_factory=list,
+        description="Organization teams as `org/team-slug` (`@org/team` in the short form).",
+    )
+    associations: list[GithubAssociation] = Field(
+        default_factory=list,
+        description="The author's association with the repository GitHub reports (OWNER, MEMBER, COLLABORATOR).",
+    )
+
+
+class JiraPeople(Strict):
+    users: list[str] = Field(
+        default_factory=list, description="Account ids (Cloud) or user names (Data Center)."
+    )
+    groups: list[str] = Field(default_factory=list, description="Jira group names.")
+    roles: list[str] = Field(default_factory=list, description="Project roles of the issue's project.")
+
+
+class Team(Strict):
+    """A named group of people, as each tracker knows them; membership is looked up and cached."""
+
+    model_config = ConfigDict(**Strict.model_config, json_schema_extra=_short_github_people)
+
+    github: Annotated[GithubPeople, BeforeValidator(_github_people)] = Field(default_factory=GithubPeople)
+    jira: JiraPeople = Field(default_factory=JiraPeople)
+
+
+DEFAULT_TEAM_MEMBERS = Team(
+    github=GithubPeople(associations=["OWNER", "MEMBER", "COLLABORATOR"]),
+    jira=JiraPeople(roles=["Administrators", "Developers", "Member", "Service Desk Team"]),
+)
+"""Who the service team is when a policy does not say (`teams: {team-members: ...}`)."""
+
+
 # --- workflow -------------------------------------------------------------------------------
 
 
@@ -152,10 +237,20 @@ class PriorityGuard(GuardBase):
 
 
 class LabelGuard(GuardBase):
-    """A label is present, such as an approval or a customer confirmation."""
+    """A label is present, such as an approval or a customer confirmation.
+
+    With `by` or `not_by`, it also says who may add the label: a label added by anyone else is
+    removed at once, with a comment that says why (four eyes for `plan/approved`, S2.2). The names
+    are teams of the policy's `teams:` or the built-ins (`reporter`, `assignee`, `author-of-plan`,
+    `team-members`). A label sopguard adds itself, for a command its user may give, stays.
+    """
 
     check: Literal["label"]
     label: str
+    by: PeopleNames = Field(default_factory=list, description="Only these people may add the label.")
+    not_by: PeopleNames = Field(
+        default_factory=list, description="These people may not add the label, even when in `by`."
+    )
 
 
 class NoLabelGuard(GuardBase):
@@ -197,6 +292,11 @@ class Workflow(Strict):
     transitions: list[Transition] = Field(min_length=1)
     rule: Rule = Field(
         description="The lifecycle rule: cited when a change of state is not one of the transitions."
+    )
+    plan_headings: list[str] = Field(
+        default_factory=lambda: ["Plan", "Service plan", "服务方案"],
+        min_length=1,
+        description="The headings of a service plan section (S2.2): who wrote it is `author-of-plan`.",
     )
 
     def state(self, state_id: str) -> State | None:
@@ -332,6 +432,10 @@ class Sla(Strict):
         default_factory=dict, description="Who is mentioned at breach, per tracker (e.g. @acme/leads)."
     )
     breach_label: str = Field(default="sla/breached", description="The label a breached issue gets.")
+    responders: PeopleNames = Field(
+        default_factory=list,
+        description="Whose public comment is the first response (S1.4); empty: anyone but the reporter.",
+    )
 
 
 # --- trackers -------------------------------------------------------------------------------
@@ -374,6 +478,7 @@ MessageKind = Literal[
     "sla-breached",
     "receipt",
     "satisfaction",
+    "label-refused",
 ]
 
 
@@ -427,6 +532,9 @@ class Policy(Strict):
     workflow: Workflow
     intake: Intake
     priority: Priority
+    teams: dict[Ident, Team] = Field(
+        default_factory=dict, description="Named groups of people that guards and commands refer to."
+    )
     checklists: list[Checklist] = Field(default_factory=list)
     sla: Sla
     trackers: Trackers
@@ -442,6 +550,10 @@ class Policy(Strict):
 
     def checklist(self, checklist_id: str) -> Checklist | None:
         return next((c for c in self.checklists if c.id == checklist_id), None)
+
+    def team(self, name: str) -> Team | None:
+        """A team of `teams:`; `team-members`, when the policy does not define it, is the default."""
+        return self.teams.get(name) or (DEFAULT_TEAM_MEMBERS if name == TEAM_MEMBERS else None)
 
     def mode_of(self, rule: Rule) -> Mode:
         """The more cautious of the global mode and the rule's own (`off` < `warn` < `enforce`)."""

@@ -182,6 +182,14 @@ KIND_VARIABLES: Mapping[MessageKind, Mapping[str, tuple[Any, ...]]] = {
         "deadlines": ([], _DEADLINES),
     },
     "satisfaction": {"reporter": ("", "carol")},
+    "label-refused": {
+        "undone": (True, False),
+        "actor": ("dana",),
+        "label": ("plan/approved",),
+        "by": ([], ["approvers"]),
+        "not_by": ([], ["assignee", "author-of-plan"]),
+        "requirement": ("A high-risk plan is approved by a reviewer",),
+    },
 }
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from config.schema import Policy
-from policies import followup, priority, workflow
+from policies import followup, people, priority, workflow
 from policies.context import Context
 from policies.models import (
     Action,
@@ -167,6 +167,7 @@ def timeline_entries(
                 is_bot=author.is_bot,
                 public=comment.public,
                 comment_id=comment.id,
+                by_responder=people.is_responder(Context(policy, event, snapshot, at), author),
             )
         )
     if facts.priority != previous_priority:

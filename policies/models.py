@@ -51,9 +51,12 @@ class IssueRef:
 
 @dataclass(frozen=True)
 class Actor:
+    """A person or app. `association`: GitHub's `author_association` where the delivery shows it."""
+
     login: str
     is_bot: bool = False
     id: str = ""
+    association: str = ""
 
 
 @dataclass(frozen=True)
@@ -130,6 +133,9 @@ class IssueSnapshot:
     last_state: str | None = None
     manual_priority: str | None = None
     is_subtask: bool = False
+    # The policy teams the event's actor (for a comment: its author) belongs to, as the connector
+    # looked them up for the teams `policies.needs` named; the engine reads nothing else of it.
+    actor_teams: frozenset[str] = frozenset()
 
 
 class CommentPolicy(StrEnum):

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
-from config.schema import ChecklistGuard, Mode, Policy, SectionGuard
+from config.schema import ChecklistGuard, Mode, Policy, SectionGuard, Team
+from policies import people
 from policies.context import Context, is_service_request
 from policies.models import Event, IssueSnapshot
 from policies.text import find_section
@@ -14,10 +16,13 @@ from policies.workflow import state_change
 
 @dataclass(frozen=True)
 class Needs:
-    """`subtasks`: the issue's child issues; `comments`: its comments (for plan / root-cause sections)."""
+    """`subtasks`: the issue's child issues; `comments`: its comments (for plan / root-cause sections);
+    `teams`: the policy teams whose membership of the event's actor (a comment's author) to look up,
+    into `IssueSnapshot.actor_teams`."""
 
     subtasks: bool = False
     comments: bool = False
+    teams: Mapping[str, Team] = field(default_factory=dict)
 
 
 def needs(policy: Policy, event: Event, snapshot: IssueSnapshot) -> Needs:
@@ -25,10 +30,14 @@ def needs(policy: Policy, event: Event, snapshot: IssueSnapshot) -> Needs:
     scoped = policy.for_issue(event.source, event.issue.scope)
     if event.by_service or not is_service_request(scoped, snapshot):
         return Needs()
+    teams = {
+        name: team for name in people.teams_to_look_up(scoped, event, snapshot) if (team := scoped.team(name))
+    }
+    plan_author = people.needs_plan_author(scoped, event)
     context = Context(scoped, event, snapshot, dt.datetime.min)  # no rule here reads the time
     change = state_change(context)
     if change is None or change.before == change.after:
-        return Needs()
+        return Needs(comments=plan_author, teams=teams)
     transition = scoped.workflow.transition(change.before, change.after)
     target = scoped.workflow.state(change.after)
     guards = transition.guards if transition else []
@@ -37,8 +46,10 @@ def needs(policy: Policy, event: Event, snapshot: IssueSnapshot) -> Needs:
     return Needs(
         subtasks=any(isinstance(g, ChecklistGuard) for g in guards)
         or bool(entered and target and target.checklists),
-        comments=any(
+        comments=plan_author
+        or any(
             isinstance(g, SectionGuard) and not find_section(snapshot.body, g.headings, event.source)
             for g in guards
         ),
+        teams=teams,
     )

@@ -37,7 +37,7 @@ from policies.models import (
     RememberState,
     Source,
 )
-from policies.needs import needs
+from policies.needs import Needs, needs
 from policies.sla import Commented, Created, TimelineEvent
 from policies.sla_notices import next_due
 from runtime.services import Services
@@ -125,6 +125,9 @@ def process(services: Services, delivery: Delivery, received: Received) -> Outco
     memory = known.memory if known is not None else IssueMemory()
     now = services.clock()
     if _is_history(memory, snapshot):
+        # A late comment still counts for the clocks, so whose it is is looked up (only that).
+        who = Needs(teams=needs(services.policy, event, snapshot).teams)
+        snapshot = connector.complete(delivery, event, snapshot, who) if who.teams else snapshot
         return _record_history(services, delivery, seq, event, snapshot, known, memory, now)
     snapshot = replace(snapshot, last_state=memory.last_state, manual_priority=memory.manual_priority)
     snapshot = connector.complete(delivery, event, snapshot, needs(services.policy, event, snapshot))

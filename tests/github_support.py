@@ -81,6 +81,8 @@ class FakeGithub:
     sub_issues: list[dict[str, Any]] = field(default_factory=list)
     orphans: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
+    collaborators: set[str] = field(default_factory=set)
+    team_members: dict[str, set[str]] = field(default_factory=dict)  # "org/slug" -> logins
     faults: defaultdict[tuple[str, str], deque[Fault]] = field(default_factory=lambda: defaultdict(deque))
     _next_id: int = 9000
 
@@ -101,14 +103,15 @@ class FakeGithub:
             ("POST", f"{issue}/sub_issues", self._add_sub_issue),
             ("POST", f"{API}/repos/{REPO}/issues", self._create_issue),
             ("GET", f"{API}/repos/{REPO}/issues", self._list_issues),
+            ("GET", f"{API}/repos/{REPO}/collaborators/", self._collaborator),
+            ("GET", f"{API}/orgs/", self._team_membership),
         ]
         for method, url, handler in routes:
             path = re.escape(url.removeprefix(API))
-            pattern = re.compile(
-                r"^https://api\.github\.com(:443)?"
-                + path
-                + (r"[^/?]+$" if url.endswith("/") else r"(\?.*)?$")
-            )
+            tail = r"[^/?]+$" if url.endswith("/") else r"(\?.*)?$"
+            if url.endswith("/orgs/"):
+                tail = r"[^/?]+/teams/[^/?]+/memberships/[^/?]+$"
+            pattern = re.compile(r"^https://api\.github\.com(:443)?" + path + tail)
             self.mock.add_callback(method, pattern, callback=self._guarded(method, url, handler))
 
     # --- fault injection --------------------------------------------------------------------
@@ -144,6 +147,16 @@ class FakeGithub:
 
     def _user(self, _: requests.PreparedRequest) -> Reply:
         return self._reply({"login": BOT, "id": 1, "type": "User"})
+
+    def _collaborator(self, request: requests.PreparedRequest) -> Reply:
+        login = unquote(request.path_url.split("?")[0].rsplit("/", 1)[-1])
+        return (204, {}, "") if login in self.collaborators else self._reply({"message": "Not Found"}, 404)
+
+    def _team_membership(self, request: requests.PreparedRequest) -> Reply:
+        _, _, org, _, slug, _, login = unquote(request.path_url.split("?")[0]).split("/")
+        if login not in self.team_members.get(f"{org}/{slug}", set()):
+            return self._reply({"message": "Not Found"}, 404)
+        return self._reply({"url": request.url, "role": "member", "state": "active"})
 
     def _set_labels(self, request: requests.PreparedRequest) -> Reply:
         self.labels = list(request_json(request, []))

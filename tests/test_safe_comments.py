@@ -194,6 +194,7 @@ TRACKER_VALUES: dict[str, Any] = {
     "sla-breached": {"who": "mention"},
     "receipt": {"reason": {"level": "P2", "impact": "{}", "urgency": "{}", "tier": "{}", "raised": True}},
     "satisfaction": {"reporter": "login"},
+    "label-refused": {"actor": "login"},
 }
 PLAIN = "dana"
 HOSTILES = (

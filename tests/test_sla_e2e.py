@@ -424,6 +424,7 @@ def test_jira_waiting_for_the_customer_pauses_and_an_agents_comment_stops_first_
 ) -> None:
     created = _jira_created(CLOUD, MONDAY_10)
     fake = fake_for(no_network, CLOUD, created)
+    fake.in_role("Service Desk Team", users=["agent-dana"])
     sopguard = jira_service(tmp_path, CLOUD)
     _at(sopguard.app, MONDAY_10)
     sopguard.deliver(created, "created")

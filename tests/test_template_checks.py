@@ -198,6 +198,7 @@ def _kinds_posted(decision: Decision) -> set[str]:
         "priority-override:": "priority-override",
         "checklist:": "checklist-created",
         "satisfaction:": "satisfaction",
+        "label-refused:": "label-refused",
         "receipt": "receipt",
         POLICY.intake.id: "intake-missing",
     }
@@ -230,7 +231,10 @@ def _engine_decisions() -> list[Decision]:
         POLICY, "github", "planning", "in-progress", snapshot_meeting(POLICY, start_work, "github")
     )
     closed, _ = move(POLICY, "github", "acceptance", "closed", snapshot_meeting(POLICY, close, "github"))
-    return [opened, suggested, overridden, rejected, started, closed]
+    approved = frozenset({"plan/approved"})
+    self_approval = replace(chosen, delivery_id="labeled-2", labels_after=approved)
+    refused = evaluate(POLICY, self_approval, IssueSnapshot(ref=GITHUB_REF, labels=approved), NOW)
+    return [opened, suggested, overridden, rejected, started, closed, refused]
 
 
 def test_the_engine_renders_every_kind_with_exactly_the_catalogue_variables() -> None:

@@ -56,6 +56,14 @@ VARIABLES: dict[str, dict[str, Any]] = {
         "who": "@dana",
     },
     "satisfaction": {"reporter": "carol"},
+    "label-refused": {
+        "undone": True,
+        "actor": "dana",
+        "label": "plan/approved",
+        "by": ["approvers"],
+        "not_by": ["assignee", "author-of-plan"],
+        "requirement": "A high-risk plan passes an internal review",
+    },
     "receipt": {
         "reason": {"impact": "Minor", "urgency": "High", "tier": "Key", "raised": True},
         "level": "P2",

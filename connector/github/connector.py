@@ -22,10 +22,12 @@ from github.IssueComment import IssueComment
 from github.Repository import Repository
 from tenacity import Retrying
 
+from config.schema import Team
 from config.settings import Settings
 from connector.base import Applied, DeliveryRefused, Journal, TrackerUnavailable
 from connector.delivery import Delivery
 from connector.github.events import actor as actor_of
+from connector.membership import Memberships, teams_of
 from connector.retry import (
     BACK_OFF,
     GIVE_UP,
@@ -35,6 +37,7 @@ from connector.retry import (
     retrying,
     server_wait,
 )
+from policies import people
 from policies.ledger import Change
 from policies.models import (
     Action,
@@ -101,6 +104,7 @@ class GithubConnector:
     _clients: dict[int | None, Github] = field(default_factory=dict)
     _login: str | None = None
     _comments: dict[str, list[IssueComment]] = field(default_factory=dict)
+    memberships: Memberships = field(default_factory=Memberships)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> GithubConnector:
@@ -190,7 +194,55 @@ class GithubConnector:
             comments = self._call(lambda: list(issue.get_comments()))
             self._comments[delivery.delivery_id] = comments
             changes["comments"] = tuple(Comment(_author(c), c.body or "", str(c.id)) for c in comments)
+        if needs.teams:
+            person = people.subject(event)
+            member = partial(self._is_member, delivery, event, person)
+            changes["actor_teams"] = teams_of(person, needs.teams, member)
         return replace(snapshot, **changes) if changes else snapshot
+
+    # --- who is who ------------------------------------------------------------------------
+
+    def _is_member(self, delivery: Delivery, event: Event, person: Actor, team: Team) -> bool:
+        """A listed login, an association the team accepts, or a member of one of its org teams."""
+        listed = team.github
+        if any(person.login.casefold() == login.casefold() for login in listed.users):
+            return True
+        if listed.associations and self._association(delivery, event, person) in listed.associations:
+            return True
+        return any(self._in_org_team(delivery, slug, person.login) for slug in listed.teams)
+
+    def _association(self, delivery: Delivery, event: Event, person: Actor) -> str:
+        """GitHub's `author_association` where the delivery gave it; otherwise OWNER for the
+        repository's owner, COLLABORATOR for a collaborator (`GET .../collaborators/{login}`)."""
+        if person.association:
+            return person.association
+        scope = event.issue.scope
+        if person.login.casefold() == scope.split("/")[0].casefold():
+            return "OWNER"
+
+        def ask() -> bool:
+            repository = self._client(delivery).get_repo(scope)
+            return self._call(lambda: repository.has_in_collaborators(person.login))
+
+        collaborator = self.memberships.get(("collaborator", scope.casefold(), person.login.casefold()), ask)
+        return "COLLABORATOR" if collaborator else "NONE"
+
+    def _in_org_team(self, delivery: Delivery, slug: str, login: str) -> bool:
+        """An active member of `org/team-slug` (`GET /orgs/{org}/teams/{slug}/memberships/{login}`)."""
+        org, team = slug.split("/", 1)
+
+        def ask() -> bool:
+            path = f"/orgs/{quote(org)}/teams/{quote(team)}/memberships/{quote(login)}"
+            requester = self._client(delivery).requester
+            try:
+                _, data = self._call(lambda: requester.requestJsonAndCheck("GET", path))
+            except GithubException as error:
+                if error.status != 404:
+                    log.warning("membership of %s in %s unreadable: %s", login, slug, _describe(error))
+                return False
+            return isinstance(data, dict) and data.get("state") == "active"
+
+        return self.memberships.get(("team", slug.casefold(), login.casefold()), ask)
 
     def history(self, delivery: Delivery, event: Event) -> list[Change] | None:
         """Labels added and removed, closes and reopens, from the issue's events; `None` if unreadable."""

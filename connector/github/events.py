@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Collection
+from dataclasses import replace
 from typing import Annotated, Any
 
 from pydantic import Field, PlainValidator
@@ -113,6 +114,7 @@ class Issue(Lenient):
     state: str = "open"
     html_url: str = ""
     user: User | None = None
+    author_association: str | None = None
     labels: list[Label] = Field(default_factory=list)
     assignees: list[User] = Field(default_factory=list)
     created_at: Time = None
@@ -128,6 +130,7 @@ class IssueComment(Lenient):
     id: Identifier = ""
     body: str | None = None
     user: User | None = None
+    author_association: str | None = None
     created_at: Time = None
     updated_at: Time = None
 
@@ -164,14 +167,35 @@ def issue_key(event_name: str, payload: Payload) -> str:
     return f"github:{identity.repository.full_name}#{identity.issue.number}"
 
 
-def actor(user: User | Payload | None) -> Actor:
-    """A GitHub account; also read from the API's `raw_data`, hence the plain mapping."""
+def actor(user: User | Payload | None, association: str = "") -> Actor:
+    """A GitHub account; also read from the API's `raw_data`, hence the plain mapping.
+
+    `association`: the `author_association` GitHub gives with a comment or an issue, for its author.
+    """
     if user is None:
         return Actor(login="")
     person = user if isinstance(user, User) else validated(User, user, "user")
     return Actor(
-        login=person.login, is_bot=person.type == "Bot" or person.login.endswith("[bot]"), id=person.id
+        login=person.login,
+        is_bot=person.type == "Bot" or person.login.endswith("[bot]"),
+        id=person.id,
+        association=association,
     )
+
+
+def _sender(delivery: DeliveryBody) -> Actor:
+    """Who made the change; their association is known when they wrote the comment or the issue."""
+    sender = actor(delivery.sender)
+    for author, association in (
+        (
+            delivery.comment.user if delivery.comment else None,
+            (delivery.comment.author_association or "") if delivery.comment else "",
+        ),
+        (delivery.issue.user, delivery.issue.author_association or ""),
+    ):
+        if author is not None and author.login and author.login == sender.login and association:
+            return replace(sender, association=association)
+    return sender
 
 
 def _labels(issue: Issue) -> frozenset[str]:
@@ -245,7 +269,7 @@ def to_event(
     """Normalise one delivery; raises `Ignored` or `BadPayload` (naming the flaw), nothing else."""
     kind = classify(event_name, payload)
     delivery = validated(DeliveryBody, payload)
-    sender = actor(delivery.sender)
+    sender = _sender(delivery)
     labels_before, labels_after = _label_change(delivery)
     status_before, status_after = _status_change(delivery.action)
     issue_snapshot = _snapshot(delivery)
@@ -268,4 +292,5 @@ def to_event(
 
 
 def _comment(comment: IssueComment) -> Comment:
-    return Comment(author=actor(comment.user), body=comment.body or "", id=comment.id, at=comment.created_at)
+    author = actor(comment.user, comment.author_association or "")
+    return Comment(author=author, body=comment.body or "", id=comment.id, at=comment.created_at)
