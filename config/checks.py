@@ -197,7 +197,7 @@ def _tracker_mapping(s: Sections) -> Iterator[Found]:
             yield ("trackers", "github", "closed_states", index), _unknown("state", state, set(states))
 
 
-@_needs("workflow", "intake", "priority", "checklists", "sla", "rule_modes", "sop_clauses")
+@_needs("workflow", "intake", "priority", "checklists", "sla", "rule_modes", "sop_clauses", "commands")
 def _rules(s: Sections) -> Iterator[Found]:
     rules = list(all_rules(s))
     ids = [rule.id for _, rule in rules]
@@ -211,7 +211,22 @@ def _rules(s: Sections) -> Iterator[Found]:
             yield CheckError(("rule_modes", rule_id), _unknown("rule", rule_id, set(ids)), True)
 
 
-@_needs("workflow", "sla", "teams")
+@_needs("workflow", "commands")
+def _commands(s: Sections) -> Iterator[Found]:
+    states = {state.id for state in s["workflow"].states}
+    names = [command.name for command in s["commands"]]
+    for index, command in enumerate(s["commands"]):
+        if command.name in _duplicates(names):
+            yield ("commands", index, "name"), f"command /{command.name} is defined more than once"
+        for where, state in [
+            *(("from", f) for f in command.from_),
+            *([("to", command.to)] if command.to else []),
+        ]:
+            if state not in states:
+                yield ("commands", index, where), _unknown("state", state, states)
+
+
+@_needs("workflow", "sla", "teams", "commands")
 def _people(s: Sections) -> Iterator[Found]:
     """Every name a guard or the SLA gives for people is a team of `teams:` or a built-in."""
     known = set(s["teams"]) | set(BUILT_IN_PEOPLE)
@@ -224,6 +239,8 @@ def _people(s: Sections) -> Iterator[Found]:
             if isinstance(guard, LabelGuard):
                 loc: Loc = ("workflow", "transitions", t_index, "guards", g_index)
                 named += [((*loc, "by"), guard.by), ((*loc, "not_by"), guard.not_by)]
+    for index, command in enumerate(s["commands"]):
+        named += [(("commands", index, "by"), command.by), (("commands", index, "not_by"), command.not_by)]
     for loc, names in named:
         for index, name in enumerate(names):
             if name not in known:
@@ -259,6 +276,8 @@ def all_rules(s: Sections) -> Iterator[tuple[Loc, Rule]]:
     for name in ("receipt", "delay_notice", "satisfaction"):
         if (rule := getattr(s["sla"], name)) is not None:
             yield ("sla", name), rule
+    for index, command in enumerate(s.get("commands", [])):
+        yield ("commands", index), command
 
 
 def _unknown(kind: str, value: str, known: set[str]) -> str:

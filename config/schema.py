@@ -309,6 +309,40 @@ class Workflow(Strict):
         return next((t for t in self.transitions_from(source) if t.to == target), None)
 
 
+# --- commands -------------------------------------------------------------------------------
+
+
+class Command(Rule):
+    """A slash command in a comment (`/approve-plan`), in the manner of Prow's plugins.
+
+    Given by someone `by` allows (and `not_by` does not), in one of the `from` states (any open
+    state when empty), with its arguments (`choices`, then a `date`, then a quoted `reason`, as
+    asked), it changes the labels and the stage as said; it is answered with a reaction on GitHub
+    (a short comment on Jira) or, when refused, a short comment why. A label it adds stays, even
+    one that a guard lets only some people add: the command's own `by` is the check.
+    """
+
+    name: Ident = Field(description="The command without its slash: `approve-plan` for /approve-plan.")
+    by: PeopleNames = Field(default_factory=list, description="Only these people may give it.")
+    not_by: PeopleNames = Field(default_factory=list, description="These people may not give it.")
+    from_: list[Ident] = Field(
+        default_factory=list, alias="from", description="The stages it may be given in (empty: any open one)."
+    )
+    choices: list[Ident] = Field(
+        default_factory=list, description="Its first argument is one of these (`/cancel duplicate`)."
+    )
+    date: bool = Field(default=False, description="An argument is a date, YYYY-MM-DD (`/delay 2026-12-20`).")
+    reason: bool = Field(default=False, description='A quoted reason is required (`/reject "..."`).')
+    add_labels: list[str] = Field(
+        default_factory=list, description="Labels it adds; `{choice}` stands for the choice given."
+    )
+    remove_labels: list[str] = Field(default_factory=list, description="Labels it removes.")
+    to: Ident | None = Field(default=None, description="The stage it moves the issue to.")
+    delay_notice: bool = Field(
+        default=False, description="It tells the customer of a delay (S3.3): recorded as a delay notice."
+    )
+
+
 # --- intake ---------------------------------------------------------------------------------
 
 
@@ -479,6 +513,7 @@ MessageKind = Literal[
     "receipt",
     "satisfaction",
     "label-refused",
+    "command-answer",
 ]
 
 
@@ -535,6 +570,7 @@ class Policy(Strict):
     teams: dict[Ident, Team] = Field(
         default_factory=dict, description="Named groups of people that guards and commands refer to."
     )
+    commands: list[Command] = Field(default_factory=list, description="Slash commands in comments.")
     checklists: list[Checklist] = Field(default_factory=list)
     sla: Sla
     trackers: Trackers
@@ -550,6 +586,9 @@ class Policy(Strict):
 
     def checklist(self, checklist_id: str) -> Checklist | None:
         return next((c for c in self.checklists if c.id == checklist_id), None)
+
+    def command(self, name: str) -> Command | None:
+        return next((c for c in self.commands if c.name == name), None)
 
     def team(self, name: str) -> Team | None:
         """A team of `teams:`; `team-members`, when the policy does not define it, is the default."""

@@ -190,6 +190,15 @@ KIND_VARIABLES: Mapping[MessageKind, Mapping[str, tuple[Any, ...]]] = {
         "not_by": ([], ["assignee", "author-of-plan"]),
         "requirement": ("A high-risk plan is approved by a reviewer",),
     },
+    "command-answer": {
+        "command": ("approve-plan",),
+        "actor": ("dana",),
+        "problem": ("", "not-allowed", "not-now", "usage"),
+        "by": ([], ["approvers"]),
+        "not_by": ([], ["assignee", "author-of-plan"]),
+        "states": ([], ["Planning", "In progress"]),
+        "usage": ('/delay YYYY-MM-DD "reason"',),
+    },
 }
 
 

@@ -5,14 +5,20 @@ from __future__ import annotations
 import datetime as dt
 
 from config.schema import Policy
-from policies import followup, intake, people, priority, receipt, workflow
+from policies import commands, followup, intake, people, priority, receipt, workflow
 from policies.context import Context, is_service_request
 from policies.models import Action, ChangeLabels, Decision, Event, IssueSnapshot
 from policies.render import contained
 from policies.router import Router
 
 ROUTER = Router(
-    intake.router, priority.router, receipt.router, people.router, workflow.router, followup.router
+    intake.router,
+    priority.router,
+    receipt.router,
+    people.router,
+    commands.router,
+    workflow.router,
+    followup.router,
 )
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from config.schema import Policy
-from policies import followup, people, priority, workflow
+from policies import commands, followup, people, priority, workflow
 from policies.context import Context
 from policies.models import (
     Action,
@@ -154,7 +154,10 @@ def timeline_entries(
     entries.extend(StateChanged(at=at, state=state) for state in states)
     comment = event.comment
     if comment is not None and EventKind.COMMENTED in event.kinds:
-        if followup.announces_delay(policy, comment, event.source):
+        context = Context(policy, event, snapshot, at)
+        if followup.announces_delay(policy, comment, event.source) or commands.announces_delay(
+            context, comment
+        ):
             entries.append(DelayAnnounced(at=comment.at or at, author=comment.author.login))
         if (score := followup.rating(policy, snapshot, comment)) is not None:
             entries.append(Rated(at=comment.at or at, score=score))
@@ -167,7 +170,7 @@ def timeline_entries(
                 is_bot=author.is_bot,
                 public=comment.public,
                 comment_id=comment.id,
-                by_responder=people.is_responder(Context(policy, event, snapshot, at), author),
+                by_responder=people.is_responder(context, author),
             )
         )
     if facts.priority != previous_priority:

@@ -161,6 +161,15 @@ class PostComment:
 
 
 @dataclass(frozen=True)
+class React:
+    """A reaction on a comment (GitHub's `+1`, `confused`...): the answer to a command."""
+
+    rule_id: str
+    comment_id: str
+    content: str = "+1"
+
+
+@dataclass(frozen=True)
 class ChangeLabels:
     """Labels to add and remove; a connector applies both in one request where it can."""
 
@@ -223,6 +232,7 @@ class RememberManualPriority:
 
 Action = (
     PostComment
+    | React
     | ChangeLabels
     | SetPriority
     | MoveToStatus
@@ -230,7 +240,7 @@ Action = (
     | RememberState
     | RememberManualPriority
 )
-TRACKER_ACTIONS = (PostComment, ChangeLabels, SetPriority, MoveToStatus, CreateSubtasks)
+TRACKER_ACTIONS = (PostComment, React, ChangeLabels, SetPriority, MoveToStatus, CreateSubtasks)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from config.schema import ChecklistGuard, Mode, Policy, SectionGuard, Team
-from policies import people
+from policies import commands, people
 from policies.context import Context, is_service_request
 from policies.models import Event, IssueSnapshot
 from policies.text import find_section
@@ -30,11 +30,10 @@ def needs(policy: Policy, event: Event, snapshot: IssueSnapshot) -> Needs:
     scoped = policy.for_issue(event.source, event.issue.scope)
     if event.by_service or not is_service_request(scoped, snapshot):
         return Needs()
-    teams = {
-        name: team for name in people.teams_to_look_up(scoped, event, snapshot) if (team := scoped.team(name))
-    }
-    plan_author = people.needs_plan_author(scoped, event)
     context = Context(scoped, event, snapshot, dt.datetime.min)  # no rule here reads the time
+    names = people.teams_to_look_up(scoped, event, snapshot) | commands.teams_to_look_up(context)
+    teams = {name: team for name in names if (team := scoped.team(name))}
+    plan_author = people.needs_plan_author(scoped, event) or commands.need_plan_author(context)
     change = state_change(context)
     if change is None or change.before == change.after:
         return Needs(comments=plan_author, teams=teams)

@@ -230,7 +230,7 @@ def check_transition(ctx: Context) -> Iterator[Outcome]:
 # --- actions --------------------------------------------------------------------------------
 
 
-def _title(ctx: Context, state_id: str) -> Markdown:
+def state_title(ctx: Context, state_id: str) -> Markdown:
     state = ctx.policy.workflow.state(state_id)
     return ctx.text(state.title) if state else Markdown(state_id)
 
@@ -277,9 +277,9 @@ def _reject(
     variables: dict[str, Any] = {
         "undone": undo,
         "actor": ctx.event.actor.login,
-        "from_state": _title(ctx, change.before),
-        "to_state": _title(ctx, change.after),
-        "entry_from": [] if failed else [_title(ctx, s) for s in _entry_states(ctx, change.after)],
+        "from_state": state_title(ctx, change.before),
+        "to_state": state_title(ctx, change.after),
+        "entry_from": [] if failed else [state_title(ctx, s) for s in _entry_states(ctx, change.after)],
         "skipped": [
             {"title": ctx.text(s.title), "sop": Markdown(s.sop), "clause": Markdown(policy.clause(s.sop))}
             for s in stage
@@ -295,7 +295,7 @@ def _reject(
             }
             for v in failed
         ],
-        "allowed": [_title(ctx, t.to) for t in policy.workflow.transitions_from(change.before)],
+        "allowed": [state_title(ctx, t.to) for t in policy.workflow.transitions_from(change.before)],
     }
     marker = f"transition-rejected:{change.before}:{change.after}:{ctx.event.delivery_id}"
     body = render(policy, "transition-rejected", lifecycle, **variables)
@@ -303,11 +303,11 @@ def _reject(
     actions: list[Action] = [PostComment(rule.id, marker, body, body_if_not_undone=kept)]
     if undo:
         stands = RememberState(rule.id, change.after, if_undo_fails=True)
-        actions = [*_move(ctx, rule.id, change.before, restoring=True), *actions, stands]
+        actions = [*move_into(ctx, rule.id, change.before, restoring=True), *actions, stands]
     return actions
 
 
-def _move(ctx: Context, rule_id: str, target: str, *, restoring: bool) -> list[Action]:
+def move_into(ctx: Context, rule_id: str, target: str, *, restoring: bool) -> list[Action]:
     """Tracker changes that put the issue into `target` (status label, open/closed, Jira status)."""
     if ctx.event.source == "jira":
         if restoring and ctx.event.status_before:
@@ -327,7 +327,7 @@ def _move(ctx: Context, rule_id: str, target: str, *, restoring: bool) -> list[A
 
 def _enter(ctx: Context, rule: Rule, state_id: str) -> list[Action]:
     """What a valid (or merely warned) change of stage leads to: a tidy status, and the ledger."""
-    return [*_move(ctx, rule.id, state_id, restoring=False), RememberState(rule.id, state_id)]
+    return [*move_into(ctx, rule.id, state_id, restoring=False), RememberState(rule.id, state_id)]
 
 
 def _checklists(ctx: Context, state_id: str) -> Iterator[Outcome]:

@@ -130,6 +130,8 @@ def process(services: Services, delivery: Delivery, received: Received) -> Outco
         snapshot = connector.complete(delivery, event, snapshot, who) if who.teams else snapshot
         return _record_history(services, delivery, seq, event, snapshot, known, memory, now)
     snapshot = replace(snapshot, last_state=memory.last_state, manual_priority=memory.manual_priority)
+    if known is not None and not snapshot.reporter:  # a Jira comment event does not show the reporter
+        snapshot = replace(snapshot, reporter=known.facts.reporter, reporter_id=known.facts.reporter_id)
     snapshot = connector.complete(delivery, event, snapshot, needs(services.policy, event, snapshot))
     decision = evaluate(services.policy, event, snapshot, now)
     tracker_actions = [a for a in decision.actions if isinstance(a, TRACKER_ACTIONS)]

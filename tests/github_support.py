@@ -82,6 +82,7 @@ class FakeGithub:
     orphans: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
     collaborators: set[str] = field(default_factory=set)
+    reactions: list[tuple[int, str]] = field(default_factory=list)  # (comment id, content)
     team_members: dict[str, set[str]] = field(default_factory=dict)  # "org/slug" -> logins
     faults: defaultdict[tuple[str, str], deque[Fault]] = field(default_factory=lambda: defaultdict(deque))
     _next_id: int = 9000
@@ -105,12 +106,15 @@ class FakeGithub:
             ("GET", f"{API}/repos/{REPO}/issues", self._list_issues),
             ("GET", f"{API}/repos/{REPO}/collaborators/", self._collaborator),
             ("GET", f"{API}/orgs/", self._team_membership),
+            ("POST", f"{API}/repos/{REPO}/issues/comments/", self._react),
         ]
         for method, url, handler in routes:
             path = re.escape(url.removeprefix(API))
             tail = r"[^/?]+$" if url.endswith("/") else r"(\?.*)?$"
             if url.endswith("/orgs/"):
                 tail = r"[^/?]+/teams/[^/?]+/memberships/[^/?]+$"
+            if method == "POST" and url.endswith("/comments/"):
+                tail = r"[0-9]+/reactions$"
             pattern = re.compile(r"^https://api\.github\.com(:443)?" + path + tail)
             self.mock.add_callback(method, pattern, callback=self._guarded(method, url, handler))
 
@@ -147,6 +151,14 @@ class FakeGithub:
 
     def _user(self, _: requests.PreparedRequest) -> Reply:
         return self._reply({"login": BOT, "id": 1, "type": "User"})
+
+    def _react(self, request: requests.PreparedRequest) -> Reply:
+        comment_id = int(request.path_url.split("/")[-2])
+        reaction = (comment_id, request_json(request, {})["content"])
+        known = reaction in self.reactions
+        if not known:
+            self.reactions.append(reaction)
+        return self._reply({"id": len(self.reactions), "content": reaction[1]}, 200 if known else 201)
 
     def _collaborator(self, request: requests.PreparedRequest) -> Reply:
         login = unquote(request.path_url.split("?")[0].rsplit("/", 1)[-1])
@@ -185,7 +197,7 @@ class FakeGithub:
         comment = {
             "id": self._next_id,
             "body": request_json(request, {})["body"],
-            "user": {"login": BOT, "type": "User"},
+            "user": {"login": BOT, "id": 1, "type": "User"},
             "url": f"{API}/repos/{REPO}/issues/comments/{self._next_id}",
         }
         self.comments.append(comment)

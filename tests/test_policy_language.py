@@ -403,7 +403,7 @@ def test_unknown_key_in_a_guard_is_reported_at_the_key(guard: str) -> None:
 
 
 def test_error_in_a_label_guard_requirement_is_reported_on_the_requirement_line() -> None:
-    old = "          label: customer-confirmed\n          requirement: {en: \"The customer's"
+    old = "          by: reporter # the customer's own word: their /confirm\n          requirement: {en:"
     broken = mutate((old, old.replace("{en:", "{fr:")))
 
     problems = problems_of(broken)

@@ -195,6 +195,7 @@ TRACKER_VALUES: dict[str, Any] = {
     "receipt": {"reason": {"level": "P2", "impact": "{}", "urgency": "{}", "tier": "{}", "raised": True}},
     "satisfaction": {"reporter": "login"},
     "label-refused": {"actor": "login"},
+    "command-answer": {"actor": "login"},
 }
 PLAIN = "dana"
 HOSTILES = (

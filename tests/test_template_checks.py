@@ -17,6 +17,7 @@ from connector.github.events import to_event
 from policies.engine import evaluate
 from policies.ledger import IssueFacts
 from policies.models import (
+    Comment,
     CreateSubtasks,
     Decision,
     Event,
@@ -199,6 +200,7 @@ def _kinds_posted(decision: Decision) -> set[str]:
         "checklist:": "checklist-created",
         "satisfaction:": "satisfaction",
         "label-refused:": "label-refused",
+        "command:": "command-answer",
         "receipt": "receipt",
         POLICY.intake.id: "intake-missing",
     }
@@ -234,7 +236,15 @@ def _engine_decisions() -> list[Decision]:
     approved = frozenset({"plan/approved"})
     self_approval = replace(chosen, delivery_id="labeled-2", labels_after=approved)
     refused = evaluate(POLICY, self_approval, IssueSnapshot(ref=GITHUB_REF, labels=approved), NOW)
-    return [opened, suggested, overridden, rejected, started, closed, refused]
+    command = replace(
+        event,
+        kinds=frozenset({EventKind.COMMENTED}),
+        delivery_id="comment-1",
+        name="issue_comment.created",
+        comment=Comment(PERSON, "/delay soon", id="5"),
+    )
+    answered = evaluate(POLICY, command, IssueSnapshot(ref=GITHUB_REF), NOW)
+    return [opened, suggested, overridden, rejected, started, closed, refused, answered]
 
 
 def test_the_engine_renders_every_kind_with_exactly_the_catalogue_variables() -> None:

@@ -56,6 +56,15 @@ VARIABLES: dict[str, dict[str, Any]] = {
         "who": "@dana",
     },
     "satisfaction": {"reporter": "carol"},
+    "command-answer": {
+        "command": "delay",
+        "actor": "dana",
+        "problem": "usage",
+        "by": ["team-members"],
+        "not_by": [],
+        "states": [],
+        "usage": '/delay YYYY-MM-DD "reason"',
+    },
     "label-refused": {
         "undone": True,
         "actor": "dana",

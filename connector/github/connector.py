@@ -51,6 +51,7 @@ from policies.models import (
     IssueSnapshot,
     MoveToStatus,
     PostComment,
+    React,
     Subtask,
 )
 from policies.needs import Needs
@@ -332,6 +333,7 @@ class _IssueSession:
         self.delivery = delivery
         self.brand_new = EventKind.OPENED in event.kinds
         self.comments = comments
+        self.scope = event.issue.scope
 
     def apply(self, action: Action) -> str:
         match action:
@@ -344,6 +346,9 @@ class _IssueSession:
                 return self._once(key, partial(self._state, action.status))
             case PostComment():
                 return self._comment(action)
+            case React():
+                key = f"reaction:{action.comment_id}:{action.content}"
+                return self._once(key, partial(self._react, action))
             case CreateSubtasks():
                 created = sum(_ChildItem(self, action, title).ensure() for title in action.titles)
                 return f"applied ({created} created)" if created else "skipped: every item already exists"
@@ -403,6 +408,15 @@ class _IssueSession:
                 if error.status != 404:  # already gone
                     raise
             self.labels.discard(label)
+        return "applied"
+
+    def _react(self, action: React) -> str:
+        """`POST .../issues/comments/{id}/reactions`: GitHub answers 200 for one already there."""
+        path = f"/repos/{self.scope}/issues/comments/{quote(action.comment_id)}/reactions"
+        requester = self.connector._client(self.delivery).requester
+        self.connector._call(
+            lambda: requester.requestJsonAndCheck("POST", path, input={"content": action.content})
+        )
         return "applied"
 
     def _state(self, state: str) -> str:
