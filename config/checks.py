@@ -278,6 +278,8 @@ def all_rules(s: Sections) -> Iterator[tuple[Loc, Rule]]:
             yield ("sla", name), rule
     for index, command in enumerate(s.get("commands", [])):
         yield ("commands", index), command
+    if s.get("plan_changes") is not None:
+        yield ("plan_changes",), s["plan_changes"]
 
 
 def _unknown(kind: str, value: str, known: set[str]) -> str:

@@ -309,6 +309,15 @@ class Workflow(Strict):
         return next((t for t in self.transitions_from(source) if t.to == target), None)
 
 
+class PlanChanges(Rule):
+    """S3.2: a change of an approved plan needs approval again. An edit of the plan section (or a
+    new one) while `approval_label` is on removes it and adds `changed_label`, which a guard can
+    keep the issue from moving on with; the approval command removes it again."""
+
+    approval_label: str = "plan/approved"
+    changed_label: str = "plan/changed"
+
+
 # --- commands -------------------------------------------------------------------------------
 
 
@@ -514,6 +523,7 @@ MessageKind = Literal[
     "satisfaction",
     "label-refused",
     "command-answer",
+    "plan-changed",
 ]
 
 
@@ -571,6 +581,9 @@ class Policy(Strict):
         default_factory=dict, description="Named groups of people that guards and commands refer to."
     )
     commands: list[Command] = Field(default_factory=list, description="Slash commands in comments.")
+    plan_changes: PlanChanges | None = Field(
+        default=None, description="Withdraw the approval of a plan that is changed (S3.2)."
+    )
     checklists: list[Checklist] = Field(default_factory=list)
     sla: Sla
     trackers: Trackers

@@ -190,6 +190,12 @@ KIND_VARIABLES: Mapping[MessageKind, Mapping[str, tuple[Any, ...]]] = {
         "not_by": ([], ["assignee", "author-of-plan"]),
         "requirement": ("A high-risk plan is approved by a reviewer",),
     },
+    "plan-changed": {
+        "actor": ("dana",),
+        "approval_label": ("plan/approved",),
+        "changed_label": ("plan/changed",),
+        "during_work": (True, False),
+    },
     "command-answer": {
         "command": ("approve-plan",),
         "actor": ("dana",),

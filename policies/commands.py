@@ -194,10 +194,12 @@ def _what(command: Command, parsed: Parsed, comment: Comment) -> str:
 
 
 def _effects(ctx: Context, command: Command, parsed: Parsed) -> list[Action]:
-    add = frozenset(label.replace("{choice}", parsed.choice) for label in command.add_labels)
+    labels = ctx.snapshot.labels
+    add = frozenset(label.replace("{choice}", parsed.choice) for label in command.add_labels) - labels
+    remove = frozenset(command.remove_labels) & labels - add
     actions: list[Action] = []
-    if add or command.remove_labels:
-        actions.append(ChangeLabels(command.id, add=add, remove=frozenset(command.remove_labels) - add))
+    if add or remove:
+        actions.append(ChangeLabels(command.id, add=add, remove=remove))
     if command.to is not None:
         actions.extend(_move_to(ctx, command, command.to))
     return actions

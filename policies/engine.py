@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from config.schema import Policy
-from policies import commands, followup, intake, people, priority, receipt, workflow
+from policies import commands, followup, intake, people, plan_changes, priority, receipt, workflow
 from policies.context import Context, is_service_request
 from policies.models import Action, ChangeLabels, Decision, Event, IssueSnapshot
 from policies.render import contained
@@ -17,6 +17,7 @@ ROUTER = Router(
     receipt.router,
     people.router,
     commands.router,
+    plan_changes.router,
     workflow.router,
     followup.router,
 )

@@ -102,6 +102,8 @@ class Event:
     comment: Comment | None = None
     by_service: bool = False
     at: dt.datetime | None = None
+    # The text an edit replaced (the body, or the edited comment's), where the delivery says.
+    body_before: str | None = None
 
 
 @dataclass(frozen=True)

@@ -196,6 +196,7 @@ TRACKER_VALUES: dict[str, Any] = {
     "satisfaction": {"reporter": "login"},
     "label-refused": {"actor": "login"},
     "command-answer": {"actor": "login"},
+    "plan-changed": {"actor": "login"},
 }
 PLAIN = "dana"
 HOSTILES = (

@@ -201,6 +201,7 @@ def _kinds_posted(decision: Decision) -> set[str]:
         "satisfaction:": "satisfaction",
         "label-refused:": "label-refused",
         "command:": "command-answer",
+        "plan-changed:": "plan-changed",
         "receipt": "receipt",
         POLICY.intake.id: "intake-missing",
     }
@@ -244,7 +245,11 @@ def _engine_decisions() -> list[Decision]:
         comment=Comment(PERSON, "/delay soon", id="5"),
     )
     answered = evaluate(POLICY, command, IssueSnapshot(ref=GITHUB_REF), NOW)
-    return [opened, suggested, overridden, rejected, started, closed, refused, answered]
+    new_plan = replace(
+        command, delivery_id="comment-2", comment=Comment(PERSON, "### Plan\n\nAnother way.", id="6")
+    )
+    withdrawn = evaluate(POLICY, new_plan, IssueSnapshot(ref=GITHUB_REF, labels=approved), NOW)
+    return [opened, suggested, overridden, rejected, started, closed, refused, answered, withdrawn]
 
 
 def test_the_engine_renders_every_kind_with_exactly_the_catalogue_variables() -> None:

@@ -56,6 +56,12 @@ VARIABLES: dict[str, dict[str, Any]] = {
         "who": "@dana",
     },
     "satisfaction": {"reporter": "carol"},
+    "plan-changed": {
+        "actor": "dana",
+        "approval_label": "plan/approved",
+        "changed_label": "plan/changed",
+        "during_work": True,
+    },
     "command-answer": {
         "command": "delay",
         "actor": "dana",

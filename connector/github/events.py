@@ -135,6 +135,17 @@ class IssueComment(Lenient):
     updated_at: Time = None
 
 
+class _Before(Lenient):
+    # `from` is a Python keyword; the payload's name is kept through the alias.
+    before: str | None = Field(default=None, alias="from")
+
+
+class Changes(Lenient):
+    """What an `edited` action replaced: `changes.body.from`."""
+
+    body: _Before | None = None
+
+
 class DeliveryBody(Lenient):
     """The parts of an `issues` or `issue_comment` delivery's body the service reads."""
 
@@ -144,6 +155,7 @@ class DeliveryBody(Lenient):
     sender: User | None = None
     comment: IssueComment | None = None
     label: Label | None = None
+    changes: Changes | None = None
 
 
 class _NumberedIssue(Lenient):
@@ -287,6 +299,7 @@ def to_event(
         comment=_comment(delivery.comment) if delivery.comment else None,
         by_service=sender.login in service_logins,
         at=_event_time(delivery),
+        body_before=delivery.changes.body.before if delivery.changes and delivery.changes.body else None,
     )
     return event, issue_snapshot
 
