@@ -475,6 +475,9 @@ class Sla(Strict):
         default_factory=dict, description="Who is mentioned at breach, per tracker (e.g. @acme/leads)."
     )
     breach_label: str = Field(default="sla/breached", description="The label a breached issue gets.")
+    low_rating_label: str = Field(
+        default="satisfaction/low", description="The label of an issue rated 2 or less (S5.2)."
+    )
     responders: PeopleNames = Field(
         default_factory=list,
         description="Whose public comment is the first response (S1.4); empty: anyone but the reporter.",
@@ -524,6 +527,7 @@ MessageKind = Literal[
     "label-refused",
     "command-answer",
     "plan-changed",
+    "low-rating",
 ]
 
 

@@ -190,6 +190,7 @@ KIND_VARIABLES: Mapping[MessageKind, Mapping[str, tuple[Any, ...]]] = {
         "not_by": ([], ["assignee", "author-of-plan"]),
         "requirement": ("A high-risk plan is approved by a reviewer",),
     },
+    "low-rating": {"score": (1, 2), "escalation": ("", Markdown("@acme/leads"))},
     "plan-changed": {
         "actor": ("dana",),
         "approval_label": ("plan/approved",),

@@ -197,6 +197,7 @@ TRACKER_VALUES: dict[str, Any] = {
     "label-refused": {"actor": "login"},
     "command-answer": {"actor": "login"},
     "plan-changed": {"actor": "login"},
+    "low-rating": {},
 }
 PLAIN = "dana"
 HOSTILES = (

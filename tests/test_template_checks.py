@@ -202,6 +202,7 @@ def _kinds_posted(decision: Decision) -> set[str]:
         "label-refused:": "label-refused",
         "command:": "command-answer",
         "plan-changed:": "plan-changed",
+        "low-rating:": "low-rating",
         "receipt": "receipt",
         POLICY.intake.id: "intake-missing",
     }
@@ -249,7 +250,10 @@ def _engine_decisions() -> list[Decision]:
         command, delivery_id="comment-2", comment=Comment(PERSON, "### Plan\n\nAnother way.", id="6")
     )
     withdrawn = evaluate(POLICY, new_plan, IssueSnapshot(ref=GITHUB_REF, labels=approved), NOW)
-    return [opened, suggested, overridden, rejected, started, closed, refused, answered, withdrawn]
+    rated = replace(command, delivery_id="comment-3", comment=Comment(PERSON, "1", id="8"))
+    closed_issue = IssueSnapshot(ref=GITHUB_REF, is_open=False, reporter=PERSON.login)
+    low = evaluate(POLICY, rated, closed_issue, NOW)
+    return [opened, suggested, overridden, rejected, started, closed, refused, answered, withdrawn, low]
 
 
 def test_the_engine_renders_every_kind_with_exactly_the_catalogue_variables() -> None:

@@ -56,6 +56,7 @@ VARIABLES: dict[str, dict[str, Any]] = {
         "who": "@dana",
     },
     "satisfaction": {"reporter": "carol"},
+    "low-rating": {"score": 2, "escalation": "@acme/leads"},
     "plan-changed": {
         "actor": "dana",
         "approval_label": "plan/approved",
