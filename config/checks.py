@@ -201,8 +201,10 @@ def _tracker_mapping(s: Sections) -> Iterator[Found]:
 def _rules(s: Sections) -> Iterator[Found]:
     rules = list(all_rules(s))
     ids = [rule.id for _, rule in rules]
+    # One guard of a guard set, used on several transitions, is one rule.
+    distinct = [rule.id for rule in {r.model_dump_json(): r for _, r in rules}.values()]
     for loc, rule in rules:
-        if rule.id in _duplicates(ids):
+        if rule.id in _duplicates(distinct):
             yield (*loc, "id"), f"rule id '{rule.id}' is used by more than one rule"
         if rule.sop not in s["sop_clauses"]:
             yield (*loc, "sop"), f"clause {rule.sop} has no text in sop_clauses"

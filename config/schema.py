@@ -23,6 +23,8 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    TypeAdapter,
+    ValidationError,
     WithJsonSchema,
     model_validator,
 )
@@ -156,10 +158,19 @@ def _github_people(value: Any) -> Any:
     }
 
 
+SHORTHAND = "x-sopguard-shorthand"
+"""Marks the JSON Schema of a shorter way to write a value (its full form is the other option)."""
+
+
 def _short_github_people(schema: dict[str, Any]) -> None:
     """The JSON Schema of `Team` also accepts the short form of its `github` list."""
     github = schema["properties"]["github"]
-    short = {"type": "array", "items": {"type": "string"}, "description": 'Logins and "@org/team" teams.'}
+    short = {
+        "type": "array",
+        "items": {"type": "string"},
+        "description": 'Logins and "@org/team" teams.',
+        SHORTHAND: True,
+    }
     schema["properties"]["github"] = {"anyOf": [github, short]}
 
 
@@ -280,14 +291,76 @@ Guard = Annotated[
 ]
 
 
+def _guards_may_use_sets(schema: dict[str, Any]) -> None:
+    """In the JSON Schema, a transition's guard may also be `{use: <guard set>}`."""
+    guards = schema["properties"]["guards"]
+    use = {
+        "type": "object",
+        "properties": {"use": {**_IDENT_SCHEMA, "description": "A guard set of `workflow.guard_sets`."}},
+        "required": ["use"],
+        "additionalProperties": False,
+        SHORTHAND: True,
+    }
+    guards["items"] = {"anyOf": [guards["items"], use]}
+
+
 class Transition(Rule):
+    model_config = ConfigDict(**Strict.model_config, json_schema_extra=_guards_may_use_sets)
+
     from_: list[Ident] = Field(alias="from", min_length=1)
     to: Ident
-    guards: list[Guard] = Field(default_factory=list)
+    guards: list[Guard] = Field(
+        default_factory=list, description="Guards, or `{use: name}` for every guard of a guard set."
+    )
+
+
+def _valid_guards(guards: list[Any]) -> bool:
+    """Whether a guard set validates: one that does not is reported where it is defined, once."""
+    try:
+        TypeAdapter(list[Guard]).validate_python(guards)
+    except ValidationError:
+        return False
+    return True
+
+
+def _expand_guard_sets(data: Any) -> Any:
+    """`{use: name}` among a transition's guards stands for the guards of that set, in order."""
+    if not isinstance(data, dict) or not isinstance(data.get("guard_sets"), dict):
+        return data
+    sets = data["guard_sets"]
+    transitions = []
+    for transition in data.get("transitions") or []:
+        guards = transition.get("guards") if isinstance(transition, dict) else None
+        if not isinstance(guards, list):
+            transitions.append(transition)
+            continue
+        expanded: list[Any] = []
+        for guard in guards:
+            name = guard.get("use") if isinstance(guard, dict) and set(guard) == {"use"} else None
+            if name is None:
+                expanded.append(guard)
+            elif isinstance(sets.get(name), list):
+                expanded.extend(sets[name] if _valid_guards(sets[name]) else [])
+            else:
+                raise ValueError(
+                    f"unknown guard set '{name}' (known: {', '.join(sorted(sets)) or 'none defined'})"
+                )
+        transitions.append({**transition, "guards": expanded})
+    return {**data, "transitions": transitions}
 
 
 class Workflow(Strict):
     initial: Ident = Field(description="The state of an issue that has no status yet.")
+    guard_sets: dict[Ident, list[Guard]] = Field(
+        default_factory=dict,
+        description="Guards named once and used on several transitions with `{use: name}`.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _use_guard_sets(cls, data: Any) -> Any:
+        return _expand_guard_sets(data)
+
     states: list[State] = Field(min_length=2)
     transitions: list[Transition] = Field(min_length=1)
     rule: Rule = Field(
