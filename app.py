@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from config.settings import Settings
+from runtime.metrics import rejected
 from runtime.services import Services
 from runtime.store import Store
+from webhooks import health, report
 from webhooks.receivers import Intake, blueprint
 
 
@@ -42,14 +44,15 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     if services is not None:
         app.extensions["sopguard.services"] = services
     app.register_blueprint(blueprint)
+    app.register_blueprint(health.blueprint)
+    report.install(app, settings, store, services)
     app.register_error_handler(HTTPException, _json_error)
-    app.register_error_handler(
-        RequestEntityTooLarge,
-        lambda _: (
-            jsonify(error=f"the body is too large: the limit is {settings.max_body_bytes} bytes"),
-            413,
-        ),
-    )
+
+    def too_large(_: RequestEntityTooLarge) -> tuple[Response, int]:
+        rejected(str((request.view_args or {}).get("source", "")), "too_large")
+        return jsonify(error=f"the body is too large: the limit is {settings.max_body_bytes} bytes"), 413
+
+    app.register_error_handler(RequestEntityTooLarge, too_large)
     return app
 
 

@@ -1,32 +1,39 @@
-"""The `sopguard` command line: serve, worker, validate, schema, simulate, audit, db."""
+"""The `sopguard` command line: serve, worker, validate, schema, simulate, adopt, audit, db."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import logging
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 from pydantic import ValidationError
 
 from config.checks import all_rules
+from config.i18n import say, say_plural
 from config.loader import PolicyError, load_policy, read_policy
-from config.schema import Policy
+from config.schema import Locale, Policy
 from config.settings import Settings
+from connector.check import CheckReport
 from connector.delivery import Delivery
 from connector.errors import BadPayload, Ignored
 from connector.github import events as github_events
+from policies.calendar import holiday_warnings
 from policies.engine import evaluate
 from policies.models import Decision, Event, Source
+from runtime.observability import configure_logging, use_metrics_directory
 from runtime.services import utc_now
 from runtime.store import Store
 from runtime.store.audit import describe, to_json
+
+T = TypeVar("T")
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -44,8 +51,17 @@ def _policy(path: Path | None) -> Policy:
         raise click.ClickException(f"the policy has problems:\n{error}") from None
 
 
-def _logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def _locale(path: Path | None) -> Locale:
+    """The locale of the policy in force, for what the command prints; English when it does not load."""
+    try:
+        return load_policy(path).locale
+    except PolicyError:
+        return "en"
+
+
+def _logging(settings: Settings) -> None:
+    """Log lines as SOPGUARD_LOG_FORMAT says (text on a terminal, JSON otherwise, when unset)."""
+    configure_logging(settings)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -74,14 +90,15 @@ def serve(
     host: str | None, port: int | None, workers: int | None, policy: Path | None, insecure_dev: bool | None
 ) -> None:
     """Run the webhook receiver and, in the same process, the inbox consumers and the SLA sweep."""
+    settings = _settings(host=host, port=port, workers=workers, policy=policy, insecure_dev=insecure_dev)
+    _logging(settings)
+    use_metrics_directory(settings)  # before the modules that count are imported
     import waitress
 
     from app import InsecureConfiguration, create_app
     from runtime.consumer import Consumer
     from runtime.services import build_services
 
-    settings = _settings(host=host, port=port, workers=workers, policy=policy, insecure_dev=insecure_dev)
-    _logging(settings.log_level)
     _policy(settings.policy)
     services = build_services(settings)
     try:
@@ -111,11 +128,12 @@ def serve(
 @click.option("--policy", type=click.Path(path_type=Path), help="Policy file [SOPGUARD_POLICY].")
 def worker(workers: int | None, drain: bool, policy: Path | None) -> None:
     """Run inbox consumers and the SLA sweep alone (scale-out: several machines on one database)."""
+    settings = _settings(workers=workers, policy=policy)
+    _logging(settings)
+    use_metrics_directory(settings)  # before the modules that count are imported
     from runtime.consumer import Consumer
     from runtime.services import build_services
 
-    settings = _settings(workers=workers, policy=policy)
-    _logging(settings.log_level)
     _policy(settings.policy)
     consumer = Consumer(build_services(settings), max(settings.workers, 1))
     if drain:
@@ -152,6 +170,7 @@ def retry(delivery: str | None, all_failed: bool, source: str | None) -> None:
     if bool(delivery) == all_failed:
         raise click.UsageError("give a DELIVERY id or --all-failed (not both)")
     settings = _settings()
+    locale = _locale(settings.policy)
     store = Store(settings.resolved_database_url, settings.resolved_queue_url)
     if delivery is None:
         count = store.inbox.retry(None, utc_now())
@@ -160,10 +179,17 @@ def retry(delivery: str | None, all_failed: bool, source: str | None) -> None:
         keys = [f"{s}:{delivery}" for s in sources if store.inbox.status(s, delivery) == "failed"]
         if not keys:
             raise click.ClickException(
-                f"no failed delivery {delivery!r} (sopguard audit --failed lists them)"
+                say(locale, "no failed delivery %(id)r (sopguard audit --failed lists them)", id=delivery)
             )
         count = store.inbox.retry(keys, utc_now())
-    click.echo(f"queued {count} failed deliver{'y' if count == 1 else 'ies'} again")
+    click.echo(
+        say_plural(
+            locale,
+            "queued %(count)s failed delivery again",
+            "queued %(count)s failed deliveries again",
+            count,
+        )
+    )
 
 
 @main.command()
@@ -181,16 +207,91 @@ def validate(path: Path | None) -> None:
             click.echo(warning, err=True)
         for problem in error.problems:
             click.echo(str(problem))
-        click.echo(f"{len(error.problems)} problem(s) found", err=True)
+        count = len(error.problems)
+        click.echo(say_plural("en", "%(count)s problem found", "%(count)s problems found", count), err=True)
         sys.exit(1)
     for warning in loaded.warnings:
         click.echo(warning, err=True)
     policy = loaded.policy
+    for warning in holiday_warnings(policy, utc_now().date()):
+        click.echo(f"{path or 'default policy'}: warning: {warning}", err=True)
     rules = len(list(all_rules(dict(policy))))
+    locale = policy.locale
+    counts = [
+        say_plural(locale, "%(count)s state", "%(count)s states", len(policy.workflow.states)),
+        say_plural(locale, "%(count)s transition", "%(count)s transitions", len(policy.workflow.transitions)),
+        say_plural(locale, "%(count)s rule", "%(count)s rules", rules),
+        say_plural(locale, "%(count)s scope", "%(count)s scopes", len(policy.scopes)),
+    ]
+    name = str(path) if path else say(locale, "default policy")
     click.echo(
-        f"{path or 'default policy'}: valid ({len(policy.workflow.states)} states, "
-        f"{len(policy.workflow.transitions)} transitions, {rules} rules, {len(policy.scopes)} scopes)"
+        say(locale, "%(policy)s: valid (%(counts)s)", policy=name, counts=say(locale, ", ").join(counts))
     )
+
+
+@main.command()
+@click.option(
+    "--github", "repositories", multiple=True, help="A repository to check (owner/name); repeatable."
+)
+@click.option("--jira", "projects", multiple=True, help="A Jira project to check (key); repeatable.")
+@click.option("--policy", type=click.Path(path_type=Path), help="Policy file [SOPGUARD_POLICY].")
+def check(repositories: tuple[str, ...], projects: tuple[str, ...], policy: Path | None) -> None:
+    """Compare the policy with the live trackers and print every mismatch with what to do.
+
+    Jira: the project's statuses, the workflow's transitions (Cloud), priorities, intake fields by
+    name, the sub-task type. GitHub: every label the policy uses. Exits 1 when anything differs.
+    """
+    if not repositories and not projects:
+        raise click.UsageError("name what to check: --github owner/name and/or --jira KEY")
+    settings = _settings(policy=policy)
+    model = _policy(settings.policy)
+    reports: list[CheckReport] = []
+    if repositories:
+        reports.extend(_check_github(settings, model, repositories))
+    if projects:
+        reports.extend(_check_jira(settings, model, projects))
+    for report_ in reports:
+        for mismatch in report_.mismatches:
+            click.echo(f"{report_.target}: {mismatch}")
+        for note in report_.notes:
+            click.echo(f"{report_.target}: note: {note}", err=True)
+        if report_.ok:
+            click.echo(f"{report_.target}: matches the policy ({', '.join(report_.checked)})")
+    problems = sum(len(r.mismatches) for r in reports)
+    if problems:
+        click.echo(f"{problems} mismatch(es) found", err=True)
+        sys.exit(1)
+
+
+def _check_github(settings: Settings, policy: Policy, repositories: tuple[str, ...]) -> list[CheckReport]:
+    from connector.github.check import check as check_labels
+    from connector.github.connector import GithubConnector
+
+    if not settings.github_configured:
+        raise click.ClickException("--github needs GITHUB_TOKEN (or a GitHub App's id and key)")
+    connector = GithubConnector.from_settings(settings)
+    return [
+        check_labels(policy, name, _read(partial(connector.repository_labels, name))) for name in repositories
+    ]
+
+
+def _check_jira(settings: Settings, policy: Policy, projects: tuple[str, ...]) -> list[CheckReport]:
+    from connector.jira.api import JiraApi
+    from connector.jira.check import check as check_project
+    from connector.jira.check import read_project
+
+    if not settings.jira_configured:
+        raise click.ClickException("--jira needs JIRA_URL with JIRA_EMAIL and JIRA_API_TOKEN (or JIRA_PAT)")
+    api = JiraApi.from_settings(settings)
+    return [check_project(policy, _read(partial(read_project, api, key))) for key in projects]
+
+
+def _read(read: Callable[[], T]) -> T:
+    """A tracker read for `check`; a failure is the command's error, with the tracker's reason."""
+    try:
+        return read()
+    except Exception as error:
+        raise click.ClickException(f"could not read the tracker: {error}") from None
 
 
 @main.command()
@@ -226,30 +327,44 @@ def simulate(
 ) -> None:
     """Print what the policy decides for one delivery. No network, no database."""
     policy_model = _policy(policy or _settings().policy)
+    locale = policy_model.locale
     body = event_file.read()
     try:
         payload = json.loads(body)
     except (ValueError, RecursionError) as error:
-        raise click.ClickException(f"{event_file.name} is not JSON: {error}") from None
+        raise click.ClickException(
+            say(locale, "%(file)s is not JSON: %(error)s", file=event_file.name, error=error)
+        ) from None
     if not isinstance(payload, dict):
-        raise click.ClickException(f"{event_file.name} is not a webhook body: it must be a JSON object")
+        raise click.ClickException(
+            say(locale, "%(file)s is not a webhook body: it must be a JSON object", file=event_file.name)
+        )
     if last_state and policy_model.workflow.state(last_state) is None:
         known = ", ".join(s.id for s in policy_model.workflow.states)
-        raise click.ClickException(f"--state {last_state}: the policy has no such state (known: {known})")
+        raise click.ClickException(
+            say(
+                locale,
+                "--state %(state)s: the policy has no such state (known: %(known)s)",
+                state=last_state,
+                known=known,
+            )
+        )
     if source == "github" and not event_name:
         event_name = _event_name_from_path(Path(str(getattr(event_file, "name", ""))))
         if not event_name:
-            raise click.ClickException("give --event-name (the X-GitHub-Event header, e.g. issues)")
+            raise click.ClickException(
+                say(locale, "give --event-name (the X-GitHub-Event header, e.g. issues)")
+            )
     name = event_name or str(payload.get("webhookEvent", ""))
     try:
         event, snapshot = Delivery(source, "simulated", name, payload).normalize()
     except (Ignored, BadPayload) as reason:
-        click.echo(f"not processed: {reason}")
+        click.echo(say(locale, "not processed: %(reason)s", reason=reason))
         return
     if last_state:
         snapshot = replace(snapshot, last_state=last_state)
     decision = evaluate(policy_model, event, snapshot, utc_now())
-    click.echo(_decision_json(event, decision) if as_json else _decision_text(event, decision))
+    click.echo(_decision_json(event, decision) if as_json else _decision_text(event, decision, locale))
 
 
 def _decision_json(event: Event, decision: Decision) -> str:
@@ -269,16 +384,35 @@ def _decision_json(event: Event, decision: Decision) -> str:
     )
 
 
-def _decision_text(event: Event, decision: Decision) -> str:
-    lines = [f"{event.name} on {event.issue} by {event.actor.login}"]
+def _verdict(passed: bool | None, locale: Locale) -> str:
+    """`ok`, `FAIL` or `-` (no rule), as the audit and a simulation mark a rule's result."""
+    if passed is None:
+        return "-"
+    return say(locale, "ok") if passed else say(locale, "FAIL")
+
+
+def _rule(rule_id: str, sop: str, mode: str, locale: Locale) -> str:
+    return say(locale, "%(rule)s (SOP %(sop)s, %(mode)s)", rule=rule_id, sop=sop, mode=mode)
+
+
+def _decision_text(event: Event, decision: Decision, locale: Locale) -> str:
+    lines = [
+        say(
+            locale,
+            "%(event)s on %(issue)s by %(actor)s",
+            event=event.name,
+            issue=event.issue,
+            actor=event.actor.login,
+        )
+    ]
     if decision.note:
         lines.append(f"  {decision.note}")
     for result in decision.results:
-        mark = "ok  " if result.passed else "FAIL"
-        lines.append(f"  {mark} {result.rule_id} (SOP {result.sop}, {result.mode})")
+        mark = _verdict(result.passed, locale).ljust(4)
+        lines.append(f"  {mark} {_rule(result.rule_id, result.sop, str(result.mode), locale)}")
         lines.extend(f"         {reason}" for reason in result.reasons)
     if decision.actions:
-        lines.append("actions:")
+        lines.append(say(locale, "actions:"))
     for number, action in enumerate(decision.actions, 1):
         data = describe(action)
         body = data.pop("body", None)
@@ -302,11 +436,12 @@ def sweep(at: dt.datetime | None, policy: Path | None) -> None:
 
     `serve` and `worker` do this every minute; this runs it once, with a progress bar.
     """
+    settings = _settings(policy=policy)
+    _logging(settings)
+    use_metrics_directory(settings)  # its notices are counted with the service's
     from runtime.services import build_services
     from runtime.sweep import sweep as run_sweep
 
-    settings = _settings(policy=policy)
-    _logging(settings.log_level)
     _policy(settings.policy)
     services = build_services(settings)
     now = at.replace(tzinfo=dt.UTC) if at else utc_now()
@@ -317,34 +452,128 @@ def sweep(at: dt.datetime | None, policy: Path | None) -> None:
     click.echo(f"{report.notices} notice(s) posted on {report.due} issue(s) due; {failed} action(s) failed")
 
 
+def _adopt_scopes(policy: Policy, given: tuple[str, ...]) -> list[str]:
+    """The scopes to adopt: those given, else every scope the policy names without a wildcard."""
+    if given:
+        return list(given)
+    named = [s.match.github or s.match.jira or "" for s in policy.scopes]
+    plain = [name for name in named if name and not any(c in name for c in "*?[")]
+    if not plain:
+        raise click.UsageError("give --scope (owner/name or a Jira project key): the policy names none")
+    return plain
+
+
+def _describe_adopted(found: Any, locale: Locale) -> list[str]:
+    from config.i18n import duration
+    from policies.sla_notices import show_instant
+
+    lines = [f"{found.ref}  {found.verdict}" + (f" in {found.state}" if found.state else "")]
+    lines += [f"    {reason}" for reason in found.reasons]
+    for clock in found.clocks:
+        if clock.phase.value == "stopped":
+            shown = "met" if clock.met else "missed"
+            lines.append(f"    {clock.target_id} ({clock.level}): stopped, {shown}")
+        elif clock.breached:
+            lines.append(
+                f"    {clock.target_id} ({clock.level}): missed by {duration(-clock.remaining, locale)}"
+            )
+        else:
+            due = show_instant(clock.deadline, locale)
+            lines.append(f"    {clock.target_id} ({clock.level}): {clock.phase.value}, due {due}")
+    if found.verdict in ("adopted", "would adopt"):
+        posts = "; ".join(found.posts) or "nothing"
+        later = (
+            f" (next SLA notice due {show_instant(found.next_notice, locale)})" if found.next_notice else ""
+        )
+        lines.append(f"    posts: {posts}{later}")
+    return lines
+
+
 @main.command()
 @click.option(
-    "--since", type=click.DateTime(formats=["%Y-%m-%d"]), required=True, help="Issues opened on or after."
+    "--scope",
+    "scopes",
+    multiple=True,
+    help="A GitHub repository (owner/name) or Jira project key; repeatable. Default: the policy's scopes.",
 )
+@click.option("--dry-run", is_flag=True, help="List what would be adopted; record nothing.")
+@click.option(
+    "--now",
+    "at",
+    type=click.DateTime(formats=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"]),
+    help="Adopt as of this UTC time (default: now), as `sweep --now` does; for a rehearsal.",
+)
+@click.option("--policy", type=click.Path(path_type=Path), help="Policy file [SOPGUARD_POLICY].")
+def adopt(scopes: tuple[str, ...], dry_run: bool, at: dt.datetime | None, policy: Path | None) -> None:
+    """Adopt the open issues of a tracker sopguard is installed on.
+
+    Lists every open issue of each scope (GitHub: the issues list; Jira: a JQL search) that the
+    policy's `adoption` rule covers, with the state it is adopted in (read from its labels or
+    status as they are), its SLA clocks (rebuilt from the tracker's history, comments included)
+    and what is posted: nothing. Targets missed before the adoption are recorded, never announced.
+    Without --dry-run the adoption is recorded in the ledger; no comment or label is written.
+
+    Safe to re-run: an issue the ledger already follows is left as it is. Stop `serve` first, or
+    not: an issue whose delivery is being processed is left for that delivery (or the next run).
+    """
+    from tqdm import tqdm
+
+    from connector.base import DeliveryRefused, TrackerUnavailable
+    from runtime.adopt import adopt as run_adopt
+    from runtime.services import build_services
+
+    settings = _settings(policy=policy)
+    _logging(settings)
+    model = _policy(settings.policy)
+    services = build_services(settings)
+    if at is not None:
+        services.clock = lambda: at.replace(tzinfo=dt.UTC)
+    counts: dict[str, int] = {}
+    for scope in _adopt_scopes(model, scopes):
+        with tqdm(desc=scope, unit=" issue", file=sys.stderr, disable=None) as bar:
+            try:
+                for found in run_adopt(services, scope, dry_run=dry_run, progress=lambda _: bar.update(1)):
+                    counts[found.verdict] = counts.get(found.verdict, 0) + 1
+                    bar.clear()
+                    click.echo("\n".join(_describe_adopted(found, model.locale)))
+                    bar.refresh()
+            except (TrackerUnavailable, DeliveryRefused) as error:
+                raise click.ClickException(
+                    f"{scope}: stopped, the tracker did not answer ({error}); what was adopted is kept: "
+                    "run it again to go on"
+                ) from None
+    summary = ", ".join(f"{n} {verdict}" for verdict, n in sorted(counts.items())) or "no open issue"
+    click.echo(f"{summary}{' (dry run: nothing recorded)' if dry_run else ''}", err=True)
+
+
+@main.command()
+@click.option("--since", help="First day of the period, YYYY-MM-DD (default: four weeks before --until).")
+@click.option("--until", help="Last day of the period, YYYY-MM-DD (default: today, UTC).")
+@click.option("--scope", help="Only this repository or project: github:OWNER/NAME or jira:KEY.")
+@click.option("--priority", help="Only this priority level (P1, P2, ...).")
 @click.option("--format", "fmt", type=click.Choice(["md", "csv", "html"]), default="md", show_default=True)
 @click.option(
     "--output", type=click.File("w", encoding="utf-8"), default="-", help="File to write; - for stdout."
 )
-def report(since: dt.datetime, fmt: str, output: Any) -> None:
-    """How well the SLA targets were met, per scope and priority (P4, S5.3), from the ledger."""
-    from policies.report import IssueClocks, as_csv, as_html, as_markdown, summarize
-    from policies.sla import Created
+def report(
+    since: str | None, until: str | None, scope: str | None, priority: str | None, fmt: str, output: Any
+) -> None:
+    """How well the SLA targets were met and where the SOP is skipped (P4, S5.3), for the issues
+    opened in the period, per scope and priority, in the policy's locale."""
+    from runtime.report_page import RENDERERS, BadQuery, gather, issue_link, parse_query
     from runtime.services import build_services
 
     settings = _settings()
     services = build_services(settings)
-    now, first_day = utc_now(), since.date()
-    items = []
-    for issue in services.store.ledger.followed(open_only=False):
-        created = next((e.at for e in issue.timeline if isinstance(e, Created)), None)
-        if created is None or created.date() < first_day:
-            continue
-        scope = f"{issue.ref.source}:{issue.ref.scope}"
-        items.append(IssueClocks(scope, issue.timeline, services.clocks(issue.ref, issue.timeline, now)))
-    rows = summarize(items)
-    targets = [t.id for t in services.policy.sla.targets]
-    rendered = {"md": as_markdown, "html": as_html}.get(fmt)
-    output.write(rendered(rows, targets, first_day) if rendered else as_csv(rows, targets))
+    policy, now = services.policy, utc_now()
+    args = {"since": since or "", "until": until or "", "scope": scope or "", "priority": priority or ""}
+    try:
+        query = parse_query(args, policy, now.date())
+    except BadQuery as error:
+        raise click.BadParameter(str(error)) from None
+    policy = query.policy(policy)
+    page = gather(policy, services.store, query, now)
+    output.write(RENDERERS[fmt](page, policy, policy.locale, lambda ref: issue_link(ref, settings)))
 
 
 @main.group()
@@ -437,7 +666,7 @@ def db_upgrade() -> None:
     """
     from runtime.store.database import UnknownRevision, connect, ensure_schema
 
-    _logging("warning")
+    _logging(_settings(log_level="WARNING"))
     try:
         click.echo(str(ensure_schema(connect(_settings().resolved_database_url))))
     except UnknownRevision as error:
@@ -479,16 +708,21 @@ def db_current() -> None:
 def audit(issue: str | None, limit: int, as_json: bool, failed: bool) -> None:
     """List the decisions recorded in the audit log, oldest first (or, with --failed, the failed deliveries)."""
     settings = _settings()
+    locale = _locale(settings.policy)
     store = Store(settings.resolved_database_url, settings.resolved_queue_url)
     if failed:
-        _print_failed(store, issue, limit, as_json)
+        _print_failed(store, issue, limit, as_json, locale)
         return
     for entry in store.audit.entries(issue, limit):
         if as_json:
             click.echo(to_json(entry))
             continue
-        verdict = "-" if entry.passed is None else ("ok" if entry.passed else "FAIL")
-        rule = f"{entry.rule_id} (SOP {entry.sop}, {entry.mode})" if entry.rule_id else "no rule"
+        verdict = _verdict(entry.passed, locale)
+        rule = (
+            _rule(entry.rule_id, entry.sop or "", entry.mode or "", locale)
+            if entry.rule_id
+            else say(locale, "no rule")
+        )
         click.echo(
             f"{entry.at:%Y-%m-%d %H:%M:%S}  {entry.issue}  {entry.event}  {verdict} {rule}  -> {entry.outcome}"
         )
@@ -496,7 +730,7 @@ def audit(issue: str | None, limit: int, as_json: bool, failed: bool) -> None:
             click.echo(f"    {reason}")
 
 
-def _print_failed(store: Store, issue: str | None, limit: int, as_json: bool) -> None:
+def _print_failed(store: Store, issue: str | None, limit: int, as_json: bool, locale: Locale) -> None:
     rows = [f for f in store.inbox.failed(limit) if issue is None or f.issue.split(":", 1)[-1] == issue]
     for failed in rows:
         if as_json:
@@ -507,7 +741,10 @@ def _print_failed(store: Store, issue: str | None, limit: int, as_json: bool) ->
         click.echo(f"{when}  {failed.source} {failed.delivery_id}  {failed.event_name}  {failed.issue}")
         click.echo(f"    {failed.error}")
     if not as_json:
-        click.echo(f"{len(rows)} failed deliver{'y' if len(rows) == 1 else 'ies'}", err=True)
+        click.echo(
+            say_plural(locale, "%(count)s failed delivery", "%(count)s failed deliveries", len(rows)),
+            err=True,
+        )
 
 
 if __name__ == "__main__":

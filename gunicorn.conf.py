@@ -5,6 +5,11 @@ Environment: SOPGUARD_HOST, SOPGUARD_PORT (as `sopguard serve`), SOPGUARD_WEB_WO
 default 2), SOPGUARD_WEB_THREADS (threads per process, default 8), SOPGUARD_MAX_QUEUE_WAIT
 (seconds a request may wait for a thread before it is answered 503, default 5; see
 webhooks/overload.py). Options given on gunicorn's command line win over this file.
+
+Logs are JSON lines unless SOPGUARD_LOG_FORMAT=text, gunicorn's own lines too. The workers (and
+`sopguard worker` processes given the same directory) count their metrics into
+PROMETHEUS_MULTIPROC_DIR, by default `metrics/` in the data directory; `GET /metrics` of any worker
+adds them all up (runtime/metrics.py).
 """
 
 from __future__ import annotations
@@ -15,11 +20,10 @@ from typing import Any
 
 import click
 
-from app import InsecureConfiguration, check_secrets
 from cli import _policy, _settings
 from config.settings import Settings
+from runtime.observability import configure_logging, use_metrics_directory
 from runtime.store import Store
-from webhooks.overload import allow_open_files, max_queue_wait_from_environment
 
 
 def _checked_settings() -> Settings:
@@ -37,6 +41,8 @@ def _count(name: str, default: int) -> int:
 
 
 _listen = _checked_settings()
+configure_logging(_listen, default="json")
+use_metrics_directory(_listen)  # before anything imports prometheus_client (`app`, the worker class)
 
 wsgi_app = "app:create_app()"
 bind = f"{_listen.host}:{_listen.port}"
@@ -49,6 +55,7 @@ worker_class = "webhooks.overload.SheddingWorker"
 # being answered 503. Enough for 400 deliveries/s per worker for GitHub's 10 s.
 worker_connections = 4000
 loglevel = _listen.log_level.lower()
+logger_class = "runtime.observability.GunicornLogger"
 
 
 def on_starting(server: Any) -> None:
@@ -58,6 +65,9 @@ def on_starting(server: Any) -> None:
     tables, since workers creating those of a fresh SQLite file at once race (each
     checks, then creates), and the loser fails to boot, which stops gunicorn altogether.
     """
+    from app import InsecureConfiguration, check_secrets
+    from webhooks.overload import allow_open_files, max_queue_wait_from_environment
+
     try:
         settings = _settings()
         _policy(settings.policy)  # every problem as PATH:LINE:COLUMN: message
@@ -67,3 +77,10 @@ def on_starting(server: Any) -> None:
         sys.exit(error.message if isinstance(error, click.ClickException) else str(error))
     allow_open_files(server.cfg.worker_connections + 100)
     Store(settings.resolved_database_url).engine.dispose()
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """A worker that exited takes its live gauges with it (prometheus_client's multiprocess mode)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]

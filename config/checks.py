@@ -118,11 +118,11 @@ def _priority_fields(s: Sections) -> Iterator[Found]:
         if intake.field(getattr(priority, key)) is None:
             yield ("priority", key), _unknown("intake field", getattr(priority, key), set(ids))
     impact, urgency = intake.field(priority.impact_field), intake.field(priority.urgency_field)
-    if impact and impact.options and set(priority.matrix) != set(impact.options):
-        yield ("priority", "matrix"), _coverage("impact", impact.options, priority.matrix)
+    if impact and impact.options and set(priority.matrix) != set(impact.values):
+        yield ("priority", "matrix"), _coverage("impact", impact.values, priority.matrix)
     for row_key, row in priority.matrix.items():
-        if urgency and urgency.options and set(row) != set(urgency.options):
-            yield ("priority", "matrix", row_key), _coverage("urgency", urgency.options, row)
+        if urgency and urgency.options and set(row) != set(urgency.values):
+            yield ("priority", "matrix", row_key), _coverage("urgency", urgency.values, row)
         for column, level in row.items():
             if level not in priority.levels:
                 yield (

@@ -366,7 +366,8 @@ def _message(error: ErrorDetails, loc: Loc) -> str:
         return f"{where}: unknown kind '{tag}'; {suggestion}"
     if error["type"] == "missing":
         return f"{where}: required key is missing"
-    return f"{where}: {error['msg']}"
+    # A validator's own ValueError already says what is wrong; pydantic's prefix adds nothing.
+    return f"{where}: {error['msg'].removeprefix('Value error, ')}"
 
 
 def _structural_problems(error: ValidationError, document: _Document, path: str) -> list[Problem]:

@@ -437,15 +437,42 @@ class JiraFieldSource(Strict):
     field: str = Field(description="A Jira field name (`Customer`) or id (`customfield_10010`).")
 
 
+class Option(Strict):
+    """An allowed value as the tracker holds it, and how comments name it in each locale."""
+
+    value: str
+    title: Text | None = Field(default=None, description="How comments name it (default: the value).")
+
+    def shown(self, locale: Locale) -> str:
+        return self.title.get(locale) if self.title else self.value
+
+
+def _option(value: Any) -> Any:
+    """A bare string is an option whose value is also its title in every locale."""
+    return {"value": value} if isinstance(value, str) else value
+
+
 class IntakeField(Strict):
     id: Ident
     title: Text
     required: bool = True
-    options: list[str] = Field(
-        default_factory=list, description="Allowed values; an issue form shows them as a dropdown."
+    options: list[Annotated[Option, BeforeValidator(_option)]] = Field(
+        default_factory=list,
+        description="Allowed values (`Minor`, or `{value: Minor, title: {en: Minor, zh-CN: 轻微影响}}`); "
+        "an issue form shows them as a dropdown.",
     )
     github: GithubFieldSource
     jira: JiraFieldSource
+
+    @property
+    def values(self) -> list[str]:
+        """The allowed values, as the tracker holds them."""
+        return [option.value for option in self.options]
+
+    def option(self, value: str) -> Option | None:
+        """The option `value` is (in any case, as the priority matrix compares them)."""
+        folded = value.casefold()
+        return next((o for o in self.options if o.value.casefold() == folded), None)
 
 
 class Intake(Rule):
@@ -483,7 +510,39 @@ class Checklist(Rule):
 # --- SLA ------------------------------------------------------------------------------------
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-HoursRange = Annotated[str, StringConstraints(pattern=r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-4]):[0-5]\d$")]
+_HOURS_RANGE = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
+
+
+def _hours_range(value: str) -> str:
+    """`09:00-18:00`: a start and an end within one day (the end may be 24:00, midnight after)."""
+    match = _HOURS_RANGE.match(value)
+    if match is None:
+        raise ValueError(
+            f"'{value}' is not a range of working hours; write it as HH:MM-HH:MM, such as 09:00-18:00"
+        )
+    start_hour, start_minute, end_hour, end_minute = (int(part) for part in match.groups())
+    for hour, minute, latest in ((start_hour, start_minute, 23), (end_hour, end_minute, 24)):
+        if hour > latest or minute > 59 or (hour == 24 and minute):
+            raise ValueError(
+                f"'{value}': {hour:02d}:{minute:02d} is not a time of day (hours 00-23 and minutes 00-59; "
+                "24:00 may end a range at midnight)"
+            )
+    if end_hour * 60 + end_minute <= start_hour * 60 + start_minute:
+        raise ValueError(
+            f"'{value}' ends before it starts; an overnight shift is two ranges, one on each day "
+            f"(such as {start_hour:02d}:{start_minute:02d}-24:00 and 00:00-{end_hour:02d}:{end_minute:02d})"
+        )
+    return f"{start_hour:02d}:{start_minute:02d}-{end_hour:02d}:{end_minute:02d}"
+
+
+HoursRange = Annotated[
+    str,
+    AfterValidator(_hours_range),
+    Field(
+        description="Working hours within one day, HH:MM-HH:MM (24:00 ends at midnight).",
+        json_schema_extra={"pattern": r"^([01]?\d|2[0-3]):[0-5]\d-(([01]?\d|2[0-3]):[0-5]\d|24:00)$"},
+    ),
+]
 
 
 class HolidaySource(Strict):
@@ -502,6 +561,12 @@ class Calendar(Strict):
     extra_working_days: list[dt.date] = Field(
         default_factory=list, description="Make-up working days (e.g. China's 调休 weekends)."
     )
+
+    @model_validator(mode="after")
+    def _some_hours(self) -> Calendar:
+        if self.working_hours and not any(self.working_hours.values()):
+            raise ValueError("working_hours gives no hours on any day; leave it out for a 24x7 calendar")
+        return self
 
 
 _TARGET_TITLES = {
@@ -585,6 +650,56 @@ class Trackers(Strict):
     jira: JiraMapping
 
 
+# --- adoption -------------------------------------------------------------------------------
+
+
+def _midnight_utc(value: Any) -> Any:
+    """A date (`2026-01-01`, as YAML reads it) is its midnight, UTC."""
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return dt.datetime.combine(value, dt.time(), dt.UTC)
+    return value
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+
+
+Instant = Annotated[dt.datetime, BeforeValidator(_midnight_utc), AfterValidator(_aware)]
+
+
+class Adoption(Strict):
+    """Which issues sopguard applies to. An issue outside is never touched (its deliveries are
+    audited as "outside adoption"); one inside that sopguard first meets mid-life is adopted as it
+    stands: its state read from its labels or status, nothing undone, nothing posted.
+
+    With no criterion every issue is inside. With several, `require` says whether an issue must
+    meet any one of them (the default) or all. Membership is decided when sopguard first meets an
+    issue; once followed, an issue stays followed.
+    """
+
+    created_after: Instant | None = Field(
+        default=None, description="Issues created at or after this instant (a date means its midnight, UTC)."
+    )
+    labels: list[str] = Field(default_factory=list, description="Issues carrying any of these labels.")
+    issue_types: list[str] = Field(
+        default_factory=list,
+        description="Issues of any of these types (GitHub issue types, Jira issue types; any case).",
+    )
+    form: bool = Field(
+        default=False,
+        description="GitHub issues filed through the generated issue form (every intake heading in the body).",
+    )
+    require: Literal["any", "all"] = "any"
+    intake_for_adopted: bool = Field(
+        default=False,
+        description="Demand the intake fields (S1.2) of adopted issues too, on their later edits.",
+    )
+
+    @property
+    def criteria(self) -> int:
+        return sum((self.created_after is not None, bool(self.labels), bool(self.issue_types), self.form))
+
+
 # --- messages -------------------------------------------------------------------------------
 
 MessageKind = Literal[
@@ -601,6 +716,7 @@ MessageKind = Literal[
     "command-answer",
     "plan-changed",
     "low-rating",
+    "status-unmapped",
 ]
 
 
@@ -641,6 +757,7 @@ class Scope(Strict):
     sla: Sla | None = None
     trackers: Trackers | None = None
     messages: Messages | None = None
+    adoption: Adoption | None = None
 
 
 class Policy(Strict):
@@ -665,6 +782,9 @@ class Policy(Strict):
     sla: Sla
     trackers: Trackers
     messages: Messages
+    adoption: Adoption = Field(
+        default_factory=Adoption, description="Which issues sopguard applies to; by default every one."
+    )
     scopes: list[Scope] = Field(default_factory=list)
 
     def for_issue(self, source: str, scope: str) -> Policy:

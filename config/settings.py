@@ -11,6 +11,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 Tracker = Literal["github", "jira"]
 ALL_TRACKERS: tuple[Tracker, ...] = ("github", "jira")
 REDIS_SCHEMES = ("redis://", "rediss://")
+LogFormat = Literal["json", "text"]
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def _comma_list(value: object) -> object:
@@ -39,7 +41,14 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
     dry_run: bool = False
     insecure_dev: bool = Field(default=False, description="Accept unsigned deliveries (development only).")
-    log_level: str = "INFO"
+    log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING, ERROR or CRITICAL.")
+    log_format: LogFormat | None = Field(
+        default=None,
+        description="json or text; unset: JSON under gunicorn, text on a terminal, JSON otherwise.",
+    )
+    report_token: str = Field(
+        default="", description="Token that opens GET /report (bearer or basic-auth password); off if unset."
+    )
     github_webhook_secret: str = Field(
         default="", validation_alias=AliasChoices("GITHUB_WEBHOOK_SECRET", "SOPGUARD_GITHUB_WEBHOOK_SECRET")
     )
@@ -89,6 +98,15 @@ class Settings(BaseSettings):
                 f"in the database (SOPGUARD_DATABASE_URL): got {url!r}"
             )
         return url
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, level: str) -> str:
+        if level.upper() not in LOG_LEVELS:
+            raise ValueError(
+                f"SOPGUARD_LOG_LEVEL={level!r} is not a level: use one of {', '.join(LOG_LEVELS)}"
+            )
+        return level.upper()
 
     @property
     def github_configured(self) -> bool:

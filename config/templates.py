@@ -119,13 +119,15 @@ _VIOLATIONS = [
 ]
 _REASON = {"level": "P2", "impact": "Minor", "urgency": "High", "tier": "Key", "raised": True}
 _DEADLINES = [
-    {"target": "first response", "deadline": "2026-11-24 10:15 (Asia/Shanghai)"},
-    {"target": "resolution", "deadline": "2026-11-25 18:00 (Asia/Shanghai)"},
+    {"target": "first response", "deadline": "Nov 24, 2026, 10:15\u202fAM (China Time)"},
+    {"target": "resolution", "deadline": "Nov 25, 2026, 6:00\u202fPM (China Time)"},
 ]
 
 # Each kind's own variables and the values to render them with: one value where templates only
 # print it, several where templates branch on it (true and false, empty and non-empty lists).
 # Values have the shapes the engine passes: strings, booleans, numbers, lists of strings or dicts.
+# Durations, instants and percentages come formatted for the policy's locale (`config.i18n`), and
+# option values as their titles in it.
 KIND_VARIABLES: Mapping[MessageKind, Mapping[str, tuple[Any, ...]]] = {
     "transition-rejected": {
         "undone": (True, False),
@@ -160,18 +162,18 @@ KIND_VARIABLES: Mapping[MessageKind, Mapping[str, tuple[Any, ...]]] = {
         "target": ("first response",),
         "kind": ("first-response", "resolution"),
         "level": ("P1",),
-        "deadline": ("2026-11-24 10:15 (Asia/Shanghai)",),
+        "deadline": ("Nov 24, 2026, 10:15\u202fAM (China Time)",),
         "who": ("", Markdown("@dana")),
-        "percent": (75,),
-        "remaining": ("3 min",),
+        "percent": ("75%",),
+        "remaining": ("3 minutes",),
     },
     "sla-breached": {
         "target": ("resolution",),
         "kind": ("first-response", "resolution"),
         "level": ("P2",),
-        "deadline": ("2026-11-24 18:00 (Asia/Shanghai)",),
+        "deadline": ("Nov 24, 2026, 6:00\u202fPM (China Time)",),
         "who": ("", Markdown("@dana")),
-        "overdue": ("", "1 h 5 min"),
+        "overdue": ("", "1 hour, 5 minutes"),
         "escalation": ("", Markdown("@acme/leads")),
     },
     "receipt": {
@@ -206,6 +208,7 @@ KIND_VARIABLES: Mapping[MessageKind, Mapping[str, tuple[Any, ...]]] = {
         "states": ([], ["Planning", "In progress"]),
         "usage": ('/delay YYYY-MM-DD "reason"',),
     },
+    "status-unmapped": {"status": ("Paused",), "state": ("Diagnosis",), "actor": ("dana",)},
 }
 
 

@@ -9,13 +9,12 @@ skips what was already done. A refusal (4xx) is final and reported as the action
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from connector.delivery import Delivery
-from policies.ledger import Change
-from policies.models import Action, Event, IssueSnapshot
+from policies.models import Action, Event, History, IssueSnapshot
 from policies.needs import Needs
 
 WriteState = Literal["started", "done", "failed"]
@@ -38,6 +37,15 @@ class TrackerUnavailable(Exception):
     def __init__(self, reason: str, wait: float | None = None) -> None:
         super().__init__(reason)
         self.wait = wait
+
+
+GONE_STATUSES = frozenset({404, 410})  # "not here" (deleted, or transferred out of reach), "gone"
+
+
+class IssueGone(Exception):
+    """A write was refused and a read of the issue answered 404 or 410: it was deleted, or moved
+    where this connector cannot see it. The runtime stops following it (one audit row) instead of
+    trying again for ever."""
 
 
 class DeliveryRefused(Exception):
@@ -105,9 +113,15 @@ class Connector(Protocol):
         """The snapshot with what `needs` asks for and the delivery did not carry; nothing else is read."""
         ...
 
-    def history(self, delivery: Delivery, event: Event) -> list[Change] | None:
-        """The tracker's record of the issue's status, for an issue first seen after its
-        creation (read once, by a sweep); `None` when it cannot be read."""
+    def history(self, delivery: Delivery, event: Event) -> History | None:
+        """The tracker's record of the issue (its changes of status or labels, closes and reopens,
+        and its comments), for an issue first seen after its creation; `None` when it cannot be read, `IssueGone` when
+        the tracker says the issue is not there (404, 410)."""
+        ...
+
+    def open_issues(self, scope: str, context: Mapping[str, Any]) -> Iterator[tuple[Delivery, IssueSnapshot]]:
+        """Every open issue of a repository or project, each with a delivery that stands for it
+        (`context`: what a delivery of the scope would carry, a GitHub App's installation)."""
         ...
 
     def apply(
@@ -119,5 +133,6 @@ class Connector(Protocol):
         journal: Journal,
     ) -> list[Applied]:
         """Carry out tracker actions, in order, each write once (the journal says what was done);
-        a refusal is reported as the action's outcome; `TrackerUnavailable` is raised."""
+        a refusal is reported as the action's outcome; `TrackerUnavailable` is raised, and
+        `IssueGone` when a refusal was a 404/410 and a read of the issue answers the same."""
         ...

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 from connector.base import Applied, Journal
 from connector.delivery import Delivery
-from policies.ledger import Change
-from policies.models import Action, Event, IssueSnapshot
+from policies.models import Action, Event, History, IssueSnapshot
 from policies.needs import Needs
 
 
@@ -22,8 +22,11 @@ class DryRunConnector:
     ) -> IssueSnapshot:
         return snapshot
 
-    def history(self, delivery: Delivery, event: Event) -> list[Change] | None:
+    def history(self, delivery: Delivery, event: Event) -> History | None:
         return None
+
+    def open_issues(self, scope: str, context: Mapping[str, Any]) -> Iterator[tuple[Delivery, IssueSnapshot]]:
+        return iter(())
 
     def apply(
         self,

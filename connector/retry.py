@@ -5,6 +5,9 @@ so that retries never stack. Each connector says which failures are worth anothe
 a few quick tries here (seconds, never holding a consumer for long); a failure worth trying again
 that outlasts them, or a server that asks for a longer pause, becomes `TrackerUnavailable`, and the
 runtime runs the delivery again later, over a horizon of up to an hour by default.
+
+Each try again is counted (`sopguard_tracker_retries_total`), and so is each request that got no
+answer at all; the answers themselves are counted where the sessions get them (`connector.metrics`).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import TypeVar
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from connector.base import TrackerUnavailable
+from connector.metrics import TRACKER_RETRIES, count_unanswered
 
 T = TypeVar("T")
 
@@ -59,11 +63,13 @@ def server_wait(headers: Mapping[str, str], now: float | None = None) -> float |
 def retrying(
     classify: Callable[[BaseException], Verdict],
     *,
+    tracker: str,
     attempts: int = QUICK_ATTEMPTS,
     max_wait: float = MAX_BLOCKING_WAIT,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Retrying:
-    """A tenacity policy: up to `attempts` tries; the server's wait when given, else 1 s, 2 s, 4 s ± jitter."""
+    """A tenacity policy for `tracker`: up to `attempts` tries; the server's wait when given, else
+    1 s, 2 s, 4 s ± jitter."""
     backoff = wait_exponential_jitter(initial=1, max=max_wait, jitter=1)
 
     def wait(state: RetryCallState) -> float:
@@ -79,9 +85,18 @@ def retrying(
         stop=stop_after_attempt(attempts),
         wait=wait,
         retry=retry_if_exception(lambda error: classify(error).retry),
+        after=lambda state: _count_failed_try(tracker, state),
+        before_sleep=lambda _: TRACKER_RETRIES.labels(tracker).inc(),
         sleep=sleep,
         reraise=True,
     )
+
+
+def _count_failed_try(tracker: str, state: RetryCallState) -> None:
+    """Called after each failed try worth another (a request with no answer always is)."""
+    error = state.outcome.exception() if state.outcome else None
+    if error is not None:
+        count_unanswered(tracker, error)
 
 
 def unavailable(

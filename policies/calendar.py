@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo
 
 import holidays
 
-from config.schema import Calendar, Weekday
+from config.schema import Calendar, Policy, Weekday
 
 UTC = dt.UTC
 ZERO = dt.timedelta(0)
@@ -309,3 +309,57 @@ def calendar_from_config(calendar: Calendar | None) -> WorkingCalendar:
         extra_holidays=frozenset(calendar.extra_holidays),
         extra_working_days=frozenset(calendar.extra_working_days),
     )
+
+
+MAKE_UP_LOOKBACK = 15
+"""Years looked back for a country's make-up working days: a country that had some lately (China
+publishes each year's schedule in the November before) should have them for this year too."""
+
+
+def holiday_warnings(policy: Policy, today: dt.date) -> list[str]:
+    """What the holidays library does not know for the years a calendar will be used in (this year
+    and next), so that nobody learns it from a wrong deadline: a country with no holidays at all
+    for a year, or one whose make-up working days (China's 调休) are listed for an earlier year but
+    not for this one. Dates the policy lists itself (`extra_holidays`, `extra_working_days`) for
+    that year count as the year's data. Empty when everything is known."""
+    warnings: list[str] = []
+    sections = [("sla", policy.sla)] + [
+        (f"scopes[{index}].sla", scope.sla) for index, scope in enumerate(policy.scopes) if scope.sla
+    ]
+    for where, sla in sections:
+        for index, calendar in enumerate(sla.calendars):
+            for year in (today.year, today.year + 1):
+                gap = _holiday_gap(calendar, year)
+                if gap:
+                    warnings.append(f"{where}.calendars[{index}] ({calendar.id}): {gap}")
+    return warnings
+
+
+def _holiday_gap(calendar: Calendar, year: int) -> str:
+    source = calendar.holidays
+    if source is None:
+        return ""
+    name = source.country + (f"-{source.subdivision}" if source.subdivision else "")
+    version = f"holidays {getattr(holidays, '__version__', '')}".strip()
+    known = holiday_year(source.country, source.subdivision, year)
+    if not known.holidays and not any(day.year == year for day in calendar.extra_holidays):
+        return (
+            f"{version} has no public holidays for {name} in {year}; upgrade the holidays package, "
+            "or list the year's holidays in extra_holidays"
+        )
+    earlier = next(
+        (
+            y
+            for y in range(year - 1, year - 1 - MAKE_UP_LOOKBACK, -1)
+            if holiday_year(source.country, source.subdivision, y).make_up_working_days
+        ),
+        None,
+    )
+    listed = any(day.year == year for day in calendar.extra_working_days)
+    if earlier is not None and not known.make_up_working_days and not listed:
+        return (
+            f"{version} has no make-up working days for {name} in {year} (it has them for {earlier}), "
+            "so deadlines would treat that year's working weekends as days off; upgrade the holidays "
+            "package once the year's schedule is published, or list them in extra_working_days"
+        )
+    return ""

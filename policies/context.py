@@ -6,6 +6,7 @@ import datetime as dt
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from config.i18n import say
 from config.schema import Mode, Policy, Rule, Text
 from config.templates import Markdown
 from policies.models import Action, Event, IssueSnapshot, RuleResult
@@ -19,9 +20,20 @@ class Context:
     snapshot: IssueSnapshot
     now: dt.datetime
 
+    def tell(self, message: str, /, **values: object) -> str:
+        """One of the program's sentences (an audit reason) in the policy's locale (`config.i18n`)."""
+        return say(self.policy.locale, message, **values)
+
     def text(self, text: Text) -> Markdown:
         """The policy's text in its locale, which comment templates print as written."""
         return Markdown(text.get(self.policy.locale))
+
+    def shown_value(self, field_id: str, value: str) -> str:
+        """A field's value as comments name it: its option's title in the locale (the policy's
+        text, `Markdown`), else the tracker's text as it is (which templates escape)."""
+        field = self.policy.intake.field(field_id)
+        option = field.option(value) if field and value else None
+        return Markdown(option.shown(self.policy.locale)) if option else value
 
     def mode(self, rule: Rule) -> Mode:
         return self.policy.mode_of(rule)

@@ -4,8 +4,19 @@ from __future__ import annotations
 
 import datetime as dt
 
+from config.i18n import say
 from config.schema import Policy
-from policies import commands, followup, intake, people, plan_changes, priority, receipt, workflow
+from policies import (
+    adoption,
+    commands,
+    followup,
+    intake,
+    people,
+    plan_changes,
+    priority,
+    receipt,
+    workflow,
+)
 from policies.context import Context, is_service_request
 from policies.models import Action, ChangeLabels, Decision, Event, IssueSnapshot
 from policies.render import contained
@@ -43,14 +54,25 @@ def _merge_label_changes(actions: list[Action]) -> list[Action]:
 
 def evaluate(policy: Policy, event: Event, snapshot: IssueSnapshot, now: dt.datetime) -> Decision:
     """Decide what the SOP asks for after `event`; `now` is the time of the decision."""
-    if event.by_service:
-        return Decision(note="caused by this service itself; nothing to do")
     scoped = policy.for_issue(event.source, event.issue.scope)
+    if event.by_service:
+        return Decision(note=say(scoped.locale, "caused by this service itself; nothing to do"))
     if not is_service_request(scoped, snapshot):
-        return Decision(note="a checklist item or sub-task, not a service request; its parent is checked")
+        return Decision(
+            note=say(
+                scoped.locale, "a checklist item or sub-task, not a service request; its parent is checked"
+            )
+        )
     context = Context(scoped, event, snapshot, now)
+    if snapshot.first_seen:
+        inside, why = adoption.covers(scoped, event.source, snapshot)
+        if not inside:
+            return Decision(note=say(scoped.locale, "outside adoption (%(why)s): not touched", why=why))
+        if adoption.is_adoption(context):
+            return adoption.adopt(context)
     outcomes = [o for handler in ROUTER.handlers(event.kinds) for o in contained(handler(context))]
     if not outcomes:
-        return Decision(note=f"no rule applies to {', '.join(sorted(event.kinds))}")
+        kinds = ", ".join(sorted(event.kinds))
+        return Decision(note=say(scoped.locale, "no rule applies to %(kinds)s", kinds=kinds))
     actions = _merge_label_changes([a for o in outcomes for a in o.actions])
     return Decision(actions=tuple(actions), results=tuple(o.result for o in outcomes))

@@ -42,7 +42,7 @@ def ask_for_rating(ctx: Context) -> Iterator[Outcome]:
         return
     body = render(ctx.policy, "satisfaction", rule, reporter=ctx.snapshot.reporter)
     comment = PostComment(rule.id, f"satisfaction:{ctx.event.delivery_id}", body)
-    yield outcome(rule, ctx.mode(rule), passed=True, reasons=["rating asked"], actions=[comment])
+    yield outcome(rule, ctx.mode(rule), passed=True, reasons=[ctx.tell("rating asked")], actions=[comment])
 
 
 @router.register(EventKind.COMMENTED)
@@ -54,7 +54,10 @@ def record_follow_up(ctx: Context) -> Iterator[Outcome]:
     notice = ctx.policy.sla.delay_notice
     if notice is not None and announces_delay(ctx.policy, comment, ctx.event.source):
         yield outcome(
-            notice, ctx.mode(notice), passed=True, reasons=[f"delay announced by {comment.author.login}"]
+            notice,
+            ctx.mode(notice),
+            passed=True,
+            reasons=[ctx.tell("delay announced by %(login)s", login=comment.author.login)],
         )
     score = rating(ctx.policy, ctx.snapshot, comment)
     satisfaction = ctx.policy.sla.satisfaction
@@ -62,7 +65,13 @@ def record_follow_up(ctx: Context) -> Iterator[Outcome]:
         mode = ctx.mode(satisfaction)
         low = score <= LOW_RATING and mode != Mode.OFF
         actions = _low_rating(ctx, satisfaction, score) if low else []
-        yield outcome(satisfaction, mode, passed=not low, reasons=[f"rated {score} of 5"], actions=actions)
+        yield outcome(
+            satisfaction,
+            mode,
+            passed=not low,
+            reasons=[ctx.tell("rated %(score)s of 5", score=score)],
+            actions=actions,
+        )
 
 
 def _low_rating(ctx: Context, rule: Rule, score: int) -> list[Action]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from config.schema import IntakeField, Mode
+from config.schema import IntakeField, Mode, Option
 from config.templates import Markdown
 from policies.context import Context, Outcome, outcome
 from policies.models import Action, ChangeLabels, CommentPolicy, EventKind, PostComment
@@ -18,7 +18,7 @@ router = Router()
 def is_option(field: IntakeField, value: str) -> bool:
     """Whether `value` may be given for `field`: any value where the policy lists no options,
     else one of them (in any case, as the priority matrix compares them)."""
-    return not field.options or value.casefold() in {option.casefold() for option in field.options}
+    return not field.options or field.option(value) is not None
 
 
 def missing_fields(ctx: Context) -> list[IntakeField]:
@@ -36,22 +36,42 @@ def incomplete_fields(ctx: Context) -> list[IntakeField]:
     return [*missing_fields(ctx), *(f for f, _ in invalid_fields(ctx))]
 
 
+def _option_choice(ctx: Context, option: Option) -> Markdown:
+    """An option as someone correcting a field needs it: its title, and the value to enter
+    when the title is another text (`服务降级（Degraded service）`)."""
+    title = option.shown(ctx.policy.locale)
+    if title == option.value:
+        return Markdown(title)
+    return Markdown(ctx.tell("%(title)s (%(value)s)", title=title, value=option.value))
+
+
 def _invalid_variable(ctx: Context) -> list[dict[str, Any]]:
     return [
-        {"field": ctx.text(f.title), "value": value, "options": [Markdown(o) for o in f.options]}
+        {"field": ctx.text(f.title), "value": value, "options": [_option_choice(ctx, o) for o in f.options]}
         for f, value in invalid_fields(ctx)
     ]
+
+
+def _asked_for(ctx: Context) -> bool:
+    """Intake is demanded of open issues only; of an adopted one only where the policy says so,
+    or once sopguard has asked for it (the needs-info label is on)."""
+    snapshot = ctx.snapshot
+    if not snapshot.is_open:
+        return False
+    if snapshot.adopted and not ctx.policy.adoption.intake_for_adopted:
+        return ctx.policy.intake.needs_info_label in snapshot.labels
+    return True
 
 
 @router.register(EventKind.OPENED, EventKind.EDITED)
 def check_intake(ctx: Context) -> Iterator[Outcome]:
     rule = ctx.policy.intake
     mode = ctx.mode(rule)
-    if mode == Mode.OFF:
+    if mode == Mode.OFF or not _asked_for(ctx):
         return
     missing = [ctx.text(f.title) for f in missing_fields(ctx)]
     invalid = _invalid_variable(ctx)
-    reasons = [*missing, *(f"{i['field']}: not one of its options" for i in invalid)]
+    reasons = [*missing, *(ctx.tell("%(field)s: not one of its options", field=i["field"]) for i in invalid)]
     labelled = rule.needs_info_label in ctx.snapshot.labels
     body = render(ctx.policy, "intake-missing", rule, missing=missing, invalid=invalid)
     actions: list[Action] = []

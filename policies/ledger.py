@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Literal
 
 from config.schema import Policy
 from policies import commands, followup, people, priority, workflow
@@ -15,6 +14,8 @@ from policies.context import Context
 from policies.models import (
     Action,
     Actor,
+    Adopt,
+    Change,
     ChangeLabels,
     Decision,
     Event,
@@ -111,7 +112,7 @@ def facts_after(
     ]
     return IssueFacts(
         is_open=moved[-1] == "open" if event.source == "github" and moved else snapshot.is_open,
-        priority=manual[-1] if manual else level,
+        priority=manual[-1] if manual and manual[-1] != priority.OUTSIDE_MAPPING else level,
         reporter=snapshot.reporter or (previous.reporter if previous else ""),
         assignees=snapshot.assignees,
         labels=labels,
@@ -132,17 +133,21 @@ def timeline_entries(
 ) -> list[TimelineEvent]:
     """The timeline events this delivery adds; events the service caused itself add nothing.
 
-    The first delivery the service sees of an issue (`followed` is false), whatever its kind, gives
+    An adopted issue (the decision's `Adopt`) begins with the timeline its adoption rebuilt. Else
+    the first delivery the service sees of an issue (`followed` is false), whatever its kind, gives
     the issue its one `Created`, at the tracker's creation time and in the state the service now
-    knows; a late `opened` adds none. Clocks run from the creation (what happened before the service
-    saw the issue is not known: no pause is assumed).
+    knows; a late `opened` adds none.
     """
-    if event.by_service:
+    adopted = [a for a in decision.actions if isinstance(a, Adopt)]
+    if event.by_service and not adopted:
         return []
     at = event.at or now
     states = [a.state for a in decision.actions if isinstance(a, RememberState) and not a.if_undo_fails]
     entries: list[TimelineEvent] = []
-    if not followed:
+    if adopted:
+        entries.extend(adopted[0].beginning)
+        states = []
+    elif not followed:
         known = states[0] if states else snapshot.last_state
         entries.append(Created(at=snapshot.created_at or at, state=known))
         states = states[1:]
@@ -153,7 +158,12 @@ def timeline_entries(
         entries.append(Closed(at=at))
     entries.extend(StateChanged(at=at, state=state) for state in states)
     comment = event.comment
-    if comment is not None and EventKind.COMMENTED in event.kinds:
+    listed = {e.comment_id for e in entries if isinstance(e, Commented) and e.comment_id}
+    if (
+        comment is not None
+        and EventKind.COMMENTED in event.kinds
+        and not (comment.id and comment.id in listed)
+    ):
         context = Context(policy, event, snapshot, at)
         if followup.announces_delay(policy, comment, event.source) or commands.announces_delay(
             context, comment
@@ -176,16 +186,6 @@ def timeline_entries(
     if facts.priority != previous_priority:
         entries.append(PriorityChanged(at=at, priority=facts.priority))
     return entries
-
-
-@dataclass(frozen=True)
-class Change:
-    """One entry of a tracker's own history of an issue: a status change (Jira), a label added or
-    removed, or the issue closed or reopened (GitHub)."""
-
-    at: dt.datetime
-    kind: Literal["status", "labeled", "unlabeled", "closed", "reopened"]
-    value: str = ""
 
 
 def backfill(policy: Policy, created_at: dt.datetime, history: Sequence[Change]) -> list[TimelineEvent]:

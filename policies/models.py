@@ -14,6 +14,7 @@ from types import MappingProxyType
 from typing import Literal
 
 from config.schema import Mode
+from policies.sla import TimelineEvent
 
 Source = Literal["github", "jira"]
 
@@ -30,6 +31,11 @@ class EventKind(StrEnum):
     ASSIGNEE_CHANGED = "assignee_changed"
     PRIORITY_CHANGED = "priority_changed"
     COMMENTED = "commented"
+    # The issue arrived under a new name (a GitHub transfer into this repository, a Jira issue moved
+    # to another project): followed on under the new name, in the state it is in, never undone.
+    MOVED = "moved"
+    # The issue is gone from here (deleted, or transferred to another repository): no longer followed.
+    REMOVED = "removed"
     OTHER = "other"
 
 
@@ -104,6 +110,27 @@ class Event:
     at: dt.datetime | None = None
     # The text an edit replaced (the issue's body, or the edited comment's), where the delivery says.
     body_before: str | None = None
+    # The issue's earlier name (MOVED) or its new one (REMOVED by a transfer), when the tracker says.
+    moved_from: IssueRef | None = None
+    moved_to: IssueRef | None = None
+
+
+@dataclass(frozen=True)
+class Change:
+    """One entry of a tracker's own history of an issue: a status change (Jira), a label added or
+    removed, or the issue closed or reopened (GitHub)."""
+
+    at: dt.datetime
+    kind: Literal["status", "labeled", "unlabeled", "closed", "reopened"]
+    value: str = ""
+
+
+@dataclass(frozen=True)
+class History:
+    """What the tracker recorded of an issue before sopguard met it: its changes and its comments."""
+
+    changes: tuple[Change, ...] = ()
+    comments: tuple[Comment, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -138,6 +165,14 @@ class IssueSnapshot:
     # The policy teams the event's actor (for a comment: its author) belongs to, as the connector
     # looked them up for the teams `policies.needs` named; the engine reads nothing else of it.
     actor_teams: frozenset[str] = frozenset()
+    # The issue's SLA timeline as the ledger has it before this event: the receipt reads the same
+    # clocks from it as the sweep does, and the lifecycle finds where a pause came from.
+    timeline: tuple[TimelineEvent, ...] = ()
+    issue_type: str = ""  # GitHub's issue type, Jira's issue type name
+    # The ledger has no record of the issue: a delivery other than its opening adopts it.
+    first_seen: bool = False
+    adopted: bool = False  # sopguard met the issue mid-life and adopted it (kept by the ledger)
+    history: History | None = None  # read for a first-seen issue; None when not read or unreadable
 
 
 class CommentPolicy(StrEnum):
@@ -232,6 +267,27 @@ class RememberManualPriority:
     level: str | None
 
 
+@dataclass(frozen=True)
+class StopFollowing:
+    """The issue is gone from where the service followed it (`reason` says how): no more sweeps,
+    clocks or notices for it under this name (not a tracker call)."""
+
+    rule_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Adopt:
+    """Record an issue met mid-life as adopted (not a tracker call): its timeline up to now, as
+    the tracker's history tells it (or starting now), and the SLA thresholds already crossed, to
+    be claimed as said so that no notice announces time before the adoption."""
+
+    rule_id: str
+    at: dt.datetime
+    beginning: tuple[TimelineEvent, ...]
+    claims: tuple[tuple[str, int, str], ...] = ()
+
+
 Action = (
     PostComment
     | React
@@ -241,6 +297,8 @@ Action = (
     | CreateSubtasks
     | RememberState
     | RememberManualPriority
+    | StopFollowing
+    | Adopt
 )
 TRACKER_ACTIONS = (PostComment, React, ChangeLabels, SetPriority, MoveToStatus, CreateSubtasks)
 

@@ -7,22 +7,24 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from config.schema import ChecklistGuard, Mode, Policy, SectionGuard, Team
-from policies import commands, people
+from policies import adoption, commands, people
 from policies.context import Context, is_service_request
 from policies.models import Event, IssueSnapshot
 from policies.text import find_section
-from policies.workflow import state_change
+from policies.workflow import is_return_from_pause, state_change
 
 
 @dataclass(frozen=True)
 class Needs:
     """`subtasks`: the issue's child issues; `comments`: its comments (for plan / root-cause sections);
     `teams`: the policy teams whose membership of the event's actor (a comment's author) to look up,
-    into `IssueSnapshot.actor_teams`."""
+    into `IssueSnapshot.actor_teams`; `history`: the tracker's history of an issue sopguard adopts
+    (its changes and comments)."""
 
     subtasks: bool = False
     comments: bool = False
     teams: Mapping[str, Team] = field(default_factory=dict)
+    history: bool = False
 
 
 def needs(policy: Policy, event: Event, snapshot: IssueSnapshot) -> Needs:
@@ -31,6 +33,11 @@ def needs(policy: Policy, event: Event, snapshot: IssueSnapshot) -> Needs:
     if event.by_service or not is_service_request(scoped, snapshot):
         return Needs()
     context = Context(scoped, event, snapshot, dt.datetime.min)  # no rule here reads the time
+    if snapshot.first_seen:
+        if not adoption.covers(scoped, event.source, snapshot)[0]:
+            return Needs()
+        if adoption.is_adoption(context):
+            return Needs(history=True)
     names = people.teams_to_look_up(scoped, event, snapshot) | commands.teams_to_look_up(context)
     teams = {name: team for name in names if (team := scoped.team(name))}
     plan_author = people.needs_plan_author(scoped, event) or commands.need_plan_author(context)
@@ -41,7 +48,11 @@ def needs(policy: Policy, event: Event, snapshot: IssueSnapshot) -> Needs:
     target = scoped.workflow.state(change.after)
     guards = transition.guards if transition else []
     # A change that is not a transition is undone in enforce mode, so its checklists are not created.
-    entered = transition is not None or scoped.mode_of(scoped.workflow.rule) != Mode.ENFORCE
+    entered = (
+        transition is not None
+        or is_return_from_pause(context, change)
+        or scoped.mode_of(scoped.workflow.rule) != Mode.ENFORCE
+    )
     return Needs(
         subtasks=any(isinstance(g, ChecklistGuard) for g in guards)
         or bool(entered and target and target.checklists),

@@ -3,7 +3,6 @@ later change of priority edits instead of repeating. Our comments never count as
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 
 from config.schema import Mode
@@ -13,7 +12,7 @@ from policies.context import Context, Outcome, outcome
 from policies.models import CommentPolicy, EventKind, PostComment
 from policies.render import render
 from policies.router import Router
-from policies.sla import Created, PriorityChanged, read_clocks, rules_for
+from policies.sla import ClockReading, Created, PriorityChanged, issue_clocks
 from policies.sla_notices import show_instant
 
 router = Router()
@@ -33,6 +32,17 @@ def _level_before(ctx: Context) -> str | None:
     return priority.current_level(ctx)
 
 
+def _clocks(ctx: Context, level: str | None) -> tuple[ClockReading, ...]:
+    """The clocks the sweep reads, from the ledger's timeline (pauses included) with this
+    decision's priority; a new issue's timeline is its creation."""
+    created = ctx.snapshot.created_at or ctx.event.at or ctx.now
+    now = max(ctx.now, created)
+    known = ctx.snapshot.timeline
+    if not any(isinstance(entry, Created) for entry in known):
+        known = (Created(at=created, state=ctx.policy.workflow.initial),)
+    return issue_clocks(ctx.policy.sla, (*known, PriorityChanged(at=now, priority=level)), now)
+
+
 @router.register(EventKind.OPENED, EventKind.EDITED, EventKind.LABELS_CHANGED, EventKind.PRIORITY_CHANGED)
 def confirm_receipt(ctx: Context) -> Iterator[Outcome]:
     rule = ctx.policy.sla.receipt
@@ -41,12 +51,7 @@ def confirm_receipt(ctx: Context) -> Iterator[Outcome]:
     level, computed = priority.resulting_level(ctx)
     if EventKind.OPENED not in ctx.event.kinds and (level is None or level == _level_before(ctx)):
         return
-    created = ctx.snapshot.created_at or ctx.event.at or ctx.now
-    timeline = (
-        Created(at=created, state=ctx.policy.workflow.initial),
-        PriorityChanged(at=created, priority=level),
-    )
-    clocks = read_clocks(rules_for(ctx.policy.sla), timeline, max(ctx.now, created))
+    clocks = _clocks(ctx, level)
     targets = {t.id: t for t in ctx.policy.sla.targets}
     workflow = ctx.policy.workflow
     state = ctx.snapshot.last_state or workflow.initial
@@ -55,14 +60,14 @@ def confirm_receipt(ctx: Context) -> Iterator[Outcome]:
         ctx.policy,
         "receipt",
         rule,
-        reason=dataclasses.asdict(computed) if computed else None,
+        reason=priority.shown(ctx, computed) if computed else None,
         level=clocks[0].level if clocks else level,
         assumed=bool(clocks and clocks[0].level_assumed),
         next_steps=next_steps,
         deadlines=[
             {
                 "target": Markdown(targets[c.target_id].name.get(ctx.policy.locale)),
-                "deadline": show_instant(c.deadline),
+                "deadline": show_instant(c.deadline, ctx.policy.locale),
             }
             for c in clocks
         ],

@@ -17,7 +17,8 @@ from typing import Any
 
 from jinja2 import Template
 
-from config.schema import MessageKind, Mode, Policy, Rule
+from config.i18n import say
+from config.schema import Locale, MessageKind, Mode, Policy, Rule
 from config.templates import Markdown, template_environment, variable_names
 from policies.context import Outcome
 from policies.models import RuleResult
@@ -26,13 +27,19 @@ from policies.models import RuleResult
 class TemplateFailed(Exception):
     """The comment template `kind` could not be rendered for `rule`."""
 
-    def __init__(self, kind: MessageKind, rule: Rule, mode: Mode, cause: str) -> None:
-        self.kind, self.rule, self.mode, self.cause = kind, rule, mode, cause
+    def __init__(self, kind: MessageKind, rule: Rule, mode: Mode, cause: str, locale: Locale = "en") -> None:
+        self.kind, self.rule, self.mode, self.cause, self.locale = kind, rule, mode, cause, locale
         super().__init__(self.reason)
 
     @property
     def reason(self) -> str:
-        return f"the comment template {self.kind} could not be rendered: {self.cause}"
+        """Why, in the policy's locale (the template's own error stays as Jinja2 wrote it)."""
+        return say(
+            self.locale,
+            "the comment template %(kind)s could not be rendered: %(cause)s",
+            kind=self.kind,
+            cause=self.cause,
+        )
 
     def outcome(self) -> Outcome:
         """The rule's result: failed and broken, with no actions (no comment, no undo)."""
@@ -70,7 +77,7 @@ def render(policy: Policy, kind: MessageKind, rule: Rule, /, **variables: Any) -
         text = _compile(source).render(**given)
     except Exception as error:  # the template is the admin's code: any error it raises is its own
         cause = str(error) or type(error).__name__
-        raise TemplateFailed(kind, rule, policy.mode_of(rule), cause) from error
+        raise TemplateFailed(kind, rule, policy.mode_of(rule), cause, policy.locale) from error
     return "\n".join(line.rstrip() for line in text.strip().splitlines()) + "\n"
 
 

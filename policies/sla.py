@@ -26,6 +26,7 @@ import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from itertools import pairwise
 from operator import attrgetter
 from types import MappingProxyType
 from typing import Literal, NamedTuple
@@ -258,6 +259,8 @@ class _History(NamedTuple):
     first_response: dt.datetime | None
     first_stop: dt.datetime | None
     reopenings: tuple[dt.datetime, ...]
+    # Per reopening: the SOP state it left, and whether the tracker had closed the issue.
+    left: tuple[tuple[str | None, bool], ...] = ()
 
 
 def _phase(state: str | None, closed: bool, rules: SlaRules) -> Phase:
@@ -305,6 +308,7 @@ def _replay(rules: SlaRules, timeline: Sequence[TimelineEvent], now: dt.datetime
     first_response: dt.datetime | None = None
     first_stop: dt.datetime | None = None
     reopenings: list[dt.datetime] = []
+    left: list[tuple[str | None, bool]] = []
     periods: list[_Period] = []
     since, phase = opened, _phase(state, closed, rules)
     for event in sorted(timeline, key=attrgetter("at")):
@@ -313,6 +317,7 @@ def _replay(rules: SlaRules, timeline: Sequence[TimelineEvent], now: dt.datetime
         at = max(utc(event.at), opened)
         if at > now:
             break
+        before = state, closed
         if isinstance(event, StateChanged | Closed | Reopened):
             state, closed = _lifecycle_after(event, state, closed, rules)
         elif isinstance(event, PriorityChanged):
@@ -325,6 +330,7 @@ def _replay(rules: SlaRules, timeline: Sequence[TimelineEvent], now: dt.datetime
             continue
         if phase is Phase.STOPPED:
             reopenings.append(at)
+            left.append(before)
         elif new_phase is Phase.STOPPED and first_stop is None:
             first_stop = at
         periods.append(_Period(since, at, phase))
@@ -333,7 +339,14 @@ def _replay(rules: SlaRules, timeline: Sequence[TimelineEvent], now: dt.datetime
         first_stop = opened
     periods.append(_Period(since, now, phase))
     return _History(
-        opened, now, tuple(periods), tuple(priorities), first_response, first_stop, tuple(reopenings)
+        opened,
+        now,
+        tuple(periods),
+        tuple(priorities),
+        first_response,
+        first_stop,
+        tuple(reopenings),
+        tuple(left),
     )
 
 
@@ -438,6 +451,14 @@ def _read_clock(rule: TargetRule, cycle: _Cycle, history: _History) -> ClockRead
     )
 
 
+def issue_clocks(sla: Sla, timeline: Sequence[TimelineEvent], now: dt.datetime) -> tuple[ClockReading, ...]:
+    """An issue's clocks at `now`, as the sweep, the receipt and the ledger all read them: the one
+    computation of its deadlines; none before the timeline knows when the issue was created."""
+    if not any(isinstance(entry, Created) for entry in timeline):
+        return ()
+    return read_clocks(rules_for(sla), timeline, now)
+
+
 def read_clocks(
     rules: SlaRules, timeline: Sequence[TimelineEvent], now: dt.datetime
 ) -> tuple[ClockReading, ...]:
@@ -445,3 +466,47 @@ def read_clocks(
     history = _replay(rules, timeline, now)
     cycles = {"first-response": _first_response_cycle(history), "resolution": _resolution_cycle(history)}
     return tuple(_read_clock(rule, cycles[rule.kind], history) for rule in rules.targets)
+
+
+@dataclass(frozen=True)
+class Reopening:
+    """The issue left a stop state, which starts a new resolution cycle: `state` is the SOP state
+    it left and `was_closed` whether the tracker had closed it (a reopen after closure) or not (a
+    move back from acceptance: the customer rejected the result)."""
+
+    at: dt.datetime
+    state: str | None
+    was_closed: bool
+
+
+@dataclass(frozen=True)
+class AllCycles:
+    """Every cycle of every target up to `now`, oldest first, and each reopening between them."""
+
+    readings: tuple[ClockReading, ...]
+    reopenings: tuple[Reopening, ...]
+
+
+def _resolution_cycles(history: _History) -> list[_Cycle]:
+    """Each resolution cycle: the first from the creation, one more from each reopening; each but
+    the last stopped where the stop period before the next reopening began."""
+    stopped = {p.end: p.start for p in history.periods if p.phase is Phase.STOPPED}
+    starts = (history.created, *history.reopenings)
+    ended = [
+        _cycle(history, number, start, stopped[next_start])
+        for number, (start, next_start) in enumerate(pairwise(starts), 1)
+    ]
+    return [*ended, _resolution_cycle(history)]
+
+
+def read_all_cycles(rules: SlaRules, timeline: Sequence[TimelineEvent], now: dt.datetime) -> AllCycles:
+    """Like `read_clocks`, with every resolution cycle, not only the current one: a report counts
+    a breach in an earlier cycle even once the issue met its target in a later one."""
+    history = _replay(rules, timeline, now)
+    cycles = {"first-response": [_first_response_cycle(history)], "resolution": _resolution_cycles(history)}
+    readings = [_read_clock(rule, cycle, history) for rule in rules.targets for cycle in cycles[rule.kind]]
+    reopenings = tuple(
+        Reopening(at.astimezone(dt.UTC), state, closed)
+        for at, (state, closed) in zip(history.reopenings, history.left, strict=True)
+    )
+    return AllCycles(tuple(readings), reopenings)

@@ -10,7 +10,8 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from config.schema import Mode, Policy, SlaTarget
+from config import i18n
+from config.schema import Locale, Mode, Policy, SlaTarget
 from config.templates import Markdown, mention
 from policies.ledger import IssueFacts
 from policies.models import Action, ChangeLabels, CommentPolicy, IssueRef, PostComment
@@ -38,18 +39,14 @@ def threshold_key(threshold: float) -> str:
     return f"{threshold:g}"
 
 
-def humanize(span: dt.timedelta) -> str:
-    """Working time as people say it: `3 min`, `1 h 5 min`, `2 h`."""
-    minutes = max(int(abs(span).total_seconds() // 60), 0)
-    hours, minutes = divmod(minutes, 60)
-    parts = ([f"{hours} h"] if hours else []) + ([f"{minutes} min"] if minutes or not hours else [])
-    return " ".join(parts)
+def show_duration(span: dt.timedelta, locale: Locale) -> Markdown:
+    """Working time as the locale says it, to the minute: `3 minutes`, `50小时44分钟`."""
+    return Markdown(i18n.duration(span, locale))
 
 
-def show_instant(instant: dt.datetime) -> Markdown:
-    """A deadline in the calendar's zone, with the zone named so nobody converts it wrongly."""
-    zone = getattr(instant.tzinfo, "key", None) or instant.tzname() or "UTC"
-    return Markdown(f"{instant:%Y-%m-%d %H:%M} ({zone})")
+def show_instant(instant: dt.datetime, locale: Locale) -> Markdown:
+    """A deadline in the calendar's zone, as the locale writes it, with the zone named."""
+    return Markdown(i18n.instant(instant, locale))
 
 
 def _escalation(policy: Policy, ref: IssueRef) -> Markdown:
@@ -78,7 +75,7 @@ def _notice(
         "target": Markdown(target.name.get(policy.locale)),
         "kind": target.kind,
         "level": clock.level,
-        "deadline": show_instant(clock.deadline),
+        "deadline": show_instant(clock.deadline, policy.locale),
         "who": _who(policy, ref, facts),
     }
     if breached:
@@ -89,7 +86,7 @@ def _notice(
             "sla-breached",
             target,
             **variables,
-            overdue=humanize(late) if late >= dt.timedelta(minutes=1) else "",
+            overdue=show_duration(late, policy.locale) if late >= dt.timedelta(minutes=1) else "",
             escalation=escalation if escalation != variables["who"] else Markdown(),
         )
     else:
@@ -98,8 +95,8 @@ def _notice(
             "sla-warning",
             target,
             **variables,
-            percent=round(threshold * 100),
-            remaining=humanize(clock.remaining),
+            percent=Markdown(i18n.percent(threshold, policy.locale)),
+            remaining=show_duration(clock.remaining, policy.locale),
         )
     marker = f"sla:{target.id}:{clock.cycle}:{threshold_key(threshold)}"
     actions: list[Action] = [PostComment(target.id, marker, body, CommentPolicy.NEW)]

@@ -32,9 +32,11 @@ from policies.models import (
     MoveToStatus,
     PostComment,
     RememberState,
+    StopFollowing,
 )
 from policies.render import contained, render
 from policies.router import Router
+from policies.sla import Created, Reopened, StateChanged, TimelineEvent
 from policies.text import find_section
 
 router = Router()
@@ -102,14 +104,60 @@ def jira_state(policy: Policy, status: str | None) -> str | None:
     )
 
 
+def current_state(ctx: Context) -> str | None:
+    """The stage the issue shows now, from its status label or Jira status; else what the ledger
+    remembers. For an issue that arrived under a new name: taken as it is, never undone."""
+    snapshot = ctx.snapshot
+    if ctx.event.source == "jira":
+        return jira_state(ctx.policy, snapshot.status) or snapshot.last_state
+    if not snapshot.is_open:
+        return ctx.policy.trackers.github.closed_states[0]
+    present = label_states(ctx.policy, snapshot.labels)
+    if len(present) == 1:
+        return present[0]
+    return snapshot.last_state if snapshot.last_state in present or not present else None
+
+
+def unmapped_status(ctx: Context) -> str | None:
+    """The Jira status the issue entered when the policy maps it to no state ("Backlog", "Paused",
+    a renamed status); `None` otherwise. Such an issue is held in its last state (`held_state`)."""
+    event = ctx.event
+    if event.source != "jira" or not event.kinds & {EventKind.STATUS_CHANGED, EventKind.OPENED}:
+        return None
+    status = event.status_after or ctx.snapshot.status
+    return status if status and jira_state(ctx.policy, status) is None else None
+
+
+def held_state(ctx: Context) -> str:
+    """The state an issue in an unmapped status is held in: the one it left, as the event or else
+    the service's records know it (the initial state for a new issue)."""
+    if EventKind.OPENED in ctx.event.kinds:
+        return ctx.policy.workflow.initial
+    left = jira_state(ctx.policy, ctx.event.status_before)
+    return left or ctx.snapshot.last_state or ctx.policy.workflow.initial
+
+
 def state_change(ctx: Context) -> StateChange | None:
-    """The stage the issue left and the one it entered; `None` when that cannot be told."""
+    """The stage the issue left and the one it entered; `None` when that cannot be told.
+
+    On Jira, leaving a status the policy does not map is a move from the state the issue was held
+    in meanwhile (its last known one), so an unmapped status is never a way round the guards.
+    """
     event, snapshot, workflow = ctx.event, ctx.snapshot, ctx.policy.workflow
+    if EventKind.REMOVED in event.kinds:
+        return None
+    if EventKind.MOVED in event.kinds:
+        now = current_state(ctx)
+        return StateChange(now, now) if now is not None else None
     if event.source == "jira":
         if not event.kinds & {EventKind.STATUS_CHANGED, EventKind.OPENED}:
             return None  # Jira reports every change of status in the changelog; nothing else moves it
         after = jira_state(ctx.policy, event.status_after or snapshot.status)
-        before = jira_state(ctx.policy, event.status_before) if event.status_before else snapshot.last_state
+        before = (
+            jira_state(ctx.policy, event.status_before) or snapshot.last_state
+            if event.status_before
+            else snapshot.last_state
+        )
     else:
         after = _github_state_after(ctx)
         before = snapshot.last_state or _github_state_before(ctx)
@@ -118,6 +166,35 @@ def state_change(ctx: Context) -> StateChange | None:
     if before is None or after is None:
         return None
     return StateChange(before, after)
+
+
+def paused_from(policy: Policy, timeline: tuple[TimelineEvent, ...]) -> str | None:
+    """The stage an issue now in a pause state (waiting for the customer) came from, read from the
+    ledger's timeline; `None` when it is not paused or where it came from is not known."""
+    pauses = set(policy.sla.pause_states)
+    state: str | None = None
+    origin: str | None = None
+    ordered = sorted(timeline, key=lambda entry: (entry.at, not isinstance(entry, Created)))
+    for entry in ordered:
+        if isinstance(entry, Created | StateChanged | Reopened) and entry.state is not None:
+            if entry.state in pauses and state not in pauses:
+                origin = state
+            state = entry.state
+    return origin if state in pauses else None
+
+
+def _return_from_pause(ctx: Context, change: StateChange) -> str | None:
+    """Where an issue leaving a pause state must go back to: the stage it came from, when known."""
+    pauses = set(ctx.policy.sla.pause_states)
+    if change.before not in pauses or change.after in pauses:
+        return None
+    return paused_from(ctx.policy, ctx.snapshot.timeline)
+
+
+def is_return_from_pause(ctx: Context, change: StateChange) -> bool:
+    """Back from waiting for the customer to the stage it came from: allowed, whatever the
+    policy's transitions say."""
+    return _return_from_pause(ctx, change) == change.after
 
 
 # --- guards ---------------------------------------------------------------------------------
@@ -137,7 +214,7 @@ def _guard_holds(guard: Guard, ctx: Context) -> tuple[bool, tuple[str, ...]]:
         case AssigneeGuard():
             return bool(snapshot.assignees), ()
         case PriorityGuard():
-            return priority.current_level(ctx) is not None, ()
+            return priority.is_set(ctx), ()
         case LabelGuard():
             return guard.label in snapshot.labels, ()
         case NoLabelGuard():
@@ -180,14 +257,31 @@ def _check_guards(transition: Transition, ctx: Context) -> tuple[list[Outcome], 
 # --- the handler ----------------------------------------------------------------------------
 
 
-@router.register(EventKind.OPENED, EventKind.LABELS_CHANGED, EventKind.STATUS_CHANGED)
+@router.register(EventKind.REMOVED)
+def stop_following(ctx: Context) -> Iterator[Outcome]:
+    """A deleted issue, or one transferred away: the service stops following it here."""
+    event, rule = ctx.event, ctx.policy.workflow.rule
+    reason = f"transferred to {event.moved_to}" if event.moved_to else "deleted"
+    yield outcome(
+        rule,
+        ctx.mode(rule),
+        passed=True,
+        reasons=[f"{reason}: no longer followed here"],
+        actions=[StopFollowing(rule.id, reason)],
+    )
+
+
+@router.register(EventKind.OPENED, EventKind.LABELS_CHANGED, EventKind.STATUS_CHANGED, EventKind.MOVED)
 def check_transition(ctx: Context) -> Iterator[Outcome]:
+    if (status := unmapped_status(ctx)) is not None:
+        yield from _held(ctx, status)
+        return
     change = state_change(ctx)
     if change is None:
         return
     workflow = ctx.policy.workflow
     if change.before == change.after:
-        if EventKind.OPENED in ctx.event.kinds:
+        if ctx.event.kinds & {EventKind.OPENED, EventKind.MOVED}:
             yield outcome(
                 workflow.rule,
                 ctx.mode(workflow.rule),
@@ -196,18 +290,38 @@ def check_transition(ctx: Context) -> Iterator[Outcome]:
             )
         return
     transition = workflow.transition(change.before, change.after)
+    origin = _return_from_pause(ctx, change)
+    if origin is not None and origin != change.after:
+        transition = None  # waiting for the customer is a detour: back to the stage it left, not beyond
     rule: Rule = transition or workflow.rule
     mode = ctx.mode(rule)
     failed: list[_GuardVerdict] = []
-    if transition is None:
+    if transition is None and origin == change.after:
+        broken = undo = False  # back to the stage it came from, though no transition names it
+        reasons: list[str] = []
+    elif transition is None:
         broken, undo = mode != Mode.OFF, mode == Mode.ENFORCE
-        reasons = [f"{change.before} -> {change.after} is not an allowed transition"]
+        reasons = [
+            ctx.tell(
+                "%(from)s -> %(to)s: an issue waiting for the customer returns to %(origin)s",
+                **{"from": change.before, "to": change.after, "origin": origin},
+            )
+            if origin
+            else ctx.tell(
+                "%(from)s -> %(to)s is not an allowed transition",
+                **{"from": change.before, "to": change.after},
+            )
+        ]
     else:
         guard_outcomes, failed = _check_guards(transition, ctx) if mode != Mode.OFF else ([], [])
         yield from guard_outcomes
         broken = bool(failed)
         undo = mode == Mode.ENFORCE and any(v.mode == Mode.ENFORCE for v in failed)
-        reasons = [f"{v.guard.id} ({v.guard.sop})" for v in failed]
+        reasons = [ctx.tell("%(rule)s (%(sop)s)", rule=v.guard.id, sop=v.guard.sop) for v in failed]
+    if broken and _closing_adopted(ctx, change):
+        reason = ctx.tell("an adopted issue's close stands: its stages before the adoption were not seen")
+        yield outcome(rule, mode, passed=True, reasons=[reason], actions=_enter(ctx, rule, change.after))
+        return
     # Each rule below renders its own comment; `contained` keeps one's broken template from the others.
     if not broken:
         yield outcome(rule, mode, passed=True, actions=_enter(ctx, rule, change.after))
@@ -217,7 +331,7 @@ def check_transition(ctx: Context) -> Iterator[Outcome]:
         return
     if not undo:
         yield from contained(_checklists(ctx, change.after))
-    actions = _reject(ctx, rule, change, failed, undo=undo)  # last: the engine contains its failure
+    actions = _reject(ctx, rule, change, failed, undo=undo, returns_to=origin)  # last: contained
     yield outcome(
         rule,
         mode,
@@ -225,6 +339,44 @@ def check_transition(ctx: Context) -> Iterator[Outcome]:
         reasons=reasons,
         actions=actions if undo else [*actions, *_enter(ctx, rule, change.after)],
     )
+
+
+def _held(ctx: Context, status: str) -> Iterator[Outcome]:
+    """An issue moved into a Jira status the policy does not map: audited under the lifecycle rule,
+    held in its last state (its clocks and the next move's guards go by that state), and in
+    enforce mode explained once on the issue, with what the admin must do. Nothing is undone: the
+    status may well be right, and only the mapping is missing."""
+    rule = ctx.policy.workflow.rule
+    mode = ctx.mode(rule)
+    if mode == Mode.OFF:
+        return
+    state = held_state(ctx)
+    reason = ctx.tell(
+        "Jira status '%(status)s' is not mapped to any state (trackers.jira.statuses): "
+        "held in %(state)s until it moves to a mapped status",
+        status=status,
+        state=state,
+    )
+    actions: list[Action] = []
+    if EventKind.OPENED in ctx.event.kinds:
+        actions.append(RememberState(rule.id, state))
+    if mode == Mode.ENFORCE:
+        body = render(
+            ctx.policy,
+            "status-unmapped",
+            rule,
+            status=status,
+            state=state_title(ctx, state),
+            actor=ctx.event.actor.login,
+        )
+        actions.append(PostComment(rule.id, f"status-unmapped:{status.casefold()}", body))
+    yield outcome(rule, mode, passed=False, reasons=[reason], actions=actions)
+
+
+def _closing_adopted(ctx: Context, change: StateChange) -> bool:
+    """An issue sopguard adopted mid-life, being closed: never reopened for stages it may have
+    gone through before sopguard saw it (a legacy clean-up closes such issues)."""
+    return ctx.snapshot.adopted and change.after in ctx.policy.trackers.github.closed_states
 
 
 # --- actions --------------------------------------------------------------------------------
@@ -236,23 +388,27 @@ def state_title(ctx: Context, state_id: str) -> Markdown:
 
 
 def _skipped_states(ctx: Context, change: StateChange) -> list[str]:
+    return skipped_states(ctx.policy, change.before, change.after)
+
+
+def skipped_states(policy: Policy, before: str, after: str) -> list[str]:
     """The stages on the shortest allowed path between the two states, excluding both ends.
 
     Pause states (waiting for the customer) are detours, not stages, so the path avoids them.
     """
-    workflow, detours = ctx.policy.workflow, set(ctx.policy.sla.pause_states)
+    workflow, detours = policy.workflow, set(policy.sla.pause_states)
     previous: dict[str, str] = {}
-    queue = deque([change.before])
+    queue = deque([before])
     while queue:
         state = queue.popleft()
         for transition in workflow.transitions_from(state):
-            if transition.to not in previous and transition.to not in detours | {change.before}:
+            if transition.to not in previous and transition.to not in detours | {before}:
                 previous[transition.to] = state
                 queue.append(transition.to)
-    if change.after not in previous:
+    if after not in previous:
         return []
-    path, state = [], previous[change.after]
-    while state != change.before:
+    path, state = [], previous[after]
+    while state != before:
         path.append(state)
         state = previous[state]
     return path[::-1]
@@ -265,21 +421,38 @@ def _entry_states(ctx: Context, target: str) -> list[str]:
 
 
 def _reject(
-    ctx: Context, rule: Rule, change: StateChange, failed: list[_GuardVerdict], *, undo: bool
+    ctx: Context,
+    rule: Rule,
+    change: StateChange,
+    failed: list[_GuardVerdict],
+    *,
+    undo: bool,
+    returns_to: str | None = None,
 ) -> list[Action]:
     """Undo (when `undo`) and explain; actions carry `rule`, the transition or the lifecycle rule.
 
-    Only the actor's login comes from the tracker; the rest is the policy's text.
+    `returns_to`: the stage a paused issue came from, the only one it may go back to; the stages
+    skipped are then counted from there. Only the actor's login comes from the tracker; the rest is
+    the policy's text.
     """
     policy = ctx.policy
     lifecycle = policy.workflow.rule
-    stage = [policy.workflow.state(s) for s in _skipped_states(ctx, change)] if not failed else []
+    counted_from = StateChange(returns_to, change.after) if returns_to else change
+    stage = [policy.workflow.state(s) for s in _skipped_states(ctx, counted_from)] if not failed else []
+    entry_from = (
+        [] if failed or returns_to else [state_title(ctx, s) for s in _entry_states(ctx, change.after)]
+    )
+    allowed = (
+        [state_title(ctx, returns_to)]
+        if returns_to
+        else [state_title(ctx, t.to) for t in policy.workflow.transitions_from(change.before)]
+    )
     variables: dict[str, Any] = {
         "undone": undo,
         "actor": ctx.event.actor.login,
         "from_state": state_title(ctx, change.before),
         "to_state": state_title(ctx, change.after),
-        "entry_from": [] if failed else [state_title(ctx, s) for s in _entry_states(ctx, change.after)],
+        "entry_from": entry_from,
         "skipped": [
             {"title": ctx.text(s.title), "sop": Markdown(s.sop), "clause": Markdown(policy.clause(s.sop))}
             for s in stage
@@ -295,7 +468,7 @@ def _reject(
             }
             for v in failed
         ],
-        "allowed": [state_title(ctx, t.to) for t in policy.workflow.transitions_from(change.before)],
+        "allowed": allowed,
     }
     marker = f"transition-rejected:{change.before}:{change.after}:{ctx.event.delivery_id}"
     body = render(policy, "transition-rejected", lifecycle, **variables)
@@ -338,5 +511,8 @@ def _checklists(ctx: Context, state_id: str) -> Iterator[Outcome]:
         actions = checklists.create(ctx, checklist_id)
         if checklist is not None and actions:
             mode = ctx.mode(checklist)
-            reason = "items created" if mode == Mode.ENFORCE else "items listed in a comment (warn mode)"
+            created = mode == Mode.ENFORCE
+            reason = (
+                ctx.tell("items created") if created else ctx.tell("items listed in a comment (warn mode)")
+            )
             yield outcome(checklist, mode, passed=True, reasons=[reason], actions=actions)

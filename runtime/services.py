@@ -16,7 +16,7 @@ from config.settings import Settings
 from connector.base import Connector
 from connector.factory import build_connectors
 from policies.models import IssueRef, Source
-from policies.sla import ClockReading, Created, TimelineEvent, read_clocks, rules_for
+from policies.sla import ClockReading, TimelineEvent, issue_clocks
 from runtime.store import Store
 
 
@@ -50,9 +50,7 @@ class Services:
         self, ref: IssueRef, timeline: Sequence[TimelineEvent], now: dt.datetime
     ) -> tuple[ClockReading, ...]:
         """The issue's SLA clocks at `now`; none before the ledger knows when it was created."""
-        if not any(isinstance(entry, Created) for entry in timeline):
-            return ()
-        return read_clocks(rules_for(self.policy.for_issue(ref.source, ref.scope).sla), timeline, now)
+        return issue_clocks(self.policy.for_issue(ref.source, ref.scope).sla, timeline, now)
 
 
 def build_services(settings: Settings, store: Store | None = None) -> Services:

@@ -11,21 +11,35 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
+from config import i18n
 from config.schema import Mode
-from connector.base import Applied
+from connector.base import Applied, IssueGone
 from connector.delivery import Delivery
-from policies.ledger import backfill
-from policies.models import Actor, Event, EventKind, IssueRef, IssueSnapshot, RuleResult
+from policies import adoption
+from policies.models import (
+    Action,
+    Actor,
+    ChangeLabels,
+    Event,
+    EventKind,
+    IssueRef,
+    IssueSnapshot,
+    PostComment,
+    RuleResult,
+)
 from policies.sla import Created
 from policies.sla_notices import Notice, due_notices, next_due
+from runtime import metrics
 from runtime.services import Services, worker_name
-from runtime.store.ledger import FollowedIssue, issue_key
+from runtime.store.ledger import FollowedIssue, LedgerUpdate, Unfinished, issue_key
 
 log = logging.getLogger(__name__)
 SERVICE = Actor("sopguard", is_bot=True)
+RETRY_FIRST = dt.timedelta(minutes=1)
+MAX_PART_ATTEMPTS = 6  # about half an hour of tries, then given up with an audit row
 
 
 @dataclass
@@ -47,9 +61,18 @@ def _as_service(issue: FollowedIssue, purpose: str) -> tuple[Delivery, Event]:
     return delivery, event
 
 
-def _act(services: Services, issue: FollowedIssue, notice: Notice, now: dt.datetime) -> list[Applied]:
+def _act(
+    services: Services,
+    issue: FollowedIssue,
+    delivery_id: str,
+    actions: Sequence[Action],
+    *,
+    again: bool = False,
+) -> list[Applied]:
+    """Carry out a notice's actions (`again`: parts of one tried before, a refused write made again)."""
     ref, facts = issue.ref, issue.facts
-    delivery, event = _as_service(issue, f"sla-sweep:{notice.claims[-1]}")
+    delivery = Delivery(ref.source, delivery_id, delivery_id.split(":", 1)[0], dict(issue.context))
+    event = Event(ref.source, frozenset({EventKind.OTHER}), delivery_id, SERVICE, ref, by_service=True)
     snapshot = IssueSnapshot(
         ref=ref,
         is_open=facts.is_open,
@@ -57,8 +80,57 @@ def _act(services: Services, issue: FollowedIssue, notice: Notice, now: dt.datet
         assignees=facts.assignees,
         reporter=facts.reporter,
     )
-    journal = services.store.journal(ref, delivery.delivery_id, services.clock, complete=True)
-    return services.connectors[ref.source].apply(delivery, event, snapshot, notice.actions, journal)
+    journal = services.store.journal(ref, delivery_id, services.clock, complete=True, retry_refused=again)
+    try:
+        return services.connectors[ref.source].apply(delivery, event, snapshot, actions, journal)
+    except IssueGone:
+        raise
+    except Exception as error:  # whatever it was, the parts are tried again; the journal knows what landed
+        log.warning("notice on %s not carried out: %s", ref, error)
+        return [Applied(action, f"failed: {error}") for action in actions]
+
+
+def retry_at(attempts: int, now: dt.datetime) -> dt.datetime:
+    """When a part that failed `attempts` times is tried again: 1, 2, 4, 8 and 16 minutes later."""
+    return now + RETRY_FIRST * (1 << (attempts - 1))
+
+
+def unfinished_parts(
+    applied: Sequence[Applied], delivery_id: str, rules: Mapping[str, tuple[str, str]], now: dt.datetime
+) -> list[Unfinished]:
+    """The comments and breach labels of a notice that did not land, to be tried again by the sweep;
+    `rules` gives each rule's SOP clause and mode, for the audit rows of the tries."""
+    return [
+        Unfinished(a.action, delivery_id, *rules.get(a.action.rule_id, ("", "enforce")), 1, retry_at(1, now))
+        for a in applied
+        if a.outcome.startswith("failed") and isinstance(a.action, PostComment | ChangeLabels)
+    ]
+
+
+def _finish(
+    services: Services, issue: FollowedIssue, now: dt.datetime, report: SweepReport
+) -> list[Unfinished]:
+    """Each notice part still to land whose time has come, tried again (each once: the journal);
+    the parts left. One audit row per try; after MAX_PART_ATTEMPTS a part is given up, said so."""
+    left: list[Unfinished] = []
+    for item in issue.unfinished:
+        if item.next_at > now:
+            left.append(item)
+            continue
+        (applied,) = _act(services, issue, item.delivery, [item.part], again=True)
+        landed = not applied.outcome.startswith("failed")
+        attempts = item.attempts + 1
+        outcome = applied.outcome
+        if landed:
+            report.notices += 1
+        elif attempts >= MAX_PART_ATTEMPTS:
+            outcome = f"{outcome}; given up after {attempts} attempts"
+        else:
+            left.append(replace(item, attempts=attempts, next_at=retry_at(attempts, now)))
+        reasons = (f"tried again: attempt {attempts} of a part that did not land",)
+        result = RuleResult(item.part.rule_id, item.sop, landed, Mode(item.mode), reasons)
+        services.store.audit.record_notice(issue.ref, result, [item.part], outcome, now)
+    return left
 
 
 def _claim(services: Services, issue: FollowedIssue, notice: Notice, now: dt.datetime) -> bool:
@@ -72,35 +144,55 @@ def _claim(services: Services, issue: FollowedIssue, notice: Notice, now: dt.dat
 
 
 def sweep_issue(services: Services, issue: FollowedIssue, now: dt.datetime, report: SweepReport) -> None:
+    try:
+        _sweep_issue(services, issue, now, report)
+    except IssueGone as gone:
+        stop_following(services, issue.ref, f"{gone}: no longer followed", now)
+
+
+def _sweep_issue(services: Services, issue: FollowedIssue, now: dt.datetime, report: SweepReport) -> None:
     scoped = services.policy.for_issue(issue.ref.source, issue.ref.scope)
     clocks = services.clocks(issue.ref, issue.timeline, now)
+    unfinished = _finish(services, issue, now, report)
     said = set(issue.notified)
     for notice in due_notices(scoped, issue.ref, issue.facts, clocks, issue.notified):
         target = next(t for t in scoped.sla.targets if t.id == notice.target_id)
+        mode = scoped.mode_of(target)
         if notice.failure:
-            _template_failed(services, issue, notice, scoped.mode_of(target), target.sop, now)
+            _template_failed(services, issue, notice, mode, target.sop, now)
             continue  # not claimed: posted by the first sweep after the policy is mended
         said.update(notice.claims)
         if not _claim(services, issue, notice, now):
             report.skipped += 1
             continue
-        try:
-            applied = _act(services, issue, notice, now)
-        except Exception as error:  # whatever it was, the notice is released and tried again
-            log.warning("SLA notice %s on %s not posted: %s", notice.target_id, issue.ref, error)
-            applied = [Applied(action, f"failed: {error}") for action in notice.actions]
+        delivery_id = f"sla-sweep:{notice.claims[-1]}:{issue.ref}"
+        applied = _act(services, issue, delivery_id, notice.actions)
         report.applied.extend(applied)
-        if any(a.outcome.startswith("failed") for a in applied):
-            # Due again now: the next sweep retries it, and the journal skips the parts that landed.
-            services.store.ledger.release_notifications(issue.ref, notice.claims)
-            said.difference_update(notice.claims)
-        else:
+        # Said once: a part that did not land is tried again by the next sweeps, the others never.
+        failed = unfinished_parts(applied, delivery_id, {target.id: (target.sop, str(mode))}, now)
+        unfinished.extend(failed)
+        if not failed:
             report.notices += 1
+            metrics.sla_notice(issue.ref.source, notice.threshold)
+        metrics.actions_done(issue.ref.source, applied)
         outcome = "; ".join(dict.fromkeys(a.outcome for a in applied)) or "no action"
-        reasons = (f"{notice.threshold:.0%} of the target used",)
-        result = RuleResult(target.id, target.sop, notice.threshold < 1.0, scoped.mode_of(target), reasons)
+        used = i18n.percent(notice.threshold, scoped.locale)
+        reasons = (i18n.say(scoped.locale, "%(percent)s of the target used", percent=used),)
+        result = RuleResult(target.id, target.sop, notice.threshold < 1.0, mode, reasons)
         services.store.audit.record_notice(issue.ref, result, notice.actions, outcome, now)
-    services.store.ledger.set_next_due(issue.ref, next_due(scoped, clocks, said, now))
+    due = [t for t in (next_due(scoped, clocks, said, now), *(u.next_at for u in unfinished)) if t]
+    services.store.ledger.set_next_due(issue.ref, min(due, default=None), unfinished)
+
+
+def stop_following(
+    services: Services, ref: IssueRef, reason: str, now: dt.datetime, actions: Sequence[Action] = ()
+) -> None:
+    """The tracker says the issue is gone: no more sweeps of it, and one audit row that says why."""
+    scoped = services.policy.for_issue(ref.source, ref.scope)
+    rule = scoped.workflow.rule
+    services.store.ledger.stop_following(ref, reason, now)
+    result = RuleResult(rule.id, rule.sop, False, scoped.mode_of(rule), (reason,))
+    services.store.audit.record_notice(ref, result, actions, f"failed: {reason}", now)
 
 
 def _template_failed(
@@ -126,7 +218,7 @@ def _with_turn(services: Services, ref: IssueRef, owner: str, work: Callable[[Fo
         return False
     try:
         issue = services.store.ledger.one(ref)
-        if issue is not None:
+        if issue is not None and issue.memory.gone is None:
             work(issue)
     finally:
         inbox.turns.give_back(key, owner)
@@ -134,17 +226,36 @@ def _with_turn(services: Services, ref: IssueRef, owner: str, work: Callable[[Fo
 
 
 def _read_history(services: Services, issue: FollowedIssue, now: dt.datetime) -> None:
+    """An issue an earlier release first saw mid-life (its `history_before` is set): its beginning
+    rebuilt from the tracker's history as an adoption does, the thresholds crossed by then said."""
     created = min((e.at for e in issue.timeline if isinstance(e, Created)), default=None)
     if created is None or issue.history_before is None:
         return
     delivery, event = _as_service(issue, "history")
-    history = services.connectors[issue.ref.source].history(delivery, event)
+    try:
+        history = services.connectors[issue.ref.source].history(delivery, event)
+    except IssueGone as gone:
+        stop_following(services, issue.ref, f"{gone}: no longer followed", now)
+        return
     if history is None:
         return  # a dry run, or unreadable: followed from its creation; tried again next time
     scoped = services.policy.for_issue(issue.ref.source, issue.ref.scope)
-    earlier = [change for change in history if change.at < issue.history_before]
+    facts, before = issue.facts, issue.history_before
+    known = IssueSnapshot(
+        ref=issue.ref,
+        is_open=facts.is_open,
+        labels=facts.labels,
+        reporter=facts.reporter,
+        reporter_id=facts.reporter_id,
+        created_at=created,
+        history=history,
+    )
+    entries, _ = adoption.beginning(scoped, known, issue.memory.last_state, before)
     ledger = services.store.ledger
-    ledger.replace_beginning(issue.ref, backfill(scoped, created, earlier))
+    ledger.replace_beginning(issue.ref, entries)
+    said = adoption.crossed_claims(services.clocks(issue.ref, entries, before))
+    with services.store.engine.begin() as db:
+        ledger.write(db, issue.ref, LedgerUpdate(None, (), {}, quiet_claims=said), now)
     refreshed = ledger.one(issue.ref)
     if refreshed is not None:
         clocks = services.clocks(issue.ref, refreshed.timeline, now)

@@ -17,33 +17,44 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import random
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from connector.base import Applied, DeliveryRefused, TrackerUnavailable
+from config import i18n
+from connector.base import Applied, DeliveryRefused, IssueGone, TrackerUnavailable
 from connector.delivery import Delivery, parse_body
 from connector.errors import BadPayload, Ignored
+from policies import adoption
 from policies.context import is_service_request
 from policies.engine import evaluate
 from policies.ledger import facts_after, timeline_entries, what_happened
 from policies.models import (
     TRACKER_ACTIONS,
+    Action,
+    Adopt,
     Decision,
     Event,
     EventKind,
     IssueRef,
     IssueSnapshot,
+    PostComment,
     RememberManualPriority,
     RememberState,
+    RuleResult,
     Source,
+    StopFollowing,
 )
 from policies.needs import Needs, needs
 from policies.sla import Commented, Created, TimelineEvent
 from policies.sla_notices import next_due
+from runtime import metrics
+from runtime.observability import delivery_context
 from runtime.services import Services
 from runtime.store.audit import decision_rows
 from runtime.store.inbox import Final, Received
 from runtime.store.ledger import FollowedIssue, IssueMemory, LedgerUpdate, ref_from_key
+from runtime.sweep import unfinished_parts
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +80,16 @@ def parse(received: Received) -> Delivery:
 
 
 def run(services: Services, received: Received, owner: str) -> Outcome:
-    """Process one delivery taken from the inbox (its issue's turn is held) and record the outcome."""
+    """Process one delivery taken from the inbox (its issue's turn is held) and record the outcome;
+    every log line meanwhile names the delivery and its issue, and the time it took is measured."""
+    started, waited = time.monotonic(), (services.clock() - received.received_at).total_seconds()
+    with delivery_context(received.delivery_id, received.issue):
+        outcome = _run(services, received, owner)
+    metrics.processed(received.source, outcome.status or "retry", time.monotonic() - started, waited)
+    return outcome
+
+
+def _run(services: Services, received: Received, owner: str) -> Outcome:
     store, now = services.store, services.clock()
     try:
         if received.attempts > MAX_ATTEMPTS:
@@ -89,7 +109,6 @@ def run(services: Services, received: Received, owner: str) -> Outcome:
             received.delivery_id,
             type(error).__name__,
             error,
-            extra={"delivery": received.delivery_id, "issue": received.issue},
         )
         return _fail(services, received, None, f"unexpected error: {type(error).__name__}: {error}")
     finally:
@@ -121,15 +140,29 @@ def process(services: Services, delivery: Delivery, received: Received) -> Outco
             None,
         )
         return Outcome("ignored", str(reason))
+    now = services.clock()
+    _follow_the_move(services, event, now)
     known = store.ledger.one(event.issue)  # the one read of what the ledger knows of the issue
     memory = known.memory if known is not None else IssueMemory()
-    now = services.clock()
+    if memory.gone is not None:
+        note = f"no longer followed here ({memory.gone}): nothing done"
+        _record(
+            services, delivery, seq, "ignored", note, event.issue, event.name, Decision(note=note), {}, None
+        )
+        return Outcome("ignored", note)
     if _is_history(memory, snapshot):
         # A late comment still counts for the clocks, so whose it is is looked up (only that).
         who = Needs(teams=needs(services.policy, event, snapshot).teams)
         snapshot = connector.complete(delivery, event, snapshot, who) if who.teams else snapshot
         return _record_history(services, delivery, seq, event, snapshot, known, memory, now)
-    snapshot = replace(snapshot, last_state=memory.last_state, manual_priority=memory.manual_priority)
+    snapshot = replace(
+        snapshot,
+        last_state=memory.last_state,
+        manual_priority=memory.manual_priority,
+        timeline=known.timeline if known is not None else (),
+        first_seen=not memory.known,
+        adopted=memory.adopted,
+    )
     if known is not None and not snapshot.reporter:  # a Jira comment event does not show the reporter
         snapshot = replace(snapshot, reporter=known.facts.reporter, reporter_id=known.facts.reporter_id)
     snapshot = connector.complete(delivery, event, snapshot, needs(services.policy, event, snapshot))
@@ -141,9 +174,14 @@ def process(services: Services, delivery: Delivery, received: Received) -> Outco
         services.clock,
         complete=memory.journaled,
     )
-    applied = connector.apply(delivery, event, snapshot, tracker_actions, journal)
+    try:
+        applied = connector.apply(delivery, event, snapshot, tracker_actions, journal)
+    except IssueGone as gone:
+        decision, applied = _gone(services, event, decision, tracker_actions, str(gone))
+    metrics.actions_done(delivery.source, applied)
     happened = what_happened(decision, [(a.action, a.outcome) for a in applied])
-    ledger = _ledger_update(services, delivery, event, snapshot, happened, known, memory, now)
+    ledger = ledger_update(services, delivery, event, snapshot, happened, known, memory, now)
+    ledger = _with_unfinished(ledger, known, delivery.delivery_id, decision, applied, now)
     broken = decision.broken
     status: Final = "failed" if broken else "processed"
     why = "; ".join(f"{r.rule_id}: {'; '.join(r.reasons)}" for r in broken)
@@ -166,9 +204,53 @@ def process(services: Services, delivery: Delivery, received: Received) -> Outco
         len(decision.results),
         len(tracker_actions),
         connector.name,
-        extra={"delivery": delivery.delivery_id, "issue": str(event.issue)},
     )
     return Outcome(status, why)
+
+
+def _follow_the_move(services: Services, event: Event, now: dt.datetime) -> None:
+    """An issue that changed its name (a GitHub transfer, seen from either end; a Jira issue moved
+    to another project) is followed on under the new one, whichever delivery arrives first."""
+    for old, new in ((event.moved_from, event.issue), (event.issue, event.moved_to)):
+        if old is not None and new is not None and services.store.ledger.rename(old, new, now):
+            log.info("%s is followed on as %s", old, new, extra={"issue": str(new)})
+
+
+def _gone(
+    services: Services, event: Event, decision: Decision, actions: Sequence[Action], reason: str
+) -> tuple[Decision, list[Applied]]:
+    """The tracker says the issue is gone: none of the writes happened, and it is no longer followed."""
+    scoped = services.policy.for_issue(event.issue.source, event.issue.scope)
+    rule = scoped.workflow.rule
+    why = f"{reason}: no longer followed"
+    stop = StopFollowing(rule.id, why)
+    result = RuleResult(rule.id, rule.sop, False, scoped.mode_of(rule), (why,))
+    gone = replace(decision, actions=(*decision.actions, stop), results=(*decision.results, result))
+    return gone, [Applied(action, f"failed: {reason}") for action in actions]
+
+
+def _with_unfinished(
+    ledger: LedgerUpdate | None,
+    known: FollowedIssue | None,
+    delivery_id: str,
+    decision: Decision,
+    applied: Sequence[Applied],
+    now: dt.datetime,
+) -> LedgerUpdate | None:
+    """A comment of this delivery the tracker refused (a receipt, a checklist or rejection comment)
+    is tried again by the sweep until it lands; one it posted now replaces an older failed try."""
+    if ledger is None or ledger.gone is not None:
+        return ledger
+    rules = {r.rule_id: (r.sop, str(r.mode)) for r in decision.results}
+    comments = [a for a in applied if isinstance(a.action, PostComment)]
+    failed = unfinished_parts(comments, delivery_id, rules, now)
+    tried = {f"comment:{a.action.marker}" for a in applied if isinstance(a.action, PostComment)}
+    earlier = known.unfinished if known is not None else ()
+    kept = [item for item in earlier if item.name not in tried]
+    unfinished = (*kept, *failed)
+    changed = bool(failed) or len(kept) != len(earlier)
+    due = [t for t in (ledger.next_due_at, *(item.next_at for item in unfinished)) if t]
+    return replace(ledger, unfinished=unfinished if changed else None, next_due_at=min(due, default=None))
 
 
 def _is_history(memory: IssueMemory, snapshot: IssueSnapshot) -> bool:
@@ -187,9 +269,13 @@ def _record_history(
     now: dt.datetime,
 ) -> Outcome:
     """A late delivery changes no state; a comment it brings is still a fact for the clocks."""
-    note = (
-        f"older than what sopguard knows of the issue (as of {memory.as_of:%Y-%m-%d %H:%M:%S} UTC): "
-        "recorded as history, nothing undone or replaced"
+    locale = services.policy.for_issue(event.issue.source, event.issue.scope).locale
+    known_as_of = i18n.instant(memory.as_of, locale) if memory.as_of else "-"
+    note = i18n.say(
+        locale,
+        "older than what sopguard knows of the issue (as of %(instant)s): "
+        "recorded as history, nothing undone or replaced",
+        instant=known_as_of,
     )
     ledger = None
     if followed is not None and event.comment is not None and EventKind.COMMENTED in event.kinds:
@@ -294,7 +380,6 @@ def _retry_later(
         received.delivery_id,
         reason,
         retry_at.isoformat(),
-        extra={"delivery": received.delivery_id, "issue": received.issue},
     )
     return Outcome(None, reason, retry_at)
 
@@ -314,7 +399,7 @@ def _outcomes(applied: list[Applied]) -> dict[str, str]:
     }
 
 
-def _ledger_update(
+def ledger_update(
     services: Services,
     delivery: Delivery,
     event: Event,
@@ -325,9 +410,15 @@ def _ledger_update(
     now: dt.datetime,
 ) -> LedgerUpdate | None:
     """What the ledger learns from this delivery (`decision` as it happened); nothing for checklist
-    items and sub-tasks, nor for an issue named only by its id (an old Server comment event)."""
+    items and sub-tasks, for an issue named only by its id (an old Server comment event), nor for
+    an issue outside the policy's adoption rule."""
     scoped = services.policy.for_issue(event.issue.source, event.issue.scope)
     if not is_service_request(scoped, snapshot) or not event.issue.scope:
+        return None
+    stopped = [a.reason for a in decision.actions if isinstance(a, StopFollowing)]
+    if stopped:
+        return LedgerUpdate(None, (), {}, gone=stopped[-1], as_of=memory.as_of)
+    if known is None and not adoption.covers(scoped, event.source, snapshot)[0]:
         return None
     facts = facts_after(services.policy, event, snapshot, decision, known.facts if known else None)
     earlier = known.timeline if known else ()
@@ -344,10 +435,11 @@ def _ledger_update(
         ),
         earlier,
     )
-    notified = known.notified if known else frozenset()
+    adopted = next((a for a in decision.actions if isinstance(a, Adopt)), None)
+    quiet = adopted.claims if adopted else ()
+    notified = (known.notified if known else frozenset()) | frozenset(quiet)
     as_of = max(now, event.at) if event.at else now  # a delivery may be processed before its own clock
     clocks = services.clocks(event.issue, (*earlier, *entries), as_of) if facts.is_open else ()
-    first_seen_late = not earlier and EventKind.OPENED not in event.kinds
     states = [a.state for a in decision.actions if isinstance(a, RememberState)]
     manual = [a.level for a in decision.actions if isinstance(a, RememberManualPriority)]
     version = max(filter(None, (memory.as_of, snapshot.updated_at)), default=None)
@@ -356,8 +448,9 @@ def _ledger_update(
         entries,
         delivery.context(),
         next_due(scoped, clocks, notified, as_of),
-        history_before=(event.at or now) if first_seen_late else None,
         state=states[-1] if states else None,
         manual_priority=(manual[-1],) if manual else None,
         as_of=version,
+        adopted_at=adopted.at if adopted else None,
+        quiet_claims=quiet,
     )

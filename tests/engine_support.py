@@ -39,7 +39,7 @@ def complete_fields(policy: Policy, source: Source) -> dict[str, str]:
     values = {}
     for field in policy.intake.fields:
         key = field.github.heading if source == "github" else field.jira.field
-        values[key] = field.options[0] if field.options else f"some {field.id}"
+        values[key] = field.values[0] if field.options else f"some {field.id}"
     return values
 
 

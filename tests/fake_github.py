@@ -292,6 +292,7 @@ class FakeGithubServer:
         self._ids: dict[str, int] = {}
         self._issues_by_id: dict[int, FakeIssue] = {}
         self._events: dict[int, tuple[FakeIssue, dict[str, Any]]] = {}
+        self._deleted: set[tuple[str, int]] = set()
         self._next_id = 1000
         self._window, self._used = 0, 0
         self._httpd = _Httpd(("127.0.0.1", port), _Handler)
@@ -389,10 +390,34 @@ class FakeGithubServer:
             if "state" in fields and "closed_at" not in fields:
                 issue.closed_at = (issue.closed_at or _now()) if issue.state == "closed" else None
 
-    def add_comment(self, repo: str, number: int, body: str, user: str | None = None) -> int:
-        """A comment someone (`default_author` unless `user`) made; its id."""
+    def delete_issue(self, repo: str, number: int) -> None:
+        """Delete the issue as an admin does: from now on every request naming it answers 410."""
         with self._lock:
-            return self._add_comment(self._issue(repo, number), body, user or self.default_author).id
+            self._deleted.add((repo, number))
+
+    def add_comment(
+        self, repo: str, number: int, body: str, user: str | None = None, at: datetime | None = None
+    ) -> int:
+        """A comment someone (`default_author` unless `user`) made (now, unless `at`); its id."""
+        with self._lock:
+            comment = self._add_comment(self._issue(repo, number), body, user or self.default_author)
+            if at is not None:
+                comment.created_at = comment.updated_at = at.astimezone(UTC).replace(microsecond=0)
+            return comment.id
+
+    def add_event(
+        self, repo: str, number: int, event: str, at: datetime, label: str | None = None, actor: str = ""
+    ) -> None:
+        """An issue event (`labeled`, `closed`, ...) in its history at `at`, as GitHub lists it;
+        the issue's labels and state are left as they are (set them with `put_issue`)."""
+        with self._lock:
+            issue = self._issue(repo, number)
+            updated = issue.updated_at
+            self._event(issue, event, label)
+            issue.events[-1]["created_at"] = _iso(at.astimezone(UTC).replace(microsecond=0))
+            if actor:
+                issue.events[-1]["actor"] = self._user_json(actor)
+            issue.updated_at = updated
 
     def issue(self, repo: str, number: int) -> FakeIssue:
         """A copy of the issue as it stands (created if it was never touched)."""
@@ -457,6 +482,8 @@ class FakeGithubServer:
         return call, fault is not None and fault.status is None
 
     def _dispatch(self, kind: str, request: _Request, args: dict[str, Any]) -> JsonReply:
+        if (f"{args.get('owner')}/{args.get('repo')}", args.get("number")) in self._deleted:
+            return self._error(410, "This issue was deleted")
         handler = getattr(self, "_on_" + kind.replace(".", "_"))
         try:
             reply: JsonReply = handler(request, **args)

@@ -317,9 +317,7 @@ def issue_payload(action: str, *, labels: list[str], body: str | None = None, **
 def form_body(**overrides: str) -> str:
     """An issue body as GitHub renders the exported issue form, every intake field answered."""
     policy = load_policy()
-    answers = {
-        f.github.heading: (f.options[-1] if f.options else f"The {f.id}") for f in policy.intake.fields
-    }
+    answers = {f.github.heading: (f.values[-1] if f.options else f"The {f.id}") for f in policy.intake.fields}
     answers.update(overrides)
     return "\n\n".join(f"### {heading}\n\n{value}" for heading, value in answers.items())
 

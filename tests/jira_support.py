@@ -23,14 +23,19 @@ from urllib.parse import parse_qs, urlsplit
 import requests
 import responses
 from flask import Flask
+from sqlalchemy import delete, select, update
 
 from app import create_app
 from config.loader import load_policy
 from config.settings import Settings
+from connector.base import Recorded
 from connector.dry_run import DryRunConnector
 from connector.jira.connector import JiraConnector
-from runtime.services import Services
+from policies.models import IssueRef
+from policies.workflow import jira_state
+from runtime.services import Services, utc_now
 from runtime.store import Store
+from runtime.store.schema import issues, writes
 from tests.conftest import JIRA_SECRET, drain, fixture_json, jira_headers
 from tests.openapi_check import Allowance, assert_requests_allowed, with_json_body
 from webhooks.receivers import Intake
@@ -203,6 +208,20 @@ def done_then(outcome: Reply | Exception) -> Callable[[requests.PreparedRequest,
     return reply
 
 
+def partly_done(count: int, outcome: Reply | Exception) -> Callable[[requests.PreparedRequest, Any], Reply]:
+    """A fault of `POST /issue/bulk`: the server creates the first `count` issues, then answers
+    `outcome` (or the client times out)."""
+
+    def reply(request: requests.PreparedRequest, handler: Any) -> Reply:
+        body = _body(request)
+        handler(with_json_body(request, {**body, "issueUpdates": body["issueUpdates"][:count]}))
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    return reply
+
+
 # --- the fake ------------------------------------------------------------------------------------
 
 
@@ -224,6 +243,8 @@ class FakeJira:
     # Project roles (name -> users by account id or name, and groups) and each user's groups.
     roles: dict[str, Json] = field(default_factory=lambda: {name: {} for name in ROLE_IDS})
     groups: dict[str, list[str]] = field(default_factory=dict)
+    refused_summaries: set[str] = field(default_factory=set)  # sub-tasks Jira would refuse to create
+    listed: list[Json] = field(default_factory=list)  # what a JQL search finds (`sopguard adopt`)
     faults: defaultdict[tuple[str, str], deque[Fault]] = field(default_factory=lambda: defaultdict(deque))
     _next_id: int = 10010
     _next_subtask: int = 100
@@ -249,6 +270,9 @@ class FakeJira:
             ("GET", f"{api}/project/{self.project}/role", self._list_roles),
             ("GET", f"{api}/project/{self.project}/role/", self._get_role),
             ("GET", f"{api}/user", self._get_user),
+            ("POST", f"{api}/issue/bulk", self._create_issues),
+            ("GET", f"{api}/search/jql", self._search),
+            ("GET", f"{api}/search", self._search),
         ]
         for method, path, handler in routes:
             tail = r"[0-9]+(\?.*)?$" if path.endswith("/") else r"(\?.*)?$"
@@ -290,6 +314,23 @@ class FakeJira:
         who = (query.get("accountId") or query.get("username") or [""])[0]
         items = [{"name": g} for g in self.groups.get(who, [])]
         return self._reply({"accountId": who, "groups": {"size": len(items), "items": items}})
+
+    def _search(self, request: requests.PreparedRequest) -> Reply:
+        """Cloud's enhanced search pages by `nextPageToken`, Data Center's by `startAt`; 100 a page."""
+        query = parse_qs(urlsplit(request.url or "").query)
+        cloud = urlsplit(request.url or "").path.endswith("/jql")
+        start = int((query.get("nextPageToken") or query.get("startAt") or ["0"])[0])
+        page = self.listed[start : start + 100]
+        if cloud:
+            more = start + 100 < len(self.listed)
+            body: Json = {
+                "issues": page,
+                "isLast": not more,
+                **({"nextPageToken": str(start + 100)} if more else {}),
+            }
+        else:
+            body = {"issues": page, "startAt": start, "maxResults": 100, "total": len(self.listed)}
+        return 200, {"Content-Type": "application/json"}, json.dumps(body)
 
     def _changelog(self, _: requests.PreparedRequest) -> Reply:
         page = {
@@ -430,15 +471,38 @@ class FakeJira:
         self.properties[PROPERTY] = json.loads(_raw(request) or b"null")
         return self._reply(None, 201 if created else 200)
 
-    def _create_issue(self, request: requests.PreparedRequest) -> Reply:
-        fields = _body(request)["fields"]
+    def _create(self, fields: Json) -> Json | None:
+        """The sub-task created from `fields`, or `None` when Jira would refuse them."""
         if fields.get("parent", {}).get("key") != self.key or fields["issuetype"] != {"name": "Sub-task"}:
-            return self._reply({"errors": {"issuetype": "The issue type selected is invalid."}}, 400)
+            return None
+        if fields["summary"] in self.refused_summaries:
+            return None
         self._next_subtask += 1
         key = f"{self.key.split('-')[0]}-{self._next_subtask}"
         subtask = subtask_json(key, fields["summary"])
         self.subtasks.append(subtask)
-        return self._reply({"id": subtask["id"], "key": key, "self": f"{self.deployment.server}/issue"}, 201)
+        return {"id": subtask["id"], "key": key, "self": f"{self.deployment.server}/issue/{key}"}
+
+    def _create_issue(self, request: requests.PreparedRequest) -> Reply:
+        created = self._create(_body(request)["fields"])
+        if created is None:
+            return self._reply({"errors": {"issuetype": "The issue type selected is invalid."}}, 400)
+        return self._reply(created, 201)
+
+    def _create_issues(self, request: requests.PreparedRequest) -> Reply:
+        """`POST /issue/bulk`: each element created on its own; 201 if any was, 400 if none."""
+        issues, errors = [], []
+        for index, element in enumerate(_body(request)["issueUpdates"]):
+            created = self._create(element["fields"])
+            if created is None:
+                refusal = {
+                    "errorMessages": [],
+                    "errors": {"issuetype": "The issue type selected is invalid."},
+                }
+                errors.append({"status": 400, "elementErrors": refusal, "failedElementNumber": index})
+            else:
+                issues.append(created)
+        return self._reply({"issues": issues, "errors": errors}, 201 if issues else 400)
 
     # --- what happened --------------------------------------------------------------------
 
@@ -718,6 +782,18 @@ class Service:
         status: str = answer.get_json()["status"]
         return status
 
+    def journal(self, key: str) -> dict[str, Recorded]:
+        """The journal's entries (write key -> what is recorded) for the Jira issue `key`."""
+        query = select(writes.c.key, writes.c.state, writes.c.result).where(writes.c.issue == f"jira:{key}")
+        with self.intake.store.engine.connect() as db:
+            return {row.key: Recorded(row.state, dict(row.result or {})) for row in db.execute(query)}
+
+    def as_before_the_journal(self, key: str) -> None:
+        """Make the issue `key` one that an older release acted on, before it kept a journal."""
+        with self.intake.store.engine.begin() as db:
+            db.execute(delete(writes).where(writes.c.issue == f"jira:{key}"))
+            db.execute(update(issues).where(issues.c.ref == f"jira:{key}").values(journaled=False))
+
     def outcomes(self, delivery: str) -> dict[str, str]:
         return {
             str(e.rule_id): e.outcome for e in self.intake.store.audit.entries() if e.delivery_id == delivery
@@ -740,13 +816,29 @@ def service(data_dir: Path, deployment: Deployment) -> Service:
     return Service(create_app(settings, services), connector, slept)
 
 
+def follow(sopguard: Service, payload: Json) -> None:
+    """Make the ledger follow the delivery's issue in the state it left (from before its change of
+    status), as if sopguard had seen it opened: the scenarios judge changes, not adoptions. A
+    creation needs nothing."""
+    if payload.get("webhookEvent") == "jira:issue_created":
+        return
+    key, fields = issue_of(payload)
+    changes = {i.get("field"): i for i in (payload.get("changelog") or {}).get("items", [])}
+    before = (changes.get("status") or {}).get("fromString") or fields["status"]["name"]
+    policy = load_policy()
+    state = jira_state(policy, before) or policy.workflow.initial
+    sopguard.intake.store.ledger.remember_state(IssueRef("jira", key.split("-")[0], key), state, utc_now())
+
+
 def start(
     mock: responses.RequestsMock, data_dir: Path, scenario: Scenario, deployment: Deployment
 ) -> tuple[FakeJira, Service]:
-    """A fake Jira set up for the scenario, and a fresh sopguard talking to it."""
+    """A fake Jira set up for the scenario, and a fresh sopguard talking to it, following its issue."""
     fake = fake_for(mock, deployment, scenario.payload)
     scenario.prepare(fake)
-    return fake, service(data_dir, deployment)
+    sopguard = service(data_dir, deployment)
+    follow(sopguard, scenario.payload)
+    return fake, sopguard
 
 
 def issue_path(fake: FakeJira) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 
 import requests
 from openapi_core import OpenAPI
-from openapi_core.contrib.requests import RequestsOpenAPIRequest
+from openapi_core.contrib.requests import RequestsOpenAPIRequest, RequestsOpenAPIResponse
 
 SPECS = Path(__file__).parent / "fixtures" / "openapi"
 
@@ -66,3 +66,29 @@ def assert_requests_allowed(
             details = "; ".join(str(e) for e in getattr(error, "schema_errors", [])) or str(error)
             problems.append(f"{request.method} {request.url}: {type(error).__name__}: {details}")
     assert not problems, "requests the OpenAPI description does not allow:\n" + "\n".join(problems)
+
+
+def assert_exchanges_allowed(
+    spec_name: str,
+    server: str,
+    calls: Iterable[Any],
+    allowances: Iterable[Allowance] = (),
+) -> None:
+    """`assert_requests_allowed` for each call's request, and each answer (a fake's) checked
+    against the operation's response schema: so a fake cannot answer in a shape the tracker never does.
+
+    `calls` are `responses`' recorded calls (each with `.request` and `.response`).
+    """
+    recorded = list(calls)
+    assert_requests_allowed(spec_name, server, (c.request for c in recorded), allowances)
+    openapi = _openapi(spec_name, server)
+    problems = []
+    for call in recorded:
+        request = call.request.copy()
+        request.prepare_url(str(call.request.url).replace(":443/", "/", 1), None)
+        try:
+            openapi.validate_response(RequestsOpenAPIRequest(request), RequestsOpenAPIResponse(call.response))
+        except Exception as error:  # as above: report every kind of mismatch
+            details = "; ".join(str(e) for e in getattr(error, "schema_errors", [])) or str(error)
+            problems.append(f"{request.method} {request.url}: {type(error).__name__}: {details}")
+    assert not problems, "answers the OpenAPI description does not allow:\n" + "\n".join(problems)

@@ -273,5 +273,5 @@ def test_the_receipt_is_edited_when_the_priority_changes_and_left_alone_otherwis
 
     (receipt,) = [c for c in _of(changed, PostComment) if c.marker == "receipt"]
     assert receipt.on_existing == CommentPolicy.UPSERT and "handled as **P4**" in receipt.body
-    assert "- First response due by **2026-11-25 18:00 (Asia/Shanghai)**" in receipt.body
+    assert "- First response due by **Nov 25, 2026, 6:00\u202fPM (China Time)**" in receipt.body
     assert not _of(unchanged, PostComment)

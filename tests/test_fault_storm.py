@@ -470,7 +470,7 @@ def test_a_failure_outlasting_the_horizon_fails_the_delivery_and_a_retry_applies
 ) -> None:
     """Every write answered 503 for longer than the retry horizon (60 s of fake time), the first
     one (the undo's label) after it took effect: the delivery fails, saying why, in the inbox, the
-    audit and /healthz. Once GitHub is well again, `sopguard retry` runs it once more and each of
+    audit and /readyz. Once GitHub is well again, `sopguard retry` runs it once more and each of
     its writes has been made exactly once."""
     skip = Script(
         1,
@@ -496,7 +496,7 @@ def test_a_failure_outlasting_the_horizon_fails_the_delivery_and_a_retry_applies
         assert "still failing after" in error
         (audited,) = [e for e in sopguard.store.audit.entries() if e.delivery_id == "d-1-0"]
         assert audited.outcome == f"failed: {error}"
-        health = sopguard.app.test_client().get("/healthz").get_json()
+        health = sopguard.app.test_client().get("/readyz").get_json()
         assert (health["status"], health["failed"]) == ("degraded", 1)
         assert {c.kind for c in server.writes()} == {"labels.add"}  # it went no further
         assert held(server, [skip])[1].events == (("labeled", "status/triage"),)
@@ -514,4 +514,4 @@ def test_a_failure_outlasting_the_horizon_fails_the_delivery_and_a_retry_applies
         (comment,) = server.comments(REPO, 1)
         assert MARKER.findall(comment.body) == ["transition-rejected:triage:in-progress:d-1-0"]
         assert comment.body.startswith("**This change of stage was undone.**")
-        assert sopguard.app.test_client().get("/healthz").get_json()["status"] == "ok"
+        assert sopguard.app.test_client().get("/readyz").get_json()["status"] == "ok"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -168,3 +169,33 @@ def test_only_transient_github_failures_are_retried() -> None:
     )
     assert not classify(GithubException(403, {"message": "Resource not accessible by integration"}, {})).retry
     assert not classify(GithubException(422, {"message": "Validation Failed"}, {})).retry
+
+
+def test_the_consumers_threads_learn_who_we_are_with_one_lookup_per_process(
+    no_network: responses.RequestsMock,
+) -> None:
+    """The first thread's `GET /user` is held until a second one arrives (for half a second at most):
+    without one lookup per process the second thread would send it; with it, that thread waits."""
+    held, second_arrived = threading.Event(), threading.Event()
+
+    def user(_: object) -> tuple[int, dict[str, str], str]:
+        if held.is_set():
+            second_arrived.set()
+        else:
+            held.set()
+            second_arrived.wait(timeout=0.5)  # a second GET /user would arrive meanwhile
+        return 200, {"Content-Type": "application/json"}, json.dumps({"login": "sopguard-bot", "id": 1})
+
+    lookups = no_network.add_callback(responses.GET, "https://api.github.com:443/user", callback=user)
+    connector = GithubConnector(auth=Auth.Token("t"), sleep=lambda _: None)
+    answers: list[frozenset[str]] = []
+    first = threading.Thread(target=lambda: answers.append(connector.service_accounts(_delivery())))
+    first.start()
+    held.wait(timeout=5)
+    second = threading.Thread(target=lambda: answers.append(connector.service_accounts(_delivery())))
+    second.start()
+    first.join()
+    second.join()
+
+    assert answers == [frozenset({"sopguard-bot"})] * 2
+    assert lookups.call_count == 1

@@ -39,7 +39,7 @@ def test_the_form_has_one_field_per_intake_field_with_dropdowns_for_options() ->
         assert element["attributes"]["label"] == field.github.heading
         assert element["validations"]["required"] is field.required
         if field.options:
-            assert element["type"] == "dropdown" and element["attributes"]["options"] == field.options
+            assert element["type"] == "dropdown" and element["attributes"]["options"] == field.values
         else:
             assert element["type"] == ("textarea" if field.github.multiline else "input")
     assert form["labels"] == ["status/new"]
@@ -47,7 +47,7 @@ def test_the_form_has_one_field_per_intake_field_with_dropdowns_for_options() ->
 
 def test_a_submitted_form_satisfies_intake_and_sets_the_priority() -> None:
     form = yaml.safe_load(issue_form(POLICY))
-    answers = {f.id: (f.options[-1] if f.options else f"answer for {f.id}") for f in POLICY.intake.fields}
+    answers = {f.id: (f.values[-1] if f.options else f"answer for {f.id}") for f in POLICY.intake.fields}
     answers["impact"], answers["urgency"] = "Business outage", "Low"
     body = _rendered_by_github(form, answers)
     event = Event(

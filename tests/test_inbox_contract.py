@@ -368,10 +368,10 @@ def test_a_service_with_a_redis_inbox_takes_a_delivery_at_the_door_and_processes
         assert response.status_code == expected, response.get_json()
     store = services_of(app).store
     assert isinstance(store.inbox, RedisInbox)
-    assert client.get("/healthz").get_json()["pending"] == 1
+    assert client.get("/readyz").get_json()["pending"] == 1
 
     assert drain(app) == 1 and drain(app) == 0
     assert store.inbox.status("github", "door-1") == "processed"
     entries = list(store.audit.entries(issue="Codertocat/Hello-World#1"))
     assert entries and all(e.delivery_id == "door-1" for e in entries)
-    assert client.get("/healthz").get_json()["pending"] == 0
+    assert client.get("/readyz").get_json()["pending"] == 0

@@ -162,7 +162,7 @@ def test_field_names_are_resolved_once_and_refreshed_only_when_a_name_is_unknown
     connector = JiraConnector(
         JiraApi.from_settings(_settings(tmp_path, **CLOUD.credentials)),
         default_policy,
-        field_refresh_after=300,
+        refresh_after=300,
         clock=lambda: now[0],
     )
 
@@ -175,6 +175,31 @@ def test_field_names_are_resolved_once_and_refreshed_only_when_a_name_is_unknown
 
     assert fake.calls() == ["GET /rest/api/2/field", "GET /rest/api/2/field"]
     assert index.knows("impact") and not index.knows("Severity")
+
+
+def test_transitions_are_listed_once_per_workflow_step_and_again_when_old_or_asked_for(
+    no_network: responses.RequestsMock, tmp_path: Path, default_policy: Policy
+) -> None:
+    fake = FakeJira(no_network, CLOUD, key="TES-41", status="In Progress")
+    now = [1000.0]
+    connector = JiraConnector(
+        JiraApi.from_settings(_settings(tmp_path, **CLOUD.credentials)),
+        default_policy,
+        refresh_after=300,
+        clock=lambda: now[0],
+    )
+    in_progress, bug = ("TES", "10002", "in progress"), ("TES", "10004", "in progress")
+
+    listed, listed_now = connector.transitions("TES-41", in_progress)
+    assert listed_now and "In Progress" not in {t["to"]["name"] for t in listed}
+    assert connector.transitions("TES-41", in_progress) == (listed, False)  # from the cache
+    assert connector.transitions("TES-41", bug)[1]  # another issue type: another workflow
+    assert connector.transitions("TES-41", None)[1]  # a step the delivery did not tell: never cached
+    assert connector.transitions("TES-41", in_progress, fresh=True)[1]  # after a 400 on a cached id
+    now[0] += 301
+    assert connector.transitions("TES-41", in_progress)[1]  # old: listed again
+
+    assert fake.calls() == ["GET /rest/api/2/issue/TES-41/transitions"] * 5
 
 
 def test_values_get_their_field_names_and_of_two_fields_with_one_name_the_filled_one_counts() -> None:
@@ -275,29 +300,18 @@ def test_the_note_on_a_change_that_could_not_be_undone_closes_the_comment() -> N
         "**To Do**, so the issue stays in In Progress and is labelled `sop-violation` for review. A Jira "
         "admin can add the transition (`sopguard export jira-workflow` lists the ones the procedure needs).\n"
     )
-    assert "**Jira 无法撤销此变更:**" in no_way_back_note("zh-CN", "In Progress", "To Do")
+    assert "**Jira 无法撤销此变更：**" in no_way_back_note("zh-CN", "In Progress", "To Do")
 
 
 # --- the comment markers -----------------------------------------------------------------------------------
 
 
-def test_markers_round_trip_and_the_oldest_go_first_when_there_are_too_many() -> None:
-    posted = {f"m{i}": markers.Posted(str(i), "d") for i in range(markers.MAX_ENTRIES + 5)}
-
-    kept = markers.decode(markers.encode(posted))
-
-    assert len(kept) == markers.MAX_ENTRIES and "m0" not in kept and "m204" in kept
+def test_the_markers_of_an_older_release_are_read_as_it_wrote_them() -> None:
+    assert markers.decode({"version": 1, "comments": {"a": {"id": 7, "digest": "d"}}}) == {
+        "a": markers.Posted("7", "d")
+    }
     assert markers.decode({"comments": {"a": {"id": 7}}}) == {"a": markers.Posted("7", "")}
     assert markers.decode(None) == {} and markers.decode({"comments": []}) == {}
-
-
-def test_the_property_stays_within_jiras_size_limit() -> None:
-    long = {f"transition-rejected:{'x' * 200}:{i}": markers.Posted(str(i), "d" * 16) for i in range(200)}
-
-    value = markers.encode(long)
-
-    assert len(json.dumps(value)) <= markers.MAX_CHARS
-    assert list(value["comments"])[-1] == list(long)[-1]
 
 
 @pytest.mark.parametrize(
@@ -319,14 +333,15 @@ def test_when_a_comment_is_posted(
     assert markers.skip_reason(policy, earlier, digest) == reason
 
 
-def test_a_comment_is_found_by_the_marker_in_its_properties() -> None:
-    comment = {
-        "id": "1",
-        "properties": [{"key": "other", "value": {}}, {"key": "sopguard", "value": {"marker": "m"}}],
-    }
+def test_a_comment_is_found_by_the_marker_and_the_digest_in_its_properties() -> None:
+    def comment(value: dict[str, str]) -> dict[str, Any]:
+        return {"id": "1", "properties": [{"key": "other", "value": {}}, {"key": "sopguard", "value": value}]}
 
-    assert markers.marker_of(comment) == "m"
-    assert markers.marker_of({"id": "2"}) is None
+    assert markers.posted_as(comment({"marker": "m", "digest": "d"}), "m", "d")
+    assert not markers.posted_as(comment({"marker": "m", "digest": "e"}), "m", "d")  # the one it follows up
+    assert not markers.posted_as(comment({"marker": "n", "digest": "d"}), "m", "d")
+    assert markers.posted_as(comment({"marker": "m"}), "m", "d")  # an older release kept no digest
+    assert not markers.posted_as({"id": "2"}, "m", "d")
 
 
 def test_actions_need_nothing_from_the_payload_so_work_can_be_done_later_without_a_delivery(
@@ -349,5 +364,6 @@ def test_actions_need_nothing_from_the_payload_so_work_can_be_done_later_without
     )
 
     assert [a.outcome for a in applied] == ["applied (1 created)", "applied"]
-    assert fake.sent("POST", "/rest/api/2/issue")[0]["fields"]["project"] == {"key": "TES"}
+    (bulk,) = fake.sent("POST", "/rest/api/2/issue/bulk")
+    assert bulk["issueUpdates"][0]["fields"]["project"] == {"key": "TES"}
     assert fake.our_comments() == ["*Please answer* the customer."]

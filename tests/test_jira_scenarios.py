@@ -52,14 +52,8 @@ def deployment(request: pytest.FixtureRequest) -> Deployment:
 
 
 def _comment_calls(fake: FakeJira, *, first: bool = True) -> list[str]:
-    """Reading the markers, (the deployment type, once), posting, recording the marker."""
-    issue = issue_path(fake)
-    return [
-        f"GET {issue}/properties/sopguard",
-        *([SERVER_INFO] if first else []),
-        post_comment(fake),
-        f"PUT {issue}/properties/sopguard",
-    ]
+    """(The deployment type, once), then the POST: which comments exist is in the journal."""
+    return [*([SERVER_INFO] if first else []), post_comment(fake)]
 
 
 def _blocks(document: dict[str, Any]) -> list[tuple[str, str]]:
@@ -104,7 +98,9 @@ def test_a_skipped_stage_is_moved_back_and_explained_in_one_comment(
         if deployment is CLOUD
         else "transition-rejected:in-progress:closed:undo-1"
     )
-    assert list(fake.properties["sopguard"]["comments"]) == [marker]
+    (comment,) = fake.comments  # its marker and text digest ride on the comment; no issue property
+    assert comment["properties"][0]["value"]["marker"] == marker
+    assert fake.properties == {}
     fake.check_against_openapi()
 
 
@@ -179,11 +175,9 @@ def test_with_no_transition_back_the_issue_is_labelled_commented_once_and_nothin
         MYSELF,
         FIELDS,
         f"GET {issue}/transitions",
-        f"GET {issue}",  # where the issue is now: not already back (a retried delivery)
-        f"PUT {issue}",
+        f"PUT {issue}",  # where the issue is: as the delivery says
         *_comment_calls(fake),
     ]
-    assert fake.query("GET", issue) == [{"fields": ["status"]}]
     assert fake.sent("PUT", issue) == [{"update": {"labels": [{"add": "sop-violation"}]}}]
     assert fake.status == stays and "sop-violation" in fake.labels
     outcome = sopguard.outcomes("stuck-1")["follow-the-lifecycle"]
@@ -251,14 +245,12 @@ def test_a_priority_chosen_by_a_person_is_kept_recorded_and_acknowledged(
 
     sopguard.deliver(payload, "manual-1")
 
-    issue = issue_path(fake)
     # No edit (the choice is kept); the acknowledgement, then the receipt restated at the new priority.
     assert fake.calls() == [
         MYSELF,
         FIELDS,
         *_comment_calls(fake),
         post_comment(fake),
-        f"PUT {issue}/properties/sopguard",
     ]
     assert fake.priority == "High"
     key = payload["issue"]["key"]
@@ -288,7 +280,6 @@ def test_missing_intake_at_create_is_asked_once_and_a_completed_intake_is_acknow
         f"PUT {issue}",
         *_comment_calls(fake),
         post_comment(fake),
-        f"PUT {issue}/properties/sopguard",
     ]
     assert fake.sent("PUT", issue) == [{"update": {"labels": [{"add": "needs-info"}]}}]
     comment, receipt = fake.our_comments()
@@ -303,7 +294,7 @@ def test_missing_intake_at_create_is_asked_once_and_a_completed_intake_is_acknow
         assert "\n* Customer\n* Customer tier\n" in comment
 
     # A later edit with the same information missing: the comment is not repeated (the journal knows
-    # it was posted with this very text, so not even the markers are read).
+    # it was posted with this very text: nothing is read).
     seen = len(fake.calls())
     sopguard.deliver(as_edit(created, list(fake.labels)), "edit-1")
     assert fake.calls()[seen:] == []
@@ -315,11 +306,8 @@ def test_missing_intake_at_create_is_asked_once_and_a_completed_intake_is_acknow
     sopguard.deliver(with_intake(as_edit(created, list(fake.labels))), "edit-2")
     assert fake.calls()[seen:] == [
         f"PUT {issue}",
-        f"GET {issue}/properties/sopguard",
         post_comment(fake),
-        f"PUT {issue}/properties/sopguard",
         post_comment(fake),
-        f"PUT {issue}/properties/sopguard",
     ]
     assert fake.sent("PUT", issue)[-1] == {
         "fields": {"priority": {"name": "Highest"}},
@@ -342,22 +330,19 @@ def test_a_valid_transition_creates_its_checklist_as_sub_tasks_once(
 ) -> None:
     scenario = subtasks_created(deployment)
     fake, sopguard = start(no_network, tmp_path / "var", scenario, deployment)
-    issue = issue_path(fake)
 
     sopguard.deliver(scenario.payload, "work-1")
 
     assert fake.calls() == [
         MYSELF,
         FIELDS,
-        f"GET {issue}",  # the sub-tasks as they are now
-        "POST /rest/api/2/issue",
-        "POST /rest/api/2/issue",
-        "POST /rest/api/2/issue",
+        "POST /rest/api/2/issue/bulk",  # every item in one request; the delivery showed none there
         *_comment_calls(fake),
     ]
-    assert fake.query("GET", issue) == [{"fields": ["subtasks"]}]
     project_id = scenario.payload["issue"]["fields"]["project"]["id"]
-    assert fake.sent("POST", "/rest/api/2/issue")[0] == {
+    (bulk,) = fake.sent("POST", "/rest/api/2/issue/bulk")
+    assert [update["fields"]["summary"] for update in bulk["issueUpdates"]] == fake.subtask_summaries()
+    assert bulk["issueUpdates"][0] == {
         "fields": {
             "project": {"id": project_id},
             "parent": {"key": fake.key},
@@ -365,6 +350,7 @@ def test_a_valid_transition_creates_its_checklist_as_sub_tasks_once(
             "summary": "Preparation: Tools, documents and parts are ready",
         }
     }
+    assert sopguard.outcomes("work-1")["preparation"] == "applied (3 created); applied"
     assert fake.subtask_summaries() == [
         "Preparation: Tools, documents and parts are ready",
         "Preparation: Authorizations are in place",
@@ -375,7 +361,7 @@ def test_a_valid_transition_creates_its_checklist_as_sub_tasks_once(
     # The same transition delivered again (its payload still without sub-tasks): nothing is created twice.
     seen = len(fake.calls())
     sopguard.deliver(scenario.payload, "work-2")
-    assert fake.calls()[seen:] == [f"GET {issue}"]  # the journal knows the comment: no marker read
+    assert fake.calls()[seen:] == []  # the journal knows the items and the comment: nothing is read
     assert len(fake.subtasks) == 3 and len(fake.our_comments()) == 1
     fake.check_against_openapi()
 
@@ -513,12 +499,67 @@ def test_with_warm_caches_a_delivery_costs_only_its_own_requests(
     sopguard.deliver(scenario.payload, "warm-2")
 
     issue = issue_path(fake)
-    assert fake.calls()[seen:] == [
-        f"GET {issue}/transitions",
+    assert fake.calls()[seen:] == [  # the transitions out of this status were listed once
         f"POST {issue}/transitions",
         *_comment_calls(fake, first=False),
     ]
     assert len(fake.our_comments()) == 2
+
+
+def test_a_cached_transition_jira_refuses_is_listed_again_and_the_move_made_once(
+    no_network: responses.RequestsMock, tmp_path: Path, deployment: Deployment
+) -> None:
+    """The workflow changed since its transitions were listed (or the issue moved on): Jira answers
+    the cached id with a 400, so the list is read again and the move made with what it says now."""
+    scenario = transition_undone(deployment)
+    fake, sopguard = start(no_network, tmp_path / "var", scenario, deployment)
+    sopguard.deliver(scenario.payload, "warm-1")
+    fake.status = scenario.payload["issue"]["fields"]["status"]["name"]
+    refusal = '{"errorMessages": ["Transition id is not valid for this issue."]}'
+    fake.fail("POST", "/transitions", (400, {"Content-Type": "application/json"}, refusal))
+    seen = len(fake.calls())
+
+    sopguard.deliver(scenario.payload, "warm-2")
+
+    issue = issue_path(fake)
+    assert fake.calls()[seen:] == [
+        f"POST {issue}/transitions",  # the cached id: refused
+        f"GET {issue}/transitions",
+        f"POST {issue}/transitions",
+        post_comment(fake),
+    ]
+    previous = "To Do" if deployment is CLOUD else "In Progress"
+    assert fake.status == previous and sopguard.slept == []
+    assert sopguard.outcomes("warm-2")["follow-the-lifecycle"].startswith("applied (transition ")
+
+    fake.status = scenario.payload["issue"]["fields"]["status"]["name"]
+    seen = len(fake.calls())
+    sopguard.deliver(scenario.payload, "warm-3")  # the list read again is the one cached now
+    assert fake.calls()[seen:] == [f"POST {issue}/transitions", post_comment(fake)]
+
+
+def test_a_cached_transition_refused_because_the_issue_moved_back_already_is_not_labelled_stuck(
+    no_network: responses.RequestsMock, tmp_path: Path, deployment: Deployment
+) -> None:
+    """A person moved the issue back before the delivery was worked on: the cached transition is
+    refused, the fresh list has no way to where it already is, and its status says so."""
+    scenario = transition_undone(deployment)
+    fake, sopguard = start(no_network, tmp_path / "var", scenario, deployment)
+    sopguard.deliver(scenario.payload, "warm-1")  # moved back; the transitions are cached
+    seen = len(fake.calls())
+
+    sopguard.deliver(scenario.payload, "warm-2")  # the same skip again, already undone by a person
+
+    issue = issue_path(fake)
+    assert fake.calls()[seen:] == [
+        f"POST {issue}/transitions",  # refused: no transition leads from where it is to itself
+        f"GET {issue}/transitions",
+        f"GET {issue}",
+        post_comment(fake),
+    ]
+    previous = "To Do" if deployment is CLOUD else "In Progress"
+    assert "sop-violation" not in fake.labels
+    assert sopguard.outcomes("warm-2")["follow-the-lifecycle"].startswith(f"skipped: already in {previous}")
 
 
 def test_a_checklist_sub_task_moving_is_not_judged_and_costs_nothing_but_learning_who_we_are(

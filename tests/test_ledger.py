@@ -5,7 +5,8 @@ from __future__ import annotations
 import datetime as dt
 
 from config.loader import load_policy
-from policies.ledger import Change, backfill
+from policies.ledger import backfill
+from policies.models import Change
 from policies.sla import Closed, Created, Reopened, StateChanged
 
 POLICY = load_policy()

@@ -79,9 +79,15 @@ def test_a_delivery_received_twice_is_processed_once(app: Flask) -> None:
     assert intake.store.inbox.status("jira", "twice") == "processed"
 
 
+def _follow_tes_41(app: Flask) -> None:
+    """The ledger follows TES-41 in New, as if sopguard had seen it opened (else it is adopted)."""
+    _intake(app).store.ledger.remember_state(IssueRef("jira", "TES", "TES-41"), "new", utc_now())
+
+
 def test_jira_skipped_stage_is_audited_with_the_clause_and_the_move_back(
     app: Flask, client: FlaskClient
 ) -> None:
+    _follow_tes_41(app)
     body = json.dumps(fixture_json("jira", "mattermost__webhook-issue-updated-started-working.json")).encode()
     assert client.post("/webhooks/jira", data=body, headers=jira_headers(body)).status_code == 202
     drain(app)
@@ -100,6 +106,7 @@ def test_audit_command_lists_and_filters_the_log(
     app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _post_github(client, fixture_json("github", "issues__opened.json"), "opened-1")
+    _follow_tes_41(app)
     body = json.dumps(fixture_json("jira", "mattermost__webhook-issue-updated-started-working.json")).encode()
     client.post("/webhooks/jira", data=body, headers=jira_headers(body))
     drain(app)

@@ -1,5 +1,5 @@
 """A delivery whose processing cannot succeed ends `failed` with its reason in the audit log, turns
-`/healthz` degraded, and runs again with `sopguard retry` once the cause is mended; its tracker
+`/readyz` degraded, and runs again with `sopguard retry` once the cause is mended; its tracker
 actions are applied at most once however often it runs."""
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def test_a_comment_template_that_cannot_be_rendered_fails_the_delivery_until_the
     receipt = [e for e in store.audit.entries() if e.rule_id == "confirm-receipt"]
     assert receipt and receipt[-1].passed is False and "could not be rendered" in receipt[-1].reasons[0]
     assert "priority/P2" in github.labels  # the other rules acted, once
-    health = sopguard.app.test_client().get("/healthz").get_json()
+    health = sopguard.app.test_client().get("/readyz").get_json()
     assert health["status"] == "degraded" and health["failed"] == 1
     data_dir = {"SOPGUARD_DATA_DIR": str(sopguard.intake.settings.data_dir)}
     listed = CliRunner().invoke(main, ["audit", "--failed"], env=data_dir)
@@ -76,7 +76,7 @@ def test_a_comment_template_that_cannot_be_rendered_fails_the_delivery_until_the
     assert drain(sopguard.app) == 1
 
     assert store.inbox.status("github", "poisoned-1") == "processed"
-    assert sopguard.app.test_client().get("/healthz").get_json()["status"] == "ok"
+    assert sopguard.app.test_client().get("/readyz").get_json()["status"] == "ok"
     new_calls = github.calls()[calls_before:]
     assert new_calls == [f"POST /repos/{'Codertocat/Hello-World'}/issues/1/comments"]  # the receipt only
     assert sum(1 for c in github.our_comments() if c.startswith("**Received.**")) == 1

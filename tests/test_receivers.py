@@ -38,9 +38,20 @@ JIRA_FIXTURES = sorted(path.name for path in (FIXTURES / "jira").glob("*.json"))
 # What the service procedure acts on, written out here rather than read from the code under test.
 GITHUB_HANDLED = {
     ("issues", action)
-    for action in ("opened", "edited", "labeled", "unlabeled", "closed", "reopened", "assigned", "unassigned")
+    for action in (
+        "opened",
+        "edited",
+        "labeled",
+        "unlabeled",
+        "closed",
+        "reopened",
+        "assigned",
+        "unassigned",
+        "deleted",  # no longer followed
+        "transferred",  # followed on in the new repository
+    )
 } | {("issue_comment", "created"), ("issue_comment", "edited")}
-JIRA_HANDLED = {"jira:issue_created", "jira:issue_updated", "comment_created"}
+JIRA_HANDLED = {"jira:issue_created", "jira:issue_updated", "jira:issue_deleted", "comment_created"}
 # A REST API response recorded next to the webhooks: it names no `webhookEvent`, so it is refused.
 JIRA_NOT_A_DELIVERY = {"jira-to-matrix__REST-GET-transitions-response.json"}
 
@@ -535,13 +546,13 @@ def test_insecure_dev_accepts_unsigned_only_where_there_is_no_secret(tmp_path: P
 # --- health and the worker ----------------------------------------------------------------------------
 
 
-def test_healthz_reports_ok_and_the_pending_count(app: Flask, client: FlaskClient) -> None:
-    empty = client.get("/healthz")
+def test_readyz_reports_ok_and_the_pending_count(app: Flask, client: FlaskClient) -> None:
+    empty = client.get("/readyz")
     body = fixture_bytes("github", "issues__opened.json")
     client.post("/webhooks/github", data=body, headers=github_headers(body, "issues", "h-1"))
-    one = client.get("/healthz")
+    one = client.get("/readyz")
     drain(app)
-    drained = client.get("/healthz")
+    drained = client.get("/readyz")
 
     assert empty.status_code == 200
     health: dict[str, Any] = empty.get_json()

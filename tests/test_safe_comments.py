@@ -198,6 +198,7 @@ TRACKER_VALUES: dict[str, Any] = {
     "command-answer": {"actor": "login"},
     "plan-changed": {"actor": "login"},
     "low-rating": {},
+    "status-unmapped": {"status": "{}", "actor": "login"},
 }
 PLAIN = "dana"
 HOSTILES = (

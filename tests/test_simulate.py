@@ -24,9 +24,20 @@ JIRA_FIXTURES = sorted(path.name for path in (FIXTURES / "jira").glob("*.json"))
 
 GITHUB_HANDLED = {
     ("issues", action)
-    for action in ("opened", "edited", "labeled", "unlabeled", "closed", "reopened", "assigned", "unassigned")
+    for action in (
+        "opened",
+        "edited",
+        "labeled",
+        "unlabeled",
+        "closed",
+        "reopened",
+        "assigned",
+        "unassigned",
+        "deleted",
+        "transferred",
+    )
 } | {("issue_comment", "created"), ("issue_comment", "edited")}
-JIRA_HANDLED = {"jira:issue_created", "jira:issue_updated", "comment_created"}
+JIRA_HANDLED = {"jira:issue_created", "jira:issue_updated", "jira:issue_deleted", "comment_created"}
 STARTED_WORKING = "mattermost__webhook-issue-updated-started-working.json"
 
 
@@ -121,7 +132,7 @@ def test_simulate_every_recorded_jira_payload(workdir: Path, name: str) -> None:
         assert {"event", "issue", "rules", "actions"} <= decision.keys()
         assert (decision["event"], decision["issue"]) == (event, issue)
     else:
-        # jira:issue_deleted is ignored; the recorded REST response names no webhookEvent at all.
+        # The recorded REST response names no webhookEvent at all.
         assert text.output.startswith("not processed: ")
         assert (webhook_event or "webhookEvent") in text.output
         assert as_json.output == text.output

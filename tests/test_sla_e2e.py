@@ -93,7 +93,7 @@ def test_github_p1_is_warned_at_75_percent_of_15_minutes_then_breached_once(
     assert calls == [f"POST {ISSUE}/comments"]
     warning = list(github.our_comments())[-1]
     assert warning.startswith("**The first response target of this P1 issue is 75% used.**")
-    assert "due by **2026-11-23 10:15 (Asia/Shanghai)**; 3 min of working time is left" in warning
+    assert "due by **Nov 23, 2026, 10:15\u202fAM (China Time)**; 3 minutes of working time is left" in warning
     assert "SOP S1.4" in warning
 
     assert _sweep(app, MONDAY_10 + dt.timedelta(minutes=12), github.mock)[1] == []
@@ -130,7 +130,7 @@ def test_github_p3_opened_friday_1700_is_not_warned_over_the_weekend(
     report, calls = _sweep(app, monday_11, github.mock)
     assert calls == [f"POST {ISSUE}/comments"]
     assert (
-        "due by **2026-11-23 12:00 (Asia/Shanghai)**; 1 h of working time is left"
+        "due by **Nov 23, 2026, 12:00\u202fPM (China Time)**; 1 hour of working time is left"
         in list(github.our_comments())[-1]
     )
 
@@ -162,7 +162,7 @@ def test_github_waiting_for_the_customer_pauses_the_clock(tmp_path: Path, github
     assert _sweep(app, MONDAY_10 + dt.timedelta(minutes=36), github.mock)[1] == []
     _, calls = _sweep(app, MONDAY_10 + dt.timedelta(minutes=36, seconds=15), github.mock)
     assert calls == [f"POST {ISSUE}/comments"]
-    assert "due by **2026-11-23 10:40 (Asia/Shanghai)**" in list(github.our_comments())[-1]
+    assert "due by **Nov 23, 2026, 10:40\u202fAM (China Time)**" in list(github.our_comments())[-1]
 
 
 def _deliverer(app: Flask) -> Any:
@@ -253,7 +253,7 @@ def test_the_breach_notice_names_the_assignee_and_the_escalation_contact(
 
     breach = list(github.our_comments())[-1]
     assert breach.startswith(
-        "**The first response target of this P1 issue was missed.** It was due by **2026-11-23 10:15 (Asia/Shanghai)**.\n"
+        "**The first response target of this P1 issue was missed.** It was due by **Nov 23, 2026, 10:15\u202fAM (China Time)**.\n"
         "@dana: please act now; @acme/service-leads is informed."
     )
 
@@ -328,10 +328,12 @@ def test_a_valid_close_asks_for_a_rating_and_the_reporters_score_is_counted(
     reply = _comment_by(github, "Codertocat", "4", MONDAY_10 + dt.timedelta(hours=3), closed=True)
     _deliverer(app)(reply, "rating-1", "issue_comment")
     monkeypatch.setenv("SOPGUARD_DATA_DIR", str(services.settings.data_dir))
-    report = CliRunner().invoke(main, ["report", "--since", "2026-11-01", "--format", "csv"])
+    period = ["--since", "2026-11-01", "--until", "2026-11-30"]
+    report = CliRunner().invoke(main, ["report", *period, "--format", "csv"])
 
     rows = list(csv.reader(io.StringIO(report.output)))
-    assert rows[1][:6] == ["github:Codertocat/Hello-World", "P4", "1", "0", "1", "4.0"]
+    assert rows[0][-1] == "Average rating"
+    assert (rows[1][:3], rows[1][-1]) == (["github:Codertocat/Hello-World", "P4", "1"], "4.0")
 
 
 def test_an_opened_delivery_processed_after_a_later_one_leaves_one_creation(
@@ -482,7 +484,7 @@ def minutes(count: float) -> dt.datetime:
     return MONDAY_10 + dt.timedelta(minutes=count)
 
 
-def test_a_github_issue_first_seen_late_gets_its_pauses_from_the_history(
+def test_a_github_issue_adopted_mid_life_gets_its_pauses_from_the_history(
     tmp_path: Path, github: FakeGithub
 ) -> None:
     github.events = [
@@ -498,10 +500,10 @@ def test_a_github_issue_first_seen_late_gets_its_pauses_from_the_history(
     _at(sopguard.app, minutes(21))
     times = {"created_at": _iso(MONDAY_10), "updated_at": _iso(minutes(21))}
     sopguard.deliver(labelled(github, "bug", issue=times), "first-seen")
+    assert github.calls() == [f"GET {ISSUE}/comments", f"GET {ISSUE}/events"]  # read once, to adopt it
 
     report, calls = _sweep(sopguard.app, minutes(25), github.mock)
-    assert calls == [f"GET {ISSUE}/events"] and report.notices == 0  # 2 + 5 working minutes, not 25
-    assert _sweep(sopguard.app, minutes(26), github.mock)[1] == []  # read once
+    assert calls == [] and report.notices == 0  # 2 + 5 working minutes, not 25
     _, calls = _sweep(
         sopguard.app,
         minutes(
@@ -511,10 +513,10 @@ def test_a_github_issue_first_seen_late_gets_its_pauses_from_the_history(
         github.mock,
     )
     assert calls == [f"POST {ISSUE}/comments"]
-    assert "due by **2026-11-23 10:33 (Asia/Shanghai)**" in list(github.our_comments())[-1]
+    assert "due by **Nov 23, 2026, 10:33\u202fAM (China Time)**" in list(github.our_comments())[-1]
 
 
-def test_a_jira_issue_first_seen_late_gets_its_pauses_from_the_changelog(
+def test_a_jira_issue_adopted_mid_life_gets_its_pauses_from_the_changelog(
     tmp_path: Path, no_network: responses.RequestsMock
 ) -> None:
     created = _jira_created(CLOUD, MONDAY_10)
@@ -541,9 +543,11 @@ def test_a_jira_issue_first_seen_late_gets_its_pauses_from_the_changelog(
     sopguard = jira_service(tmp_path, CLOUD)
     _at(sopguard.app, MONDAY_10 + dt.timedelta(minutes=21))
     sopguard.deliver(update, "first-seen")
+    read = [f"GET /rest/api/2/issue/{fake.key}/changelog", f"GET /rest/api/2/issue/{fake.key}/comment"]
+    assert [c for c in fake.calls() if "/issue/" in c] == read  # once, to adopt it
 
     _, calls = _sweep(sopguard.app, MONDAY_10 + dt.timedelta(minutes=25), no_network)
-    assert calls == [f"GET /rest/api/2/issue/{fake.key}/changelog"]
+    assert calls == []
     _, calls = _sweep(sopguard.app, MONDAY_10 + dt.timedelta(minutes=29, seconds=15), no_network)
     assert calls == ["GET /rest/api/2/serverInfo", f"POST /rest/api/3/issue/{fake.key}/comment"]
     fake.check_against_openapi()

@@ -30,7 +30,7 @@ from policies.render import render
 from policies.sla import Created, read_clocks, rules_for
 from policies.sla_notices import due_notices
 from tests.conftest import fixture_json
-from tests.engine_support import GITHUB_REF, NOW, PERSON, complete_fields, move, snapshot_meeting
+from tests.engine_support import GITHUB_REF, JIRA_REF, NOW, PERSON, complete_fields, move, snapshot_meeting
 
 SOP_TEXT = resources.files("config").joinpath("sop.yaml").read_text(encoding="utf-8")
 POLICY = load_policy()
@@ -203,6 +203,7 @@ def _kinds_posted(decision: Decision) -> set[str]:
         "command:": "command-answer",
         "plan-changed:": "plan-changed",
         "low-rating:": "low-rating",
+        "status-unmapped:": "status-unmapped",
         "receipt": "receipt",
         POLICY.intake.id: "intake-missing",
     }
@@ -253,7 +254,17 @@ def _engine_decisions() -> list[Decision]:
     rated = replace(command, delivery_id="comment-3", comment=Comment(PERSON, "1", id="8"))
     closed_issue = IssueSnapshot(ref=GITHUB_REF, is_open=False, reporter=PERSON.login)
     low = evaluate(POLICY, rated, closed_issue, NOW)
-    return [opened, suggested, overridden, rejected, started, closed, refused, answered, withdrawn, low]
+    paused = Event(
+        source="jira",
+        kinds=frozenset({EventKind.STATUS_CHANGED}),
+        delivery_id="paused-1",
+        actor=PERSON,
+        issue=JIRA_REF,
+        status_before="In Progress",
+        status_after="Paused",
+    )
+    held = evaluate(POLICY, paused, IssueSnapshot(ref=JIRA_REF, status="Paused"), NOW)
+    return [opened, suggested, overridden, rejected, started, closed, refused, answered, withdrawn, low, held]
 
 
 def test_the_engine_renders_every_kind_with_exactly_the_catalogue_variables() -> None:

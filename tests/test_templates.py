@@ -50,9 +50,9 @@ VARIABLES: dict[str, dict[str, Any]] = {
         "target": "first response",
         "kind": "first-response",
         "level": "P1",
-        "percent": 75,
-        "deadline": "2026-11-24 10:15 (Asia/Shanghai)",
-        "remaining": "3 min",
+        "percent": "75%",
+        "deadline": "Nov 24, 2026, 10:15 AM (China Time)",
+        "remaining": "3 minutes",
         "who": "@dana",
     },
     "satisfaction": {"reporter": "carol"},
@@ -80,19 +80,20 @@ VARIABLES: dict[str, dict[str, Any]] = {
         "not_by": ["assignee", "author-of-plan"],
         "requirement": "A high-risk plan passes an internal review",
     },
+    "status-unmapped": {"status": "Paused", "state": "Diagnosis", "actor": "dana"},
     "receipt": {
         "reason": {"impact": "Minor", "urgency": "High", "tier": "Key", "raised": True},
         "level": "P2",
         "assumed": False,
         "next_steps": ["Triage"],
-        "deadlines": [{"target": "first response", "deadline": "2026-11-24 10:15 (Asia/Shanghai)"}],
+        "deadlines": [{"target": "first response", "deadline": "Nov 24, 2026, 10:15 AM (China Time)"}],
     },
     "sla-breached": {
         "target": "resolution",
         "kind": "resolution",
         "level": "P2",
-        "deadline": "2026-11-24 18:00 (Asia/Shanghai)",
-        "overdue": "5 min",
+        "deadline": "Nov 24, 2026, 6:00 PM (China Time)",
+        "overdue": "5 minutes",
         "who": "@dana",
         "escalation": "@acme/leads",
     },
@@ -102,7 +103,7 @@ VARIABLES: dict[str, dict[str, Any]] = {
 CLOSING = {"en": "\n\nRule `", "zh-CN": "\n\n规则 `"}
 NEXT_STAGES = {
     "en": "\n\nFrom **Triage** the next stage can be: Diagnosis.",
-    "zh-CN": "\n\n从 **Triage** 可进入的下一阶段:Diagnosis。",
+    "zh-CN": "\n\n从 **Triage** 可进入的下一阶段：Diagnosis。",
 }
 
 

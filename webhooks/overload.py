@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 from gunicorn.workers.gthread import ThreadWorker
 
+from runtime.metrics import rejected
+
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
@@ -71,6 +73,7 @@ class ShedOverload:
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if environ.get(QUEUE_WAIT, 0.0) <= self.max_wait:
             return self.app(environ, start_response)
+        rejected(str(environ.get("PATH_INFO", "")).rsplit("/", 1)[-1], "overloaded")
         start_response(
             "503 Service Unavailable",
             [

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, TypeVar
@@ -24,10 +25,12 @@ from tenacity import Retrying
 
 from config.schema import Team
 from config.settings import Settings
-from connector.base import Applied, DeliveryRefused, Journal, TrackerUnavailable
+from connector.base import GONE_STATUSES, Applied, DeliveryRefused, IssueGone, Journal, TrackerUnavailable
 from connector.delivery import Delivery
+from connector.github import events as github_events
 from connector.github.events import actor as actor_of
 from connector.membership import Memberships, teams_of
+from connector.metrics import count_github_calls
 from connector.retry import (
     BACK_OFF,
     GIVE_UP,
@@ -38,16 +41,17 @@ from connector.retry import (
     server_wait,
 )
 from policies import people
-from policies.ledger import Change
 from policies.models import (
     Action,
     Actor,
+    Change,
     ChangeLabels,
     Comment,
     CommentPolicy,
     CreateSubtasks,
     Event,
     EventKind,
+    History,
     IssueSnapshot,
     MoveToStatus,
     PostComment,
@@ -106,6 +110,7 @@ class GithubConnector:
     _login: str | None = None
     _comments: dict[str, list[IssueComment]] = field(default_factory=dict)
     memberships: Memberships = field(default_factory=Memberships)
+    _identity: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> GithubConnector:
@@ -122,7 +127,9 @@ class GithubConnector:
     # --- plumbing --------------------------------------------------------------------------
 
     def _options(self) -> dict[str, Any]:
-        """No library retries or throttling (ours is the one retry layer); lazy objects."""
+        """No library retries or throttling (ours is the one retry layer); lazy objects; every
+        request counted (`connector.metrics`)."""
+        count_github_calls()
         return {
             "base_url": self.base_url,
             "timeout": int(self.timeout),
@@ -133,16 +140,19 @@ class GithubConnector:
         }
 
     def _retrying(self) -> Retrying:
-        return retrying(classify, sleep=self.sleep)
+        return retrying(classify, tracker=self.name, sleep=self.sleep)
 
     def _call(self, function: Callable[[], _T]) -> _T:
         return call(self._retrying(), classify, function)
 
+    def _token_client(self) -> Github:
+        if None not in self._clients:
+            self._clients[None] = Github(auth=self.auth, lazy=True, **self._options())
+        return self._clients[None]
+
     def _client(self, delivery: Delivery) -> Github:
         if isinstance(self.auth, Auth.Token):
-            if None not in self._clients:
-                self._clients[None] = Github(auth=self.auth, lazy=True, **self._options())
-            return self._clients[None]
+            return self._token_client()
         installation = (delivery.payload.get("installation") or {}).get("id")
         if not isinstance(installation, int):
             raise NoInstallation("the delivery names no GitHub App installation")
@@ -161,6 +171,21 @@ class GithubConnector:
             self._clients[installation] = client
         return self._clients[installation]
 
+    def repository_labels(self, full_name: str) -> list[str]:
+        """Every label the repository has (`GET /repos/{owner}/{repo}/labels`, all pages), outside
+        any delivery: with a token's client, or as the App's installation on the repository."""
+        if isinstance(self.auth, Auth.Token):
+            client = self._token_client()
+        else:
+            owner, name = full_name.split("/", 1)
+            integration = GithubIntegration(auth=self.auth, **self._options())
+            installation = self._call(lambda: integration.get_repo_installation(owner, name))
+            client = Github(
+                auth=self.auth.get_installation_auth(installation.id), lazy=True, **self._options()
+            )
+        repository = client.get_repo(full_name)
+        return self._call(lambda: [label.name for label in repository.get_labels()])
+
     def _target(self, delivery: Delivery, event: Event) -> _Target:
         repository = self._client(delivery).get_repo(event.issue.scope)
         number = int(event.issue.key)
@@ -169,15 +194,17 @@ class GithubConnector:
     # --- the Connector protocol --------------------------------------------------------------
 
     def service_accounts(self, delivery: Delivery) -> frozenset[str]:
-        """`<app-slug>[bot]` for an App, the token's user otherwise; learned once."""
-        if self._login is None:
-            if isinstance(self.auth, Auth.AppAuth):
-                integration = GithubIntegration(auth=self.auth, **self._options())
-                self._login = f"{self._call(lambda: integration.get_app().slug)}[bot]"
-            else:
-                user = self._client(delivery).get_user()
-                self._login = self._call(lambda: user.login)
-        return frozenset({self._login})
+        """`<app-slug>[bot]` for an App, the token's user otherwise; learned once per process (the
+        consumers' threads that ask at the same time wait for the one lookup)."""
+        with self._identity:
+            if self._login is None:
+                if isinstance(self.auth, Auth.AppAuth):
+                    integration = GithubIntegration(auth=self.auth, **self._options())
+                    self._login = f"{self._call(lambda: integration.get_app().slug)}[bot]"
+                else:
+                    user = self._client(delivery).get_user()
+                    self._login = self._call(lambda: user.login)
+            return frozenset({self._login})
 
     def complete(
         self, delivery: Delivery, event: Event, snapshot: IssueSnapshot, needs: Needs
@@ -191,15 +218,34 @@ class GithubConnector:
             changes["subtasks"] = tuple(
                 Subtask(c.title, done=c.state == "closed", key=str(c.number)) for c in children
             )
-        if needs.comments:
+        if needs.comments or needs.history:
             comments = self._call(lambda: list(issue.get_comments()))
             self._comments[delivery.delivery_id] = comments
-            changes["comments"] = tuple(Comment(_author(c), c.body or "", str(c.id)) for c in comments)
+            changes["comments"] = self._listed(delivery, comments)
+        if needs.history:
+            changes["history"] = self._history(delivery, event, changes["comments"])
         if needs.teams:
             person = people.subject(event)
             member = partial(self._is_member, delivery, event, person)
             changes["actor_teams"] = teams_of(person, needs.teams, member)
         return replace(snapshot, **changes) if changes else snapshot
+
+    def _listed(self, delivery: Delivery, comments: Sequence[IssueComment]) -> tuple[Comment, ...]:
+        """Listed comments as the engine sees them; ours (by the service account, or carrying our
+        marker: an earlier sopguard's) count as a bot's, never as a response."""
+        ours = self.service_accounts(delivery)
+        return tuple(
+            Comment(
+                replace(author, is_bot=True)
+                if author.login in ours or MARKER_PREFIX in (c.body or "")
+                else author,
+                c.body or "",
+                str(c.id),
+                at=c.created_at,
+            )
+            for c in comments
+            for author in (_author(c),)
+        )
 
     # --- who is who ------------------------------------------------------------------------
 
@@ -245,12 +291,27 @@ class GithubConnector:
 
         return self.memberships.get(("team", slug.casefold(), login.casefold()), ask)
 
-    def history(self, delivery: Delivery, event: Event) -> list[Change] | None:
-        """Labels added and removed, closes and reopens, from the issue's events; `None` if unreadable."""
+    def history(self, delivery: Delivery, event: Event) -> History | None:
+        """The issue's events (labels added and removed, closes, reopens) and its comments; `None`
+        if unreadable."""
+        try:
+            issue = self._target(delivery, event).issue
+            comments = self._listed(delivery, self._call(lambda: list(issue.get_comments())))
+        except (GithubException, requests.RequestException, TrackerUnavailable, NoInstallation) as error:
+            log.warning("history of %s unreadable: %s", event.issue, error)
+            return None
+        return self._history(delivery, event, comments)
+
+    def _history(self, delivery: Delivery, event: Event, comments: tuple[Comment, ...]) -> History | None:
         try:
             issue = self._target(delivery, event).issue
             events = self._call(lambda: list(issue.get_events()))
-        except (GithubException, requests.RequestException, TrackerUnavailable, NoInstallation) as error:
+        except GithubException as error:
+            if error.status in GONE_STATUSES:
+                raise IssueGone(_describe(error)) from error
+            log.warning("history of %s unreadable: %s", event.issue, error)
+            return None
+        except (requests.RequestException, TrackerUnavailable, NoInstallation) as error:
             log.warning("history of %s unreadable: %s", event.issue, error)
             return None
         changes = []
@@ -263,7 +324,40 @@ class GithubConnector:
                 changes.append(Change(item.created_at, "closed"))
             elif item.event == "reopened":
                 changes.append(Change(item.created_at, "reopened"))
-        return changes
+        return History(tuple(changes), comments)
+
+    def open_issues(self, scope: str, context: Mapping[str, Any]) -> Iterator[tuple[Delivery, IssueSnapshot]]:
+        """Every open issue of the repository `scope` (pull requests left out), oldest first, a
+        page of 100 at a time; each with a delivery that stands for it (for `sopguard adopt`)."""
+        payload: dict[str, Any] = {"repository": {"full_name": scope}, **context}
+        if isinstance(self.auth, Auth.AppAuth) and "installation" not in payload:
+            owner, _, name = scope.partition("/")
+            integration = GithubIntegration(auth=self.auth, **self._options())
+            installation = self._call(lambda: integration.get_repo_installation(owner, name).id)
+            payload["installation"] = {"id": installation}  # kept with each issue, as a delivery's
+        listing = Delivery("github", f"adopt:{scope}", "issues", payload)
+        requester = self._client(listing).requester
+        page = 1
+        while True:
+            parameters = {
+                "state": "open",
+                "sort": "created",
+                "direction": "asc",
+                "per_page": 100,
+                "page": page,
+            }
+            _, items = self._call(
+                partial(requester.requestJsonAndCheck, "GET", f"/repos/{scope}/issues", parameters=parameters)
+            )
+            for item in items or ():
+                if "pull_request" in item:
+                    continue
+                body = {**payload, "issue": item}
+                delivery = Delivery("github", f"adopt:{scope}#{item.get('number')}", "issues", body)
+                yield delivery, github_events.snapshot(body)
+            if not items or len(items) < 100:
+                return
+            page += 1
 
     def apply(
         self,
@@ -288,11 +382,22 @@ class GithubConnector:
                 # A refusal (every call goes through `_call`, which raises outages as
                 # TrackerUnavailable, left to the runtime to retry later).
                 log.warning("%s on %s failed: %s", type(action).__name__, event.issue, error)
+                if isinstance(error, GithubException) and error.status in GONE_STATUSES:
+                    self._raise_if_gone(target)
                 outcome = f"failed: {_describe(error)}"
             if outcome.startswith("failed"):
                 failed |= rules
             results.append(Applied(action, outcome))
         return results
+
+    def _raise_if_gone(self, target: _Target) -> None:
+        """`IssueGone` when a read of the issue answers 404 or 410 (a refused write may have
+        named a comment or a label that is gone, not the issue)."""
+        try:
+            self._call(lambda: target.repository.get_issue(target.number).state)
+        except GithubException as error:
+            if error.status in GONE_STATUSES:
+                raise IssueGone(f"the issue is gone ({_describe(error)})") from error
 
 
 def _author(comment: IssueComment) -> Actor:

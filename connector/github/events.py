@@ -30,6 +30,8 @@ HANDLED: dict[tuple[str, str], EventKind] = {
     ("issues", "unlabeled"): EventKind.LABELS_CHANGED,
     ("issues", "closed"): EventKind.STATUS_CHANGED,
     ("issues", "reopened"): EventKind.STATUS_CHANGED,
+    ("issues", "deleted"): EventKind.REMOVED,
+    ("issues", "transferred"): EventKind.REMOVED,  # on the old repository; `opened` on the new one
     ("issues", "assigned"): EventKind.ASSIGNEE_CHANGED,
     ("issues", "unassigned"): EventKind.ASSIGNEE_CHANGED,
     ("issue_comment", "created"): EventKind.COMMENTED,
@@ -106,6 +108,12 @@ class Label(Lenient):
     name: str | None = None
 
 
+class IssueType(Lenient):
+    """GitHub's issue type (an organisation's Bug, Task, Feature, ...)."""
+
+    name: str = ""
+
+
 class Issue(Lenient):
     number: IssueNumber
     id: Identifier = ""
@@ -120,6 +128,7 @@ class Issue(Lenient):
     created_at: Time = None
     updated_at: Time = None
     closed_at: Time = None
+    type: IssueType | None = None
 
 
 class Repository(Lenient):
@@ -140,10 +149,23 @@ class _Before(Lenient):
     before: str | None = Field(default=None, alias="from")
 
 
+class _OtherIssue(Lenient):
+    """The issue at the other end of a transfer."""
+
+    number: IssueNumber
+    id: Identifier = ""
+    html_url: str = ""
+
+
 class Changes(Lenient):
-    """What an `edited` action replaced: `changes.body.from`."""
+    """What an `edited` action replaced (`changes.body.from`), and a transfer's two ends: `new_*`
+    on the old repository's `transferred`, `old_*` on the new repository's `opened`."""
 
     body: _Before | None = None
+    new_issue: _OtherIssue | None = None
+    new_repository: Repository | None = None
+    old_issue: _OtherIssue | None = None
+    old_repository: Repository | None = None
 
 
 class DeliveryBody(Lenient):
@@ -243,6 +265,7 @@ def _snapshot(delivery: DeliveryBody) -> IssueSnapshot:
         body=body,
         created_at=issue.created_at,
         updated_at=issue.updated_at,
+        issue_type=issue.type.name if issue.type else "",
     )
 
 
@@ -267,6 +290,22 @@ def _label_change(delivery: DeliveryBody) -> tuple[frozenset[str], frozenset[str
     return after, after
 
 
+def _other_end(issue: _OtherIssue | None, repository: Repository | None) -> IssueRef | None:
+    if issue is None or repository is None:
+        return None
+    return IssueRef("github", repository.full_name, str(issue.number), issue.id, issue.html_url)
+
+
+def _transfer(delivery: DeliveryBody) -> tuple[IssueRef | None, IssueRef | None]:
+    """Where a transferred issue came from (on its new repository) and went to (on its old one)."""
+    changes = delivery.changes or Changes()
+    came_from = _other_end(changes.old_issue, changes.old_repository) if delivery.action == "opened" else None
+    went_to = (
+        _other_end(changes.new_issue, changes.new_repository) if delivery.action == "transferred" else None
+    )
+    return came_from, went_to
+
+
 def _status_change(action: str) -> tuple[str | None, str | None]:
     if action == "closed":
         return "open", "closed"
@@ -281,6 +320,9 @@ def to_event(
     """Normalise one delivery; raises `Ignored` or `BadPayload` (naming the flaw), nothing else."""
     kind = classify(event_name, payload)
     delivery = validated(DeliveryBody, payload)
+    moved_from, moved_to = _transfer(delivery)
+    if moved_from is not None:
+        kind = EventKind.MOVED  # a transfer, not a new request: its state is taken as it is
     sender = _sender(delivery)
     labels_before, labels_after = _label_change(delivery)
     status_before, status_after = _status_change(delivery.action)
@@ -298,8 +340,10 @@ def to_event(
         labels_after=labels_after,
         comment=_comment(delivery.comment) if delivery.comment else None,
         by_service=sender.login in service_logins,
-        at=_event_time(delivery),
+        at=delivery.issue.updated_at if moved_from else _event_time(delivery),  # not its creation
         body_before=delivery.changes.body.before if delivery.changes and delivery.changes.body else None,
+        moved_from=moved_from,
+        moved_to=moved_to,
     )
     return event, issue_snapshot
 

@@ -17,7 +17,7 @@ def _field(policy: Policy, field: IntakeField) -> dict[str, Any]:
         attributes["description"] = f"{field.title.en} / {field.title.zh_cn}"
     if field.options:
         kind = "dropdown"
-        attributes["options"] = list(field.options)
+        attributes["options"] = field.values
     else:
         kind = "textarea" if field.github.multiline else "input"
     return {

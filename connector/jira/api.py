@@ -14,12 +14,14 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import requests
 from jira import JIRA, JIRAError
 
 from config.settings import Settings
+from connector.metrics import count_session
 from connector.retry import (
     BACK_OFF,
     GIVE_UP,
@@ -34,6 +36,7 @@ from connector.retry import call as retried
 T = TypeVar("T")
 Json = dict[str, Any]
 
+BULK_LIMIT = 50  # issues per `POST /issue/bulk`, Jira's documented maximum
 UNPROCESSED = frozenset({429, 503})  # rate limited or unavailable: the request was not carried out
 AMBIGUOUS_STATUS = frozenset({500, 502, 504})
 
@@ -97,6 +100,7 @@ class JiraApi:
         max_wait: float = MAX_BLOCKING_WAIT,
     ) -> None:
         self.client = client
+        count_session(client._session, "jira")  # every request of the client counted
         self.server = client.server_url
         self._sleep = sleep
         self._attempts = attempts
@@ -109,7 +113,9 @@ class JiraApi:
     # --- the retry layer ----------------------------------------------------------------------
 
     def _retried(self, call: Callable[[], T]) -> T:
-        policy = retrying(classify, attempts=self._attempts, max_wait=self._max_wait, sleep=self._sleep)
+        policy = retrying(
+            classify, tracker="jira", attempts=self._attempts, max_wait=self._max_wait, sleep=self._sleep
+        )
         return retried(policy, classify, call)
 
     def _once(self, write: Callable[[], T], landed: Callable[[], T | None]) -> T:
@@ -196,6 +202,43 @@ class JiraApi:
         role = self._retried(lambda: self._send("GET", f"project/{project}/role/{role_id}"))
         return [actor for actor in role.get("actors") or [] if isinstance(actor, dict)]
 
+    def project(self, key: str) -> Json:
+        """The project with its id and issue types (`GET /project/{key}`)."""
+        return self._retried(lambda: self._send("GET", f"project/{key}"))
+
+    def project_statuses(self, key: str) -> list[Json]:
+        """Each issue type of the project with the statuses its workflow has (`GET /project/{key}/statuses`)."""
+        return self._retried(lambda: self._list(f"project/{key}/statuses"))
+
+    def priorities(self) -> list[Json]:
+        """The site's priorities (`GET /priority`)."""
+        return self._retried(lambda: self._list("priority"))
+
+    def workflows(self, project_id: str, issue_type_ids: Sequence[str]) -> Json:
+        """The workflows of these issue types in the project, with statuses and transitions
+        (`POST /rest/api/3/workflows`, Cloud only: Data Center has no REST call that lists transitions)."""
+        pairs = [{"projectId": project_id, "issueTypeId": type_id} for type_id in issue_type_ids]
+        body = {"projectAndIssueTypes": pairs}
+        return self._retried(lambda: self._send("POST", "workflows", body=body, version="3"))
+
+    def _list(self, path: str) -> list[Json]:
+        """A GET whose answer is a JSON list of objects."""
+        response = self.client._session.request("GET", f"{self.server}/rest/api/2/{path}")
+        items = response.json() if response.content else []
+        return [dict(item) for item in items if isinstance(item, dict)] if isinstance(items, list) else []
+
+    def search(self, jql: str, *, cloud: bool, page: str = "") -> Json:
+        """One page (100 issues, every field) of a JQL search: Cloud's enhanced search
+        (`GET /search/jql`, paged by `nextPageToken`), or Data Center's `GET /search` (`startAt`).
+        REST v2, so that text fields come as text, not ADF documents."""
+        params = {"jql": jql, "maxResults": "100", "fields": "*all"}
+        if cloud:
+            if page:
+                params["nextPageToken"] = page
+            return self._retried(lambda: self._send("GET", "search/jql", params=params))
+        params["startAt"] = page or "0"
+        return self._retried(lambda: self._send("GET", "search", params=params))
+
     def transitions(self, key: str) -> list[Json]:
         return self._retried(lambda: [dict(t) for t in self.client.transitions(key)])
 
@@ -218,9 +261,6 @@ class JiraApi:
         """`PUT /issue/{key}`, idempotent and without the reload GET of `Issue.update`."""
         self._retried(lambda: self._send("PUT", f"issue/{key}", body=body))
 
-    def set_issue_property(self, key: str, name: str, value: Any) -> None:
-        self._retried(lambda: self.client.add_issue_property(key, name, value))
-
     def transition(self, key: str, transition_id: str, landed: Callable[[], bool]) -> None:
         """`POST /issue/{key}/transitions`; `landed` tells whether an ambiguous try moved the issue."""
         self._once(
@@ -238,11 +278,79 @@ class JiraApi:
             lambda: self._send("POST", f"issue/{key}/comment", body=data, version=version), landed
         )
 
-    def create_issue(self, fields: Json, landed: Callable[[], Json | None]) -> Json:
-        """One `POST /issue`; project and issue type must be dicts, so the library looks nothing up."""
+    def create_issues(self, issues: Sequence[Json], existing: Callable[[], Mapping[str, str]]) -> BulkCreated:
+        """Issues (sub-tasks) by their `fields`, `BULK_LIMIT` to a `POST /issue/bulk`, each made once.
 
-        def create() -> Json:
-            raw: Json = self.client.create_issue(fields=fields, prefetch=False).raw
-            return raw
+        A try that failed ambiguously may have created some of them (Jira creates each on its own),
+        so before the next try `existing` (summary -> key, read now) says which are there, and only
+        the others are sent again. An issue Jira refused is in `refused` with its reason."""
+        result = BulkCreated({}, {})
+        for start in range(0, len(issues), BULK_LIMIT):
+            self._create_chunk(list(issues[start : start + BULK_LIMIT]), existing, result)
+        return result
 
-        return self._once(create, landed)
+    def _create_chunk(
+        self, chunk: list[Json], existing: Callable[[], Mapping[str, str]], result: BulkCreated
+    ) -> None:
+        uncertain = False
+
+        def attempt() -> None:
+            nonlocal uncertain
+            if uncertain:
+                there = existing()
+                result.created.update(
+                    {f["summary"]: there[f["summary"]] for f in chunk if f["summary"] in there}
+                )
+            pending = [f for f in chunk if f["summary"] not in result.created]
+            if not pending:
+                return
+            try:
+                answer = self._send(
+                    "POST", "issue/bulk", body={"issueUpdates": [{"fields": f} for f in pending]}
+                )
+            except Exception as error:
+                if refusals := _bulk_errors(error):  # a 400: Jira refused every one, each with its reason
+                    result.refused.update(_refusals(pending, refusals))
+                    return
+                uncertain = uncertain or ambiguous(error)
+                raise
+            errors = list(answer.get("errors") or [])
+            result.refused.update(_refusals(pending, errors))
+            failed = {int(e.get("failedElementNumber", -1)) for e in errors}
+            made = [f for index, f in enumerate(pending) if index not in failed]
+            for fields, issue in zip(made, answer.get("issues") or [], strict=False):
+                result.created[fields["summary"]] = str(issue.get("key", ""))
+
+        self._retried(attempt)
+
+
+@dataclass(frozen=True)
+class BulkCreated:
+    """What a bulk creation made (summary -> key) and what Jira refused (summary -> reason)."""
+
+    created: dict[str, str]
+    refused: dict[str, str]
+
+
+def _bulk_errors(error: BaseException) -> list[Json]:
+    """The per-issue errors of a bulk creation Jira refused as a whole (a 400); `[]` for any other failure."""
+    if not isinstance(error, JIRAError) or error.status_code != 400 or error.response is None:
+        return []
+    try:
+        body = error.response.json()
+    except ValueError:
+        return []
+    errors = body.get("errors") if isinstance(body, dict) else None
+    return [e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
+
+
+def _refusals(pending: Sequence[Json], errors: Sequence[Json]) -> dict[str, str]:
+    """Summary -> Jira's reason, for each element of a bulk request that Jira did not create."""
+    refused = {}
+    for item in errors:
+        index = int(item.get("failedElementNumber", -1))
+        if 0 <= index < len(pending):
+            details = item.get("elementErrors") or {}
+            messages = [*details.get("errorMessages", []), *(details.get("errors") or {}).values()]
+            refused[str(pending[index]["summary"])] = "; ".join(map(str, messages)) or "refused"
+    return refused

@@ -1,15 +1,19 @@
 """The Jira connector (Cloud and Data Center): who the service is, what a delivery lacks, and the actions.
 
-Requests per delivery, with warm caches (README.md, "Jira: calls per scenario", has the measured table):
-- `service_accounts`: none (`GET /myself` once per process).
+Requests per delivery, with warm caches (README.md, "Jira: calls per scenario", has the measured
+table, with the minimum each scenario needs):
+- `service_accounts`: none (`GET /myself` once per process, whichever thread asks first).
 - `complete`: none when the payload carries what the rules need (`fields.subtasks`, `fields.comment`);
   otherwise one `GET /issue/{key}?fields=...` for exactly what is missing (plus comment pages
   beyond the first). Field names of the policy are resolved with `GET /field` once per process,
-  again when a name is unknown (at most every `field_refresh_after` seconds).
-- `apply`: `MoveToStatus` GET + POST transitions; `SetPriority` and `ChangeLabels` one PUT together;
-  `PostComment` one GET of the marker property per delivery (none when the journal already has the
-  comment with this text), then POST comment + PUT property;
-  `CreateSubtasks` one GET of the sub-tasks, then one POST per missing item. The deployment type
+  again when a name is unknown (at most every `refresh_after` seconds).
+- `apply`: `MoveToStatus` one POST of the transition (the transitions out of a status are listed
+  once per project, issue type and status, and again after `refresh_after` seconds or when Jira
+  refuses a cached one with a 400); `SetPriority` and `ChangeLabels` one PUT together;
+  `PostComment` one POST (which comments were posted is in the journal; the `sopguard` issue
+  property of older releases is read only for an issue sopguard acted on before its journal);
+  `CreateSubtasks` one `POST /issue/bulk` for all the items. Jira is read before a write only when
+  the journal says an earlier try of that write may have landed. The deployment type
   (`GET /serverInfo`) is read once, before the first comment.
 """
 
@@ -20,33 +24,35 @@ import re
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
 from jira import JIRAError
 
+from config.i18n import say
 from config.loader import load_policy
-from config.schema import Policy, Team
+from config.schema import Locale, Policy, Team
 from config.settings import Settings
-from connector.base import Applied, Journal
+from connector.base import GONE_STATUSES, Applied, IssueGone, Journal, Recorded
 from connector.delivery import Delivery
 from connector.jira import events as jira_events
 from connector.jira import markers
-from connector.jira.api import JiraApi, Json, classify, describe
+from connector.jira.api import JiraApi, Json, classify, describe, status_of
 from connector.jira.format import to_adf, to_wiki
 from connector.membership import Memberships, teams_of
 from connector.retry import unavailable
 from policies import people
-from policies.ledger import Change
 from policies.models import (
     Action,
     Actor,
+    Change,
     ChangeLabels,
     CommentPolicy,
     CreateSubtasks,
     Event,
+    History,
     IssueSnapshot,
     MoveToStatus,
     PostComment,
@@ -59,27 +65,6 @@ log = logging.getLogger(__name__)
 
 VIOLATION_LABEL = "sop-violation"
 _CUSTOM_FIELD_ID = re.compile(r"^customfield_\d+$")
-
-# Why an undo did not happen, per locale: no transition leads back, or Jira refused or failed the move.
-_NOT_UNDONE = {
-    ("no-transition", "en"): (
-        "**Jira could not undo this change:** the workflow has no transition from **{current}** back to "
-        "**{target}**, so the issue stays in {current} and is labelled `{label}` for review. "
-        "A Jira admin can add the transition (`sopguard export jira-workflow` lists the ones the procedure needs)."
-    ),
-    ("no-transition", "zh-CN"): (
-        "**Jira 无法撤销此变更:** 工作流中没有从 **{current}** 回到 **{target}** 的转换,问题仍处于 {current},"
-        "并已添加 `{label}` 标签以便复核。Jira 管理员可补充该转换(`sopguard export jira-workflow` 列出流程所需的转换)。"
-    ),
-    ("refused", "en"): (
-        "**Jira did not move this issue back to {target}**, so it stays in {current} and is labelled "
-        "`{label}` for review. Please move it where the procedure allows."
-    ),
-    ("refused", "zh-CN"): (
-        "**Jira 未能将此问题移回 {target}**,问题仍处于 {current},并已添加 `{label}` 标签以便复核。请按流程将其移至允许的阶段。"
-    ),
-}
-
 
 # --- field names ----------------------------------------------------------------------------
 
@@ -157,11 +142,28 @@ def edit_body(priority: str | None, add: Iterable[str], remove: Iterable[str]) -
     return body
 
 
-def no_way_back_note(locale: str, current: str, target: str, *, refused: bool = False) -> str:
-    """Why the issue was not moved back: no transition leads there, or Jira did not carry the move out."""
-    kind = "refused" if refused else "no-transition"
-    template = _NOT_UNDONE.get((kind, locale), _NOT_UNDONE[(kind, "en")])
-    return template.format(current=current, target=target, label=VIOLATION_LABEL)
+def no_way_back_note(locale: Locale, current: str, target: str, *, refused: bool = False) -> str:
+    """Why the issue was not moved back, in the policy's locale: no transition leads there, or Jira
+    did not carry the move out."""
+    if refused:
+        return say(
+            locale,
+            "**Jira did not move this issue back to %(target)s**, so it stays in %(current)s and is "
+            "labelled `%(label)s` for review. Please move it where the procedure allows.",
+            current=current,
+            target=target,
+            label=VIOLATION_LABEL,
+        )
+    return say(
+        locale,
+        "**Jira could not undo this change:** the workflow has no transition from **%(current)s** back to "
+        "**%(target)s**, so the issue stays in %(current)s and is labelled `%(label)s` for review. "
+        "A Jira admin can add the transition (`sopguard export jira-workflow` lists the ones the "
+        "procedure needs).",
+        current=current,
+        target=target,
+        label=VIOLATION_LABEL,
+    )
 
 
 def with_note(body: str, note: str) -> str:
@@ -175,6 +177,8 @@ def _status_name(value: Any) -> str:
 
 # --- the connector ------------------------------------------------------------------------------
 
+Step = tuple[str, str, str]  # project, issue type, status (case-folded): what a workflow step depends on
+
 
 class JiraConnector:
     """Acts on Jira through `JiraApi`; caches who it is, the deployment type and the field list."""
@@ -186,19 +190,20 @@ class JiraConnector:
         api: JiraApi,
         policy: Policy,
         *,
-        field_refresh_after: float = 300.0,
+        refresh_after: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
         memberships: Memberships | None = None,
     ) -> None:
         self.api = api
         self.policy = policy
         self.memberships = memberships or Memberships()
-        self._field_refresh_after = field_refresh_after
+        self._refresh_after = refresh_after
         self._clock = clock
         self._lock = threading.Lock()
         self._accounts: frozenset[str] | None = None
         self._cloud: bool | None = None
         self._fields: FieldIndex | None = None
+        self._transitions: dict[Step, tuple[float, tuple[Json, ...]]] = {}
 
     @classmethod
     def from_settings(
@@ -229,7 +234,7 @@ class JiraConnector:
         with self._lock:
             now = self._clock()
             index = self._fields
-            stale = index is not None and now - index.loaded_at >= self._field_refresh_after
+            stale = index is not None and now - index.loaded_at >= self._refresh_after
             if index is None or (stale and not all(index.knows(n) for n in names)):
                 index = self._fields = FieldIndex.of(self.api.fields(), now)
                 if unknown := [n for n in names if not index.knows(n)]:
@@ -237,6 +242,23 @@ class JiraConnector:
                         "Jira has no field named %s (the policy's intake uses it)", ", ".join(unknown)
                     )
             return index
+
+    def transitions(
+        self, key: str, step: Step | None, *, fresh: bool = False
+    ) -> tuple[tuple[Json, ...], bool]:
+        """The transitions out of `step` (the issue's project, issue type and status, which decide
+        its workflow), and whether they were listed just now: from the cache for `refresh_after`
+        seconds, listed on the issue when older, unknown, `fresh` asked for, or `step` is `None`."""
+        now = self._clock()
+        with self._lock:
+            cached = self._transitions.get(step) if step is not None else None
+        if cached is not None and not fresh and now - cached[0] < self._refresh_after:
+            return cached[1], False
+        listed = tuple(self.api.transitions(key))
+        if step is not None:
+            with self._lock:
+                self._transitions[step] = (now, listed)
+        return listed, True
 
     # --- complete ---------------------------------------------------------------------------
 
@@ -255,6 +277,8 @@ class JiraConnector:
         names = policy_field_names(policy, snapshot.fields)
         if names:
             snapshot = replace(snapshot, fields=with_names(snapshot.fields, names, self.field_index(names)))
+        if needs.history:
+            snapshot = replace(snapshot, history=self.history(delivery, event))
         wanted = missing_fields(delivery.payload, needs)
         if not wanted:
             return snapshot
@@ -322,8 +346,9 @@ class JiraConnector:
 
         return self.memberships.get(("role", project, role.casefold()), ask)
 
-    def history(self, delivery: Delivery, event: Event) -> list[Change] | None:
-        """The status changes in the issue's changelog, every page of it; `None` if unreadable."""
+    def history(self, delivery: Delivery, event: Event) -> History | None:
+        """The status changes in the issue's changelog and its comments, every page of both (ours,
+        by the service account, count as a bot's); `None` if unreadable."""
         changes: list[Change] = []
         read = 0
         try:
@@ -339,10 +364,47 @@ class JiraConnector:
                         if at is not None and str(item.get("field", "")).casefold() == "status"
                     )
                 if page.get("isLast", True) or not values:
-                    return changes
-        except Exception as error:  # the issue stays followed from its creation, as before
+                    break
+            first = self.api.comments(event.issue.key)
+            listed = self._all_comments(event.issue.key, first)
+            ours = self.service_accounts(delivery)
+        except Exception as error:  # the clocks start at the adoption instead
+            if status_of(error) in GONE_STATUSES:
+                raise IssueGone(describe(error)) from error
             log.warning("history of %s unreadable: %s", event.issue, describe(error))
             return None
+        parsed = jira_events.snapshot(
+            {"issue": {"key": event.issue.key, "fields": {"comment": {"comments": listed}}}}
+        )
+        comments = tuple(
+            replace(c, author=replace(c.author, is_bot=True))
+            if c.author.id in ours or c.author.login in ours
+            else c
+            for c in parsed.comments
+        )
+        return History(tuple(changes), comments)
+
+    def open_issues(self, scope: str, context: Mapping[str, Any]) -> Iterator[tuple[Delivery, IssueSnapshot]]:
+        """Every issue of the project `scope` not in a done status, oldest first, by a JQL search
+        a page of 100 at a time; each with a delivery that stands for it (for `sopguard adopt`)."""
+        jql = f'project = "{scope}" AND statusCategory != Done ORDER BY created ASC'
+        cloud, page, read = self.is_cloud(), "", 0
+        while True:
+            answer = self.api.search(jql, cloud=cloud, page=page)
+            issues = [i for i in answer.get("issues") or [] if isinstance(i, dict)]
+            for issue in issues:
+                payload = {"webhookEvent": "jira:issue_updated", "issue": issue, **context}
+                delivery = Delivery("jira", f"adopt:{issue.get('key')}", "jira:issue_updated", payload)
+                yield delivery, jira_events.snapshot(payload)
+            read += len(issues)
+            if cloud:
+                page = str(answer.get("nextPageToken") or "")
+                if answer.get("isLast", not page) or not page or not issues:
+                    return
+            else:
+                if not issues or read >= int(answer.get("total", read)):
+                    return
+                page = str(read)
 
     def _all_comments(self, key: str, first: Any) -> list[Json]:
         page: Json = first if isinstance(first, dict) else {}
@@ -380,7 +442,7 @@ class _Stuck:
     target: str
     refused: bool
 
-    def note(self, locale: str) -> str:
+    def note(self, locale: Locale) -> str:
         return no_way_back_note(locale, self.current, self.target, refused=self.refused)
 
 
@@ -406,7 +468,7 @@ class _Run:
         self.key = event.issue.key
         self.actions = actions
         self.stuck: dict[str, _Stuck] = {}
-        self._markers: dict[str, markers.Posted] | None = None
+        self._legacy_markers: dict[str, markers.Posted] | None = None
         self._edit_outcome: str | None = None
 
     def apply(self, action: Action) -> Applied:
@@ -416,16 +478,28 @@ class _Run:
             if (later := unavailable(classify, error)) is not None:
                 raise later from error
             log.warning("%s on %s failed: %s", type(action).__name__, self.key, describe(error))
+            if status_of(error) in GONE_STATUSES:
+                self._raise_if_gone()
             outcome = f"failed: {describe(error)}"
         return Applied(action, outcome)
 
-    def _journaled(self, key: str, write: Callable[[], str]) -> str:
-        """A write made once: skipped when the journal has it done (an earlier try of this delivery)."""
+    def _raise_if_gone(self) -> None:
+        """`IssueGone` when a read of the issue answers 404 or 410 (a refused write may have named
+        a comment or a transition that is gone, not the issue)."""
+        try:
+            self.api.issue_fields(self.key, ["status"])
+        except Exception as error:
+            if status_of(error) in GONE_STATUSES:
+                raise IssueGone(f"the issue is gone ({describe(error)})") from error
+
+    def _journaled(self, key: str, write: Callable[[bool], str]) -> str:
+        """A write made once: skipped when the journal has it done (an earlier try of this delivery);
+        `write` is told whether an earlier try began it (it may have taken effect)."""
         earlier = self.journal.recall(key)
         if earlier is not None and earlier.state == "done":
             return str(earlier.result.get("outcome", "applied (earlier attempt)"))
         self.journal.begin(key)
-        outcome = write()
+        outcome = write(earlier is not None)
         self.journal.done(key, {"outcome": outcome})
         return outcome
 
@@ -435,7 +509,7 @@ class _Run:
                 key = f"state:{self.delivery.delivery_id}:{action.status}"
                 return self._journaled(key, partial(self._move, action))
             case SetPriority() | ChangeLabels():
-                return self._journaled(f"edit:{self.delivery.delivery_id}", self._edit_once)
+                return self._journaled(f"edit:{self.delivery.delivery_id}", lambda _: self._edit_once())
             case PostComment():
                 return self._comment(action)
             case CreateSubtasks():
@@ -447,28 +521,60 @@ class _Run:
     def _status_now(self) -> str:
         return _status_name(self.api.issue_fields(self.key, ["status"]).get("status"))
 
-    def _move(self, action: MoveToStatus) -> str:
-        """The transition whose target is the status to restore; without one, label and explain (no loop)."""
+    def _step(self) -> Step | None:
+        """Where the issue stands in its workflow, as the delivery says; `None` when it does not say."""
+        fields = (self.delivery.payload.get("issue") or {}).get("fields") or {}
+        issue_type = fields.get("issuetype")
+        if not isinstance(issue_type, dict):
+            return None
+        status = self.event.status_after or self.snapshot.status
+        kind = str(issue_type.get("id") or issue_type.get("name") or "")
+        return (self.event.issue.scope, kind, status.casefold()) if status and kind else None
+
+    def _move(self, action: MoveToStatus, maybe_made: bool) -> str:
+        """The transition whose target is the status to restore; without one, label and explain (no loop).
+
+        The issue is where the delivery says, and the transitions come from the cache when they can.
+        Jira's status is read only where that may be wrong: after an earlier try of this move (it
+        may have taken effect), and after Jira refused a cached transition with a 400 (the workflow
+        changed, or the issue moved on): then the list is read again, the move tried once more with
+        what it says, and without a way there the status tells whether the issue is there already."""
         target = action.status.casefold()
+        if maybe_made and self._status_now().casefold() == target:
+            return f"skipped: already in {action.status}"
+        step = self._step()
+        refused_cached = False
         try:
-            transitions = self.api.transitions(self.key)
-            chosen = next((t for t in transitions if _status_name(t.get("to")).casefold() == target), None)
-            if chosen is not None:
-                self.api.transition(
-                    self.key, str(chosen["id"]), lambda: self._status_now().casefold() == target
-                )
-                return f"applied (transition {chosen.get('name', chosen['id'])!r} to {action.status})"
-            current = self._status_now()
+            transitions, listed_now = self.connector.transitions(self.key, step)
+            chosen = _leading_to(transitions, target)
+            try:
+                if chosen is not None:
+                    return self._transition(chosen, action)
+            except JIRAError as error:
+                if error.status_code != 400 or listed_now:
+                    raise
+                refused_cached = True
+                chosen = _leading_to(self.connector.transitions(self.key, step, fresh=True)[0], target)
+                if chosen is not None:
+                    return self._transition(chosen, action)
         except Exception as error:
             if (later := unavailable(classify, error)) is not None:
                 raise later from error
             current = self.event.status_after or self.snapshot.status or "?"
             reason = f"Jira did not move the issue to {action.status}: {describe(error)}"
             return self._stuck(action, _Stuck(current, action.status, refused=True), reason)
+        current = (
+            self._status_now() if refused_cached else self.event.status_after or self.snapshot.status or "?"
+        )
         if current.casefold() == target:
             return f"skipped: already in {action.status}"
         reason = f"the workflow has no transition from {current} to {action.status}"
         return self._stuck(action, _Stuck(current, action.status, refused=False), reason)
+
+    def _transition(self, chosen: Json, action: MoveToStatus) -> str:
+        target = action.status.casefold()
+        self.api.transition(self.key, str(chosen["id"]), lambda: self._status_now().casefold() == target)
+        return f"applied (transition {chosen.get('name', chosen['id'])!r} to {action.status})"
 
     def _stuck(self, action: MoveToStatus, stuck: _Stuck, reason: str) -> str:
         """Label the issue and make sure a comment says why it was not moved back."""
@@ -505,52 +611,52 @@ class _Run:
 
     # --- comments ---------------------------------------------------------------------------
 
-    def _posted(self) -> dict[str, markers.Posted]:
-        if self._markers is None:
-            self._markers = markers.decode(self.api.issue_property(self.key, markers.PROPERTY))
-        return self._markers
+    def _legacy(self) -> dict[str, markers.Posted]:
+        """The markers an older release kept in the `sopguard` issue property (read once per delivery)."""
+        if self._legacy_markers is None:
+            self._legacy_markers = markers.decode(self.api.issue_property(self.key, markers.PROPERTY))
+        return self._legacy_markers
 
     def _comment(self, action: PostComment) -> str:
-        """Journaled: a comment the journal has is judged without reading the markers, with the
-        same reasons the markers would give; only a POST is `started`, so only a lost POST is looked for."""
+        """Which comments were posted is in the journal (`comment:<marker>`: the comment's id and the
+        digest of its text): a comment is judged by it without a read. Jira is read only where a
+        comment may be there unknown to the journal: after a POST whose answer was lost (`started`),
+        and for an issue sopguard acted on before its journal (the issue property of that release)."""
         key = f"comment:{action.marker}"
         body_digest = markers.digest(action.body)
         earlier = self.journal.recall(key)
-        if earlier is not None and earlier.state == "done":
-            known = markers.Posted(str(earlier.result.get("id", "?")), str(earlier.result.get("digest", "")))
-            if action.on_existing == CommentPolicy.NEW:
-                return f"skipped: already posted (comment {known.comment_id})"
-            if reason := markers.skip_reason(action.on_existing, known, body_digest):
-                return reason
         if earlier is not None and earlier.state == "started":
-            found = self._find_comment(action.marker)  # the answer to an earlier try was lost
+            found = self._find_comment(action.marker, body_digest)  # the answer to an earlier try was lost
             if found is not None:
                 self.journal.done(key, {"id": str(found.get("id", "")), "digest": body_digest})
                 return f"skipped: already posted (comment {found.get('id', '?')})"
-        return self._comment_now(action, key)
-
-    def _comment_now(self, action: PostComment, key: str) -> str:
-        body_digest = markers.digest(action.body)
-        if action.on_existing == CommentPolicy.NEW:
-            # Claimed by the caller (an SLA notice): one POST; a timed-out try is found by its property.
-            self._post(action.body, action.marker, key, body_digest)
-            return "applied"
-        posted = self._posted()
-        earlier = posted.get(action.marker)
-        reason = markers.skip_reason(action.on_existing, earlier, body_digest)
-        if reason:
-            if earlier is not None:  # on the issue already: the journal knows it from now on
-                self.journal.done(key, {"id": earlier.comment_id, "digest": earlier.digest})
+            return self._post_action(action, key, body_digest, None)  # decided then, not made: made now
+        known = self._known(action, earlier)
+        if known is not None and action.on_existing == CommentPolicy.NEW:
+            return f"skipped: already posted (comment {known.comment_id})"
+        if reason := markers.skip_reason(action.on_existing, known, body_digest):
+            if known is not None and earlier is None:  # an older release's comment: journaled from now on
+                self.journal.done(key, {"id": known.comment_id, "digest": known.digest})
             return reason
+        return self._post_action(action, key, body_digest, known)
+
+    def _post_action(
+        self, action: PostComment, key: str, body_digest: str, known: markers.Posted | None
+    ) -> str:
         body = action.body
         if (stuck := self.stuck.get(action.rule_id)) and not action.marker.startswith("not-undone:"):
             # The undo failed: the engine's text for a change that stands, and why it stands.
             body = with_note(action.body_if_not_undone or body, stuck.note(self.policy.locale))
-        comment = self._post(body, action.marker, key, body_digest)
-        posted.pop(action.marker, None)  # re-inserted last: pruning drops the oldest markers first
-        posted[action.marker] = markers.Posted(str(comment.get("id", "")), body_digest)
-        self.api.set_issue_property(self.key, markers.PROPERTY, markers.encode(posted))
-        return f"applied (follow-up to comment {earlier.comment_id})" if earlier else "applied"
+        self._post(body, action.marker, key, body_digest)
+        return f"applied (follow-up to comment {known.comment_id})" if known else "applied"
+
+    def _known(self, action: PostComment, earlier: Recorded | None) -> markers.Posted | None:
+        """The comment posted earlier for this marker: the journal's, or an older release's marker."""
+        if earlier is not None and earlier.state == "done":
+            return markers.Posted(str(earlier.result.get("id", "?")), str(earlier.result.get("digest", "")))
+        if earlier is None and not self.journal.complete and action.on_existing != CommentPolicy.NEW:
+            return self._legacy().get(action.marker)
+        return None
 
     def _post(self, markdown: str, marker: str, key: str, body_digest: str) -> Json:
         """One comment, journaled: `started` just before the POST, `done` with its id after it."""
@@ -561,30 +667,32 @@ class _Run:
         )
         self.journal.begin(key)
         comment = self.api.add_comment(
-            self.key, body, {markers.PROPERTY: {"marker": marker}}, lambda: self._find_comment(marker)
+            self.key,
+            body,
+            {markers.PROPERTY: {"marker": marker, "digest": body_digest}},
+            lambda: self._find_comment(marker, body_digest),
         )
         self.journal.done(key, {"id": str(comment.get("id", "")), "digest": body_digest})
         return comment
 
-    def _find_comment(self, marker: str) -> Json | None:
-        """A comment posted by a try that timed out: the newest ones, by their marker property."""
+    def _find_comment(self, marker: str, body_digest: str) -> Json | None:
+        """A comment posted by a try that timed out: among the newest ones, the one whose comment
+        property carries this marker and text (not an earlier comment that this one follows up)."""
         page = self.api.comments(self.key, newest_first=True)
-        return next((c for c in page.get("comments") or [] if markers.marker_of(c) == marker), None)
+        return next(
+            (c for c in page.get("comments") or [] if markers.posted_as(c, marker, body_digest)), None
+        )
 
     # --- sub-tasks --------------------------------------------------------------------------
 
     def _subtasks_now(self) -> dict[str, str]:
-        """Summary -> key of the sub-tasks under the issue, read now (a delivery may be late)."""
+        """Summary -> key of the sub-tasks under the issue, read now."""
         items = self.api.issue_fields(self.key, ["subtasks"]).get("subtasks") or []
         return {
             str((s.get("fields") or {}).get("summary", "")): str(s.get("key", ""))
             for s in items
             if isinstance(s, dict)
         }
-
-    def _found_subtask(self, title: str) -> Json | None:
-        key = self._subtasks_now().get(title)
-        return {"key": key} if key else None
 
     def _subtask_fields(self, title: str, labels: Iterable[str]) -> Json:
         issue = self.delivery.payload.get("issue") or {}
@@ -600,25 +708,40 @@ class _Run:
         return fields
 
     def _subtasks(self, action: CreateSubtasks) -> str:
-        existing = self._subtasks_now()
-        titles = [t for t in action.titles if t not in existing]
+        """The items the journal has not seen made, in one `POST /issue/bulk`. The engine left out the
+        sub-tasks the delivery shows; the issue is read only when an earlier try may have made some
+        (an item `started`) or sopguard acted on the issue before its journal."""
+        keys = {title: f"sub-task:{action.checklist}:{title}" for title in action.titles}
+        earlier = {title: self.journal.recall(key) for title, key in keys.items()}
+        done = {t for t, e in earlier.items() if e is not None and e.state == "done"}
+        titles = [t for t in action.titles if t not in done]
+        unsure = not self.journal.complete or any(
+            e is not None and e.state == "started" for e in earlier.values()
+        )
+        if titles and unsure:
+            there = self._subtasks_now()
+            for title in [t for t in titles if t in there]:
+                self.journal.done(keys[title], {"key": there[title]})
+                done.add(title)
+            titles = [t for t in titles if t not in there]
         if not titles:
-            return "skipped: every item already exists"
-        created = 0
+            return f"applied ({len(done)} created)" if done else "skipped: every item already exists"
         for title in titles:
-            key = f"sub-task:{action.checklist}:{title}"
-            if (earlier := self.journal.recall(key)) is not None and earlier.state == "done":
-                created += 1
-                continue
-            try:
-                self.journal.begin(key)
-                made = self.api.create_issue(
-                    self._subtask_fields(title, action.labels), partial(self._found_subtask, title)
-                )
-            except Exception as error:
-                if (later := unavailable(classify, error)) is not None:
-                    raise later from error
-                return f"failed: {created} of {len(titles)} created; {describe(error)}"
-            self.journal.done(key, {"key": str(made.get("key", ""))})
-            created += 1
+            self.journal.begin(keys[title])
+        result = self.api.create_issues(
+            [self._subtask_fields(title, action.labels) for title in titles], self._subtasks_now
+        )
+        for title, key in result.created.items():
+            self.journal.done(keys[title], {"key": key})
+        for title, reason in result.refused.items():
+            self.journal.failed(keys[title], reason)
+        created = len(done) + len(result.created)
+        if result.refused:
+            reasons = "; ".join(f"{title}: {reason}" for title, reason in result.refused.items())
+            return f"failed: {created} of {len(action.titles)} created; {reasons}"
         return f"applied ({created} created)"
+
+
+def _leading_to(transitions: Iterable[Json], target: str) -> Json | None:
+    """The transition whose `to` status is `target` (case-folded), if one is offered."""
+    return next((t for t in transitions if _status_name(t.get("to")).casefold() == target), None)

@@ -14,10 +14,11 @@ from policies.models import Actor, Comment, Event, EventKind, IssueRef, IssueSna
 
 Payload = dict[str, Any]
 
-HANDLED = frozenset({"jira:issue_created", "jira:issue_updated", "comment_created", "comment_updated"})
+HANDLED = frozenset(
+    {"jira:issue_created", "jira:issue_updated", "jira:issue_deleted", "comment_created", "comment_updated"}
+)
 IGNORED_EVENTS = frozenset(
     {
-        "jira:issue_deleted",
         "comment_deleted",
         "issuelink_created",
         "issuelink_deleted",
@@ -94,7 +95,16 @@ class Status(Lenient):
 
 
 class IssueType(Lenient):
+    """`subtask` on every Jira; Cloud also gives the level in the hierarchy: -1 for sub-tasks,
+    0 for standard types (Story, Task, Bug), 1 for Epics and higher levels above them."""
+
     subtask: bool | None = None
+    hierarchyLevel: int | None = None
+    name: str | None = None
+
+    @property
+    def is_subtask(self) -> bool:
+        return self.subtask is True or (self.hierarchyLevel is not None and self.hierarchyLevel < 0)
 
 
 class Project(Lenient):
@@ -137,7 +147,6 @@ class Fields(Lenient):
     created: Time = None
     updated: Time = None
     issuetype: IssueType | None = None
-    parent: dict[str, Any] | None = None
     project: Project | None = None
 
 
@@ -280,7 +289,9 @@ def _snapshot(delivery: DeliveryBody, payload: Payload) -> IssueSnapshot:
         created_at=fields.created,
         # When the issue was as the delivery shows it: the event's time, else the issue's `updated`.
         updated_at=delivery.timestamp or fields.updated,
-        is_subtask=bool(fields.issuetype and fields.issuetype.subtask) or fields.parent is not None,
+        # By issue type, never by `parent`: a Story or Task under an Epic has a parent too.
+        is_subtask=fields.issuetype is not None and fields.issuetype.is_subtask,
+        issue_type=(fields.issuetype.name or "") if fields.issuetype else "",
     )
 
 
@@ -303,6 +314,8 @@ def _changes(delivery: DeliveryBody) -> dict[str, tuple[str | None, str | None]]
 def _kinds(name: str, changes: dict[str, tuple[str | None, str | None]], has_comment: bool) -> set[EventKind]:
     if name == "jira:issue_created":
         return {EventKind.OPENED}
+    if name == "jira:issue_deleted":
+        return {EventKind.REMOVED}
     if name.startswith("comment"):
         return {EventKind.COMMENTED}
     kinds = {EventKind.COMMENTED} if has_comment else set()
@@ -311,11 +324,21 @@ def _kinds(name: str, changes: dict[str, tuple[str | None, str | None]], has_com
         "priority": EventKind.PRIORITY_CHANGED,
         "labels": EventKind.LABELS_CHANGED,
         "assignee": EventKind.ASSIGNEE_CHANGED,
+        "key": EventKind.MOVED,  # moved to another project: the changelog names both keys
+        "project": EventKind.MOVED,
     }
     for field in changes:
         if field not in WORKFLOW_BOOKKEEPING:
             kinds.add(specific.get(field, EventKind.EDITED))
     return kinds or {EventKind.OTHER}
+
+
+def _moved_from(changes: dict[str, tuple[str | None, str | None]], now: IssueRef) -> IssueRef | None:
+    """The key an issue moved to another project had before (the changelog's `Key` item)."""
+    before = changes.get("key", (None, None))[0]
+    if before is None or before == now.key or not _ISSUE_KEY.fullmatch(before):
+        return None
+    return IssueRef("jira", before.rsplit("-", 1)[0], before, now.id)
 
 
 def to_event(
@@ -352,5 +375,6 @@ def to_event(
         by_service=bool(who.id) and (who.id in service_accounts or who.login in service_accounts),
         at=delivery.timestamp,
         body_before=changes["description"][0] or "" if "description" in changes else None,
+        moved_from=_moved_from(changes, issue_snapshot.ref),
     )
     return event, issue_snapshot

@@ -31,9 +31,17 @@ class Store:
         self.audit = AuditLog(self.engine)
 
     def journal(
-        self, ref: IssueRef, delivery: str, clock: Callable[[], dt.datetime], *, complete: bool
+        self,
+        ref: IssueRef,
+        delivery: str,
+        clock: Callable[[], dt.datetime],
+        *,
+        complete: bool,
+        retry_refused: bool = False,
     ) -> IssueJournal:
-        return IssueJournal(self.engine, issue_key(ref), delivery, clock, complete=complete)
+        return IssueJournal(
+            self.engine, issue_key(ref), delivery, clock, complete=complete, retry_refused=retry_refused
+        )
 
     def record(
         self,

@@ -9,9 +9,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from sqlalchemy import Engine, insert, select
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, RowMapping
 
-from policies.models import Action, Decision, IssueRef, RuleResult
+from policies.models import Action, Adopt, Decision, IssueRef, RuleResult
 from runtime.store.database import as_utc, aware
 from runtime.store.schema import audit
 
@@ -33,7 +33,15 @@ class AuditEntry:
 
 
 def describe(action: Action) -> dict[str, Any]:
-    """An action as JSON-friendly data for the audit log."""
+    """An action as JSON-friendly data for the audit log (an adoption's timeline as its size)."""
+    if isinstance(action, Adopt):
+        return {
+            "type": "Adopt",
+            "rule_id": action.rule_id,
+            "at": action.at.isoformat(),
+            "timeline_entries": len(action.beginning),
+            "claimed_quietly": [list(claim) for claim in action.claims],
+        }
     data = {
         key: sorted(value) if isinstance(value, frozenset) else value for key, value in asdict(action).items()
     }
@@ -69,6 +77,12 @@ def decision_rows(decision: Decision, outcomes: Mapping[str, str]) -> list[dict[
             "outcome": "no action",
         }
     ]
+
+
+def _entry(row: RowMapping) -> AuditEntry:
+    fields = {k: v for k, v in row.items() if k != "id"}
+    fields["at"] = aware(fields["at"])
+    return AuditEntry(**fields)
 
 
 class AuditLog:
@@ -126,6 +140,21 @@ class AuditLog:
         with self.engine.connect() as db:
             rows = db.execute(query).mappings().all()
         for row in reversed(rows):
-            fields = {k: v for k, v in row.items() if k != "id"}
-            fields["at"] = aware(fields["at"])
-            yield AuditEntry(**fields)
+            yield _entry(row)
+
+    def between(self, since: dt.datetime, until: dt.datetime, page: int = 1000) -> Iterator[AuditEntry]:
+        """Every row dated in `[since, until)`, oldest first, read a page at a time (for the report)."""
+        last = 0
+        while True:
+            query = (
+                select(audit)
+                .where(audit.c.at >= as_utc(since), audit.c.at < as_utc(until), audit.c.id > last)
+                .order_by(audit.c.id)
+                .limit(page)
+            )
+            with self.engine.connect() as db:
+                rows = db.execute(query).mappings().all()
+            yield from (_entry(row) for row in rows)
+            if len(rows) < page:
+                return
+            last = rows[-1]["id"]

@@ -32,12 +32,15 @@ class IssueJournal:
         clock: Callable[[], dt.datetime],
         *,
         complete: bool = True,
+        retry_refused: bool = False,
     ) -> None:
         self.engine = engine
         self.issue = issue
         self.delivery = delivery
         self.clock = clock
         self.complete = complete
+        # A part of a notice tried again: a write refused last time is made again, not skipped.
+        self.retry_refused = retry_refused
 
     def recall(self, key: str) -> Recorded | None:
         with self.engine.connect() as db:
@@ -46,7 +49,7 @@ class IssueJournal:
                     writes.c.issue == self.issue, writes.c.key == key
                 )
             ).first()
-        if row is None:
+        if row is None or (self.retry_refused and row[0] == "failed"):
             return None
         state: WriteState = row[0]
         return Recorded(state, dict(row[1] or {}))

@@ -4,16 +4,16 @@ delivery, its SLA timeline, its SOP state) and the SLA notices claimed on it."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, String, insert, or_, select, update
 from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.exc import IntegrityError
 
 from policies.ledger import IssueFacts
-from policies.models import IssueRef
+from policies.models import ChangeLabels, CommentPolicy, IssueRef, PostComment
 from policies.sla import (
     Closed,
     Commented,
@@ -26,7 +26,7 @@ from policies.sla import (
     TimelineEvent,
 )
 from runtime.store.database import as_utc, aware
-from runtime.store.schema import issues, notifications, timeline
+from runtime.store.schema import issues, notifications, timeline, writes
 
 Claim = tuple[str, int, str]
 
@@ -46,6 +46,68 @@ def ref_from_key(key: str) -> IssueRef:
     return IssueRef("jira", rest.split("-")[0] if "-" in rest else "", rest)
 
 
+NoticePart = PostComment | ChangeLabels
+
+
+@dataclass(frozen=True)
+class Unfinished:
+    """A part of a notice that did not land (a comment, a breach label): the sweep tries it again at
+    `next_at`, through the journal under `delivery` (so a part that landed is never made twice)."""
+
+    part: NoticePart
+    delivery: str
+    sop: str
+    mode: str
+    attempts: int
+    next_at: dt.datetime
+
+    @property
+    def name(self) -> str:
+        """What the part is, for replacing an older attempt at the same thing."""
+        if isinstance(self.part, PostComment):
+            return f"comment:{self.part.marker}"
+        return f"labels:{self.delivery}:{self.part.rule_id}"
+
+
+def _encode_unfinished(item: Unfinished) -> dict[str, Any]:
+    part = item.part
+    shape: dict[str, Any] = (
+        {"type": "comment", "marker": part.marker, "body": part.body, "on_existing": str(part.on_existing)}
+        if isinstance(part, PostComment)
+        else {"type": "labels", "add": sorted(part.add), "remove": sorted(part.remove)}
+    )
+    return {
+        **shape,
+        "rule_id": part.rule_id,
+        "delivery": item.delivery,
+        "sop": item.sop,
+        "mode": item.mode,
+        "attempts": item.attempts,
+        "next_at": item.next_at.isoformat(),
+    }
+
+
+def _encode_all(items: Sequence[Unfinished]) -> list[dict[str, Any]] | None:
+    """None when nothing is left, so that the sweep's query tells a closed issue with work left."""
+    return [_encode_unfinished(item) for item in items] or None
+
+
+def _decode_unfinished(data: Mapping[str, Any]) -> Unfinished:
+    part: NoticePart
+    if data["type"] == "comment":
+        part = PostComment(data["rule_id"], data["marker"], data["body"], CommentPolicy(data["on_existing"]))
+    else:
+        part = ChangeLabels(data["rule_id"], frozenset(data["add"]), frozenset(data["remove"]))
+    return Unfinished(
+        part,
+        data["delivery"],
+        data["sop"],
+        data["mode"],
+        int(data["attempts"]),
+        dt.datetime.fromisoformat(data["next_at"]),
+    )
+
+
 @dataclass(frozen=True)
 class IssueMemory:
     """What a delivery needs to know of an issue before it is judged."""
@@ -56,6 +118,11 @@ class IssueMemory:
     as_of: dt.datetime | None = None
     known: bool = False
     journaled: bool = True  # every write sopguard made on the issue is in the journal
+    gone: str | None = None  # why it is no longer followed (deleted, transferred away)
+    adopted: bool = False  # met mid-life and adopted (policies.adoption)
+
+
+_GONE_LENGTH: int = cast(String, issues.c.gone.type).length or 200
 
 
 @dataclass(frozen=True)
@@ -71,6 +138,11 @@ class LedgerUpdate:
     state: str | None = None
     manual_priority: tuple[str | None] | None = None  # a 1-tuple when the delivery set it
     as_of: dt.datetime | None = None
+    gone: str | None = None  # the issue is no longer followed, for this reason
+    unfinished: tuple[Unfinished, ...] | None = None  # every notice part still to land; None: unchanged
+    adopted_at: dt.datetime | None = None
+    # SLA thresholds crossed before the adoption: claimed as said, so none is announced.
+    quiet_claims: Sequence[Claim] = ()
 
 
 @dataclass(frozen=True)
@@ -84,6 +156,7 @@ class FollowedIssue:
     notified: frozenset[Claim]
     history_before: dt.datetime | None = None
     memory: IssueMemory = field(default_factory=IssueMemory)
+    unfinished: tuple[Unfinished, ...] = ()
 
 
 def _memory_of(row: RowMapping) -> IssueMemory:
@@ -94,6 +167,8 @@ def _memory_of(row: RowMapping) -> IssueMemory:
         aware(row["as_of"]),
         known=True,
         journaled=bool(row["journaled"]),
+        gone=row["gone"],
+        adopted=row["adopted_at"] is not None,
     )
 
 
@@ -152,7 +227,14 @@ class Ledger:
             changes["manual_priority"] = ledger.manual_priority[0]
         if ledger.as_of is not None:
             changes["as_of"] = as_utc(ledger.as_of)
+        if ledger.unfinished is not None:
+            changes["unfinished"] = _encode_all(ledger.unfinished)
+        if ledger.gone is not None:
+            changes |= {"gone": ledger.gone, "next_due_at": None}
+        if ledger.adopted_at is not None:
+            changes["adopted_at"] = as_utc(ledger.adopted_at)
         key = issue_key(ref)
+        self._claim_quietly(db, key, ledger.quiet_claims, now)
         if ledger.entries:
             db.execute(insert(timeline), [{"ref": key, "entry": encode(e)} for e in ledger.entries])
         updated_at = as_utc(now)
@@ -162,6 +244,27 @@ class Ledger:
         if updated.rowcount == 0:
             db.execute(insert(issues).values(ref=key, **changes, journaled=True, updated_at=updated_at))
 
+    @staticmethod
+    def _claim_quietly(db: Connection, key: str, claims: Sequence[Claim], now: dt.datetime) -> None:
+        """Claims no notice will be posted for (thresholds crossed before an adoption)."""
+        if not claims:
+            return
+        said = {
+            (target, cycle, threshold)
+            for target, cycle, threshold in db.execute(
+                select(notifications.c.target, notifications.c.cycle, notifications.c.threshold).where(
+                    notifications.c.ref == key
+                )
+            )
+        }
+        rows = [
+            {"ref": key, "target": t, "cycle": c, "threshold": h, "at": as_utc(now)}
+            for t, c, h in dict.fromkeys(claims)
+            if (t, c, h) not in said
+        ]
+        if rows:
+            db.execute(insert(notifications), rows)
+
     def followed(
         self,
         *,
@@ -169,10 +272,21 @@ class Ledger:
         due_before: dt.datetime | None = None,
         ref: IssueRef | None = None,
         history_pending: bool = False,
+        gone_too: bool = False,
+        after: str | None = None,
+        limit: int | None = None,
     ) -> list[FollowedIssue]:
         """Issues the ledger follows: open ones, or those with an SLA notice due by `due_before`, or
-        one issue; loaded in three queries whatever their number."""
+        one issue (`gone_too`: also one no longer followed); loaded in three queries whatever their
+        number. With `limit`, a page of them in the order of their keys, from the first after
+        `after` (see `pages`)."""
         query = select(issues).where(issues.c.source.is_not(None))
+        if not gone_too:
+            query = query.where(issues.c.gone.is_(None))
+        if after is not None:
+            query = query.where(issues.c.ref > after)
+        if limit is not None:
+            query = query.order_by(issues.c.ref).limit(limit)
         if open_only:
             query = query.where(issues.c.is_open.is_(True))
         if due_before is not None:
@@ -217,20 +331,71 @@ class Ledger:
                 notified=frozenset(done[row["ref"]]),
                 history_before=aware(row["history_before"]),
                 memory=_memory_of(row),
+                unfinished=tuple(_decode_unfinished(item) for item in row["unfinished"] or ()),
             )
             for row in rows
         ]
 
+    def pages(self, size: int = 500) -> Iterator[FollowedIssue]:
+        """Every issue, open or closed, read `size` at a time (the report reads them all)."""
+        after: str | None = None
+        while True:
+            page = self.followed(open_only=False, after=after, limit=size)
+            yield from page
+            if len(page) < size:
+                return
+            after = issue_key(page[-1].ref)
+
     def one(self, ref: IssueRef) -> FollowedIssue | None:
-        found = self.followed(open_only=False, ref=ref)
+        """The issue as the ledger knows it; `memory.gone` says when it is no longer followed."""
+        found = self.followed(open_only=False, ref=ref, gone_too=True)
         return found[0] if found else None
 
+    def stop_following(self, ref: IssueRef, reason: str, now: dt.datetime) -> None:
+        """No more sweeps, clocks or notices for the issue (the tracker says it is gone)."""
+        with self.engine.begin() as db:
+            self.write(db, ref, LedgerUpdate(None, (), {}, gone=reason), now)
+
+    def rename(self, old: IssueRef, new: IssueRef, now: dt.datetime) -> bool:
+        """Follow an issue under its new name (a transfer, a move to another Jira project): its
+        facts, timeline, notices and journal go with it, so its clocks run on and nothing is said
+        twice. `False` (nothing changed) when the old name is not followed or the new one already is."""
+        before, after = issue_key(old), issue_key(new)
+        with self.engine.begin() as db:
+            moving = db.execute(
+                select(issues.c.ref).where(issues.c.ref == before, issues.c.gone.is_(None))
+            ).first()
+            taken = db.execute(select(issues.c.ref).where(issues.c.ref == after)).first()
+            if moving is None or taken is not None:
+                return False
+            names = {"source": new.source, "scope": new.scope, "key": new.key, "updated_at": as_utc(now)}
+            db.execute(update(issues).where(issues.c.ref == before).values(ref=after, **names))
+            db.execute(update(timeline).where(timeline.c.ref == before).values(ref=after))
+            db.execute(update(notifications).where(notifications.c.ref == before).values(ref=after))
+            db.execute(update(writes).where(writes.c.issue == before).values(issue=after))
+            # The old name stays known as moved: a delivery about it still on its way (queued under
+            # the old name, retried by the tracker) is not taken for a new issue to follow.
+            db.execute(
+                insert(issues).values(
+                    ref=before,
+                    source=old.source,
+                    scope=old.scope,
+                    key=old.key,
+                    is_open=False,
+                    journaled=True,
+                    gone=f"moved to {new}"[:_GONE_LENGTH],
+                    updated_at=as_utc(now),
+                )
+            )
+        return True
+
     def due_refs(self, due_before: dt.datetime) -> list[IssueRef]:
-        """The open issues with a notice due by `due_before` (only their names: each is read again,
-        fresh, once its turn is taken)."""
+        """The issues with a notice due by `due_before`: open ones, and closed ones with a notice
+        part still to land (only their names: each is read again, fresh, once its turn is taken)."""
         query = select(issues.c.source, issues.c.scope, issues.c.key).where(
             issues.c.source.is_not(None),
-            issues.c.is_open.is_(True),
+            issues.c.gone.is_(None),
+            or_(issues.c.is_open.is_(True), issues.c.unfinished.is_not(None)),
             issues.c.next_due_at <= as_utc(due_before),
         )
         with self.engine.connect() as db:
@@ -250,9 +415,15 @@ class Ledger:
                 db.execute(insert(timeline), [{"ref": key, "entry": encode(e)} for e in beginning])
             db.execute(update(issues).where(issues.c.ref == key).values(history_before=None))
 
-    def set_next_due(self, ref: IssueRef, when: dt.datetime | None) -> None:
+    def set_next_due(
+        self, ref: IssueRef, when: dt.datetime | None, unfinished: Sequence[Unfinished] | None = None
+    ) -> None:
+        """When the sweep next looks at the issue, and (when given) the notice parts still to land."""
+        values: dict[str, Any] = {"next_due_at": as_utc(when)}
+        if unfinished is not None:
+            values["unfinished"] = _encode_all(unfinished)
         with self.engine.begin() as db:
-            db.execute(update(issues).where(issues.c.ref == issue_key(ref)).values(next_due_at=as_utc(when)))
+            db.execute(update(issues).where(issues.c.ref == issue_key(ref)).values(**values))
 
     # --- SLA notice claims ----------------------------------------------------------------
 
@@ -283,3 +454,9 @@ class Ledger:
                         notifications.c.threshold == threshold,
                     )
                 )
+
+    def scopes(self) -> list[str]:
+        """Every repository and project the ledger knows an issue of, as `source:scope`."""
+        query = select(issues.c.source, issues.c.scope).where(issues.c.source.is_not(None)).distinct()
+        with self.engine.connect() as db:
+            return sorted(f"{source}:{scope}" for source, scope in db.execute(query))

@@ -92,8 +92,13 @@ issues = Table(
     Column("next_due_at", DateTime(timezone=True), index=True),
     Column("history_before", DateTime(timezone=True)),
     Column("as_of", DateTime(timezone=True)),
+    Column("adopted_at", DateTime(timezone=True)),  # met mid-life and adopted (policies.adoption)
     # False for an issue of a release before the journal: sopguard may have written to it unjournaled.
     Column("journaled", Boolean, nullable=False, server_default=false()),
+    # Why the issue is no longer followed (deleted, transferred away); null while it is.
+    Column("gone", String(200)),
+    # The parts of notices (comments, breach labels) that did not land yet: the sweep tries them again.
+    Column("unfinished", JSON(none_as_null=True)),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 

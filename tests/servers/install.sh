@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests run against, from Debian's packages, when it is not there yet:
-# PostgreSQL and Redis (tests/servers/plugin.py starts them), and Chromium for the browser tests
-# unless SOPGUARD_TEST_BROWSER=0. Quiet and idempotent: does nothing when the binaries exist.
+# PostgreSQL and Redis (tests/servers/plugin.py starts them), and Chromium with its driver for the
+# browser tests (tests/test_report_browser.py) unless SOPGUARD_TEST_BROWSER=0. Quiet and idempotent:
+# does nothing when the binaries exist.
 # Servers that cannot be installed are an error in CI (CI set) and a warning elsewhere, where the
 # tests that need them skip; a browser that cannot be installed is only a warning.
 set -euo pipefail
@@ -11,7 +12,10 @@ compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || command -v initdb >/
     servers+=(postgresql)
 command -v redis-server >/dev/null || servers+=(redis-server)
 browser=()
-[[ "${SOPGUARD_TEST_BROWSER:-1}" == 0 ]] || command -v chromium >/dev/null || browser+=(chromium)
+if [[ "${SOPGUARD_TEST_BROWSER:-1}" != 0 ]]; then
+    command -v chromium >/dev/null || browser+=(chromium)
+    command -v chromedriver >/dev/null || browser+=(chromium-driver)  # selenium drives it
+fi
 wanted=("${servers[@]}" "${browser[@]}")
 [[ ${#wanted[@]} -gt 0 ]] || exit 0
 
@@ -26,7 +30,7 @@ servers_not_installed() {
 }
 
 browser_not_installed() {
-    warn "could not install chromium: $1; the browser tests will skip"
+    warn "could not install ${browser[*]}: $1; the browser tests will skip"
 }
 
 # Nothing can be installed: say why and what is missing, then stop.
