@@ -169,28 +169,46 @@ def run_commands(ctx: Context) -> Iterator[Outcome]:
         problem = _problem(ctx, command, comment) or parsed.problem
         if problem:
             actions = [_answer(ctx, command, problem)]
-            yield outcome(
-                command, mode, passed=False, reasons=[f"/{command.name} refused: {problem}"], actions=actions
-            )
+            reason = _refusal(ctx, command, problem, comment)
+            yield outcome(command, mode, passed=False, reasons=[reason], actions=actions)
             continue
         if mode != Mode.ENFORCE:
-            yield outcome(
-                command, mode, passed=True, reasons=[f"/{command.name} given (warn mode: not carried out)"]
-            )
+            given_only = ctx.tell("/%(command)s given (warn mode: not carried out)", command=command.name)
+            yield outcome(command, mode, passed=True, reasons=[given_only])
             continue
         yield outcome(
             command,
             mode,
             passed=True,
-            reasons=[_what(command, parsed, comment)],
+            reasons=[_what(ctx, command, parsed, comment)],
             actions=[*_effects(ctx, command, parsed), _acknowledge(ctx, command, comment)],
         )
 
 
-def _what(command: Command, parsed: Parsed, comment: Comment) -> str:
+def _refusal(ctx: Context, command: Command, problem: str, comment: Comment) -> str:
+    """The audit reason of a refused command, in the policy's locale."""
+    if problem == "not-allowed":
+        return ctx.tell(
+            "/%(command)s refused: %(login)s may not give it",
+            command=command.name,
+            login=comment.author.login,
+        )
+    if problem == "not-now":
+        return ctx.tell("/%(command)s refused: not in one of its stages", command=command.name)
+    return ctx.tell(
+        "/%(command)s refused: not written as %(usage)s", command=command.name, usage=usage(command)
+    )
+
+
+def _what(ctx: Context, command: Command, parsed: Parsed, comment: Comment) -> str:
     details = [parsed.choice, parsed.date.isoformat() if parsed.date else "", parsed.reason]
     shown = " ".join(d for d in details if d)
-    return f"/{command.name} by {comment.author.login}" + (f": {shown}" if shown else "")
+    login = comment.author.login
+    if shown:
+        return ctx.tell(
+            "/%(command)s by %(login)s: %(details)s", command=command.name, login=login, details=shown
+        )
+    return ctx.tell("/%(command)s by %(login)s", command=command.name, login=login)
 
 
 def _effects(ctx: Context, command: Command, parsed: Parsed) -> list[Action]:

@@ -141,13 +141,18 @@ def check_labels_added(ctx: Context) -> Iterator[Outcome]:
         if mode == Mode.OFF:
             continue
         if allowed(ctx, person, guard.by, guard.not_by):
-            yield outcome(guard, mode, passed=True, reasons=[f"{guard.label} added by {person.login}"])
+            yield outcome(
+                guard,
+                mode,
+                passed=True,
+                reasons=[ctx.tell("%(label)s added by %(login)s", label=guard.label, login=person.login)],
+            )
             continue
         yield outcome(
             guard,
             mode,
             passed=False,
-            reasons=[f"{person.login} may not add {guard.label}"],
+            reasons=[ctx.tell("%(login)s may not add %(label)s", login=person.login, label=guard.label)],
             actions=_refuse(ctx, guard, undo=mode == Mode.ENFORCE),
         )
 

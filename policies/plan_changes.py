@@ -68,6 +68,6 @@ def withdraw_approval(ctx: Context) -> Iterator[Outcome]:
         rule,
         mode,
         passed=False,
-        reasons=[f"the approved plan was changed by {person.login}"],
+        reasons=[ctx.tell("the approved plan was changed by %(login)s", login=person.login)],
         actions=actions,
     )

@@ -35,6 +35,7 @@ from webhooks.receivers import Intake
 API = "https://api.github.com"
 BOT = "sopguard-bot"
 REPO = "Codertocat/Hello-World"
+COMMENTED_AT = "2019-05-15T15:20:18Z"  # comments carry their time, as GitHub lists them
 REF = IssueRef("github", REPO, "1")
 POLICY = load_policy()
 Reply = tuple[int, dict[str, str], str]
@@ -199,6 +200,7 @@ class FakeGithub:
             "body": request_json(request, {})["body"],
             "user": {"login": BOT, "id": 1, "type": "User"},
             "url": f"{API}/repos/{REPO}/issues/comments/{self._next_id}",
+            "created_at": COMMENTED_AT,
         }
         self.comments.append(comment)
         return self._reply(comment, 201)

@@ -20,7 +20,7 @@ from policies.commands import given, parse
 from policies.models import IssueRef
 from policies.sla import DelayAnnounced
 from tests.conftest import fixture_json
-from tests.github_support import REF, REPO, FakeGithub, Service, labelled, put_in_state, service
+from tests.github_support import COMMENTED_AT, REF, REPO, FakeGithub, Service, labelled, put_in_state, service
 from tests.jira_support import CLOUD, FakeJira, adf_text, fake_for, issue_path
 from tests.jira_support import Service as JiraService
 from tests.jira_support import service as jira_service
@@ -86,7 +86,7 @@ def commented(
     person = {**payload["sender"], "login": by, "id": user_id}
     payload["sender"] = person
     payload["comment"].update(id=comment_id, body=body, user=person, author_association=association)
-    github.comments.append({"id": comment_id, "body": body, "user": person})
+    github.comments.append({"id": comment_id, "body": body, "user": person, "created_at": COMMENTED_AT})
     return payload
 
 

@@ -40,13 +40,14 @@ from policies.people import guarded_labels
 from policies.sla import Commented
 from tests.conftest import fixture_json
 from tests.engine_support import GITHUB_REF, JIRA_REF, NOW
-from tests.github_support import REPO, FakeGithub, Service, labelled, put_in_state, service
+from tests.github_support import COMMENTED_AT, REPO, FakeGithub, Service, labelled, put_in_state, service
 from tests.jira_support import (
     CLOUD,
     DEPLOYMENTS,
     Deployment,
     FakeJira,
     fake_for,
+    follow,
     issue_path,
 )
 from tests.jira_support import Service as JiraService
@@ -251,7 +252,12 @@ def test_github_the_plans_author_cannot_approve_it(sopguard: Service, github: Fa
     put_in_state(sopguard, github, "planning", "risk/high")
     github.collaborators.add("rita")
     github.comments.append(
-        {"id": 1, "body": PLAN["github"], "user": {"login": "rita", "id": 5, "type": "User"}}
+        {
+            "id": 1,
+            "body": PLAN["github"],
+            "user": {"login": "rita", "id": 5, "type": "User"},
+            "created_at": COMMENTED_AT,
+        }
     )
     approval = labelled(github, APPROVED, by="rita")
     approval["sender"]["id"] = 5
@@ -346,7 +352,9 @@ def _person(deployment: Deployment, ident: str) -> dict[str, str]:
 def _jira_start(
     no_network: responses.RequestsMock, tmp_path: Path, deployment: Deployment, payload: dict[str, Any]
 ) -> tuple[FakeJira, JiraService]:
-    return fake_for(no_network, deployment, payload), jira_service(tmp_path, deployment)
+    fake, sopguard = fake_for(no_network, deployment, payload), jira_service(tmp_path, deployment)
+    follow(sopguard, payload)  # the issue is followed already: the label's addition is judged
+    return fake, sopguard
 
 
 def test_jira_an_approval_by_someone_without_the_role_is_removed(

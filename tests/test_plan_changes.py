@@ -20,7 +20,7 @@ from tests.github_support import (
     put_in_state,
     service,
 )
-from tests.jira_support import CLOUD, fake_for, issue_path
+from tests.jira_support import CLOUD, fake_for, follow, issue_path
 from tests.jira_support import service as jira_service
 from tests.test_commands import commented
 
@@ -99,6 +99,7 @@ def test_jira_an_edit_of_the_approved_plan_withdraws_the_approval(
     ]
     fake = fake_for(no_network, CLOUD, payload)
     sopguard = jira_service(tmp_path, CLOUD)
+    follow(sopguard, payload)
 
     sopguard.deliver(payload, "edit-plan")
 
