@@ -14,7 +14,10 @@ from typing import Any, NamedTuple, TypeVar, get_args
 import holidays
 
 from config.schema import (
+    BUILT_IN_PEOPLE,
+    TEAM_MEMBERS,
     ChecklistGuard,
+    LabelGuard,
     MessageKind,
     Rule,
     apply_scope,
@@ -194,18 +197,56 @@ def _tracker_mapping(s: Sections) -> Iterator[Found]:
             yield ("trackers", "github", "closed_states", index), _unknown("state", state, set(states))
 
 
-@_needs("workflow", "intake", "priority", "checklists", "sla", "rule_modes", "sop_clauses")
+@_needs("workflow", "intake", "priority", "checklists", "sla", "rule_modes", "sop_clauses", "commands")
 def _rules(s: Sections) -> Iterator[Found]:
     rules = list(all_rules(s))
     ids = [rule.id for _, rule in rules]
+    # One guard of a guard set, used on several transitions, is one rule.
+    distinct = [rule.id for rule in {r.model_dump_json(): r for _, r in rules}.values()]
     for loc, rule in rules:
-        if rule.id in _duplicates(ids):
+        if rule.id in _duplicates(distinct):
             yield (*loc, "id"), f"rule id '{rule.id}' is used by more than one rule"
         if rule.sop not in s["sop_clauses"]:
             yield (*loc, "sop"), f"clause {rule.sop} has no text in sop_clauses"
     for rule_id in s["rule_modes"]:
         if rule_id not in ids:
             yield CheckError(("rule_modes", rule_id), _unknown("rule", rule_id, set(ids)), True)
+
+
+@_needs("workflow", "commands")
+def _commands(s: Sections) -> Iterator[Found]:
+    states = {state.id for state in s["workflow"].states}
+    names = [command.name for command in s["commands"]]
+    for index, command in enumerate(s["commands"]):
+        if command.name in _duplicates(names):
+            yield ("commands", index, "name"), f"command /{command.name} is defined more than once"
+        for where, state in [
+            *(("from", f) for f in command.from_),
+            *([("to", command.to)] if command.to else []),
+        ]:
+            if state not in states:
+                yield ("commands", index, where), _unknown("state", state, states)
+
+
+@_needs("workflow", "sla", "teams", "commands")
+def _people(s: Sections) -> Iterator[Found]:
+    """Every name a guard or the SLA gives for people is a team of `teams:` or a built-in."""
+    known = set(s["teams"]) | set(BUILT_IN_PEOPLE)
+    for name in s["teams"]:
+        if name in BUILT_IN_PEOPLE and name != TEAM_MEMBERS:
+            yield CheckError(("teams", name), f"'{name}' is a built-in and cannot be a team's name", True)
+    named: list[tuple[Loc, list[str]]] = [(("sla", "responders"), s["sla"].responders)]
+    for t_index, transition in enumerate(s["workflow"].transitions):
+        for g_index, guard in enumerate(transition.guards):
+            if isinstance(guard, LabelGuard):
+                loc: Loc = ("workflow", "transitions", t_index, "guards", g_index)
+                named += [((*loc, "by"), guard.by), ((*loc, "not_by"), guard.not_by)]
+    for index, command in enumerate(s["commands"]):
+        named += [(("commands", index, "by"), command.by), (("commands", index, "not_by"), command.not_by)]
+    for loc, names in named:
+        for index, name in enumerate(names):
+            if name not in known:
+                yield (*loc, index), _unknown("team", name, known)
 
 
 @_needs("messages")
@@ -237,6 +278,10 @@ def all_rules(s: Sections) -> Iterator[tuple[Loc, Rule]]:
     for name in ("receipt", "delay_notice", "satisfaction"):
         if (rule := getattr(s["sla"], name)) is not None:
             yield ("sla", name), rule
+    for index, command in enumerate(s.get("commands", [])):
+        yield ("commands", index), command
+    if s.get("plan_changes") is not None:
+        yield ("plan_changes",), s["plan_changes"]
 
 
 def _unknown(kind: str, value: str, known: set[str]) -> str:

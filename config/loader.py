@@ -26,7 +26,7 @@ from pydantic import TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails
 
 from config.checks import CheckError, cross_reference_errors
-from config.schema import Policy
+from config.schema import SHORTHAND, Policy
 from config.template_checks import file_position
 
 Loc = tuple[str | int, ...]
@@ -319,7 +319,8 @@ def _walk_schema(loc: Loc) -> tuple[Loc, dict[str, Any] | None]:
         while "$ref" in schema:
             schema = definitions[schema["$ref"].rsplit("/", 1)[-1]]
         if "anyOf" in schema:
-            present = [s for s in schema["anyOf"] if s.get("type") != "null"]
+            # A shorthand the policy also accepts (`config.schema.SHORTHAND`) is not where errors are.
+            present = [s for s in schema["anyOf"] if s.get("type") != "null" and not s.get(SHORTHAND)]
             if len(present) == 1:
                 return resolve(present[0])
         return schema
@@ -340,6 +341,8 @@ def _walk_schema(loc: Loc) -> tuple[Loc, dict[str, Any] | None]:
             schema = resolve(schema["properties"][step])
         elif isinstance(schema.get("additionalProperties"), dict):
             schema = resolve(schema["additionalProperties"])
+        elif len(schema.get("patternProperties", {})) == 1:  # a mapping keyed by ids
+            schema = resolve(next(iter(schema["patternProperties"].values())))
         else:
             schema = None
     return tuple(clean), schema

@@ -23,6 +23,9 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    TypeAdapter,
+    ValidationError,
+    WithJsonSchema,
     model_validator,
 )
 
@@ -114,6 +117,99 @@ class Rule(Strict):
     mode: Mode | None = Field(default=None, description="Overrides the global mode for this rule.")
 
 
+# --- people ---------------------------------------------------------------------------------
+
+REPORTER = "reporter"
+ASSIGNEE = "assignee"
+AUTHOR_OF_PLAN = "author-of-plan"
+TEAM_MEMBERS = "team-members"
+BUILT_IN_PEOPLE = (REPORTER, ASSIGNEE, AUTHOR_OF_PLAN, TEAM_MEMBERS)
+"""Names that always mean someone: the issue's reporter and assignees, whoever wrote its plan,
+and the service team (a team the policy may define under this name; see `Policy.team_members`)."""
+
+
+def _one_or_many(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+_IDENT_SCHEMA = {"type": "string", "pattern": r"^[a-z][a-z0-9-]*$"}
+PeopleNames = Annotated[
+    list[Ident],
+    BeforeValidator(_one_or_many),
+    WithJsonSchema(
+        {
+            "anyOf": [_IDENT_SCHEMA, {"type": "array", "items": _IDENT_SCHEMA}],
+            "description": "Teams of `teams:` or built-ins (reporter, assignee, author-of-plan, team-members).",
+        }
+    ),
+]
+
+GithubAssociation = Literal["OWNER", "MEMBER", "COLLABORATOR", "CONTRIBUTOR"]
+
+
+def _github_people(value: Any) -> Any:
+    """`[login, "@org/team"]` is short for `{users: [login], teams: [org/team]}`."""
+    if not isinstance(value, list):
+        return value
+    entries = [str(v) for v in value]
+    return {
+        "users": [e for e in entries if not e.startswith("@")],
+        "teams": [e.removeprefix("@") for e in entries if e.startswith("@")],
+    }
+
+
+SHORTHAND = "x-sopguard-shorthand"
+"""Marks the JSON Schema of a shorter way to write a value (its full form is the other option)."""
+
+
+def _short_github_people(schema: dict[str, Any]) -> None:
+    """The JSON Schema of `Team` also accepts the short form of its `github` list."""
+    github = schema["properties"]["github"]
+    short = {
+        "type": "array",
+        "items": {"type": "string"},
+        "description": 'Logins and "@org/team" teams.',
+        SHORTHAND: True,
+    }
+    schema["properties"]["github"] = {"anyOf": [github, short]}
+
+
+class GithubPeople(Strict):
+    users: list[str] = Field(default_factory=list, description="GitHub logins.")
+    teams: list[Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")]] = Field(
+        default_factory=list,
+        description="Organization teams as `org/team-slug` (`@org/team` in the short form).",
+    )
+    associations: list[GithubAssociation] = Field(
+        default_factory=list,
+        description="The author's association with the repository GitHub reports (OWNER, MEMBER, COLLABORATOR).",
+    )
+
+
+class JiraPeople(Strict):
+    users: list[str] = Field(
+        default_factory=list, description="Account ids (Cloud) or user names (Data Center)."
+    )
+    groups: list[str] = Field(default_factory=list, description="Jira group names.")
+    roles: list[str] = Field(default_factory=list, description="Project roles of the issue's project.")
+
+
+class Team(Strict):
+    """A named group of people, as each tracker knows them; membership is looked up and cached."""
+
+    model_config = ConfigDict(**Strict.model_config, json_schema_extra=_short_github_people)
+
+    github: Annotated[GithubPeople, BeforeValidator(_github_people)] = Field(default_factory=GithubPeople)
+    jira: JiraPeople = Field(default_factory=JiraPeople)
+
+
+DEFAULT_TEAM_MEMBERS = Team(
+    github=GithubPeople(associations=["OWNER", "MEMBER", "COLLABORATOR"]),
+    jira=JiraPeople(roles=["Administrators", "Developers", "Member", "Service Desk Team"]),
+)
+"""Who the service team is when a policy does not say (`teams: {team-members: ...}`)."""
+
+
 # --- workflow -------------------------------------------------------------------------------
 
 
@@ -152,10 +248,20 @@ class PriorityGuard(GuardBase):
 
 
 class LabelGuard(GuardBase):
-    """A label is present, such as an approval or a customer confirmation."""
+    """A label is present, such as an approval or a customer confirmation.
+
+    With `by` or `not_by`, it also says who may add the label: a label added by anyone else is
+    removed at once, with a comment that says why (four eyes for `plan/approved`, S2.2). The names
+    are teams of the policy's `teams:` or the built-ins (`reporter`, `assignee`, `author-of-plan`,
+    `team-members`). A label sopguard adds itself, for a command its user may give, stays.
+    """
 
     check: Literal["label"]
     label: str
+    by: PeopleNames = Field(default_factory=list, description="Only these people may add the label.")
+    not_by: PeopleNames = Field(
+        default_factory=list, description="These people may not add the label, even when in `by`."
+    )
 
 
 class NoLabelGuard(GuardBase):
@@ -185,18 +291,85 @@ Guard = Annotated[
 ]
 
 
+def _guards_may_use_sets(schema: dict[str, Any]) -> None:
+    """In the JSON Schema, a transition's guard may also be `{use: <guard set>}`."""
+    guards = schema["properties"]["guards"]
+    use = {
+        "type": "object",
+        "properties": {"use": {**_IDENT_SCHEMA, "description": "A guard set of `workflow.guard_sets`."}},
+        "required": ["use"],
+        "additionalProperties": False,
+        SHORTHAND: True,
+    }
+    guards["items"] = {"anyOf": [guards["items"], use]}
+
+
 class Transition(Rule):
+    model_config = ConfigDict(**Strict.model_config, json_schema_extra=_guards_may_use_sets)
+
     from_: list[Ident] = Field(alias="from", min_length=1)
     to: Ident
-    guards: list[Guard] = Field(default_factory=list)
+    guards: list[Guard] = Field(
+        default_factory=list, description="Guards, or `{use: name}` for every guard of a guard set."
+    )
+
+
+def _valid_guards(guards: list[Any]) -> bool:
+    """Whether a guard set validates: one that does not is reported where it is defined, once."""
+    try:
+        TypeAdapter(list[Guard]).validate_python(guards)
+    except ValidationError:
+        return False
+    return True
+
+
+def _expand_guard_sets(data: Any) -> Any:
+    """`{use: name}` among a transition's guards stands for the guards of that set, in order."""
+    if not isinstance(data, dict) or not isinstance(data.get("guard_sets"), dict):
+        return data
+    sets = data["guard_sets"]
+    transitions = []
+    for transition in data.get("transitions") or []:
+        guards = transition.get("guards") if isinstance(transition, dict) else None
+        if not isinstance(guards, list):
+            transitions.append(transition)
+            continue
+        expanded: list[Any] = []
+        for guard in guards:
+            name = guard.get("use") if isinstance(guard, dict) and set(guard) == {"use"} else None
+            if name is None:
+                expanded.append(guard)
+            elif isinstance(sets.get(name), list):
+                expanded.extend(sets[name] if _valid_guards(sets[name]) else [])
+            else:
+                raise ValueError(
+                    f"unknown guard set '{name}' (known: {', '.join(sorted(sets)) or 'none defined'})"
+                )
+        transitions.append({**transition, "guards": expanded})
+    return {**data, "transitions": transitions}
 
 
 class Workflow(Strict):
     initial: Ident = Field(description="The state of an issue that has no status yet.")
+    guard_sets: dict[Ident, list[Guard]] = Field(
+        default_factory=dict,
+        description="Guards named once and used on several transitions with `{use: name}`.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _use_guard_sets(cls, data: Any) -> Any:
+        return _expand_guard_sets(data)
+
     states: list[State] = Field(min_length=2)
     transitions: list[Transition] = Field(min_length=1)
     rule: Rule = Field(
         description="The lifecycle rule: cited when a change of state is not one of the transitions."
+    )
+    plan_headings: list[str] = Field(
+        default_factory=lambda: ["Plan", "Service plan", "服务方案"],
+        min_length=1,
+        description="The headings of a service plan section (S2.2): who wrote it is `author-of-plan`.",
     )
 
     def state(self, state_id: str) -> State | None:
@@ -207,6 +380,49 @@ class Workflow(Strict):
 
     def transition(self, source: str, target: str) -> Transition | None:
         return next((t for t in self.transitions_from(source) if t.to == target), None)
+
+
+class PlanChanges(Rule):
+    """S3.2: a change of an approved plan needs approval again. An edit of the plan section (or a
+    new one) while `approval_label` is on removes it and adds `changed_label`, which a guard can
+    keep the issue from moving on with; the approval command removes it again."""
+
+    approval_label: str = "plan/approved"
+    changed_label: str = "plan/changed"
+
+
+# --- commands -------------------------------------------------------------------------------
+
+
+class Command(Rule):
+    """A slash command in a comment (`/approve-plan`), in the manner of Prow's plugins.
+
+    Given by someone `by` allows (and `not_by` does not), in one of the `from` states (any open
+    state when empty), with its arguments (`choices`, then a `date`, then a quoted `reason`, as
+    asked), it changes the labels and the stage as said; it is answered with a reaction on GitHub
+    (a short comment on Jira) or, when refused, a short comment why. A label it adds stays, even
+    one that a guard lets only some people add: the command's own `by` is the check.
+    """
+
+    name: Ident = Field(description="The command without its slash: `approve-plan` for /approve-plan.")
+    by: PeopleNames = Field(default_factory=list, description="Only these people may give it.")
+    not_by: PeopleNames = Field(default_factory=list, description="These people may not give it.")
+    from_: list[Ident] = Field(
+        default_factory=list, alias="from", description="The stages it may be given in (empty: any open one)."
+    )
+    choices: list[Ident] = Field(
+        default_factory=list, description="Its first argument is one of these (`/cancel duplicate`)."
+    )
+    date: bool = Field(default=False, description="An argument is a date, YYYY-MM-DD (`/delay 2026-12-20`).")
+    reason: bool = Field(default=False, description='A quoted reason is required (`/reject "..."`).')
+    add_labels: list[str] = Field(
+        default_factory=list, description="Labels it adds; `{choice}` stands for the choice given."
+    )
+    remove_labels: list[str] = Field(default_factory=list, description="Labels it removes.")
+    to: Ident | None = Field(default=None, description="The stage it moves the issue to.")
+    delay_notice: bool = Field(
+        default=False, description="It tells the customer of a delay (S3.3): recorded as a delay notice."
+    )
 
 
 # --- intake ---------------------------------------------------------------------------------
@@ -397,6 +613,13 @@ class Sla(Strict):
         default_factory=dict, description="Who is mentioned at breach, per tracker (e.g. @acme/leads)."
     )
     breach_label: str = Field(default="sla/breached", description="The label a breached issue gets.")
+    low_rating_label: str = Field(
+        default="satisfaction/low", description="The label of an issue rated 2 or less (S5.2)."
+    )
+    responders: PeopleNames = Field(
+        default_factory=list,
+        description="Whose public comment is the first response (S1.4); empty: anyone but the reporter.",
+    )
 
 
 # --- trackers -------------------------------------------------------------------------------
@@ -489,6 +712,10 @@ MessageKind = Literal[
     "sla-breached",
     "receipt",
     "satisfaction",
+    "label-refused",
+    "command-answer",
+    "plan-changed",
+    "low-rating",
     "status-unmapped",
 ]
 
@@ -544,6 +771,13 @@ class Policy(Strict):
     workflow: Workflow
     intake: Intake
     priority: Priority
+    teams: dict[Ident, Team] = Field(
+        default_factory=dict, description="Named groups of people that guards and commands refer to."
+    )
+    commands: list[Command] = Field(default_factory=list, description="Slash commands in comments.")
+    plan_changes: PlanChanges | None = Field(
+        default=None, description="Withdraw the approval of a plan that is changed (S3.2)."
+    )
     checklists: list[Checklist] = Field(default_factory=list)
     sla: Sla
     trackers: Trackers
@@ -562,6 +796,13 @@ class Policy(Strict):
 
     def checklist(self, checklist_id: str) -> Checklist | None:
         return next((c for c in self.checklists if c.id == checklist_id), None)
+
+    def command(self, name: str) -> Command | None:
+        return next((c for c in self.commands if c.name == name), None)
+
+    def team(self, name: str) -> Team | None:
+        """A team of `teams:`; `team-members`, when the policy does not define it, is the default."""
+        return self.teams.get(name) or (DEFAULT_TEAM_MEMBERS if name == TEAM_MEMBERS else None)
 
     def mode_of(self, rule: Rule) -> Mode:
         """The more cautious of the global mode and the rule's own (`off` < `warn` < `enforce`)."""

@@ -184,6 +184,30 @@ KIND_VARIABLES: Mapping[MessageKind, Mapping[str, tuple[Any, ...]]] = {
         "deadlines": ([], _DEADLINES),
     },
     "satisfaction": {"reporter": ("", "carol")},
+    "label-refused": {
+        "undone": (True, False),
+        "actor": ("dana",),
+        "label": ("plan/approved",),
+        "by": ([], ["approvers"]),
+        "not_by": ([], ["assignee", "author-of-plan"]),
+        "requirement": ("A high-risk plan is approved by a reviewer",),
+    },
+    "low-rating": {"score": (1, 2), "escalation": ("", Markdown("@acme/leads"))},
+    "plan-changed": {
+        "actor": ("dana",),
+        "approval_label": ("plan/approved",),
+        "changed_label": ("plan/changed",),
+        "during_work": (True, False),
+    },
+    "command-answer": {
+        "command": ("approve-plan",),
+        "actor": ("dana",),
+        "problem": ("", "not-allowed", "not-now", "usage"),
+        "by": ([], ["approvers"]),
+        "not_by": ([], ["assignee", "author-of-plan"]),
+        "states": ([], ["Planning", "In progress"]),
+        "usage": ('/delay YYYY-MM-DD "reason"',),
+    },
     "status-unmapped": {"status": ("Paused",), "state": ("Diagnosis",), "actor": ("dana",)},
 }
 

@@ -6,13 +6,32 @@ import datetime as dt
 
 from config.i18n import say
 from config.schema import Policy
-from policies import adoption, followup, intake, priority, receipt, workflow
+from policies import (
+    adoption,
+    commands,
+    followup,
+    intake,
+    people,
+    plan_changes,
+    priority,
+    receipt,
+    workflow,
+)
 from policies.context import Context, is_service_request
 from policies.models import Action, ChangeLabels, Decision, Event, IssueSnapshot
 from policies.render import contained
 from policies.router import Router
 
-ROUTER = Router(intake.router, priority.router, receipt.router, workflow.router, followup.router)
+ROUTER = Router(
+    intake.router,
+    priority.router,
+    receipt.router,
+    people.router,
+    commands.router,
+    plan_changes.router,
+    workflow.router,
+    followup.router,
+)
 
 
 # The note of a delivery about the service's own change (replay learns the service's logins from it).

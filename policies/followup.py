@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from config.schema import Mode, Policy
+from config.schema import Mode, Policy, Rule
+from config.templates import Markdown
 from policies.context import Context, Outcome, outcome
-from policies.models import Comment, EventKind, IssueSnapshot, PostComment, Source
+from policies.models import Action, ChangeLabels, Comment, EventKind, IssueSnapshot, PostComment, Source
 from policies.render import render
 from policies.router import Router
 from policies.text import find_section
@@ -16,6 +17,7 @@ router = Router()
 
 # Matched against the stripped reply, each run of blanks before a character it needs: three
 # adjacent `\s*` made "5" followed by 2,000 spaces and a letter take 40 s (cubic).
+LOW_RATING = 2  # a rating of 2 or less is followed up (S5.2)
 _SCORE = re.compile(r"([1-5])(?:\s*/\s*5)?(?:\s*[.!])?")
 
 
@@ -60,9 +62,24 @@ def record_follow_up(ctx: Context) -> Iterator[Outcome]:
     score = rating(ctx.policy, ctx.snapshot, comment)
     satisfaction = ctx.policy.sla.satisfaction
     if score is not None and satisfaction is not None:
+        mode = ctx.mode(satisfaction)
+        low = score <= LOW_RATING and mode != Mode.OFF
+        actions = _low_rating(ctx, satisfaction, score) if low else []
         yield outcome(
             satisfaction,
-            ctx.mode(satisfaction),
-            passed=True,
+            mode,
+            passed=not low,
             reasons=[ctx.tell("rated %(score)s of 5", score=score)],
+            actions=actions,
         )
+
+
+def _low_rating(ctx: Context, rule: Rule, score: int) -> list[Action]:
+    """S5.2: a poor rating is labelled and brought to the escalation contact."""
+    sla = ctx.policy.sla
+    escalation = Markdown(sla.escalation.get(ctx.event.source, ""))
+    body = render(ctx.policy, "low-rating", rule, score=score, escalation=escalation)
+    comment = PostComment(rule.id, f"low-rating:{ctx.event.delivery_id}", body)
+    if ctx.mode(rule) != Mode.ENFORCE:
+        return [comment]
+    return [ChangeLabels(rule.id, add=frozenset({sla.low_rating_label})), comment]

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from config.schema import Policy
-from policies import followup, priority, workflow
+from policies import commands, followup, people, priority, workflow
 from policies.context import Context
 from policies.models import (
     Action,
@@ -164,7 +164,10 @@ def timeline_entries(
         and EventKind.COMMENTED in event.kinds
         and not (comment.id and comment.id in listed)
     ):
-        if followup.announces_delay(policy, comment, event.source):
+        context = Context(policy, event, snapshot, at)
+        if followup.announces_delay(policy, comment, event.source) or commands.announces_delay(
+            context, comment
+        ):
             entries.append(DelayAnnounced(at=comment.at or at, author=comment.author.login))
         if (score := followup.rating(policy, snapshot, comment)) is not None:
             entries.append(Rated(at=comment.at or at, score=score))
@@ -177,6 +180,7 @@ def timeline_entries(
                 is_bot=author.is_bot,
                 public=comment.public,
                 comment_id=comment.id,
+                by_responder=people.is_responder(context, author),
             )
         )
     if facts.priority != previous_priority:

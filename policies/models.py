@@ -57,9 +57,12 @@ class IssueRef:
 
 @dataclass(frozen=True)
 class Actor:
+    """A person or app. `association`: GitHub's `author_association` where the delivery shows it."""
+
     login: str
     is_bot: bool = False
     id: str = ""
+    association: str = ""
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,8 @@ class Event:
     comment: Comment | None = None
     by_service: bool = False
     at: dt.datetime | None = None
+    # The text an edit replaced (the issue's body, or the edited comment's), where the delivery says.
+    body_before: str | None = None
     # The issue's earlier name (MOVED) or its new one (REMOVED by a transfer), when the tracker says.
     moved_from: IssueRef | None = None
     moved_to: IssueRef | None = None
@@ -157,6 +162,9 @@ class IssueSnapshot:
     last_state: str | None = None
     manual_priority: str | None = None
     is_subtask: bool = False
+    # The policy teams the event's actor (for a comment: its author) belongs to, as the connector
+    # looked them up for the teams `policies.needs` named; the engine reads nothing else of it.
+    actor_teams: frozenset[str] = frozenset()
     # The issue's SLA timeline as the ledger has it before this event: the receipt reads the same
     # clocks from it as the sweep does, and the lifecycle finds where a pause came from.
     timeline: tuple[TimelineEvent, ...] = ()
@@ -187,6 +195,15 @@ class PostComment:
     # The text to post instead when an earlier action of the same rule failed: the undo did not
     # happen, so the comment must not say it did. Empty: post `body` whatever happened.
     body_if_not_undone: str = ""
+
+
+@dataclass(frozen=True)
+class React:
+    """A reaction on a comment (GitHub's `+1`, `confused`...): the answer to a command."""
+
+    rule_id: str
+    comment_id: str
+    content: str = "+1"
 
 
 @dataclass(frozen=True)
@@ -273,6 +290,7 @@ class Adopt:
 
 Action = (
     PostComment
+    | React
     | ChangeLabels
     | SetPriority
     | MoveToStatus
@@ -282,7 +300,7 @@ Action = (
     | StopFollowing
     | Adopt
 )
-TRACKER_ACTIONS = (PostComment, ChangeLabels, SetPriority, MoveToStatus, CreateSubtasks)
+TRACKER_ACTIONS = (PostComment, React, ChangeLabels, SetPriority, MoveToStatus, CreateSubtasks)
 
 
 @dataclass(frozen=True)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
-from config.schema import ChecklistGuard, Mode, Policy, SectionGuard
-from policies import adoption
+from config.schema import ChecklistGuard, Mode, Policy, SectionGuard, Team
+from policies import adoption, commands, people
 from policies.context import Context, is_service_request
 from policies.models import Event, IssueSnapshot
 from policies.text import find_section
@@ -16,10 +17,13 @@ from policies.workflow import is_return_from_pause, state_change
 @dataclass(frozen=True)
 class Needs:
     """`subtasks`: the issue's child issues; `comments`: its comments (for plan / root-cause sections);
-    `history`: the tracker's history of an issue sopguard adopts (its changes and comments)."""
+    `teams`: the policy teams whose membership of the event's actor (a comment's author) to look up,
+    into `IssueSnapshot.actor_teams`; `history`: the tracker's history of an issue sopguard adopts
+    (its changes and comments)."""
 
     subtasks: bool = False
     comments: bool = False
+    teams: Mapping[str, Team] = field(default_factory=dict)
     history: bool = False
 
 
@@ -34,9 +38,12 @@ def needs(policy: Policy, event: Event, snapshot: IssueSnapshot) -> Needs:
             return Needs()
         if adoption.is_adoption(context):
             return Needs(history=True)
+    names = people.teams_to_look_up(scoped, event, snapshot) | commands.teams_to_look_up(context)
+    teams = {name: team for name in names if (team := scoped.team(name))}
+    plan_author = people.needs_plan_author(scoped, event) or commands.need_plan_author(context)
     change = state_change(context)
     if change is None or change.before == change.after:
-        return Needs()
+        return Needs(comments=plan_author, teams=teams)
     transition = scoped.workflow.transition(change.before, change.after)
     target = scoped.workflow.state(change.after)
     guards = transition.guards if transition else []
@@ -49,8 +56,10 @@ def needs(policy: Policy, event: Event, snapshot: IssueSnapshot) -> Needs:
     return Needs(
         subtasks=any(isinstance(g, ChecklistGuard) for g in guards)
         or bool(entered and target and target.checklists),
-        comments=any(
+        comments=plan_author
+        or any(
             isinstance(g, SectionGuard) and not find_section(snapshot.body, g.headings, event.source)
             for g in guards
         ),
+        teams=teams,
     )

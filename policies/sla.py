@@ -4,8 +4,9 @@ Pure: no I/O and no clock; `now` is passed in. The semantics follow Jira Service
 
 - A clock counts working time on its target's calendar (`policies.calendar`), net of pauses: time
   in one of the policy's `pause_states` (waiting for the customer) does not count.
-- First response: one cycle per issue, from creation to the first public comment by someone who is
-  neither the reporter nor a bot (our own comments are a bot's). Closing the issue, or moving it to
+- First response: one cycle per issue, from creation to the first public comment by one of the
+  policy's responders (the service team: a passer-by's "+1" is no response) who is neither the
+  reporter nor a bot (our own comments are a bot's). Closing the issue, or moving it to
   a stop state, before any response also stops it: the issue got its answer. A reopened issue does
   not restart it.
 - Resolution: stops on entering a stop state (`acceptance` or `closed` by default) or on closing;
@@ -68,11 +69,13 @@ class Commented:
     is_bot: bool
     public: bool = True
     comment_id: str = ""
+    # By one of the policy's responders (`sla.responders`, the service team), as looked up then.
+    by_responder: bool = True
 
     @property
     def is_response(self) -> bool:
-        """Whether it answers the customer: public, and by neither the reporter nor a bot."""
-        return self.public and not self.is_reporter and not self.is_bot
+        """Whether it answers the customer: public, by a responder, and by neither the reporter nor a bot."""
+        return self.public and self.by_responder and not self.is_reporter and not self.is_bot
 
 
 @dataclass(frozen=True)

@@ -370,7 +370,7 @@ def _held(ctx: Context, status: str) -> Iterator[Outcome]:
             "status-unmapped",
             rule,
             status=status,
-            state=_title(ctx, state),
+            state=state_title(ctx, state),
             actor=ctx.event.actor.login,
         )
         actions.append(PostComment(rule.id, f"status-unmapped:{status.casefold()}", body))
@@ -386,7 +386,7 @@ def _closing_adopted(ctx: Context, change: StateChange) -> bool:
 # --- actions --------------------------------------------------------------------------------
 
 
-def _title(ctx: Context, state_id: str) -> Markdown:
+def state_title(ctx: Context, state_id: str) -> Markdown:
     state = ctx.policy.workflow.state(state_id)
     return ctx.text(state.title) if state else Markdown(state_id)
 
@@ -443,17 +443,19 @@ def _reject(
     lifecycle = policy.workflow.rule
     counted_from = StateChange(returns_to, change.after) if returns_to else change
     stage = [policy.workflow.state(s) for s in _skipped_states(ctx, counted_from)] if not failed else []
-    entry_from = [] if failed or returns_to else [_title(ctx, s) for s in _entry_states(ctx, change.after)]
+    entry_from = (
+        [] if failed or returns_to else [state_title(ctx, s) for s in _entry_states(ctx, change.after)]
+    )
     allowed = (
-        [_title(ctx, returns_to)]
+        [state_title(ctx, returns_to)]
         if returns_to
-        else [_title(ctx, t.to) for t in policy.workflow.transitions_from(change.before)]
+        else [state_title(ctx, t.to) for t in policy.workflow.transitions_from(change.before)]
     )
     variables: dict[str, Any] = {
         "undone": undo,
         "actor": ctx.event.actor.login,
-        "from_state": _title(ctx, change.before),
-        "to_state": _title(ctx, change.after),
+        "from_state": state_title(ctx, change.before),
+        "to_state": state_title(ctx, change.after),
         "entry_from": entry_from,
         "skipped": [
             {"title": ctx.text(s.title), "sop": Markdown(s.sop), "clause": Markdown(policy.clause(s.sop))}
@@ -478,11 +480,11 @@ def _reject(
     actions: list[Action] = [PostComment(rule.id, marker, body, body_if_not_undone=kept)]
     if undo:
         stands = RememberState(rule.id, change.after, if_undo_fails=True)
-        actions = [*_move(ctx, rule.id, change.before, restoring=True), *actions, stands]
+        actions = [*move_into(ctx, rule.id, change.before, restoring=True), *actions, stands]
     return actions
 
 
-def _move(ctx: Context, rule_id: str, target: str, *, restoring: bool) -> list[Action]:
+def move_into(ctx: Context, rule_id: str, target: str, *, restoring: bool) -> list[Action]:
     """Tracker changes that put the issue into `target` (status label, open/closed, Jira status)."""
     if ctx.event.source == "jira":
         if restoring and ctx.event.status_before:
@@ -502,7 +504,7 @@ def _move(ctx: Context, rule_id: str, target: str, *, restoring: bool) -> list[A
 
 def _enter(ctx: Context, rule: Rule, state_id: str) -> list[Action]:
     """What a valid (or merely warned) change of stage leads to: a tidy status, and the ledger."""
-    return [*_move(ctx, rule.id, state_id, restoring=False), RememberState(rule.id, state_id)]
+    return [*move_into(ctx, rule.id, state_id, restoring=False), RememberState(rule.id, state_id)]
 
 
 def _checklists(ctx: Context, state_id: str) -> Iterator[Outcome]:

@@ -45,7 +45,7 @@ from policies.models import (
     Source,
     StopFollowing,
 )
-from policies.needs import needs
+from policies.needs import Needs, needs
 from policies.sla import Commented, Created, TimelineEvent
 from policies.sla_notices import next_due
 from runtime import metrics
@@ -154,6 +154,9 @@ def process(services: Services, delivery: Delivery, received: Received) -> Outco
         )
         return Outcome("ignored", note)
     if _is_history(memory, snapshot):
+        # A late comment still counts for the clocks, so whose it is is looked up (only that).
+        who = Needs(teams=needs(services.policy, event, snapshot).teams)
+        snapshot = connector.complete(delivery, event, snapshot, who) if who.teams else snapshot
         return _record_history(services, delivery, seq, event, snapshot, known, memory, now)
     snapshot = replace(
         snapshot,
@@ -163,6 +166,8 @@ def process(services: Services, delivery: Delivery, received: Received) -> Outco
         first_seen=not memory.known,
         adopted=memory.adopted,
     )
+    if known is not None and not snapshot.reporter:  # a Jira comment event does not show the reporter
+        snapshot = replace(snapshot, reporter=known.facts.reporter, reporter_id=known.facts.reporter_id)
     snapshot = connector.complete(delivery, event, snapshot, needs(services.policy, event, snapshot))
     decision = evaluate(services.policy, event, snapshot, now)
     tracker_actions = [a for a in decision.actions if isinstance(a, TRACKER_ACTIONS)]

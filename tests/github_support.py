@@ -35,6 +35,7 @@ from webhooks.receivers import Intake
 API = "https://api.github.com"
 BOT = "sopguard-bot"
 REPO = "Codertocat/Hello-World"
+COMMENTED_AT = "2019-05-15T15:20:18Z"  # comments carry their time, as GitHub lists them
 REF = IssueRef("github", REPO, "1")
 POLICY = load_policy()
 Reply = tuple[int, dict[str, str], str]
@@ -81,6 +82,9 @@ class FakeGithub:
     sub_issues: list[dict[str, Any]] = field(default_factory=list)
     orphans: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
+    collaborators: set[str] = field(default_factory=set)
+    reactions: list[tuple[int, str]] = field(default_factory=list)  # (comment id, content)
+    team_members: dict[str, set[str]] = field(default_factory=dict)  # "org/slug" -> logins
     faults: defaultdict[tuple[str, str], deque[Fault]] = field(default_factory=lambda: defaultdict(deque))
     _next_id: int = 9000
 
@@ -101,14 +105,18 @@ class FakeGithub:
             ("POST", f"{issue}/sub_issues", self._add_sub_issue),
             ("POST", f"{API}/repos/{REPO}/issues", self._create_issue),
             ("GET", f"{API}/repos/{REPO}/issues", self._list_issues),
+            ("GET", f"{API}/repos/{REPO}/collaborators/", self._collaborator),
+            ("GET", f"{API}/orgs/", self._team_membership),
+            ("POST", f"{API}/repos/{REPO}/issues/comments/", self._react),
         ]
         for method, url, handler in routes:
             path = re.escape(url.removeprefix(API))
-            pattern = re.compile(
-                r"^https://api\.github\.com(:443)?"
-                + path
-                + (r"[^/?]+$" if url.endswith("/") else r"(\?.*)?$")
-            )
+            tail = r"[^/?]+$" if url.endswith("/") else r"(\?.*)?$"
+            if url.endswith("/orgs/"):
+                tail = r"[^/?]+/teams/[^/?]+/memberships/[^/?]+$"
+            if method == "POST" and url.endswith("/comments/"):
+                tail = r"[0-9]+/reactions$"
+            pattern = re.compile(r"^https://api\.github\.com(:443)?" + path + tail)
             self.mock.add_callback(method, pattern, callback=self._guarded(method, url, handler))
 
     # --- fault injection --------------------------------------------------------------------
@@ -145,6 +153,24 @@ class FakeGithub:
     def _user(self, _: requests.PreparedRequest) -> Reply:
         return self._reply({"login": BOT, "id": 1, "type": "User"})
 
+    def _react(self, request: requests.PreparedRequest) -> Reply:
+        comment_id = int(request.path_url.split("/")[-2])
+        reaction = (comment_id, request_json(request, {})["content"])
+        known = reaction in self.reactions
+        if not known:
+            self.reactions.append(reaction)
+        return self._reply({"id": len(self.reactions), "content": reaction[1]}, 200 if known else 201)
+
+    def _collaborator(self, request: requests.PreparedRequest) -> Reply:
+        login = unquote(request.path_url.split("?")[0].rsplit("/", 1)[-1])
+        return (204, {}, "") if login in self.collaborators else self._reply({"message": "Not Found"}, 404)
+
+    def _team_membership(self, request: requests.PreparedRequest) -> Reply:
+        _, _, org, _, slug, _, login = unquote(request.path_url.split("?")[0]).split("/")
+        if login not in self.team_members.get(f"{org}/{slug}", set()):
+            return self._reply({"message": "Not Found"}, 404)
+        return self._reply({"url": request.url, "role": "member", "state": "active"})
+
     def _set_labels(self, request: requests.PreparedRequest) -> Reply:
         self.labels = list(request_json(request, []))
         return self._reply([{"name": n} for n in self.labels])
@@ -172,8 +198,9 @@ class FakeGithub:
         comment = {
             "id": self._next_id,
             "body": request_json(request, {})["body"],
-            "user": {"login": BOT, "type": "User"},
+            "user": {"login": BOT, "id": 1, "type": "User"},
             "url": f"{API}/repos/{REPO}/issues/comments/{self._next_id}",
+            "created_at": COMMENTED_AT,
         }
         self.comments.append(comment)
         return self._reply(comment, 201)

@@ -14,7 +14,7 @@ import json
 import re
 import warnings
 from collections import defaultdict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,6 +75,7 @@ STATUS_IDS = {
     "Resolved": "5",
     "Closed": "6",
 }
+ROLE_IDS = {"Administrators": "10002", "Developers": "10001", "Service Desk Team": "10100"}
 NEW_CATEGORY = frozenset({"To Do", "Open", "New"})
 DONE_CATEGORY = frozenset({"Done", "Resolved", "Closed"})
 
@@ -239,6 +240,9 @@ class FakeJira:
     properties: dict[str, Any] = field(default_factory=dict)
     unreachable: set[str] = field(default_factory=set)
     changelog: list[Json] = field(default_factory=list)
+    # Project roles (name -> users by account id or name, and groups) and each user's groups.
+    roles: dict[str, Json] = field(default_factory=lambda: {name: {} for name in ROLE_IDS})
+    groups: dict[str, list[str]] = field(default_factory=dict)
     refused_summaries: set[str] = field(default_factory=set)  # sub-tasks Jira would refuse to create
     listed: list[Json] = field(default_factory=list)  # what a JQL search finds (`sopguard adopt`)
     # A test's own answer to a JQL search, in place of `listed` (the issues as they stand when asked).
@@ -265,13 +269,53 @@ class FakeJira:
             ("GET", f"{issue}/changelog", self._changelog),
             ("PUT", f"{issue}/properties/{PROPERTY}", self._set_property),
             ("POST", f"{api}/issue", self._create_issue),
+            ("GET", f"{api}/project/{self.project}/role", self._list_roles),
+            ("GET", f"{api}/project/{self.project}/role/", self._get_role),
+            ("GET", f"{api}/user", self._get_user),
             ("POST", f"{api}/issue/bulk", self._create_issues),
             ("GET", f"{api}/search/jql", self._search),
             ("GET", f"{api}/search", self._search),
         ]
         for method, path, handler in routes:
-            pattern = re.compile(re.escape(self.deployment.server + path) + r"(\?.*)?$")
+            tail = r"[0-9]+(\?.*)?$" if path.endswith("/") else r"(\?.*)?$"
+            pattern = re.compile(re.escape(self.deployment.server + path) + tail)
             self.mock.add_callback(method, pattern, callback=self._guarded(method, path, handler))
+
+    @property
+    def project(self) -> str:
+        return self.key.split("-")[0]
+
+    def in_role(self, role: str, *, users: Sequence[str] = (), groups: Sequence[str] = ()) -> None:
+        """Give a project role to these users (account ids on Cloud, names on Data Center) and groups."""
+        self.roles[role] = {"users": list(users), "groups": list(groups)}
+
+    def _list_roles(self, _: requests.PreparedRequest) -> Reply:
+        base = f"{self.deployment.server}/rest/api/2/project/{self.project}/role"
+        return self._reply({name: f"{base}/{ROLE_IDS[name]}" for name in self.roles})
+
+    def _get_role(self, request: requests.PreparedRequest) -> Reply:
+        role_id = urlsplit(request.url or "").path.rsplit("/", 1)[-1]
+        name = next((n for n, i in ROLE_IDS.items() if i == role_id and n in self.roles), None)
+        if name is None:
+            return self._reply({"errorMessages": ["No project role"]}, 404)
+        cloud = self.deployment is CLOUD
+        users = [
+            {"type": "atlassian-user-role-actor", "name": u, "actorUser": {"accountId": u}}
+            if cloud
+            else {"type": "atlassian-user-role-actor", "name": u}
+            for u in self.roles[name].get("users", [])
+        ]
+        groups = [
+            {"type": "atlassian-group-role-actor", "name": g, "actorGroup": {"name": g, "displayName": g}}
+            for g in self.roles[name].get("groups", [])
+        ]
+        return self._reply({"self": "", "name": name, "id": int(role_id), "actors": users + groups})
+
+    def _get_user(self, request: requests.PreparedRequest) -> Reply:
+        query = parse_qs(urlsplit(request.url or "").query)
+        who = (query.get("accountId") or query.get("username") or [""])[0]
+        items = [{"name": g} for g in self.groups.get(who, [])]
+        return self._reply({"accountId": who, "groups": {"size": len(items), "items": items}})
 
     def _search(self, request: requests.PreparedRequest) -> Reply:
         """Cloud's enhanced search pages by `nextPageToken`, Data Center's by `startAt`; 100 a page."""

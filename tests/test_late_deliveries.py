@@ -102,6 +102,7 @@ def test_a_late_comment_is_still_counted_once_even_when_replayed(
         "id": 777,
         "body": "We are looking at it.",
         "user": {"login": "dana", "id": 9, "type": "User"},
+        "author_association": "MEMBER",
         "created_at": _iso(minutes(4)),
         "updated_at": _iso(minutes(4)),
     }

@@ -384,8 +384,9 @@ def test_unknown_guard_kind_suggests_the_closest() -> None:
 
 
 OWNER_GUARD = "        - id: owner-assigned\n"
-PLAN_REVIEW_GUARD = "        - id: high-risk-plan-reviewed\n"
+PLAN_REVIEW_GUARD = "      - id: high-risk-plan-reviewed\n"  # in a guard set
 TYPO = "          when_lable: x\n"
+SET_TYPO = "        when_lable: x\n"
 
 
 def test_unknown_key_in_a_guard_is_reported_on_its_line_with_a_suggestion() -> None:
@@ -397,18 +398,22 @@ def test_unknown_key_in_a_guard_is_reported_on_its_line_with_a_suggestion() -> N
     assert problem.message.endswith("did you mean 'when_label'?")
 
 
-@pytest.mark.parametrize("guard", [OWNER_GUARD, PLAN_REVIEW_GUARD], ids=["assignee guard", "label guard"])
-def test_unknown_key_in_a_guard_is_reported_at_the_key(guard: str) -> None:
-    broken = mutate((guard, guard + TYPO))
+@pytest.mark.parametrize(
+    ("guard", "typo"),
+    [(OWNER_GUARD, TYPO), (PLAN_REVIEW_GUARD, SET_TYPO)],
+    ids=["assignee guard", "label guard of a guard set"],
+)
+def test_unknown_key_in_a_guard_is_reported_at_the_key(guard: str, typo: str) -> None:
+    broken = mutate((guard, guard + typo))
 
     problem = only_problem(broken)
 
     assert problem.message.endswith("did you mean 'when_label'?")
-    assert (problem.line, problem.column) == where(broken, TYPO, "when_lable")
+    assert (problem.line, problem.column) == where(broken, typo, "when_lable")
 
 
 def test_error_in_a_label_guard_requirement_is_reported_on_the_requirement_line() -> None:
-    old = "          label: customer-confirmed\n          requirement: {en: \"The customer's"
+    old = "          by: reporter # the customer's own word: their /confirm\n          requirement: {en:"
     broken = mutate((old, old.replace("{en:", "{fr:")))
 
     problems = problems_of(broken)

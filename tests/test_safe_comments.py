@@ -194,6 +194,10 @@ TRACKER_VALUES: dict[str, Any] = {
     "sla-breached": {"who": "mention"},
     "receipt": {"reason": {"level": "P2", "impact": "{}", "urgency": "{}", "tier": "{}", "raised": True}},
     "satisfaction": {"reporter": "login"},
+    "label-refused": {"actor": "login"},
+    "command-answer": {"actor": "login"},
+    "plan-changed": {"actor": "login"},
+    "low-rating": {},
     "status-unmapped": {"status": "{}", "actor": "login"},
 }
 PLAIN = "dana"

@@ -305,7 +305,7 @@ def test_a_valid_close_asks_for_a_rating_and_the_reporters_score_is_counted(
     app = _open_github(tmp_path, github, MONDAY_10, "Minor", "Low")
     services = _services(app)
     services.store.ledger.remember_state(REF, "acceptance", MONDAY_10)
-    github.labels = ["status/acceptance", "priority/P4"]
+    github.labels = ["status/acceptance", "priority/P4", "customer-accepted"]  # the reporter's /accept
     for index, item in enumerate(
         [
             "Customer acceptance: The customer confirms the result",
@@ -426,6 +426,7 @@ def test_jira_waiting_for_the_customer_pauses_and_an_agents_comment_stops_first_
 ) -> None:
     created = _jira_created(CLOUD, MONDAY_10)
     fake = fake_for(no_network, CLOUD, created)
+    fake.in_role("Service Desk Team", users=["agent-dana"])
     sopguard = jira_service(tmp_path, CLOUD)
     _at(sopguard.app, MONDAY_10)
     sopguard.deliver(created, "created")

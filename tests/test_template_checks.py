@@ -17,6 +17,7 @@ from connector.github.events import to_event
 from policies.engine import evaluate
 from policies.ledger import IssueFacts
 from policies.models import (
+    Comment,
     CreateSubtasks,
     Decision,
     Event,
@@ -198,6 +199,10 @@ def _kinds_posted(decision: Decision) -> set[str]:
         "priority-override:": "priority-override",
         "checklist:": "checklist-created",
         "satisfaction:": "satisfaction",
+        "label-refused:": "label-refused",
+        "command:": "command-answer",
+        "plan-changed:": "plan-changed",
+        "low-rating:": "low-rating",
         "status-unmapped:": "status-unmapped",
         "receipt": "receipt",
         POLICY.intake.id: "intake-missing",
@@ -231,6 +236,24 @@ def _engine_decisions() -> list[Decision]:
         POLICY, "github", "planning", "in-progress", snapshot_meeting(POLICY, start_work, "github")
     )
     closed, _ = move(POLICY, "github", "acceptance", "closed", snapshot_meeting(POLICY, close, "github"))
+    approved = frozenset({"plan/approved"})
+    self_approval = replace(chosen, delivery_id="labeled-2", labels_after=approved)
+    refused = evaluate(POLICY, self_approval, IssueSnapshot(ref=GITHUB_REF, labels=approved), NOW)
+    command = replace(
+        event,
+        kinds=frozenset({EventKind.COMMENTED}),
+        delivery_id="comment-1",
+        name="issue_comment.created",
+        comment=Comment(PERSON, "/delay soon", id="5"),
+    )
+    answered = evaluate(POLICY, command, IssueSnapshot(ref=GITHUB_REF), NOW)
+    new_plan = replace(
+        command, delivery_id="comment-2", comment=Comment(PERSON, "### Plan\n\nAnother way.", id="6")
+    )
+    withdrawn = evaluate(POLICY, new_plan, IssueSnapshot(ref=GITHUB_REF, labels=approved), NOW)
+    rated = replace(command, delivery_id="comment-3", comment=Comment(PERSON, "1", id="8"))
+    closed_issue = IssueSnapshot(ref=GITHUB_REF, is_open=False, reporter=PERSON.login)
+    low = evaluate(POLICY, rated, closed_issue, NOW)
     paused = Event(
         source="jira",
         kinds=frozenset({EventKind.STATUS_CHANGED}),
@@ -241,7 +264,7 @@ def _engine_decisions() -> list[Decision]:
         status_after="Paused",
     )
     held = evaluate(POLICY, paused, IssueSnapshot(ref=JIRA_REF, status="Paused"), NOW)
-    return [opened, suggested, overridden, rejected, started, closed, held]
+    return [opened, suggested, overridden, rejected, started, closed, refused, answered, withdrawn, low, held]
 
 
 def test_the_engine_renders_every_kind_with_exactly_the_catalogue_variables() -> None:

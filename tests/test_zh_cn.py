@@ -31,7 +31,7 @@ from config.schema import MessageKind, Mode
 from config.templates import KIND_VARIABLES, Markdown
 from policies.engine import evaluate
 from policies.ledger import IssueFacts
-from policies.models import Decision, Event, EventKind, IssueSnapshot, PostComment, RuleResult
+from policies.models import Comment, Decision, Event, EventKind, IssueSnapshot, PostComment, RuleResult
 from policies.render import render
 from policies.sla import Created, read_clocks, rules_for
 from policies.sla_notices import due_notices
@@ -166,6 +166,9 @@ def _zh_values() -> dict[MessageKind, dict[str, tuple[Any, ...]]]:
         for o in tier.options
     ]
     targets = [Markdown(t.name.get("zh-CN")) for t in ZH.sla.targets]
+    start = ZH.workflow.transition("planning", "in-progress")
+    assert start is not None
+    reviewed = next(g for g in start.guards if g.id == "high-risk-plan-reviewed")
     return {
         "transition-rejected": {
             "undone": (True, False),
@@ -234,6 +237,30 @@ def _zh_values() -> dict[MessageKind, dict[str, tuple[Any, ...]]]:
             "state": (_state("triage"),),
             "actor": ("dana",),
         },
+        "label-refused": {
+            "undone": (True, False),
+            "actor": ("dana",),
+            "label": ("plan/approved",),
+            "by": ([], [Markdown("approvers")]),
+            "not_by": ([], [Markdown("assignee"), Markdown("author-of-plan")]),
+            "requirement": (Markdown(reviewed.requirement.get("zh-CN")),),
+        },
+        "command-answer": {
+            "command": (Markdown("approve-plan"), Markdown("delay")),
+            "actor": ("dana",),
+            "problem": ("", "not-allowed", "not-now", "usage"),
+            "by": ([], [Markdown("approvers")]),
+            "not_by": ([], [Markdown("assignee"), Markdown("author-of-plan")]),
+            "states": ([], [_state("planning"), _state("in-progress")]),
+            "usage": (Markdown('/delay YYYY-MM-DD "reason"'),),
+        },
+        "plan-changed": {
+            "actor": ("dana",),
+            "approval_label": ("plan/approved",),
+            "changed_label": ("plan/changed",),
+            "during_work": (True, False),
+        },
+        "low-rating": {"score": (1, 2), "escalation": (Markdown(""), Markdown("@acme/leads"))},
     }
 
 
@@ -321,6 +348,20 @@ def _decisions() -> list[Decision]:
         decisions.append(move(ZH, "github", before, after, snapshot_meeting(ZH, transition, "github"))[0])
     by_service = replace(_opened({}, "ours")[0], by_service=True)
     decisions.append(evaluate(ZH, by_service, IssueSnapshot(ref=GITHUB_REF), NOW))
+    approved = frozenset({"plan/approved"})
+    self_approval = replace(chosen, delivery_id="labeled-2", labels_after=approved)
+    decisions.append(evaluate(ZH, self_approval, IssueSnapshot(ref=GITHUB_REF, labels=approved), NOW))
+    said = replace(chosen, kinds=frozenset({EventKind.COMMENTED}), name="issue_comment.created")
+    for number, (body, labels) in enumerate(
+        [("/delay soon", frozenset()), ("/accept", frozenset()), ("### 服务方案\n\n另一种做法。", approved)]
+    ):
+        comment = replace(
+            said, delivery_id=f"comment-{number}", comment=Comment(PERSON, body, id=f"c{number}")
+        )
+        decisions.append(evaluate(ZH, comment, IssueSnapshot(ref=GITHUB_REF, labels=labels), NOW))
+    rated = replace(said, delivery_id="comment-rated", comment=Comment(PERSON, "1", id="c9"))
+    closed = IssueSnapshot(ref=GITHUB_REF, is_open=False, reporter=PERSON.login)
+    decisions.append(evaluate(ZH, rated, closed, NOW))
     return decisions
 
 
@@ -348,6 +389,10 @@ def test_the_engine_and_the_sla_notices_write_natural_chinese() -> None:
         "receipt",
         "satisfaction",
         "sla",
+        "label-refused",
+        "command",
+        "plan-changed",
+        "low-rating",
     } <= kinds
     for comment in comments:
         for body in filter(None, (comment.body, comment.body_if_not_undone)):

@@ -25,6 +25,7 @@ from github.Repository import Repository
 from github.Requester import Requester
 from tenacity import Retrying
 
+from config.schema import Team
 from config.settings import Settings
 from connector.base import (
     GONE_STATUSES,
@@ -40,6 +41,7 @@ from connector.github import events as github_events
 from connector.github.deliveries import AppDeliveries
 from connector.github.events import actor as actor_of
 from connector.github.missed import missed_deliveries
+from connector.membership import Memberships, teams_of
 from connector.metrics import count_github_calls
 from connector.retry import (
     BACK_OFF,
@@ -50,6 +52,7 @@ from connector.retry import (
     retrying,
     server_wait,
 )
+from policies import people
 from policies.models import (
     Action,
     Actor,
@@ -65,6 +68,7 @@ from policies.models import (
     IssueSnapshot,
     MoveToStatus,
     PostComment,
+    React,
     Subtask,
 )
 from policies.needs import Needs
@@ -140,6 +144,7 @@ class GithubConnector:
     _clients: dict[int | None, Github] = field(default_factory=dict)
     _login: str | None = None
     _comments: dict[str, list[IssueComment]] = field(default_factory=dict)
+    memberships: Memberships = field(default_factory=Memberships)
     _identity: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
@@ -247,6 +252,10 @@ class GithubConnector:
             changes["comments"] = self._listed(delivery, comments)
         if needs.history:
             changes["history"] = self._history(delivery, event, changes["comments"])
+        if needs.teams:
+            person = people.subject(event)
+            member = partial(self._is_member, delivery, event, person)
+            changes["actor_teams"] = teams_of(person, needs.teams, member)
         return replace(snapshot, **changes) if changes else snapshot
 
     def _listed(self, delivery: Delivery, comments: Sequence[IssueComment]) -> tuple[Comment, ...]:
@@ -265,6 +274,50 @@ class GithubConnector:
             for c in comments
             for author in (_author(c),)
         )
+
+    # --- who is who ------------------------------------------------------------------------
+
+    def _is_member(self, delivery: Delivery, event: Event, person: Actor, team: Team) -> bool:
+        """A listed login, an association the team accepts, or a member of one of its org teams."""
+        listed = team.github
+        if any(person.login.casefold() == login.casefold() for login in listed.users):
+            return True
+        if listed.associations and self._association(delivery, event, person) in listed.associations:
+            return True
+        return any(self._in_org_team(delivery, slug, person.login) for slug in listed.teams)
+
+    def _association(self, delivery: Delivery, event: Event, person: Actor) -> str:
+        """GitHub's `author_association` where the delivery gave it; otherwise OWNER for the
+        repository's owner, COLLABORATOR for a collaborator (`GET .../collaborators/{login}`)."""
+        if person.association:
+            return person.association
+        scope = event.issue.scope
+        if person.login.casefold() == scope.split("/")[0].casefold():
+            return "OWNER"
+
+        def ask() -> bool:
+            repository = self._client(delivery).get_repo(scope)
+            return self._call(lambda: repository.has_in_collaborators(person.login))
+
+        collaborator = self.memberships.get(("collaborator", scope.casefold(), person.login.casefold()), ask)
+        return "COLLABORATOR" if collaborator else "NONE"
+
+    def _in_org_team(self, delivery: Delivery, slug: str, login: str) -> bool:
+        """An active member of `org/team-slug` (`GET /orgs/{org}/teams/{slug}/memberships/{login}`)."""
+        org, team = slug.split("/", 1)
+
+        def ask() -> bool:
+            path = f"/orgs/{quote(org)}/teams/{quote(team)}/memberships/{quote(login)}"
+            requester = self._client(delivery).requester
+            try:
+                _, data = self._call(lambda: requester.requestJsonAndCheck("GET", path))
+            except GithubException as error:
+                if error.status != 404:
+                    log.warning("membership of %s in %s unreadable: %s", login, slug, _describe(error))
+                return False
+            return isinstance(data, dict) and data.get("state") == "active"
+
+        return self.memberships.get(("team", slug.casefold(), login.casefold()), ask)
 
     def history(self, delivery: Delivery, event: Event) -> History | None:
         """The issue's events (labels added and removed, closes, reopens) and its comments; `None`
@@ -458,6 +511,7 @@ class _IssueSession:
         self.delivery = delivery
         self.brand_new = EventKind.OPENED in event.kinds
         self.comments = comments
+        self.scope = event.issue.scope
 
     def apply(self, action: Action) -> str:
         match action:
@@ -470,6 +524,9 @@ class _IssueSession:
                 return self._once(key, partial(self._state, action.status))
             case PostComment():
                 return self._comment(action)
+            case React():
+                key = f"reaction:{action.comment_id}:{action.content}"
+                return self._once(key, partial(self._react, action))
             case CreateSubtasks():
                 created = sum(_ChildItem(self, action, title).ensure() for title in action.titles)
                 return f"applied ({created} created)" if created else "skipped: every item already exists"
@@ -529,6 +586,15 @@ class _IssueSession:
                 if error.status != 404:  # already gone
                     raise
             self.labels.discard(label)
+        return "applied"
+
+    def _react(self, action: React) -> str:
+        """`POST .../issues/comments/{id}/reactions`: GitHub answers 200 for one already there."""
+        path = f"/repos/{self.scope}/issues/comments/{quote(action.comment_id)}/reactions"
+        requester = self.connector._client(self.delivery).requester
+        self.connector._call(
+            lambda: requester.requestJsonAndCheck("POST", path, input={"content": action.content})
+        )
         return "applied"
 
     def _state(self, state: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Collection
+from dataclasses import replace
 from typing import Annotated, Any
 
 from pydantic import Field, PlainValidator
@@ -121,6 +122,7 @@ class Issue(Lenient):
     state: str = "open"
     html_url: str = ""
     user: User | None = None
+    author_association: str | None = None
     labels: list[Label] = Field(default_factory=list)
     assignees: list[User] = Field(default_factory=list)
     created_at: Time = None
@@ -137,8 +139,14 @@ class IssueComment(Lenient):
     id: Identifier = ""
     body: str | None = None
     user: User | None = None
+    author_association: str | None = None
     created_at: Time = None
     updated_at: Time = None
+
+
+class _Before(Lenient):
+    # `from` is a Python keyword; the payload's name is kept through the alias.
+    before: str | None = Field(default=None, alias="from")
 
 
 class _OtherIssue(Lenient):
@@ -150,9 +158,10 @@ class _OtherIssue(Lenient):
 
 
 class Changes(Lenient):
-    """A transfer's two ends: `new_*` on the old repository's `transferred`, `old_*` on the new
-    repository's `opened`."""
+    """What an `edited` action replaced (`changes.body.from`), and a transfer's two ends: `new_*`
+    on the old repository's `transferred`, `old_*` on the new repository's `opened`."""
 
+    body: _Before | None = None
     new_issue: _OtherIssue | None = None
     new_repository: Repository | None = None
     old_issue: _OtherIssue | None = None
@@ -192,14 +201,35 @@ def issue_key(event_name: str, payload: Payload) -> str:
     return f"github:{identity.repository.full_name}#{identity.issue.number}"
 
 
-def actor(user: User | Payload | None) -> Actor:
-    """A GitHub account; also read from the API's `raw_data`, hence the plain mapping."""
+def actor(user: User | Payload | None, association: str = "") -> Actor:
+    """A GitHub account; also read from the API's `raw_data`, hence the plain mapping.
+
+    `association`: the `author_association` GitHub gives with a comment or an issue, for its author.
+    """
     if user is None:
         return Actor(login="")
     person = user if isinstance(user, User) else validated(User, user, "user")
     return Actor(
-        login=person.login, is_bot=person.type == "Bot" or person.login.endswith("[bot]"), id=person.id
+        login=person.login,
+        is_bot=person.type == "Bot" or person.login.endswith("[bot]"),
+        id=person.id,
+        association=association,
     )
+
+
+def _sender(delivery: DeliveryBody) -> Actor:
+    """Who made the change; their association is known when they wrote the comment or the issue."""
+    sender = actor(delivery.sender)
+    for author, association in (
+        (
+            delivery.comment.user if delivery.comment else None,
+            (delivery.comment.author_association or "") if delivery.comment else "",
+        ),
+        (delivery.issue.user, delivery.issue.author_association or ""),
+    ):
+        if author is not None and author.login and author.login == sender.login and association:
+            return replace(sender, association=association)
+    return sender
 
 
 def _labels(issue: Issue) -> frozenset[str]:
@@ -293,7 +323,7 @@ def to_event(
     moved_from, moved_to = _transfer(delivery)
     if moved_from is not None:
         kind = EventKind.MOVED  # a transfer, not a new request: its state is taken as it is
-    sender = actor(delivery.sender)
+    sender = _sender(delivery)
     labels_before, labels_after = _label_change(delivery)
     status_before, status_after = _status_change(delivery.action)
     issue_snapshot = _snapshot(delivery)
@@ -311,6 +341,7 @@ def to_event(
         comment=_comment(delivery.comment) if delivery.comment else None,
         by_service=sender.login in service_logins,
         at=delivery.issue.updated_at if moved_from else _event_time(delivery),  # not its creation
+        body_before=delivery.changes.body.before if delivery.changes and delivery.changes.body else None,
         moved_from=moved_from,
         moved_to=moved_to,
     )
@@ -318,4 +349,5 @@ def to_event(
 
 
 def _comment(comment: IssueComment) -> Comment:
-    return Comment(author=actor(comment.user), body=comment.body or "", id=comment.id, at=comment.created_at)
+    author = actor(comment.user, comment.author_association or "")
+    return Comment(author=author, body=comment.body or "", id=comment.id, at=comment.created_at)

@@ -193,6 +193,23 @@ class JiraApi:
         params = {"startAt": str(start_at), "maxResults": "100"}
         return self._retried(lambda: self._send("GET", f"issue/{key}/changelog", params=params))
 
+    def user_groups(self, person: Mapping[str, str]) -> list[str]:
+        """The names of a user's groups (`GET /user?accountId=...&expand=groups`; `username` on Data Center)."""
+        params = {**person, "expand": "groups"}
+        user = self._retried(lambda: self._send("GET", "user", params=params))
+        items = (user.get("groups") or {}).get("items") or []
+        return [str(group["name"]) for group in items if isinstance(group, dict) and group.get("name")]
+
+    def project_roles(self, project: str) -> dict[str, str]:
+        """Role name -> role id of a project (`GET /project/{key}/role` lists each role's URL)."""
+        roles = self._retried(lambda: self._send("GET", f"project/{project}/role"))
+        return {str(name): str(url).rstrip("/").rsplit("/", 1)[-1] for name, url in roles.items()}
+
+    def project_role_actors(self, project: str, role_id: str) -> list[Json]:
+        """Who holds a project role: users and groups (`GET /project/{key}/role/{id}`)."""
+        role = self._retried(lambda: self._send("GET", f"project/{project}/role/{role_id}"))
+        return [actor for actor in role.get("actors") or [] if isinstance(actor, dict)]
+
     def project(self, key: str) -> Json:
         """The project with its id and issue types (`GET /project/{key}`)."""
         return self._retried(lambda: self._send("GET", f"project/{key}"))

@@ -35,7 +35,7 @@ from jira import JIRAError
 
 from config.i18n import say
 from config.loader import load_policy
-from config.schema import Locale, Policy
+from config.schema import Locale, Policy, Team
 from config.settings import Settings
 from connector.base import GONE_STATUSES, Applied, IssueGone, Journal, KnownIssue, Recorded
 from connector.delivery import Delivery
@@ -44,9 +44,12 @@ from connector.jira import markers
 from connector.jira.api import JiraApi, Json, classify, describe, status_of
 from connector.jira.format import to_adf, to_wiki
 from connector.jira.missed import missed_deliveries
+from connector.membership import Memberships, teams_of
 from connector.retry import unavailable
+from policies import people
 from policies.models import (
     Action,
+    Actor,
     Change,
     ChangeLabels,
     CommentPolicy,
@@ -198,9 +201,11 @@ class JiraConnector:
         *,
         refresh_after: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
+        memberships: Memberships | None = None,
     ) -> None:
         self.api = api
         self.policy = policy
+        self.memberships = memberships or Memberships()
         self._refresh_after = refresh_after
         self._clock = clock
         self._lock = threading.Lock()
@@ -315,8 +320,14 @@ class JiraConnector:
     def complete(
         self, delivery: Delivery, event: Event, snapshot: IssueSnapshot, needs: Needs
     ) -> IssueSnapshot:
-        if event.by_service or snapshot.is_subtask or not event.issue.key or not snapshot.fields:
+        if event.by_service or snapshot.is_subtask or not event.issue.key:
             return snapshot  # no rule runs on these; a comment event may name no issue at all
+        if needs.teams and event.issue.scope:
+            person = people.subject(event)
+            member = partial(self._is_member, event.issue.scope, person)
+            snapshot = replace(snapshot, actor_teams=teams_of(person, needs.teams, member))
+        if not snapshot.fields:
+            return snapshot
         policy = self.policy.for_issue("jira", event.issue.scope)
         names = policy_field_names(policy, snapshot.fields)
         if names:
@@ -335,6 +346,60 @@ class JiraConnector:
             subtasks=parsed.subtasks if "subtasks" in wanted else snapshot.subtasks,
             comments=parsed.comments if "comment" in wanted else snapshot.comments,
         )
+
+    # --- who is who ------------------------------------------------------------------------
+
+    def _is_member(self, project: str, person: Actor, team: Team) -> bool:
+        """A listed user, a member of a listed group, or a holder of a listed project role (as a
+        user or through a group)."""
+        listed = team.jira
+        if any(user in (person.id, person.login) for user in listed.users):
+            return True
+        wanted_groups = {group.casefold() for group in listed.groups}
+        role_users: set[str] = set()
+        for role in listed.roles:
+            users, groups = self._role_holders(project, role)
+            role_users |= users
+            wanted_groups |= groups
+        if role_users & {person.id, person.login} - {""}:
+            return True
+        return bool(wanted_groups) and bool(self._groups(person) & wanted_groups)
+
+    def _groups(self, person: Actor) -> frozenset[str]:
+        """The person's groups, case-folded (Jira compares group names without case)."""
+        who = {"accountId": person.id} if self.is_cloud() else {"username": person.id or person.login}
+
+        def ask() -> frozenset[str]:
+            try:
+                return frozenset(group.casefold() for group in self.api.user_groups(who))
+            except JIRAError as error:
+                log.warning("groups of %s unreadable: %s", person.login, describe(error))
+                return frozenset()
+
+        return self.memberships.get(("groups", *who.values()), ask)
+
+    def _role_holders(self, project: str, role: str) -> tuple[frozenset[str], frozenset[str]]:
+        """The users (account ids or names) and the groups (case-folded) holding a project role."""
+
+        def ask() -> tuple[frozenset[str], frozenset[str]]:
+            try:
+                roles = {name.casefold(): ident for name, ident in self.api.project_roles(project).items()}
+                role_id = roles.get(role.casefold())
+                actors = self.api.project_role_actors(project, role_id) if role_id else []
+            except JIRAError as error:
+                log.warning("role %s of %s unreadable: %s", role, project, describe(error))
+                return frozenset(), frozenset()
+            users, groups = set(), set()
+            for actor in actors:
+                if actor.get("type") == "atlassian-group-role-actor":
+                    group = (actor.get("actorGroup") or {}).get("name") or actor.get("name")
+                    groups.add(str(group or "").casefold())
+                else:
+                    user = (actor.get("actorUser") or {}).get("accountId") or actor.get("name")
+                    users.add(str(user or ""))
+            return frozenset(users - {""}), frozenset(groups - {""})
+
+        return self.memberships.get(("role", project, role.casefold()), ask)
 
     def history(self, delivery: Delivery, event: Event) -> History | None:
         """The status changes in the issue's changelog and its comments, every page of both (ours,

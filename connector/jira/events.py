@@ -374,6 +374,7 @@ def to_event(
         comment=_comment(comment) if comment else None,
         by_service=bool(who.id) and (who.id in service_accounts or who.login in service_accounts),
         at=delivery.timestamp,
+        body_before=changes["description"][0] or "" if "description" in changes else None,
         moved_from=_moved_from(changes, issue_snapshot.ref),
     )
     return event, issue_snapshot

@@ -1,0 +1,73 @@
+"""S3.2: a change of an approved plan needs approval again.
+
+An edit that changes the plan section (of the issue's body or of a comment), or a new comment
+with a plan section, while the plan carries its approval: the approval label is removed, the
+"changed" label added, and a comment says why. During implementation the work stands; a guard on
+the changed label keeps the issue from moving on until the plan is approved again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from config.schema import Mode
+from policies import people
+from policies.context import Context, Outcome, outcome
+from policies.models import ChangeLabels, EventKind, PostComment
+from policies.render import render
+from policies.router import Router
+from policies.text import find_section
+
+router = Router()
+
+
+def _plan_changed(ctx: Context) -> bool:
+    event, headings = ctx.event, ctx.policy.workflow.plan_headings
+    comment = event.comment
+    if comment is not None and EventKind.COMMENTED in event.kinds:
+        after = find_section(comment.body, headings, event.source)
+        if event.name.endswith(".created") or event.name == "comment_created":
+            return bool(after)
+        before = (
+            find_section(event.body_before, headings, event.source) if event.body_before is not None else ""
+        )
+        return bool(after) and after != before
+    if EventKind.EDITED in event.kinds and event.body_before is not None:
+        before = find_section(event.body_before, headings, event.source)
+        return before != find_section(ctx.snapshot.body, headings, event.source)
+    return False
+
+
+@router.register(EventKind.EDITED, EventKind.COMMENTED)
+def withdraw_approval(ctx: Context) -> Iterator[Outcome]:
+    rule = ctx.policy.plan_changes
+    if rule is None or rule.approval_label not in ctx.snapshot.labels or not _plan_changed(ctx):
+        return
+    mode = ctx.mode(rule)
+    if mode == Mode.OFF:
+        return
+    person = people.subject(ctx.event)
+    body = render(
+        ctx.policy,
+        "plan-changed",
+        rule,
+        actor=person.login,
+        approval_label=rule.approval_label,
+        changed_label=rule.changed_label,
+        during_work=ctx.snapshot.last_state == "in-progress",
+    )
+    actions: list[ChangeLabels | PostComment] = [
+        PostComment(rule.id, f"plan-changed:{ctx.event.delivery_id}", body)
+    ]
+    if mode == Mode.ENFORCE:
+        change = ChangeLabels(
+            rule.id, add=frozenset({rule.changed_label}), remove=frozenset({rule.approval_label})
+        )
+        actions.insert(0, change)
+    yield outcome(
+        rule,
+        mode,
+        passed=False,
+        reasons=[ctx.tell("the approved plan was changed by %(login)s", login=person.login)],
+        actions=actions,
+    )

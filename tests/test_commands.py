@@ -1,0 +1,284 @@
+"""Slash commands (issue 10): `/approve-plan`, `/confirm`, `/accept`, `/reject "reason"`,
+`/delay 2026-12-20 "reason"`, `/cancel duplicate|spam|withdrawn "reason"`, each checked against who
+may give it and when, carried out by sopguard, answered (a reaction on GitHub, a short comment on
+Jira; a short comment why when refused) and audited, on GitHub and on Jira.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import responses
+
+from config.loader import load_policy
+from config.schema import Command
+from policies.commands import given, parse
+from policies.models import IssueRef
+from policies.sla import DelayAnnounced
+from tests.conftest import fixture_json
+from tests.github_support import COMMENTED_AT, REF, REPO, FakeGithub, Service, labelled, put_in_state, service
+from tests.jira_support import CLOUD, FakeJira, adf_text, fake_for, issue_path
+from tests.jira_support import Service as JiraService
+from tests.jira_support import service as jira_service
+
+POLICY = load_policy()
+ISSUE = f"/repos/{REPO}/issues/1"
+REPORTER_ID = 21031067  # Codertocat, who opened the fixture's issue (and is its assignee)
+
+
+def _command(name: str) -> Command:
+    command = POLICY.command(name)
+    assert command is not None
+    return command
+
+
+# --- reading a command -------------------------------------------------------------------------
+
+
+def test_commands_are_lines_of_their_own_with_quoted_reasons() -> None:
+    body = 'Thanks.\n/reject "the printer still jams"\nnot /accept\n  /delay 2026-12-20 "parts are late"'
+
+    found = [(g.name, g.args) for g in given(body)]
+
+    assert found == [("reject", ("the printer still jams",)), ("delay", ("2026-12-20", "parts are late"))]
+    delay = parse(_command("delay"), found[1][1])
+    assert (delay.date and delay.date.isoformat(), delay.reason) == ("2026-12-20", "parts are late")
+
+
+@pytest.mark.parametrize(
+    ("name", "args"),
+    [
+        ("delay", ("next week", "late")),
+        ("delay", ("2026-12-20",)),
+        ("cancel", ("boring", "x")),
+        ("reject", ()),
+    ],
+)
+def test_a_command_without_what_it_needs_is_a_usage_problem(name: str, args: tuple[str, ...]) -> None:
+    assert parse(_command(name), args).problem == "usage"
+
+
+# --- GitHub --------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def github(no_network: responses.RequestsMock) -> Iterator[FakeGithub]:
+    yield FakeGithub(no_network)
+
+
+@pytest.fixture
+def sopguard(tmp_path: Path) -> Service:
+    return service(tmp_path)
+
+
+def commented(
+    github: FakeGithub, body: str, *, by: str, user_id: int, association: str = "NONE"
+) -> dict[str, Any]:
+    """`issue_comment.created` as GitHub sends it for a comment on the fake's issue."""
+    payload = copy.deepcopy(fixture_json("github", "issue_comment__created.json"))
+    payload["issue"]["labels"] = [{"name": name} for name in github.labels]
+    payload["issue"]["updated_at"] = "2019-05-15T15:20:18Z"
+    comment_id = 7000 + len(github.comments)
+    person = {**payload["sender"], "login": by, "id": user_id}
+    payload["sender"] = person
+    payload["comment"].update(id=comment_id, body=body, user=person, author_association=association)
+    github.comments.append({"id": comment_id, "body": body, "user": person, "created_at": COMMENTED_AT})
+    return payload
+
+
+def _answers(github: FakeGithub) -> list[str]:
+    return [body for body in github.our_comments() if "was not carried out" in body]
+
+
+def test_github_approve_plan_by_the_assignee_is_refused_and_by_a_reviewer_stays(
+    sopguard: Service, github: FakeGithub
+) -> None:
+    put_in_state(sopguard, github, "planning", "risk/high")
+
+    sopguard.deliver(
+        commented(github, "/approve-plan", by="Codertocat", user_id=REPORTER_ID, association="OWNER"),
+        "c-1",
+        "issue_comment",
+    )
+
+    (refusal,) = _answers(github)
+    assert refusal.startswith(
+        "**/approve-plan was not carried out.** @Codertocat may not give it: only approvers may"
+    )
+    assert "plan/approved" not in github.labels
+
+    payload = commented(github, "LGTM\n/approve-plan", by="rita", user_id=5, association="COLLABORATOR")
+    sopguard.deliver(payload, "c-2", "issue_comment")
+
+    assert "plan/approved" in github.labels and github.reactions == [(payload["comment"]["id"], "+1")]
+    assert len(_answers(github)) == 1
+    audit = {e.rule_id: e.outcome for e in sopguard.intake.store.audit.entries() if e.delivery_id == "c-2"}
+    assert "command-approve-plan" in str(audit)
+
+
+def test_github_the_customers_confirmation_is_their_own_command_not_an_agents_label(
+    sopguard: Service, github: FakeGithub
+) -> None:
+    put_in_state(sopguard, github, "customer-confirmation")
+
+    agents_label = labelled(github, "customer-confirmed", by="agent-amy")
+    agents_label["sender"]["id"] = 8
+    sopguard.deliver(agents_label, "l-1")
+    assert "customer-confirmed" not in github.labels  # removed: only the reporter confirms
+    sopguard.deliver(
+        commented(github, "/confirm", by="agent-amy", user_id=8, association="MEMBER"), "c-1", "issue_comment"
+    )
+    assert "customer-confirmed" not in github.labels and len(_answers(github)) == 1
+
+    sopguard.deliver(
+        commented(github, "/confirm", by="Codertocat", user_id=REPORTER_ID, association="OWNER"),
+        "c-2",
+        "issue_comment",
+    )
+
+    assert "customer-confirmed" in github.labels and len(github.reactions) == 1
+
+
+def test_github_accept_only_in_acceptance_and_reject_needs_a_reason_and_moves_back(
+    sopguard: Service, github: FakeGithub
+) -> None:
+    put_in_state(sopguard, github, "verification")
+    sopguard.deliver(
+        commented(github, "/accept", by="Codertocat", user_id=REPORTER_ID, association="OWNER"),
+        "c-1",
+        "issue_comment",
+    )
+    (early,) = _answers(github)
+    assert "It can be given only in Customer acceptance." in early
+
+    put_in_state(sopguard, github, "acceptance", "customer-accepted")
+    sopguard.deliver(
+        commented(github, "/reject", by="Codertocat", user_id=REPORTER_ID, association="OWNER"),
+        "c-2",
+        "issue_comment",
+    )
+    assert 'Write it as: `/reject "reason"`' in _answers(github)[-1]
+
+    sopguard.deliver(
+        commented(
+            github,
+            '/reject "the report is missing"',
+            by="Codertocat",
+            user_id=REPORTER_ID,
+            association="OWNER",
+        ),
+        "c-3",
+        "issue_comment",
+    )
+
+    assert set(github.labels) == {"status/in-progress"}
+    assert sopguard.intake.store.ledger.memory(REF).last_state == "in-progress"
+
+
+def test_github_cancel_closes_without_acceptance_with_its_reason_and_a_passer_by_cannot(
+    sopguard: Service, github: FakeGithub
+) -> None:
+    put_in_state(sopguard, github, "triage")
+    sopguard.deliver(
+        commented(github, '/cancel spam "ads"', by="mallory", user_id=66), "c-1", "issue_comment"
+    )
+    assert github.state == "open" and len(_answers(github)) == 1
+
+    sopguard.deliver(
+        commented(github, '/cancel duplicate "same as #3"', by="amy", user_id=8, association="MEMBER"),
+        "c-2",
+        "issue_comment",
+    )
+
+    assert github.state == "closed" and "cancelled/duplicate" in github.labels
+    assert sopguard.intake.store.ledger.memory(REF).last_state == "closed"
+
+
+def test_github_a_delay_command_of_the_team_is_a_delay_notice(sopguard: Service, github: FakeGithub) -> None:
+    put_in_state(sopguard, github, "in-progress")
+
+    sopguard.deliver(
+        commented(github, '/delay 2026-12-20 "parts are late"', by="mallory", user_id=66),
+        "c-1",
+        "issue_comment",
+    )
+    sopguard.deliver(
+        commented(github, '/delay 2026-12-20 "parts are late"', by="amy", user_id=8, association="MEMBER"),
+        "c-2",
+        "issue_comment",
+    )
+
+    followed = sopguard.intake.store.ledger.one(REF)
+    assert followed is not None
+    assert [e.author for e in followed.timeline if isinstance(e, DelayAnnounced)] == ["amy"]
+
+
+# --- Jira ----------------------------------------------------------------------------------------
+
+REPORTER = "5c5f880629be9642ba529340"
+
+
+def _jira_comment(fake: FakeJira, body: str, author: str, status: str) -> dict[str, Any]:
+    payload = copy.deepcopy(fixture_json("jira", "mattermost__webhook-cloud-comment-created.json"))
+    payload["issue"]["key"] = fake.key
+    payload["issue"]["fields"]["status"] = {**payload["issue"]["fields"]["status"], "name": status}
+    payload["comment"].update(
+        id=str(20000 + len(fake.comments)),
+        body=body,
+        author={"accountId": author, "displayName": author.title()},
+    )
+    return payload
+
+
+@pytest.fixture
+def jira(no_network: responses.RequestsMock, tmp_path: Path) -> Iterator[tuple[FakeJira, JiraService]]:
+    created = copy.deepcopy(fixture_json("jira", "mattermost__webhook-issue-created.json"))
+    fake = fake_for(no_network, CLOUD, created)
+    sopguard = jira_service(tmp_path, CLOUD)
+    sopguard.deliver(created, "created")
+    assert sopguard.intake.store.ledger.one(IssueRef("jira", fake.project, fake.key)) is not None
+    yield fake, sopguard
+    fake.check_against_openapi()
+
+
+def _jira_texts(fake: FakeJira) -> list[str]:
+    return [adf_text(body) for body in fake.our_comments()]
+
+
+def test_jira_approve_plan_by_someone_without_the_role_is_refused_and_by_a_role_holder_done(
+    jira: tuple[FakeJira, JiraService],
+) -> None:
+    fake, sopguard = jira
+    fake.labels.append("risk/high")
+    fake.in_role("Developers", users=["agent-rita"])
+
+    sopguard.deliver(_jira_comment(fake, "/approve-plan", "visitor", "Planning"), "c-1")
+    assert "plan/approved" not in fake.labels
+    assert any(t.startswith("/approve-plan was not carried out.") for t in _jira_texts(fake))
+
+    sopguard.deliver(_jira_comment(fake, "/approve-plan", "agent-rita", "Planning"), "c-2")
+
+    assert {"update": {"labels": [{"add": "plan/approved"}]}} in fake.sent("PUT", issue_path(fake))
+    assert _jira_texts(fake)[-1].startswith(
+        "/approve-plan from @Agent-Rita is done.\nRule command-approve-plan, SOP S2.2"
+    )
+
+
+def test_jira_accept_is_the_reporters_and_cancel_moves_to_done(jira: tuple[FakeJira, JiraService]) -> None:
+    fake, sopguard = jira
+    fake.in_role("Service Desk Team", users=["agent-rita"])
+
+    sopguard.deliver(_jira_comment(fake, "/accept", "agent-rita", "Acceptance"), "c-1")
+    assert "customer-accepted" not in fake.labels
+    sopguard.deliver(_jira_comment(fake, "/accept", REPORTER, "Acceptance"), "c-2")
+    assert "customer-accepted" in fake.labels
+
+    sopguard.deliver(
+        _jira_comment(fake, '/cancel withdrawn "solved elsewhere"', "agent-rita", "Acceptance"), "c-3"
+    )
+
+    assert fake.status == "Done" and "cancelled/withdrawn" in fake.labels

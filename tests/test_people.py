@@ -1,0 +1,419 @@
+"""Who may: the policy's teams, labels only some people may add (S2.2 four eyes), and the team's
+first response (S1.4), on GitHub and on Jira, each with the wrong person refused and the right one kept.
+
+Membership is the connector's to look up (GitHub: the delivery's `author_association`, a
+collaborator check, organization team memberships; Jira: project roles and groups), cached; the
+engine only reads the answer from the snapshot.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+import responses
+from github import Auth
+
+from config.loader import PolicyError, parse_policy
+from config.schema import Team
+from connector.delivery import Delivery
+from connector.github.connector import GithubConnector
+from connector.github.events import to_event
+from policies.engine import evaluate
+from policies.ledger import IssueFacts, timeline_entries
+from policies.models import (
+    Actor,
+    ChangeLabels,
+    Comment,
+    Decision,
+    Event,
+    EventKind,
+    IssueSnapshot,
+    PostComment,
+)
+from policies.needs import Needs, needs
+from policies.people import guarded_labels
+from policies.sla import Commented
+from tests.conftest import fixture_json
+from tests.engine_support import GITHUB_REF, JIRA_REF, NOW
+from tests.github_support import COMMENTED_AT, REPO, FakeGithub, Service, labelled, put_in_state, service
+from tests.jira_support import (
+    CLOUD,
+    DEPLOYMENTS,
+    Deployment,
+    FakeJira,
+    fake_for,
+    follow,
+    issue_path,
+)
+from tests.jira_support import Service as JiraService
+from tests.jira_support import service as jira_service
+
+POLICY = parse_policy((Path(__file__).parents[1] / "config" / "sop.yaml").read_text(encoding="utf-8"))
+APPROVED = "plan/approved"
+ISSUE = f"/repos/{REPO}/issues/1"
+PLAN = {
+    "github": "### Plan\n\nRestart the cluster node by node.",
+    "jira": "h3. Plan\nRestart the cluster node by node.",
+}
+
+
+def _label_event(source: str, actor: Actor, label: str = APPROVED) -> Event:
+    return Event(
+        source="github" if source == "github" else "jira",
+        kinds=frozenset({EventKind.LABELS_CHANGED}),
+        delivery_id="d-1",
+        actor=actor,
+        issue=GITHUB_REF if source == "github" else JIRA_REF,
+        labels_after=frozenset({label}),
+    )
+
+
+def _snapshot(source: str, **changes: Any) -> IssueSnapshot:
+    base = IssueSnapshot(
+        ref=GITHUB_REF if source == "github" else JIRA_REF,
+        labels=frozenset({APPROVED}),
+        reporter="carol",
+        assignees=("dana",),
+        body="### Problem description\n\nDown.",
+    )
+    return replace(base, **changes)
+
+
+# --- the policy language ------------------------------------------------------------------------
+
+
+def test_teams_take_the_short_github_form_and_guards_one_name_or_several() -> None:
+    text = (Path(__file__).parents[1] / "config" / "sop.yaml").read_text(encoding="utf-8")
+    text = text.replace(
+        "  approvers: # the internal review of a high-risk plan (S2.2)\n"
+        "    github: {associations: [OWNER, MEMBER, COLLABORATOR]}\n",
+        '  approvers: # the internal review of a high-risk plan (S2.2)\n    github: [lead-1, "@acme/service-leads"]\n',
+    )
+
+    policy = parse_policy(text)
+
+    approvers = policy.teams["approvers"]
+    assert approvers.github.users == ["lead-1"] and approvers.github.teams == ["acme/service-leads"]
+    guard = guarded_labels(policy)[APPROVED]
+    assert guard.id == "high-risk-plan-reviewed"
+    assert guard.by == ["approvers"] and guard.not_by == ["assignee", "author-of-plan"]
+
+
+def test_a_guard_naming_an_unknown_team_is_refused_with_its_place() -> None:
+    text = (Path(__file__).parents[1] / "config" / "sop.yaml").read_text(encoding="utf-8")
+    text = text.replace("by: approvers", "by: aprovers", 1)
+
+    with pytest.raises(PolicyError) as refused:
+        parse_policy(text)
+
+    assert "unknown team 'aprovers'" in str(refused.value)
+
+
+# --- the engine: four eyes on plan/approved (S2.2) ----------------------------------------------
+
+
+@pytest.mark.parametrize("source", ["github", "jira"])
+def test_an_approval_by_someone_outside_the_approvers_is_removed_and_explained(source: str) -> None:
+    decision = evaluate(POLICY, _label_event(source, Actor("mallory")), _snapshot(source), NOW)
+
+    remove, comment = decision.actions
+    assert remove == ChangeLabels("high-risk-plan-reviewed", remove=frozenset({APPROVED}))
+    assert isinstance(comment, PostComment)
+    assert comment.body.startswith('**The label "plan/approved" was removed.**\n@mallory may not add it:')
+    assert "only approvers may, and never assignee, author-of-plan." in comment.body
+    assert comment.body.rstrip().endswith(
+        "Rule `high-risk-plan-reviewed`, SOP S2.2: " + POLICY.clause("S2.2")
+    )
+    assert not decision.results[0].passed
+
+
+@pytest.mark.parametrize("source", ["github", "jira"])
+def test_the_assignee_cannot_approve_even_as_an_approver(source: str) -> None:
+    snapshot = _snapshot(source, actor_teams=frozenset({"approvers"}))
+
+    decision = evaluate(POLICY, _label_event(source, Actor("dana")), snapshot, NOW)
+
+    assert ChangeLabels("high-risk-plan-reviewed", remove=frozenset({APPROVED})) in decision.actions
+
+
+@pytest.mark.parametrize("source", ["github", "jira"])
+def test_the_author_of_the_plan_cannot_approve_it(source: str) -> None:
+    plan = Comment(Actor("erin"), PLAN[source], id="7")
+    snapshot = _snapshot(source, actor_teams=frozenset({"approvers"}), comments=(plan,))
+
+    decision = evaluate(POLICY, _label_event(source, Actor("erin")), snapshot, NOW)
+
+    assert ChangeLabels("high-risk-plan-reviewed", remove=frozenset({APPROVED})) in decision.actions
+    chinese = POLICY.model_copy(update={"locale": "zh-CN"})
+    (comment,) = [
+        a
+        for a in evaluate(chinese, _label_event(source, Actor("erin")), snapshot, NOW).actions
+        if isinstance(a, PostComment)
+    ]
+    assert comment.body.startswith("**标签「plan/approved」已被移除。**")
+
+
+@pytest.mark.parametrize("source", ["github", "jira"])
+def test_an_approver_who_neither_wrote_nor_owns_the_plan_approves(source: str) -> None:
+    plan = Comment(Actor("erin"), PLAN[source], id="7")
+    snapshot = _snapshot(source, actor_teams=frozenset({"approvers"}), comments=(plan,))
+
+    decision = evaluate(POLICY, _label_event(source, Actor("frank")), snapshot, NOW)
+
+    assert decision.actions == ()
+    assert [(r.rule_id, r.passed) for r in decision.results] == [("high-risk-plan-reviewed", True)]
+
+
+def test_the_label_added_by_sopguard_itself_stays() -> None:
+    event = replace(_label_event("github", Actor("sopguard[bot]", is_bot=True)), by_service=True)
+
+    assert evaluate(POLICY, event, _snapshot("github"), NOW).actions == ()
+
+
+def test_in_warn_mode_the_wrong_persons_label_stays_and_is_explained() -> None:
+    warn = POLICY.model_copy(update={"rule_modes": {"high-risk-plan-reviewed": "warn"}})
+
+    decision = evaluate(warn, _label_event("github", Actor("mallory")), _snapshot("github"), NOW)
+
+    (comment,) = decision.actions
+    assert isinstance(comment, PostComment)
+    assert comment.body.startswith('**The label "plan/approved" should not have been added by this person.**')
+
+
+def test_needs_name_the_teams_to_look_up_and_the_comments_for_the_plans_author() -> None:
+    wanted = needs(POLICY, _label_event("github", Actor("frank")), _snapshot("github"))
+
+    assert set(wanted.teams) == {"approvers"} and wanted.comments
+    unrelated = needs(POLICY, _label_event("github", Actor("frank"), "bug"), _snapshot("github"))
+    assert unrelated.teams == {} and not unrelated.comments
+
+
+# --- GitHub, end to end --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def github(no_network: responses.RequestsMock) -> Iterator[FakeGithub]:
+    yield FakeGithub(no_network)
+
+
+@pytest.fixture
+def sopguard(tmp_path: Path) -> Service:
+    return service(tmp_path)
+
+
+def _refused(github: FakeGithub) -> bool:
+    return APPROVED not in github.labels and any(
+        "plan/approved" in c and "was removed" in c for c in github.our_comments()
+    )
+
+
+def test_github_a_passer_by_approval_is_removed(sopguard: Service, github: FakeGithub) -> None:
+    put_in_state(sopguard, github, "planning", "risk/high")
+
+    sopguard.deliver(labelled(github, APPROVED, by="mallory"), "approve-1")
+
+    assert f"GET /repos/{REPO}/collaborators/mallory" in github.calls()
+    assert f"DELETE {ISSUE}/labels/plan%2Fapproved" in github.calls()
+    assert _refused(github)
+
+
+def test_github_the_assignee_approving_their_own_work_is_removed(
+    sopguard: Service, github: FakeGithub
+) -> None:
+    put_in_state(sopguard, github, "planning", "risk/high")
+
+    # Codertocat owns the repository (OWNER, an approver) and is the issue's assignee.
+    sopguard.deliver(labelled(github, APPROVED, by="Codertocat"), "approve-2")
+
+    assert _refused(github)
+    assert not any(call.startswith(f"GET /repos/{REPO}/collaborators/") for call in github.calls())
+
+
+def test_github_a_collaborators_approval_stays_and_is_looked_up_once(
+    sopguard: Service, github: FakeGithub
+) -> None:
+    put_in_state(sopguard, github, "planning", "risk/high")
+    github.collaborators.add("rita")
+
+    sopguard.deliver(labelled(github, APPROVED, by="rita"), "approve-3")
+    github.labels.remove(APPROVED)
+    sopguard.deliver(labelled(github, APPROVED, by="rita"), "approve-4")
+
+    assert APPROVED in github.labels and not list(github.our_comments())
+    assert github.calls().count(f"GET /repos/{REPO}/collaborators/rita") == 1  # cached
+
+
+def test_github_the_plans_author_cannot_approve_it(sopguard: Service, github: FakeGithub) -> None:
+    put_in_state(sopguard, github, "planning", "risk/high")
+    github.collaborators.add("rita")
+    github.comments.append(
+        {
+            "id": 1,
+            "body": PLAN["github"],
+            "user": {"login": "rita", "id": 5, "type": "User"},
+            "created_at": COMMENTED_AT,
+        }
+    )
+    approval = labelled(github, APPROVED, by="rita")
+    approval["sender"]["id"] = 5
+
+    sopguard.deliver(approval, "approve-5")
+
+    assert _refused(github)
+
+
+def test_github_team_membership_is_looked_up_through_the_org_team_and_cached(github: FakeGithub) -> None:
+    github.team_members["acme/service-leads"] = {"lead-2"}
+    connector = GithubConnector(auth=Auth.Token("t"), sleep=lambda _: None)
+    payload = labelled(github, APPROVED, by="lead-2")
+    event, snapshot = to_event("issues", "d-1", payload)
+    teams = {
+        "approvers": Team.model_validate({"github": ["lead-1", "@acme/service-leads"]}),
+        "outsiders": Team.model_validate({"github": ["@acme/sales"]}),
+    }
+    delivery = Delivery("github", "d-1", "issues", payload)
+
+    first = connector.complete(delivery, event, snapshot, Needs(teams=teams))
+    again = connector.complete(delivery, event, snapshot, Needs(teams=teams))
+
+    assert first.actor_teams == again.actor_teams == frozenset({"approvers"})
+    lookups = [c for c in github.calls() if "/teams/" in c]
+    assert lookups == [
+        "GET /orgs/acme/teams/service-leads/memberships/lead-2",
+        "GET /orgs/acme/teams/sales/memberships/lead-2",
+    ]
+
+
+# --- first response (S1.4): only the team's public reply stops it ----------------------------------
+
+
+def _github_comment(association: str, login: str) -> tuple[Event, IssueSnapshot]:
+    payload = copy.deepcopy(fixture_json("github", "issue_comment__created.json"))
+    payload["comment"]["author_association"] = association
+    for person in (payload["comment"]["user"], payload["sender"]):
+        person.update(login=login, id=77)
+    return to_event("issue_comment", f"c-{login}", payload)
+
+
+@pytest.mark.parametrize(
+    ("association", "responds"), [("NONE", False), ("CONTRIBUTOR", False), ("MEMBER", True)]
+)
+def test_github_a_comment_is_the_first_response_only_from_the_team(
+    no_network: responses.RequestsMock, association: str, responds: bool
+) -> None:
+    event, snapshot = _github_comment(association, "passer-by")
+    wanted = needs(POLICY, event, snapshot)
+    assert set(wanted.teams) == {"team-members"}
+    connector = GithubConnector(auth=Auth.Token("t"), sleep=lambda _: None)
+    delivery = Delivery("github", event.delivery_id, "issue_comment", {})
+    completed = connector.complete(delivery, event, snapshot, replace(wanted, comments=False))
+    facts = IssueFacts(True, "P2", "Codertocat", (), frozenset())
+
+    entries = timeline_entries(POLICY, event, completed, Decision(), facts, "P2", NOW)
+
+    (commented,) = [e for e in entries if isinstance(e, Commented)]
+    assert commented.is_response is responds
+    looked_up = [c.request.url for c in no_network.calls if "collaborators" in str(c.request.url)]
+    assert looked_up == []  # the association came with the delivery
+
+
+# --- Jira, end to end ----------------------------------------------------------------------------
+
+
+def _jira_labelled(deployment: Deployment, author: dict[str, str], label: str = APPROVED) -> dict[str, Any]:
+    payload = copy.deepcopy(fixture_json("jira", "mattermost__webhook-issue-updated-labels.json"))
+    fields = payload["issue"]["fields"]
+    fields["status"] = {**fields["status"], "name": "Planning"}
+    fields["labels"] = ["risk/high", label]
+    payload["changelog"]["items"] = [
+        {"field": "labels", "fieldtype": "jira", "fromString": "risk/high", "toString": f"risk/high {label}"}
+    ]
+    payload["user"] = author
+    return payload
+
+
+@pytest.fixture(params=DEPLOYMENTS, ids=lambda d: d.name)
+def deployment(request: pytest.FixtureRequest) -> Deployment:
+    chosen: Deployment = request.param
+    return chosen
+
+
+def _person(deployment: Deployment, ident: str) -> dict[str, str]:
+    if deployment is CLOUD:
+        return {"accountId": ident, "displayName": ident.title()}
+    return {"name": ident, "key": ident, "displayName": ident.title()}
+
+
+def _jira_start(
+    no_network: responses.RequestsMock, tmp_path: Path, deployment: Deployment, payload: dict[str, Any]
+) -> tuple[FakeJira, JiraService]:
+    fake, sopguard = fake_for(no_network, deployment, payload), jira_service(tmp_path, deployment)
+    follow(sopguard, payload)  # the issue is followed already: the label's addition is judged
+    return fake, sopguard
+
+
+def test_jira_an_approval_by_someone_without_the_role_is_removed(
+    tmp_path: Path, no_network: responses.RequestsMock, deployment: Deployment
+) -> None:
+    payload = _jira_labelled(deployment, _person(deployment, "mallory"))
+    fake, sopguard = _jira_start(no_network, tmp_path, deployment, payload)
+
+    sopguard.deliver(payload, "approve-jira-1")
+
+    assert {"update": {"labels": [{"remove": APPROVED}]}} in fake.sent("PUT", issue_path(fake))
+    assert APPROVED not in fake.labels
+    assert f"GET /rest/api/2/project/{fake.project}/role" in fake.calls()
+    fake.check_against_openapi()
+
+
+def test_jira_an_approval_by_a_role_holder_through_a_group_stays(
+    tmp_path: Path, no_network: responses.RequestsMock, deployment: Deployment
+) -> None:
+    payload = _jira_labelled(deployment, _person(deployment, "rita"))
+    fake, sopguard = _jira_start(no_network, tmp_path, deployment, payload)
+    fake.in_role("Administrators", groups=["service-leads"])
+    fake.groups["rita"] = ["Service-Leads"]  # Jira compares group names without case
+
+    sopguard.deliver(payload, "approve-jira-2")
+
+    assert fake.sent("PUT", issue_path(fake)) == [] and APPROVED in fake.labels
+    assert fake.our_comments() == []
+    fake.check_against_openapi()
+
+
+@pytest.mark.parametrize(("role", "responds"), [(None, False), ("Service Desk Team", True)])
+def test_jira_a_comment_is_the_first_response_only_from_a_role_holder(
+    tmp_path: Path,
+    no_network: responses.RequestsMock,
+    deployment: Deployment,
+    role: str | None,
+    responds: bool,
+) -> None:
+    payload = copy.deepcopy(fixture_json("jira", "mattermost__webhook-cloud-comment-created.json"))
+    payload["comment"]["author"] = _person(deployment, "visitor")
+    payload.pop("user", None)
+    fake = fake_for(
+        no_network,
+        deployment,
+        {"issue": {"key": payload["issue"]["key"], "fields": {"status": {"name": "Triage"}}}},
+    )
+    if role:
+        fake.in_role(role, users=["visitor"])
+    sopguard = jira_service(tmp_path, deployment)
+    event, snapshot = Delivery("jira", "c-1", "comment_created", payload).normalize(())
+    wanted = needs(POLICY, event, snapshot)
+
+    completed = sopguard.connector.complete(
+        Delivery("jira", "c-1", "comment_created", payload), event, snapshot, wanted
+    )
+
+    facts = IssueFacts(True, "P2", "someone-else", (), frozenset(), reporter_id="someone-else")
+    entries = timeline_entries(POLICY, event, completed, Decision(), facts, "P2", NOW)
+    (commented,) = [e for e in entries if isinstance(e, Commented)]
+    assert commented.is_response is responds
+    fake.check_against_openapi()
