@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from config.i18n import say
+from config.i18n import marked, say
 from config.schema import Policy
 from policies import (
     adoption,
@@ -35,7 +35,7 @@ ROUTER = Router(
 
 
 # The note of a delivery about the service's own change (replay learns the service's logins from it).
-SELF_CAUSED = "caused by this service itself; nothing to do"
+SELF_CAUSED = marked("caused by this service itself; nothing to do")
 
 
 def _merge_label_changes(actions: list[Action]) -> list[Action]:

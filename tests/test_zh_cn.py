@@ -416,8 +416,9 @@ def test_audit_reasons_are_in_the_policys_locale() -> None:
 
 # --- the catalogue ------------------------------------------------------------------------------
 
-KEYWORDS = {"say": (2,), "say_plural": (2, 3), "tell": (1,)}
-"""How the code marks its sentences: `say(locale, ...)`, `say_plural(locale, ...)`, `ctx.tell(...)`."""
+KEYWORDS = {"say": (2,), "say_plural": (2, 3), "tell": (1,), "marked": (1,)}
+"""How the code marks its sentences: `say(locale, ...)`, `say_plural(locale, ...)`, `ctx.tell(...)`,
+and `marked(...)` for one said later."""
 
 
 def _messages_in_code() -> dict[str | tuple[str, ...], str]:
