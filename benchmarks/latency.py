@@ -25,7 +25,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
@@ -47,9 +47,11 @@ class Sopguard:
     url: str
     github: FakeGithubServer
     next_issue: int = 1000
+    answers: list[float] = field(default_factory=list)
 
     def deliver(self) -> tuple[int, float]:
-        """POST a new issue's `issues.opened`; its number and the monotonic time just before the POST."""
+        """POST a new issue's `issues.opened`; its number and the monotonic time just before the POST
+        (how long the receiver took to answer is kept in `answers`)."""
         self.next_issue += 1
         number = self.next_issue
         payload = issue_payload("opened", labels=[], body=form_body(), issue={"number": number})
@@ -63,6 +65,7 @@ class Sopguard:
         }
         sent = time.monotonic()
         answer = requests.post(self.url, data=body, headers=headers, timeout=10)
+        self.answers.append(time.monotonic() - sent)
         if answer.status_code != 202:
             sys.exit(f"{self.name}: delivery answered {answer.status_code}: {answer.text[:500]}")
         return number, sent
@@ -194,10 +197,12 @@ def percentile_ms(values: list[float], share: float) -> float:
     return 1000 * ordered[max(0, min(len(ordered) - 1, round(share * len(ordered)) - 1))]
 
 
-def report(setup: str, case: str, latencies: list[float]) -> None:
+def report(setup: str, case: str, latencies: list[float], answers: list[float]) -> None:
+    """The figures of one case: delivery to first tracker call, and (apart) the receiver's answer."""
     print(
         f"{setup:<18} {case:<22} n={len(latencies):<4} p50 {percentile_ms(latencies, 0.5):7.1f} ms   "
-        f"p99 {percentile_ms(latencies, 0.99):7.1f} ms   max {1000 * max(latencies):7.1f} ms",
+        f"p99 {percentile_ms(latencies, 0.99):7.1f} ms   max {1000 * max(latencies):7.1f} ms   "
+        f"(the POST answered: p50 {percentile_ms(answers, 0.5):.1f} ms, p99 {percentile_ms(answers, 0.99):.1f} ms)",
         flush=True,
     )
 
@@ -214,9 +219,12 @@ def main() -> None:
     for setup in setups:
         name = setup if setup == "serve" else "gunicorn + worker"
         with FakeGithubServer() as github, running(setup, github) as sopguard:
-            report(name, f"busy, {options.rate:g}/s", busy(sopguard, options.busy, options.rate))
-            quiet = f"after {options.idle:g} s idle"
-            report(name, quiet, idle(sopguard, options.idle_samples, options.idle))
+            sopguard.answers.clear()
+            streamed = busy(sopguard, options.busy, options.rate)
+            report(name, f"busy, {options.rate:g}/s", streamed, sopguard.answers)
+            sopguard.answers.clear()
+            quiet = idle(sopguard, options.idle_samples, options.idle)
+            report(name, f"after {options.idle:g} s idle", quiet, sopguard.answers)
 
 
 if __name__ == "__main__":
