@@ -15,13 +15,14 @@ from typing import Any
 import pytest
 import requests
 import responses
-from sqlalchemy import Engine, event, insert, select
+from sqlalchemy import Engine, event, insert, select, update
 from sqlalchemy.engine import Connection
 
+from policies.sla import Created
 from runtime.consumer import Consumer
 from runtime.store.database import as_utc
-from runtime.store.ledger import DUE_PAGE
-from runtime.store.schema import deliveries, issues
+from runtime.store.ledger import DUE_PAGE, encode
+from runtime.store.schema import deliveries, issues, timeline
 from runtime.sweep import sweep
 from tests.conftest import services_of
 from tests.github_support import REPO, FakeGithub, Service, form_body, issue_payload, service
@@ -169,3 +170,28 @@ def test_the_sweep_lists_only_the_due_issues_a_page_at_a_time(sopguard: Service)
 
     assert report.due == 2 * DUE_PAGE + 200
     assert len(listings) == 3 and all("LIMIT" in statement for statement in listings)
+
+
+def test_histories_of_issues_not_due_wait_when_the_sweep_has_no_time_left(
+    sopguard: Service, no_network: responses.RequestsMock
+) -> None:
+    """The due notices come first; the histories of the rest are read within the sweep's budget,
+    and what is left is read by the next sweep."""
+    github = FakeGithub(no_network, number=1)
+    services = services_of(sopguard.app)
+    now = WARNING_DUE
+    _seed(services.store.engine, due=0, later=1, now=now)
+    key = f"github:{REPO}#0"
+    with services.store.engine.begin() as db:
+        db.execute(update(issues).where(issues.c.ref == key).values(key="1", ref=f"github:{REPO}#1"))
+        db.execute(update(issues).values(history_before=as_utc(now - dt.timedelta(minutes=5))))
+        created = Created(at=now - dt.timedelta(hours=1), state="new")
+        db.execute(insert(timeline).values(ref=f"github:{REPO}#1", entry=encode(created)))
+
+    sweep(services, now, history_budget=0.0)
+    assert not any(call.endswith("/events") for call in github.calls())
+
+    sweep(services, now)
+    assert [call for call in github.calls() if call.endswith("/events")] == [
+        f"GET /repos/{REPO}/issues/1/events"
+    ]
