@@ -577,7 +577,7 @@ def sweep(at: dt.datetime | None, policy: Path | None) -> None:
     _policy(settings.policy)
     services = build_services(settings, _existing_store(settings))
     now = at.replace(tzinfo=dt.UTC) if at else utc_now()
-    due = len(services.store.ledger.due_refs(now))
+    due = services.store.ledger.count_due(now)
     with click.progressbar(length=due, label=f"issues due at {now:%Y-%m-%d %H:%M} UTC") as bar:
         report = run_sweep(services, now, progress=lambda _: bar.update(1))
     failed = sum(1 for a in report.applied if a.outcome.startswith("failed"))

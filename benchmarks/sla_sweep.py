@@ -6,9 +6,13 @@ calendar (Asia/Shanghai), then swept at Monday 11:00 local time:
 - when nothing is due (every issue's next notice lies later that day): target 0 tracker calls;
 - when 100 warnings are due (100 P1 issues at 75% of their 15-minute first-response target):
   target 100 comment calls and nothing else;
+- with those 100 due behind a backlog of 10,000 deliveries queued for other issues (that no
+  consumer takes): the sweep's wall time, which the backlog should not change;
+- the listing of due issues when every one of the 10,000 is due: read 500 at a time, its peak
+  memory is that of one page;
 - and, for the worst case, the clocks of all 10,000 issues read from the ledger in one pass.
 
-    .venv/bin/python -m benchmarks.sla_sweep [--issues 10000] [--due 100]
+    .venv/bin/python -m benchmarks.sla_sweep [--issues 10000] [--due 100] [--backlog 10000]
 """
 
 from __future__ import annotations
@@ -39,8 +43,9 @@ from policies.sla_notices import next_due
 from runtime.services import Services
 from runtime.store import Store
 from runtime.store.database import as_utc
+from runtime.store.inbox import delivery_key, pack
 from runtime.store.ledger import encode, issue_key
-from runtime.store.schema import issues, timeline
+from runtime.store.schema import deliveries, issues, timeline
 from runtime.sweep import sweep
 
 _T = TypeVar("_T")
@@ -91,6 +96,33 @@ def fill_ledger(services: Services, count: int, due: int) -> None:
         db.execute(insert(timeline), timeline_rows)
 
 
+def fill_backlog(services: Services, count: int) -> None:
+    """`count` deliveries queued for issues the ledger does not follow, as if no consumer ran."""
+    body = pack(b'{"action": "edited"}')
+    rows = [
+        {
+            "key": delivery_key("github", f"backlog-{n}"),
+            "source": "github",
+            "delivery_id": f"backlog-{n}",
+            "event_name": "issues",
+            "issue": f"github:{REPO}-backlog#{n}",
+            "body": body,
+            "received_at": NOW,
+            "status": "queued",
+            "attempts": 0,
+        }
+        for n in range(count)
+    ]
+    with services.store.engine.begin() as db:
+        db.execute(insert(deliveries), rows)
+
+
+def wall_time(function: Callable[[], _T]) -> tuple[_T, float]:
+    started = time.perf_counter()
+    result = function()
+    return result, time.perf_counter() - started
+
+
 def cpu_time(function: Callable[[], _T]) -> tuple[_T, float]:
     started = time.process_time()
     result = function()
@@ -126,6 +158,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--issues", type=int, default=10_000)
     parser.add_argument("--due", type=int, default=100)
+    parser.add_argument("--backlog", type=int, default=10_000, help="deliveries queued for other issues")
     options = parser.parse_args()
     with (
         tempfile.TemporaryDirectory() as root,
@@ -135,6 +168,11 @@ def main() -> None:
             "POST",
             re.compile(r"https://api\.github\.com(:443)?/repos/.+/issues/\d+/comments"),
             callback=_comment_reply,
+        )
+        mock.add(
+            "POST",
+            re.compile(r"https://api\.github\.com(:443)?/repos/.+/issues/\d+/labels"),
+            json=[{"name": "sla/breached"}],
         )
         services = _services(Path(root))
         started = time.perf_counter()
@@ -151,11 +189,29 @@ def main() -> None:
             f"CPU {cpu * 1000:.1f} ms, peak memory {peak / 1024:.0f} KiB"
         )
 
-        busy, cpu = cpu_time(lambda: sweep(services, NOW))
+        (busy, cpu), wall = wall_time(lambda: cpu_time(lambda: sweep(services, NOW)))
         kinds = sorted({f"{c.request.method} {c.request.path_url.rsplit('/', 1)[-1]}" for c in mock.calls})
         print(
             f"sweep, {options.due} warnings due: {busy.notices} notices, {len(mock.calls)} tracker calls "
-            f"({', '.join(kinds)}), CPU {cpu:.2f} s"
+            f"({', '.join(kinds)}), CPU {cpu:.2f} s, wall {wall:.2f} s"
+        )
+
+        fill_backlog(services, options.backlog)
+        mock.calls.reset()
+        later = NOW + dt.timedelta(minutes=3, seconds=45)  # the same issues: 100% used, breaches due
+        (behind, cpu), wall = wall_time(lambda: cpu_time(lambda: sweep(services, later)))
+        print(
+            f"sweep, {behind.due} breaches due behind {options.backlog} queued deliveries: "
+            f"{behind.notices} notices, {len(mock.calls)} tracker calls, CPU {cpu:.2f} s, wall {wall:.2f} s"
+        )
+
+        far = NOW + dt.timedelta(days=30)
+        listing = services.store.ledger.due_pages
+        listed, cpu = cpu_time(lambda: sum(len(page) for page in listing(far)))
+        peak = peak_memory(lambda: sum(len(page) for page in listing(far)))
+        print(
+            f"every issue due: {listed} issues listed 500 at a time, CPU {cpu * 1000:.0f} ms, "
+            f"peak memory {peak / 1024:.0f} KiB"
         )
 
         def read_every_clock() -> int:

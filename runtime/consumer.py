@@ -19,10 +19,13 @@ SWEEP_EVERY = 60.0
 
 
 class Consumer:
-    def __init__(self, services: Services, threads: int, *, sweep: bool = True) -> None:
+    def __init__(
+        self, services: Services, threads: int, *, sweep: bool = True, sweep_every: float = SWEEP_EVERY
+    ) -> None:
         self.services = services
         self.threads = max(threads, 1)
         self.sweep = sweep
+        self.sweep_every = sweep_every
         self.lease = dt.timedelta(seconds=services.settings.turn_lease)
         self._working: set[str] = set()  # the owners in the middle of a delivery: their turns are renewed
         self._working_lock = threading.Lock()
@@ -109,10 +112,13 @@ class Consumer:
             self.services.store.inbox.turns.renew(owner, self.services.clock(), self.lease)
 
     def _sweep(self, stop: threading.Event) -> None:
+        """The SLA sweep, at the start of every interval, in its own thread: it never waits for a
+        consumer thread, nor behind the deliveries queued (it skips only the issues whose turn a
+        delivery holds, until the next sweep)."""
         from runtime.sweep import sweep
 
-        owner = worker_name()
-        while not stop.wait(SWEEP_EVERY - (self.services.clock().timestamp() % SWEEP_EVERY)):
+        owner, every = worker_name(), self.sweep_every
+        while not stop.wait(every - (self.services.clock().timestamp() % every)):
             try:
                 sweep(self.services, self.services.clock(), owner=owner)
             except Exception:

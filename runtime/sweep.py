@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -41,6 +42,8 @@ SERVICE = Actor("sopguard", is_bot=True)
 RETRY_FIRST = dt.timedelta(minutes=1)
 RETRY_MAX = dt.timedelta(minutes=30)  # a part waits no longer than this between tries
 MAX_PART_ATTEMPTS = 6  # refusals: about half an hour of them, then given up with an audit row
+HISTORY_PAGE = 200  # issues whose history is still to read, listed at a time
+HISTORY_BUDGET = 30.0  # seconds of history reads per sweep at most: half the sweep's interval
 
 
 @dataclass
@@ -355,15 +358,40 @@ def _read_history(services: Services, issue: FollowedIssue, now: dt.datetime) ->
         ledger.set_next_due(issue.ref, next_due(scoped, clocks, refreshed.notified, now))
 
 
-def read_histories(services: Services, now: dt.datetime, owner: str | None = None) -> int:
+def read_histories(
+    services: Services, now: dt.datetime, owner: str | None = None, *, budget: float | None = None
+) -> int:
     """Issues first seen after their creation get their beginning from the tracker's history, once
-    (one read per issue); their clocks then count the pauses that happened before."""
+    (one read per issue); their clocks then count the pauses that happened before. Read a page at a
+    time; with `budget`, for about that many seconds at most (the rest in the next sweeps)."""
     owner = owner or worker_name()
-    pending = services.store.ledger.followed(history_pending=True)
-    return sum(
-        _with_turn(services, issue.ref, owner, lambda fresh: _read_history(services, fresh, now))
-        for issue in pending
-    )
+    deadline = None if budget is None else time.monotonic() + budget
+    read, after = 0, None
+    while True:
+        page = services.store.ledger.followed(history_pending=True, after=after, limit=HISTORY_PAGE)
+        for issue in page:
+            if deadline is not None and time.monotonic() > deadline:
+                return read
+            read += _with_turn(services, issue.ref, owner, lambda fresh: _read_history(services, fresh, now))
+        if len(page) < HISTORY_PAGE:
+            return read
+        after = issue_key(page[-1].ref)
+
+
+def _history_first(services: Services, issue: FollowedIssue, now: dt.datetime) -> FollowedIssue | None:
+    """A due issue whose beginning is still to be read gets it first, so that its clocks count the
+    pauses before it was first seen; the issue as the ledger has it then (None: no longer followed)."""
+    if issue.history_before is None:
+        return issue
+    _read_history(services, issue, now)
+    fresh = services.store.ledger.one(issue.ref)
+    return fresh if fresh is not None and fresh.memory.gone is None else None
+
+
+def _sweep_due(services: Services, issue: FollowedIssue, now: dt.datetime, report: SweepReport) -> None:
+    fresh = _history_first(services, issue, now)
+    if fresh is not None:
+        sweep_issue(services, fresh, now, report)
 
 
 def sweep(
@@ -372,24 +400,28 @@ def sweep(
     progress: Callable[[IssueRef], None] | None = None,
     *,
     owner: str | None = None,
+    history_budget: float | None = HISTORY_BUDGET,
 ) -> SweepReport:
-    """Every notice due at `now`, each once. Safe to run from several workers at a time."""
+    """Every notice due at `now`, each once, the most overdue first; then, for at most
+    `history_budget` seconds, the histories still to read of issues not due (so that a backlog of
+    issues first seen late never holds up a due notice). Safe to run from several workers at a time."""
     owner = owner or worker_name()
-    read_histories(services.in_force(), now, owner)
-    due = services.store.ledger.due_refs(now)
-    report = SweepReport(due=len(due))
+    report = SweepReport()
 
     def sweep_in_force(issue: FollowedIssue) -> None:  # a policy reloaded meanwhile: from the next issue
-        sweep_issue(services.in_force(), issue, now, report)
+        _sweep_due(services.in_force(), issue, now, report)
 
-    for ref in due:
-        try:
-            if not _with_turn(services, ref, owner, sweep_in_force):
-                report.busy += 1
-        except Exception:
-            log.exception("SLA sweep failed for %s", ref)
-        if progress is not None:
-            progress(ref)
+    for page in services.store.ledger.due_pages(now):
+        report.due += len(page)
+        for ref in page:
+            try:
+                if not _with_turn(services, ref, owner, sweep_in_force):
+                    report.busy += 1
+            except Exception:
+                log.exception("SLA sweep failed for %s", ref)
+            if progress is not None:
+                progress(ref)
+    read_histories(services.in_force(), now, owner, budget=history_budget)
     if report.notices:
         log.info("SLA sweep at %s: %d notice(s) on %d issue(s)", now.isoformat(), report.notices, report.due)
     return report

@@ -8,7 +8,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, cast
 
-from sqlalchemy import Engine, String, insert, or_, select, update
+from sqlalchemy import ColumnElement, Engine, String, and_, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.exc import IntegrityError
 
@@ -29,6 +29,18 @@ from runtime.store.database import as_utc, aware
 from runtime.store.schema import issues, notifications, timeline, writes
 
 Claim = tuple[str, int, str]
+DUE_PAGE = 500  # issues the sweep lists at a time
+
+
+def _due_by(due_before: dt.datetime) -> tuple[ColumnElement[bool], ...]:
+    """Which issues the sweep looks at by `due_before`: followed ones with a notice due, open, or
+    closed with a notice part still to land."""
+    return (
+        issues.c.source.is_not(None),
+        issues.c.gone.is_(None),
+        or_(issues.c.is_open.is_(True), issues.c.unfinished.is_not(None)),
+        issues.c.next_due_at <= as_utc(due_before),
+    )
 
 
 def issue_key(ref: IssueRef) -> str:
@@ -398,16 +410,45 @@ class Ledger:
         return True
 
     def due_refs(self, due_before: dt.datetime) -> list[IssueRef]:
-        """The issues with a notice due by `due_before`: open ones, and closed ones with a notice
-        part still to land (only their names: each is read again, fresh, once its turn is taken)."""
-        query = select(issues.c.source, issues.c.scope, issues.c.key).where(
-            issues.c.source.is_not(None),
-            issues.c.gone.is_(None),
-            or_(issues.c.is_open.is_(True), issues.c.unfinished.is_not(None)),
-            issues.c.next_due_at <= as_utc(due_before),
-        )
+        """Every issue with a notice due by `due_before` (see `due_pages`), most overdue first."""
+        return [ref for page in self.due_pages(due_before) for ref in page]
+
+    def count_due(self, due_before: dt.datetime) -> int:
+        """How many issues have a notice due by `due_before` (one count, nothing loaded)."""
         with self.engine.connect() as db:
-            return [IssueRef(source, scope, key) for source, scope, key in db.execute(query)]
+            return int(
+                db.execute(select(func.count()).select_from(issues).where(*_due_by(due_before))).scalar_one()
+            )
+
+    def due_pages(self, due_before: dt.datetime, size: int = DUE_PAGE) -> Iterator[list[IssueRef]]:
+        """The issues with a notice due by `due_before`: open ones, and closed ones with a notice
+        part still to land; only their names (each is read again, fresh, once its turn is taken),
+        `size` at a time, most overdue first. Each page starts after the last one's (due time, key),
+        so an issue swept meanwhile (its next notice moved later) is neither skipped nor read twice."""
+        query = (
+            select(issues.c.next_due_at, issues.c.ref, issues.c.source, issues.c.scope, issues.c.key)
+            .where(*_due_by(due_before))
+            .order_by(issues.c.next_due_at, issues.c.ref)
+            .limit(size)
+        )
+        after: tuple[Any, str] | None = None
+        while True:
+            page = query
+            if after is not None:
+                due_at, ref = after
+                page = query.where(
+                    or_(
+                        issues.c.next_due_at > due_at,
+                        and_(issues.c.next_due_at == due_at, issues.c.ref > ref),
+                    )
+                )
+            with self.engine.connect() as db:
+                rows = db.execute(page).all()
+            if rows:
+                yield [IssueRef(source, scope, key) for _, _, source, scope, key in rows]
+            if len(rows) < size:
+                return
+            after = (rows[-1][0], rows[-1][1])
 
     def replace_beginning(self, ref: IssueRef, beginning: Sequence[TimelineEvent]) -> None:
         """Put the history read from the tracker in place of the creation assumed when the issue was
