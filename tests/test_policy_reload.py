@@ -234,6 +234,10 @@ def test_a_running_service_takes_a_valid_change_and_refuses_an_invalid_one(
     assert ready is not None and ready["checks"]["policy"] == "ok"
     assert "refused" in ready["error"] and "last valid policy stays in force" in ready["error"]
     assert ready["policy"]["problems"][0].startswith(f"{policy}{BROKEN_AT}"), ready
+    with urllib.request.urlopen(f"{url}/healthz", timeout=5) as answer:  # alive, and says why not ok
+        alive: dict[str, Any] = json.load(answer)
+    assert answer.status == 200 and alive["status"] == "degraded"
+    assert alive["policy"]["problems"] == ready["policy"]["problems"]
     _post_opened(url, 50)
     assert _wait(lambda: _intake_rule_of(data, 50) is not None)
     assert _intake_rule_of(data, 50) == "intake-reloaded"  # the last valid policy

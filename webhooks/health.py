@@ -42,8 +42,13 @@ def _intake() -> Intake:
 
 @blueprint.get("/healthz")
 def healthz() -> tuple[Response, int]:
-    """Alive: this process answers. Readiness, and what waits or failed, is `/readyz`."""
-    return jsonify(status="alive", trackers=_intake().settings.trackers), 200
+    """Alive: this process answers (`200` while it does). `degraded` when a changed policy file was
+    refused, with its problems (the last valid policy stays in force). Readiness, and what waits or
+    failed, is `/readyz`. Reads neither the database nor the policy file."""
+    body: dict[str, object] = {"status": "alive", "trackers": _intake().settings.trackers}
+    if refused := _refused_policy(_holder_in_hand()):
+        body |= {"status": "degraded", **refused}
+    return jsonify(body), 200
 
 
 @blueprint.get("/readyz")
@@ -94,6 +99,15 @@ def _check(probe: Callable[[], None]) -> str:
     except Exception as error:
         return f"unreachable: {type(error).__name__}"
     return OK
+
+
+def _holder_in_hand() -> PolicyHolder | None:
+    """The holder `policy_holder` would give, if this app has one already (none is loaded here)."""
+    services: Services | None = current_app.extensions.get("sopguard.services")
+    if services is not None:
+        return services.holder
+    holder: PolicyHolder | None = current_app.extensions.get("sopguard.policy")
+    return holder
 
 
 def policy_holder() -> PolicyHolder | None:
