@@ -20,7 +20,16 @@ from config.schema import Policy
 from policies import priority, workflow
 from policies.context import Context
 from policies.ledger import IssueFacts, backfill
-from policies.models import Adopt, Decision, EventKind, IssueSnapshot, RememberState, RuleResult, Source
+from policies.models import (
+    Actor,
+    Adopt,
+    Decision,
+    EventKind,
+    IssueSnapshot,
+    RememberState,
+    RuleResult,
+    Source,
+)
 from policies.sla import (
     ClockReading,
     Closed,
@@ -115,6 +124,21 @@ def adopted_state(policy: Policy, source: Source, snapshot: IssueSnapshot) -> tu
 # --- its clocks --------------------------------------------------------------------------------
 
 
+# GitHub's associations of the people the built-in `team-members` stands for.
+TEAM_ASSOCIATIONS = frozenset({"OWNER", "MEMBER", "COLLABORATOR"})
+
+
+def _may_have_answered(policy: Policy, author: Actor) -> bool:
+    """Whether a comment in the history counts as the team's first response (S1.4). When the
+    policy names its responders, a GitHub comment whose author GitHub shows as no owner, member or
+    collaborator (a passer-by's "+1") does not; where the history does not say who someone is
+    (Jira, or no association given), the comment counts, so that sopguard stays quiet rather than
+    announce a response missing that may well have been given."""
+    if not policy.sla.responders or not author.association:
+        return True
+    return author.association in TEAM_ASSOCIATIONS
+
+
 def beginning(
     policy: Policy, snapshot: IssueSnapshot, state: str | None, at: dt.datetime
 ) -> tuple[list[TimelineEvent], str]:
@@ -148,6 +172,7 @@ def beginning(
             is_bot=comment.author.is_bot,
             public=comment.public,
             comment_id=comment.id,
+            by_responder=_may_have_answered(policy, comment.author),
         )
         for comment in history.comments
         if comment.at is not None and comment.at <= at

@@ -155,3 +155,27 @@ def test_a_scope_gives_its_own_adoption_rule() -> None:
     elsewhere = replace(story.ref, scope="DEV", key="DEV-7")
     other = replace(_event("jira"), issue=elsewhere)
     assert evaluate(policy, other, replace(story, ref=elsewhere), NOW).results[0].rule_id == "adoption"
+
+
+@pytest.mark.parametrize(
+    ("association", "answered"), [("NONE", False), ("CONTRIBUTOR", False), ("MEMBER", True)]
+)
+def test_a_passers_by_comment_in_the_history_is_not_the_teams_first_response(
+    association: str, answered: bool
+) -> None:
+    """The default policy's responders are the team (S1.4): on GitHub, whose history says who each
+    commenter is to the repository, a "+1" by someone who is not an owner, member or collaborator
+    leaves the first response unanswered; a member's answers it."""
+    comment = Comment(
+        Actor("dave", association=association), "+1", "c-1", at=LONG_AGO + dt.timedelta(minutes=5)
+    )
+    snapshot = _snapshot("github", history=History((), (comment,)))
+
+    decision = evaluate(POLICY, _event("github"), snapshot, NOW)
+
+    adopt = next(a for a in decision.actions if isinstance(a, Adopt))
+    clocks = {c.target_id: c for c in read_clocks(rules_for(POLICY.sla), adopt.beginning, NOW)}
+    assert (clocks["first-response"].phase is Phase.STOPPED) is answered
+    assert (
+        "first-response" in {claim[0] for claim in adopt.claims} or answered
+    )  # missed: claimed, not announced

@@ -479,7 +479,10 @@ def _author(comment: IssueComment) -> Actor:
     user = comment.user
     if user is None:
         return actor_of(None)
-    return actor_of({"login": user.login, "id": user.id, "type": user.type})
+    # The association as the list gave it (the public property would fetch the comment when absent).
+    association = getattr(getattr(comment, "_author_association", None), "value", None)
+    found = actor_of({"login": user.login, "id": user.id, "type": user.type})
+    return replace(found, association=association) if isinstance(association, str) else found
 
 
 def _describe(error: BaseException) -> str:
