@@ -83,9 +83,10 @@ def _criteria(policy: Policy, source: Source, snapshot: IssueSnapshot) -> Iterat
 
 def from_form(policy: Policy, source: Source, snapshot: IssueSnapshot) -> bool:
     """GitHub renders every field of an issue form as a heading, an empty one as `_No response_`:
-    a body with every intake heading came through the generated form. Jira has no such form."""
+    a body with every intake heading came through the generated form. Jira has no such form, and
+    a policy with no intake fields generates none."""
     headings = [field.github.heading for field in policy.intake.fields]
-    return source == "github" and all(heading in snapshot.fields for heading in headings)
+    return source == "github" and bool(headings) and all(heading in snapshot.fields for heading in headings)
 
 
 def covers(policy: Policy, source: Source, snapshot: IssueSnapshot) -> tuple[bool, str]:

@@ -179,3 +179,12 @@ def test_a_passers_by_comment_in_the_history_is_not_the_teams_first_response(
     assert (
         "first-response" in {claim[0] for claim in adopt.claims} or answered
     )  # missed: claimed, not announced
+
+
+def test_with_no_intake_fields_no_issue_counts_as_filed_through_the_form() -> None:
+    """A policy without intake fields generates no issue form: `form: true` then takes in nothing."""
+    policy = _policy(form=True)
+    no_fields = policy.model_copy(update={"intake": policy.intake.model_copy(update={"fields": []})})
+
+    assert adoption.from_form(no_fields, "github", _snapshot("github")) is False
+    assert evaluate(no_fields, _event("github"), _snapshot("github"), NOW).note.startswith("outside adoption")
