@@ -101,6 +101,16 @@ def _logging(settings: Settings) -> None:
     configure_logging(settings)
 
 
+Decorated = TypeVar("Decorated", bound=Callable[..., Any])
+
+
+def _as_of(help: str) -> Callable[[Decorated], Decorated]:
+    """`--now TIME` (UTC) of a command that can act as of another time, for a rehearsal."""
+    return click.option(
+        "--now", "at", type=click.DateTime(formats=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"]), help=help
+    )
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="sopguard")
 def main() -> None:
@@ -556,12 +566,7 @@ def _decision_text(event: Event, decision: Decision, locale: Locale) -> str:
 
 
 @main.command()
-@click.option(
-    "--now",
-    "at",
-    type=click.DateTime(formats=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"]),
-    help="Sweep as of this UTC time (default: now).",
-)
+@_as_of("Sweep as of this UTC time (default: now).")
 @click.option("--policy", type=click.Path(path_type=Path), help="Policy file [SOPGUARD_POLICY].")
 def sweep(at: dt.datetime | None, policy: Path | None) -> None:
     """Post the SLA warnings and breach notices that are due, once each (S1.4, S3.3).
@@ -629,12 +634,7 @@ def _describe_adopted(found: Any, locale: Locale) -> list[str]:
     help="A GitHub repository (owner/name) or Jira project key; repeatable. Default: the policy's scopes.",
 )
 @click.option("--dry-run", is_flag=True, help="List what would be adopted; record nothing.")
-@click.option(
-    "--now",
-    "at",
-    type=click.DateTime(formats=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"]),
-    help="Adopt as of this UTC time (default: now), as `sweep --now` does; for a rehearsal.",
-)
+@_as_of("Adopt as of this UTC time (default: now), as `sweep --now` does; for a rehearsal.")
 @click.option("--policy", type=click.Path(path_type=Path), help="Policy file [SOPGUARD_POLICY].")
 def adopt(scopes: tuple[str, ...], dry_run: bool, at: dt.datetime | None, policy: Path | None) -> None:
     """Adopt the open issues of a tracker sopguard is installed on.

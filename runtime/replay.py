@@ -18,7 +18,7 @@ import datetime as dt
 import json
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, get_args
 
@@ -35,7 +35,7 @@ from policies.models import Source
 from runtime.services import Services
 from runtime.store import Store
 from runtime.store.database import aware
-from runtime.store.inbox import Received, unpack
+from runtime.store.inbox import Received, received_from
 from runtime.store.schema import audit, deliveries
 from runtime.worker import parse, run
 
@@ -311,18 +311,8 @@ def _deliveries_of(engine: Engine, issues: Sequence[str], end: dt.datetime) -> l
 
 
 def _from_inbox(row: Row) -> Recorded:
-    received = Received(
-        seq=row["seq"],
-        key=row["key"],
-        source=row["source"],
-        delivery_id=row["delivery_id"],
-        event_name=row["event_name"],
-        issue=row["issue"],
-        body=unpack(bytes(row["body"])),
-        received_at=_utc(row["received_at"]),
-        attempts=0,
-        failing_since=None,
-    )
+    received_at = _utc(row["received_at"])
+    received = replace(received_from(row, received_at), attempts=0, failing_since=None)  # as first received
     return Recorded(received, _utc(row["processed_at"] or row["received_at"]))
 
 

@@ -118,7 +118,7 @@ def policy_holder() -> PolicyHolder | None:
     services: Services | None = current_app.extensions.get("sopguard.services")
     if services is not None:
         return services.holder
-    holder: PolicyHolder | None = current_app.extensions.get("sopguard.policy")
+    holder = _holder_in_hand()
     if holder is None:
         path = _intake().settings.policy
         holder = shared(path) or PolicyHolder.load(path)  # raises PolicyError

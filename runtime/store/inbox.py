@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any, Literal, Protocol
 
 import zstandard
@@ -76,6 +76,22 @@ class Received:
     received_at: dt.datetime
     attempts: int
     failing_since: dt.datetime | None
+
+
+def received_from(row: Mapping[Any, Any], now: dt.datetime) -> Received:
+    """A delivery as its inbox row keeps it (`now` stands for a receipt time the row lacks)."""
+    return Received(
+        seq=row["seq"],
+        key=row["key"],
+        source=row["source"],
+        delivery_id=row["delivery_id"],
+        event_name=row["event_name"],
+        issue=row["issue"],
+        body=unpack(bytes(row["body"] or b"")),
+        received_at=aware(row["received_at"]) or now,
+        attempts=int(row["attempts"]),
+        failing_since=aware(row["failing_since"]),
+    )
 
 
 @dataclass(frozen=True)
@@ -314,18 +330,7 @@ class Inbox(Arrivals):
                 .where(deliveries.c.seq == row["seq"])
                 .values(status="processing", attempts=deliveries.c.attempts + 1)
             )
-        return Received(
-            seq=row["seq"],
-            key=row["key"],
-            source=row["source"],
-            delivery_id=row["delivery_id"],
-            event_name=row["event_name"],
-            issue=row["issue"],
-            body=unpack(bytes(row["body"] or b"")),
-            received_at=aware(row["received_at"]) or now,
-            attempts=int(row["attempts"]) + 1,
-            failing_since=aware(row["failing_since"]),
-        )
+        return replace(received_from(row, now), attempts=int(row["attempts"]) + 1)
 
     def finish(self, seq: int, status: Final, now: dt.datetime, error: str | None = None) -> None:
         with self.engine.begin() as db:
