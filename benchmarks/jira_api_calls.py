@@ -18,8 +18,9 @@ The minimum of a scenario (`MINIMUMS`) is the writes it needs plus the reads not
 - reads once per process, in the first delivery (`ONCE`): who the service is (`myself`: every
   delivery must tell its own events from people's), the field ids of the policy's field names
   (deliveries key fields by id), the deployment type before the first comment (ADF on Cloud, wiki
-  markup on Data Center), and the transitions out of a status before the first move from it (kept
-  per project, issue type and status).
+  markup on Data Center), on Data Center the project's type before the first internal note (its
+  deliveries do not say whether the project is a Jira Service Management one; Cloud's do), and the
+  transitions out of a status before the first move from it (kept per project, issue type and status).
 Which comments were posted, and which sub-tasks were created, is in the service's journal, so none
 of those is read; Jira is read before a write only when an earlier try of it may have landed
 (tests/test_jira_faults.py shows those reads).
@@ -52,11 +53,12 @@ from tests.jira_support import (
 _ISSUE_KEY = re.compile(r"/issue/[A-Z][A-Z0-9]*-\d+")
 
 # The reads a first delivery makes once per process (see the module docstring for why each is needed).
-IDENTITY, FIELD_IDS, DEPLOYMENT_TYPE, TRANSITIONS = (
+IDENTITY, FIELD_IDS, DEPLOYMENT_TYPE, TRANSITIONS, PROJECT_TYPE = (
     "GET myself",
     "GET field",
     "GET serverInfo",
     "GET transitions",
+    "GET project/{key}",
 )
 
 
@@ -78,22 +80,24 @@ def _comment(deployment: str) -> str:
 
 def minimum(scenario: str, deployment: str) -> Minimum:
     comment = _comment(deployment)
-    first_comment = (IDENTITY, FIELD_IDS, DEPLOYMENT_TYPE)
+    first_comment = (IDENTITY, FIELD_IDS, DEPLOYMENT_TYPE)  # the first comment is for the customer
+    # The first comment is an internal note (of a Jira Service Management project, if it is one).
+    first_note = (*first_comment, *((PROJECT_TYPE,) if deployment == "dc" else ()))
     if scenario == "transition undone":  # move back, say why
-        return Minimum(("POST transitions", comment), (*first_comment, TRANSITIONS))
+        return Minimum(("POST transitions", comment), (*first_note, TRANSITIONS))
     if scenario == "transition with no way back":  # no way back: label it, say why
         # Before labelling, one read of where the issue is and its ways out now: a late delivery's
         # issue may be back already, and a cached list may predate the transition an admin added.
-        return Minimum(("GET issue", "PUT issue", comment), (*first_comment, TRANSITIONS))
+        return Minimum(("GET issue", "PUT issue", comment), (*first_note, TRANSITIONS))
     if scenario == "priority set":  # priority and its label in one edit, the receipt
         return Minimum(("PUT issue", comment), first_comment)
     if scenario == "intake missing at create":  # the needs-info label, the reminder, the receipt
         return Minimum(("PUT issue", comment, comment), first_comment)
     if scenario == "valid transition creating sub-tasks":  # the three items at once, the checklist comment
-        return Minimum(("POST issue/bulk", comment), first_comment)
+        return Minimum(("POST issue/bulk", comment), first_note)
     if scenario == "close blocked by open sub-tasks":  # move back, say why; Cloud: read the comments
         reads = ("GET issue",) if deployment == "cloud" else ()
-        return Minimum((*reads, "POST transitions", comment), (*first_comment, TRANSITIONS))
+        return Minimum((*reads, "POST transitions", comment), (*first_note, TRANSITIONS))
     raise KeyError(f"no minimum stated for {scenario!r}")
 
 
@@ -173,6 +177,7 @@ def _short(call: str) -> str:
     version = path.split("/")[3]
     rest = _ISSUE_KEY.sub("/issue/{key}", path.split(f"/rest/api/{version}", 1)[1])
     rest = rest.removeprefix("/issue/{key}/").removeprefix("/issue/{key}").strip("/") or "issue"
+    rest = re.sub(r"^project/[A-Z][A-Z0-9]*$", "project/{key}", rest)
     return f"{method} {rest}" + (" (v3)" if version == "3" else "")
 
 

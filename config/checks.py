@@ -213,6 +213,39 @@ def _rules(s: Sections) -> Iterator[Found]:
             yield CheckError(("rule_modes", rule_id), _unknown("rule", rule_id, set(ids)), True)
 
 
+@_needs("trackers", "workflow", "intake", "priority", "checklists", "sla", "commands", "messages")
+def _service_desk(s: Sections) -> Iterator[Found]:
+    """A comment named by kind or by the rule that posts it; tiers and fields the intake knows."""
+    desk = s["trackers"].jira.service_desk
+    loc: Loc = ("trackers", "jira", "service_desk")
+    kinds = set(get_args(MessageKind)) | set(s["messages"].templates)
+    rules = {rule.id for _, rule in all_rules(s)}
+    for name in desk.comments:
+        if name not in kinds | rules:
+            listed = ", ".join(sorted(kinds))
+            message = f"'{name}' is neither a kind of comment ({listed}) nor the id of a rule of this policy"
+            yield CheckError((*loc, "comments", name), message, True)
+    intake = s["intake"]
+    tier = intake.field(s["priority"].tier_field)
+    for organization, value in desk.organizations.items():
+        if tier is not None and tier.options and tier.option(value) is None:
+            message = _unknown(f"option of the tier field '{tier.id}'", value, set(tier.values))
+            yield (*loc, "organizations", organization), message
+    for request_type, values in desk.request_types.items():
+        for field_id, value in values.items():
+            field = intake.field(field_id)
+            if field is None:
+                fields = {f.id for f in intake.fields}
+                yield CheckError(
+                    (*loc, "request_types", request_type, field_id),
+                    _unknown("intake field", field_id, fields),
+                    True,
+                )
+            elif field.options and field.option(value) is None:
+                message = _unknown(f"option of the intake field '{field_id}'", value, set(field.values))
+                yield (*loc, "request_types", request_type, field_id), message
+
+
 @_needs("workflow", "commands")
 def _commands(s: Sections) -> Iterator[Found]:
     states = {state.id for state in s["workflow"].states}

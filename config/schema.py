@@ -638,11 +638,78 @@ class GithubMapping(Strict):
         return f"{self.priority_label_prefix}{level}"
 
 
+Visibility = Literal["public", "internal"]
+
+# Who reads each kind of comment on a Jira Service Management project when the policy does not say:
+# what is written for the customer is public (the portal shows it); what is written for the team
+# (SLA warnings, escalations, undo explanations, reviews, answers to agents) is internal.
+DEFAULT_VISIBILITY: Mapping[str, Visibility] = {
+    "receipt": "public",
+    "intake-missing": "public",
+    "satisfaction": "public",
+    "delay-notice": "public",
+    "transition-rejected": "internal",
+    "priority-set": "internal",
+    "priority-override": "internal",
+    "checklist-created": "internal",
+    "sla-warning": "internal",
+    "sla-breached": "internal",
+    "label-refused": "internal",
+    "command-answer": "internal",
+    "plan-changed": "internal",
+    "low-rating": "internal",
+    "status-unmapped": "internal",
+}
+
+
+class ServiceDesk(Strict):
+    """How sopguard works on a Jira Service Management project (its `projectTypeKey` is
+    `service_desk`); on any other project these settings change nothing."""
+
+    comments: dict[Ident, Visibility] = Field(
+        default_factory=dict,
+        description="Who reads each comment: by the kind of comment (a template of `messages`, such as "
+        "`sla-warning`) or by the id of the rule that posts it (`command-delay`), `public` (the customer "
+        "too, on the portal) or `internal` (the team only). A rule id wins over a kind; unlisted kinds "
+        "keep the defaults (receipt, intake-missing, satisfaction and delay-notice public, the rest "
+        "internal).",
+    )
+    unlisted: Visibility = Field(
+        default="internal",
+        description="Who reads a kind of comment that neither this policy nor the defaults name.",
+    )
+    organizations_field: str = Field(
+        default="Organizations", description="The Jira field holding the request's customer organizations."
+    )
+    organizations: dict[str, str] = Field(
+        default_factory=dict,
+        description="Customer organization name -> customer tier (a value of the priority's tier field), "
+        "used when the request itself gives no tier (S1.3).",
+    )
+    request_types: dict[str, dict[Ident, str]] = Field(
+        default_factory=dict,
+        description="Request type name -> intake field id -> value: what a request of that type says "
+        "by being of it (e.g. `Report an outage: {impact: Business outage}`), used where the request "
+        "leaves the field empty (S1.2).",
+    )
+
+    def visibility(self, kind: str, rule_id: str = "") -> Visibility:
+        """Who reads a comment of `kind` posted for `rule_id`: the rule's own entry, the kind's, the default."""
+        if rule_id in self.comments:
+            return self.comments[rule_id]
+        return self.comments.get(kind) or DEFAULT_VISIBILITY.get(kind) or self.unlisted
+
+
 class JiraMapping(Strict):
     statuses: dict[Ident, list[str]] = Field(description="SOP state -> the Jira status names that mean it.")
     priorities: dict[PriorityLevel, str] = Field(description="Level -> Jira priority name.")
     priority_label_prefix: str = "priority-"
     subtask_issue_type: str = "Sub-task"
+    service_desk: ServiceDesk = Field(
+        default_factory=ServiceDesk,
+        description="Jira Service Management: which comments the customer reads, organizations and "
+        "request types.",
+    )
 
 
 class Trackers(Strict):

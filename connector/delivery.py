@@ -32,7 +32,10 @@ class Delivery:
 
     def context(self) -> dict[str, Any]:
         """What a connector needs to act on this issue later, without a delivery (a GitHub App's
-        installation); a sweep rebuilds a delivery from it."""
+        installation, a Jira project's type); a sweep rebuilds a delivery from it."""
+        if self.source == "jira":
+            kind = jira_events.project_type(self.payload)
+            return {"projectTypeKey": kind} if kind else {}
         installation = self.payload.get("installation")
         return {"installation": {"id": installation["id"]}} if isinstance(installation, dict) else {}
 

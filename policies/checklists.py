@@ -42,7 +42,7 @@ def create(ctx: Context, checklist_id: str) -> list[Action]:
         items=[ctx.text(i) for i in checklist.items],
         created=created,
     )
-    comment = PostComment(checklist.id, f"checklist:{checklist.id}", body)
+    comment = PostComment(checklist.id, f"checklist:{checklist.id}", body, kind="checklist-created")
     if not created:
         return [comment]
     labels = (

@@ -254,4 +254,9 @@ def _answer(ctx: Context, command: Command, problem: str) -> PostComment:
         usage=Markdown(usage(command)),
     )
     comment_id = ctx.event.comment.id if ctx.event.comment else ""
-    return PostComment(command.id, f"command:{command.name}:{comment_id or ctx.event.delivery_id}", body)
+    return PostComment(
+        command.id,
+        f"command:{command.name}:{comment_id or ctx.event.delivery_id}",
+        body,
+        kind="command-answer",
+    )

@@ -45,7 +45,24 @@ class Context:
             return ""
         key = field.github.heading if self.event.source == "github" else field.jira.field
         value = self.snapshot.fields.get(key, "").strip()
-        return "" if value == NO_RESPONSE else value
+        if value == NO_RESPONSE:
+            value = ""
+        return value or self.service_desk_value(field_id)
+
+    def service_desk_value(self, field_id: str) -> str:
+        """What a Jira Service Management request says of an intake field it leaves empty: by its
+        request type (`request_types`), and for the customer tier by its organization."""
+        desk = self.policy.trackers.jira.service_desk
+        kind = self.snapshot.request_type.casefold()
+        for name, values in desk.request_types.items():
+            if kind and name.casefold() == kind and values.get(field_id):
+                return values[field_id]
+        if field_id == self.policy.priority.tier_field:
+            by_name = {name.casefold(): tier for name, tier in desk.organizations.items()}
+            return next(
+                (by_name[o.casefold()] for o in self.snapshot.organizations if o.casefold() in by_name), ""
+            )
+        return ""
 
 
 def is_service_request(policy: Policy, snapshot: IssueSnapshot) -> bool:

@@ -21,6 +21,7 @@ from policies.context import Context, is_service_request
 from policies.models import Action, ChangeLabels, Decision, Event, IssueSnapshot
 from policies.render import contained
 from policies.router import Router
+from policies.visibility import with_visibility
 
 ROUTER = Router(
     intake.router,
@@ -78,5 +79,7 @@ def evaluate(policy: Policy, event: Event, snapshot: IssueSnapshot, now: dt.date
     if not outcomes:
         kinds = ", ".join(sorted(event.kinds))
         return Decision(note=say(scoped.locale, "no rule applies to %(kinds)s", kinds=kinds))
-    actions = _merge_label_changes([a for o in outcomes for a in o.actions])
+    actions = with_visibility(
+        scoped, event, snapshot, _merge_label_changes([a for o in outcomes for a in o.actions])
+    )
     return Decision(actions=tuple(actions), results=tuple(o.result for o in outcomes))

@@ -41,7 +41,7 @@ def ask_for_rating(ctx: Context) -> Iterator[Outcome]:
     if rule is None or ctx.mode(rule) == Mode.OFF:
         return
     body = render(ctx.policy, "satisfaction", rule, reporter=ctx.snapshot.reporter)
-    comment = PostComment(rule.id, f"satisfaction:{ctx.event.delivery_id}", body)
+    comment = PostComment(rule.id, f"satisfaction:{ctx.event.delivery_id}", body, kind="satisfaction")
     yield outcome(rule, ctx.mode(rule), passed=True, reasons=[ctx.tell("rating asked")], actions=[comment])
 
 
@@ -79,7 +79,7 @@ def _low_rating(ctx: Context, rule: Rule, score: int) -> list[Action]:
     sla = ctx.policy.sla
     escalation = Markdown(sla.escalation.get(ctx.event.source, ""))
     body = render(ctx.policy, "low-rating", rule, score=score, escalation=escalation)
-    comment = PostComment(rule.id, f"low-rating:{ctx.event.delivery_id}", body)
+    comment = PostComment(rule.id, f"low-rating:{ctx.event.delivery_id}", body, kind="low-rating")
     if ctx.mode(rule) != Mode.ENFORCE:
         return [comment]
     return [ChangeLabels(rule.id, add=frozenset({sla.low_rating_label})), comment]

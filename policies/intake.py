@@ -78,10 +78,10 @@ def check_intake(ctx: Context) -> Iterator[Outcome]:
     if reasons:
         if mode == Mode.ENFORCE and not labelled:
             actions.append(ChangeLabels(rule.id, add=frozenset({rule.needs_info_label})))
-        actions.append(PostComment(rule.id, rule.id, body, CommentPolicy.UPSERT))
+        actions.append(PostComment(rule.id, rule.id, body, CommentPolicy.UPSERT, kind="intake-missing"))
     elif labelled:
         # The label says we asked for information: take it back and say thank you in the same comment.
         if mode == Mode.ENFORCE:
             actions.append(ChangeLabels(rule.id, remove=frozenset({rule.needs_info_label})))
-        actions.append(PostComment(rule.id, rule.id, body, CommentPolicy.UPDATE_ONLY))
+        actions.append(PostComment(rule.id, rule.id, body, CommentPolicy.UPDATE_ONLY, kind="intake-missing"))
     yield outcome(rule, mode, passed=not reasons, reasons=reasons, actions=actions)

@@ -173,6 +173,9 @@ class IssueSnapshot:
     first_seen: bool = False
     adopted: bool = False  # sopguard met the issue mid-life and adopted it (kept by the ledger)
     history: History | None = None  # read for a first-seen issue; None when not read or unreadable
+    # Jira Service Management: the request's type (by name) and its customer organizations.
+    request_type: str = ""
+    organizations: tuple[str, ...] = ()
 
 
 class CommentPolicy(StrEnum):
@@ -195,6 +198,11 @@ class PostComment:
     # The text to post instead when an earlier action of the same rule failed: the undo did not
     # happen, so the comment must not say it did. Empty: post `body` whatever happened.
     body_if_not_undone: str = ""
+    # The template the text comes from (`messages.templates`): who reads it follows from it.
+    kind: str = ""
+    # Whether the customer reads it too: on a Jira Service Management project a comment that is not
+    # public is an internal note (GitHub has no such thing: every comment there is public).
+    public: bool = True
 
 
 @dataclass(frozen=True)

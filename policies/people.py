@@ -169,7 +169,7 @@ def _refuse(ctx: Context, guard: LabelGuard, *, undo: bool) -> list[ChangeLabels
     marker = f"label-refused:{guard.label}:{ctx.event.delivery_id}"
     body = render(ctx.policy, "label-refused", guard, **variables)
     kept = render(ctx.policy, "label-refused", guard, **{**variables, "undone": False}) if undo else ""
-    comment = PostComment(guard.id, marker, body, body_if_not_undone=kept)
+    comment = PostComment(guard.id, marker, body, body_if_not_undone=kept, kind="label-refused")
     if not undo:
         return [comment]
     return [ChangeLabels(guard.id, remove=frozenset({guard.label})), comment]

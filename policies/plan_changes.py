@@ -57,7 +57,7 @@ def withdraw_approval(ctx: Context) -> Iterator[Outcome]:
         during_work=ctx.snapshot.last_state == "in-progress",
     )
     actions: list[ChangeLabels | PostComment] = [
-        PostComment(rule.id, f"plan-changed:{ctx.event.delivery_id}", body)
+        PostComment(rule.id, f"plan-changed:{ctx.event.delivery_id}", body, kind="plan-changed")
     ]
     if mode == Mode.ENFORCE:
         change = ChangeLabels(

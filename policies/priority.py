@@ -197,7 +197,11 @@ def _kept(ctx: Context, chosen: str | None, computed: Computed | None) -> Outcom
             actor=ctx.event.actor.login,
             computed=Markdown(computed.level if computed else ""),
         )
-        actions.append(PostComment(rule.id, f"priority-override:{chosen}:{ctx.event.delivery_id}", body))
+        actions.append(
+            PostComment(
+                rule.id, f"priority-override:{chosen}:{ctx.event.delivery_id}", body, kind="priority-override"
+            )
+        )
     login = ctx.event.actor.login
     if chosen == OUTSIDE_MAPPING:
         reason = ctx.tell(
@@ -287,7 +291,7 @@ def set_priority(ctx: Context) -> Iterator[Outcome]:
         **{**told, "tier": told["tier"] or Markdown("-")},
         applied=applied,
     )
-    comment = PostComment(rule.id, f"priority-set:{computed.level}", body)
+    comment = PostComment(rule.id, f"priority-set:{computed.level}", body, kind="priority-set")
     actions = [*_apply(ctx, computed.level), comment] if applied else [comment]
     yield outcome(
         rule,

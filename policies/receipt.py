@@ -76,5 +76,5 @@ def confirm_receipt(ctx: Context) -> Iterator[Outcome]:
         rule,
         ctx.mode(rule),
         passed=True,
-        actions=[PostComment(rule.id, "receipt", body, CommentPolicy.UPSERT)],
+        actions=[PostComment(rule.id, "receipt", body, CommentPolicy.UPSERT, kind="receipt")],
     )

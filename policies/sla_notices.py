@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from config import i18n
 from config.schema import Locale, Mode, Policy, SlaTarget
@@ -17,6 +17,7 @@ from policies.ledger import IssueFacts
 from policies.models import Action, ChangeLabels, CommentPolicy, IssueRef, PostComment
 from policies.render import TemplateFailed, render
 from policies.sla import ClockReading, Phase
+from policies.visibility import is_public
 
 Claim = tuple[str, int, str]
 
@@ -99,7 +100,10 @@ def _notice(
             remaining=show_duration(clock.remaining, policy.locale),
         )
     marker = f"sla:{target.id}:{clock.cycle}:{threshold_key(threshold)}"
-    actions: list[Action] = [PostComment(target.id, marker, body, CommentPolicy.NEW)]
+    comment = PostComment(
+        target.id, marker, body, CommentPolicy.NEW, kind="sla-breached" if breached else "sla-warning"
+    )
+    actions: list[Action] = [replace(comment, public=is_public(policy, comment))]
     if breached and policy.mode_of(target) == Mode.ENFORCE and policy.sla.breach_label not in facts.labels:
         actions.append(ChangeLabels(target.id, add=frozenset({policy.sla.breach_label})))
     return Notice(target.id, threshold, claims, tuple(actions))

@@ -373,7 +373,9 @@ def _held(ctx: Context, status: str) -> Iterator[Outcome]:
             state=state_title(ctx, state),
             actor=ctx.event.actor.login,
         )
-        actions.append(PostComment(rule.id, f"status-unmapped:{status.casefold()}", body))
+        actions.append(
+            PostComment(rule.id, f"status-unmapped:{status.casefold()}", body, kind="status-unmapped")
+        )
     yield outcome(rule, mode, passed=False, reasons=[reason], actions=actions)
 
 
@@ -477,7 +479,9 @@ def _reject(
     marker = f"transition-rejected:{change.before}:{change.after}:{ctx.event.delivery_id}"
     body = render(policy, "transition-rejected", lifecycle, **variables)
     kept = render(policy, "transition-rejected", lifecycle, **{**variables, "undone": False}) if undo else ""
-    actions: list[Action] = [PostComment(rule.id, marker, body, body_if_not_undone=kept)]
+    actions: list[Action] = [
+        PostComment(rule.id, marker, body, body_if_not_undone=kept, kind="transition-rejected")
+    ]
     if undo:
         stands = RememberState(rule.id, change.after, if_undo_fails=True)
         actions = [*move_into(ctx, rule.id, change.before, restoring=True), *actions, stands]

@@ -244,6 +244,8 @@ class FakeJira:
     roles: dict[str, Json] = field(default_factory=lambda: {name: {} for name in ROLE_IDS})
     groups: dict[str, list[str]] = field(default_factory=dict)
     refused_summaries: set[str] = field(default_factory=set)  # sub-tasks Jira would refuse to create
+    # The project's type as `GET /project/{key}` answers it: `service_desk` for Jira Service Management.
+    project_type: str = "software"
     listed: list[Json] = field(default_factory=list)  # what a JQL search finds (`sopguard adopt`)
     # A test's own answer to a JQL search, in place of `listed` (the issues as they stand when asked).
     search_reply: Callable[[requests.PreparedRequest], Reply] | None = None
@@ -269,6 +271,7 @@ class FakeJira:
             ("GET", f"{issue}/changelog", self._changelog),
             ("PUT", f"{issue}/properties/{PROPERTY}", self._set_property),
             ("POST", f"{api}/issue", self._create_issue),
+            ("GET", f"{api}/project/{self.project}", self._get_project),
             ("GET", f"{api}/project/{self.project}/role", self._list_roles),
             ("GET", f"{api}/project/{self.project}/role/", self._get_role),
             ("GET", f"{api}/user", self._get_user),
@@ -288,6 +291,11 @@ class FakeJira:
     def in_role(self, role: str, *, users: Sequence[str] = (), groups: Sequence[str] = ()) -> None:
         """Give a project role to these users (account ids on Cloud, names on Data Center) and groups."""
         self.roles[role] = {"users": list(users), "groups": list(groups)}
+
+    def _get_project(self, _: requests.PreparedRequest) -> Reply:
+        return self._reply(
+            {"id": "10000", "key": self.project, "name": self.project, "projectTypeKey": self.project_type}
+        )
 
     def _list_roles(self, _: requests.PreparedRequest) -> Reply:
         base = f"{self.deployment.server}/rest/api/2/project/{self.project}/role"
@@ -460,11 +468,17 @@ class FakeJira:
     def _add_comment(self, request: requests.PreparedRequest) -> Reply:
         body = _body(request)
         self._next_id += 1
+        properties = body.get("properties", [])
         comment = {
             "id": str(self._next_id),
             "author": self.deployment.myself,
             "body": body["body"],
-            "properties": body.get("properties", []),
+            "properties": properties,
+            # What Jira Service Management makes of the property: an internal note is not public.
+            "jsdPublic": not any(
+                p.get("key") == "sd.public.comment" and (p.get("value") or {}).get("internal") is True
+                for p in properties
+            ),
         }
         self.comments.append(comment)
         return self._reply(self._public([comment])[0], 201)
@@ -851,6 +865,12 @@ def start(
 
 def issue_path(fake: FakeJira) -> str:
     return f"/rest/api/2/issue/{fake.key}"
+
+
+def project_type_read(fake: FakeJira) -> list[str]:
+    """The read before the first internal note of a process on Data Center, whose deliveries do not
+    say the project's type (Cloud's do): is it a Jira Service Management project?"""
+    return [f"GET /rest/api/2/project/{fake.project}"] if fake.deployment is DATA_CENTER else []
 
 
 def post_comment(fake: FakeJira) -> str:

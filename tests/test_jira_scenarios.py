@@ -36,6 +36,7 @@ from tests.jira_support import (
     no_way_back,
     post_comment,
     priority_set,
+    project_type_read,
     service,
     start,
     subtasks_created,
@@ -51,9 +52,11 @@ def deployment(request: pytest.FixtureRequest) -> Deployment:
     return chosen
 
 
-def _comment_calls(fake: FakeJira, *, first: bool = True) -> list[str]:
-    """(The deployment type, once), then the POST: which comments exist is in the journal."""
-    return [*([SERVER_INFO] if first else []), post_comment(fake)]
+def _comment_calls(fake: FakeJira, *, first: bool = True, internal: bool = True) -> list[str]:
+    """(The deployment type and, before an internal note on Data Center, the project's type, once),
+    then the POST: which comments exist is in the journal."""
+    once = [SERVER_INFO, *(project_type_read(fake) if internal else [])] if first else []
+    return [*once, post_comment(fake)]
 
 
 def _blocks(document: dict[str, Any]) -> list[tuple[str, str]]:
@@ -212,12 +215,12 @@ def test_priority_and_its_label_are_set_in_one_update_without_a_reload(
     sopguard.deliver(priority_set(deployment).payload, "prio-1")
 
     issue = issue_path(fake)
-    assert fake.calls() == [MYSELF, FIELDS, f"PUT {issue}", *_comment_calls(fake)]
+    assert fake.calls() == [MYSELF, FIELDS, f"PUT {issue}", *_comment_calls(fake, internal=False)]
     assert fake.sent("PUT", issue) == [
         {"fields": {"priority": {"name": "Highest"}}, "update": {"labels": [{"add": "priority-P1"}]}}
     ]
     assert fake.priority == "Highest" and "priority-P1" in fake.labels
-    comment = _only_comment(fake)  # the receipt (S1.4) states the priority and why
+    comment = _only_comment(fake)  # the receipt (S1.4), for the customer, states the priority and why
     expected = (
         'Received. This request is handled as P1, from impact "Business outage", urgency "High" and '
         'customer tier "Standard". Next step: Triage.'
@@ -280,7 +283,7 @@ def test_missing_intake_at_create_is_asked_once_and_a_completed_intake_is_acknow
         MYSELF,
         FIELDS,
         f"PUT {issue}",
-        *_comment_calls(fake),
+        *_comment_calls(fake, internal=False),  # the reminder and the receipt are for the customer
         post_comment(fake),
     ]
     assert fake.sent("PUT", issue) == [{"update": {"labels": [{"add": "needs-info"}]}}]

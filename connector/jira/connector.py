@@ -68,6 +68,11 @@ from policies.text import parse_time
 log = logging.getLogger(__name__)
 
 VIOLATION_LABEL = "sop-violation"
+SERVICE_DESK = "service_desk"  # the `projectTypeKey` of a Jira Service Management project
+PROJECT_TYPE = "projectTypeKey"  # where a delivery rebuilt from the ledger's context says it
+# The comment property Jira Service Management reads to keep a comment from the customer (an
+# internal note), documented for the platform's `POST /issue/{key}/comment`.
+INTERNAL_NOTE = {"sd.public.comment": {"internal": True}}
 _CUSTOM_FIELD_ID = re.compile(r"^customfield_\d+$")
 
 # --- field names ----------------------------------------------------------------------------
@@ -213,6 +218,7 @@ class JiraConnector:
         self._cloud: bool | None = None
         self._fields: FieldIndex | None = None
         self._transitions: dict[Step, tuple[float, tuple[Json, ...]]] = {}
+        self._project_types: dict[str, str] = {}
 
     @classmethod
     def from_settings(
@@ -263,6 +269,30 @@ class JiraConnector:
             if self._cloud is None:
                 self._cloud = self.api.server_info().get("deploymentType") == "Cloud"
             return self._cloud
+
+    def is_service_desk(self, project: str, payload: Json) -> bool:
+        """Whether `project` is a Jira Service Management project (`projectTypeKey` is
+        `service_desk`): as the delivery's `issue.fields.project` says (Cloud's do), else as
+        `GET /project/{key}` answered once per process (a sweep's delivery, rebuilt from what the
+        ledger kept, says what the issue's last delivery did: `Delivery.context`). Where Jira does not answer, it counts as one:
+        an internal note on another project is only a comment property, a public one on a service
+        project is read by the customer."""
+        told = jira_events.project_type(payload) or payload.get(PROJECT_TYPE)
+        with self._lock:
+            if isinstance(told, str) and told:
+                self._project_types[project] = told
+            known = self._project_types.get(project)
+        if known is None:
+            try:
+                known = str(self.api.project(project).get("projectTypeKey") or "")
+            except JIRAError as error:
+                if (later := unavailable(classify, error)) is not None:
+                    raise later from error
+                log.warning("the type of project %s is unreadable: %s", project, describe(error))
+                return True
+            with self._lock:
+                self._project_types[project] = known
+        return known == SERVICE_DESK
 
     def field_index(self, names: Sequence[str]) -> FieldIndex:
         """The field list, loaded once and again when a name is unknown (at most every few minutes)."""
@@ -625,7 +655,14 @@ class _Run:
         self.api.edit(self.key, edit_body(None, [VIOLATION_LABEL], []))
         if not any(isinstance(a, PostComment) and a.rule_id == action.rule_id for a in self.actions):
             note = stuck.note(self.policy.locale)
-            self._comment(PostComment(action.rule_id, f"not-undone:{self.delivery.delivery_id}", note))
+            self._comment(
+                PostComment(
+                    action.rule_id,
+                    f"not-undone:{self.delivery.delivery_id}",
+                    note,
+                    kind="transition-rejected",
+                )
+            )
         return f"failed: {reason}; commented and labelled {VIOLATION_LABEL}"
 
     # --- priority and labels, in one request ------------------------------------------------
@@ -692,7 +729,7 @@ class _Run:
         if (stuck := self.stuck.get(action.rule_id)) and not action.marker.startswith("not-undone:"):
             # The undo failed: the engine's text for a change that stands, and why it stands.
             body = with_note(action.body_if_not_undone or body, stuck.note(self.policy.locale))
-        self._post(body, action.marker, key, body_digest, known)
+        self._post(body, action.marker, key, body_digest, known, public=action.public)
         return f"applied (follow-up to comment {known.comment_id})" if known else "applied"
 
     def _known(self, action: PostComment, earlier: Recorded | None) -> markers.Posted | None:
@@ -704,20 +741,34 @@ class _Run:
         return None
 
     def _post(
-        self, markdown: str, marker: str, key: str, body_digest: str, follows: markers.Posted | None = None
+        self,
+        markdown: str,
+        marker: str,
+        key: str,
+        body_digest: str,
+        follows: markers.Posted | None = None,
+        *,
+        public: bool = True,
     ) -> Json:
         """One comment, journaled: `started` just before the POST, `done` with its id after it;
-        `follows` is the earlier comment for the marker that this one follows up."""
+        `follows` is the earlier comment for the marker that this one follows up. One that is not
+        `public` is an internal note on a Jira Service Management project (a comment property)."""
         actor = self.event.actor
         mentions = {actor.login: actor.id} if actor.login and actor.id else {}
         body: str | Json = (
             to_adf(markdown, mentions) if self.connector.is_cloud() else to_wiki(markdown, mentions)
         )
+        internal = not public and self.connector.is_service_desk(
+            self.event.issue.scope, self.delivery.payload
+        )
         self.journal.begin(key)
         comment = self.api.add_comment(
             self.key,
             body,
-            {markers.PROPERTY: {"marker": marker, "digest": body_digest}},
+            {
+                markers.PROPERTY: {"marker": marker, "digest": body_digest},
+                **(INTERNAL_NOTE if internal else {}),
+            },
             lambda: self._find_comment(marker, body_digest, follows),
         )
         self.journal.done(key, {"id": str(comment.get("id", "")), "digest": body_digest})

@@ -49,6 +49,8 @@ _ISSUE_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,79}-[0-9]{1,19}")
 # Nesting no Jira field reaches (a document in Atlassian's format stays well within it).
 _DEEPEST_FIELD = 64
 _LONGEST_EVENT_NAME = 100  # what the audit log keeps of an event's name
+_LONGEST_NAME = 255  # of a request type or an organization (Jira's own limit for names)
+_ORGANIZATION_LINK = "/rest/servicedeskapi/organization/"
 
 
 def classify(payload: Payload) -> str:
@@ -292,7 +294,48 @@ def _snapshot(delivery: DeliveryBody, payload: Payload) -> IssueSnapshot:
         # By issue type, never by `parent`: a Story or Task under an Epic has a parent too.
         is_subtask=fields.issuetype is not None and fields.issuetype.is_subtask,
         issue_type=(fields.issuetype.name or "") if fields.issuetype else "",
+        request_type=request_type(raw_fields),
+        organizations=organizations(raw_fields),
     )
+
+
+def project_type(payload: Payload) -> str:
+    """The delivery's `issue.fields.project.projectTypeKey` (`service_desk` for Jira Service
+    Management; Cloud's deliveries say it, Data Center's do not), else `""`."""
+    issue = payload.get("issue")
+    fields = issue.get("fields") if isinstance(issue, dict) else None
+    project = fields.get("project") if isinstance(fields, dict) else None
+    kind = project.get("projectTypeKey") if isinstance(project, dict) else None
+    return kind[:_LONGEST_NAME] if isinstance(kind, str) else ""
+
+
+def request_type(fields: Payload) -> str:
+    """The name of a Jira Service Management request's type: the value of its Request Type field
+    (a custom field whose id varies by site) is the only one carrying a `requestType` object."""
+    for value in fields.values():
+        kind = value.get("requestType") if isinstance(value, dict) else None
+        if isinstance(kind, dict) and isinstance(kind.get("name"), str):
+            return str(kind["name"])[:_LONGEST_NAME]
+    return ""
+
+
+def organizations(fields: Payload) -> tuple[str, ...]:
+    """The customer organizations of a request, by name: the Organizations field (a custom field whose
+    id varies by site) holds them as service-desk organization objects (their `_links.self` is under
+    `/rest/servicedeskapi/organization/`)."""
+    for value in fields.values():
+        if not isinstance(value, list) or not value:
+            continue
+        named = [
+            str(item["name"])[:_LONGEST_NAME]
+            for item in value
+            if isinstance(item, dict)
+            and isinstance(item.get("name"), str)
+            and _ORGANIZATION_LINK in str((item.get("_links") or {}).get("self", ""))
+        ]
+        if len(named) == len(value):
+            return tuple(named)
+    return ()
 
 
 def _comment(comment: JiraComment) -> Comment:

@@ -88,7 +88,14 @@ class Unfinished:
 def _encode_unfinished(item: Unfinished) -> dict[str, Any]:
     part = item.part
     shape: dict[str, Any] = (
-        {"type": "comment", "marker": part.marker, "body": part.body, "on_existing": str(part.on_existing)}
+        {
+            "type": "comment",
+            "marker": part.marker,
+            "body": part.body,
+            "on_existing": str(part.on_existing),
+            "kind": part.kind,
+            "public": part.public,
+        }
         if isinstance(part, PostComment)
         else {"type": "labels", "add": sorted(part.add), "remove": sorted(part.remove)}
     )
@@ -113,7 +120,14 @@ def _encode_all(items: Sequence[Unfinished]) -> list[dict[str, Any]] | None:
 def _decode_unfinished(data: Mapping[str, Any]) -> Unfinished:
     part: NoticePart
     if data["type"] == "comment":
-        part = PostComment(data["rule_id"], data["marker"], data["body"], CommentPolicy(data["on_existing"]))
+        part = PostComment(
+            data["rule_id"],
+            data["marker"],
+            data["body"],
+            CommentPolicy(data["on_existing"]),
+            kind=str(data.get("kind", "")),
+            public=bool(data.get("public", False)),  # kept before comments had one: SLA notices, internal
+        )
     else:
         part = ChangeLabels(data["rule_id"], frozenset(data["add"]), frozenset(data["remove"]))
     return Unfinished(

@@ -1,0 +1,37 @@
+"""Who reads each comment: the customer too (public) or only the team (internal).
+
+Only Jira Service Management keeps internal notes; the Jira connector posts a comment that is not
+public as one there, and every other tracker and project shows every comment to everyone. Which
+comment is which lives in the policy (`trackers.jira.service_desk.comments`), by the kind of comment
+or by the rule that posts it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import replace
+
+from config.schema import Policy
+from policies import people
+from policies.models import Action, Event, IssueSnapshot, PostComment
+
+
+def is_public(policy: Policy, comment: PostComment, *, to_reporter: bool = False) -> bool:
+    """Whether the customer reads `comment`. The answer to a command the customer gave is always
+    public: an internal note would answer them where they cannot read it."""
+    if comment.kind == "command-answer" and to_reporter:
+        return True
+    return policy.trackers.jira.service_desk.visibility(comment.kind, comment.rule_id) == "public"
+
+
+def with_visibility(
+    policy: Policy, event: Event, snapshot: IssueSnapshot, actions: Iterable[Action]
+) -> list[Action]:
+    """The actions with each comment marked public or internal as the policy says."""
+    to_reporter = people.same_person(people.subject(event), snapshot.reporter, snapshot.reporter_id)
+    return [
+        replace(action, public=is_public(policy, action, to_reporter=to_reporter))
+        if isinstance(action, PostComment)
+        else action
+        for action in actions
+    ]
