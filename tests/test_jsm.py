@@ -1,0 +1,340 @@
+"""Jira Service Management (issue 10): on a service project the customer reads what is written for
+them (the receipt, the rating request) and not what is written for the team (SLA warnings,
+escalations), which are internal notes; the request type and the customer's organization feed the
+intake and the priority. The deliveries are a real Cloud `jira:issue_created` made a service
+project's request (`jsm__issue-created.derived.json`, see tests/fixtures/SOURCES.md)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import jsonschema
+import pytest
+import responses
+
+from config.loader import PolicyError, load_policy
+from connector.jira import events
+from connector.jira.connector import JiraConnector
+from policies import priority
+from policies.context import Context
+from policies.models import Actor, Comment, IssueRef, PostComment
+from policies.visibility import with_visibility
+from runtime.services import Services
+from runtime.sweep import sweep
+from tests.conftest import fixture_json, services_of
+from tests.jira_support import (
+    CLOUD,
+    DATA_CENTER,
+    FIELD_IDS,
+    INTAKE_VALUES,
+    Deployment,
+    FakeJira,
+    Service,
+    fake_for,
+    project_type_read,
+    subtask_json,
+    with_intake,
+    with_status_change,
+)
+from tests.jira_support import service as jira_service
+from tests.openapi_check import SPECS
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+MONDAY_10 = dt.datetime(2026, 11, 23, 10, 0, tzinfo=SHANGHAI)
+JSM_CREATED = "jsm__issue-created.derived.json"
+INTERNAL = {"key": "sd.public.comment", "value": {"internal": True}}
+
+
+def _request(deployment: Deployment, name: str = JSM_CREATED, **intake: str) -> dict[str, Any]:
+    """The customer's P1 request (a business outage, urgent), created at Monday 10:00 in Shanghai.
+
+    Data Center's deliveries do not say the project's type, nor name people by account id."""
+    payload = with_intake(
+        fixture_json("jira", name),
+        {
+            **INTAKE_VALUES,
+            "Impact": "Business outage",
+            "Urgency": "High",
+            "Customer tier": "Standard",
+            **intake,
+        },
+    )
+    payload["timestamp"] = int(MONDAY_10.timestamp() * 1000)
+    payload["issue"]["fields"]["created"] = MONDAY_10.isoformat()
+    if deployment is DATA_CENTER:
+        del payload["issue"]["fields"]["project"]["projectTypeKey"]
+        customer = {"name": "customer", "key": "JIRAUSER10100", "displayName": "Example Customer"}
+        payload["user"] = payload["issue"]["fields"]["reporter"] = customer
+    return payload
+
+
+def _start(
+    tmp_path: Path,
+    mock: responses.RequestsMock,
+    deployment: Deployment,
+    payload: dict[str, Any],
+    project_type: str,
+) -> tuple[FakeJira, Service]:
+    fake = fake_for(mock, deployment, payload)
+    fake.project_type = project_type
+    sopguard = jira_service(tmp_path, deployment)
+    _services(sopguard).clock = lambda: MONDAY_10
+    return fake, sopguard
+
+
+def _services(sopguard: Service) -> Services:
+    return services_of(sopguard.app)
+
+
+def _sweep(sopguard: Service, when: dt.datetime, mock: responses.RequestsMock) -> list[str]:
+    mock.calls.reset()
+    sweep(_services(sopguard), when)
+    return [f"{c.request.method} {c.request.path_url.split('?')[0]}" for c in mock.calls]
+
+
+def _ours(fake: FakeJira) -> list[dict[str, Any]]:
+    return [c for c in fake.comments if c["author"] == fake.deployment.myself]
+
+
+def _marker(comment: dict[str, Any]) -> str:
+    return str(next(p["value"]["marker"] for p in comment["properties"] if p["key"] == "sopguard"))
+
+
+def _visibility(fake: FakeJira) -> list[tuple[str, bool]]:
+    """Each comment sopguard posted: its marker's kind, and whether the customer reads it."""
+    return [(_marker(c).split(":")[0], c["jsdPublic"]) for c in _ours(fake)]
+
+
+def _text(comment: dict[str, Any]) -> str:
+    return json.dumps(comment["body"], ensure_ascii=False)
+
+
+def _closed(payload: dict[str, Any]) -> dict[str, Any]:
+    """The request closed from customer acceptance: every checklist item done, the root cause given,
+    the customer's acceptance recorded (their `/accept`)."""
+    closed = with_status_change(payload, "Acceptance", "Done")
+    closed["changelog"]["items"] = closed["changelog"]["items"][-1:]  # the status alone changed
+    closed["webhookEvent"], closed["issue_event_type_name"] = "jira:issue_updated", "issue_generic"
+    closed["timestamp"] = int((MONDAY_10 + dt.timedelta(hours=2)).timestamp() * 1000)
+    fields = closed["issue"]["fields"]
+    fields["labels"] = ["priority-P1", "customer-accepted"]
+    fields["description"] = "The billing portal answers 502.\n\nh3. Root cause\n\nA full disk."
+    items = [
+        "Customer acceptance: The customer confirms the result",
+        "Deliverables: Service report handed over",
+        "Deliverables: Documentation updated and handed over",
+    ]
+    fields["subtasks"] = [subtask_json(f"TES-{500 + n}", item, "Done") for n, item in enumerate(items)]
+    return closed
+
+
+@pytest.mark.parametrize("deployment", [CLOUD, DATA_CENTER], ids=["cloud", "dc"])
+def test_a_p1_request_gets_a_public_receipt_internal_sla_notices_and_a_public_rating_request(
+    tmp_path: Path, no_network: responses.RequestsMock, deployment: Deployment
+) -> None:
+    request = _request(deployment)
+    fake, sopguard = _start(tmp_path, no_network, deployment, request, "service_desk")
+
+    sopguard.deliver(request, "created")
+
+    assert fake.priority == "Highest"
+    assert _visibility(fake) == [("receipt", True)]
+    assert [p["key"] for p in _ours(fake)[0]["properties"]] == ["sopguard"]  # public: no property
+
+    assert _sweep(sopguard, MONDAY_10 + dt.timedelta(minutes=11, seconds=15), no_network) == [
+        *project_type_read(fake),  # Data Center's delivery did not say it is a service project
+        f"POST /rest/api/{'3' if deployment is CLOUD else '2'}/issue/{fake.key}/comment",
+    ]
+    warning = _ours(fake)[-1]
+    assert "75%" in _text(warning) and INTERNAL in warning["properties"]
+    _sweep(sopguard, MONDAY_10 + dt.timedelta(minutes=15), no_network)
+    breach = _ours(fake)[-1]
+    assert "was missed" in _text(breach) and INTERNAL in breach["properties"]
+    assert "sla/breached" in fake.labels
+
+    ref = IssueRef("jira", fake.project, fake.key)
+    _services(sopguard).store.ledger.remember_state(ref, "acceptance", MONDAY_10)
+    fake.status, fake.labels = "Done", ["priority-P1", "sla/breached", "customer-accepted"]
+    sopguard.deliver(_closed(request), "closed")
+
+    assert _visibility(fake) == [("receipt", True), ("sla", False), ("sla", False), ("satisfaction", True)]
+    assert "how satisfied are you" in _text(_ours(fake)[-1])
+    fake.check_against_openapi()
+
+
+def test_on_a_software_project_no_comment_is_an_internal_note(
+    tmp_path: Path, no_network: responses.RequestsMock
+) -> None:
+    request = _request(CLOUD, "mattermost__webhook-issue-created.json")
+    fake, sopguard = _start(tmp_path, no_network, CLOUD, request, "software")
+
+    sopguard.deliver(request, "created")
+    # Another process sweeps: what the delivery said of the project is kept with the issue.
+    first = _services(sopguard)
+    fresh = JiraConnector.from_settings(first.settings, first.policy)
+    other = Services(first.settings, first.policy, first.store, {**first.connectors, "jira": fresh})
+    sweep(other, MONDAY_10 + dt.timedelta(minutes=11, seconds=15))
+    sweep(other, MONDAY_10 + dt.timedelta(minutes=15))
+
+    assert [kind for kind, _ in _visibility(fake)] == ["receipt", "sla", "sla"]
+    assert all([p["key"] for p in c["properties"]] == ["sopguard"] for c in _ours(fake))
+    assert f"GET /rest/api/2/project/{fake.project}" not in fake.calls()
+    fake.check_against_openapi()
+
+
+def test_where_jira_does_not_say_the_projects_type_a_note_stays_internal(
+    tmp_path: Path, no_network: responses.RequestsMock
+) -> None:
+    """An internal note on a project that is not a service one is only a comment property; a public
+    comment on a service project is read by the customer. So an unreadable type counts as service."""
+    request = _request(DATA_CENTER)
+    fake, sopguard = _start(tmp_path, no_network, DATA_CENTER, request, "software")
+    fake.fail("GET", f"/project/{fake.project}", (403, {}, '{"errorMessages": ["No permission"]}'))
+    sopguard.deliver(request, "created")
+
+    _sweep(sopguard, MONDAY_10 + dt.timedelta(minutes=11, seconds=15), no_network)
+
+    assert INTERNAL in _ours(fake)[-1]["properties"]
+
+
+# --- the policy: who reads what ---------------------------------------------------------------------
+
+
+def _comment(kind: str, rule_id: str = "some-rule") -> PostComment:
+    return PostComment(rule_id, f"{kind}:1", "text", kind=kind)
+
+
+def test_the_defaults_keep_the_customer_to_what_is_written_for_them() -> None:
+    desk = load_policy().trackers.jira.service_desk
+
+    public = ["receipt", "intake-missing", "satisfaction", "delay-notice"]
+    internal = ["sla-warning", "sla-breached", "transition-rejected", "label-refused", "command-answer"]
+    assert [desk.visibility(kind) for kind in public] == ["public"] * len(public)
+    assert [desk.visibility(kind) for kind in [*internal, "plan-changed", "low-rating"]] == ["internal"] * 7
+
+
+def test_a_policy_makes_a_kind_or_one_rules_comments_public(tmp_path: Path) -> None:
+    text = Path("config/sop.yaml").read_text(encoding="utf-8")
+    changed = text.replace(
+        "    subtask_issue_type: Sub-task\n",
+        "    subtask_issue_type: Sub-task\n"
+        "    service_desk:\n"
+        "      comments: {sla-warning: public, command-delay: public}\n",
+        1,
+    )
+    (tmp_path / "policy.yaml").write_text(changed, encoding="utf-8")
+    desk = load_policy(tmp_path / "policy.yaml").trackers.jira.service_desk
+
+    assert desk.visibility("sla-warning", "first-response") == "public"
+    assert desk.visibility("command-answer", "command-delay") == "public"  # the rule wins over its kind
+    assert desk.visibility("command-answer", "command-accept") == "internal"
+
+
+def test_an_unknown_comment_name_is_refused_where_it_is_written(tmp_path: Path) -> None:
+    text = Path("config/sop.yaml").read_text(encoding="utf-8")
+    changed = text.replace(
+        "    subtask_issue_type: Sub-task\n",
+        "    subtask_issue_type: Sub-task\n    service_desk:\n      comments: {sla-warnings: public}\n",
+        1,
+    )
+    (tmp_path / "policy.yaml").write_text(changed, encoding="utf-8")
+
+    with pytest.raises(PolicyError) as refused:
+        load_policy(tmp_path / "policy.yaml")
+
+    assert (
+        "trackers.jira.service_desk.comments.sla-warnings: 'sla-warnings' is neither a kind of comment"
+        in str(refused.value)
+    )
+
+
+def test_the_answer_to_the_customers_own_command_is_public() -> None:
+    policy = load_policy()
+    event, snapshot = events.to_event("c-1", _request(CLOUD))
+    customer = Actor(snapshot.reporter, id=snapshot.reporter_id)
+    by_customer = replace(event, comment=Comment(customer, "/accept"))
+    by_agent = replace(event, comment=Comment(Actor("amy", id="557058:amy"), "/accept"))
+    answer = _comment("command-answer", "command-accept")
+
+    assert [a.public for a in with_visibility(policy, by_customer, snapshot, [answer])] == [True]  # type: ignore[union-attr]
+    assert [a.public for a in with_visibility(policy, by_agent, snapshot, [answer])] == [False]  # type: ignore[union-attr]
+
+
+# --- request types and organizations ------------------------------------------------------------------
+
+
+def test_the_delivery_names_the_request_type_and_the_customer_organizations() -> None:
+    _, snapshot = events.to_event("created", fixture_json("jira", JSM_CREATED))
+
+    assert snapshot.request_type == "Report a system problem"
+    assert snapshot.organizations == ("Acme Bank",)
+    assert events.snapshot(fixture_json("jira", "mattermost__webhook-issue-created.json")).request_type == ""
+
+
+def _with_desk(**desk: Any) -> Any:
+    policy = load_policy()
+    jira = policy.trackers.jira
+    service_desk = jira.service_desk.model_copy(update=desk)
+    trackers = policy.trackers.model_copy(
+        update={"jira": jira.model_copy(update={"service_desk": service_desk})}
+    )
+    return policy.model_copy(update={"trackers": trackers})
+
+
+def _priority(policy: Any, payload: dict[str, Any]) -> str:
+    """The level the policy's matrix gives the request (S1.3)."""
+    event, snapshot = events.to_event("created", payload)
+    # The connector names the fields the policy gives by name (`GET /field`).
+    named = {
+        name: snapshot.fields[field_id] for name, field_id in FIELD_IDS.items() if field_id in snapshot.fields
+    }
+    computed = priority.compute(
+        Context(policy, event, replace(snapshot, fields={**snapshot.fields, **named}), MONDAY_10)
+    )
+    assert computed is not None
+    return computed.level
+
+
+def test_the_customers_organization_gives_the_tier_the_request_leaves_empty() -> None:
+    degraded = _request(CLOUD, Impact="Degraded service", **{"Customer tier": ""})
+    policy = _with_desk(organizations={"Acme Bank": "Strategic"})
+
+    assert _priority(load_policy(), degraded) == "P2"
+    assert _priority(policy, degraded) == "P1"  # a strategic customer's P2 is raised (S1.3)
+    assert (
+        _priority(policy, _request(CLOUD, Impact="Degraded service", **{"Customer tier": "Standard"})) == "P2"
+    )
+
+
+def test_the_request_type_says_what_the_request_leaves_empty() -> None:
+    unsaid = _request(CLOUD, Impact="")
+    policy = _with_desk(request_types={"Report a system problem": {"impact": "Business outage"}})
+
+    assert _priority(policy, unsaid) == "P1"
+
+
+# --- the shapes, as Atlassian describes them -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "schema"),
+    [
+        (("customfield_10010", "requestType"), "RequestTypeDTO"),
+        (("customfield_10010", "currentStatus"), "CustomerRequestStatusDTO"),
+        (("customfield_10002", 0), "OrganizationDTO"),
+    ],
+)
+def test_the_request_fields_of_the_delivery_are_as_the_service_desk_api_describes_them(
+    path: tuple[str | int, ...], schema: str
+) -> None:
+    spec = json.loads((SPECS / "jsm-cloud.openapi.json").read_text(encoding="utf-8"))
+    value: Any = fixture_json("jira", JSM_CREATED)["issue"]["fields"]
+    for step in path:
+        value = value[step]
+
+    jsonschema.validate(value, {"$ref": f"#/components/schemas/{schema}", "components": spec["components"]})
