@@ -799,16 +799,26 @@ class Messages(Strict):
 class ScopeMatch(Strict):
     github: str | None = Field(default=None, description="`owner/name`, glob allowed (`acme/*`).")
     jira: str | None = Field(default=None, description="A Jira project key, glob allowed.")
+    request_type: str | None = Field(
+        default=None,
+        description="With `jira`: only the Jira Service Management requests of this request type "
+        "(its name, glob allowed, any case).",
+    )
 
     @model_validator(mode="after")
     def _one_tracker(self) -> ScopeMatch:
         if (self.github is None) == (self.jira is None):
             raise ValueError("give exactly one of `github` or `jira`")
+        if self.request_type is not None and self.jira is None:
+            raise ValueError("`request_type` is a Jira Service Management one: give it with `jira`")
         return self
 
-    def matches(self, source: str, scope: str) -> bool:
+    def matches(self, source: str, scope: str, request_type: str = "") -> bool:
         pattern = self.github if source == "github" else self.jira
-        return pattern is not None and fnmatchcase(scope, pattern)
+        if pattern is None or not fnmatchcase(scope, pattern):
+            return False
+        wanted = self.request_type
+        return wanted is None or fnmatchcase(request_type.casefold(), wanted.casefold())
 
 
 class Scope(Strict):
@@ -854,9 +864,10 @@ class Policy(Strict):
     )
     scopes: list[Scope] = Field(default_factory=list)
 
-    def for_issue(self, source: str, scope: str) -> Policy:
-        """The policy in force for one repository or project: the first matching scope applied."""
-        override = next((s for s in self.scopes if s.match.matches(source, scope)), None)
+    def for_issue(self, source: str, scope: str, request_type: str = "") -> Policy:
+        """The policy in force for one repository or project (and, on Jira Service Management, one
+        request type): the first matching scope applied."""
+        override = next((s for s in self.scopes if s.match.matches(source, scope, request_type)), None)
         if override is None:
             return self
         return self.model_copy(update={**apply_scope(dict(self), override), "scopes": []})

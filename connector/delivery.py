@@ -32,10 +32,15 @@ class Delivery:
 
     def context(self) -> dict[str, Any]:
         """What a connector needs to act on this issue later, without a delivery (a GitHub App's
-        installation, a Jira project's type); a sweep rebuilds a delivery from it."""
+        installation; a Jira project's type and a Jira Service Management request's type, which
+        decides its scope); a sweep rebuilds a delivery from it."""
         if self.source == "jira":
-            kind = jira_events.project_type(self.payload)
-            return {"projectTypeKey": kind} if kind else {}
+            fields = (self.payload.get("issue") or {}).get("fields") or {}
+            said = {
+                "projectTypeKey": jira_events.project_type(self.payload),
+                "requestType": jira_events.request_type(fields) if isinstance(fields, dict) else "",
+            }
+            return {key: value for key, value in said.items() if value}
         installation = self.payload.get("installation")
         return {"installation": {"id": installation["id"]}} if isinstance(installation, dict) else {}
 

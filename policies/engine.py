@@ -59,7 +59,7 @@ def _merge_label_changes(actions: list[Action]) -> list[Action]:
 
 def evaluate(policy: Policy, event: Event, snapshot: IssueSnapshot, now: dt.datetime) -> Decision:
     """Decide what the SOP asks for after `event`; `now` is the time of the decision."""
-    scoped = policy.for_issue(event.source, event.issue.scope)
+    scoped = policy.for_issue(event.source, event.issue.scope, snapshot.request_type)
     if event.by_service:
         return Decision(note=say(scoped.locale, SELF_CAUSED))
     if not is_service_request(scoped, snapshot):

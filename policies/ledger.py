@@ -104,7 +104,7 @@ def facts_after(
     after = IssueSnapshot(
         ref=snapshot.ref, labels=labels, priority=chosen[-1] if chosen else snapshot.priority
     )
-    scoped = policy.for_issue(event.source, event.issue.scope)
+    scoped = policy.for_issue(event.source, event.issue.scope, snapshot.request_type)
     level = priority.current_level(Context(scoped, event, after, dt.datetime.min))
     manual = [a.level for a in decision.actions if isinstance(a, RememberManualPriority)]
     moved = [

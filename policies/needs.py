@@ -29,7 +29,7 @@ class Needs:
 
 def needs(policy: Policy, event: Event, snapshot: IssueSnapshot) -> Needs:
     """Decided from the change of stage the event may be: its guards and the checklists it creates."""
-    scoped = policy.for_issue(event.source, event.issue.scope)
+    scoped = policy.for_issue(event.source, event.issue.scope, snapshot.request_type)
     if event.by_service or not is_service_request(scoped, snapshot):
         return Needs()
     context = Context(scoped, event, snapshot, dt.datetime.min)  # no rule here reads the time

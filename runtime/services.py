@@ -67,10 +67,10 @@ class Services:
             return copy.copy(self)
 
     def clocks(
-        self, ref: IssueRef, timeline: Sequence[TimelineEvent], now: dt.datetime
+        self, ref: IssueRef, timeline: Sequence[TimelineEvent], now: dt.datetime, request_type: str = ""
     ) -> tuple[ClockReading, ...]:
         """The issue's SLA clocks at `now`; none before the ledger knows when it was created."""
-        return issue_clocks(self.policy.for_issue(ref.source, ref.scope).sla, timeline, now)
+        return issue_clocks(self.policy.for_issue(ref.source, ref.scope, request_type).sla, timeline, now)
 
 
 def build_services(settings: Settings, store: Store | None = None) -> Services:

@@ -92,6 +92,7 @@ def _act(
         labels=facts.labels,
         assignees=facts.assignees,
         reporter=facts.reporter,
+        request_type=request_type(issue),
     )
     journal = services.store.journal(ref, delivery_id, services.clock, complete=True, retry_refused=again)
     try:
@@ -225,9 +226,15 @@ def sweep_issue(services: Services, issue: FollowedIssue, now: dt.datetime, repo
         stop_following(services, issue.ref, gone, now)
 
 
+def request_type(issue: FollowedIssue) -> str:
+    """A Jira Service Management request's type, as its last delivery that showed it said (it
+    decides the request's scope)."""
+    return str(issue.context.get("requestType", ""))
+
+
 def _sweep_issue(services: Services, issue: FollowedIssue, now: dt.datetime, report: SweepReport) -> None:
-    scoped = services.policy.for_issue(issue.ref.source, issue.ref.scope)
-    clocks = services.clocks(issue.ref, issue.timeline, now)
+    scoped = services.policy.for_issue(issue.ref.source, issue.ref.scope, request_type(issue))
+    clocks = services.clocks(issue.ref, issue.timeline, now, request_type(issue))
     unfinished = _finish(services, issue, scoped.locale, now, report)
     said = set(issue.notified)
     for notice in due_notices(scoped, issue.ref, issue.facts, clocks, issue.notified):
@@ -335,7 +342,7 @@ def _read_history(services: Services, issue: FollowedIssue, now: dt.datetime) ->
         return
     if history is None:
         return  # a dry run, or unreadable: followed from its creation; tried again next time
-    scoped = services.policy.for_issue(issue.ref.source, issue.ref.scope)
+    scoped = services.policy.for_issue(issue.ref.source, issue.ref.scope, request_type(issue))
     facts, before = issue.facts, issue.history_before
     known = IssueSnapshot(
         ref=issue.ref,
@@ -349,12 +356,12 @@ def _read_history(services: Services, issue: FollowedIssue, now: dt.datetime) ->
     entries, _ = adoption.beginning(scoped, known, issue.memory.last_state, before)
     ledger = services.store.ledger
     ledger.replace_beginning(issue.ref, entries)
-    said = adoption.crossed_claims(services.clocks(issue.ref, entries, before))
+    said = adoption.crossed_claims(services.clocks(issue.ref, entries, before, request_type(issue)))
     with services.store.engine.begin() as db:
         ledger.write(db, issue.ref, LedgerUpdate(None, (), {}, quiet_claims=said), now)
     refreshed = ledger.one(issue.ref)
     if refreshed is not None:
-        clocks = services.clocks(issue.ref, refreshed.timeline, now)
+        clocks = services.clocks(issue.ref, refreshed.timeline, now, request_type(issue))
         ledger.set_next_due(issue.ref, next_due(scoped, clocks, refreshed.notified, now))
 
 

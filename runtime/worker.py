@@ -20,6 +20,7 @@ import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from config import i18n
 from connector.base import Applied, DeliveryRefused, IssueGone, TrackerUnavailable
@@ -168,6 +169,8 @@ def process(services: Services, delivery: Delivery, received: Received) -> Outco
     )
     if known is not None and not snapshot.reporter:  # a Jira comment event does not show the reporter
         snapshot = replace(snapshot, reporter=known.facts.reporter, reporter_id=known.facts.reporter_id)
+    if known is not None and not snapshot.request_type:  # nor its request type
+        snapshot = replace(snapshot, request_type=str(known.context.get("requestType", "")))
     snapshot = connector.complete(delivery, event, snapshot, needs(services.policy, event, snapshot))
     decision = evaluate(services.policy, event, snapshot, now)
     tracker_actions = [a for a in decision.actions if isinstance(a, TRACKER_ACTIONS)]
@@ -404,6 +407,14 @@ def _outcomes(applied: list[Applied]) -> dict[str, str]:
     }
 
 
+def _context(delivery: Delivery, known: FollowedIssue | None) -> dict[str, Any]:
+    """What the ledger keeps for acting on the issue later: the delivery's, and on Jira what an
+    earlier delivery said that this one does not (a comment event carries no request type)."""
+    if delivery.source == "jira" and known is not None:
+        return {**known.context, **delivery.context()}
+    return delivery.context()
+
+
 def ledger_update(
     services: Services,
     delivery: Delivery,
@@ -417,7 +428,7 @@ def ledger_update(
     """What the ledger learns from this delivery (`decision` as it happened); nothing for checklist
     items and sub-tasks, for an issue named only by its id (an old Server comment event), nor for
     an issue outside the policy's adoption rule."""
-    scoped = services.policy.for_issue(event.issue.source, event.issue.scope)
+    scoped = services.policy.for_issue(event.issue.source, event.issue.scope, snapshot.request_type)
     if not is_service_request(scoped, snapshot) or not event.issue.scope:
         return None
     stopped = [a.reason for a in decision.actions if isinstance(a, StopFollowing)]
@@ -444,14 +455,18 @@ def ledger_update(
     quiet = adopted.claims if adopted else ()
     notified = (known.notified if known else frozenset()) | frozenset(quiet)
     as_of = max(now, event.at) if event.at else now  # a delivery may be processed before its own clock
-    clocks = services.clocks(event.issue, (*earlier, *entries), as_of) if facts.is_open else ()
+    clocks = (
+        services.clocks(event.issue, (*earlier, *entries), as_of, snapshot.request_type)
+        if facts.is_open
+        else ()
+    )
     states = [a.state for a in decision.actions if isinstance(a, RememberState)]
     manual = [a.level for a in decision.actions if isinstance(a, RememberManualPriority)]
     version = max(filter(None, (memory.as_of, snapshot.updated_at)), default=None)
     return LedgerUpdate(
         facts,
         entries,
-        delivery.context(),
+        _context(delivery, known),
         next_due(scoped, clocks, notified, as_of),
         state=states[-1] if states else None,
         manual_priority=(manual[-1],) if manual else None,

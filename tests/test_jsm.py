@@ -18,6 +18,7 @@ import pytest
 import responses
 
 from config.loader import PolicyError, load_policy
+from config.schema import Policy, ScopeMatch
 from connector.jira import events
 from connector.jira.connector import JiraConnector
 from policies import priority
@@ -338,3 +339,75 @@ def test_the_request_fields_of_the_delivery_are_as_the_service_desk_api_describe
         value = value[step]
 
     jsonschema.validate(value, {"$ref": f"#/components/schemas/{schema}", "components": spec["components"]})
+
+
+# --- a scope per request type ---------------------------------------------------------------------
+
+
+def _policy_with(tmp_path: Path, scopes: str) -> Policy:
+    text = Path("config/sop.yaml").read_text(encoding="utf-8")
+    (tmp_path / "policy.yaml").write_text(f"{text}\nscopes:\n{scopes}", encoding="utf-8")
+    return load_policy(tmp_path / "policy.yaml")
+
+
+@pytest.mark.parametrize(
+    ("request_type", "notices"),
+    [
+        ("Report a system problem", ["resolution:0.75"]),
+        ("Get IT help", ["first-response:0.75", "first-response:1", "resolution:0.75"]),
+    ],
+)
+def test_a_request_types_scope_holds_for_its_requests_after_a_delivery_that_does_not_name_it(
+    tmp_path: Path, no_network: responses.RequestsMock, request_type: str, notices: list[str]
+) -> None:
+    request = _request(CLOUD)
+    request["issue"]["fields"]["customfield_10010"]["requestType"]["name"] = request_type
+    fake, sopguard = _start(tmp_path, no_network, CLOUD, request, "service_desk")
+    policy = _policy_with(
+        tmp_path,
+        "  - match: {jira: TES, request_type: report a system*}\n    rule_modes: {first-response: off}\n",
+    )
+    _services(sopguard).policy = sopguard.connector.policy = policy
+    sopguard.deliver(request, "created")
+    # The customer comments: Cloud's comment event shows a few fields of the issue, not its request type.
+    commented = fixture_json("jira", "mattermost__webhook-cloud-comment-created.json")
+    commented["issue"]["fields"]["project"]["projectTypeKey"] = "service_desk"
+    commented["comment"]["author"] = request["user"]
+    commented["timestamp"] = int((MONDAY_10 + dt.timedelta(minutes=5)).timestamp() * 1000)
+    sopguard.deliver(commented, "commented")
+
+    for minutes in (11.25, 15, 4.5 * 60):  # P1: a first response by 10:15, 75% of resolution at 14:00
+        _sweep(sopguard, MONDAY_10 + dt.timedelta(minutes=minutes), no_network)
+
+    said = [_marker(c).split(":") for c in _ours(fake) if _marker(c).startswith("sla:")]
+    assert [f"{target}:{threshold}" for _, target, _, threshold in said] == notices
+
+
+def test_a_request_type_scopes_only_jira_projects() -> None:
+    with pytest.raises(ValueError, match="`request_type` is a Jira Service Management one"):
+        ScopeMatch.model_validate({"github": "acme/*", "request_type": "Get IT help"})
+    match = ScopeMatch.model_validate({"jira": "TES", "request_type": "get it*"})
+
+    assert match.matches("jira", "TES", "Get IT help") and not match.matches(
+        "jira", "TES", "Report a problem"
+    )
+    assert not match.matches("jira", "TES")  # a request of no known type, or an issue that is not one
+
+
+@pytest.mark.parametrize(
+    ("name", "mark"),
+    [
+        ("mattermost__webhook-cloud-comment-created.json", {"jsdPublic": False}),
+        ("mattermost__webhook-server-comment-created.json", {"properties": [INTERNAL]}),
+    ],
+    ids=["cloud", "dc"],
+)
+def test_an_agents_internal_note_is_read_as_one(name: str, mark: dict[str, Any]) -> None:
+    """Cloud says `jsdPublic: false`; Data Center shows only the property that made the note."""
+    delivery = fixture_json("jira", name)
+    event, _ = events.to_event("c-1", delivery)
+    delivery["comment"].update(mark)
+    noted, _ = events.to_event("c-2", delivery)
+
+    assert event.comment is not None and event.comment.public
+    assert noted.comment is not None and not noted.comment.public

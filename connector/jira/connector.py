@@ -358,7 +358,7 @@ class JiraConnector:
             snapshot = replace(snapshot, actor_teams=teams_of(person, needs.teams, member))
         if not snapshot.fields:
             return snapshot
-        policy = self.policy.for_issue("jira", event.issue.scope)
+        policy = self.policy.for_issue("jira", event.issue.scope, snapshot.request_type)
         names = policy_field_names(policy, snapshot.fields)
         if names:
             snapshot = replace(snapshot, fields=with_names(snapshot.fields, names, self.field_index(names)))
@@ -535,7 +535,7 @@ class _Run:
         self.connector = connector
         self.journal = journal
         self.api = connector.api
-        self.policy = connector.policy.for_issue("jira", event.issue.scope)
+        self.policy = connector.policy.for_issue("jira", event.issue.scope, snapshot.request_type)
         self.delivery = delivery
         self.event = event
         self.snapshot = snapshot

@@ -119,7 +119,23 @@ class JiraComment(Lenient):
     author: User | None = None
     body: Any = None
     jsdPublic: bool | None = None
+    properties: Any = None  # with `expand=properties`: Data Center shows an internal note only here
     created: Time = None
+
+    @property
+    def internal(self) -> bool:
+        """A Jira Service Management internal note: `jsdPublic: false` (Cloud), or the comment
+        property `sd.public.comment` that makes one (`{"internal": true}`)."""
+        if self.jsdPublic is False:
+            return True
+        listed = self.properties if isinstance(self.properties, list) else []
+        return any(
+            isinstance(p, dict)
+            and p.get("key") == "sd.public.comment"
+            and isinstance(p.get("value"), dict)
+            and p["value"].get("internal") is True
+            for p in listed
+        )
 
 
 class CommentPage(Lenient):
@@ -339,12 +355,12 @@ def organizations(fields: Payload) -> tuple[str, ...]:
 
 
 def _comment(comment: JiraComment) -> Comment:
-    """Service-management projects mark internal notes with `jsdPublic: false`."""
+    """Service-management projects mark internal notes (`JiraComment.internal`)."""
     return Comment(
         author=actor(comment.author),
         body=flatten(comment.body, "comment.body"),
         id=comment.id,
-        public=comment.jsdPublic is not False,
+        public=not comment.internal,
         at=comment.created,
     )
 
