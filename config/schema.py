@@ -678,9 +678,6 @@ class ServiceDesk(Strict):
         default="internal",
         description="Who reads a kind of comment that neither this policy nor the defaults name.",
     )
-    organizations_field: str = Field(
-        default="Organizations", description="The Jira field holding the request's customer organizations."
-    )
     organizations: dict[str, str] = Field(
         default_factory=dict,
         description="Customer organization name -> customer tier (a value of the priority's tier field), "

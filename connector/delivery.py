@@ -35,12 +35,7 @@ class Delivery:
         installation; a Jira project's type and a Jira Service Management request's type, which
         decides its scope); a sweep rebuilds a delivery from it."""
         if self.source == "jira":
-            fields = (self.payload.get("issue") or {}).get("fields") or {}
-            said = {
-                "projectTypeKey": jira_events.project_type(self.payload),
-                "requestType": jira_events.request_type(fields) if isinstance(fields, dict) else "",
-            }
-            return {key: value for key, value in said.items() if value}
+            return jira_events.context(self.payload)
         installation = self.payload.get("installation")
         return {"installation": {"id": installation["id"]}} if isinstance(installation, dict) else {}
 

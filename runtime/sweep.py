@@ -19,6 +19,7 @@ from config import i18n
 from config.schema import Locale, Mode, Policy, SlaTarget
 from connector.base import Applied, IssueGone, TrackerUnavailable
 from connector.delivery import Delivery
+from connector.jira import events as jira_events
 from policies import adoption
 from policies.models import (
     Action,
@@ -229,7 +230,7 @@ def sweep_issue(services: Services, issue: FollowedIssue, now: dt.datetime, repo
 def request_type(issue: FollowedIssue) -> str:
     """A Jira Service Management request's type, as its last delivery that showed it said (it
     decides the request's scope)."""
-    return str(issue.context.get("requestType", ""))
+    return str(issue.context.get(jira_events.REQUEST_TYPE, ""))
 
 
 def _sweep_issue(services: Services, issue: FollowedIssue, now: dt.datetime, report: SweepReport) -> None:

@@ -26,6 +26,7 @@ from config import i18n
 from connector.base import Applied, DeliveryRefused, IssueGone, TrackerUnavailable
 from connector.delivery import Delivery, parse_body
 from connector.errors import BadPayload, Ignored
+from connector.jira import events as jira_events
 from policies import adoption
 from policies.context import is_service_request
 from policies.engine import evaluate
@@ -170,7 +171,7 @@ def process(services: Services, delivery: Delivery, received: Received) -> Outco
     if known is not None and not snapshot.reporter:  # a Jira comment event does not show the reporter
         snapshot = replace(snapshot, reporter=known.facts.reporter, reporter_id=known.facts.reporter_id)
     if known is not None and not snapshot.request_type:  # nor its request type
-        snapshot = replace(snapshot, request_type=str(known.context.get("requestType", "")))
+        snapshot = replace(snapshot, request_type=str(known.context.get(jira_events.REQUEST_TYPE, "")))
     snapshot = connector.complete(delivery, event, snapshot, needs(services.policy, event, snapshot))
     decision = evaluate(services.policy, event, snapshot, now)
     tracker_actions = [a for a in decision.actions if isinstance(a, TRACKER_ACTIONS)]

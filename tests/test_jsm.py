@@ -123,7 +123,7 @@ def _closed(payload: dict[str, Any]) -> dict[str, Any]:
     closed["webhookEvent"], closed["issue_event_type_name"] = "jira:issue_updated", "issue_generic"
     closed["timestamp"] = int((MONDAY_10 + dt.timedelta(hours=2)).timestamp() * 1000)
     fields = closed["issue"]["fields"]
-    fields["labels"] = ["priority-P1", "customer-accepted"]
+    fields["labels"] = ["priority-P1", "sla/breached", "customer-accepted"]
     fields["description"] = "The billing portal answers 502.\n\nh3. Root cause\n\nA full disk."
     items = [
         "Customer acceptance: The customer confirms the result",

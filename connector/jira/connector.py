@@ -69,7 +69,6 @@ log = logging.getLogger(__name__)
 
 VIOLATION_LABEL = "sop-violation"
 SERVICE_DESK = "service_desk"  # the `projectTypeKey` of a Jira Service Management project
-PROJECT_TYPE = "projectTypeKey"  # where a delivery rebuilt from the ledger's context says it
 # The comment property Jira Service Management reads to keep a comment from the customer (an
 # internal note), documented for the platform's `POST /issue/{key}/comment`.
 INTERNAL_NOTE = {"sd.public.comment": {"internal": True}}
@@ -274,12 +273,12 @@ class JiraConnector:
         """Whether `project` is a Jira Service Management project (`projectTypeKey` is
         `service_desk`): as the delivery's `issue.fields.project` says (Cloud's do), else as
         `GET /project/{key}` answered once per process (a sweep's delivery, rebuilt from what the
-        ledger kept, says what the issue's last delivery did: `Delivery.context`). Where Jira does not answer, it counts as one:
-        an internal note on another project is only a comment property, a public one on a service
-        project is read by the customer."""
-        told = jira_events.project_type(payload) or payload.get(PROJECT_TYPE)
+        ledger kept, says what the issue's last delivery did). Where Jira does not answer, it counts
+        as one: an internal note on another project is only a comment property, a public one on a
+        service project is read by the customer."""
+        told = jira_events.project_type(payload)
         with self._lock:
-            if isinstance(told, str) and told:
+            if told:
                 self._project_types[project] = told
             known = self._project_types.get(project)
         if known is None:

@@ -51,6 +51,8 @@ _DEEPEST_FIELD = 64
 _LONGEST_EVENT_NAME = 100  # what the audit log keeps of an event's name
 _LONGEST_NAME = 255  # of a request type or an organization (Jira's own limit for names)
 _ORGANIZATION_LINK = "/rest/servicedeskapi/organization/"
+# The keys of what the ledger keeps of a Jira delivery (`context`).
+PROJECT_TYPE, REQUEST_TYPE = "projectTypeKey", "requestType"
 
 
 def classify(payload: Payload) -> str:
@@ -317,12 +319,25 @@ def _snapshot(delivery: DeliveryBody, payload: Payload) -> IssueSnapshot:
 
 def project_type(payload: Payload) -> str:
     """The delivery's `issue.fields.project.projectTypeKey` (`service_desk` for Jira Service
-    Management; Cloud's deliveries say it, Data Center's do not), else `""`."""
+    Management; Cloud's deliveries say it, Data Center's do not), or what a delivery rebuilt from
+    the ledger's context says (`context`); else `""`."""
     issue = payload.get("issue")
     fields = issue.get("fields") if isinstance(issue, dict) else None
     project = fields.get("project") if isinstance(fields, dict) else None
-    kind = project.get("projectTypeKey") if isinstance(project, dict) else None
+    kind = project.get("projectTypeKey") if isinstance(project, dict) else payload.get(PROJECT_TYPE)
     return kind[:_LONGEST_NAME] if isinstance(kind, str) else ""
+
+
+def context(payload: Payload) -> dict[str, str]:
+    """What the ledger keeps of a delivery to act on its issue later without one: the project's type
+    (a sweep's comment may be an internal note) and the request's type (it decides the scope)."""
+    issue = payload.get("issue")
+    fields = issue.get("fields") if isinstance(issue, dict) else None
+    said = {
+        PROJECT_TYPE: project_type(payload),
+        REQUEST_TYPE: request_type(fields) if isinstance(fields, dict) else "",
+    }
+    return {key: value for key, value in said.items() if value}
 
 
 def request_type(fields: Payload) -> str:
