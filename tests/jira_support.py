@@ -468,18 +468,14 @@ class FakeJira:
     def _add_comment(self, request: requests.PreparedRequest) -> Reply:
         body = _body(request)
         self._next_id += 1
-        properties = body.get("properties", [])
         comment = {
             "id": str(self._next_id),
             "author": self.deployment.myself,
             "body": body["body"],
-            "properties": properties,
-            # What Jira Service Management makes of the property: an internal note is not public.
-            "jsdPublic": not any(
-                p.get("key") == "sd.public.comment" and (p.get("value") or {}).get("internal") is True
-                for p in properties
-            ),
+            "properties": body.get("properties", []),
         }
+        if self.deployment is CLOUD:  # Cloud lists what the property made of it; Data Center does not
+            comment["jsdPublic"] = self.is_public(comment)
         self.comments.append(comment)
         return self._reply(self._public([comment])[0], 201)
 
@@ -557,6 +553,15 @@ class FakeJira:
             # OAuth2: openapi-core accepts the scheme without checking it, and warns that it cannot.
             warnings.filterwarnings("ignore", "Unsupported scheme type", UserWarning)
             assert_requests_allowed(SPEC, self.deployment.server, checked, ALLOWANCES)
+
+    @staticmethod
+    def is_public(comment: Json) -> bool:
+        """Whether the customer reads a comment on a Jira Service Management project: unless it was
+        posted with the property `sd.public.comment: {"internal": true}`, an internal note."""
+        return not any(
+            p.get("key") == "sd.public.comment" and (p.get("value") or {}).get("internal") is True
+            for p in comment.get("properties") or []
+        )
 
     def our_comments(self) -> list[Any]:
         """The bodies of the comments sopguard posted (ADF documents on Cloud, wiki text on DC)."""

@@ -108,7 +108,10 @@ def _marker(comment: dict[str, Any]) -> str:
 
 def _visibility(fake: FakeJira) -> list[tuple[str, bool]]:
     """Each comment sopguard posted: its marker's kind, and whether the customer reads it."""
-    return [(_marker(c).split(":")[0], c["jsdPublic"]) for c in _ours(fake)]
+    listed = [(_marker(c).split(":")[0], fake.is_public(c)) for c in _ours(fake)]
+    if fake.deployment is CLOUD:  # and as Jira lists it
+        assert [public for _, public in listed] == [c["jsdPublic"] for c in _ours(fake)]
+    return listed
 
 
 def _text(comment: dict[str, Any]) -> str:
