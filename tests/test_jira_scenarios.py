@@ -456,7 +456,8 @@ def test_a_redelivery_with_the_same_identifier_makes_no_request(
     sopguard.deliver(scenario.payload, "b1d3ab7e-retried")
     seen = len(fake.calls())
 
-    assert sopguard.deliver(scenario.payload, "b1d3ab7e-retried") == "accepted"  # kept, then dropped as a duplicate
+    # Kept at the door, then dropped as a duplicate as the inbox takes it in.
+    assert sopguard.deliver(scenario.payload, "b1d3ab7e-retried") == "accepted"
 
     assert fake.calls()[seen:] == [] and len(fake.our_comments()) == 1
 
