@@ -465,9 +465,9 @@ def test_when_the_spool_cannot_be_written_the_answer_is_503_and_a_redelivery_is_
 ) -> None:
     # A real failure of the door's storage, no patching: the spool directory is replaced by a
     # regular file, so no spool file can be created in it (root or not).
-    store = _intake(app).store
-    spool = store.inbox.spool_directory
-    assert isinstance(store.inbox, Inbox) and spool is not None
+    inbox = _intake(app).store.inbox
+    assert isinstance(inbox, Inbox) and inbox.spool_directory is not None
+    spool = inbox.spool_directory
     shutil.rmtree(spool, ignore_errors=True)
     spool.write_text("not a directory")
     body = fixture_bytes("github", "issues__opened.json")
