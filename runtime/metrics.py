@@ -32,7 +32,8 @@ OTHER = "other"
 
 DELIVERIES_RECEIVED = Counter(
     "sopguard_deliveries_received",
-    "Deliveries answered at the door, by tracker and status: queued, duplicate or ignored.",
+    "Deliveries answered at the door, by tracker and status: accepted (spooled, on SQLite), queued, "
+    "duplicate, requeued (a failed delivery delivered again) or ignored.",
     ["tracker", "status"],
 )
 DELIVERIES_REJECTED = Counter(
@@ -40,7 +41,7 @@ DELIVERIES_REJECTED = Counter(
     "Deliveries refused at the door, by tracker and reason.",
     ["tracker", "reason"],
 )
-RECEIVED_STATUSES = ("queued", "duplicate", "ignored")
+RECEIVED_STATUSES = ("accepted", "queued", "duplicate", "requeued", "ignored")
 REJECTED_REASONS = (
     "signature",
     "bad_payload",
@@ -68,6 +69,12 @@ ACTIONS = Counter(
     ["tracker", "kind", "outcome"],
 )
 ACTION_OUTCOMES = ("applied", "recorded", "skipped", "failed")
+DELIVERIES_TAKEN_IN = Counter(
+    "sopguard_deliveries_taken_in",
+    "Spooled deliveries taken into the inbox (SQLite), by tracker and what they were: queued (new), "
+    "duplicate (received before, dropped) or requeued (a failed delivery delivered again).",
+    ["tracker", "status"],
+)
 SLA_NOTICES = Counter(
     "sopguard_sla_notices",
     "SLA notices posted by the sweep, by tracker and kind: a warning before a target, or a breach.",
@@ -82,6 +89,11 @@ _REJECTED = {(t, r): DELIVERIES_REJECTED.labels(t, r) for t in (*TRACKERS, OTHER
 def received(tracker: str, status: str) -> None:
     """A delivery answered 2xx at the door."""
     _RECEIVED[tracker, status].inc()
+
+
+def taken_in(tracker: str, status: str, count: int) -> None:
+    """Spooled deliveries taken into the inbox."""
+    DELIVERIES_TAKEN_IN.labels(tracker, status).inc(count)
 
 
 def rejected(tracker: str, reason: str) -> None:

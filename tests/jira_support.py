@@ -799,7 +799,7 @@ class Service:
         return intake
 
     def deliver(self, payload: Json, delivery: str | None) -> str:
-        """Post a signed delivery, then run the queue; the receiver's status (queued, duplicate...)."""
+        """Post a signed delivery, then run the queue; the receiver's answer (accepted, on SQLite)."""
         body = json.dumps(payload).encode()
         answer = self.app.test_client().post(
             "/webhooks/jira", data=body, headers=jira_headers(body, delivery)

@@ -291,10 +291,10 @@ def _check_answer(request: Request, response: Any) -> str | None:
     answer = response.get_json(silent=True)
     assert isinstance(answer, dict), response.get_data()[:300]
     if response.status_code < 300:
-        assert answer.get("status") in {"queued", "duplicate", "ignored"}, answer
+        assert answer.get("status") in {"accepted", "queued", "duplicate", "requeued", "ignored"}, answer
     else:
         assert isinstance(answer.get("error"), str) and answer["error"], answer
-    if answer.get("status") == "queued":
+    if answer.get("status") in {"accepted", "queued", "requeued"}:
         delivery: str = answer["delivery"]
         return delivery
     return None

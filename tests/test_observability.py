@@ -110,10 +110,12 @@ def test_metrics_count_a_scripted_run_of_deliveries(sopguard: Service, github: F
     sopguard.deliver(_opened(), "m-3")  # its receipt cannot be rendered: failed
     after = _scrape(client)
 
-    assert (duplicate.status_code, forged.status_code) == (200, 401)
+    assert (duplicate.status_code, forged.status_code) == (202, 401)
     received = "sopguard_deliveries_received_total"
-    assert _delta(before, after, received, tracker="github", status="queued") == 2
-    assert _delta(before, after, received, tracker="github", status="duplicate") == 1
+    assert _delta(before, after, received, tracker="github", status="accepted") == 3
+    taken_in = "sopguard_deliveries_taken_in_total"
+    assert _delta(before, after, taken_in, tracker="github", status="queued") == 2
+    assert _delta(before, after, taken_in, tracker="github", status="duplicate") == 1
     assert (
         _delta(before, after, "sopguard_deliveries_rejected_total", tracker="github", reason="signature") == 1
     )
@@ -256,7 +258,8 @@ def test_gunicorn_processes_and_a_worker_process_add_up_to_one_count(tmp_path: P
         answered = len(fake.calls())
     assert (tmp_path / "var" / "metrics").is_dir()
     for samples in scrapes:  # whichever gunicorn worker answered
-        assert _value(samples, "sopguard_deliveries_received_total", tracker="github", status="queued") == 4
+        assert _value(samples, "sopguard_deliveries_received_total", tracker="github", status="accepted") == 4
+        assert _value(samples, "sopguard_deliveries_taken_in_total", tracker="github", status="queued") == 4
         assert (
             _value(samples, "sopguard_deliveries_rejected_total", tracker="github", reason="signature") == 1
         )
@@ -289,7 +292,7 @@ def test_each_json_log_line_of_a_delivery_names_it_and_no_secret(
     )
     assert answer.status_code == 202
     start = output.tell()
-    sopguard.deliver(_opened(), "log-1")  # a duplicate at the door; the queued one runs now
+    sopguard.deliver(_opened(), "log-1")  # a duplicate, dropped as it is taken in; the first runs now
     lines = [json.loads(line) for line in output.getvalue()[start:].splitlines()]
 
     assert len(lines) >= 3, lines  # PyGithub's requests at DEBUG, and our own summary

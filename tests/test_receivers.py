@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import shutil
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,6 +17,7 @@ from flask.testing import FlaskClient
 from app import InsecureConfiguration, create_app
 from config.settings import Settings
 from runtime.services import utc_now
+from runtime.store.inbox import Inbox
 from tests.conftest import (
     FIXTURES,
     GITHUB_SECRET,
@@ -109,7 +111,7 @@ def test_every_recorded_github_delivery_is_queued_or_ignored(
     assert response.status_code == 202, response.get_json()
     answer = response.get_json()
     if (event, action) in GITHUB_HANDLED:
-        assert answer == {"status": "queued", "delivery": name}
+        assert answer == {"status": "accepted", "delivery": name}
         assert intake.store.inbox.health().pending == before + 1
         assert intake.store.inbox.status("github", name) == "queued"
     else:
@@ -137,7 +139,7 @@ def test_every_recorded_jira_delivery_is_queued_ignored_or_refused(
         assert intake.store.inbox.health().pending == before
         assert intake.store.inbox.status("jira", name) is None
     elif webhook_event in JIRA_HANDLED:
-        assert (response.status_code, answer) == (202, {"status": "queued", "delivery": name})
+        assert (response.status_code, answer) == (202, {"status": "accepted", "delivery": name})
         assert intake.store.inbox.health().pending == before + 1
         assert intake.store.inbox.status("jira", name) == "queued"
     else:
@@ -366,15 +368,17 @@ def test_a_delivery_id_the_inbox_cannot_keep_is_a_400_not_a_503_for_ever(
 # --- duplicates ---------------------------------------------------------------------------------------
 
 
-def test_a_github_redelivery_is_answered_duplicate_and_queued_once(app: Flask, client: FlaskClient) -> None:
+def test_a_github_redelivery_is_accepted_and_queued_once(app: Flask, client: FlaskClient) -> None:
+    """The door keeps what it is sent (one append to its spool); a delivery received before is
+    dropped as the inbox takes the spool in."""
     body = fixture_bytes("github", "issues__opened.json")
     headers = github_headers(body, "issues", "72d3162e-cc78-11e3-81ab-4c9367dc0958")
 
     first = client.post("/webhooks/github", data=body, headers=headers)
     second = client.post("/webhooks/github", data=body, headers=headers)
 
-    assert (first.status_code, first.get_json()["status"]) == (202, "queued")
-    assert (second.status_code, second.get_json()["status"]) == (200, "duplicate")
+    assert (first.status_code, first.get_json()["status"]) == (202, "accepted")
+    assert (second.status_code, second.get_json()["status"]) == (202, "accepted")
     assert second.get_json()["delivery"] == "72d3162e-cc78-11e3-81ab-4c9367dc0958"
     assert _intake(app).store.inbox.health().pending == 1
     # The id decides, not the body: the same body under a new delivery id is a new delivery.
@@ -396,7 +400,7 @@ def test_a_redelivery_of_a_failed_delivery_is_accepted_and_queued_again(
 
     redelivered = client.post("/webhooks/github", data=body, headers=headers)
 
-    assert redelivered.status_code == 202 and redelivered.get_json()["status"] == "queued"
+    assert redelivered.status_code == 202 and redelivered.get_json()["status"] == "accepted"
     assert (
         intake.store.inbox.health().pending == 1 and intake.store.inbox.status("github", "half-1") == "queued"
     )
@@ -410,7 +414,10 @@ def test_a_jira_redelivery_with_the_same_identifier_is_processed_once(
 
     answers = [client.post("/webhooks/jira", data=body, headers=headers) for _ in range(2)]
 
-    assert [(a.status_code, a.get_json()["status"]) for a in answers] == [(202, "queued"), (200, "duplicate")]
+    assert [(a.status_code, a.get_json()["status"]) for a in answers] == [
+        (202, "accepted"),
+        (202, "accepted"),
+    ]
     assert drain(app) == 1
     assert _intake(app).store.inbox.status("jira", "b1d3ab7e-4b49-4c5e-9f0c-6b3d5b7a0c11") == "processed"
 
@@ -427,9 +434,9 @@ def test_a_jira_delivery_without_an_identifier_is_identified_by_its_body(
     again = client.post("/webhooks/jira", data=body, headers=jira_headers(body, delivery=None))
     other = client.post("/webhooks/jira", data=other_body, headers=jira_headers(other_body, delivery=None))
 
-    assert (first.status_code, first.get_json()["status"]) == (202, "queued")
-    assert (again.status_code, again.get_json()["status"]) == (200, "duplicate")
-    assert (other.status_code, other.get_json()["status"]) == (202, "queued")
+    assert (first.status_code, first.get_json()["status"]) == (202, "accepted")
+    assert (again.status_code, again.get_json()["status"]) == (202, "accepted")
+    assert (other.status_code, other.get_json()["status"]) == (202, "accepted")
     delivery = first.get_json()["delivery"]
     assert hashlib.sha256(body).hexdigest() in delivery and again.get_json()["delivery"] == delivery
     assert other.get_json()["delivery"] != delivery
@@ -446,27 +453,23 @@ def test_the_same_delivery_id_on_two_trackers_is_two_deliveries(app: Flask, clie
     )
     jira = client.post("/webhooks/jira", data=jira_body, headers=jira_headers(jira_body, "x"))
 
-    assert [github.get_json()["status"], jira.get_json()["status"]] == ["queued", "queued"]
+    assert [github.get_json()["status"], jira.get_json()["status"]] == ["accepted", "accepted"]
     assert _intake(app).store.inbox.health().pending == 2
 
 
 # --- a failing queue ---------------------------------------------------------------------------------
 
 
-def test_when_the_queue_fails_the_answer_is_503_and_a_redelivery_is_accepted_later(
+def test_when_the_spool_cannot_be_written_the_answer_is_503_and_a_redelivery_is_accepted_later(
     app: Flask, client: FlaskClient
 ) -> None:
-    # A real failure of the inbox's storage, no patching: a read-only directory does not work when
-    # the tests run as root (root writes anyway), so the pool's connections are closed, the SQLite
-    # file (and its WAL) moved aside and a directory put in its place, which SQLite cannot open.
-    store = _intake(app).store
-    queue_file = Path(_intake(app).settings.resolved_database_url.removeprefix("sqlite:///"))
-    parked = queue_file.with_name("sopguard.db.parked")
-    store.engine.dispose()
-    for extra in ("-wal", "-shm"):
-        Path(f"{queue_file}{extra}").unlink(missing_ok=True)
-    queue_file.rename(parked)
-    queue_file.mkdir()
+    # A real failure of the door's storage, no patching: the spool directory is replaced by a
+    # regular file, so no spool file can be created in it (root or not).
+    inbox = _intake(app).store.inbox
+    assert isinstance(inbox, Inbox) and inbox.spool_directory is not None
+    spool = inbox.spool_directory
+    shutil.rmtree(spool, ignore_errors=True)
+    spool.write_text("not a directory")
     body = fixture_bytes("github", "issues__opened.json")
     headers = github_headers(body, "issues", "during-outage")
 
@@ -475,13 +478,10 @@ def test_when_the_queue_fails_the_answer_is_503_and_a_redelivery_is_accepted_lat
     assert refused.status_code == 503, refused.get_json()
     assert "redeliver" in refused.get_json()["error"]
 
-    store.engine.dispose()
-    queue_file.rmdir()
-    parked.rename(queue_file)
-    assert _intake(app).store.inbox.status("github", "during-outage") is None
+    spool.unlink()
     redelivered = client.post("/webhooks/github", data=body, headers=headers)
 
-    assert (redelivered.status_code, redelivered.get_json()["status"]) == (202, "queued")
+    assert (redelivered.status_code, redelivered.get_json()["status"]) == (202, "accepted")
     assert _intake(app).store.inbox.status("github", "during-outage") == "queued"
     assert _intake(app).store.inbox.health().pending == 1
 
@@ -588,11 +588,11 @@ def test_insecure_dev_accepts_unsigned_only_where_there_is_no_secret(tmp_path: P
         "/webhooks/github", data=github_body, headers=github_headers(github_body, "issues", "gh")
     )
 
-    assert (jira.status_code, jira.get_json()["status"]) == (202, "queued")
+    assert (jira.status_code, jira.get_json()["status"]) == (202, "accepted")
     assert _intake(app).store.inbox.status("jira", "j-unsigned") == "queued"
     assert github.status_code == 401
     assert _intake(app).store.inbox.status("github", "gh-unsigned") is None
-    assert (signed.status_code, signed.get_json()["status"]) == (202, "queued")
+    assert (signed.status_code, signed.get_json()["status"]) == (202, "accepted")
     assert _intake(app).store.inbox.health().pending == 2
 
 
@@ -659,7 +659,8 @@ def test_a_redelivery_of_a_delivery_failed_at_the_upgrade_names_its_issue(
 
     answer = client.post("/webhooks/github", data=body, headers=github_headers(body, "issues", "old-1"))
 
-    assert (answer.status_code, answer.get_json()["status"]) == (202, "queued")
+    assert (answer.status_code, answer.get_json()["status"]) == (202, "accepted")
+    assert isinstance(store.inbox, Inbox) and store.inbox.take_in() == 0  # not new: queued again
     with store.engine.connect() as db:
         issue = db.execute(select(deliveries.c.issue).where(deliveries.c.key == "github:old-1")).scalar_one()
     assert issue == "github:Codertocat/Hello-World#1"

@@ -112,8 +112,8 @@ def test_on_jira_the_explanation_is_posted_once_however_often_the_issue_moves_th
     payload = with_status_change(fixture_json("jira", CLOUD_TRANSITION), "In Progress", "Paused")
     fake, sopguard = start(no_network, tmp_path / "var", Scenario("unmapped", payload), deployment)
 
-    assert sopguard.deliver(payload, "paused-1") == "queued"
-    assert sopguard.deliver(payload, "paused-2") == "queued"
+    assert sopguard.deliver(payload, "paused-1") == "accepted"
+    assert sopguard.deliver(payload, "paused-2") == "accepted"
 
     assert len(fake.our_comments()) == 1
     comments = [key for key in sopguard.journal(fake.key) if key.startswith("comment:")]

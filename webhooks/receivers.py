@@ -1,8 +1,9 @@
-"""HTTP in: verify, parse, de-duplicate and enqueue, in one durable write. Nothing is decided here.
+"""HTTP in: verify, parse and keep, in one durable write. Nothing is decided here.
 
-The inbox row is the de-duplication record and the queue entry at once; the raw body is kept as it
-came (no copy of the parsed payload), with the issue it is about, so that work on one issue runs
-in the order received."""
+The raw body is kept as it came (no copy of the parsed payload), with the issue it is about, so that
+work on one issue runs in the order received: on SQLite appended to this process's spool file and
+de-duplicated as the consumers take it in (`accepted`), elsewhere written to the inbox, whose row
+is the de-duplication record (`queued`, or `duplicate`)."""
 
 from __future__ import annotations
 
@@ -141,10 +142,10 @@ def _unkeepable(delivery_id: str) -> str | None:
 
 def _enqueue(intake: Intake, delivery: Delivery, issue: str, body: bytes) -> tuple[Response, int]:
     try:
-        put = intake.store.inbox.put(
+        put = intake.store.inbox.accept(
             delivery.source, delivery.delivery_id, delivery.event_name, issue, body, utc_now()
         )
-    except (OperationalError, InterfaceError, PoolTimeout) as error:  # the database, not the delivery
+    except (OperationalError, InterfaceError, PoolTimeout, OSError) as error:  # the store, not the delivery
         log.error("could not keep delivery %s: %s: %s", delivery.delivery_id, type(error).__name__, error)
         return _refuse(
             delivery.source, "inbox_unavailable", 503, "the inbox is unavailable; please redeliver"
@@ -152,5 +153,5 @@ def _enqueue(intake: Intake, delivery: Delivery, issue: str, body: bytes) -> tup
     if put == "duplicate":
         received(delivery.source, "duplicate")
         return _answer(200, status="duplicate", delivery=delivery.delivery_id)
-    received(delivery.source, "queued")
-    return _answer(202, status="queued", delivery=delivery.delivery_id)
+    received(delivery.source, put)
+    return _answer(202, status=put, delivery=delivery.delivery_id)

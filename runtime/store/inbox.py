@@ -1,7 +1,11 @@
 """The inbox: every delivery as it was received, in order, until it is done.
 
-A delivery's row is at once its de-duplication record and its place in the queue, so the receiver
-acknowledges a delivery with one durable write. Work on one issue happens one step at a time: a
+A delivery's row is at once its de-duplication record and its place in the queue. On SQLite the
+receiver acknowledges a delivery with one append to its process's spool file
+(`runtime.store.spool`), and whoever next reads the inbox (a consumer taking work, `/healthz`,
+`sopguard audit`) first takes the spooled deliveries in, in the order received: a duplicate is
+dropped there, a redelivery of a failed delivery queues it again. Elsewhere (PostgreSQL, Redis) the
+receiver writes the row itself. Work on one issue happens one step at a time: a
 worker (or a sweep) first takes the issue's *turn*, a lease row changed by compare-and-set, and
 only the holder of the turn runs the issue's oldest unfinished delivery. Different issues run in
 parallel. A worker that dies holding a turn loses it when the lease runs out; its delivery, still
@@ -16,24 +20,31 @@ consumer's clock says (the receiver's and a consumer's clocks need not agree).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import heapq
 import threading
+import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import zstandard
 from sqlalchemy import Engine, and_, func, insert, or_, select, text, update
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from runtime.store.database import WriterLock, as_utc, aware
-from runtime.store.door import GroupedInsert
-from runtime.store.schema import deliveries, turns
+from runtime.store.schema import deliveries, spooled, turns
+from runtime.store.spool import Chunk, Spooled, SpoolWriter, is_finished, read_from, spool_files
 
 UNFINISHED = ("queued", "processing")
 Final = Literal["processed", "ignored", "failed"]
-Put = Literal["queued", "duplicate", "requeued"]
+Put = Literal["queued", "duplicate", "requeued", "accepted"]
+"""What became of a delivery at the door: `accepted` is kept in the spool, not yet de-duplicated."""
 
 
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -135,6 +146,10 @@ class InboxPort(Protocol):
         self, source: str, delivery_id: str, event_name: str, issue: str, body: bytes, now: dt.datetime
     ) -> Put: ...
 
+    def accept(
+        self, source: str, delivery_id: str, event_name: str, issue: str, body: bytes, now: dt.datetime
+    ) -> Put: ...
+
     def notify(self) -> None: ...
 
     def wait(self, timeout: float) -> None: ...
@@ -204,6 +219,91 @@ _KEEP = insert(deliveries)  # built once: the door runs it for every delivery
 INBOX_ORDER_LOCK = 0x736F7068  # any constant: the PostgreSQL advisory lock of the door's inserts
 
 
+_QUEUED_AGAIN: Mapping[str, object] = {
+    "status": "queued",
+    "attempts": 0,
+    "not_before": None,
+    "failing_since": None,
+    "error": None,
+    "processed_at": None,
+}
+
+
+def _requeue_in(db: Connection, keys: Sequence[str], values: Mapping[str, object]) -> int:
+    """Queue these deliveries again, those of them that failed; how many."""
+    changed = db.execute(
+        update(deliveries)
+        .where(and_(deliveries.c.key.in_(keys), deliveries.c.status == "failed"))
+        .values(**values)
+    ).rowcount
+    return int(changed)
+
+
+def spool_directory(engine: Engine) -> Path | None:
+    """Where the door spools deliveries: beside a SQLite database file (`sopguard.db-spool/`, as
+    SQLite keeps `sopguard.db-wal`); `None` for any other database."""
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:":
+        return None
+    return Path(f"{database}-spool")
+
+
+def _insert_spooled(db: Connection, chunks: Sequence[Chunk]) -> int:
+    """The chunks' deliveries as inbox rows, in the order received (each file's own order kept);
+    how many were new. A delivery kept before is dropped, or queued again if it failed."""
+    frames = heapq.merge(
+        *([item for item, _ in chunk.frames] for chunk in chunks), key=lambda item: item.received_at
+    )
+    latest: dict[str, Spooled] = {}
+    for item in frames:
+        latest.setdefault(delivery_key(item.source, item.delivery_id), item)
+    if not latest:
+        return 0
+    known: dict[str, str] = {}
+    keys = list(latest)
+    for start in range(0, len(keys), 500):
+        window = keys[start : start + 500]
+        known.update(
+            db.execute(
+                select(deliveries.c.key, deliveries.c.status).where(deliveries.c.key.in_(window))
+            ).all()
+        )
+    rows = [_row(key, item) for key, item in latest.items() if key not in known]
+    if rows:
+        db.execute(insert(deliveries), rows)
+    outcomes = Counter((row["source"], "queued") for row in rows)
+    for key, status in known.items():
+        item = latest[key]
+        if status == "failed":
+            _requeue_in(db, [key], {**_QUEUED_AGAIN, "body": pack(item.body), "issue": item.issue})
+        outcomes[item.source, "requeued" if status == "failed" else "duplicate"] += 1
+    _count_taken_in(outcomes)
+    return len(rows)
+
+
+def _count_taken_in(outcomes: Counter[tuple[str, str]]) -> None:
+    # Imported here, not above: a gunicorn master imports the store before it points
+    # prometheus_client at the metrics directory, and prometheus_client reads it when imported.
+    from runtime.metrics import taken_in
+
+    for (source, status), count in outcomes.items():
+        taken_in(source, status, count)
+
+
+def _row(key: str, item: Spooled) -> dict[str, Any]:
+    return {
+        "key": key,
+        "source": item.source,
+        "delivery_id": item.delivery_id,
+        "event_name": item.event_name,
+        "issue": item.issue,
+        "body": pack(item.body),
+        "received_at": item.received_at,
+        "status": "queued",
+        "attempts": 0,
+    }
+
+
 class Arrivals:
     """How a consumer learns that a delivery came in to this process: `notify` wakes whoever
     `wait`s (consumers in other processes find it by polling). Shared by every inbox."""
@@ -226,9 +326,23 @@ class Inbox(Arrivals):
         self.turns = Turns(engine)
         super().__init__()
         self._writer = WriterLock(engine)
-        self._grouped = GroupedInsert(engine, self._writer) if engine.dialect.name == "sqlite" else None
+        self.spool_directory = spool_directory(engine)
+        self.spool = SpoolWriter(self.spool_directory) if self.spool_directory is not None else None
+        self._taken_to: dict[str, int] = {}  # this process's view of `spooled`: a file unchanged is not read
+        self.look_for_finished_every = 1.0  # seconds between looks for spool files to remove
+        self._finished_looked_at = 0.0
 
     # --- the door -----------------------------------------------------------------------
+
+    def accept(
+        self, source: str, delivery_id: str, event_name: str, issue: str, body: bytes, now: dt.datetime
+    ) -> Put:
+        """The receiver's write: into the spool (`accepted`) where there is one, else `put`."""
+        if self.spool is None:
+            return self.put(source, delivery_id, event_name, issue, body, now)
+        self.spool.append(Spooled(source, delivery_id, event_name, issue, body, now.astimezone(dt.UTC)))
+        self.notify()
+        return "accepted"
 
     def put(
         self, source: str, delivery_id: str, event_name: str, issue: str, body: bytes, now: dt.datetime
@@ -236,30 +350,16 @@ class Inbox(Arrivals):
         """Keep a delivery, once: `duplicate` when it was received before (unless it failed: a
         redelivery of a failed delivery is queued again, with the body it comes with now)."""
         key = delivery_key(source, delivery_id)
-        received = as_utc(now)
-        row = {
-            "key": key,
-            "source": source,
-            "delivery_id": delivery_id,
-            "event_name": event_name,
-            "issue": issue,
-            "body": pack(body),
-            "received_at": received,
-            "status": "queued",
-            "attempts": 0,
-        }
+        row = _row(key, Spooled(source, delivery_id, event_name, issue, body, now.astimezone(dt.UTC)))
         if not self._keep(row):
             return "requeued" if self._requeue([key], pack(body), issue) else "duplicate"
         self.notify()
         return "queued"
 
     def _keep(self, row: dict[str, Any]) -> bool:
-        """The door's one write; `False` when the delivery was kept before. SQLite: grouped with
-        the other threads' (`runtime.store.door`); elsewhere one transaction each."""
-        if self._grouped is not None:
-            return self._grouped.keep(row)
+        """One delivery's row; `False` when the delivery was kept before."""
         try:
-            with self.engine.begin() as db:
+            with self._writer.held(), self.engine.begin() as db:
                 if self.engine.dialect.name == "postgresql":
                     # Inserts one at a time, so that a delivery's `seq` is never lower than that of
                     # one committed before it (a worker could otherwise run a later one first).
@@ -269,11 +369,71 @@ class Inbox(Arrivals):
             return False
         return True
 
+    # --- the spool ----------------------------------------------------------------------
+
+    def take_in(self) -> int:
+        """Take the spooled deliveries into the inbox, in the order received; how many were new.
+
+        Costs a listing of the spool directory when nothing was spooled since the last look.
+        Files whose writers are gone and that are taken in whole are removed (looked for every
+        `look_for_finished_every` seconds)."""
+        directory = self.spool_directory
+        if directory is None:
+            return 0
+        sizes = dict(spool_files(directory))
+        grown = sorted(name for name, size in sizes.items() if self._taken_to.get(name) != size)
+        new = self._take_in_files(directory, grown, sizes) if grown else 0
+        if time.monotonic() - self._finished_looked_at >= self.look_for_finished_every:
+            self._finished_looked_at = time.monotonic()
+            self._remove_finished(directory, sizes)
+        if new:
+            self.notify()
+        return new
+
+    def _take_in_files(self, directory: Path, names: Sequence[str], sizes: Mapping[str, int]) -> int:
+        with self._writer.held(), self.engine.begin() as db:
+            taken_to = dict(
+                db.execute(select(spooled.c.file, spooled.c.taken_to).where(spooled.c.file.in_(names))).all()
+            )
+            chunks = [
+                read_from(directory / name, taken_to.get(name, 0), finished=is_finished(directory / name))
+                for name in names
+                if taken_to.get(name, 0) < sizes[name]
+            ]
+            new = _insert_spooled(db, chunks)
+            for chunk in chunks:
+                taken_to[chunk.name] = chunk.end
+                statement = sqlite_insert(spooled).values(file=chunk.name, taken_to=chunk.end)
+                db.execute(
+                    statement.on_conflict_do_update(
+                        index_elements=[spooled.c.file], set_={"taken_to": chunk.end}
+                    )
+                )
+        self._taken_to.update(taken_to)
+        return new
+
+    def _remove_finished(self, directory: Path, sizes: Mapping[str, int]) -> None:
+        """Remove the files taken in whole whose writers will write no more."""
+        for name, size in sizes.items():
+            if self._taken_to.get(name) != size or not is_finished(directory / name):
+                continue
+            with self._writer.held(), self.engine.begin() as db:
+                taken_to = db.execute(
+                    select(spooled.c.taken_to).where(spooled.c.file == name)
+                ).scalar_one_or_none()
+                if taken_to != size:
+                    continue
+                with contextlib.suppress(FileNotFoundError):
+                    (directory / name).unlink()
+                db.execute(spooled.delete().where(spooled.c.file == name))
+            self._taken_to.pop(name, None)
+
     # --- the consumers ------------------------------------------------------------------
 
     def take(self, owner: str, now: dt.datetime, lease: dt.timedelta, *, limit: int = 20) -> Received | None:
         """The oldest unfinished delivery of an issue whose turn `owner` could take, marked
         `processing`; `None` when nothing is ready. The caller gives the turn back when done."""
+        self.take_in()
         for issue in self._ready_issues(now, limit):
             if not self.turns.take(issue, owner, now, lease):
                 continue
@@ -364,6 +524,7 @@ class Inbox(Arrivals):
 
     def has_unfinished(self, issue: str) -> bool:
         """Whether a delivery of the issue is still to run (maybe after a back-off)."""
+        self.take_in()
         with self.engine.connect() as db:
             found = db.execute(
                 select(deliveries.c.seq)
@@ -373,6 +534,7 @@ class Inbox(Arrivals):
         return found is not None
 
     def status(self, source: str, delivery_id: str) -> str | None:
+        self.take_in()
         with self.engine.connect() as db:
             found = db.execute(
                 select(deliveries.c.status).where(deliveries.c.key == delivery_key(source, delivery_id))
@@ -380,6 +542,7 @@ class Inbox(Arrivals):
             return found.scalar_one_or_none()
 
     def error(self, source: str, delivery_id: str) -> str | None:
+        self.take_in()
         with self.engine.connect() as db:
             found = db.execute(
                 select(deliveries.c.error).where(deliveries.c.key == delivery_key(source, delivery_id))
@@ -387,6 +550,7 @@ class Inbox(Arrivals):
             return found.scalar_one_or_none()
 
     def failed(self, limit: int = 1000) -> list[FailedDelivery]:
+        self.take_in()
         query = (
             select(deliveries).where(deliveries.c.status == "failed").order_by(deliveries.c.seq).limit(limit)
         )
@@ -410,6 +574,7 @@ class Inbox(Arrivals):
     def retry(self, keys: Sequence[str] | None, now: dt.datetime) -> int:
         """Queue failed deliveries again (all of them when `keys` is None), ready at once (`now` is
         when, for inboxes that order by it); how many were."""
+        self.take_in()
         if keys is None:
             with self.engine.connect() as db:
                 keys = list(
@@ -418,29 +583,19 @@ class Inbox(Arrivals):
         return sum(self._requeue(keys[i : i + 500], None) for i in range(0, len(keys), 500))
 
     def _requeue(self, keys: Sequence[str], body: bytes | None, issue: str | None = None) -> int:
-        values: dict[str, object] = {
-            "status": "queued",
-            "attempts": 0,
-            "not_before": None,
-            "failing_since": None,
-            "error": None,
-            "processed_at": None,
-        }
+        values: dict[str, object] = dict(_QUEUED_AGAIN)
         if body is not None:
             values["body"] = body
         if issue is not None:
             values["issue"] = issue  # a row of the release before the inbox had none
         with self.engine.begin() as db:
-            count = db.execute(
-                update(deliveries)
-                .where(and_(deliveries.c.key.in_(keys), deliveries.c.status == "failed"))
-                .values(**values)
-            ).rowcount
+            count = _requeue_in(db, keys, values)
         if count:
             self.notify()
-        return int(count)
+        return count
 
     def health(self) -> InboxHealth:
+        self.take_in()
         with self.engine.connect() as db:
             pending, oldest_pending = db.execute(
                 select(func.count(), func.min(deliveries.c.received_at)).where(

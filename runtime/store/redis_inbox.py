@@ -323,6 +323,12 @@ class RedisInbox(Arrivals):
             self.notify()
         return cast(Put, put)
 
+    def accept(
+        self, source: str, delivery_id: str, event_name: str, issue: str, body: bytes, now: dt.datetime
+    ) -> Put:
+        """The receiver's write: Redis takes concurrent writers well, so it is `put` itself."""
+        return self.put(source, delivery_id, event_name, issue, body, now)
+
     # --- the consumers ------------------------------------------------------------------
 
     def take(self, owner: str, now: dt.datetime, lease: dt.timedelta, *, limit: int = 20) -> Received | None:

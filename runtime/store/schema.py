@@ -59,6 +59,13 @@ turns = Table(
     Column("until", DateTime(timezone=True), nullable=False),
 )
 
+spooled = Table(
+    "spooled",
+    metadata,
+    Column("file", String(200), primary_key=True),  # a spool file's name (runtime/store/spool.py)
+    Column("taken_to", Integer, nullable=False),  # the offset up to which it is in the inbox
+)
+
 # --- journal --------------------------------------------------------------------------------
 
 writes = Table(

@@ -1,0 +1,238 @@
+"""The door's spool on SQLite (runtime/store/spool.py) and the inbox taking it in: real files, real
+processes, a real short write (the file-size limit of the process), no patching."""
+
+from __future__ import annotations
+
+import datetime as dt
+import multiprocessing
+import resource
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from runtime.store import Store
+from runtime.store.inbox import Inbox
+from runtime.store.schema import deliveries, spooled
+from runtime.store.spool import (
+    Spooled,
+    SpoolWriter,
+    decode,
+    encode,
+    is_finished,
+    read_from,
+    spool_files,
+)
+
+T0 = dt.datetime(2026, 12, 1, 9, 0, tzinfo=dt.UTC)
+
+
+def _item(
+    delivery_id: str, issue: str = "github:o/r#1", seconds: float = 0.0, body: bytes = b"{}"
+) -> Spooled:
+    return Spooled("github", delivery_id, "issues", issue, body, T0 + dt.timedelta(seconds=seconds))
+
+
+def _inbox(tmp_path: Path) -> Inbox:
+    inbox = Store(f"sqlite:///{tmp_path / 'sopguard.db'}").inbox
+    assert isinstance(inbox, Inbox)
+    return inbox
+
+
+def _put(inbox: Inbox, item: Spooled) -> str:
+    return inbox.accept(
+        item.source, item.delivery_id, item.event_name, item.issue, item.body, item.received_at
+    )
+
+
+def _rows(inbox: Inbox) -> list[tuple[str, str, str]]:
+    query = select(deliveries.c.delivery_id, deliveries.c.issue, deliveries.c.status).order_by(
+        deliveries.c.seq
+    )
+    with inbox.engine.connect() as db:
+        return [(row[0], row[1], row[2]) for row in db.execute(query)]
+
+
+# --- frames ------------------------------------------------------------------------------------------
+
+
+def test_a_frame_keeps_every_field_and_the_body_byte_for_byte() -> None:
+    item = _item("d-1", body=bytes(range(256)) * 40)
+
+    chunk = decode("f", encode(item), 100, finished=False)
+
+    assert [frame for frame, _ in chunk.frames] == [item]
+    assert chunk.end == 100 + len(encode(item)) and chunk.skipped == 0
+
+
+def test_a_write_under_way_is_left_for_later_and_damage_is_passed_over() -> None:
+    first, second, third = (encode(_item(f"d-{n}")) for n in range(3))
+    damaged = first + second[:10] + b"\0" * 7 + second[17:] + third  # a bad stretch, then a good frame
+
+    chunk = decode("f", damaged, 0, finished=False)
+    assert [f.delivery_id for f, _ in chunk.frames] == ["d-0", "d-2"] and chunk.end == len(damaged)
+    assert chunk.skipped == len(second)
+
+    under_way = first + third[: len(third) // 2]
+    assert decode("f", under_way, 0, finished=False).end == len(first)  # read again next time
+    finished = decode("f", under_way, 0, finished=True)  # its writer is gone: it never will be whole
+    assert (finished.end, finished.skipped) == (len(under_way), len(third) // 2)
+
+
+def test_a_frame_larger_than_one_read_is_read_whole(tmp_path: Path) -> None:
+    writer = SpoolWriter(tmp_path / "spool")
+    big = _item("big", body=b"x" * (9 * 1024 * 1024))
+    writer.append(big)
+    writer.append(_item("small"))
+    ((name, _),) = spool_files(tmp_path / "spool")
+
+    first = read_from(tmp_path / "spool" / name, 0, finished=False)
+    rest = read_from(tmp_path / "spool" / name, first.end, finished=False)
+
+    assert [f.delivery_id for f, _ in first.frames] == ["big"] and first.frames[0][0] == big
+    assert [f.delivery_id for f, _ in rest.frames] == ["small"]
+
+
+# --- the writer --------------------------------------------------------------------------------------
+
+
+def test_a_short_write_leaves_the_file_as_it_was_and_the_next_append_succeeds(tmp_path: Path) -> None:
+    writer = SpoolWriter(tmp_path / "spool")
+    writer.append(_item("before"))
+    ((name, size),) = spool_files(tmp_path / "spool")
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size + 100, hard))  # the frame below needs more
+    try:
+        with pytest.raises(OSError):
+            writer.append(_item("too-big", body=b"y" * 5000))
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+    assert dict(spool_files(tmp_path / "spool"))[name] == size  # no half frame left behind
+
+    writer.append(_item("after"))
+    chunk = read_from(tmp_path / "spool" / name, 0, finished=False)
+    assert [f.delivery_id for f, _ in chunk.frames] == ["before", "after"] and chunk.skipped == 0
+
+
+def test_a_file_is_finished_only_once_its_writer_moved_on(tmp_path: Path) -> None:
+    writer = SpoolWriter(tmp_path / "spool", file_limit=len(encode(_item("d-0"))) * 2)
+    for n in range(3):
+        writer.append(_item(f"d-{n}"))
+    first, second = (tmp_path / "spool" / name for name, _ in spool_files(tmp_path / "spool"))
+
+    assert is_finished(first)  # two frames filled it: the writer started the second
+    assert not is_finished(second)  # held by the writer, even against another descriptor of this process
+    writer.close()
+    assert is_finished(second)
+
+
+# --- taking the spool in -----------------------------------------------------------------------------
+
+
+def test_the_inbox_takes_the_spool_in_once_and_drops_what_it_kept_before(tmp_path: Path) -> None:
+    inbox = _inbox(tmp_path)
+    assert [_put(inbox, _item(i, seconds=n)) for n, i in enumerate(["a", "b", "a"])] == ["accepted"] * 3
+
+    assert inbox.take_in() == 2
+    assert inbox.take_in() == 0
+    assert _rows(inbox) == [("a", "github:o/r#1", "queued"), ("b", "github:o/r#1", "queued")]
+
+    with inbox.engine.begin() as db:  # as if the take-in had never been recorded: done again, harmlessly
+        db.execute(spooled.delete())
+    another_process = _inbox(tmp_path)
+    assert another_process.take_in() == 0 and len(_rows(inbox)) == 2
+
+
+def test_a_failed_delivery_sent_again_through_the_spool_is_queued_again_with_its_new_body(
+    tmp_path: Path,
+) -> None:
+    inbox = _inbox(tmp_path)
+    _put(inbox, _item("f-1", body=b'{"v": 1}'))
+    taken = inbox.take("w", T0, dt.timedelta(seconds=30))
+    assert taken is not None and taken.body == b'{"v": 1}'
+    inbox.finish(taken.seq, "failed", T0, "the tracker refused it")
+    inbox.turns.give_back(taken.issue, "w")
+
+    _put(inbox, _item("f-1", seconds=5, body=b'{"v": 2}'))
+
+    again = inbox.take("w", T0 + dt.timedelta(seconds=5), dt.timedelta(seconds=30))
+    assert again is not None and (again.seq, again.body, again.attempts) == (taken.seq, b'{"v": 2}', 1)
+
+
+def test_a_finished_file_taken_in_whole_is_removed(tmp_path: Path) -> None:
+    inbox = _inbox(tmp_path)
+    for n in range(3):
+        _put(inbox, _item(f"d-{n}"))
+    directory = inbox.spool_directory
+    assert directory is not None and len(list(spool_files(directory))) == 1
+
+    inbox.take_in()
+    assert len(list(spool_files(directory))) == 1  # still this process's file to write to
+
+    assert inbox.spool is not None
+    inbox.spool.close()  # as at the end of the process
+    inbox.look_for_finished_every = 0.0
+    inbox.take_in()
+    assert list(spool_files(directory)) == []
+    with inbox.engine.connect() as db:
+        assert db.execute(select(spooled)).all() == []
+    assert [row[0] for row in _rows(inbox)] == ["d-0", "d-1", "d-2"]
+
+
+def _spool_from_another_process(
+    database: str, prefix: str, count: int, start: multiprocessing.synchronize.Event
+) -> None:
+    inbox = Store(f"sqlite:///{database}").inbox
+    start.wait()
+    for n in range(count):
+        now = dt.datetime.now(dt.UTC)
+        inbox.accept("github", f"shared-{n}", "issues", f"github:o/r#{n % 4}", f"{prefix}{n}".encode(), now)
+        inbox.accept("github", f"{prefix}-{n}", "issues", f"github:o/r#{n % 4}", b"{}", now)
+
+
+@pytest.fixture
+def two_writers(
+    tmp_path: Path,
+) -> Iterator[tuple[Path, list[multiprocessing.Process], multiprocessing.synchronize.Event]]:
+    database = tmp_path / "sopguard.db"
+    Store(f"sqlite:///{database}").engine.dispose()
+    context = multiprocessing.get_context("spawn")
+    start = context.Event()
+    writers = [
+        context.Process(target=_spool_from_another_process, args=(str(database), prefix, 300, start))
+        for prefix in ("p", "q")
+    ]
+    for writer in writers:
+        writer.start()
+    yield database, writers, start  # type: ignore[misc]
+    for writer in writers:
+        writer.join(timeout=60)
+
+
+def test_two_processes_spooling_while_the_inbox_takes_in_keep_each_delivery_once_in_order(
+    two_writers: tuple[Path, list[multiprocessing.Process], multiprocessing.synchronize.Event],
+) -> None:
+    database, writers, start = two_writers
+    inbox = Store(f"sqlite:///{database}").inbox
+    assert isinstance(inbox, Inbox)
+    start.set()
+    while any(writer.is_alive() for writer in writers):
+        inbox.take_in()
+    for writer in writers:
+        writer.join()
+        assert writer.exitcode == 0
+    inbox.look_for_finished_every = 0.0
+    inbox.take_in()
+
+    query = select(deliveries.c.delivery_id).order_by(deliveries.c.seq)
+    with inbox.engine.connect() as db:
+        ids = list(db.execute(query).scalars())
+    assert len(ids) == len(set(ids)) == 300 * 3  # each shared id once, each process's own once
+    for prefix in ("p", "q"):  # each process's deliveries in the order it received them
+        own = [int(i.split("-")[1]) for i in ids if i.startswith(f"{prefix}-")]
+        assert own == sorted(own)
+    assert inbox.spool_directory is not None and list(spool_files(inbox.spool_directory)) == []
