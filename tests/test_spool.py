@@ -4,9 +4,13 @@ processes, a real short write (the file-size limit of the process), no patching.
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import multiprocessing
+import os
 import resource
 import signal
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -86,10 +90,10 @@ def test_a_frame_larger_than_one_read_is_read_whole(tmp_path: Path) -> None:
     big = _item("big", body=b"x" * (9 * 1024 * 1024))
     writer.append(big)
     writer.append(_item("small"))
-    ((name, _),) = spool_files(tmp_path / "spool")
+    ((name, size),) = spool_files(tmp_path / "spool")
 
-    first = read_from(tmp_path / "spool" / name, 0, finished=False)
-    rest = read_from(tmp_path / "spool" / name, first.end, finished=False)
+    first = read_from(tmp_path / "spool" / name, 0, size, finished=False)
+    rest = read_from(tmp_path / "spool" / name, first.end, size, finished=False)
 
     assert [f.delivery_id for f, _ in first.frames] == ["big"] and first.frames[0][0] == big
     assert [f.delivery_id for f, _ in rest.frames] == ["small"]
@@ -114,7 +118,9 @@ def test_a_short_write_leaves_the_file_as_it_was_and_the_next_append_succeeds(tm
     assert dict(spool_files(tmp_path / "spool"))[name] == size  # no half frame left behind
 
     writer.append(_item("after"))
-    chunk = read_from(tmp_path / "spool" / name, 0, finished=False)
+    chunk = read_from(
+        tmp_path / "spool" / name, 0, dict(spool_files(tmp_path / "spool"))[name], finished=False
+    )
     assert [f.delivery_id for f, _ in chunk.frames] == ["before", "after"] and chunk.skipped == 0
 
 
@@ -236,3 +242,94 @@ def test_two_processes_spooling_while_the_inbox_takes_in_keep_each_delivery_once
         own = [int(i.split("-")[1]) for i in ids if i.startswith(f"{prefix}-")]
         assert own == sorted(own)
     assert inbox.spool_directory is not None and list(spool_files(inbox.spool_directory)) == []
+
+
+# --- what a review found ------------------------------------------------------------------------------
+
+
+def _writer_lock_held(database: Path) -> int:
+    """Hold the database's writer lock, as another process's long take-in would."""
+    lock = os.open(f"{database}.writer-lock", os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    return lock
+
+
+def test_a_delivery_appended_while_a_take_in_waits_for_the_lock_is_taken_in_before_its_file_goes(
+    tmp_path: Path,
+) -> None:
+    """The take-in listed the file at its old size, waited for the lock, and meanwhile the writer
+    appended one more delivery and went away: the file was removed with it unread."""
+    inbox, writer, other = _inbox(tmp_path), _inbox(tmp_path), _inbox(tmp_path)
+    _put(writer, _item("w-1"))
+    assert inbox.take_in() == 1
+    inbox.look_for_finished_every = 0.0
+    _put(other, _item("o-1", issue="github:o/r#2"))  # so that the next take-in needs the lock
+    lock = _writer_lock_held(tmp_path / "sopguard.db")
+    waiting = threading.Thread(target=inbox.take_in)
+    waiting.start()
+    time.sleep(0.3)  # it has listed the spool and waits for the lock
+    _put(writer, _item("w-2", seconds=1))  # acknowledged ...
+    assert writer.spool is not None
+    writer.spool.close()  # ... and its process gone
+    fcntl.flock(lock, fcntl.LOCK_UN)
+    os.close(lock)
+    waiting.join()
+    inbox.take_in()
+
+    assert [row[0] for row in _rows(inbox)] == ["w-1", "o-1", "w-2"]
+    assert inbox.spool_directory is not None and len(list(spool_files(inbox.spool_directory))) == 1  # other's
+
+
+def test_a_file_with_more_than_one_read_waiting_holds_back_later_deliveries_of_the_others(
+    tmp_path: Path,
+) -> None:
+    busy, quiet, inbox = _inbox(tmp_path), _inbox(tmp_path), _inbox(tmp_path)
+    for n in range(9):  # 9 MiB in one file: more than one read takes
+        _put(busy, _item(f"big-{n}", issue=f"github:o/r#{100 + n}", seconds=n, body=b"x" * 1024 * 1024))
+    _put(busy, _item("X-first", seconds=10))
+    _put(quiet, _item("X-second", seconds=11))
+
+    while inbox.take_in():
+        pass
+
+    ids = [row[0] for row in _rows(inbox)]
+    assert len(ids) == 11 and ids.index("X-first") < ids.index("X-second")
+
+
+def test_damage_longer_than_one_read_in_a_finished_file_is_passed_over_and_what_follows_taken_in(
+    tmp_path: Path,
+) -> None:
+    writer, inbox = _inbox(tmp_path), _inbox(tmp_path)
+    _put(writer, _item("damaged", body=b"z" * (10 * 1024 * 1024)))
+    for n in range(3):
+        _put(writer, _item(f"after-{n}", seconds=n + 1))
+    assert writer.spool is not None and inbox.spool_directory is not None
+    writer.spool.close()
+    ((name, _),) = spool_files(inbox.spool_directory)
+    with (inbox.spool_directory / name).open("r+b") as file:
+        file.seek(5 * 1024 * 1024)
+        file.write(b"!")  # one byte of the big frame flipped: its checksum fails
+
+    assert inbox.take_in() == 3
+
+    assert [row[0] for row in _rows(inbox)] == ["after-0", "after-1", "after-2"]
+
+
+def test_an_empty_spool_file_is_removed_and_costs_no_lock(tmp_path: Path) -> None:
+    inbox = _inbox(tmp_path)
+    assert inbox.spool_directory is not None
+    inbox.spool_directory.mkdir()
+    (inbox.spool_directory / f"1-{time.time_ns()}.spool").touch()  # a writer killed right after creating it
+    inbox.look_for_finished_every = 0.0
+    inbox.take_in()
+    assert list(spool_files(inbox.spool_directory)) == []
+
+    lock = _writer_lock_held(tmp_path / "sopguard.db")
+    try:
+        done = threading.Thread(target=inbox.health)
+        done.start()
+        done.join(timeout=10)
+        assert not done.is_alive()  # nothing to take in: the lock was not waited for
+    finally:
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        os.close(lock)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import heapq
+import itertools
 import threading
 import time
 from collections import Counter
@@ -248,19 +249,37 @@ def spool_directory(engine: Engine) -> Path | None:
     return Path(f"{database}-spool")
 
 
-def _insert_spooled(db: Connection, chunks: Sequence[Chunk]) -> int:
-    """The chunks' deliveries as inbox rows, in the order received (each file's own order kept);
-    how many were new. A delivery kept before is dropped, or queued again if it failed."""
-    frames = heapq.merge(
-        *([item for item, _ in chunk.frames] for chunk in chunks), key=lambda item: item.received_at
-    )
-    latest: dict[str, Spooled] = {}
-    for item in frames:
-        latest.setdefault(delivery_key(item.source, item.delivery_id), item)
-    if not latest:
-        return 0
+def _in_order(chunks: Sequence[Chunk]) -> tuple[list[Spooled], dict[str, int]]:
+    """The spooled deliveries to take in now, in the order received (each file's own order kept),
+    and up to where each file is then taken in. A file read only in part (there was more than one
+    read takes) holds back the other files' deliveries received after its last one read: none of
+    its unread ones, received before them, may come after them."""
+    limit = min((c.frames[-1][0].received_at for c in chunks if c.truncated and c.frames), default=None)
+    taken: list[list[Spooled]] = []
+    ends: dict[str, int] = {}
+    for chunk in chunks:
+        kept = chunk.frames
+        if limit is not None:
+            kept = tuple(itertools.takewhile(lambda frame: frame[0].received_at <= limit, chunk.frames))
+        taken.append([item for item, _ in kept])
+        whole = len(kept) == len(chunk.frames)
+        ends[chunk.name] = chunk.end if whole else kept[-1][1] if kept else chunk.start
+    return list(heapq.merge(*taken, key=lambda item: item.received_at)), ends
+
+
+def _insert_spooled(db: Connection, items: Sequence[Spooled]) -> Counter[tuple[str, str]]:
+    """The deliveries as inbox rows; what each turned out to be, by tracker: `queued` (new),
+    `duplicate` (kept before: dropped) or `requeued` (it had failed: queued again, with this body)."""
+    outcomes: Counter[tuple[str, str]] = Counter()
+    first: dict[str, Spooled] = {}
+    for item in items:
+        key = delivery_key(item.source, item.delivery_id)
+        if key in first:
+            outcomes[item.source, "duplicate"] += 1
+        else:
+            first[key] = item
     known: dict[str, str] = {}
-    keys = list(latest)
+    keys = list(first)
     for start in range(0, len(keys), 500):
         window = keys[start : start + 500]
         known.update(
@@ -268,17 +287,33 @@ def _insert_spooled(db: Connection, chunks: Sequence[Chunk]) -> int:
                 select(deliveries.c.key, deliveries.c.status).where(deliveries.c.key.in_(window))
             ).all()
         )
-    rows = [_row(key, item) for key, item in latest.items() if key not in known]
+    rows = [_row(key, item) for key, item in first.items() if key not in known]
     if rows:
         db.execute(insert(deliveries), rows)
-    outcomes = Counter((row["source"], "queued") for row in rows)
+    outcomes.update((row["source"], "queued") for row in rows)
     for key, status in known.items():
-        item = latest[key]
+        item = first[key]
         if status == "failed":
             _requeue_in(db, [key], {**_QUEUED_AGAIN, "body": pack(item.body), "issue": item.issue})
         outcomes[item.source, "requeued" if status == "failed" else "duplicate"] += 1
-    _count_taken_in(outcomes)
-    return len(rows)
+    return outcomes
+
+
+def _extent(path: Path) -> tuple[bool, int]:
+    """Whether the spool file is finished (its writer gone), and then its size: in that order, so
+    that the size of a finished file is final. A file removed meanwhile is finished and empty."""
+    finished = is_finished(path)
+    try:
+        return finished, path.stat().st_size
+    except FileNotFoundError:
+        return True, 0
+
+
+def _read(path: Path, start: int, end: int, finished: bool) -> Chunk | None:
+    try:
+        return read_from(path, start, end, finished=finished)
+    except FileNotFoundError:  # removed by another process's take-in since it was listed
+        return None
 
 
 def _count_taken_in(outcomes: Counter[tuple[str, str]]) -> None:
@@ -381,50 +416,56 @@ class Inbox(Arrivals):
         if directory is None:
             return 0
         sizes = dict(spool_files(directory))
-        grown = sorted(name for name, size in sizes.items() if self._taken_to.get(name) != size)
-        new = self._take_in_files(directory, grown, sizes) if grown else 0
+        grown = sorted(name for name, size in sizes.items() if size > self._taken_to.get(name, 0))
+        new = self._take_in_files(directory, grown) if grown else 0
         if time.monotonic() - self._finished_looked_at >= self.look_for_finished_every:
             self._finished_looked_at = time.monotonic()
-            self._remove_finished(directory, sizes)
+            done = [name for name, size in sizes.items() if size == self._taken_to.get(name, 0)]
+            self._remove_finished(directory, done)
         if new:
             self.notify()
         return new
 
-    def _take_in_files(self, directory: Path, names: Sequence[str], sizes: Mapping[str, int]) -> int:
+    def _take_in_files(self, directory: Path, names: Sequence[str]) -> int:
         with self._writer.held(), self.engine.begin() as db:
-            taken_to = dict(
+            taken_to: dict[str, int] = dict(
                 db.execute(select(spooled.c.file, spooled.c.taken_to).where(spooled.c.file.in_(names))).all()
             )
+            # Every file's extent first, then the reading: what is appended meanwhile waits for
+            # the next take-in, so no delivery read from one file is received after one left
+            # unread in another. A file is finished if its writer was gone before its size was read.
+            extents = [(name, *_extent(directory / name)) for name in names]
             chunks = [
-                read_from(directory / name, taken_to.get(name, 0), finished=is_finished(directory / name))
-                for name in names
-                if taken_to.get(name, 0) < sizes[name]
+                chunk
+                for name, finished, size in extents
+                if size > taken_to.get(name, 0)
+                and (chunk := _read(directory / name, taken_to.get(name, 0), size, finished)) is not None
             ]
-            new = _insert_spooled(db, chunks)
-            for chunk in chunks:
-                taken_to[chunk.name] = chunk.end
-                statement = sqlite_insert(spooled).values(file=chunk.name, taken_to=chunk.end)
+            items, ends = _in_order(chunks)
+            outcomes = _insert_spooled(db, items)
+            for name, end in ends.items():
+                statement = sqlite_insert(spooled).values(file=name, taken_to=end)
                 db.execute(
-                    statement.on_conflict_do_update(
-                        index_elements=[spooled.c.file], set_={"taken_to": chunk.end}
-                    )
+                    statement.on_conflict_do_update(index_elements=[spooled.c.file], set_={"taken_to": end})
                 )
+            taken_to.update(ends)
         self._taken_to.update(taken_to)
-        return new
+        _count_taken_in(outcomes)
+        return sum(count for (_, status), count in outcomes.items() if status == "queued")
 
-    def _remove_finished(self, directory: Path, sizes: Mapping[str, int]) -> None:
-        """Remove the files taken in whole whose writers will write no more."""
-        for name, size in sizes.items():
-            if self._taken_to.get(name) != size or not is_finished(directory / name):
-                continue
+    def _remove_finished(self, directory: Path, names: Sequence[str]) -> None:
+        """Remove the files taken in whole whose writers will write no more (an empty one too)."""
+        for name in names:
+            path = directory / name
             with self._writer.held(), self.engine.begin() as db:
+                finished, size = _extent(path)
                 taken_to = db.execute(
                     select(spooled.c.taken_to).where(spooled.c.file == name)
                 ).scalar_one_or_none()
-                if taken_to != size:
+                if not finished or size != (taken_to or 0):
                     continue
                 with contextlib.suppress(FileNotFoundError):
-                    (directory / name).unlink()
+                    path.unlink()
                 db.execute(spooled.delete().where(spooled.c.file == name))
             self._taken_to.pop(name, None)
 

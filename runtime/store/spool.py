@@ -34,8 +34,9 @@ import threading
 import time
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import BinaryIO
 
 import orjson
 
@@ -85,8 +86,10 @@ def _frame_at(data: bytes, position: int) -> tuple[Spooled, int] | None:
         return None
     magic, length, checksum = _HEADER.unpack_from(data, position)
     start = position + _HEADER.size
+    if magic != MAGIC or start + length > len(data):  # checked first: no copy of what is not there
+        return None
     payload = data[start : start + length]
-    if magic != MAGIC or len(payload) != length or zlib.crc32(payload) != checksum:
+    if zlib.crc32(payload) != checksum:
         return None
     try:
         return _decode_payload(payload), start + length
@@ -103,6 +106,7 @@ class Chunk:
     frames: tuple[tuple[Spooled, int], ...]
     end: int  # the offset the next read starts from
     skipped: int = 0  # damaged bytes passed over
+    truncated: bool = False  # more of the file was there to read than one read takes
 
 
 def decode(name: str, data: bytes, start: int, *, finished: bool) -> Chunk:
@@ -182,8 +186,10 @@ class SpoolWriter:
             return current
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / f"{pid}-{time.time_ns()}{SUFFIX}"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        # Locked before it has its name: a take-in must never find it unlocked, so finished.
+        fd = os.open(f"{path}.new", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o600)
         fcntl.flock(fd, fcntl.LOCK_EX)  # held while this process may write to it
+        os.rename(f"{path}.new", path)
         if current is not None and current.pid == pid:
             os.close(current.fd)  # finished: its lock goes with it
         self._file = _OpenFile(fd, pid)
@@ -224,15 +230,51 @@ def is_finished(path: Path) -> bool:
     return True
 
 
-def read_from(path: Path, start: int, *, finished: bool) -> Chunk:
-    """The frames of the file past `start`: up to `READ_LIMIT` bytes of them, or the first frame
-    whole however long (a body may be as large as the door takes)."""
+def read_from(path: Path, start: int, end: int, *, finished: bool) -> Chunk:
+    """The frames of the file between `start` and `end` (its size when it was listed): up to
+    `READ_LIMIT` bytes of them, or the first frame whole however long (a body may be as large as
+    the door takes). In a `finished` file, damage longer than one read is passed over to the next
+    good frame, or to `end`."""
     with path.open("rb") as file:
         file.seek(start)
-        data = file.read(READ_LIMIT)
+        data = file.read(min(READ_LIMIT, end - start))
         if len(data) >= _HEADER.size:
             magic, length, _ = _HEADER.unpack_from(data)
-            if magic == MAGIC and _HEADER.size + length > len(data):
+            if magic == MAGIC and len(data) < _HEADER.size + length <= end - start:
                 data += file.read(_HEADER.size + length - len(data))
-        whole = len(data) < READ_LIMIT or file.read(1) == b""
-    return decode(path.name, data, start, finished=finished and whole)
+        read_to = start + len(data)
+        chunk = decode(path.name, data, start, finished=finished and read_to == end)
+        if finished and not chunk.frames and chunk.end == start < end:
+            resumed = _resync(file, start + 1, end)
+            log.error(
+                "spool file %s: %d damaged bytes after offset %d passed over",
+                path.name,
+                resumed - start,
+                start,
+            )
+            after = read_from(path, resumed, end, finished=finished)
+            return replace(after, start=start, skipped=after.skipped + resumed - start)
+    return replace(chunk, truncated=read_to < end)
+
+
+def _resync(file: BinaryIO, position: int, end: int) -> int:
+    """Where the next good frame of the file starts after `position`, else `end`: read a window at
+    a time, each frame found checked whole."""
+    while position < end:
+        file.seek(position)
+        window = file.read(min(READ_LIMIT, end - position))
+        found = window.find(MAGIC)
+        if found == -1:
+            position += max(1, len(window) - len(MAGIC) + 1)
+            continue
+        candidate = position + found
+        file.seek(candidate)
+        header = file.read(_HEADER.size)
+        if len(header) == _HEADER.size:
+            _, length, _ = _HEADER.unpack(header)
+            if candidate + _HEADER.size + length <= end:
+                file.seek(candidate)
+                if _frame_at(file.read(_HEADER.size + length), 0) is not None:
+                    return candidate
+        position = candidate + 1
+    return end
