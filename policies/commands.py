@@ -35,6 +35,9 @@ from policies.router import Router
 router = Router()
 
 _LINE = re.compile(r"^/(?P<name>[a-z][a-z0-9-]*)(?:[ \t]+(?P<args>.*))?$")
+# A comment edited, as each tracker names the event: GitHub's `issue_comment.edited`, Jira's
+# `comment_updated` webhook and the `issue_comment_edited` type of a `jira:issue_updated`.
+_JIRA_COMMENT_EDITS = frozenset({"comment_updated", "issue_comment_edited"})
 
 
 @dataclass(frozen=True)
@@ -104,10 +107,11 @@ def usage(command: Command) -> str:
 
 
 def commands_in(ctx: Context) -> list[tuple[Command, Given]]:
-    """The policy's commands a new comment gives (an edited comment gives none again)."""
+    """The policy's commands a new comment gives. An edited comment gives none: its author is who
+    wrote it first, while the edit may be anyone's (a Jira admin, a GitHub maintainer)."""
     event = ctx.event
     comment = event.comment
-    if comment is None or EventKind.COMMENTED not in event.kinds or event.name.endswith(".edited"):
+    if comment is None or EventKind.COMMENTED not in event.kinds or _is_comment_edit(event.name):
         return []
     found = []
     for line in given(comment.body):
@@ -115,6 +119,10 @@ def commands_in(ctx: Context) -> list[tuple[Command, Given]]:
         if command is not None:
             found.append((command, line))
     return found
+
+
+def _is_comment_edit(event_name: str) -> bool:
+    return event_name.endswith(".edited") or event_name in _JIRA_COMMENT_EDITS
 
 
 def teams_to_look_up(ctx: Context) -> frozenset[str]:

@@ -282,3 +282,26 @@ def test_jira_accept_is_the_reporters_and_cancel_moves_to_done(jira: tuple[FakeJ
     )
 
     assert fake.status == "Done" and "cancelled/withdrawn" in fake.labels
+
+
+@pytest.mark.parametrize("shape", ["comment_updated", "issue_comment_edited"])
+def test_jira_a_command_written_into_an_edited_comment_is_not_the_authors(
+    jira: tuple[FakeJira, JiraService], shape: str
+) -> None:
+    """A Jira admin may edit anyone's comment; the comment's author stays who wrote it first."""
+    fake, sopguard = jira
+    first = _jira_comment(fake, "Thanks, I will look at it.", REPORTER, "Acceptance")
+    sopguard.deliver(first, "c-1")
+    edited = copy.deepcopy(first)
+    edited["comment"]["body"] = "Thanks, I will look at it.\n/accept"
+    edited["comment"]["updateAuthor"] = {"accountId": "agent-rita", "displayName": "Agent-Rita"}
+    if shape == "comment_updated":
+        edited["webhookEvent"] = "comment_updated"
+    else:
+        edited.update(webhookEvent="jira:issue_updated", issue_event_type_name=shape)
+        edited["user"] = edited["comment"]["updateAuthor"]
+
+    sopguard.deliver(edited, "c-2")
+
+    assert "customer-accepted" not in fake.labels
+    assert not any(t.startswith("/accept") for t in _jira_texts(fake))
