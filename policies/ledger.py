@@ -96,9 +96,10 @@ def facts_after(
     previous: IssueFacts | None = None,
 ) -> IssueFacts:
     """The issue once the decision's actions are applied (the priority as the tracker shows it);
-    what a partial delivery does not show is kept from `previous`."""
+    what a partial delivery does not show is kept from `previous`, but not the labels a decision
+    changed (a command's; the worker gives such a delivery the labels `previous` knew)."""
     if previous is not None and not shows_whole_issue(event):
-        return previous
+        return replace(previous, labels=_labels_after(snapshot, decision))
     labels = _labels_after(snapshot, decision)
     chosen = [a.name for a in decision.actions if isinstance(a, SetPriority)]
     after = IssueSnapshot(

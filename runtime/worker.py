@@ -28,7 +28,7 @@ from connector.errors import BadPayload, Ignored
 from policies import adoption
 from policies.context import is_service_request
 from policies.engine import evaluate
-from policies.ledger import facts_after, timeline_entries, what_happened
+from policies.ledger import facts_after, shows_whole_issue, timeline_entries, what_happened
 from policies.models import (
     TRACKER_ACTIONS,
     Action,
@@ -168,6 +168,8 @@ def process(services: Services, delivery: Delivery, received: Received) -> Outco
     )
     if known is not None and not snapshot.reporter:  # a Jira comment event does not show the reporter
         snapshot = replace(snapshot, reporter=known.facts.reporter, reporter_id=known.facts.reporter_id)
+    if known is not None and not shows_whole_issue(event) and not snapshot.labels:  # nor the labels
+        snapshot = replace(snapshot, labels=known.facts.labels)
     snapshot = connector.complete(delivery, event, snapshot, needs(services.policy, event, snapshot))
     decision = evaluate(services.policy, event, snapshot, now)
     tracker_actions = [a for a in decision.actions if isinstance(a, TRACKER_ACTIONS)]

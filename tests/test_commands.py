@@ -305,3 +305,39 @@ def test_jira_a_command_written_into_an_edited_comment_is_not_the_authors(
 
     assert "customer-accepted" not in fake.labels
     assert not any(t.startswith("/accept") for t in _jira_texts(fake))
+
+
+def test_jira_reject_takes_back_the_acceptance_that_a_comment_event_does_not_show(
+    jira: tuple[FakeJira, JiraService],
+) -> None:
+    """Jira Cloud's comment events carry no labels: what sopguard knows of them is used."""
+    fake, sopguard = jira
+    ref = IssueRef("jira", fake.project, fake.key)
+    sopguard.deliver(_jira_comment(fake, "/accept", REPORTER, "Acceptance"), "c-1")
+    followed = sopguard.intake.store.ledger.one(ref)
+    assert followed is not None and "customer-accepted" in followed.facts.labels
+
+    sopguard.deliver(_jira_comment(fake, '/reject "the report is missing"', REPORTER, "Acceptance"), "c-2")
+
+    assert "customer-accepted" not in fake.labels and fake.status == "In Progress"
+    followed = sopguard.intake.store.ledger.one(ref)
+    assert followed is not None and "customer-accepted" not in followed.facts.labels
+
+
+def test_jira_a_new_plan_in_a_comment_withdraws_the_approval_and_approve_plan_clears_the_change(
+    jira: tuple[FakeJira, JiraService],
+) -> None:
+    fake, sopguard = jira
+    fake.in_role("Developers", users=["agent-rita"])
+    sopguard.deliver(_jira_comment(fake, "/approve-plan", "agent-rita", "In Progress"), "c-1")
+    assert "plan/approved" in fake.labels
+
+    plan = "h3. Plan\nReplace the whole server on Sunday."
+    sopguard.deliver(_jira_comment(fake, plan, "agent-sam", "In Progress"), "c-2")
+
+    assert "plan/approved" not in fake.labels and "plan/changed" in fake.labels
+    assert any(t.startswith("The approval of the plan was withdrawn.") for t in _jira_texts(fake))
+
+    sopguard.deliver(_jira_comment(fake, "/approve-plan", "agent-rita", "In Progress"), "c-3")
+
+    assert "plan/approved" in fake.labels and "plan/changed" not in fake.labels
