@@ -111,6 +111,16 @@ def _added_guarded(policy: Policy, event: Event) -> list[LabelGuard]:
     return [guarded[label] for label in sorted(event.labels_after - event.labels_before) if label in guarded]
 
 
+def refused_labels(ctx: Context) -> frozenset[str]:
+    """The restricted labels this event added that its actor may not add: they satisfy no guard,
+    not even of a move made in the same change (a Jira transition screen with the Labels field)."""
+    return frozenset(
+        guard.label
+        for guard in _added_guarded(ctx.policy, ctx.event)
+        if ctx.mode(guard) != Mode.OFF and not allowed(ctx, ctx.event.actor, guard.by, guard.not_by)
+    )
+
+
 def teams_to_look_up(policy: Policy, event: Event, snapshot: IssueSnapshot) -> frozenset[str]:
     """The teams the rules will ask about for this event, so that the connector looks up no other.
 

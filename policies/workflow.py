@@ -22,7 +22,7 @@ from config.schema import (
     Transition,
 )
 from config.templates import Markdown
-from policies import checklists, followup, priority
+from policies import checklists, followup, people, priority
 from policies.context import Context, Outcome, outcome
 from policies.intake import incomplete_fields
 from policies.models import (
@@ -216,7 +216,7 @@ def _guard_holds(guard: Guard, ctx: Context) -> tuple[bool, tuple[str, ...]]:
         case PriorityGuard():
             return priority.is_set(ctx), ()
         case LabelGuard():
-            return guard.label in snapshot.labels, ()
+            return guard.label in snapshot.labels - people.refused_labels(ctx), ()
         case NoLabelGuard():
             return guard.label not in snapshot.labels, ()
         case ChecklistGuard():

@@ -49,6 +49,7 @@ from tests.jira_support import (
     fake_for,
     follow,
     issue_path,
+    with_status_change,
 )
 from tests.jira_support import Service as JiraService
 from tests.jira_support import service as jira_service
@@ -417,3 +418,30 @@ def test_jira_a_comment_is_the_first_response_only_from_a_role_holder(
     (commented,) = [e for e in entries if isinstance(e, Commented)]
     assert commented.is_response is responds
     fake.check_against_openapi()
+
+
+def test_jira_a_label_the_agent_may_not_add_does_not_carry_the_move_made_with_it(
+    tmp_path: Path, no_network: responses.RequestsMock, deployment: Deployment
+) -> None:
+    """A transition screen with the Labels field: one update adds customer-confirmed and moves on."""
+    payload = _jira_labelled(deployment, _person(deployment, "agent-amy"), "customer-confirmed")
+    fields = payload["issue"]["fields"]
+    fields["labels"] = ["customer-confirmed"]
+    fields["description"] = PLAN["jira"]
+    fields["assignee"] = _person(deployment, "agent-amy")
+    payload["changelog"]["items"] = [
+        {"field": "labels", "fieldtype": "jira", "fromString": "", "toString": "customer-confirmed"}
+    ]
+    payload = with_status_change(payload, "Customer Confirmation", "In Progress")
+    fake, sopguard = _jira_start(no_network, tmp_path, deployment, payload)
+
+    sopguard.deliver(payload, "confirm-for-the-customer")
+
+    assert "customer-confirmed" not in fake.labels
+    assert fake.status == "Customer Confirmation"  # the move is undone: the customer did not confirm
+    verdicts = {
+        e.rule_id: e.passed
+        for e in sopguard.intake.store.audit.entries()
+        if e.delivery_id == "confirm-for-the-customer"
+    }
+    assert verdicts["customer-confirmation-recorded"] is False
