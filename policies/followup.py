@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 from config.schema import Mode, Policy, Rule
 from config.templates import Markdown
+from policies import people
 from policies.context import Context, Outcome, outcome
 from policies.models import Action, ChangeLabels, Comment, EventKind, IssueSnapshot, PostComment, Source
 from policies.render import render
@@ -29,7 +30,9 @@ def announces_delay(policy: Policy, comment: Comment, markup: Source) -> bool:
 
 def rating(policy: Policy, snapshot: IssueSnapshot, comment: Comment) -> int | None:
     """A score of 1-5 that the reporter replied on a closed issue (the satisfaction question)."""
-    if policy.sla.satisfaction is None or snapshot.is_open or comment.author.login != snapshot.reporter:
+    if policy.sla.satisfaction is None or snapshot.is_open:
+        return None
+    if not people.same_person(comment.author, snapshot.reporter, snapshot.reporter_id):
         return None
     match = _SCORE.fullmatch(comment.body.strip())
     return int(match.group(1)) if match else None

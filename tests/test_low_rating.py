@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from config.loader import load_policy
@@ -47,3 +49,16 @@ def test_a_poor_rating_of_the_reporter_is_labelled_and_escalated(source: str) ->
 def test_a_good_rating_or_someone_elses_number_asks_for_nothing(source: str) -> None:
     assert evaluate(ESCALATING, *_rated(source, "4"), NOW).actions == ()
     assert evaluate(ESCALATING, *_rated(source, "1", by="mallory"), NOW).actions == ()
+
+
+def test_the_reporter_is_told_by_account_id_where_both_are_known() -> None:
+    """Jira Cloud: another account that shows the reporter's name is not the reporter."""
+    event, snapshot = _rated("jira", "1")
+    same_name = replace(event, comment=Comment(Actor("carol", id="acc-mallory"), "1", id="31"))
+    reporter = replace(snapshot, reporter_id="acc-carol")
+
+    assert evaluate(ESCALATING, same_name, reporter, NOW).actions == ()
+    their_own = replace(event, comment=Comment(Actor("Carol", id="acc-carol"), "1", id="31"))
+    assert ChangeLabels("ask-for-rating", add=frozenset({"satisfaction/low"})) in (
+        evaluate(ESCALATING, their_own, reporter, NOW).actions
+    )
