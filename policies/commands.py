@@ -28,9 +28,11 @@ from policies.models import (
     PostComment,
     React,
     RememberState,
+    Source,
 )
 from policies.render import render
 from policies.router import Router
+from policies.text import own_lines
 
 router = Router()
 
@@ -59,10 +61,11 @@ class Parsed:
     problem: str = ""
 
 
-def given(body: str) -> list[Given]:
-    """Every command line of a comment, in order; quotes that do not close make one plain word list."""
+def given(body: str, markup: Source) -> list[Given]:
+    """Every command line of a comment, in order, outside its code and quotes (a reply quoting
+    `/accept` accepts nothing); quotes that do not close make one plain word list."""
     found = []
-    for line in body.splitlines():
+    for line in own_lines(body, markup):
         match = _LINE.match(line.strip())
         if match is None:
             continue
@@ -114,7 +117,7 @@ def commands_in(ctx: Context) -> list[tuple[Command, Given]]:
     if comment is None or EventKind.COMMENTED not in event.kinds or _is_comment_edit(event.name):
         return []
     found = []
-    for line in given(comment.body):
+    for line in given(comment.body, event.source):
         command = ctx.policy.command(line.name)
         if command is not None:
             found.append((command, line))
