@@ -82,7 +82,9 @@ def _low_rating(ctx: Context, rule: Rule, score: int) -> list[Action]:
     sla = ctx.policy.sla
     escalation = Markdown(sla.escalation.get(ctx.event.source, ""))
     body = render(ctx.policy, "low-rating", rule, score=score, escalation=escalation)
-    comment = PostComment(rule.id, f"low-rating:{ctx.event.delivery_id}", body)
+    # By the rating's comment: Jira delivers a comment twice (`comment_created`, `issue_commented`).
+    rated = ctx.event.comment.id if ctx.event.comment and ctx.event.comment.id else ctx.event.delivery_id
+    comment = PostComment(rule.id, f"low-rating:{rated}", body)
     if ctx.mode(rule) != Mode.ENFORCE:
         return [comment]
     return [ChangeLabels(rule.id, add=frozenset({sla.low_rating_label})), comment]

@@ -159,7 +159,10 @@ def timeline_entries(
         entries.append(Closed(at=at))
     entries.extend(StateChanged(at=at, state=state) for state in states)
     comment = event.comment
-    listed = {e.comment_id for e in entries if isinstance(e, Commented) and e.comment_id}
+    # A comment the timeline has already (Jira delivers each twice: `comment_created` and an
+    # `issue_commented` update) adds no second rating, delay notice or reply.
+    recorded = (*snapshot.timeline, *entries)
+    listed = {e.comment_id for e in recorded if isinstance(e, Commented) and e.comment_id}
     if (
         comment is not None
         and EventKind.COMMENTED in event.kinds
