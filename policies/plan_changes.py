@@ -8,6 +8,7 @@ the changed label keeps the issue from moving on until the plan is approved agai
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 
 from config.schema import Mode
@@ -38,6 +39,16 @@ def _plan_changed(ctx: Context) -> bool:
     return False
 
 
+def _marker(ctx: Context) -> str:
+    """A plan in a comment is told of once per comment and plan text: Jira delivers each comment
+    and each edit of one twice (`comment_created` or `comment_updated`, and an issue update)."""
+    comment = ctx.event.comment
+    if comment is None or not comment.id or EventKind.COMMENTED not in ctx.event.kinds:
+        return f"plan-changed:{ctx.event.delivery_id}"
+    plan = find_section(comment.body, ctx.policy.workflow.plan_headings, ctx.event.source)
+    return f"plan-changed:{comment.id}:{hashlib.sha256(plan.encode()).hexdigest()[:16]}"
+
+
 @router.register(EventKind.EDITED, EventKind.COMMENTED)
 def withdraw_approval(ctx: Context) -> Iterator[Outcome]:
     rule = ctx.policy.plan_changes
@@ -56,9 +67,7 @@ def withdraw_approval(ctx: Context) -> Iterator[Outcome]:
         changed_label=rule.changed_label,
         during_work=ctx.snapshot.last_state == "in-progress",
     )
-    actions: list[ChangeLabels | PostComment] = [
-        PostComment(rule.id, f"plan-changed:{ctx.event.delivery_id}", body)
-    ]
+    actions: list[ChangeLabels | PostComment] = [PostComment(rule.id, _marker(ctx), body)]
     if mode == Mode.ENFORCE:
         change = ChangeLabels(
             rule.id, add=frozenset({rule.changed_label}), remove=frozenset({rule.approval_label})
