@@ -96,10 +96,11 @@ def facts_after(
     previous: IssueFacts | None = None,
 ) -> IssueFacts:
     """The issue once the decision's actions are applied (the priority as the tracker shows it);
-    what a partial delivery does not show is kept from `previous`, but not the labels a decision
-    changed (a command's; the worker gives such a delivery the labels `previous` knew)."""
+    what a partial delivery does not show is kept from `previous`, with the labels its decision
+    changed (a command's)."""
     if previous is not None and not shows_whole_issue(event):
-        return replace(previous, labels=_labels_after(snapshot, decision))
+        known = replace(snapshot, labels=previous.labels)
+        return replace(previous, labels=_labels_after(known, decision))
     labels = _labels_after(snapshot, decision)
     chosen = [a.name for a in decision.actions if isinstance(a, SetPriority)]
     after = IssueSnapshot(
