@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 
+from config.i18n import marked
 from config.schema import (
     ASSIGNEE,
     AUTHOR_OF_PLAN,
@@ -27,6 +28,14 @@ from policies.router import Router
 from policies.text import find_section
 
 router = Router()
+
+# How comments name the built-in people; a team of `teams:` is named as the policy names it.
+_SHOWN_AS = {
+    REPORTER: marked("the reporter"),
+    ASSIGNEE: marked("the assignee"),
+    AUTHOR_OF_PLAN: marked("the plan's author"),
+    TEAM_MEMBERS: marked("the service team"),
+}
 
 
 # --- who is who -----------------------------------------------------------------------------
@@ -84,6 +93,11 @@ def is_responder(ctx: Context, person: Actor) -> bool:
     or, when it names none, anyone (the clock leaves out the reporter and bots itself)."""
     responders = ctx.policy.sla.responders
     return not responders or is_one_of(ctx, person, responders)
+
+
+def shown(ctx: Context, names: Iterable[str]) -> list[Markdown]:
+    """The people `names` stand for as a comment names them: "the reporter", not `reporter`."""
+    return [Markdown(ctx.tell(_SHOWN_AS[name]) if name in _SHOWN_AS else name) for name in names]
 
 
 def looked_up(names: Iterable[str]) -> frozenset[str]:
@@ -172,8 +186,8 @@ def _refuse(ctx: Context, guard: LabelGuard, *, undo: bool) -> list[ChangeLabels
         "undone": undo,
         "actor": ctx.event.actor.login,
         "label": guard.label,
-        "by": [Markdown(name) for name in guard.by],
-        "not_by": [Markdown(name) for name in guard.not_by],
+        "by": shown(ctx, guard.by),
+        "not_by": shown(ctx, guard.not_by),
         "requirement": ctx.text(guard.requirement),
     }
     marker = f"label-refused:{guard.label}:{ctx.event.delivery_id}"

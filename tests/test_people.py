@@ -126,7 +126,7 @@ def test_an_approval_by_someone_outside_the_approvers_is_removed_and_explained(s
     assert remove == ChangeLabels("high-risk-plan-reviewed", remove=frozenset({APPROVED}))
     assert isinstance(comment, PostComment)
     assert comment.body.startswith('**The label "plan/approved" was removed.**\n@mallory may not add it:')
-    assert "only approvers may, and never assignee, author-of-plan." in comment.body
+    assert "only approvers may, and never the assignee, the plan's author." in comment.body
     assert comment.body.rstrip().endswith(
         "Rule `high-risk-plan-reviewed`, SOP S2.2: " + POLICY.clause("S2.2")
     )
