@@ -173,6 +173,9 @@ class IssueSnapshot:
     first_seen: bool = False
     adopted: bool = False  # sopguard met the issue mid-life and adopted it (kept by the ledger)
     history: History | None = None  # read for a first-seen issue; None when not read or unreadable
+    # The labels as the service last left them (after its own changes); None: it knows none. A
+    # delivery's labels may be older: a label it removed since may still be shown.
+    known_labels: frozenset[str] | None = None
 
 
 class CommentPolicy(StrEnum):

@@ -125,6 +125,17 @@ def _added_guarded(policy: Policy, event: Event) -> list[LabelGuard]:
     return [guarded[label] for label in sorted(event.labels_after - event.labels_before) if label in guarded]
 
 
+def vouched_for(ctx: Context, label: str) -> bool:
+    """Whether a label a guard restricts counts: not added now by someone who may not, nor shown
+    by a delivery that is older than sopguard's removal of it (labels added at once on GitHub
+    arrive as several deliveries, each showing them all)."""
+    if label in refused_labels(ctx):
+        return False
+    known = ctx.snapshot.known_labels
+    added = label in ctx.event.labels_after - ctx.event.labels_before
+    return known is None or label in known or added
+
+
 def refused_labels(ctx: Context) -> frozenset[str]:
     """The restricted labels this event added that its actor may not add: they satisfy no guard,
     not even of a move made in the same change (a Jira transition screen with the Labels field)."""

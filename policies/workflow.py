@@ -215,8 +215,10 @@ def _guard_holds(guard: Guard, ctx: Context) -> tuple[bool, tuple[str, ...]]:
             return bool(snapshot.assignees), ()
         case PriorityGuard():
             return priority.is_set(ctx), ()
+        case LabelGuard() if guard.by or guard.not_by:
+            return guard.label in snapshot.labels and people.vouched_for(ctx, guard.label), ()
         case LabelGuard():
-            return guard.label in snapshot.labels - people.refused_labels(ctx), ()
+            return guard.label in snapshot.labels, ()
         case NoLabelGuard():
             return guard.label not in snapshot.labels, ()
         case ChecklistGuard():

@@ -165,6 +165,7 @@ def process(services: Services, delivery: Delivery, received: Received) -> Outco
         timeline=known.timeline if known is not None else (),
         first_seen=not memory.known,
         adopted=memory.adopted,
+        known_labels=known.facts.labels if known is not None else None,
     )
     if known is not None and not snapshot.reporter:  # a Jira comment event does not show the reporter
         snapshot = replace(snapshot, reporter=known.facts.reporter, reporter_id=known.facts.reporter_id)

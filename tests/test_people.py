@@ -40,7 +40,17 @@ from policies.people import guarded_labels
 from policies.sla import Commented
 from tests.conftest import fixture_json
 from tests.engine_support import GITHUB_REF, JIRA_REF, NOW
-from tests.github_support import COMMENTED_AT, REPO, FakeGithub, Service, labelled, put_in_state, service
+from tests.github_support import (
+    COMMENTED_AT,
+    REPO,
+    FakeGithub,
+    Service,
+    form_body,
+    issue_payload,
+    labelled,
+    put_in_state,
+    service,
+)
 from tests.jira_support import (
     CLOUD,
     DEPLOYMENTS,
@@ -445,3 +455,22 @@ def test_jira_a_label_the_agent_may_not_add_does_not_carry_the_move_made_with_it
         if e.delivery_id == "confirm-for-the-customer"
     }
     assert verdicts["customer-confirmation-recorded"] is False
+
+
+def test_github_labels_added_at_once_do_not_carry_the_move_with_the_refused_one(
+    sopguard: Service, github: FakeGithub
+) -> None:
+    """GitHub sends one `labeled` delivery per label picked, each showing them all: the second
+    still shows the label sopguard removed after the first."""
+    put_in_state(sopguard, github, "customer-confirmation", "priority/P4")
+    body = form_body() + "\n\n" + PLAN["github"]
+    github.labels += ["customer-confirmed", "status/in-progress"]
+    shown = list(github.labels)  # as both deliveries show the issue
+    for label in ("customer-confirmed", "status/in-progress"):
+        picked = issue_payload("labeled", labels=shown, body=body, label={"name": label})
+        picked["sender"] = {**picked["sender"], "login": "agent-amy", "id": 8}
+        sopguard.deliver(picked, f"picked-{label}")
+
+    assert "customer-confirmed" not in github.labels
+    assert "status/customer-confirmation" in github.labels and "status/in-progress" not in github.labels
+    assert any(c.startswith("**This change of stage was undone.**") for c in github.our_comments())
