@@ -641,3 +641,42 @@ def test_s5_2_a_passer_bys_poor_rating_is_ignored_and_the_customers_is_escalated
 def source(request: pytest.FixtureRequest) -> str:
     chosen: str = request.param
     return chosen
+
+
+# --- the README shows these answers as posted ------------------------------------------------------
+
+README = Path(__file__).parents[1] / "README.md"
+
+
+def _readme_answers() -> set[str]:
+    """The GitHub cells of the README's table of command answers (refusals; 👍 is a reaction)."""
+    cells = set()
+    for line in README.read_text(encoding="utf-8").splitlines():
+        columns = [c.strip() for c in re.split(r"(?<!\\)\|", line)]
+        if len(columns) == 6 and "was not carried out." in columns[3]:
+            cells.add(columns[3].replace("\\|", "|"))
+    return cells
+
+
+def test_the_readmes_answers_are_the_ones_posted(no_network: responses.RequestsMock, tmp_path: Path) -> None:
+    desk = GithubDesk(no_network, tmp_path, POLICY)
+    desk.start("planning", "risk/high")
+    desk.say("amy", "/approve-plan")
+    desk.start("customer-confirmation", body=PLAN["github"])
+    desk.say("amy", "/confirm")
+    desk.start("verification")
+    desk.say("carol", "/accept")
+    desk.start("acceptance")
+    desk.say("amy", "/accept")
+    desk.say("carol", "/reject")
+    desk.say("amy", '/reject "x"')
+    desk.start("in-progress")
+    desk.say("amy", '/delay 20.12.2026 "parts are late"')
+    desk.say("carol", '/delay 2026-12-20 "I am on holiday"')
+    desk.start("triage")
+    desk.say("amy", '/cancel obsolete "nobody needs it"')
+    desk.say("mallory", '/cancel spam "ads"')
+
+    posted = {body.split("\n\n")[0] for body in desk.github.our_comments()}
+    shown = _readme_answers()
+    assert len(shown) == 10 and shown == posted
