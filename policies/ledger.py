@@ -32,12 +32,14 @@ from policies.sla import (
     Commented,
     Created,
     DelayAnnounced,
+    PlanWritten,
     PriorityChanged,
     Rated,
     Reopened,
     StateChanged,
     TimelineEvent,
 )
+from policies.text import find_section
 
 
 @dataclass(frozen=True)
@@ -159,6 +161,11 @@ def timeline_entries(
     elif event.source == "github" and event.status_after == "closed" and not facts.is_open:
         entries.append(Closed(at=at))
     entries.extend(StateChanged(at=at, state=state) for state in states)
+    if people.body_plan_edited(Context(policy, event, snapshot, at)):
+        # Who wrote the plan of the issue's own text; nobody ("") once it is taken out of it.
+        kept = find_section(snapshot.body, policy.workflow.plan_headings, event.source)
+        author = event.actor if kept else Actor("")
+        entries.append(PlanWritten(at=at, author=author.login, author_id=author.id))
     comment = event.comment
     # A comment the timeline has already (Jira delivers each twice: `comment_created` and an
     # `issue_commented` update) adds no second rating, delay notice or reply.

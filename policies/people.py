@@ -25,6 +25,7 @@ from policies.context import Context, Outcome, outcome
 from policies.models import Actor, ChangeLabels, Comment, Event, EventKind, IssueSnapshot, PostComment
 from policies.render import render
 from policies.router import Router
+from policies.sla import PlanWritten
 from policies.text import find_section
 
 router = Router()
@@ -53,16 +54,42 @@ def same_person(person: Actor, login: str, account_id: str = "") -> bool:
     return bool(login) and person.login.casefold() == login.casefold()
 
 
+def body_plan_edited(ctx: Context) -> bool:
+    """Whether this event is an edit of the issue's own text that changes its plan section."""
+    event, headings = ctx.event, ctx.policy.workflow.plan_headings
+    if EventKind.EDITED not in event.kinds or event.body_before is None:
+        return False
+    before = find_section(event.body_before, headings, event.source)
+    return before != find_section(ctx.snapshot.body, headings, event.source)
+
+
+def _body_plan_author(ctx: Context) -> Actor | None:
+    """Who wrote the plan of the issue's own text, `None` when it has none: whoever last edited it
+    in (this event, else the ledger's last `PlanWritten`), else the reporter. A Jira comment event
+    does not show the description: there the ledger's record of it stands."""
+    snapshot, event = ctx.snapshot, ctx.event
+    has_plan = bool(find_section(snapshot.body, ctx.policy.workflow.plan_headings, event.source))
+    if body_plan_edited(ctx):
+        return event.actor if has_plan else None
+    written = [entry for entry in snapshot.timeline if isinstance(entry, PlanWritten)]
+    unseen = event.source == "jira" and event.kinds == {EventKind.COMMENTED}
+    if written and written[-1].author and (has_plan or unseen):
+        return Actor(written[-1].author, id=written[-1].author_id)
+    return Actor(snapshot.reporter, id=snapshot.reporter_id) if has_plan else None
+
+
 def author_of_plan(ctx: Context) -> Actor | None:
     """Who wrote the plan in force: the author of the last text (body or comment) with a plan section."""
     snapshot, event = ctx.snapshot, ctx.event
-    texts: list[tuple[Actor, str]] = [(Actor(snapshot.reporter, id=snapshot.reporter_id), snapshot.body)]
     comments: list[Comment] = list(snapshot.comments)
     if event.comment is not None and all(c.id != event.comment.id for c in comments):
         comments.append(event.comment)
-    texts.extend((c.author, c.body) for c in comments)
     headings = ctx.policy.workflow.plan_headings
-    authors = [who for who, text in texts if find_section(text, headings, event.source)]
+    in_body = _body_plan_author(ctx)
+    authors = [
+        *([in_body] if in_body else []),
+        *(c.author for c in comments if find_section(c.body, headings, event.source)),
+    ]
     return authors[-1] if authors else None
 
 

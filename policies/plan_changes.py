@@ -33,10 +33,7 @@ def _plan_changed(ctx: Context) -> bool:
             find_section(event.body_before, headings, event.source) if event.body_before is not None else ""
         )
         return bool(after) and after != before
-    if EventKind.EDITED in event.kinds and event.body_before is not None:
-        before = find_section(event.body_before, headings, event.source)
-        return before != find_section(ctx.snapshot.body, headings, event.source)
-    return False
+    return people.body_plan_edited(ctx)
 
 
 def _marker(ctx: Context) -> str:

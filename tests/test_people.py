@@ -474,3 +474,23 @@ def test_github_labels_added_at_once_do_not_carry_the_move_with_the_refused_one(
     assert "customer-confirmed" not in github.labels
     assert "status/customer-confirmation" in github.labels and "status/in-progress" not in github.labels
     assert any(c.startswith("**This change of stage was undone.**") for c in github.our_comments())
+
+
+def test_github_whoever_wrote_the_plan_into_the_issue_cannot_approve_it(
+    sopguard: Service, github: FakeGithub
+) -> None:
+    """The body is the reporter's, but the plan in it is whoever edited it in."""
+    put_in_state(sopguard, github, "planning", "risk/high", "priority/P4")
+    github.collaborators.update({"rita", "lee"})
+    edit = issue_payload("edited", labels=list(github.labels), body=form_body() + "\n\n" + PLAN["github"])
+    edit["changes"] = {"body": {"from": form_body()}}
+    edit["sender"] = {**edit["sender"], "login": "rita", "id": 5}
+    sopguard.deliver(edit, "plan-written")
+
+    own = labelled(github, APPROVED, by="rita", issue={"body": edit["issue"]["body"]})
+    own["sender"]["id"] = 5
+    sopguard.deliver(own, "approve-own")
+
+    assert _refused(github)
+    sopguard.deliver(labelled(github, APPROVED, by="lee", issue={"body": edit["issue"]["body"]}), "approve")
+    assert APPROVED in github.labels

@@ -95,6 +95,10 @@ class Desk(ABC):
         """`who` adds `label`."""
 
     @abstractmethod
+    def edit(self, who: str, body: str) -> None:
+        """`who` rewrites the issue's own text (the GitHub body, the Jira description) as `body`."""
+
+    @abstractmethod
     def move(self, who: str, state: str) -> None:
         """`who` moves the issue to `state` (a status label on GitHub, a status on Jira)."""
 
@@ -232,6 +236,12 @@ class GithubDesk(Desk):
         payload.update(issue=self._issue(), label={"name": label}, sender=self._person(who))
         self._deliver("issues", payload)
 
+    def edit(self, who: str, body: str) -> None:
+        before, self.body = self.body, form_body() + "\n\n" + body
+        payload = copy.deepcopy(fixture_json("github", "issues__edited.json"))
+        payload.update(issue=self._issue(), changes={"body": {"from": before}}, sender=self._person(who))
+        self._deliver("issues", payload)
+
     def move(self, who: str, state: str) -> None:
         self.label(who, self.policy.trackers.github.status_label(state))
 
@@ -361,6 +371,11 @@ class JiraDesk(Desk):
         }
         self._deliver(self._updated(who, [item]))
 
+    def edit(self, who: str, body: str) -> None:
+        before, self.body = self.body, body
+        item = {"field": "description", "fieldtype": "jira", "fromString": before, "toString": body}
+        self._deliver(self._updated(who, [item]))
+
     def move(self, who: str, state: str) -> None:
         before, self.jira.status = self.jira.status, self._status(state)
         item = {"field": "status", "fieldtype": "jira", "fromString": before, "toString": self.jira.status}
@@ -442,6 +457,27 @@ def test_s2_2_approve_plan_by_the_owner_or_the_plans_author_is_refused_and_by_a_
     approval = desk.say("rita", "LGTM\n/approve-plan")
 
     assert "plan/approved" in desk.labels and desk.done("approve-plan", approval, "rita")
+
+
+def test_s2_2_whoever_wrote_the_plan_into_the_issue_cannot_approve_it(desk: Desk) -> None:
+    desk.start("planning", "risk/high")
+    desk.edit("rita", PLAN[desk.source])  # Rita, an approver, writes the plan into the issue itself
+
+    desk.say("rita", "/approve-plan")
+    desk.label("rita", "plan/approved")
+
+    assert "plan/approved" not in desk.labels
+    never = "approvers may, and never the assignee, the plan's author"
+    assert desk.answer("/approve-plan was not carried out.").startswith(
+        not_allowed(desk, "approve-plan", "rita", never)
+    )
+    assert desk.answer('The label "plan/approved" was removed.').startswith(
+        f'The label "plan/approved" was removed. @{desk.name("rita")} may not add it: only {never}.'
+    )
+
+    approval = desk.say("sam", "/approve-plan")
+
+    assert "plan/approved" in desk.labels and desk.done("approve-plan", approval, "sam")
 
 
 # --- S2.4: the customer confirms the plan themselves ----------------------------------------------
