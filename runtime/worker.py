@@ -28,7 +28,7 @@ from connector.errors import BadPayload, Ignored
 from policies import adoption
 from policies.context import is_service_request
 from policies.engine import evaluate
-from policies.ledger import facts_after, shows_whole_issue, timeline_entries, what_happened
+from policies.ledger import IssueFacts, facts_after, shows_whole_issue, timeline_entries, what_happened
 from policies.models import (
     TRACKER_ACTIONS,
     Action,
@@ -167,10 +167,8 @@ def process(services: Services, delivery: Delivery, received: Received) -> Outco
         adopted=memory.adopted,
         known_labels=known.facts.labels if known is not None else None,
     )
-    if known is not None and not snapshot.reporter:  # a Jira comment event does not show the reporter
-        snapshot = replace(snapshot, reporter=known.facts.reporter, reporter_id=known.facts.reporter_id)
-    if known is not None and not shows_whole_issue(event) and not snapshot.labels:  # nor the labels
-        snapshot = replace(snapshot, labels=known.facts.labels)
+    if known is not None:
+        snapshot = _shown_or_known(event, snapshot, known.facts)
     snapshot = connector.complete(delivery, event, snapshot, needs(services.policy, event, snapshot))
     decision = evaluate(services.policy, event, snapshot, now)
     tracker_actions = [a for a in decision.actions if isinstance(a, TRACKER_ACTIONS)]
@@ -212,6 +210,21 @@ def process(services: Services, delivery: Delivery, received: Received) -> Outco
         connector.name,
     )
     return Outcome(status, why)
+
+
+def _shown_or_known(event: Event, snapshot: IssueSnapshot, facts: IssueFacts) -> IssueSnapshot:
+    """What a Jira comment event does not show, as the ledger last knew it: the reporter, and (a
+    Data Center `comment_created` shows no field at all) the labels, assignees and whether open."""
+    if not snapshot.reporter:
+        snapshot = replace(snapshot, reporter=facts.reporter, reporter_id=facts.reporter_id)
+    if shows_whole_issue(event):
+        return snapshot
+    return replace(
+        snapshot,
+        labels=snapshot.labels or facts.labels,
+        assignees=snapshot.assignees or facts.assignees,
+        is_open=snapshot.is_open if snapshot.status is not None else facts.is_open,
+    )
 
 
 def _follow_the_move(services: Services, event: Event, now: dt.datetime) -> None:

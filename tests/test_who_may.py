@@ -33,8 +33,10 @@ from connector.base import Connector
 from connector.dry_run import DryRunConnector
 from connector.github.connector import GithubConnector
 from connector.jira.connector import JiraConnector
+from connector.jira.events import User as JiraUser
+from connector.jira.events import actor as jira_actor
 from policies.ledger import IssueFacts
-from policies.models import IssueRef, Source
+from policies.models import Actor, IssueRef, Source
 from policies.sla import Commented, DelayAnnounced, TimelineEvent
 from policies.workflow import jira_state
 from runtime.services import Services, utc_now
@@ -42,7 +44,7 @@ from runtime.store import Store
 from runtime.store.ledger import LedgerUpdate
 from tests.conftest import GITHUB_SECRET, JIRA_SECRET, drain, fixture_json, github_headers, jira_headers
 from tests.github_support import REPO, FakeGithub, form_body
-from tests.jira_support import CLOUD, FakeJira, adf_text, status_json
+from tests.jira_support import CLOUD, DATA_CENTER, FakeJira, adf_text, status_json
 
 POLICY = load_policy()
 PLAN = {
@@ -130,6 +132,10 @@ class Desk(ABC):
 
     def name(self, who: str) -> str:
         """How the tracker names the person in comments (the GitHub login, the Jira display name)."""
+        return who if self.source == "github" else who.title()
+
+    def login(self, who: str) -> str:
+        """How sopguard records the person (the GitHub login; Jira's user name, else display name)."""
         return who if self.source == "github" else who.title()
 
     def timeline(self) -> tuple[TimelineEvent, ...]:
@@ -265,14 +271,17 @@ class GithubDesk(Desk):
 
 
 class JiraDesk(Desk):
+    """Jira Cloud: people by account id, comments in ADF; a comment event shows some fields."""
+
     source: Source = "jira"
+    deployment = CLOUD
 
     def __init__(self, mock: responses.RequestsMock, data_dir: Path, policy: Policy) -> None:
         super().__init__(mock, data_dir, policy)
-        self.jira = FakeJira(mock, CLOUD, key=JIRA_KEY, status="To Do")
-        self.jira.in_role("Developers", users=[f"acc-{who}" for who in TEAM])
+        self.jira = FakeJira(mock, self.deployment, key=JIRA_KEY, status="To Do")
+        self.jira.in_role("Developers", users=[self._person(who)[self.identity] for who in TEAM])
         self.body = ""
-        settings = CLOUD.settings(
+        settings = self.deployment.settings(
             Settings(data_dir=data_dir, jira_webhook_secret=JIRA_SECRET, trackers=["jira"])
         )
         connector = JiraConnector.from_settings(settings, policy, sleep=lambda _: None)
@@ -287,9 +296,15 @@ class JiraDesk(Desk):
     def ref(self) -> IssueRef:
         return IssueRef("jira", "OPS", JIRA_KEY)
 
+    identity = "accountId"
+
     @staticmethod
     def _person(who: str) -> dict[str, Any]:
         return {"accountId": f"acc-{who}", "displayName": who.title(), "accountType": "atlassian"}
+
+    def _shown(self) -> str:
+        """The fields a comment event shows: Cloud's a few, Data Center's `comment_created` none."""
+        return "some"
 
     def _status(self, state: str) -> str:
         return self.policy.trackers.jira.statuses[state][0]
@@ -298,15 +313,19 @@ class JiraDesk(Desk):
         self.body = body
         self.jira.status = self._status(state)
         self.jira.labels = list(labels)
+        carol, amy = self._actor("carol"), self._actor("amy")
         facts = IssueFacts(
             state not in self.policy.trackers.github.closed_states,
             "P2",
-            "Carol",
-            ("Amy",),
+            carol.login,
+            (amy.login,),
             frozenset(labels),
-            reporter_id="acc-carol",
+            reporter_id=carol.id,
         )
         self._remember(state, facts)
+
+    def _actor(self, who: str) -> Actor:
+        return jira_actor(JiraUser.model_validate(self._person(who)))
 
     def _fields(self, *, full: bool) -> dict[str, Any]:
         """The fields a delivery shows: a comment event only some (no labels, reporter or description)."""
@@ -355,7 +374,11 @@ class JiraDesk(Desk):
             {
                 "webhookEvent": "comment_created",
                 "comment": comment,
-                "issue": {"id": "10007", "key": JIRA_KEY, "fields": self._fields(full=False)},
+                "issue": {
+                    "id": "10007",
+                    "key": JIRA_KEY,
+                    "fields": self._fields(full=False) if self._shown() == "some" else {},
+                },
             }
         )
         return comment_id
@@ -398,7 +421,37 @@ class JiraDesk(Desk):
         return any(text.startswith(f"/{command} from @{self.name(who)} is done.") for text in self.answers())
 
 
-DESKS = {"github": GithubDesk, "jira": JiraDesk}
+class DataCenterDesk(JiraDesk):
+    """Jira Data Center: people by user name, comments in wiki markup; `comment_created` shows no
+    field of the issue."""
+
+    deployment = DATA_CENTER
+    identity = "name"
+
+    @staticmethod
+    def _person(who: str) -> dict[str, Any]:
+        return {"name": who, "key": f"JIRAUSER-{who}", "displayName": who.title()}
+
+    def _shown(self) -> str:
+        return "none"
+
+    def login(self, who: str) -> str:
+        return who
+
+    def answers(self) -> list[str]:
+        """Wiki markup as its reader sees it: `[~name]` is the person's name, `*` and `{{ }}` marks."""
+        texts = (
+            re.sub(r"\[~([^\]]+)\]", lambda m: "@" + m[1].title(), str(body))
+            for body in self.jira.our_comments()
+        )
+        unmarked = (
+            re.sub(r"\\([^\w\s])", r"\1", t.replace("*", "").replace("{{", "").replace("}}", ""))
+            for t in texts
+        )
+        return [plain(text) for text in unmarked]
+
+
+DESKS: dict[str, type[Desk]] = {"github": GithubDesk, "jira": JiraDesk, "jira-dc": DataCenterDesk}
 
 
 @pytest.fixture(params=sorted(DESKS))
@@ -594,7 +647,7 @@ def test_s1_4_a_passer_bys_reply_is_not_the_first_response_and_the_teams_is(desk
     desk.say("amy", "We are on it: the portal's certificate expired.")
 
     replies = [(e.author, e.by_responder) for e in desk.timeline() if isinstance(e, Commented)]
-    assert replies == [(desk.name("mallory"), False), (desk.name("amy"), True)]
+    assert replies == [(desk.login("mallory"), False), (desk.login("amy"), True)]
     assert desk.answers() == []  # nothing to undo: the passer-by's reply only does not count
 
 
@@ -645,7 +698,7 @@ def test_s3_3_delay_by_the_customer_or_with_a_bad_date_is_refused_and_the_teams_
     notice = desk.say("amy", '/delay 2026-12-20 "parts are late"')
 
     assert desk.done("delay", notice, "amy")
-    assert [e.author for e in desk.timeline() if isinstance(e, DelayAnnounced)] == [desk.name("amy")]
+    assert [e.author for e in desk.timeline() if isinstance(e, DelayAnnounced)] == [desk.login("amy")]
 
 
 # --- S5.2: a poor rating of the customer is labelled and brought to the escalation contact ----------
@@ -657,7 +710,7 @@ def test_s5_2_a_passer_bys_poor_rating_is_ignored_and_the_customers_is_escalated
     no_network: responses.RequestsMock, tmp_path: Path, source: str
 ) -> None:
     sla = POLICY.sla.model_copy(update={"escalation": ESCALATION})
-    desk = DESKS[source](no_network, tmp_path, POLICY.model_copy(update={"sla": sla}))
+    desk: Desk = DESKS[source](no_network, tmp_path, POLICY.model_copy(update={"sla": sla}))
     desk.start("closed")
 
     desk.say("mallory", "1")
@@ -667,7 +720,7 @@ def test_s5_2_a_passer_bys_poor_rating_is_ignored_and_the_customers_is_escalated
 
     assert "satisfaction/low" in desk.labels
     assert desk.answers() == [
-        f"The customer rated this service 2 of 5. {ESCALATION[source]}, please follow up with the "
+        f"The customer rated this service 2 of 5. {ESCALATION[desk.source]}, please follow up with the "
         "customer on what went wrong. Rule ask-for-rating, SOP S5.2: Follow up on the customer's "
         "satisfaction."
     ]
