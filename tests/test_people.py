@@ -494,3 +494,15 @@ def test_github_whoever_wrote_the_plan_into_the_issue_cannot_approve_it(
     assert _refused(github)
     sopguard.deliver(labelled(github, APPROVED, by="lee", issue={"body": edit["issue"]["body"]}), "approve")
     assert APPROVED in github.labels
+
+
+@pytest.mark.parametrize("source", ["github", "jira"])
+def test_a_restricted_label_whose_adder_is_not_known_is_removed_saying_so(source: str) -> None:
+    """A reconcile tells a missed label change without its author (the tracker's issue has none)."""
+    decision = evaluate(POLICY, _label_event(source, Actor("")), _snapshot(source), NOW)
+
+    (comment,) = [a for a in decision.actions if isinstance(a, PostComment)]
+    assert comment.body.startswith(
+        '**The label "plan/approved" was removed.**\nWho added it is not known: only approvers may,'
+    )
+    assert "@" not in comment.body
