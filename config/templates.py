@@ -186,7 +186,7 @@ KIND_VARIABLES: Mapping[MessageKind, Mapping[str, tuple[Any, ...]]] = {
     "satisfaction": {"reporter": ("", "carol")},
     "label-refused": {
         "undone": (True, False),
-        "actor": ("dana",),
+        "actor": ("dana", ""),  # empty: a change told without its author (a reconcile's)
         "label": ("plan/approved",),
         "by": ([], ["approvers"]),
         "not_by": ([], ["assignee", "author-of-plan"]),

@@ -28,13 +28,18 @@ from policies.models import (
     PostComment,
     React,
     RememberState,
+    Source,
 )
 from policies.render import render
 from policies.router import Router
+from policies.text import own_lines
 
 router = Router()
 
 _LINE = re.compile(r"^/(?P<name>[a-z][a-z0-9-]*)(?:[ \t]+(?P<args>.*))?$")
+# A comment edited, as each tracker names the event: GitHub's `issue_comment.edited`, Jira's
+# `comment_updated` webhook and the `issue_comment_edited` type of a `jira:issue_updated`.
+_JIRA_COMMENT_EDITS = frozenset({"comment_updated", "issue_comment_edited"})
 
 
 @dataclass(frozen=True)
@@ -56,10 +61,11 @@ class Parsed:
     problem: str = ""
 
 
-def given(body: str) -> list[Given]:
-    """Every command line of a comment, in order; quotes that do not close make one plain word list."""
+def given(body: str, markup: Source) -> list[Given]:
+    """Every command line of a comment, in order, outside its code and quotes (a reply quoting
+    `/accept` accepts nothing); quotes that do not close make one plain word list."""
     found = []
-    for line in body.splitlines():
+    for line in own_lines(body, markup):
         match = _LINE.match(line.strip())
         if match is None:
             continue
@@ -104,17 +110,22 @@ def usage(command: Command) -> str:
 
 
 def commands_in(ctx: Context) -> list[tuple[Command, Given]]:
-    """The policy's commands a new comment gives (an edited comment gives none again)."""
+    """The policy's commands a new comment gives. An edited comment gives none: its author is who
+    wrote it first, while the edit may be anyone's (a Jira admin, a GitHub maintainer)."""
     event = ctx.event
     comment = event.comment
-    if comment is None or EventKind.COMMENTED not in event.kinds or event.name.endswith(".edited"):
+    if comment is None or EventKind.COMMENTED not in event.kinds or _is_comment_edit(event.name):
         return []
     found = []
-    for line in given(comment.body):
+    for line in given(comment.body, event.source):
         command = ctx.policy.command(line.name)
         if command is not None:
             found.append((command, line))
     return found
+
+
+def _is_comment_edit(event_name: str) -> bool:
+    return event_name.endswith(".edited") or event_name in _JIRA_COMMENT_EDITS
 
 
 def teams_to_look_up(ctx: Context) -> frozenset[str]:
@@ -248,8 +259,8 @@ def _answer(ctx: Context, command: Command, problem: str) -> PostComment:
         command=Markdown(command.name),
         actor=ctx.event.comment.author.login if ctx.event.comment else ctx.event.actor.login,
         problem=problem,
-        by=[Markdown(name) for name in command.by],
-        not_by=[Markdown(name) for name in command.not_by],
+        by=people.shown(ctx, command.by),
+        not_by=people.shown(ctx, command.not_by),
         states=states,
         usage=Markdown(usage(command)),
     )

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 from config.schema import Mode, Policy, Rule
 from config.templates import Markdown
+from policies import people
 from policies.context import Context, Outcome, outcome
 from policies.models import Action, ChangeLabels, Comment, EventKind, IssueSnapshot, PostComment, Source
 from policies.render import render
@@ -29,7 +30,9 @@ def announces_delay(policy: Policy, comment: Comment, markup: Source) -> bool:
 
 def rating(policy: Policy, snapshot: IssueSnapshot, comment: Comment) -> int | None:
     """A score of 1-5 that the reporter replied on a closed issue (the satisfaction question)."""
-    if policy.sla.satisfaction is None or snapshot.is_open or comment.author.login != snapshot.reporter:
+    if policy.sla.satisfaction is None or snapshot.is_open:
+        return None
+    if not people.same_person(comment.author, snapshot.reporter, snapshot.reporter_id):
         return None
     match = _SCORE.fullmatch(comment.body.strip())
     return int(match.group(1)) if match else None
@@ -79,7 +82,9 @@ def _low_rating(ctx: Context, rule: Rule, score: int) -> list[Action]:
     sla = ctx.policy.sla
     escalation = Markdown(sla.escalation.get(ctx.event.source, ""))
     body = render(ctx.policy, "low-rating", rule, score=score, escalation=escalation)
-    comment = PostComment(rule.id, f"low-rating:{ctx.event.delivery_id}", body, kind="low-rating")
+    # By the rating's comment: Jira delivers a comment twice (`comment_created`, `issue_commented`).
+    rated = ctx.event.comment.id if ctx.event.comment and ctx.event.comment.id else ctx.event.delivery_id
+    comment = PostComment(rule.id, f"low-rating:{rated}", body, kind="low-rating")
     if ctx.mode(rule) != Mode.ENFORCE:
         return [comment]
     return [ChangeLabels(rule.id, add=frozenset({sla.low_rating_label})), comment]

@@ -32,12 +32,14 @@ from policies.sla import (
     Commented,
     Created,
     DelayAnnounced,
+    PlanWritten,
     PriorityChanged,
     Rated,
     Reopened,
     StateChanged,
     TimelineEvent,
 )
+from policies.text import find_section
 
 
 @dataclass(frozen=True)
@@ -96,9 +98,11 @@ def facts_after(
     previous: IssueFacts | None = None,
 ) -> IssueFacts:
     """The issue once the decision's actions are applied (the priority as the tracker shows it);
-    what a partial delivery does not show is kept from `previous`."""
+    what a partial delivery does not show is kept from `previous`, with the labels its decision
+    changed (a command's)."""
     if previous is not None and not shows_whole_issue(event):
-        return previous
+        known = replace(snapshot, labels=previous.labels)
+        return replace(previous, labels=_labels_after(known, decision))
     labels = _labels_after(snapshot, decision)
     chosen = [a.name for a in decision.actions if isinstance(a, SetPriority)]
     after = IssueSnapshot(
@@ -157,8 +161,16 @@ def timeline_entries(
     elif event.source == "github" and event.status_after == "closed" and not facts.is_open:
         entries.append(Closed(at=at))
     entries.extend(StateChanged(at=at, state=state) for state in states)
+    if people.body_plan_edited(Context(policy, event, snapshot, at)):
+        # Who wrote the plan of the issue's own text; nobody ("") once it is taken out of it.
+        kept = find_section(snapshot.body, policy.workflow.plan_headings, event.source)
+        author = event.actor if kept else Actor("")
+        entries.append(PlanWritten(at=at, author=author.login, author_id=author.id))
     comment = event.comment
-    listed = {e.comment_id for e in entries if isinstance(e, Commented) and e.comment_id}
+    # A comment the timeline has already (Jira delivers each twice: `comment_created` and an
+    # `issue_commented` update) adds no second rating, delay notice or reply.
+    recorded = (*snapshot.timeline, *entries)
+    listed = {e.comment_id for e in recorded if isinstance(e, Commented) and e.comment_id}
     if (
         comment is not None
         and EventKind.COMMENTED in event.kinds

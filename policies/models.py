@@ -176,6 +176,9 @@ class IssueSnapshot:
     # Jira Service Management: the request's type (by name) and its customer organizations.
     request_type: str = ""
     organizations: tuple[str, ...] = ()
+    # The labels as the service last left them (after its own changes); None: it knows none. A
+    # delivery's labels may be older: a label it removed since may still be shown.
+    known_labels: frozenset[str] | None = None
 
 
 class CommentPolicy(StrEnum):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 
+from config.i18n import marked
 from config.schema import (
     ASSIGNEE,
     AUTHOR_OF_PLAN,
@@ -24,9 +25,18 @@ from policies.context import Context, Outcome, outcome
 from policies.models import Actor, ChangeLabels, Comment, Event, EventKind, IssueSnapshot, PostComment
 from policies.render import render
 from policies.router import Router
+from policies.sla import PlanWritten
 from policies.text import find_section
 
 router = Router()
+
+# How comments name the built-in people; a team of `teams:` is named as the policy names it.
+_SHOWN_AS = {
+    REPORTER: marked("the reporter"),
+    ASSIGNEE: marked("the assignee"),
+    AUTHOR_OF_PLAN: marked("the plan's author"),
+    TEAM_MEMBERS: marked("the service team"),
+}
 
 
 # --- who is who -----------------------------------------------------------------------------
@@ -44,16 +54,42 @@ def same_person(person: Actor, login: str, account_id: str = "") -> bool:
     return bool(login) and person.login.casefold() == login.casefold()
 
 
+def body_plan_edited(ctx: Context) -> bool:
+    """Whether this event is an edit of the issue's own text that changes its plan section."""
+    event, headings = ctx.event, ctx.policy.workflow.plan_headings
+    if EventKind.EDITED not in event.kinds or event.body_before is None:
+        return False
+    before = find_section(event.body_before, headings, event.source)
+    return before != find_section(ctx.snapshot.body, headings, event.source)
+
+
+def _body_plan_author(ctx: Context) -> Actor | None:
+    """Who wrote the plan of the issue's own text, `None` when it has none: whoever last edited it
+    in (this event, else the ledger's last `PlanWritten`), else the reporter. A Jira comment event
+    does not show the description: there the ledger's record of it stands."""
+    snapshot, event = ctx.snapshot, ctx.event
+    has_plan = bool(find_section(snapshot.body, ctx.policy.workflow.plan_headings, event.source))
+    if body_plan_edited(ctx):
+        return event.actor if has_plan else None
+    written = [entry for entry in snapshot.timeline if isinstance(entry, PlanWritten)]
+    unseen = event.source == "jira" and event.kinds == {EventKind.COMMENTED}
+    if written and written[-1].author and (has_plan or unseen):
+        return Actor(written[-1].author, id=written[-1].author_id)
+    return Actor(snapshot.reporter, id=snapshot.reporter_id) if has_plan else None
+
+
 def author_of_plan(ctx: Context) -> Actor | None:
     """Who wrote the plan in force: the author of the last text (body or comment) with a plan section."""
     snapshot, event = ctx.snapshot, ctx.event
-    texts: list[tuple[Actor, str]] = [(Actor(snapshot.reporter, id=snapshot.reporter_id), snapshot.body)]
     comments: list[Comment] = list(snapshot.comments)
     if event.comment is not None and all(c.id != event.comment.id for c in comments):
         comments.append(event.comment)
-    texts.extend((c.author, c.body) for c in comments)
     headings = ctx.policy.workflow.plan_headings
-    authors = [who for who, text in texts if find_section(text, headings, event.source)]
+    in_body = _body_plan_author(ctx)
+    authors = [
+        *([in_body] if in_body else []),
+        *(c.author for c in comments if find_section(c.body, headings, event.source)),
+    ]
     return authors[-1] if authors else None
 
 
@@ -86,6 +122,11 @@ def is_responder(ctx: Context, person: Actor) -> bool:
     return not responders or is_one_of(ctx, person, responders)
 
 
+def shown(ctx: Context, names: Iterable[str]) -> list[Markdown]:
+    """The people `names` stand for as a comment names them: "the reporter", not `reporter`."""
+    return [Markdown(ctx.tell(_SHOWN_AS[name]) if name in _SHOWN_AS else name) for name in names]
+
+
 def looked_up(names: Iterable[str]) -> frozenset[str]:
     """The names whose membership a connector looks up: teams, and the service team."""
     return frozenset(n for n in names if n not in BUILT_IN_PEOPLE or n == TEAM_MEMBERS)
@@ -109,6 +150,27 @@ def _added_guarded(policy: Policy, event: Event) -> list[LabelGuard]:
         return []
     guarded = guarded_labels(policy)
     return [guarded[label] for label in sorted(event.labels_after - event.labels_before) if label in guarded]
+
+
+def vouched_for(ctx: Context, label: str) -> bool:
+    """Whether a label a guard restricts counts: not added now by someone who may not, nor shown
+    by a delivery that is older than sopguard's removal of it (labels added at once on GitHub
+    arrive as several deliveries, each showing them all)."""
+    if label in refused_labels(ctx):
+        return False
+    known = ctx.snapshot.known_labels
+    added = label in ctx.event.labels_after - ctx.event.labels_before
+    return known is None or label in known or added
+
+
+def refused_labels(ctx: Context) -> frozenset[str]:
+    """The restricted labels this event added that its actor may not add: they satisfy no guard,
+    not even of a move made in the same change (a Jira transition screen with the Labels field)."""
+    return frozenset(
+        guard.label
+        for guard in _added_guarded(ctx.policy, ctx.event)
+        if ctx.mode(guard) != Mode.OFF and not allowed(ctx, ctx.event.actor, guard.by, guard.not_by)
+    )
 
 
 def teams_to_look_up(policy: Policy, event: Event, snapshot: IssueSnapshot) -> frozenset[str]:
@@ -162,8 +224,8 @@ def _refuse(ctx: Context, guard: LabelGuard, *, undo: bool) -> list[ChangeLabels
         "undone": undo,
         "actor": ctx.event.actor.login,
         "label": guard.label,
-        "by": [Markdown(name) for name in guard.by],
-        "not_by": [Markdown(name) for name in guard.not_by],
+        "by": shown(ctx, guard.by),
+        "not_by": shown(ctx, guard.not_by),
         "requirement": ctx.text(guard.requirement),
     }
     marker = f"label-refused:{guard.label}:{ctx.event.delivery_id}"

@@ -8,6 +8,7 @@ the changed label keeps the issue from moving on until the plan is approved agai
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 
 from config.schema import Mode
@@ -32,10 +33,17 @@ def _plan_changed(ctx: Context) -> bool:
             find_section(event.body_before, headings, event.source) if event.body_before is not None else ""
         )
         return bool(after) and after != before
-    if EventKind.EDITED in event.kinds and event.body_before is not None:
-        before = find_section(event.body_before, headings, event.source)
-        return before != find_section(ctx.snapshot.body, headings, event.source)
-    return False
+    return people.body_plan_edited(ctx)
+
+
+def _marker(ctx: Context) -> str:
+    """A plan in a comment is told of once per comment and plan text: Jira delivers each comment
+    and each edit of one twice (`comment_created` or `comment_updated`, and an issue update)."""
+    comment = ctx.event.comment
+    if comment is None or not comment.id or EventKind.COMMENTED not in ctx.event.kinds:
+        return f"plan-changed:{ctx.event.delivery_id}"
+    plan = find_section(comment.body, ctx.policy.workflow.plan_headings, ctx.event.source)
+    return f"plan-changed:{comment.id}:{hashlib.sha256(plan.encode()).hexdigest()[:16]}"
 
 
 @router.register(EventKind.EDITED, EventKind.COMMENTED)
@@ -57,7 +65,7 @@ def withdraw_approval(ctx: Context) -> Iterator[Outcome]:
         during_work=ctx.snapshot.last_state == "in-progress",
     )
     actions: list[ChangeLabels | PostComment] = [
-        PostComment(rule.id, f"plan-changed:{ctx.event.delivery_id}", body, kind="plan-changed")
+        PostComment(rule.id, _marker(ctx), body, kind="plan-changed")
     ]
     if mode == Mode.ENFORCE:
         change = ChangeLabels(

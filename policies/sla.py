@@ -115,8 +115,25 @@ class Rated:
     score: int
 
 
+@dataclass(frozen=True)
+class PlanWritten:
+    """Someone wrote or changed the plan section of the issue's own text: its author (S2.2)."""
+
+    at: dt.datetime
+    author: str
+    author_id: str = ""
+
+
 TimelineEvent = (
-    Created | StateChanged | Commented | PriorityChanged | Closed | Reopened | DelayAnnounced | Rated
+    Created
+    | StateChanged
+    | Commented
+    | PriorityChanged
+    | Closed
+    | Reopened
+    | DelayAnnounced
+    | Rated
+    | PlanWritten
 )
 
 

@@ -28,6 +28,9 @@ _LATEST = dt.datetime(9999, 1, 1, tzinfo=dt.UTC)
 # `[ \t]*$` made a heading line followed by a long run of spaces quadratic.
 _WIKI_HEADING = re.compile(r"^[ \t]*h[1-6]\.[ \t]+(?P<title>\S[^\n]*)$")
 _WIKI_PREFORMATTED = re.compile(r"\{(?:code|noformat)(?::[^}]*)?\}")
+_WIKI_QUOTE = re.compile(r"\{quote\}")
+# Blocks whose lines are not the author's own words as written: code, quotes, raw HTML.
+_QUOTED_OR_CODE = frozenset({"fence", "code_block", "html_block", "blockquote_open"})
 
 # A heading: its title, the line it starts on and the line after it (0-based, as markdown-it counts).
 _Heading = tuple[str, int, int]
@@ -62,6 +65,26 @@ def _wiki_headings(lines: list[str]) -> Iterator[_Heading]:
             yield heading["title"].rstrip(" \t"), number, number + 1
         # Each `{code}` / `{noformat}` tag opens or closes a block that is shown as written.
         preformatted ^= len(_WIKI_PREFORMATTED.findall(line)) % 2 == 1
+
+
+def own_lines(text: str, markup: Source) -> list[str]:
+    """The lines of `text` outside code blocks and quotes: what its author says, not shows or
+    quotes (a Markdown fence, indented code or `>` quote; Jira's `{code}`, `{noformat}`, `{quote}`)."""
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    if markup == "github":
+        hidden: set[int] = set()
+        for token in _markdown().parse("\n".join(lines)):
+            if token.type in _QUOTED_OR_CODE and token.map:
+                hidden.update(range(*token.map))
+        return [line for number, line in enumerate(lines) if number not in hidden]
+    shown, preformatted, quoted = [], False, False
+    for line in lines:
+        if not preformatted and not quoted:
+            shown.append(line)
+        preformatted ^= len(_WIKI_PREFORMATTED.findall(line)) % 2 == 1
+        if not preformatted:
+            quoted ^= len(_WIKI_QUOTE.findall(line)) % 2 == 1
+    return shown
 
 
 def sections(text: str, markup: Source) -> dict[str, str]:

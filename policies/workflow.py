@@ -22,7 +22,7 @@ from config.schema import (
     Transition,
 )
 from config.templates import Markdown
-from policies import checklists, followup, priority
+from policies import checklists, followup, people, priority
 from policies.context import Context, Outcome, outcome
 from policies.intake import incomplete_fields
 from policies.models import (
@@ -215,6 +215,8 @@ def _guard_holds(guard: Guard, ctx: Context) -> tuple[bool, tuple[str, ...]]:
             return bool(snapshot.assignees), ()
         case PriorityGuard():
             return priority.is_set(ctx), ()
+        case LabelGuard() if guard.by or guard.not_by:
+            return guard.label in snapshot.labels and people.vouched_for(ctx, guard.label), ()
         case LabelGuard():
             return guard.label in snapshot.labels, ()
         case NoLabelGuard():

@@ -30,7 +30,7 @@ from connector.jira import events as jira_events
 from policies import adoption
 from policies.context import is_service_request
 from policies.engine import evaluate
-from policies.ledger import facts_after, timeline_entries, what_happened
+from policies.ledger import IssueFacts, facts_after, shows_whole_issue, timeline_entries, what_happened
 from policies.models import (
     TRACKER_ACTIONS,
     Action,
@@ -167,10 +167,11 @@ def process(services: Services, delivery: Delivery, received: Received) -> Outco
         timeline=known.timeline if known is not None else (),
         first_seen=not memory.known,
         adopted=memory.adopted,
+        known_labels=known.facts.labels if known is not None else None,
     )
-    if known is not None and not snapshot.reporter:  # a Jira comment event does not show the reporter
-        snapshot = replace(snapshot, reporter=known.facts.reporter, reporter_id=known.facts.reporter_id)
-    if known is not None and not snapshot.request_type:  # nor its request type
+    if known is not None:
+        snapshot = _shown_or_known(event, snapshot, known.facts)
+    if known is not None and not snapshot.request_type:  # a Jira comment event does not show it
         snapshot = replace(snapshot, request_type=str(known.context.get(jira_events.REQUEST_TYPE, "")))
     snapshot = connector.complete(delivery, event, snapshot, needs(services.policy, event, snapshot))
     decision = evaluate(services.policy, event, snapshot, now)
@@ -213,6 +214,21 @@ def process(services: Services, delivery: Delivery, received: Received) -> Outco
         connector.name,
     )
     return Outcome(status, why)
+
+
+def _shown_or_known(event: Event, snapshot: IssueSnapshot, facts: IssueFacts) -> IssueSnapshot:
+    """What a Jira comment event does not show, as the ledger last knew it: the reporter, and (a
+    Data Center `comment_created` shows no field at all) the labels, assignees and whether open."""
+    if not snapshot.reporter:
+        snapshot = replace(snapshot, reporter=facts.reporter, reporter_id=facts.reporter_id)
+    if shows_whole_issue(event):
+        return snapshot
+    return replace(
+        snapshot,
+        labels=snapshot.labels or facts.labels,
+        assignees=snapshot.assignees or facts.assignees,
+        is_open=snapshot.is_open if snapshot.status is not None else facts.is_open,
+    )
 
 
 def _follow_the_move(services: Services, event: Event, now: dt.datetime) -> None:

@@ -17,7 +17,7 @@ import responses
 from config.loader import load_policy
 from config.schema import Command
 from policies.commands import given, parse
-from policies.models import IssueRef
+from policies.models import IssueRef, Source
 from policies.sla import DelayAnnounced
 from tests.conftest import fixture_json
 from tests.github_support import COMMENTED_AT, REF, REPO, FakeGithub, Service, labelled, put_in_state, service
@@ -42,11 +42,29 @@ def _command(name: str) -> Command:
 def test_commands_are_lines_of_their_own_with_quoted_reasons() -> None:
     body = 'Thanks.\n/reject "the printer still jams"\nnot /accept\n  /delay 2026-12-20 "parts are late"'
 
-    found = [(g.name, g.args) for g in given(body)]
+    found = [(g.name, g.args) for g in given(body, "github")]
 
     assert found == [("reject", ("the printer still jams",)), ("delay", ("2026-12-20", "parts are late"))]
     delay = parse(_command("delay"), found[1][1])
     assert (delay.date and delay.date.isoformat(), delay.reason) == ("2026-12-20", "parts are late")
+
+
+@pytest.mark.parametrize(
+    ("markup", "body"),
+    [
+        ("github", "> /accept\n\nNot yet: the printer still jams."),
+        ("github", "> When you are satisfied, reply with\n/accept"),  # a lazy continuation: quoted
+        ("github", "Reply with:\n\n```\n/accept\n```"),
+        ("github", "Reply with:\n\n~~~text\n/accept\n~~~"),
+        ("github", "Reply with:\n\n    /accept"),
+        ("jira", "{quote}\nWhen you are satisfied, reply with\n/accept\n{quote}\nNot yet."),
+        ("jira", "Reply with:\n{code:none}\n/accept\n{code}"),
+        ("jira", "Reply with:\n{noformat}\n/accept\n{noformat}"),
+    ],
+)
+def test_a_command_quoted_or_shown_as_code_is_not_given(markup: Source, body: str) -> None:
+    assert given(body, markup) == []
+    assert [g.name for g in given(body + '\n\n/reject "still jams"', markup)] == ["reject"]
 
 
 @pytest.mark.parametrize(
@@ -282,3 +300,94 @@ def test_jira_accept_is_the_reporters_and_cancel_moves_to_done(jira: tuple[FakeJ
     )
 
     assert fake.status == "Done" and "cancelled/withdrawn" in fake.labels
+
+
+@pytest.mark.parametrize("shape", ["comment_updated", "issue_comment_edited"])
+def test_jira_a_command_written_into_an_edited_comment_is_not_the_authors(
+    jira: tuple[FakeJira, JiraService], shape: str
+) -> None:
+    """A Jira admin may edit anyone's comment; the comment's author stays who wrote it first."""
+    fake, sopguard = jira
+    first = _jira_comment(fake, "Thanks, I will look at it.", REPORTER, "Acceptance")
+    sopguard.deliver(first, "c-1")
+    edited = copy.deepcopy(first)
+    edited["comment"]["body"] = "Thanks, I will look at it.\n/accept"
+    edited["comment"]["updateAuthor"] = {"accountId": "agent-rita", "displayName": "Agent-Rita"}
+    if shape == "comment_updated":
+        edited["webhookEvent"] = "comment_updated"
+    else:
+        edited.update(webhookEvent="jira:issue_updated", issue_event_type_name=shape)
+        edited["user"] = edited["comment"]["updateAuthor"]
+
+    sopguard.deliver(edited, "c-2")
+
+    assert "customer-accepted" not in fake.labels
+    assert not any(t.startswith("/accept") for t in _jira_texts(fake))
+
+
+def test_jira_reject_takes_back_the_acceptance_that_a_comment_event_does_not_show(
+    jira: tuple[FakeJira, JiraService],
+) -> None:
+    """Jira Cloud's comment events carry no labels: what sopguard knows of them is used."""
+    fake, sopguard = jira
+    ref = IssueRef("jira", fake.project, fake.key)
+    sopguard.deliver(_jira_comment(fake, "/accept", REPORTER, "Acceptance"), "c-1")
+    followed = sopguard.intake.store.ledger.one(ref)
+    assert followed is not None and "customer-accepted" in followed.facts.labels
+
+    sopguard.deliver(_jira_comment(fake, '/reject "the report is missing"', REPORTER, "Acceptance"), "c-2")
+
+    assert "customer-accepted" not in fake.labels and fake.status == "In Progress"
+    followed = sopguard.intake.store.ledger.one(ref)
+    assert followed is not None and "customer-accepted" not in followed.facts.labels
+
+
+def test_jira_a_new_plan_in_a_comment_withdraws_the_approval_and_approve_plan_clears_the_change(
+    jira: tuple[FakeJira, JiraService],
+) -> None:
+    fake, sopguard = jira
+    fake.in_role("Developers", users=["agent-rita"])
+    sopguard.deliver(_jira_comment(fake, "/approve-plan", "agent-rita", "In Progress"), "c-1")
+    assert "plan/approved" in fake.labels
+
+    plan = "h3. Plan\nReplace the whole server on Sunday."
+    sopguard.deliver(_jira_comment(fake, plan, "agent-sam", "In Progress"), "c-2")
+
+    assert "plan/approved" not in fake.labels and "plan/changed" in fake.labels
+    assert any(t.startswith("The approval of the plan was withdrawn.") for t in _jira_texts(fake))
+
+    sopguard.deliver(_jira_comment(fake, "/approve-plan", "agent-rita", "In Progress"), "c-3")
+
+    assert "plan/approved" in fake.labels and "plan/changed" not in fake.labels
+
+
+def test_github_an_agent_showing_the_customer_how_to_accept_gives_no_command(
+    sopguard: Service, github: FakeGithub
+) -> None:
+    put_in_state(sopguard, github, "acceptance")
+    body = "When you are satisfied, reply with:\n\n```\n/accept\n```"
+
+    sopguard.deliver(
+        commented(github, body, by="amy", user_id=8, association="MEMBER"), "c-1", "issue_comment"
+    )
+    quoted = "> reply with:\n> /accept\n\nNot yet, the printer still jams."
+    sopguard.deliver(
+        commented(github, quoted, by="Codertocat", user_id=REPORTER_ID, association="OWNER"),
+        "c-2",
+        "issue_comment",
+    )
+
+    assert "customer-accepted" not in github.labels
+    assert _answers(github) == [] and github.reactions == []
+
+
+def test_jira_the_reporter_quoting_the_instructions_does_not_accept(
+    jira: tuple[FakeJira, JiraService],
+) -> None:
+    fake, sopguard = jira
+    body = "{quote}\nWhen you are satisfied, reply with\n/accept\n{quote}\nNot yet, the printer still jams."
+
+    sopguard.deliver(_jira_comment(fake, body, REPORTER, "Acceptance"), "c-1")
+
+    assert "customer-accepted" not in fake.labels
+    assert not any(t.startswith("/accept") for t in _jira_texts(fake))

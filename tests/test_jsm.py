@@ -36,8 +36,10 @@ from tests.jira_support import (
     Deployment,
     FakeJira,
     Service,
+    as_edit,
     fake_for,
     project_type_read,
+    status_json,
     subtask_json,
     with_intake,
     with_status_change,
@@ -163,7 +165,16 @@ def test_a_p1_request_gets_a_public_receipt_internal_sla_notices_and_a_public_ra
 
     ref = IssueRef("jira", fake.project, fake.key)
     _services(sopguard).store.ledger.remember_state(ref, "acceptance", MONDAY_10)
-    fake.status, fake.labels = "Done", ["priority-P1", "sla/breached", "customer-accepted"]
+    accepted = as_edit(request, ["priority-P1", "sla/breached", "customer-accepted"])  # by the customer
+    accepted["changelog"]["items"] = [
+        {"field": "labels", "fieldtype": "jira", "toString": "customer-accepted"}
+    ]
+    accepted["timestamp"] = int((MONDAY_10 + dt.timedelta(hours=1)).timestamp() * 1000)
+    fake.labels = ["priority-P1", "sla/breached", "customer-accepted"]
+    accepted["issue"]["fields"]["priority"] = {"name": "Highest", "id": "1"}  # as sopguard set it
+    accepted["issue"]["fields"]["status"] = status_json("Acceptance")
+    sopguard.deliver(accepted, "accepted")
+    fake.status = "Done"
     sopguard.deliver(_closed(request), "closed")
 
     assert _visibility(fake) == [("receipt", True), ("sla", False), ("sla", False), ("satisfaction", True)]

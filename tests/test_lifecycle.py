@@ -747,7 +747,9 @@ def test_the_rating_ask_of_a_closed_issue_the_tracker_refused_is_posted_by_a_swe
     services = _services(sopguard.app)
     (issue,) = services.store.ledger.followed()
     services.store.ledger.remember_state(issue.ref, "acceptance", MONDAY_10)
-    github.labels = ["status/acceptance", "priority/P4", "customer-accepted"]
+    github.labels = ["status/acceptance", "priority/P4"]
+    accepted = {"body": form_body(), "updated_at": _iso(_minutes(119))}
+    sopguard.deliver(labelled(github, "customer-accepted", issue=accepted), "accept-1")  # the reporter's
     done = [
         "Customer acceptance: The customer confirms the result",
         "Deliverables: Service report handed over",

@@ -40,7 +40,17 @@ from policies.people import guarded_labels
 from policies.sla import Commented
 from tests.conftest import fixture_json
 from tests.engine_support import GITHUB_REF, JIRA_REF, NOW
-from tests.github_support import COMMENTED_AT, REPO, FakeGithub, Service, labelled, put_in_state, service
+from tests.github_support import (
+    COMMENTED_AT,
+    REPO,
+    FakeGithub,
+    Service,
+    form_body,
+    issue_payload,
+    labelled,
+    put_in_state,
+    service,
+)
 from tests.jira_support import (
     CLOUD,
     DEPLOYMENTS,
@@ -49,6 +59,7 @@ from tests.jira_support import (
     fake_for,
     follow,
     issue_path,
+    with_status_change,
 )
 from tests.jira_support import Service as JiraService
 from tests.jira_support import service as jira_service
@@ -125,7 +136,7 @@ def test_an_approval_by_someone_outside_the_approvers_is_removed_and_explained(s
     assert remove == ChangeLabels("high-risk-plan-reviewed", remove=frozenset({APPROVED}))
     assert isinstance(comment, PostComment)
     assert comment.body.startswith('**The label "plan/approved" was removed.**\n@mallory may not add it:')
-    assert "only approvers may, and never assignee, author-of-plan." in comment.body
+    assert "only approvers may, and never the assignee, the plan's author." in comment.body
     assert comment.body.rstrip().endswith(
         "Rule `high-risk-plan-reviewed`, SOP S2.2: " + POLICY.clause("S2.2")
     )
@@ -417,3 +428,81 @@ def test_jira_a_comment_is_the_first_response_only_from_a_role_holder(
     (commented,) = [e for e in entries if isinstance(e, Commented)]
     assert commented.is_response is responds
     fake.check_against_openapi()
+
+
+def test_jira_a_label_the_agent_may_not_add_does_not_carry_the_move_made_with_it(
+    tmp_path: Path, no_network: responses.RequestsMock, deployment: Deployment
+) -> None:
+    """A transition screen with the Labels field: one update adds customer-confirmed and moves on."""
+    payload = _jira_labelled(deployment, _person(deployment, "agent-amy"), "customer-confirmed")
+    fields = payload["issue"]["fields"]
+    fields["labels"] = ["customer-confirmed"]
+    fields["description"] = PLAN["jira"]
+    fields["assignee"] = _person(deployment, "agent-amy")
+    payload["changelog"]["items"] = [
+        {"field": "labels", "fieldtype": "jira", "fromString": "", "toString": "customer-confirmed"}
+    ]
+    payload = with_status_change(payload, "Customer Confirmation", "In Progress")
+    fake, sopguard = _jira_start(no_network, tmp_path, deployment, payload)
+
+    sopguard.deliver(payload, "confirm-for-the-customer")
+
+    assert "customer-confirmed" not in fake.labels
+    assert fake.status == "Customer Confirmation"  # the move is undone: the customer did not confirm
+    verdicts = {
+        e.rule_id: e.passed
+        for e in sopguard.intake.store.audit.entries()
+        if e.delivery_id == "confirm-for-the-customer"
+    }
+    assert verdicts["customer-confirmation-recorded"] is False
+
+
+def test_github_labels_added_at_once_do_not_carry_the_move_with_the_refused_one(
+    sopguard: Service, github: FakeGithub
+) -> None:
+    """GitHub sends one `labeled` delivery per label picked, each showing them all: the second
+    still shows the label sopguard removed after the first."""
+    put_in_state(sopguard, github, "customer-confirmation", "priority/P4")
+    body = form_body() + "\n\n" + PLAN["github"]
+    github.labels += ["customer-confirmed", "status/in-progress"]
+    shown = list(github.labels)  # as both deliveries show the issue
+    for label in ("customer-confirmed", "status/in-progress"):
+        picked = issue_payload("labeled", labels=shown, body=body, label={"name": label})
+        picked["sender"] = {**picked["sender"], "login": "agent-amy", "id": 8}
+        sopguard.deliver(picked, f"picked-{label}")
+
+    assert "customer-confirmed" not in github.labels
+    assert "status/customer-confirmation" in github.labels and "status/in-progress" not in github.labels
+    assert any(c.startswith("**This change of stage was undone.**") for c in github.our_comments())
+
+
+def test_github_whoever_wrote_the_plan_into_the_issue_cannot_approve_it(
+    sopguard: Service, github: FakeGithub
+) -> None:
+    """The body is the reporter's, but the plan in it is whoever edited it in."""
+    put_in_state(sopguard, github, "planning", "risk/high", "priority/P4")
+    github.collaborators.update({"rita", "lee"})
+    edit = issue_payload("edited", labels=list(github.labels), body=form_body() + "\n\n" + PLAN["github"])
+    edit["changes"] = {"body": {"from": form_body()}}
+    edit["sender"] = {**edit["sender"], "login": "rita", "id": 5}
+    sopguard.deliver(edit, "plan-written")
+
+    own = labelled(github, APPROVED, by="rita", issue={"body": edit["issue"]["body"]})
+    own["sender"]["id"] = 5
+    sopguard.deliver(own, "approve-own")
+
+    assert _refused(github)
+    sopguard.deliver(labelled(github, APPROVED, by="lee", issue={"body": edit["issue"]["body"]}), "approve")
+    assert APPROVED in github.labels
+
+
+@pytest.mark.parametrize("source", ["github", "jira"])
+def test_a_restricted_label_whose_adder_is_not_known_is_removed_saying_so(source: str) -> None:
+    """A reconcile tells a missed label change without its author (the tracker's issue has none)."""
+    decision = evaluate(POLICY, _label_event(source, Actor("")), _snapshot(source), NOW)
+
+    (comment,) = [a for a in decision.actions if isinstance(a, PostComment)]
+    assert comment.body.startswith(
+        '**The label "plan/approved" was removed.**\nWho added it is not known: only approvers may,'
+    )
+    assert "@" not in comment.body

@@ -20,9 +20,9 @@ from tests.github_support import (
     put_in_state,
     service,
 )
-from tests.jira_support import CLOUD, fake_for, follow, issue_path
+from tests.jira_support import CLOUD, adf_text, fake_for, follow, issue_path
 from tests.jira_support import service as jira_service
-from tests.test_commands import commented
+from tests.test_commands import _jira_comment, commented
 
 OLD_PLAN = "### Plan\n\nReplace the disk on Saturday."
 NEW_PLAN = "### Plan\n\nReplace the whole server on Sunday."
@@ -109,3 +109,32 @@ def test_jira_an_edit_of_the_approved_plan_withdraws_the_approval(
     ]["labels"]
     assert set(fake.labels) >= {"plan/changed"} and "plan/approved" not in fake.labels
     fake.check_against_openapi()
+
+
+def test_jira_a_new_plan_delivered_twice_is_told_of_once(
+    tmp_path: Path, no_network: responses.RequestsMock
+) -> None:
+    """Jira sends a comment as `comment_created` and as an `issue_commented` update, which shows
+    the labels as they were when it was made (the approval still there)."""
+    created = copy.deepcopy(fixture_json("jira", "mattermost__webhook-issue-created.json"))
+    fake = fake_for(no_network, CLOUD, created)
+    sopguard = jira_service(tmp_path, CLOUD)
+    sopguard.deliver(created, "created")
+    fake.in_role("Developers", users=["agent-rita"])
+    sopguard.deliver(_jira_comment(fake, "/approve-plan", "agent-rita", "In Progress"), "c-1")
+    plan = _jira_comment(fake, "h3. Plan\nReplace the whole server on Sunday.", "agent-sam", "In Progress")
+    as_update = copy.deepcopy(plan)
+    as_update.update(
+        webhookEvent="jira:issue_updated",
+        issue_event_type_name="issue_commented",
+        user=plan["comment"]["author"],
+        changelog={"items": []},
+    )
+    as_update["issue"]["fields"]["labels"] = list(fake.labels)
+
+    sopguard.deliver(plan, "c-2")
+    sopguard.deliver(as_update, "c-3")
+
+    texts = [adf_text(body) for body in fake.our_comments()]
+    assert len([t for t in texts if t.startswith("The approval of the plan was withdrawn.")]) == 1
+    assert "plan/changed" in fake.labels and "plan/approved" not in fake.labels

@@ -305,7 +305,9 @@ def test_a_valid_close_asks_for_a_rating_and_the_reporters_score_is_counted(
     app = _open_github(tmp_path, github, MONDAY_10, "Minor", "Low")
     services = _services(app)
     services.store.ledger.remember_state(REF, "acceptance", MONDAY_10)
-    github.labels = ["status/acceptance", "priority/P4", "customer-accepted"]  # the reporter's /accept
+    github.labels = ["status/acceptance", "priority/P4"]
+    accepted = {"body": form_body(), "updated_at": _iso(MONDAY_10 + dt.timedelta(hours=1))}
+    _deliverer(app)(labelled(github, "customer-accepted", issue=accepted), "accept-1")  # the reporter's
     for index, item in enumerate(
         [
             "Customer acceptance: The customer confirms the result",

@@ -355,14 +355,15 @@ class JiraConnector:
             person = people.subject(event)
             member = partial(self._is_member, event.issue.scope, person)
             snapshot = replace(snapshot, actor_teams=teams_of(person, needs.teams, member))
-        if not snapshot.fields:
-            return snapshot
-        policy = self.policy.for_issue("jira", event.issue.scope, snapshot.request_type)
-        names = policy_field_names(policy, snapshot.fields)
-        if names:
-            snapshot = replace(snapshot, fields=with_names(snapshot.fields, names, self.field_index(names)))
-        if needs.history:
-            snapshot = replace(snapshot, history=self.history(delivery, event))
+        if snapshot.fields:  # a Data Center `comment_created` shows none: only what the rules need is read
+            policy = self.policy.for_issue("jira", event.issue.scope, snapshot.request_type)
+            names = policy_field_names(policy, snapshot.fields)
+            if names:
+                snapshot = replace(
+                    snapshot, fields=with_names(snapshot.fields, names, self.field_index(names))
+                )
+            if needs.history:
+                snapshot = replace(snapshot, history=self.history(delivery, event))
         wanted = missing_fields(delivery.payload, needs)
         if not wanted:
             return snapshot

@@ -19,6 +19,7 @@ from policies.sla import (
     Commented,
     Created,
     DelayAnnounced,
+    PlanWritten,
     PriorityChanged,
     Rated,
     Reopened,
@@ -208,7 +209,17 @@ def _memory_of(row: RowMapping) -> IssueMemory:
 
 _TIMELINE_TYPES: dict[str, type[TimelineEvent]] = {
     cls.__name__: cls
-    for cls in (Created, StateChanged, Commented, PriorityChanged, Closed, Reopened, DelayAnnounced, Rated)
+    for cls in (
+        Created,
+        StateChanged,
+        Commented,
+        PriorityChanged,
+        Closed,
+        Reopened,
+        DelayAnnounced,
+        Rated,
+        PlanWritten,
+    )
 }
 
 
