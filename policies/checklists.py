@@ -24,14 +24,36 @@ def open_items(ctx: Context, checklist_id: str) -> tuple[str, ...]:
     return tuple(title for title in item_titles(ctx, checklist) if title not in done)
 
 
+def missing_items(ctx: Context, checklist_id: str) -> tuple[str, ...]:
+    """Items of the checklist not under the issue at all (never created, or deleted)."""
+    checklist = ctx.policy.checklist(checklist_id)
+    if checklist is None:
+        return ()
+    existing = {s.title for s in ctx.snapshot.subtasks}
+    return tuple(title for title in item_titles(ctx, checklist) if title not in existing)
+
+
+def owed(ctx: Context, checklist_id: str, left: str) -> bool:
+    """Whether a guard demands the checklist of the issue. Always, unless the issue was adopted
+    past the stage that makes it: an adopted issue none of whose items exist, leaving a stage
+    that does not make them (adopted in progress, back from waiting), was never given them, and
+    is not blocked for it. Leaving a stage that makes them, it is held to them (and the undo
+    makes them)."""
+    if not ctx.snapshot.adopted:
+        return True
+    checklist = ctx.policy.checklist(checklist_id)
+    made_in = {s.id for s in ctx.policy.workflow.states if checklist_id in s.checklists}
+    none_made = checklist is not None and len(missing_items(ctx, checklist_id)) == len(checklist.items)
+    return not none_made or left in made_in
+
+
 def create(ctx: Context, checklist_id: str) -> list[Action]:
     """Create the items not yet under the issue; in `warn` mode only list them in a comment."""
     checklist = ctx.policy.checklist(checklist_id)
     mode = ctx.mode(checklist) if checklist else Mode.OFF
     if checklist is None or mode == Mode.OFF:
         return []
-    existing = {s.title for s in ctx.snapshot.subtasks}
-    titles = tuple(t for t in item_titles(ctx, checklist) if t not in existing)
+    titles = missing_items(ctx, checklist_id)
     created = mode == Mode.ENFORCE
     body = render(
         ctx.policy,

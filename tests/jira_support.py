@@ -699,9 +699,10 @@ PLAN = "h3. Plan\nReplace the failing disk, then restore from last night's backu
 
 
 def subtasks_created(deployment: Deployment) -> Scenario:
-    """Planning -> In Progress with a plan and an owner: the preparation checklist becomes sub-tasks."""
+    """Diagnosis -> Planning: the preparation checklist becomes sub-tasks, to be done before the
+    work starts (S3.1)."""
     base = fixture_json("jira", CLOUD_TRANSITION if deployment is CLOUD else DC_STARTED)
-    payload = with_settled_intake(with_status_change(base, "Planning", "In Progress"))
+    payload = with_settled_intake(with_status_change(base, "Diagnosis", "Planning"))
     fields = payload["issue"]["fields"]
     fields["description"] = PLAN
     fields["assignee"] = fields.get("assignee") or fields["creator"]

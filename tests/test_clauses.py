@@ -1,0 +1,222 @@
+"""Issue 10's clauses, on GitHub and on Jira: the preparation before the work (S3.1), the delay
+notice (S3.3), and checklist items that say who may close them (S3.1, S4.1, S4.2).
+
+Each clause is shown twice on each tracker, end to end through the fakes: the wrong move (or an
+invalid notice) refused and explained, and the right one standing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+import responses
+
+from config.loader import load_policy
+from policies.checklists import item_titles
+from policies.context import Context
+from policies.models import (
+    CreateSubtasks,
+    Event,
+    IssueSnapshot,
+    PostComment,
+    RememberState,
+    Source,
+)
+from tests.conftest import fixture_json
+from tests.engine_support import NOW, PERSON, move, ref_for, snapshot_meeting
+from tests.github_support import (
+    REF,
+    REPO,
+    FakeGithub,
+    Service,
+    add_checklist,
+    labelled,
+    put_in_state,
+    service,
+)
+from tests.jira_support import (
+    CLOUD,
+    CLOUD_TRANSITION,
+    DC_STARTED,
+    DEPLOYMENTS,
+    Deployment,
+    FakeJira,
+    Scenario,
+    adf_text,
+    start,
+    subtask_json,
+    with_settled_intake,
+    with_status_change,
+)
+
+POLICY = load_policy()
+ISSUE = f"/repos/{REPO}/issues/1"
+PLAN = {"github": "### Plan\n\nReplace the disk.", "jira": "h3. Plan\nReplace the disk."}
+
+
+@pytest.fixture(params=DEPLOYMENTS, ids=lambda d: d.name)
+def deployment(request: pytest.FixtureRequest) -> Deployment:
+    chosen: Deployment = request.param
+    return chosen
+
+
+@pytest.fixture
+def github(no_network: responses.RequestsMock) -> Iterator[FakeGithub]:
+    yield FakeGithub(no_network)
+
+
+@pytest.fixture
+def sopguard(tmp_path: Path) -> Service:
+    return service(tmp_path)
+
+
+def _titles(source: Source, checklist_id: str) -> list[str]:
+    checklist = POLICY.checklist(checklist_id)
+    assert checklist is not None
+    event = Event(source=source, kinds=frozenset(), delivery_id="x", actor=PERSON, issue=ref_for(source))
+    return list(item_titles(Context(POLICY, event, IssueSnapshot(ref=ref_for(source)), NOW), checklist))
+
+
+def _jira_text(fake: FakeJira, comment: Any) -> str:
+    return adf_text(comment) if fake.deployment is CLOUD else str(comment).replace("*", "")
+
+
+# --- S3.1: the preparation is made in planning and done before the work starts ---------------------
+
+
+@pytest.mark.parametrize("source", ["github", "jira"])
+def test_entering_planning_makes_the_preparation_checklist(source: Source) -> None:
+    decision, _ = move(POLICY, source, "diagnosis", "planning", IssueSnapshot(ref=ref_for(source)))
+
+    (created,) = [a for a in decision.actions if isinstance(a, CreateSubtasks)]
+    assert created.checklist == "preparation" and list(created.titles) == _titles(source, "preparation")
+
+
+@pytest.mark.parametrize("source", ["github", "jira"])
+@pytest.mark.parametrize(
+    ("before", "transition"), [("planning", "start-work"), ("customer-confirmation", "customer-confirmed")]
+)
+def test_the_work_does_not_start_before_the_preparation_is_done(
+    source: Source, before: str, transition: str
+) -> None:
+    found = POLICY.workflow.transition(before, "in-progress")
+    assert found is not None and found.id == transition
+    ready = snapshot_meeting(POLICY, found, source)
+    first = _titles(source, "preparation")[0]
+    unprepared = replace(
+        ready, subtasks=tuple(replace(s, done=False) if s.title == first else s for s in ready.subtasks)
+    )
+
+    refused, _ = move(POLICY, source, before, "in-progress", unprepared)
+    started, _ = move(POLICY, source, before, "in-progress", ready)
+
+    failed = {r.rule_id: r for r in refused.violations}
+    assert set(failed) >= {"prepared-before-work", transition}
+    assert first in failed["prepared-before-work"].reasons
+    (comment,) = [a for a in refused.actions if isinstance(a, PostComment)]
+    assert first in comment.body and "`prepared-before-work`, SOP S3.1" in comment.body
+    assert not started.violations and RememberState(transition, "in-progress") in started.actions
+
+
+@pytest.mark.parametrize("source", ["github", "jira"])
+def test_verification_no_longer_asks_for_the_preparation(source: Source) -> None:
+    verify = POLICY.workflow.transition("in-progress", "verification")
+    assert verify is not None and all(g.id != "prepared-before-work" for g in verify.guards)
+
+    decision, _ = move(
+        POLICY, source, "in-progress", "verification", snapshot_meeting(POLICY, verify, source)
+    )
+
+    assert not decision.violations
+
+
+@pytest.mark.parametrize("source", ["github", "jira"])
+def test_an_issue_adopted_in_progress_is_not_held_to_a_preparation_it_was_never_given(source: Source) -> None:
+    back = POLICY.workflow.transition("waiting-for-customer", "in-progress")
+    assert back is not None
+    ready = snapshot_meeting(POLICY, back, source)
+    adopted = replace(ready, adopted=True, subtasks=())
+
+    decision, _ = move(POLICY, source, "waiting-for-customer", "in-progress", adopted)
+
+    assert not decision.violations
+    (waived,) = [r for r in decision.results if r.rule_id == "prepared-before-work"]
+    assert waived.passed and "not demanded" in waived.reasons[0]
+    assert not [a for a in decision.actions if isinstance(a, CreateSubtasks | PostComment)]
+
+
+@pytest.mark.parametrize("source", ["github", "jira"])
+@pytest.mark.parametrize("adopted", [True, False])
+def test_an_issue_in_planning_without_its_preparation_is_held_and_given_it(
+    source: Source, adopted: bool
+) -> None:
+    """Adopted in planning, or followed since before planning made the checklist: the start is
+    undone, and the checklist it lacks is made in the stage it returns to."""
+    start_work = POLICY.workflow.transition("planning", "in-progress")
+    assert start_work is not None
+    lacking = replace(snapshot_meeting(POLICY, start_work, source), subtasks=(), adopted=adopted)
+
+    decision, _ = move(POLICY, source, "planning", "in-progress", lacking)
+
+    assert "prepared-before-work" in {r.rule_id for r in decision.violations}
+    (created,) = [a for a in decision.actions if isinstance(a, CreateSubtasks)]
+    assert list(created.titles) == _titles(source, "preparation")
+
+
+def test_github_starting_the_work_unprepared_is_undone_and_prepared_it_stands(
+    sopguard: Service, github: FakeGithub
+) -> None:
+    put_in_state(sopguard, github, "planning")
+    add_checklist(github, "preparation", open_items=1)
+
+    sopguard.deliver(labelled(github, "status/in-progress", body=PLAN["github"]), "start-1")
+
+    assert "status/planning" in github.labels and "status/in-progress" not in github.labels
+    (comment,) = github.our_comments()
+    assert "Preparation: Tools, documents and parts are ready" in comment
+    assert "`prepared-before-work`, SOP S3.1" in comment
+
+    github.sub_issues[0]["state"] = "closed"
+    sopguard.deliver(labelled(github, "status/in-progress", body=PLAN["github"]), "start-2")
+
+    assert [label for label in github.labels if label.startswith("status/")] == ["status/in-progress"]
+    assert len(list(github.our_comments())) == 1
+    assert sopguard.intake.store.ledger.memory(REF).last_state == "in-progress"
+
+
+def _jira_start_work(deployment: Deployment, *, open_item: bool) -> Scenario:
+    base = fixture_json("jira", CLOUD_TRANSITION if deployment is CLOUD else DC_STARTED)
+    payload = with_settled_intake(with_status_change(base, "Planning", "In Progress"))
+    fields = payload["issue"]["fields"]
+    fields["description"] = PLAN["jira"]
+    fields["assignee"] = fields.get("assignee") or fields["creator"]
+    project = payload["issue"]["key"].split("-")[0]
+    fields["subtasks"] = [
+        subtask_json(f"{project}-6{n}", title, "To Do" if open_item and n == 0 else "Done")
+        for n, title in enumerate(_titles("jira", "preparation"))
+    ]
+    return Scenario("start the work", payload)
+
+
+@pytest.mark.parametrize("prepared", [False, True])
+def test_jira_starting_the_work_unprepared_is_moved_back_and_prepared_it_stands(
+    no_network: responses.RequestsMock, tmp_path: Path, deployment: Deployment, prepared: bool
+) -> None:
+    scenario = _jira_start_work(deployment, open_item=not prepared)
+    fake, sopguard = start(no_network, tmp_path / "var", scenario, deployment)
+
+    sopguard.deliver(scenario.payload, "start-1")
+
+    if prepared:
+        assert fake.status == "In Progress" and fake.our_comments() == []
+        return
+    assert fake.status == "Planning"
+    (comment,) = fake.our_comments()
+    text = _jira_text(fake, comment)
+    assert "Preparation: Tools, documents and parts are ready" in text
+    assert "prepared-before-work" in text and "S3.1" in text
+    fake.check_against_openapi()
