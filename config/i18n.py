@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import gettext as gettext_module
 import io
+from collections.abc import Sequence
 from functools import cache
 from importlib import resources
 
@@ -74,7 +75,7 @@ def say_plural(locale: Locale, singular: str, plural: str, count: int, /, **valu
     return text % {"count": number(count, locale), **values}
 
 
-def listing(items: list[str], locale: Locale) -> str:
+def listing(items: Sequence[str], locale: Locale) -> str:
     """Items as one list the way the locale joins them: `A, B, and C`, `A、B和C`."""
     return format_list(items, style="standard", locale=babel_locale(locale))
 

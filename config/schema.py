@@ -201,6 +201,9 @@ class Team(Strict):
 
     github: Annotated[GithubPeople, BeforeValidator(_github_people)] = Field(default_factory=GithubPeople)
     jira: JiraPeople = Field(default_factory=JiraPeople)
+    title: Text | None = Field(
+        default=None, description="How comments name the team in each locale (default: its name)."
+    )
 
 
 DEFAULT_TEAM_MEMBERS = Team(
@@ -502,9 +505,23 @@ class Priority(Rule):
 # --- checklists -----------------------------------------------------------------------------
 
 
+class ChecklistItem(Text):
+    """An item's text; with `by`/`not_by`, also who may close it (the names of label guards): an
+    item closed by anyone else is not done (S3.1, S4.1, S4.2)."""
+
+    by: PeopleNames = Field(default_factory=list, description="Only these people may close the item.")
+    not_by: PeopleNames = Field(
+        default_factory=list, description="These people may not close the item, even when in `by`."
+    )
+
+    @property
+    def restricted(self) -> bool:
+        return bool(self.by or self.not_by)
+
+
 class Checklist(Rule):
     title: Text
-    items: list[Text] = Field(min_length=1)
+    items: list[ChecklistItem] = Field(min_length=1)
 
 
 # --- SLA ------------------------------------------------------------------------------------

@@ -248,8 +248,8 @@ def _answer(ctx: Context, command: Command, problem: str) -> PostComment:
         command=Markdown(command.name),
         actor=ctx.event.comment.author.login if ctx.event.comment else ctx.event.actor.login,
         problem=problem,
-        by=[Markdown(name) for name in command.by],
-        not_by=[Markdown(name) for name in command.not_by],
+        by=people.shown(ctx, command.by),
+        not_by=people.shown(ctx, command.not_by),
         states=states,
         usage=Markdown(usage(command)),
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 
+from config.i18n import marked
 from config.schema import (
     ASSIGNEE,
     AUTHOR_OF_PLAN,
@@ -57,9 +58,11 @@ def author_of_plan(ctx: Context) -> Actor | None:
     return authors[-1] if authors else None
 
 
-def is_one_of(ctx: Context, person: Actor, names: Iterable[str]) -> bool:
-    """Whether `person` (the event's `subject`) is one of the people `names` stand for."""
+def is_one_of(ctx: Context, person: Actor, names: Iterable[str], teams: frozenset[str] | None = None) -> bool:
+    """Whether `person` is one of the people `names` stand for; `teams`: the policy teams the
+    connector found `person` in (by default the event's `subject`'s, `actor_teams`)."""
     snapshot = ctx.snapshot
+    teams = snapshot.actor_teams if teams is None else teams
     for name in names:
         if name == REPORTER and same_person(person, snapshot.reporter, snapshot.reporter_id):
             return True
@@ -69,14 +72,44 @@ def is_one_of(ctx: Context, person: Actor, names: Iterable[str]) -> bool:
             author = author_of_plan(ctx)
             if author is not None and same_person(person, author.login, author.id):
                 return True
-        if name in snapshot.actor_teams:
+        if name in teams:
             return True
     return False
 
 
-def allowed(ctx: Context, person: Actor, by: Sequence[str], not_by: Sequence[str]) -> bool:
+def allowed(
+    ctx: Context,
+    person: Actor,
+    by: Sequence[str],
+    not_by: Sequence[str],
+    teams: frozenset[str] | None = None,
+) -> bool:
     """In `by` (when it names anyone) and not in `not_by`."""
-    return (not by or is_one_of(ctx, person, by)) and not is_one_of(ctx, person, not_by)
+    return (not by or is_one_of(ctx, person, by, teams)) and not is_one_of(ctx, person, not_by, teams)
+
+
+# The built-ins as comments name them: the English name, or the locale's (`config.i18n`).
+BUILT_IN_TITLES = {
+    REPORTER: marked("reporter"),
+    ASSIGNEE: marked("assignee"),
+    AUTHOR_OF_PLAN: marked("author-of-plan"),
+    TEAM_MEMBERS: marked("team-members"),
+}
+
+
+def shown(ctx: Context, names: Iterable[str]) -> list[Markdown]:
+    """People's names as comments show them: a team's `title` in the locale, a built-in's name
+    in the locale, else the name as the policy writes it."""
+    found = []
+    for name in names:
+        team = ctx.policy.teams.get(name)
+        if team is not None and team.title is not None:
+            found.append(ctx.text(team.title))
+        elif name in BUILT_IN_TITLES:
+            found.append(Markdown(ctx.tell(BUILT_IN_TITLES[name])))
+        else:
+            found.append(Markdown(name))
+    return found
 
 
 def is_responder(ctx: Context, person: Actor) -> bool:
@@ -162,8 +195,8 @@ def _refuse(ctx: Context, guard: LabelGuard, *, undo: bool) -> list[ChangeLabels
         "undone": undo,
         "actor": ctx.event.actor.login,
         "label": guard.label,
-        "by": [Markdown(name) for name in guard.by],
-        "not_by": [Markdown(name) for name in guard.not_by],
+        "by": shown(ctx, guard.by),
+        "not_by": shown(ctx, guard.not_by),
         "requirement": ctx.text(guard.requirement),
     }
     marker = f"label-refused:{guard.label}:{ctx.event.delivery_id}"

@@ -18,14 +18,19 @@ import responses
 from config.loader import load_policy
 from policies.checklists import item_titles
 from policies.context import Context
+from policies.engine import evaluate
 from policies.models import (
+    Actor,
     CreateSubtasks,
     Event,
+    EventKind,
     IssueSnapshot,
     PostComment,
     RememberState,
     Source,
+    Subtask,
 )
+from policies.needs import needs
 from tests.conftest import fixture_json
 from tests.engine_support import NOW, PERSON, move, ref_for, snapshot_meeting
 from tests.github_support import (
@@ -220,3 +225,196 @@ def test_jira_starting_the_work_unprepared_is_moved_back_and_prepared_it_stands(
     assert "Preparation: Tools, documents and parts are ready" in text
     assert "prepared-before-work" in text and "S3.1" in text
     fake.check_against_openapi()
+
+
+# --- checklist items that say who may close them (S4.1, S4.2) ----------------------------------------
+
+
+def _closed(
+    source: Source, checklist_id: str, closer: Actor | None, teams: frozenset[str] = frozenset()
+) -> tuple[Subtask, ...]:
+    return tuple(
+        Subtask(title, done=True, key=f"K-{n}", closed_by=closer, closer_teams=teams)
+        for n, title in enumerate(_titles(source, checklist_id))
+    )
+
+
+@pytest.mark.parametrize("source", ["github", "jira"])
+def test_a_self_check_closed_by_someone_outside_the_team_is_not_done(source: Source) -> None:
+    verify = POLICY.workflow.transition("verification", "acceptance")
+    assert verify is not None
+    outsider = replace(
+        snapshot_meeting(POLICY, verify, source), subtasks=_closed(source, "self-check", Actor("mallory"))
+    )
+    member = replace(
+        outsider, subtasks=_closed(source, "self-check", Actor("rita"), frozenset({"team-members"}))
+    )
+
+    refused, _ = move(POLICY, source, "verification", "acceptance", outsider)
+    accepted, _ = move(POLICY, source, "verification", "acceptance", member)
+
+    (failed,) = [r for r in refused.violations if r.rule_id == "self-check-done"]
+    first = _titles(source, "self-check")[0]
+    assert f"{first} (closed by @mallory: only team-members may close it)" in failed.reasons
+    (comment,) = [a for a in refused.actions if isinstance(a, PostComment)]
+    assert "closed by @\u2060mallory: only team-members may close it" in comment.body
+    assert not accepted.violations
+
+
+@pytest.mark.parametrize("source", ["github", "jira"])
+def test_the_customer_acceptance_item_is_the_reporters_to_close(source: Source) -> None:
+    close = POLICY.workflow.transition("acceptance", "closed")
+    assert close is not None
+    ready = snapshot_meeting(POLICY, close, source)
+    others = tuple(s for s in ready.subtasks if not s.title.startswith("Customer acceptance"))
+    by_agent = replace(ready, subtasks=(*others, *_closed(source, "customer-acceptance", Actor("dana"))))
+    by_customer = replace(ready, subtasks=(*others, *_closed(source, "customer-acceptance", Actor("carol"))))
+
+    refused, _ = move(POLICY, source, "acceptance", "closed", by_agent)
+    closed, _ = move(POLICY, source, "acceptance", "closed", by_customer)
+
+    assert "customer-accepted" in {r.rule_id for r in refused.violations}
+    assert not closed.violations
+
+
+def test_an_item_closed_by_nobody_the_tracker_names_counts() -> None:
+    verify = POLICY.workflow.transition("verification", "acceptance")
+    assert verify is not None
+    unknown = replace(
+        snapshot_meeting(POLICY, verify, "github"), subtasks=_closed("github", "self-check", None)
+    )
+
+    decision, _ = move(POLICY, "github", "verification", "acceptance", unknown)
+
+    assert not decision.violations
+
+
+def test_needs_name_the_restricted_items_and_their_teams() -> None:
+    verify = POLICY.workflow.transition("verification", "acceptance")
+    assert verify is not None
+    _, snapshot = move(
+        POLICY, "github", "verification", "acceptance", snapshot_meeting(POLICY, verify, "github")
+    )
+    github = POLICY.trackers.github
+    event = Event(
+        source="github",
+        kinds=frozenset({EventKind.LABELS_CHANGED}),
+        delivery_id="d",
+        actor=PERSON,
+        issue=ref_for("github"),
+        labels_before=frozenset({github.status_label("verification")}),
+        labels_after=frozenset({github.status_label("verification"), github.status_label("acceptance")}),
+    )
+
+    wanted = needs(POLICY, event, snapshot)
+
+    assert wanted.subtasks and wanted.closers == frozenset(_titles("github", "self-check"))
+    assert set(wanted.closer_teams) == {"team-members"}
+
+
+@pytest.mark.parametrize(("closer", "member"), [("mallory", False), ("rita", True)])
+def test_github_a_self_check_closed_by_a_passer_by_keeps_the_issue_in_verification(
+    sopguard: Service, github: FakeGithub, closer: str, member: bool
+) -> None:
+    put_in_state(sopguard, github, "verification")
+    add_checklist(github, "self-check", closed_by=closer)
+    if member:
+        github.collaborators.add(closer)
+
+    sopguard.deliver(labelled(github, "status/acceptance"), "accept-1")
+
+    assert f"GET /repos/{REPO}/collaborators/{closer}" in github.calls()
+    states = [label for label in github.labels if label.startswith("status/")]
+    if member:
+        assert states == ["status/acceptance"]
+        assert not [c for c in github.our_comments() if "self-check-done" in c]
+        return
+    assert states == ["status/verification"]
+    (comment,) = github.our_comments()
+    assert (
+        "Self-check: The problem is solved (closed by @\u2060mallory: only team-members may close it)"
+        in comment
+    )
+    assert "`self-check-done`, SOP S4.1" in comment
+
+
+def _jira_person(deployment: Deployment, ident: str) -> dict[str, str]:
+    if deployment is CLOUD:
+        return {"accountId": ident, "displayName": ident.title()}
+    return {"name": ident, "key": ident, "displayName": ident.title()}
+
+
+def _jira_request_acceptance(deployment: Deployment) -> Scenario:
+    base = fixture_json("jira", CLOUD_TRANSITION if deployment is CLOUD else DC_STARTED)
+    payload = with_settled_intake(with_status_change(base, "Verification", "Acceptance"))
+    project = payload["issue"]["key"].split("-")[0]
+    payload["issue"]["fields"]["subtasks"] = [
+        subtask_json(f"{project}-7{n}", title, "Done")
+        for n, title in enumerate(_titles("jira", "self-check"))
+    ]
+    return Scenario("request acceptance", payload)
+
+
+@pytest.mark.parametrize(("closer", "member"), [("mallory", False), ("rita", True)])
+def test_jira_a_self_check_closed_by_someone_without_the_role_is_moved_back(
+    no_network: responses.RequestsMock, tmp_path: Path, deployment: Deployment, closer: str, member: bool
+) -> None:
+    scenario = _jira_request_acceptance(deployment)
+    fake, sopguard = start(no_network, tmp_path / "var", scenario, deployment)
+    for subtask in fake.subtasks:
+        fake.closed_by(subtask["key"], _jira_person(deployment, closer))
+    if member:
+        fake.in_role("Service Desk Team", users=[closer])
+
+    sopguard.deliver(scenario.payload, "accept-1")
+
+    assert f"GET /rest/api/2/issue/{fake.subtasks[0]['key']}/changelog" in fake.calls()
+    if member:
+        assert fake.status == "Acceptance"
+        assert not [c for c in fake.our_comments() if "self-check-done" in _jira_text(fake, c)]
+        return
+    assert fake.status == "Verification"
+    (comment,) = fake.our_comments()
+    text = _jira_text(fake, comment)
+    assert "Self-check: The problem is solved (closed by" in text and "only team-members may close it" in text
+    assert "S4.1" in text
+    fake.check_against_openapi()
+
+
+# --- team names in the locale ------------------------------------------------------------------------
+
+
+def test_in_chinese_the_built_ins_and_titled_teams_are_named_in_chinese() -> None:
+    chinese = POLICY.model_copy(update={"locale": "zh-CN"})
+    verify = chinese.workflow.transition("verification", "acceptance")
+    assert verify is not None
+    outsider = replace(
+        snapshot_meeting(chinese, verify, "github"),
+        subtasks=_closed("github", "self-check", Actor("mallory")),
+    )
+    outsider = replace(
+        outsider,
+        subtasks=tuple(replace(s, title=t) for s, t in zip(outsider.subtasks, _zh_titles(), strict=True)),
+    )
+
+    refused, _ = move(chinese, "github", "verification", "acceptance", outsider)
+
+    (comment,) = [a for a in refused.actions if isinstance(a, PostComment)]
+    assert "（由 @\u2060mallory 关闭：仅 服务团队成员 可以关闭）" in comment.body
+    label = Event(
+        source="github",
+        kinds=frozenset({EventKind.LABELS_CHANGED}),
+        delivery_id="d-2",
+        actor=Actor("mallory"),
+        issue=ref_for("github"),
+        labels_after=frozenset({"plan/approved"}),
+    )
+    snapshot = IssueSnapshot(ref=ref_for("github"), labels=frozenset({"plan/approved"}), assignees=("dana",))
+    (removed,) = [a for a in evaluate(chinese, label, snapshot, NOW).actions if isinstance(a, PostComment)]
+    assert "仅 方案评审人 可以添加；负责人、方案作者 不可添加" in removed.body
+
+
+def _zh_titles() -> list[str]:
+    checklist = POLICY.checklist("self-check")
+    assert checklist is not None
+    return [f"{checklist.title.get('zh-CN')}: {item.get('zh-CN')}" for item in checklist.items]

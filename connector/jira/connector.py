@@ -61,6 +61,7 @@ from policies.models import (
     MoveToStatus,
     PostComment,
     SetPriority,
+    Subtask,
 )
 from policies.needs import Needs
 from policies.text import parse_time
@@ -318,6 +319,44 @@ class JiraConnector:
     # --- complete ---------------------------------------------------------------------------
 
     def complete(
+        self, delivery: Delivery, event: Event, snapshot: IssueSnapshot, needs: Needs
+    ) -> IssueSnapshot:
+        completed = self._complete(delivery, event, snapshot, needs)
+        if not needs.closers or completed.is_subtask or not event.issue.scope:
+            return completed
+        subtasks = tuple(
+            self._closed_by(event.issue.scope, s, needs)
+            if s.done and s.key and s.title in needs.closers
+            else s
+            for s in completed.subtasks
+        )
+        return replace(completed, subtasks=subtasks)
+
+    def _closed_by(self, project: str, subtask: Subtask, needs: Needs) -> Subtask:
+        """Who closed a sub-task that says who may: the author of the last status change in its
+        changelog (the move into the done status it is in), with their teams."""
+        closer: Actor | None = None
+        read = 0
+        try:
+            while True:
+                page = self.api.changelog(subtask.key, start_at=read)
+                values = page.get("values") or []
+                read += len(values)
+                for entry in values:
+                    items = entry.get("items") or []
+                    if any(str(i.get("field", "")).casefold() == "status" for i in items):
+                        closer = jira_events.actor(jira_events.User.model_validate(entry.get("author") or {}))
+                if page.get("isLast", True) or not values:
+                    break
+        except JIRAError as error:
+            log.warning("who closed %s unreadable: %s", subtask.key, describe(error))
+            return subtask
+        if closer is None or not (closer.login or closer.id):
+            return subtask
+        member = partial(self._is_member, project, closer)
+        return replace(subtask, closed_by=closer, closer_teams=teams_of(closer, needs.closer_teams, member))
+
+    def _complete(
         self, delivery: Delivery, event: Event, snapshot: IssueSnapshot, needs: Needs
     ) -> IssueSnapshot:
         if event.by_service or snapshot.is_subtask or not event.issue.key:
