@@ -105,6 +105,11 @@ def duration(span: dt.timedelta, locale: Locale) -> str:
     return format_list(parts, style="unit", locale=where)
 
 
+def day(date: dt.date, locale: Locale) -> str:
+    """A date as the locale writes it: `Dec 20, 2026`, `2026年12月20日`."""
+    return format_date(date, "medium", locale=babel_locale(locale))
+
+
 def instant(moment: dt.datetime, locale: Locale) -> str:
     """A date and time in its own zone, as the locale writes them, with the zone named so nobody
     converts it wrongly: `Nov 24, 2026, 10:15 AM (China Time)`, `2026年11月24日 10:15（中国时间）`."""

@@ -608,7 +608,9 @@ class SlaTarget(Rule):
 
 
 class DelayNotice(Rule):
-    """A comment with one of these headings tells the customer of a delay (S3.3); it is recorded."""
+    """A comment with one of these headings tells the customer of a delay (S3.3): recorded when it
+    is public, before the resolution deadline, with a new date (its first date, YYYY-MM-DD) and a
+    reason (the rest of the section); otherwise answered with why it does not count."""
 
     headings: list[str] = Field(min_length=1)
 
@@ -734,6 +736,7 @@ MessageKind = Literal[
     "plan-changed",
     "low-rating",
     "status-unmapped",
+    "delay-refused",
 ]
 
 

@@ -7,6 +7,8 @@ invalid notice) refused and explained, and the right one standing.
 
 from __future__ import annotations
 
+import copy
+import datetime as dt
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -19,18 +21,25 @@ from config.loader import load_policy
 from policies.checklists import item_titles
 from policies.context import Context
 from policies.engine import evaluate
+from policies.ledger import IssueFacts, timeline_entries
 from policies.models import (
     Actor,
+    Comment,
     CreateSubtasks,
     Event,
     EventKind,
+    IssueRef,
     IssueSnapshot,
     PostComment,
+    React,
     RememberState,
     Source,
     Subtask,
 )
 from policies.needs import needs
+from policies.sla import Created, DelayAnnounced, issue_clocks
+from policies.sla_notices import due_notices
+from runtime.store.ledger import FollowedIssue
 from tests.conftest import fixture_json
 from tests.engine_support import NOW, PERSON, move, ref_for, snapshot_meeting
 from tests.github_support import (
@@ -52,11 +61,14 @@ from tests.jira_support import (
     FakeJira,
     Scenario,
     adf_text,
+    fake_for,
+    follow,
     start,
     subtask_json,
     with_settled_intake,
     with_status_change,
 )
+from tests.jira_support import service as jira_service
 
 POLICY = load_policy()
 ISSUE = f"/repos/{REPO}/issues/1"
@@ -418,3 +430,195 @@ def _zh_titles() -> list[str]:
     checklist = POLICY.checklist("self-check")
     assert checklist is not None
     return [f"{checklist.title.get('zh-CN')}: {item.get('zh-CN')}" for item in checklist.items]
+
+
+# --- the delay notice (S3.3): public, in advance, with a new date and a reason -------------------------
+
+DELAY = {
+    "github": "### Delay\n\nThe replacement disk arrives late; new date: 2026-12-20.",
+    "jira": "h3. Delay\nThe replacement disk arrives late; new date: 2026-12-20.",
+}
+
+
+def _commented(source: Source, body: str, *, public: bool = True, at: dt.datetime = NOW) -> Event:
+    return Event(
+        source=source,
+        kinds=frozenset({EventKind.COMMENTED}),
+        delivery_id="c-1",
+        actor=Actor("dana"),
+        issue=ref_for(source),
+        name="issue_comment.created" if source == "github" else "comment_created",
+        comment=Comment(Actor("dana"), body, id="31", public=public, at=at),
+        at=at,
+    )
+
+
+def _followed(source: Source, *, created: dt.datetime = NOW - dt.timedelta(hours=1)) -> IssueSnapshot:
+    """A P1 issue followed since `created` (its resolution is due 4 working hours later)."""
+    timeline = (Created(at=created, state="in-progress", priority="P1"),)
+    return IssueSnapshot(
+        ref=ref_for(source), reporter="carol", timeline=timeline, actor_teams=frozenset({"team-members"})
+    )
+
+
+def _delays(source: Source, event: Event, snapshot: IssueSnapshot) -> list[DelayAnnounced]:
+    decision = evaluate(POLICY, event, snapshot, NOW)
+    facts = IssueFacts(True, "P1", "carol", (), frozenset())
+    entries = timeline_entries(POLICY, event, snapshot, decision, facts, "P1", NOW)
+    return [e for e in entries if isinstance(e, DelayAnnounced)]
+
+
+@pytest.mark.parametrize("source", ["github", "jira"])
+def test_a_public_delay_notice_in_advance_with_date_and_reason_counts(source: Source) -> None:
+    event, snapshot = _commented(source, DELAY[source]), _followed(source)
+
+    decision = evaluate(POLICY, event, snapshot, NOW)
+
+    assert not [a for a in decision.actions if isinstance(a, PostComment)]
+    ((rule, passed),) = [(r.rule_id, r.passed) for r in decision.results if r.sop == "S3.3"]
+    assert (rule, passed) == ("delay-announced", True)
+    (delay,) = _delays(source, event, snapshot)
+    assert (delay.new_date, delay.reason) == ("2026-12-20", "The replacement disk arrives late")
+
+
+@pytest.mark.parametrize(
+    ("source", "body", "public", "created", "said"),
+    [
+        ("jira", DELAY["jira"], False, NOW - dt.timedelta(hours=1), "it is an internal note"),
+        (
+            "github",
+            DELAY["github"],
+            True,
+            NOW - dt.timedelta(days=3),
+            "it comes after the resolution deadline",
+        ),
+        ("jira", DELAY["jira"], True, NOW - dt.timedelta(days=3), "it comes after the resolution deadline"),
+        (
+            "github",
+            "### Delay\n\nThe disk arrives late.",
+            True,
+            NOW - dt.timedelta(hours=1),
+            "it gives no new date",
+        ),
+        ("jira", "h3. Delay\nNew date: 2026-12-20", True, NOW - dt.timedelta(hours=1), "it gives no reason"),
+        (
+            "github",
+            "### Delay\n\nLate parts; 2026-11-20.",
+            True,
+            NOW - dt.timedelta(hours=1),
+            "is not a later day",
+        ),
+    ],
+)
+def test_a_delay_notice_that_does_not_count_is_answered_once_and_not_recorded(
+    source: Source, body: str, public: bool, created: dt.datetime, said: str
+) -> None:
+    event, snapshot = _commented(source, body, public=public), _followed(source, created=created)
+
+    decision = evaluate(POLICY, event, snapshot, NOW)
+
+    (answer,) = [a for a in decision.actions if isinstance(a, PostComment)]
+    assert answer.marker == "delay-refused:31"
+    assert answer.body.startswith("**This delay notice does not count as telling the customer.** @dana")
+    assert said in answer.body and "Rule `delay-announced`, SOP S3.3" in answer.body
+    assert _delays(source, event, snapshot) == []
+    edited = replace(event, name="issue_comment.edited" if source == "github" else "comment_updated")
+    assert not [a for a in evaluate(POLICY, edited, snapshot, NOW).actions if isinstance(a, PostComment)]
+
+
+@pytest.mark.parametrize("source", ["github", "jira"])
+def test_a_delay_command_in_an_internal_note_or_too_late_is_refused(source: Source) -> None:
+    command = '/delay 2026-12-20 "the replacement disk arrives late"'
+    internal = _commented(source, command, public=False)
+    late = _followed(source, created=NOW - dt.timedelta(days=3))
+
+    for event, snapshot in ((internal, _followed(source)), (_commented(source, command), late)):
+        decision = evaluate(POLICY, event, snapshot, NOW)
+        (answer,) = [a for a in decision.actions if isinstance(a, PostComment)]
+        assert "This delay notice does not count" in answer.body and "command-delay" in answer.body
+        assert not [a for a in decision.actions if isinstance(a, React)]
+        assert _delays(source, event, snapshot) == []
+
+    counted = _commented(source, command)
+    assert [d.new_date for d in _delays(source, counted, _followed(source))] == ["2026-12-20"]
+
+
+@pytest.mark.parametrize("locale", ["en", "zh-CN"])
+def test_the_resolution_breach_says_whether_a_delay_notice_was_given(locale: str) -> None:
+    policy = POLICY.model_copy(update={"locale": locale})
+    created = NOW - dt.timedelta(days=3)
+    timeline: tuple[Any, ...] = (Created(at=created, state="in-progress", priority="P1"),)
+    notice = DelayAnnounced(
+        at=created + dt.timedelta(hours=1), author="dana", new_date="2026-12-20", reason="x"
+    )
+    clocks = issue_clocks(policy.sla, timeline, NOW)
+    facts = IssueFacts(True, "P1", "carol", ("dana",), frozenset())
+
+    def breach(entries: tuple[Any, ...]) -> str:
+        notices = due_notices(policy, ref_for("github"), facts, clocks, (), entries)
+        (resolution,) = [n for n in notices if n.target_id == "resolution"]
+        (comment,) = [a for a in resolution.actions if isinstance(a, PostComment)]
+        return comment.body
+
+    told, untold = breach((*timeline, notice)), breach(timeline)
+    if locale == "en":
+        assert "The customer was told of the delay in advance, with the new date **Dec 20, 2026**." in told
+        assert "The customer was not told of a delay before the deadline" in untold
+    else:
+        assert "截止前已告知客户延期，新的预计时间为 **2026年12月20日**。" in told
+        assert "截止前未告知客户延期" in untold
+
+
+def test_github_a_delay_notice_without_a_date_is_answered_and_one_with_it_recorded(
+    sopguard: Service, github: FakeGithub
+) -> None:
+    put_in_state(sopguard, github, "in-progress")
+
+    sopguard.deliver(_github_comment("### Delay\n\nThe disk arrives late.", 501), "delay-1", "issue_comment")
+    sopguard.deliver(_github_comment(DELAY["github"], 502), "delay-2", "issue_comment")
+
+    (answer,) = github.our_comments()
+    assert "it gives no new date: write it as YYYY-MM-DD" in answer and "SOP S3.3" in answer
+    timeline = _timeline_of(sopguard.intake.store.ledger.one(REF))
+    assert [(e.new_date, e.author) for e in timeline if isinstance(e, DelayAnnounced)] == [
+        ("2026-12-20", "dana")
+    ]
+
+
+def _github_comment(body: str, comment_id: int) -> dict[str, Any]:
+    payload = copy.deepcopy(fixture_json("github", "issue_comment__created.json"))
+    payload["comment"].update(body=body, id=comment_id, author_association="MEMBER")
+    for person in (payload["comment"]["user"], payload["sender"]):
+        person.update(login="dana", id=77)
+    return payload
+
+
+@pytest.mark.parametrize("public", [False, True])
+def test_jira_an_internal_note_with_a_delay_section_does_not_tell_the_customer(
+    tmp_path: Path, no_network: responses.RequestsMock, deployment: Deployment, public: bool
+) -> None:
+    payload = copy.deepcopy(fixture_json("jira", "mattermost__webhook-cloud-comment-created.json"))
+    payload["comment"].update(body=DELAY["jira"], jsdPublic=public, author=_jira_person(deployment, "dana"))
+    issue = {"issue": {"key": payload["issue"]["key"], "fields": {"status": {"name": "In Progress"}}}}
+    fake = fake_for(no_network, deployment, issue)
+    sopguard = jira_service(tmp_path, deployment)
+    follow(sopguard, issue)
+
+    sopguard.deliver(payload, "delay-1")
+
+    ref = IssueRef("jira", fake.project, fake.key)
+    delays = [e for e in _timeline_of(sopguard.intake.store.ledger.one(ref)) if isinstance(e, DelayAnnounced)]
+    if public:
+        assert [d.new_date for d in delays] == ["2026-12-20"] and fake.our_comments() == []
+        return
+    assert delays == []
+    (answer,) = fake.our_comments()
+    text = _jira_text(fake, answer)
+    assert "This delay notice does not count as telling the customer." in text
+    assert "it is an internal note, which the customer cannot read" in text and "S3.3" in text
+    fake.check_against_openapi()
+
+
+def _timeline_of(issue: FollowedIssue | None) -> tuple[Any, ...]:
+    assert issue is not None
+    return issue.timeline

@@ -204,6 +204,7 @@ def _kinds_posted(decision: Decision) -> set[str]:
         "plan-changed:": "plan-changed",
         "low-rating:": "low-rating",
         "status-unmapped:": "status-unmapped",
+        "delay-refused:": "delay-refused",
         "receipt": "receipt",
         POLICY.intake.id: "intake-missing",
     }
@@ -264,7 +265,22 @@ def _engine_decisions() -> list[Decision]:
         status_after="Paused",
     )
     held = evaluate(POLICY, paused, IssueSnapshot(ref=JIRA_REF, status="Paused"), NOW)
-    return [opened, suggested, overridden, rejected, started, closed, refused, answered, withdrawn, low, held]
+    undated = replace(command, delivery_id="comment-4", comment=Comment(PERSON, "### Delay\n\nSoon.", id="9"))
+    not_counted = evaluate(POLICY, undated, IssueSnapshot(ref=GITHUB_REF), NOW)
+    return [
+        opened,
+        suggested,
+        overridden,
+        rejected,
+        started,
+        closed,
+        refused,
+        answered,
+        withdrawn,
+        low,
+        held,
+        not_counted,
+    ]
 
 
 def test_the_engine_renders_every_kind_with_exactly_the_catalogue_variables() -> None:
