@@ -29,14 +29,12 @@ _SCORE = re.compile(r"([1-5])(?:\s*/\s*5)?(?:\s*[.!])?")
 
 # A date in a delay section: 2026-12-20, 2026/12/20, 2026.12.20 or 2026年12月20日.
 _DATE = re.compile(r"(?<!\d)(\d{4})(?:[-/.](\d{1,2})[-/.](\d{1,2})|年(\d{1,2})月(\d{1,2})日?)(?!\d)")
-# Words that only introduce the date or the reason (`New date:`, `Reason:`, `新的预计时间：`).
-_LABEL = re.compile(
-    r"(?:new\s+(?:expected\s+)?date|expected\s+date|date|reason|新的?(?:预计)?(?:完成)?(?:时间|日期)|日期|原因)\s*[:：]?\s*",
-    re.IGNORECASE,
-)
-
-# A word that leads into the date (`finish on 2026-12-20`, `延至2026年12月20日`).
-_LEAD_IN = re.compile(r"(?:\b(?:on|by|until|to|at)|于|至|到)\s*$", re.IGNORECASE)
+# Words that only introduce the date or the reason, before a colon (`New date:`, `原因：`).
+_NAMES = r"(?:new\s+(?:expected\s+)?date|expected\s+date|date|reason|新的?(?:预计)?(?:完成)?(?:时间|日期)|日期|原因)"
+_LABEL = re.compile(rf"(?<!\w){_NAMES}\s*[:：]\s*", re.IGNORECASE)
+# What leads into the date (`finish on 2026-12-20`, `new date 2026-12-20`, `延至2026年12月20日`).
+_LEAD_IN_SPAN = 40
+_LEAD_IN = re.compile(rf"(?:(?<!\w)(?:on|by|until|to|at|{_NAMES}\s*[:：]?)|于|至|到|为)\s*$", re.IGNORECASE)
 
 INTERNAL, LATE, NO_DATE, PAST_DATE, NO_REASON = "internal", "late", "no-date", "past-date", "no-reason"
 
@@ -67,14 +65,16 @@ def _date_in(text: str) -> tuple[dt.date | None, str]:
             found = dt.date(year, month, day)
         except ValueError:
             continue
-        before = _LEAD_IN.sub("", text[: match.start()])
-        return found, before + " " + text[match.end() :]
+        before = text[: match.start()]
+        head, tail = before[:-_LEAD_IN_SPAN], before[-_LEAD_IN_SPAN:]  # bounded: no quadratic scan
+        return found, head + _LEAD_IN.sub("", tail) + " " + text[match.end() :]
     return None, text
 
 
 def _reason_in(text: str) -> str:
     """What is left once the labels are taken out: the reason, if it says anything."""
-    rest = " ".join(_LABEL.sub(" ", text).split()).strip(" .,;:，。；：-")
+    rest = " ".join(_LABEL.sub(" ", text).split())
+    rest = re.sub(r"\s*([，。；：、])\s*", r"\1", rest).strip(" .,;:，。；：-")
     return rest if re.search(r"\w", rest) else ""
 
 

@@ -21,6 +21,7 @@ from config.loader import load_policy
 from policies.checklists import item_titles
 from policies.context import Context
 from policies.engine import evaluate
+from policies.followup import section_notice
 from policies.ledger import IssueFacts, timeline_entries
 from policies.models import (
     Actor,
@@ -622,3 +623,41 @@ def test_jira_an_internal_note_with_a_delay_section_does_not_tell_the_customer(
 def _timeline_of(issue: FollowedIssue | None) -> tuple[Any, ...]:
     assert issue is not None
     return issue.timeline
+
+
+@pytest.mark.parametrize(
+    ("text", "date", "reason"),
+    [
+        ("New date: 2026-12-20\nReason: the part is late.", "2026-12-20", "the part is late"),
+        (
+            "We expect to finish on 2026/12/20 because the vendor is late",
+            "2026-12-20",
+            "We expect to finish because the vendor is late",
+        ),
+        ("新的预计时间：2026年12月20日\n原因：备件未到货", "2026-12-20", "备件未到货"),
+        ("预计延期至2026年12月20日，原因：备件未到", "2026-12-20", "预计延期，备件未到"),
+        ("New date: 2026-12-20", "2026-12-20", ""),
+        ("Parts are late; 2026-02-30 is not a day.", "", "Parts are late; 2026-02-30 is not a day"),
+    ],
+)
+def test_a_delay_sections_first_date_is_its_new_date_and_the_rest_its_reason(
+    text: str, date: str, reason: str
+) -> None:
+    event = _commented("github", f"### Delay\n\n{text}")
+    assert event.comment is not None
+    context = Context(POLICY, event, _followed("github"), NOW)
+
+    notice = section_notice(context, event.comment)
+
+    assert notice is not None
+    assert (notice.new_date.isoformat() if notice.new_date else "", notice.reason) == (date, reason)
+
+
+def test_a_delay_section_of_long_runs_is_read_without_backtracking() -> None:
+    body = "### Delay\n\n" + "new date " * 20_000 + " " * 50_000 + "2026-12-20 " + "reason: " * 20_000
+    event = _commented("github", body)
+    assert event.comment is not None
+
+    notice = section_notice(Context(POLICY, event, _followed("github"), NOW), event.comment)
+
+    assert notice is not None and notice.new_date == dt.date(2026, 12, 20)
