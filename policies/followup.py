@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from config import i18n
+from config.i18n import marked
 from config.schema import Mode, Policy, Rule
 from config.templates import Markdown
 from policies.context import Context, Outcome, outcome
@@ -138,8 +139,22 @@ def edited(event: Event) -> bool:
     return event.name.endswith(".edited") or event.name in ("comment_updated", "issue_comment_edited")
 
 
+# Each problem as the audit log says it.
+PROBLEM_TEXTS = {
+    INTERNAL: marked("an internal note"),
+    LATE: marked("after the resolution deadline"),
+    NO_DATE: marked("no new date"),
+    PAST_DATE: marked("the new date is not a later day"),
+    NO_REASON: marked("no reason"),
+}
+
+
 def refusal_reason(ctx: Context, notice: DelayNotice) -> str:
-    return ctx.tell("delay notice does not count: %(problems)s", problems=", ".join(notice.problems))
+    """The audit reason of a notice that does not count, in the policy's locale."""
+    problems = [ctx.tell(PROBLEM_TEXTS[p]) for p in notice.problems]
+    return ctx.tell(
+        "delay notice does not count: %(problems)s", problems=i18n.listing(problems, ctx.policy.locale)
+    )
 
 
 def rating(policy: Policy, snapshot: IssueSnapshot, comment: Comment) -> int | None:

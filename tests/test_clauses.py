@@ -661,3 +661,19 @@ def test_a_delay_section_of_long_runs_is_read_without_backtracking() -> None:
     notice = section_notice(Context(POLICY, event, _followed("github"), NOW), event.comment)
 
     assert notice is not None and notice.new_date == dt.date(2026, 12, 20)
+
+
+def test_a_refused_delay_notice_is_audited_in_the_policys_locale() -> None:
+    chinese = POLICY.model_copy(update={"locale": "zh-CN"})
+    event = _commented("jira", "h3. 延期说明\n备件未到", public=False)
+
+    decision = evaluate(chinese, event, _followed("jira"), NOW)
+
+    (refused,) = [r for r in decision.results if r.rule_id == "delay-announced"]
+    assert refused.reasons == ("延期说明不予认可：内部备注和未写明新的日期",)
+    (answer,) = [a for a in decision.actions if isinstance(a, PostComment)]
+    assert answer.body.startswith("**此延期说明不视为已告知客户。**")
+    assert (
+        "- 这是内部备注，客户无法看到：请以公开回复发出\n- 未写明新的日期：请按 YYYY-MM-DD 书写\n"
+        in answer.body
+    )
