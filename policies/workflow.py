@@ -204,9 +204,9 @@ def _applies(guard: Guard, ctx: Context) -> bool:
     return guard.when_label is None or guard.when_label in ctx.snapshot.labels
 
 
-def _guard_holds(guard: Guard, ctx: Context, left: str) -> tuple[bool, tuple[str, ...]]:
-    """Whether the guard holds and, if not, the particulars missing (field names, open items);
-    `left` is the stage the issue left. A guard that holds only by a waiver says why."""
+def _guard_holds(guard: Guard, ctx: Context, change: StateChange) -> tuple[bool, tuple[str, ...]]:
+    """Whether the guard holds and, if not, the particulars missing (field names, open items).
+    A guard that holds only by a waiver says why."""
     snapshot = ctx.snapshot
     match guard:
         case IntakeGuard():
@@ -222,8 +222,12 @@ def _guard_holds(guard: Guard, ctx: Context, left: str) -> tuple[bool, tuple[str
             return guard.label not in snapshot.labels, ()
         case ChecklistGuard():
             still_open = checklists.open_items(ctx, guard.checklist)
-            if still_open and not checklists.owed(ctx, guard.checklist, left):
+            if still_open and not checklists.owed(ctx, guard.checklist, change.before):
                 return True, (ctx.tell("adopted after the stage that makes its checklist: not demanded"),)
+            if still_open and is_return_from_pause(ctx, change):
+                # Back to the stage it was in: held to the checklist when it first got there
+                # (an issue followed since before the checklist guarded that stage was not).
+                return True, (ctx.tell("back from waiting to the stage it was in: not demanded again"),)
             return not still_open, still_open
         case SectionGuard():
             texts = [snapshot.body, *(c.body for c in snapshot.comments)]
@@ -241,14 +245,14 @@ class _GuardVerdict:
 
 
 def _check_guards(
-    transition: Transition, ctx: Context, left: str
+    transition: Transition, ctx: Context, change: StateChange
 ) -> tuple[list[Outcome], list[_GuardVerdict]]:
     outcomes, failed = [], []
     for guard in transition.guards:
         mode = ctx.mode(guard)
         if mode == Mode.OFF or not _applies(guard, ctx):
             continue
-        holds, details = _guard_holds(guard, ctx, left)
+        holds, details = _guard_holds(guard, ctx, change)
         outcomes.append(
             outcome(
                 guard,
@@ -325,9 +329,7 @@ def check_transition(ctx: Context) -> Iterator[Outcome]:
             )
         ]
     else:
-        guard_outcomes, failed = (
-            _check_guards(transition, ctx, change.before) if mode != Mode.OFF else ([], [])
-        )
+        guard_outcomes, failed = _check_guards(transition, ctx, change) if mode != Mode.OFF else ([], [])
         yield from guard_outcomes
         broken = bool(failed)
         undo = mode == Mode.ENFORCE and any(v.mode == Mode.ENFORCE for v in failed)

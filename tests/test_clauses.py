@@ -38,7 +38,7 @@ from policies.models import (
     Subtask,
 )
 from policies.needs import needs
-from policies.sla import Created, DelayAnnounced, issue_clocks
+from policies.sla import Created, DelayAnnounced, StateChanged, issue_clocks
 from policies.sla_notices import due_notices
 from runtime.store.ledger import FollowedIssue
 from tests.conftest import fixture_json
@@ -165,6 +165,33 @@ def test_an_issue_adopted_in_progress_is_not_held_to_a_preparation_it_was_never_
     (waived,) = [r for r in decision.results if r.rule_id == "prepared-before-work"]
     assert waived.passed and "not demanded" in waived.reasons[0]
     assert not [a for a in decision.actions if isinstance(a, CreateSubtasks | PostComment)]
+
+
+@pytest.mark.parametrize("source", ["github", "jira"])
+def test_an_issue_in_progress_from_before_the_rule_is_not_held_to_it_back_from_waiting(
+    source: Source,
+) -> None:
+    """Followed since the preparation was checked at verification: in progress with an item open,
+    it waits for the customer and comes back to work, which it was doing already."""
+    back = POLICY.workflow.transition("waiting-for-customer", "in-progress")
+    assert back is not None
+    ready = snapshot_meeting(POLICY, back, source)
+    first = _titles(source, "preparation")[0]
+    timeline = (
+        Created(at=NOW - dt.timedelta(hours=3), state="in-progress"),
+        StateChanged(at=NOW - dt.timedelta(hours=1), state="waiting-for-customer"),
+    )
+    legacy = replace(
+        ready,
+        timeline=timeline,
+        subtasks=tuple(replace(s, done=False) if s.title == first else s for s in ready.subtasks),
+    )
+
+    decision, _ = move(POLICY, source, "waiting-for-customer", "in-progress", legacy)
+
+    assert not decision.violations
+    (waived,) = [r for r in decision.results if r.rule_id == "prepared-before-work"]
+    assert waived.reasons == ("back from waiting to the stage it was in: not demanded again",)
 
 
 @pytest.mark.parametrize("source", ["github", "jira"])
