@@ -32,6 +32,7 @@ from functools import partial
 from typing import Any
 
 from jira import JIRAError
+from pydantic import ValidationError
 
 from config.i18n import say
 from config.loader import load_policy
@@ -134,6 +135,14 @@ def _complete_page(page: Any) -> bool:
 
 
 # --- edits and comments, as Jira wants them ----------------------------------------------------
+
+
+def _changelog_author(author: Json) -> Actor | None:
+    """The person of a changelog entry, or `None` when Jira wrote it in no shape we read."""
+    try:
+        return jira_events.actor(jira_events.User.model_validate(author))
+    except ValidationError:
+        return None
 
 
 def edit_body(priority: str | None, add: Iterable[str], remove: Iterable[str]) -> Json:
@@ -343,9 +352,12 @@ class JiraConnector:
                 values = page.get("values") or []
                 read += len(values)
                 for entry in values:
-                    items = entry.get("items") or []
-                    if any(str(i.get("field", "")).casefold() == "status" for i in items):
-                        closer = jira_events.actor(jira_events.User.model_validate(entry.get("author") or {}))
+                    items = [i for i in entry.get("items") or [] if isinstance(i, dict)]
+                    author = entry.get("author")
+                    if isinstance(author, dict) and any(
+                        str(i.get("field", "")).casefold() == "status" for i in items
+                    ):
+                        closer = _changelog_author(author)
                 if page.get("isLast", True) or not values:
                     break
         except JIRAError as error:
