@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import responses
 
-from config.loader import load_policy
+from config.loader import PolicyError, load_policy, parse_policy
 from policies.checklists import item_titles
 from policies.context import Context
 from policies.engine import evaluate
@@ -707,3 +707,14 @@ def test_a_refused_delay_notice_is_audited_in_the_policys_locale() -> None:
         "- 这是内部备注，客户无法看到：请以公开回复发出\n- 未写明新的日期：请按 YYYY-MM-DD 书写\n"
         in answer.body
     )
+
+
+def test_a_checklist_item_naming_an_unknown_team_is_refused_with_its_place() -> None:
+    text = (Path(__file__).parents[1] / "config" / "sop.yaml").read_text(encoding="utf-8")
+    text = text.replace("zh-CN: 问题已解决, by: team-members}", "zh-CN: 问题已解决, by: team-member}", 1)
+
+    with pytest.raises(PolicyError) as refused:
+        parse_policy(text)
+
+    assert "checklists[1].items[0].by[0]" in str(refused.value)
+    assert "unknown team 'team-member'" in str(refused.value)
