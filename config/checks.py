@@ -261,7 +261,7 @@ def _commands(s: Sections) -> Iterator[Found]:
                 yield ("commands", index, where), _unknown("state", state, states)
 
 
-@_needs("workflow", "sla", "teams", "commands")
+@_needs("workflow", "sla", "teams", "commands", "checklists")
 def _people(s: Sections) -> Iterator[Found]:
     """Every name a guard or the SLA gives for people is a team of `teams:` or a built-in."""
     known = set(s["teams"]) | set(BUILT_IN_PEOPLE)
@@ -276,6 +276,10 @@ def _people(s: Sections) -> Iterator[Found]:
                 named += [((*loc, "by"), guard.by), ((*loc, "not_by"), guard.not_by)]
     for index, command in enumerate(s["commands"]):
         named += [(("commands", index, "by"), command.by), (("commands", index, "not_by"), command.not_by)]
+    for c_index, checklist in enumerate(s["checklists"]):
+        for i_index, item in enumerate(checklist.items):
+            loc = ("checklists", c_index, "items", i_index)
+            named += [((*loc, "by"), item.by), ((*loc, "not_by"), item.not_by)]
     for loc, names in named:
         for index, name in enumerate(names):
             if name not in known:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import gettext as gettext_module
 import io
+from collections.abc import Sequence
 from functools import cache
 from importlib import resources
 
@@ -74,7 +75,7 @@ def say_plural(locale: Locale, singular: str, plural: str, count: int, /, **valu
     return text % {"count": number(count, locale), **values}
 
 
-def listing(items: list[str], locale: Locale) -> str:
+def listing(items: Sequence[str], locale: Locale) -> str:
     """Items as one list the way the locale joins them: `A, B, and C`, `A、B和C`."""
     return format_list(items, style="standard", locale=babel_locale(locale))
 
@@ -102,6 +103,11 @@ def duration(span: dt.timedelta, locale: Locale) -> str:
     if minutes or not hours:
         parts.append(format_unit(minutes, "duration-minute", length="long", locale=where))
     return format_list(parts, style="unit", locale=where)
+
+
+def day(date: dt.date, locale: Locale) -> str:
+    """A date as the locale writes it: `Dec 20, 2026`, `2026年12月20日`."""
+    return format_date(date, "medium", locale=babel_locale(locale))
 
 
 def instant(moment: dt.datetime, locale: Locale) -> str:

@@ -201,6 +201,9 @@ class Team(Strict):
 
     github: Annotated[GithubPeople, BeforeValidator(_github_people)] = Field(default_factory=GithubPeople)
     jira: JiraPeople = Field(default_factory=JiraPeople)
+    title: Text | None = Field(
+        default=None, description="How comments name the team in each locale (default: its name)."
+    )
 
 
 DEFAULT_TEAM_MEMBERS = Team(
@@ -502,9 +505,23 @@ class Priority(Rule):
 # --- checklists -----------------------------------------------------------------------------
 
 
+class ChecklistItem(Text):
+    """An item's text; with `by`/`not_by`, also who may close it (the names of label guards): an
+    item closed by anyone else is not done (S3.1, S4.1, S4.2)."""
+
+    by: PeopleNames = Field(default_factory=list, description="Only these people may close the item.")
+    not_by: PeopleNames = Field(
+        default_factory=list, description="These people may not close the item, even when in `by`."
+    )
+
+    @property
+    def restricted(self) -> bool:
+        return bool(self.by or self.not_by)
+
+
 class Checklist(Rule):
     title: Text
-    items: list[Text] = Field(min_length=1)
+    items: list[ChecklistItem] = Field(min_length=1)
 
 
 # --- SLA ------------------------------------------------------------------------------------
@@ -591,7 +608,9 @@ class SlaTarget(Rule):
 
 
 class DelayNotice(Rule):
-    """A comment with one of these headings tells the customer of a delay (S3.3); it is recorded."""
+    """A comment with one of these headings tells the customer of a delay (S3.3): recorded when it
+    is public, before the resolution deadline, with a new date (its first date, YYYY-MM-DD) and a
+    reason (the rest of the section); otherwise answered with why it does not count."""
 
     headings: list[str] = Field(min_length=1)
 
@@ -647,7 +666,6 @@ DEFAULT_VISIBILITY: Mapping[str, Visibility] = {
     "receipt": "public",
     "intake-missing": "public",
     "satisfaction": "public",
-    "delay-notice": "public",
     "transition-rejected": "internal",
     "priority-set": "internal",
     "priority-override": "internal",
@@ -659,6 +677,7 @@ DEFAULT_VISIBILITY: Mapping[str, Visibility] = {
     "plan-changed": "internal",
     "low-rating": "internal",
     "status-unmapped": "internal",
+    "delay-refused": "internal",
 }
 
 
@@ -671,8 +690,7 @@ class ServiceDesk(Strict):
         description="Who reads each comment: by the kind of comment (a template of `messages`, such as "
         "`sla-warning`) or by the id of the rule that posts it (`command-delay`), `public` (the customer "
         "too, on the portal) or `internal` (the team only). A rule id wins over a kind; unlisted kinds "
-        "keep the defaults (receipt, intake-missing, satisfaction and delay-notice public, the rest "
-        "internal).",
+        "keep the defaults (receipt, intake-missing and satisfaction public, the rest internal).",
     )
     unlisted: Visibility = Field(
         default="internal",
@@ -781,6 +799,7 @@ MessageKind = Literal[
     "plan-changed",
     "low-rating",
     "status-unmapped",
+    "delay-refused",
 ]
 
 

@@ -175,6 +175,8 @@ KIND_VARIABLES: Mapping[MessageKind, Mapping[str, tuple[Any, ...]]] = {
         "who": ("", Markdown("@dana")),
         "overdue": ("", "1 hour, 5 minutes"),
         "escalation": ("", Markdown("@acme/leads")),
+        "delay_notice": (True, False),
+        "new_date": ("", "Dec 20, 2026"),
     },
     "receipt": {
         "reason": (None, _REASON, {**_REASON, "tier": "", "raised": False}),
@@ -209,6 +211,12 @@ KIND_VARIABLES: Mapping[MessageKind, Mapping[str, tuple[Any, ...]]] = {
         "usage": ('/delay YYYY-MM-DD "reason"',),
     },
     "status-unmapped": {"status": ("Paused",), "state": ("Diagnosis",), "actor": ("dana",)},
+    "delay-refused": {
+        "actor": ("dana",),
+        "problems": (["internal"], ["late", "no-date", "past-date", "no-reason"]),
+        "deadline": ("", "Nov 24, 2026, 6:00\u202fPM (China Time)"),
+        "new_date": ("", "Dec 20, 2026"),
+    },
 }
 
 

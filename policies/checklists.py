@@ -1,11 +1,14 @@
-"""S4: acceptance checklists, kept as one subtask per item under the issue."""
+"""S3.1, S4: checklists (preparation, self-check, acceptance), one subtask per item under the
+issue; an item can say who may close it."""
 
 from __future__ import annotations
 
-from config.schema import Checklist, Mode
+from config import i18n
+from config.schema import Checklist, ChecklistItem, Mode
 from config.templates import Markdown
+from policies import people
 from policies.context import Context
-from policies.models import Action, CreateSubtasks, PostComment
+from policies.models import Action, CreateSubtasks, PostComment, Subtask
 from policies.render import render
 
 
@@ -15,13 +18,77 @@ def item_titles(ctx: Context, checklist: Checklist) -> list[Markdown]:
     return [Markdown(f"{prefix}: {ctx.text(item)}") for item in checklist.items]
 
 
+def restricted_items(ctx: Context, checklist_id: str) -> list[tuple[Markdown, ChecklistItem]]:
+    """The items that say who may close them (`by`/`not_by`), with their titles."""
+    checklist = ctx.policy.checklist(checklist_id)
+    if checklist is None:
+        return []
+    return [(t, i) for t, i in zip(item_titles(ctx, checklist), checklist.items, strict=True) if i.restricted]
+
+
+def _closed_rightly(ctx: Context, item: ChecklistItem, subtask: Subtask) -> bool:
+    """Closed by someone the item allows; when the connector could not tell who, it counts (quiet
+    rather than untrue: the tracker may not say, as for an account since deleted)."""
+    closer = subtask.closed_by
+    if not item.restricted or closer is None:
+        return True
+    return people.allowed(ctx, closer, item.by, item.not_by, subtask.closer_teams)
+
+
+def _wrongly_closed(ctx: Context, title: str, item: ChecklistItem, subtask: Subtask) -> str:
+    """Why a closed item does not count: who closed it and who may."""
+    values = {
+        "item": title,
+        "login": subtask.closed_by.login if subtask.closed_by else "",
+        "by": i18n.listing(people.shown(ctx, item.by), ctx.policy.locale),
+        "not_by": i18n.listing(people.shown(ctx, item.not_by), ctx.policy.locale),
+    }
+    if item.by and item.not_by:
+        return ctx.tell(
+            "%(item)s (closed by @%(login)s: only %(by)s may close it, never %(not_by)s)", **values
+        )
+    if item.by:
+        return ctx.tell("%(item)s (closed by @%(login)s: only %(by)s may close it)", **values)
+    return ctx.tell("%(item)s (closed by @%(login)s, who may not: %(not_by)s)", **values)
+
+
 def open_items(ctx: Context, checklist_id: str) -> tuple[str, ...]:
-    """Items of the checklist that are not yet done (including items never created)."""
+    """Items of the checklist that are not yet done (including items never created), each by its
+    title; one closed by someone it does not allow is not done, and says who closed it."""
     checklist = ctx.policy.checklist(checklist_id)
     if checklist is None:
         return ()
-    done = {s.title for s in ctx.snapshot.subtasks if s.done}
-    return tuple(title for title in item_titles(ctx, checklist) if title not in done)
+    found: list[str] = []
+    for title, item in zip(item_titles(ctx, checklist), checklist.items, strict=True):
+        closed = [s for s in ctx.snapshot.subtasks if s.title == title and s.done]
+        if not closed:
+            found.append(title)
+        elif not any(_closed_rightly(ctx, item, s) for s in closed):
+            found.append(_wrongly_closed(ctx, title, item, closed[0]))
+    return tuple(found)
+
+
+def missing_items(ctx: Context, checklist_id: str) -> tuple[str, ...]:
+    """Items of the checklist not under the issue at all (never created, or deleted)."""
+    checklist = ctx.policy.checklist(checklist_id)
+    if checklist is None:
+        return ()
+    existing = {s.title for s in ctx.snapshot.subtasks}
+    return tuple(title for title in item_titles(ctx, checklist) if title not in existing)
+
+
+def owed(ctx: Context, checklist_id: str, left: str) -> bool:
+    """Whether a guard demands the checklist of the issue. Always, unless the issue was adopted
+    past the stage that makes it: an adopted issue none of whose items exist, leaving a stage
+    that does not make them (adopted in progress, back from waiting), was never given them, and
+    is not blocked for it. Leaving a stage that makes them, it is held to them (and the undo
+    makes them)."""
+    if not ctx.snapshot.adopted:
+        return True
+    checklist = ctx.policy.checklist(checklist_id)
+    made_in = {s.id for s in ctx.policy.workflow.states if checklist_id in s.checklists}
+    none_made = checklist is not None and len(missing_items(ctx, checklist_id)) == len(checklist.items)
+    return not none_made or left in made_in
 
 
 def create(ctx: Context, checklist_id: str) -> list[Action]:
@@ -30,8 +97,7 @@ def create(ctx: Context, checklist_id: str) -> list[Action]:
     mode = ctx.mode(checklist) if checklist else Mode.OFF
     if checklist is None or mode == Mode.OFF:
         return []
-    existing = {s.title for s in ctx.snapshot.subtasks}
-    titles = tuple(t for t in item_titles(ctx, checklist) if t not in existing)
+    titles = missing_items(ctx, checklist_id)
     created = mode == Mode.ENFORCE
     body = render(
         ctx.policy,

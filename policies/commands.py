@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from config.schema import AUTHOR_OF_PLAN, Command, Mode
 from config.templates import Markdown
-from policies import people, workflow
+from policies import followup, people, workflow
 from policies.context import Context, Outcome, outcome
 from policies.models import (
     Action,
@@ -138,12 +138,13 @@ def need_plan_author(ctx: Context) -> bool:
     return any(AUTHOR_OF_PLAN in (*command.by, *command.not_by) for command, _ in commands_in(ctx))
 
 
-def announces_delay(ctx: Context, comment: Comment) -> Parsed | None:
-    """A valid delay command of the comment's author (S3.3): its new date and reason."""
+def delay_given(ctx: Context, comment: Comment) -> followup.DelayNotice | None:
+    """The delay notice of a delay command its author may give, well written (S3.3), whether it
+    counts or not; `None` when the comment gives none."""
     for command, line in commands_in(ctx):
         parsed = parse(command, line.args)
         if command.delay_notice and not parsed.problem and _problem(ctx, command, comment) == "":
-            return parsed
+            return followup.check_notice(ctx, comment, parsed.date, parsed.reason)
     return None
 
 
@@ -178,6 +179,16 @@ def run_commands(ctx: Context) -> Iterator[Outcome]:
             continue
         parsed = parse(command, line.args)
         problem = _problem(ctx, command, comment) or parsed.problem
+        notice = (
+            followup.check_notice(ctx, comment, parsed.date, parsed.reason)
+            if command.delay_notice and not problem
+            else None
+        )
+        if notice is not None and not notice.valid:
+            refusal = followup.refuse_notice(ctx, command, notice, comment)
+            reason = followup.refusal_reason(ctx, notice)
+            yield outcome(command, mode, passed=False, reasons=[reason], actions=[refusal])
+            continue
         if problem:
             actions = [_answer(ctx, command, problem)]
             reason = _refusal(ctx, command, problem, comment)

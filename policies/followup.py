@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 
+from config import i18n
+from config.i18n import marked
 from config.schema import Mode, Policy, Rule
 from config.templates import Markdown
 from policies import people
 from policies.context import Context, Outcome, outcome
-from policies.models import Action, ChangeLabels, Comment, EventKind, IssueSnapshot, PostComment, Source
+from policies.models import Action, ChangeLabels, Comment, Event, EventKind, IssueSnapshot, PostComment
 from policies.render import render
 from policies.router import Router
+from policies.sla import issue_clocks
 from policies.text import find_section
 
 router = Router()
@@ -22,10 +27,137 @@ LOW_RATING = 2  # a rating of 2 or less is followed up (S5.2)
 _SCORE = re.compile(r"([1-5])(?:\s*/\s*5)?(?:\s*[.!])?")
 
 
-def announces_delay(policy: Policy, comment: Comment, markup: Source) -> bool:
-    """Whether the comment, written in `markup` (the tracker's), has a delay section."""
-    notice = policy.sla.delay_notice
-    return notice is not None and bool(find_section(comment.body, notice.headings, markup))
+# --- delay notices (S3.3) -----------------------------------------------------------------------
+
+# A date in a delay section: 2026-12-20, 2026/12/20, 2026.12.20 or 2026年12月20日.
+_DATE = re.compile(r"(?<!\d)(\d{4})(?:[-/.](\d{1,2})[-/.](\d{1,2})|年(\d{1,2})月(\d{1,2})日?)(?!\d)")
+# Words that only introduce the date or the reason, before a colon (`New date:`, `原因：`).
+_NAMES = r"(?:new\s+(?:expected\s+)?date|expected\s+date|date|reason|新的?(?:预计)?(?:完成)?(?:时间|日期)|日期|原因)"
+_LABEL = re.compile(rf"(?<!\w){_NAMES}\s*[:：]\s*", re.IGNORECASE)
+# What leads into the date (`finish on 2026-12-20`, `new date 2026-12-20`, `延至2026年12月20日`).
+_LEAD_IN_SPAN = 40
+_LEAD_IN = re.compile(rf"(?:(?<!\w)(?:on|by|until|to|at|{_NAMES}\s*[:：]?)|于|至|到|为)\s*$", re.IGNORECASE)
+
+INTERNAL, LATE, NO_DATE, PAST_DATE, NO_REASON = "internal", "late", "no-date", "past-date", "no-reason"
+
+
+@dataclass(frozen=True)
+class DelayNotice:
+    """A delay notice as given (a `### Delay` section or `/delay`), and why it does not count.
+
+    It counts (S3.3) only when the customer can read it (`INTERNAL`: a Jira internal note), it
+    came before the resolution deadline (`LATE`), and it gives a new date (`NO_DATE`) later than
+    the day it was given (`PAST_DATE`) and a reason (`NO_REASON`)."""
+
+    new_date: dt.date | None
+    reason: str
+    problems: tuple[str, ...]
+    deadline: dt.datetime | None = None
+
+    @property
+    def valid(self) -> bool:
+        return not self.problems
+
+
+def _date_in(text: str) -> tuple[dt.date | None, str]:
+    """The first date written in `text`, and the text without it and the words that introduce it."""
+    for match in _DATE.finditer(text):
+        year, month, day = (int(g) for g in match.groups() if g is not None)
+        try:
+            found = dt.date(year, month, day)
+        except ValueError:
+            continue
+        before = text[: match.start()]
+        head, tail = before[:-_LEAD_IN_SPAN], before[-_LEAD_IN_SPAN:]  # bounded: no quadratic scan
+        return found, head + _LEAD_IN.sub("", tail) + " " + text[match.end() :]
+    return None, text
+
+
+def _reason_in(text: str) -> str:
+    """What is left once the labels are taken out: the reason, if it says anything."""
+    rest = " ".join(_LABEL.sub(" ", text).split())
+    rest = re.sub(r"\s*([，。；：、])\s*", r"\1", rest).strip(" .,;:，。；：-")
+    return rest if re.search(r"\w", rest) else ""
+
+
+def section_notice(ctx: Context, comment: Comment) -> DelayNotice | None:
+    """The comment's delay section read as a notice: its first date is the new date, the rest of
+    the section (without the words that introduce the date) the reason; `None` without a section."""
+    notice = ctx.policy.sla.delay_notice
+    if notice is None:
+        return None
+    text = find_section(comment.body, notice.headings, ctx.event.source)
+    if not text:
+        return None
+    date, rest = _date_in(text)
+    return check_notice(ctx, comment, date, _reason_in(rest))
+
+
+def check_notice(ctx: Context, comment: Comment, date: dt.date | None, reason: str) -> DelayNotice:
+    """Whether a notice with this date and reason, given in `comment`, counts (S3.3)."""
+    at = comment.at or ctx.event.at or ctx.now
+    problems: list[str] = []
+    if not comment.public:
+        problems.append(INTERNAL)
+    deadline = _missed_deadline(ctx, at)
+    if deadline is not None:
+        problems.append(LATE)
+    if date is None:
+        problems.append(NO_DATE)
+    elif date <= at.date():
+        problems.append(PAST_DATE)
+    if not reason:
+        problems.append(NO_REASON)
+    return DelayNotice(date, reason, tuple(problems), deadline)
+
+
+def _missed_deadline(ctx: Context, at: dt.datetime) -> dt.datetime | None:
+    """The resolution deadline the issue had already missed at `at`, read from the ledger's
+    timeline as the sweep reads it; `None` when none was missed (or no clock is known)."""
+    clocks = issue_clocks(ctx.policy.sla, ctx.snapshot.timeline, at)
+    missed = [c.deadline for c in clocks if c.kind == "resolution" and c.breached]
+    return min(missed) if missed else None
+
+
+def refuse_notice(ctx: Context, rule: Rule, notice: DelayNotice, comment: Comment) -> PostComment:
+    """One comment that says why a delay notice does not count, once per comment."""
+    locale = ctx.policy.locale
+    body = render(
+        ctx.policy,
+        "delay-refused",
+        rule,
+        actor=comment.author.login,
+        problems=list(notice.problems),
+        deadline=Markdown(i18n.instant(notice.deadline, locale)) if notice.deadline else Markdown(),
+        new_date=Markdown(i18n.day(notice.new_date, locale)) if notice.new_date else Markdown(),
+    )
+    return PostComment(
+        rule.id, f"delay-refused:{comment.id or ctx.event.delivery_id}", body, kind="delay-refused"
+    )
+
+
+def edited(event: Event) -> bool:
+    """An edit of a comment (GitHub `issue_comment.edited`, Jira `comment_updated`): its notice
+    was answered when it was written, under the comment's marker."""
+    return event.name.endswith(".edited") or event.name in ("comment_updated", "issue_comment_edited")
+
+
+# Each problem as the audit log says it.
+PROBLEM_TEXTS = {
+    INTERNAL: marked("an internal note"),
+    LATE: marked("after the resolution deadline"),
+    NO_DATE: marked("no new date"),
+    PAST_DATE: marked("the new date is not a later day"),
+    NO_REASON: marked("no reason"),
+}
+
+
+def refusal_reason(ctx: Context, notice: DelayNotice) -> str:
+    """The audit reason of a notice that does not count, in the policy's locale."""
+    problems = [ctx.tell(PROBLEM_TEXTS[p]) for p in notice.problems]
+    return ctx.tell(
+        "delay notice does not count: %(problems)s", problems=i18n.listing(problems, ctx.policy.locale)
+    )
 
 
 def rating(policy: Policy, snapshot: IssueSnapshot, comment: Comment) -> int | None:
@@ -54,14 +186,24 @@ def record_follow_up(ctx: Context) -> Iterator[Outcome]:
     comment = ctx.event.comment
     if comment is None:
         return
-    notice = ctx.policy.sla.delay_notice
-    if notice is not None and announces_delay(ctx.policy, comment, ctx.event.source):
-        yield outcome(
-            notice,
-            ctx.mode(notice),
-            passed=True,
-            reasons=[ctx.tell("delay announced by %(login)s", login=comment.author.login)],
-        )
+    rule = ctx.policy.sla.delay_notice
+    notice = section_notice(ctx, comment) if rule is not None else None
+    if rule is not None and notice is not None and ctx.mode(rule) != Mode.OFF:
+        if notice.valid:
+            reason = ctx.tell(
+                "delay announced by %(login)s: new date %(date)s",
+                login=comment.author.login,
+                date=notice.new_date.isoformat() if notice.new_date else "",
+            )
+            yield outcome(rule, ctx.mode(rule), passed=True, reasons=[reason])
+        elif not edited(ctx.event):
+            yield outcome(
+                rule,
+                ctx.mode(rule),
+                passed=False,
+                reasons=[refusal_reason(ctx, notice)],
+                actions=[refuse_notice(ctx, rule, notice, comment)],
+            )
     score = rating(ctx.policy, ctx.snapshot, comment)
     satisfaction = ctx.policy.sla.satisfaction
     if score is not None and satisfaction is not None:

@@ -17,6 +17,7 @@ from policies.models import (
     Adopt,
     Change,
     ChangeLabels,
+    Comment,
     Decision,
     Event,
     EventKind,
@@ -177,10 +178,15 @@ def timeline_entries(
         and not (comment.id and comment.id in listed)
     ):
         context = Context(policy, event, snapshot, at)
-        if followup.announces_delay(policy, comment, event.source) or commands.announces_delay(
-            context, comment
-        ):
-            entries.append(DelayAnnounced(at=comment.at or at, author=comment.author.login))
+        if (notice := delay_notice(context, comment)) is not None:
+            entries.append(
+                DelayAnnounced(
+                    at=comment.at or at,
+                    author=comment.author.login,
+                    new_date=notice.new_date.isoformat() if notice.new_date else "",
+                    reason=notice.reason,
+                )
+            )
         if (score := followup.rating(policy, snapshot, comment)) is not None:
             entries.append(Rated(at=comment.at or at, score=score))
         author = comment.author
@@ -198,6 +204,15 @@ def timeline_entries(
     if facts.priority != previous_priority:
         entries.append(PriorityChanged(at=at, priority=facts.priority))
     return entries
+
+
+def delay_notice(ctx: Context, comment: Comment) -> followup.DelayNotice | None:
+    """The comment's delay notice that counts (S3.3), a `### Delay` section or a `/delay` command;
+    one that does not is recorded nowhere but in the audit log, with the answer that says why."""
+    for notice in (followup.section_notice(ctx, comment), commands.delay_given(ctx, comment)):
+        if notice is not None and notice.valid:
+            return notice
+    return None
 
 
 def backfill(policy: Policy, created_at: dt.datetime, history: Sequence[Change]) -> list[TimelineEvent]:

@@ -78,11 +78,17 @@ class Comment:
 
 @dataclass(frozen=True)
 class Subtask:
-    """A child issue (GitHub sub-issue, Jira sub-task); checklist items are recognised by title."""
+    """A child issue (GitHub sub-issue, Jira sub-task); checklist items are recognised by title.
+
+    `closed_by`: who closed it, read by the connector only for items that say who may
+    (`policies.needs.Needs.closers`), with the policy teams they belong to in `closer_teams`.
+    """
 
     title: str
     done: bool
     key: str = ""
+    closed_by: Actor | None = None
+    closer_teams: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

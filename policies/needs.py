@@ -6,8 +6,8 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from config.schema import ChecklistGuard, Mode, Policy, SectionGuard, Team
-from policies import adoption, commands, people
+from config.schema import AUTHOR_OF_PLAN, ChecklistGuard, Mode, Policy, SectionGuard, Team
+from policies import adoption, checklists, commands, people
 from policies.context import Context, is_service_request
 from policies.models import Event, IssueSnapshot
 from policies.text import find_section
@@ -19,12 +19,16 @@ class Needs:
     """`subtasks`: the issue's child issues; `comments`: its comments (for plan / root-cause sections);
     `teams`: the policy teams whose membership of the event's actor (a comment's author) to look up,
     into `IssueSnapshot.actor_teams`; `history`: the tracker's history of an issue sopguard adopts
-    (its changes and comments)."""
+    (its changes and comments); `closers`: the titles of closed subtasks whose closer to read
+    (`Subtask.closed_by`, items that say who may close them), and `closer_teams` the teams to
+    look the closers up in (`Subtask.closer_teams`)."""
 
     subtasks: bool = False
     comments: bool = False
     teams: Mapping[str, Team] = field(default_factory=dict)
     history: bool = False
+    closers: frozenset[str] = frozenset()
+    closer_teams: Mapping[str, Team] = field(default_factory=dict)
 
 
 def needs(policy: Policy, event: Event, snapshot: IssueSnapshot) -> Needs:
@@ -53,13 +57,23 @@ def needs(policy: Policy, event: Event, snapshot: IssueSnapshot) -> Needs:
         or is_return_from_pause(context, change)
         or scoped.mode_of(scoped.workflow.rule) != Mode.ENFORCE
     )
+    restricted = [
+        item
+        for g in guards
+        if isinstance(g, ChecklistGuard)
+        for item in checklists.restricted_items(context, g.checklist)
+    ]
+    closer_names = [name for _, item in restricted for name in (*item.by, *item.not_by)]
     return Needs(
         subtasks=any(isinstance(g, ChecklistGuard) for g in guards)
         or bool(entered and target and target.checklists),
         comments=plan_author
+        or AUTHOR_OF_PLAN in closer_names
         or any(
             isinstance(g, SectionGuard) and not find_section(snapshot.body, g.headings, event.source)
             for g in guards
         ),
         teams=teams,
+        closers=frozenset(title for title, _ in restricted),
+        closer_teams={n: team for n in people.looked_up(closer_names) if (team := scoped.team(n))},
     )

@@ -30,7 +30,8 @@ from policies.text import find_section
 
 router = Router()
 
-# How comments name the built-in people; a team of `teams:` is named as the policy names it.
+# How comments name the built-in people (in the policy's locale, `config.i18n`); a team of
+# `teams:` is named by its `title`, else as the policy names it.
 _SHOWN_AS = {
     REPORTER: marked("the reporter"),
     ASSIGNEE: marked("the assignee"),
@@ -93,9 +94,11 @@ def author_of_plan(ctx: Context) -> Actor | None:
     return authors[-1] if authors else None
 
 
-def is_one_of(ctx: Context, person: Actor, names: Iterable[str]) -> bool:
-    """Whether `person` (the event's `subject`) is one of the people `names` stand for."""
+def is_one_of(ctx: Context, person: Actor, names: Iterable[str], teams: frozenset[str] | None = None) -> bool:
+    """Whether `person` is one of the people `names` stand for; `teams`: the policy teams the
+    connector found `person` in (by default the event's `subject`'s, `actor_teams`)."""
     snapshot = ctx.snapshot
+    teams = snapshot.actor_teams if teams is None else teams
     for name in names:
         if name == REPORTER and same_person(person, snapshot.reporter, snapshot.reporter_id):
             return True
@@ -105,14 +108,35 @@ def is_one_of(ctx: Context, person: Actor, names: Iterable[str]) -> bool:
             author = author_of_plan(ctx)
             if author is not None and same_person(person, author.login, author.id):
                 return True
-        if name in snapshot.actor_teams:
+        if name in teams:
             return True
     return False
 
 
-def allowed(ctx: Context, person: Actor, by: Sequence[str], not_by: Sequence[str]) -> bool:
+def allowed(
+    ctx: Context,
+    person: Actor,
+    by: Sequence[str],
+    not_by: Sequence[str],
+    teams: frozenset[str] | None = None,
+) -> bool:
     """In `by` (when it names anyone) and not in `not_by`."""
-    return (not by or is_one_of(ctx, person, by)) and not is_one_of(ctx, person, not_by)
+    return (not by or is_one_of(ctx, person, by, teams)) and not is_one_of(ctx, person, not_by, teams)
+
+
+def shown(ctx: Context, names: Iterable[str]) -> list[Markdown]:
+    """People's names as comments show them: a team's `title` in the locale, a built-in's name
+    in the locale, else the name as the policy writes it."""
+    found = []
+    for name in names:
+        team = ctx.policy.teams.get(name)
+        if team is not None and team.title is not None:
+            found.append(ctx.text(team.title))
+        elif name in _SHOWN_AS:
+            found.append(Markdown(ctx.tell(_SHOWN_AS[name])))
+        else:
+            found.append(Markdown(name))
+    return found
 
 
 def is_responder(ctx: Context, person: Actor) -> bool:
@@ -120,11 +144,6 @@ def is_responder(ctx: Context, person: Actor) -> bool:
     or, when it names none, anyone (the clock leaves out the reporter and bots itself)."""
     responders = ctx.policy.sla.responders
     return not responders or is_one_of(ctx, person, responders)
-
-
-def shown(ctx: Context, names: Iterable[str]) -> list[Markdown]:
-    """The people `names` stand for as a comment names them: "the reporter", not `reporter`."""
-    return [Markdown(ctx.tell(_SHOWN_AS[name]) if name in _SHOWN_AS else name) for name in names]
 
 
 def looked_up(names: Iterable[str]) -> frozenset[str]:

@@ -101,10 +101,14 @@ class Reopened:
 
 @dataclass(frozen=True)
 class DelayAnnounced:
-    """Someone told the customer of a delay, with its reason and the new date (S3.3)."""
+    """Someone told the customer of a delay, in public and before the resolution deadline, with
+    its reason and the new date (S3.3): a valid delay notice (`policies.followup`). Entries of
+    earlier releases have neither date nor reason."""
 
     at: dt.datetime
     author: str
+    new_date: str = ""  # ISO 8601
+    reason: str = ""
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from config.templates import Markdown, mention
 from policies.ledger import IssueFacts
 from policies.models import Action, ChangeLabels, CommentPolicy, IssueRef, PostComment
 from policies.render import TemplateFailed, render
-from policies.sla import ClockReading, Phase
+from policies.sla import ClockReading, DelayAnnounced, Phase, TimelineEvent
 from policies.visibility import is_public
 
 Claim = tuple[str, int, str]
@@ -62,6 +62,22 @@ def _who(policy: Policy, ref: IssueRef, facts: IssueFacts) -> Markdown:
     return _escalation(policy, ref)
 
 
+def delay_notice_before(timeline: Sequence[TimelineEvent], clock: ClockReading) -> DelayAnnounced | None:
+    """The last delay notice (S3.3) given in the clock's cycle before its deadline: only valid
+    ones are in the timeline (`policies.ledger.delay_notice`)."""
+    given = [
+        e for e in timeline if isinstance(e, DelayAnnounced) and clock.cycle_start <= e.at <= clock.deadline
+    ]
+    return max(given, key=lambda e: e.at) if given else None
+
+
+def _shown_date(iso: str, locale: Locale) -> Markdown:
+    try:
+        return Markdown(i18n.day(dt.date.fromisoformat(iso), locale))
+    except ValueError:  # an entry of an earlier release, with no date
+        return Markdown()
+
+
 def _notice(
     policy: Policy,
     ref: IssueRef,
@@ -70,6 +86,7 @@ def _notice(
     clock: ClockReading,
     threshold: float,
     claims: tuple[Claim, ...],
+    timeline: Sequence[TimelineEvent] = (),
 ) -> Notice:
     breached = threshold >= 1.0
     variables = {
@@ -82,6 +99,7 @@ def _notice(
     if breached:
         escalation = _escalation(policy, ref)
         late = -clock.remaining
+        notice = delay_notice_before(timeline, clock) if target.kind == "resolution" else None
         body = render(
             policy,
             "sla-breached",
@@ -89,6 +107,8 @@ def _notice(
             **variables,
             overdue=show_duration(late, policy.locale) if late >= dt.timedelta(minutes=1) else "",
             escalation=escalation if escalation != variables["who"] else Markdown(),
+            delay_notice=notice is not None,
+            new_date=_shown_date(notice.new_date, policy.locale) if notice else Markdown(),
         )
     else:
         body = render(
@@ -115,11 +135,13 @@ def due_notices(
     facts: IssueFacts,
     clocks: Sequence[ClockReading],
     notified: Iterable[Claim],
+    timeline: Sequence[TimelineEvent] = (),
 ) -> list[Notice]:
     """One notice per running clock whose crossed thresholds were not all said yet: the highest one.
 
     A sweep that was down while two thresholds passed says only the later one (a breach makes the
-    warning moot) and claims both.
+    warning moot) and claims both. `timeline`: the issue's, where the breach of its resolution
+    finds the delay notice given before it.
     """
     said = set(notified)
     targets = {target.id: target for target in policy.sla.targets}
@@ -133,7 +155,7 @@ def due_notices(
             continue
         claims = tuple((clock.target_id, clock.cycle, threshold_key(t)) for t in pending)
         try:
-            notices.append(_notice(policy, ref, facts, target, clock, max(pending), claims))
+            notices.append(_notice(policy, ref, facts, target, clock, max(pending), claims, timeline))
         except TemplateFailed as failure:  # this clock's notice only; the other clocks still speak
             notices.append(Notice(target.id, max(pending), claims, (), failure=failure.reason))
     return notices

@@ -204,8 +204,9 @@ def _applies(guard: Guard, ctx: Context) -> bool:
     return guard.when_label is None or guard.when_label in ctx.snapshot.labels
 
 
-def _guard_holds(guard: Guard, ctx: Context) -> tuple[bool, tuple[str, ...]]:
-    """Whether the guard holds and, if not, the particulars missing (field names, open items)."""
+def _guard_holds(guard: Guard, ctx: Context, change: StateChange) -> tuple[bool, tuple[str, ...]]:
+    """Whether the guard holds and, if not, the particulars missing (field names, open items).
+    A guard that holds only by a waiver says why."""
     snapshot = ctx.snapshot
     match guard:
         case IntakeGuard():
@@ -223,6 +224,12 @@ def _guard_holds(guard: Guard, ctx: Context) -> tuple[bool, tuple[str, ...]]:
             return guard.label not in snapshot.labels, ()
         case ChecklistGuard():
             still_open = checklists.open_items(ctx, guard.checklist)
+            if still_open and not checklists.owed(ctx, guard.checklist, change.before):
+                return True, (ctx.tell("adopted after the stage that makes its checklist: not demanded"),)
+            if still_open and is_return_from_pause(ctx, change):
+                # Back to the stage it was in: held to the checklist when it first got there
+                # (an issue followed since before the checklist guarded that stage was not).
+                return True, (ctx.tell("back from waiting to the stage it was in: not demanded again"),)
             return not still_open, still_open
         case SectionGuard():
             texts = [snapshot.body, *(c.body for c in snapshot.comments)]
@@ -239,16 +246,21 @@ class _GuardVerdict:
     details: tuple[str, ...]
 
 
-def _check_guards(transition: Transition, ctx: Context) -> tuple[list[Outcome], list[_GuardVerdict]]:
+def _check_guards(
+    transition: Transition, ctx: Context, change: StateChange
+) -> tuple[list[Outcome], list[_GuardVerdict]]:
     outcomes, failed = [], []
     for guard in transition.guards:
         mode = ctx.mode(guard)
         if mode == Mode.OFF or not _applies(guard, ctx):
             continue
-        holds, details = _guard_holds(guard, ctx)
+        holds, details = _guard_holds(guard, ctx, change)
         outcomes.append(
             outcome(
-                guard, mode, passed=holds, reasons=() if holds else (ctx.text(guard.requirement), *details)
+                guard,
+                mode,
+                passed=holds,
+                reasons=details if holds else (ctx.text(guard.requirement), *details),
             )
         )
         if not holds:
@@ -319,7 +331,7 @@ def check_transition(ctx: Context) -> Iterator[Outcome]:
             )
         ]
     else:
-        guard_outcomes, failed = _check_guards(transition, ctx) if mode != Mode.OFF else ([], [])
+        guard_outcomes, failed = _check_guards(transition, ctx, change) if mode != Mode.OFF else ([], [])
         yield from guard_outcomes
         broken = bool(failed)
         undo = mode == Mode.ENFORCE and any(v.mode == Mode.ENFORCE for v in failed)
@@ -337,6 +349,11 @@ def check_transition(ctx: Context) -> Iterator[Outcome]:
         return
     if not undo:
         yield from contained(_checklists(ctx, change.after))
+    else:
+        # Back in the stage it left: a checklist it was held to and that is made there is made
+        # where it is missing (an issue followed since before it was made there, or adopted there).
+        demanded = frozenset(v.guard.checklist for v in failed if isinstance(v.guard, ChecklistGuard))
+        yield from contained(_checklists(ctx, change.before, only=demanded))
     actions = _reject(ctx, rule, change, failed, undo=undo, returns_to=origin)  # last: contained
     yield outcome(
         rule,
@@ -513,10 +530,13 @@ def _enter(ctx: Context, rule: Rule, state_id: str) -> list[Action]:
     return [*move_into(ctx, rule.id, state_id, restoring=False), RememberState(rule.id, state_id)]
 
 
-def _checklists(ctx: Context, state_id: str) -> Iterator[Outcome]:
-    """The checklists of the state entered (S4), each its own rule in the decision and the audit."""
+def _checklists(ctx: Context, state_id: str, *, only: frozenset[str] | None = None) -> Iterator[Outcome]:
+    """The checklists of the state entered (S3.1, S4), each its own rule in the decision and the
+    audit; `only`: just these, where an item is not under the issue yet."""
     state = ctx.policy.workflow.state(state_id)
     for checklist_id in state.checklists if state else []:
+        if only is not None and (checklist_id not in only or not checklists.missing_items(ctx, checklist_id)):
+            continue
         checklist = ctx.policy.checklist(checklist_id)
         actions = checklists.create(ctx, checklist_id)
         if checklist is not None and actions:

@@ -238,7 +238,7 @@ def _sweep_issue(services: Services, issue: FollowedIssue, now: dt.datetime, rep
     clocks = services.clocks(issue.ref, issue.timeline, now, request_type(issue))
     unfinished = _finish(services, issue, scoped.locale, now, report)
     said = set(issue.notified)
-    for notice in due_notices(scoped, issue.ref, issue.facts, clocks, issue.notified):
+    for notice in due_notices(scoped, issue.ref, issue.facts, clocks, issue.notified, issue.timeline):
         target = next(t for t in scoped.sla.targets if t.id == notice.target_id)
         if notice.failure:
             _template_failed(services, issue, notice, scoped.mode_of(target), target.sop, now)

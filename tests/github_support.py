@@ -338,15 +338,22 @@ def put_in_state(sopguard: Service, github: FakeGithub, state: str, *labels: str
     sopguard.intake.store.ledger.remember_state(REF, state, utc_now())
 
 
-def add_checklist(github: FakeGithub, checklist_id: str, *, open_items: int = 0) -> None:
+def add_checklist(
+    github: FakeGithub, checklist_id: str, *, open_items: int = 0, closed_by: str | None = None
+) -> None:
+    """The checklist's items as sub-issues, the first `open_items` open; the closed ones closed by
+    `closed_by` (a login), or by someone GitHub does not name."""
     checklist = POLICY.checklist(checklist_id)
     assert checklist is not None
     for index, item in enumerate(checklist.items):
+        closed = index >= open_items
+        closer = {"login": closed_by, "id": 700 + len(closed_by), "type": "User"} if closed_by else None
         github.sub_issues.append(
             {
                 "id": 100 + len(github.sub_issues),
                 "number": 100 + len(github.sub_issues),
                 "title": f"{checklist.title.en}: {item.en}",
-                "state": "open" if index < open_items else "closed",
+                "state": "closed" if closed else "open",
+                "closed_by": closer if closed else None,
             }
         )

@@ -240,6 +240,8 @@ class FakeJira:
     properties: dict[str, Any] = field(default_factory=dict)
     unreachable: set[str] = field(default_factory=set)
     changelog: list[Json] = field(default_factory=list)
+    # Each sub-task's changelog, by its key (who moved it to its status); none: an empty one.
+    subtask_changelogs: dict[str, list[Json]] = field(default_factory=dict)
     # Project roles (name -> users by account id or name, and groups) and each user's groups.
     roles: dict[str, Json] = field(default_factory=lambda: {name: {} for name in ROLE_IDS})
     groups: dict[str, list[str]] = field(default_factory=dict)
@@ -283,6 +285,8 @@ class FakeJira:
             tail = r"[0-9]+(\?.*)?$" if path.endswith("/") else r"(\?.*)?$"
             pattern = re.compile(re.escape(self.deployment.server + path) + tail)
             self.mock.add_callback(method, pattern, callback=self._guarded(method, path, handler))
+        for subtask in self.subtasks:
+            self._serve_changelog_of(subtask["key"])
 
     @property
     def project(self) -> str:
@@ -353,6 +357,34 @@ class FakeJira:
             "values": self.changelog,
         }
         return 200, {"Content-Type": "application/json"}, json.dumps(page)
+
+    def _serve_changelog_of(self, key: str) -> None:
+        """Answer `GET /issue/{key}/changelog` for one sub-task of the issue (only its own: other
+        fakes of the same site answer for their issues)."""
+        if key in self.subtask_changelogs:
+            return
+        self.subtask_changelogs[key] = []
+        url = f"{self.deployment.server}/rest/api/2/issue/{key}/changelog"
+        self.mock.add_callback(
+            "GET", re.compile(re.escape(url) + r"(\?.*)?$"), callback=self._subtask_changelog
+        )
+
+    def _subtask_changelog(self, request: requests.PreparedRequest) -> Reply:
+        key = urlsplit(request.url or "").path.split("/")[-2]
+        values = self.subtask_changelogs.get(key, [])
+        page = {"startAt": 0, "maxResults": 100, "total": len(values), "isLast": True, "values": values}
+        return 200, {"Content-Type": "application/json"}, json.dumps(page)
+
+    def closed_by(self, key: str, person: Json, status: str = "Done") -> None:
+        """Record in the sub-task's changelog that `person` moved it to `status`."""
+        self._serve_changelog_of(key)
+        entry = {
+            "id": str(30000 + len(self.subtask_changelogs[key])),
+            "author": person,
+            "created": "2025-03-01T10:00:00.000+0000",
+            "items": [{"field": "status", "fieldtype": "jira", "fromString": "To Do", "toString": status}],
+        }
+        self.subtask_changelogs[key].append(entry)
 
     # --- fault injection ------------------------------------------------------------------
 
@@ -499,6 +531,7 @@ class FakeJira:
         key = f"{self.key.split('-')[0]}-{self._next_subtask}"
         subtask = subtask_json(key, fields["summary"])
         self.subtasks.append(subtask)
+        self._serve_changelog_of(key)
         return {"id": subtask["id"], "key": key, "self": f"{self.deployment.server}/issue/{key}"}
 
     def _create_issue(self, request: requests.PreparedRequest) -> Reply:
@@ -718,9 +751,10 @@ PLAN = "h3. Plan\nReplace the failing disk, then restore from last night's backu
 
 
 def subtasks_created(deployment: Deployment) -> Scenario:
-    """Planning -> In Progress with a plan and an owner: the preparation checklist becomes sub-tasks."""
+    """Diagnosis -> Planning: the preparation checklist becomes sub-tasks, to be done before the
+    work starts (S3.1)."""
     base = fixture_json("jira", CLOUD_TRANSITION if deployment is CLOUD else DC_STARTED)
-    payload = with_settled_intake(with_status_change(base, "Planning", "In Progress"))
+    payload = with_settled_intake(with_status_change(base, "Diagnosis", "Planning"))
     fields = payload["issue"]["fields"]
     fields["description"] = PLAN
     fields["assignee"] = fields.get("assignee") or fields["creator"]

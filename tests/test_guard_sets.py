@@ -19,7 +19,7 @@ def _guard_ids(text: str, transition: str) -> list[str]:
 
 
 def test_a_set_stands_for_its_guards_in_order_wherever_it_is_used() -> None:
-    expected = ["plan-before-work", "high-risk-plan-reviewed", "owner-before-work"]
+    expected = ["plan-before-work", "high-risk-plan-reviewed", "owner-before-work", "prepared-before-work"]
 
     assert _guard_ids(TEXT, "start-work") == [*expected, "customer-impact-confirmed"]
     assert _guard_ids(TEXT, "customer-replied-during-work") == [

@@ -327,7 +327,7 @@ def test_missing_intake_at_create_is_asked_once_and_a_completed_intake_is_acknow
     fake.check_against_openapi()
 
 
-# --- checklists (S4) ----------------------------------------------------------------------------------------
+# --- checklists (S3.1, S4) ----------------------------------------------------------------------------------------
 
 
 def test_a_valid_transition_creates_its_checklist_as_sub_tasks_once(
@@ -361,7 +361,7 @@ def test_a_valid_transition_creates_its_checklist_as_sub_tasks_once(
         "Preparation: Authorizations are in place",
         "Preparation: The customer's contact person is confirmed",
     ]
-    assert fake.status == "In Progress"
+    assert fake.status == "Planning"  # the preparation is made ready while the plan is written (S3.1)
 
     # The same transition delivered again (its payload still without sub-tasks): nothing is created twice.
     seen = len(fake.calls())

@@ -227,10 +227,11 @@ def _comment(kind: str, rule_id: str = "some-rule") -> PostComment:
 def test_the_defaults_keep_the_customer_to_what_is_written_for_them() -> None:
     desk = load_policy().trackers.jira.service_desk
 
-    public = ["receipt", "intake-missing", "satisfaction", "delay-notice"]
+    public = ["receipt", "intake-missing", "satisfaction"]
     internal = ["sla-warning", "sla-breached", "transition-rejected", "label-refused", "command-answer"]
     assert [desk.visibility(kind) for kind in public] == ["public"] * len(public)
-    assert [desk.visibility(kind) for kind in [*internal, "plan-changed", "low-rating"]] == ["internal"] * 7
+    internal += ["plan-changed", "low-rating", "delay-refused"]
+    assert [desk.visibility(kind) for kind in internal] == ["internal"] * len(internal)
 
 
 def test_a_policy_makes_a_kind_or_one_rules_comments_public(tmp_path: Path) -> None:

@@ -199,6 +199,7 @@ TRACKER_VALUES: dict[str, Any] = {
     "plan-changed": {"actor": "login"},
     "low-rating": {},
     "status-unmapped": {"status": "{}", "actor": "login"},
+    "delay-refused": {"actor": "login"},
 }
 PLAIN = "dana"
 HOSTILES = (

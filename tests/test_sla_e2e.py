@@ -20,6 +20,7 @@ from flask import Flask
 
 from cli import main
 from connector.retry import QUICK_ATTEMPTS
+from policies.sla import DelayAnnounced
 from runtime.services import Services
 from runtime.sweep import SweepReport, sweep
 from tests.conftest import fixture_json, services_of
@@ -283,18 +284,18 @@ def test_a_delay_notice_is_recorded_in_the_ledger_and_the_audit_log(
     tmp_path: Path, github: FakeGithub
 ) -> None:
     app = _open_github(tmp_path, github, MONDAY_10, "Minor", "Low")
-    body = "### Delay\n\nThe vendor's patch arrives on Thursday; we now expect to finish on Friday."
+    body = "### Delay\n\nThe vendor's patch arrives on Thursday; we now expect to finish on 2026-11-27."
     _deliverer(app)(
         _comment_by(github, "dana", body, MONDAY_10 + dt.timedelta(hours=1)), "delay-1", "issue_comment"
     )
 
     (issue,) = _services(app).store.ledger.followed()
-    assert [type(e).__name__ for e in issue.timeline if type(e).__name__ == "DelayAnnounced"] == [
-        "DelayAnnounced"
-    ]
+    (notice,) = [e for e in issue.timeline if isinstance(e, DelayAnnounced)]
+    assert notice.new_date == "2026-11-27"
+    assert notice.reason == "The vendor's patch arrives on Thursday; we now expect to finish"
     audit = [e for e in _services(app).store.audit.entries() if e.delivery_id == "delay-1"]
     assert [(e.rule_id, e.sop, e.reasons) for e in audit] == [
-        ("delay-announced", "S3.3", ["delay announced by dana"])
+        ("delay-announced", "S3.3", ["delay announced by dana: new date 2026-11-27"])
     ]
     assert [e.at for e in audit] == [MONDAY_10]  # the instant it was processed, whatever the clock's zone
 

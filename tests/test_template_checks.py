@@ -204,6 +204,7 @@ def _kinds_posted(decision: Decision) -> set[str]:
         "plan-changed:": "plan-changed",
         "low-rating:": "low-rating",
         "status-unmapped:": "status-unmapped",
+        "delay-refused:": "delay-refused",
         "receipt": "receipt",
         POLICY.intake.id: "intake-missing",
     }
@@ -229,11 +230,11 @@ def _engine_decisions() -> list[Decision]:
     )
     overridden = evaluate(POLICY, chosen, IssueSnapshot(ref=GITHUB_REF, labels=frozenset({label})), NOW)
     rejected, _ = move(POLICY, "github", "triage", "diagnosis", IssueSnapshot(ref=GITHUB_REF))
-    start_work = POLICY.workflow.transition("planning", "in-progress")
+    verify = POLICY.workflow.transition("in-progress", "verification")
     close = POLICY.workflow.transition("acceptance", "closed")
-    assert start_work is not None and close is not None
+    assert verify is not None and close is not None
     started, _ = move(
-        POLICY, "github", "planning", "in-progress", snapshot_meeting(POLICY, start_work, "github")
+        POLICY, "github", "in-progress", "verification", snapshot_meeting(POLICY, verify, "github")
     )
     closed, _ = move(POLICY, "github", "acceptance", "closed", snapshot_meeting(POLICY, close, "github"))
     approved = frozenset({"plan/approved"})
@@ -264,7 +265,22 @@ def _engine_decisions() -> list[Decision]:
         status_after="Paused",
     )
     held = evaluate(POLICY, paused, IssueSnapshot(ref=JIRA_REF, status="Paused"), NOW)
-    return [opened, suggested, overridden, rejected, started, closed, refused, answered, withdrawn, low, held]
+    undated = replace(command, delivery_id="comment-4", comment=Comment(PERSON, "### Delay\n\nSoon.", id="9"))
+    not_counted = evaluate(POLICY, undated, IssueSnapshot(ref=GITHUB_REF), NOW)
+    return [
+        opened,
+        suggested,
+        overridden,
+        rejected,
+        started,
+        closed,
+        refused,
+        answered,
+        withdrawn,
+        low,
+        held,
+        not_counted,
+    ]
 
 
 def test_the_engine_renders_every_kind_with_exactly_the_catalogue_variables() -> None:
@@ -314,17 +330,17 @@ def test_a_receipt_that_cannot_be_rendered_breaks_the_receipt_rule_only() -> Non
 
 def test_a_broken_checklist_template_leaves_the_change_of_stage_and_other_rules_standing() -> None:
     policy = _with_template(POLICY, "checklist-created", "{{ checklist }}{{ 1 / 0 }}")
-    transition = policy.workflow.transition("planning", "in-progress")
+    transition = policy.workflow.transition("in-progress", "verification")
     assert transition is not None
 
     decision, _ = move(
-        policy, "github", "planning", "in-progress", snapshot_meeting(policy, transition, "github")
+        policy, "github", "in-progress", "verification", snapshot_meeting(policy, transition, "github")
     )
 
     (broken,) = decision.broken
-    assert broken.rule_id == "preparation"
+    assert broken.rule_id == "self-check"
     assert broken.reasons[0].startswith("the comment template checklist-created could not be rendered: ")
-    assert RememberState(transition.id, "in-progress") in decision.actions
+    assert RememberState(transition.id, "verification") in decision.actions
     assert not [a for a in decision.actions if isinstance(a, CreateSubtasks | PostComment)]
     assert {r.rule_id for r in decision.results if r.passed} >= {
         transition.id,
@@ -336,12 +352,12 @@ def test_in_warn_mode_a_broken_checklist_template_does_not_lose_the_rejection_co
     policy = _with_template(POLICY, "checklist-created", "{{ checklist }}{{ 1 / 0 }}")
     policy = policy.model_copy(update={"mode": Mode.WARN})
 
-    decision, _ = move(policy, "github", "planning", "in-progress", IssueSnapshot(ref=GITHUB_REF))
+    decision, _ = move(policy, "github", "in-progress", "verification", IssueSnapshot(ref=GITHUB_REF))
 
-    assert [r.rule_id for r in decision.broken] == ["preparation"]
+    assert [r.rule_id for r in decision.broken] == ["self-check"]
     comments = [a for a in decision.actions if isinstance(a, PostComment)]
     assert [c.marker.split(":")[0] for c in comments] == ["transition-rejected"]
-    assert RememberState("start-work", "in-progress") in decision.actions
+    assert RememberState("start-verification", "verification") in decision.actions
 
 
 def test_a_broken_rejection_template_breaks_the_lifecycle_rule_and_undoes_nothing() -> None:

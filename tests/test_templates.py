@@ -96,6 +96,14 @@ VARIABLES: dict[str, dict[str, Any]] = {
         "overdue": "5 minutes",
         "who": "@dana",
         "escalation": "@acme/leads",
+        "delay_notice": True,
+        "new_date": "Dec 20, 2026",
+    },
+    "delay-refused": {
+        "actor": "dana",
+        "problems": ["internal", "late"],
+        "deadline": "Nov 24, 2026, 6:00 PM (China Time)",
+        "new_date": "Dec 20, 2026",
     },
 }
 

@@ -43,8 +43,8 @@ from runtime.services import Services, utc_now
 from runtime.store import Store
 from runtime.store.ledger import LedgerUpdate
 from tests.conftest import GITHUB_SECRET, JIRA_SECRET, drain, fixture_json, github_headers, jira_headers
-from tests.github_support import REPO, FakeGithub, form_body
-from tests.jira_support import CLOUD, DATA_CENTER, FakeJira, adf_text, status_json
+from tests.github_support import REPO, FakeGithub, add_checklist, form_body
+from tests.jira_support import CLOUD, DATA_CENTER, FakeJira, adf_text, status_json, subtask_json
 
 POLICY = load_policy()
 PLAN = {
@@ -65,6 +65,16 @@ GITHUB_PEOPLE = {
 }
 TEAM = ("amy", "rita", "sam")  # GitHub collaborators; holders of the Jira project role Developers
 JIRA_KEY = "OPS-7"
+# Past planning, an issue has its preparation (S3.1), made when planning started, done.
+PREPARED = frozenset(
+    {"customer-confirmation", "in-progress", "verification", "acceptance", "waiting-for-customer"}
+)
+
+
+def preparation_titles() -> list[str]:
+    checklist = POLICY.checklist("preparation")
+    assert checklist is not None
+    return [f"{checklist.title.en}: {item.en}" for item in checklist.items]
 
 
 def plain(text: str) -> str:
@@ -191,6 +201,8 @@ class GithubDesk(Desk):
         status = [] if closed else [self.policy.trackers.github.status_label(state)]
         settled = self.policy.trackers.github.priority_label("P4")  # what the form's answers give
         self.github.labels = [*status, settled, *labels]
+        if state in PREPARED:
+            add_checklist(self.github, "preparation")
         self._remember(state, IssueFacts(not closed, "P2", "carol", ("amy",), frozenset(self.github.labels)))
 
     def _person(self, who: str) -> dict[str, Any]:
@@ -209,6 +221,7 @@ class GithubDesk(Desk):
             state=self.github.state,
             labels=[{"name": name} for name in self.github.labels],
             updated_at=f"2026-11-24T02:{self.sequence // 60:02d}:{self.sequence % 60:02d}Z",
+            created_at="2026-11-23T02:00:00Z",  # a day before: the resolution deadline is still ahead
         )
         return issue
 
@@ -313,6 +326,10 @@ class JiraDesk(Desk):
         self.body = body
         self.jira.status = self._status(state)
         self.jira.labels = list(labels)
+        if state in PREPARED:
+            self.jira.subtasks = [
+                subtask_json(f"OPS-{60 + n}", title, "Done") for n, title in enumerate(preparation_titles())
+            ]
         carol, amy = self._actor("carol"), self._actor("amy")
         facts = IssueFacts(
             state not in self.policy.trackers.github.closed_states,
@@ -335,6 +352,7 @@ class JiraDesk(Desk):
             "assignee": self._person("amy"),
             "project": {"key": "OPS"},
             "issuetype": {"name": "Task", "subtask": False},
+            "subtasks": list(self.jira.subtasks),
         }
         if full:
             fields.update(

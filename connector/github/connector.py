@@ -243,9 +243,7 @@ class GithubConnector:
         summary = (delivery.payload.get("issue") or {}).get("sub_issues_summary") or {}
         if needs.subtasks and summary.get("total", 1) > 0:
             children = self._call(lambda: list(issue.get_sub_issues()))
-            changes["subtasks"] = tuple(
-                Subtask(c.title, done=c.state == "closed", key=str(c.number)) for c in children
-            )
+            changes["subtasks"] = tuple(self._subtask(delivery, event, c, needs) for c in children)
         if needs.comments or needs.history:
             comments = self._call(lambda: list(issue.get_comments()))
             self._comments[delivery.delivery_id] = comments
@@ -257,6 +255,23 @@ class GithubConnector:
             member = partial(self._is_member, delivery, event, person)
             changes["actor_teams"] = teams_of(person, needs.teams, member)
         return replace(snapshot, **changes) if changes else snapshot
+
+    def _subtask(self, delivery: Delivery, event: Event, child: Issue, needs: Needs) -> Subtask:
+        """A sub-issue; for an item that says who may close it, who closed it (`closed_by`, which
+        GitHub's list of sub-issues may leave out: then `GET` the sub-issue) and their teams."""
+        item = Subtask(child.title, done=child.state == "closed", key=str(child.number))
+        if not item.done or child.title not in needs.closers:
+            return item
+        try:
+            user = self._call(lambda: child.closed_by)
+        except GithubException as error:
+            log.warning("who closed %s#%s unreadable: %s", event.issue.scope, child.number, _describe(error))
+            return item
+        if user is None:
+            return item
+        closer = Actor(login=user.login, is_bot=user.type == "Bot", id=str(user.id))
+        member = partial(self._is_member, delivery, event, closer)
+        return replace(item, closed_by=closer, closer_teams=teams_of(closer, needs.closer_teams, member))
 
     def _listed(self, delivery: Delivery, comments: Sequence[IssueComment]) -> tuple[Comment, ...]:
         """Listed comments as the engine sees them; ours (by the service account, or carrying our

@@ -32,6 +32,7 @@ from functools import partial
 from typing import Any
 
 from jira import JIRAError
+from pydantic import ValidationError
 
 from config.i18n import say
 from config.loader import load_policy
@@ -61,6 +62,7 @@ from policies.models import (
     MoveToStatus,
     PostComment,
     SetPriority,
+    Subtask,
 )
 from policies.needs import Needs
 from policies.text import parse_time
@@ -137,6 +139,14 @@ def _complete_page(page: Any) -> bool:
 
 
 # --- edits and comments, as Jira wants them ----------------------------------------------------
+
+
+def _changelog_author(author: Json) -> Actor | None:
+    """The person of a changelog entry, or `None` when Jira wrote it in no shape we read."""
+    try:
+        return jira_events.actor(jira_events.User.model_validate(author))
+    except ValidationError:
+        return None
 
 
 def edit_body(priority: str | None, add: Iterable[str], remove: Iterable[str]) -> Json:
@@ -347,6 +357,47 @@ class JiraConnector:
     # --- complete ---------------------------------------------------------------------------
 
     def complete(
+        self, delivery: Delivery, event: Event, snapshot: IssueSnapshot, needs: Needs
+    ) -> IssueSnapshot:
+        completed = self._complete(delivery, event, snapshot, needs)
+        if not needs.closers or completed.is_subtask or not event.issue.scope:
+            return completed
+        subtasks = tuple(
+            self._closed_by(event.issue.scope, s, needs)
+            if s.done and s.key and s.title in needs.closers
+            else s
+            for s in completed.subtasks
+        )
+        return replace(completed, subtasks=subtasks)
+
+    def _closed_by(self, project: str, subtask: Subtask, needs: Needs) -> Subtask:
+        """Who closed a sub-task that says who may: the author of the last status change in its
+        changelog (the move into the done status it is in), with their teams."""
+        closer: Actor | None = None
+        read = 0
+        try:
+            while True:
+                page = self.api.changelog(subtask.key, start_at=read)
+                values = page.get("values") or []
+                read += len(values)
+                for entry in values:
+                    items = [i for i in entry.get("items") or [] if isinstance(i, dict)]
+                    author = entry.get("author")
+                    if isinstance(author, dict) and any(
+                        str(i.get("field", "")).casefold() == "status" for i in items
+                    ):
+                        closer = _changelog_author(author)
+                if page.get("isLast", True) or not values:
+                    break
+        except JIRAError as error:
+            log.warning("who closed %s unreadable: %s", subtask.key, describe(error))
+            return subtask
+        if closer is None or not (closer.login or closer.id):
+            return subtask
+        member = partial(self._is_member, project, closer)
+        return replace(subtask, closed_by=closer, closer_teams=teams_of(closer, needs.closer_teams, member))
+
+    def _complete(
         self, delivery: Delivery, event: Event, snapshot: IssueSnapshot, needs: Needs
     ) -> IssueSnapshot:
         if event.by_service or snapshot.is_subtask or not event.issue.key:

@@ -1,0 +1,723 @@
+"""Issue 10's clauses, on GitHub and on Jira: the preparation before the work (S3.1), the delay
+notice (S3.3), and checklist items that say who may close them (S3.1, S4.1, S4.2).
+
+Each clause is shown twice on each tracker, end to end through the fakes: the wrong move (or an
+invalid notice) refused and explained, and the right one standing.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+import responses
+
+from config.loader import PolicyError, load_policy, parse_policy
+from policies.checklists import item_titles
+from policies.context import Context
+from policies.engine import evaluate
+from policies.followup import section_notice
+from policies.ledger import IssueFacts, timeline_entries
+from policies.models import (
+    Actor,
+    Comment,
+    CreateSubtasks,
+    Event,
+    EventKind,
+    IssueRef,
+    IssueSnapshot,
+    PostComment,
+    React,
+    RememberState,
+    Source,
+    Subtask,
+)
+from policies.needs import needs
+from policies.sla import Created, DelayAnnounced, StateChanged, issue_clocks
+from policies.sla_notices import due_notices
+from runtime.store.ledger import FollowedIssue
+from tests.conftest import fixture_json
+from tests.engine_support import NOW, PERSON, move, ref_for, snapshot_meeting
+from tests.github_support import (
+    REF,
+    REPO,
+    FakeGithub,
+    Service,
+    add_checklist,
+    labelled,
+    put_in_state,
+    service,
+)
+from tests.jira_support import (
+    CLOUD,
+    CLOUD_TRANSITION,
+    DC_STARTED,
+    DEPLOYMENTS,
+    Deployment,
+    FakeJira,
+    Scenario,
+    adf_text,
+    fake_for,
+    follow,
+    start,
+    subtask_json,
+    with_settled_intake,
+    with_status_change,
+)
+from tests.jira_support import service as jira_service
+
+POLICY = load_policy()
+ISSUE = f"/repos/{REPO}/issues/1"
+PLAN = {"github": "### Plan\n\nReplace the disk.", "jira": "h3. Plan\nReplace the disk."}
+
+
+@pytest.fixture(params=DEPLOYMENTS, ids=lambda d: d.name)
+def deployment(request: pytest.FixtureRequest) -> Deployment:
+    chosen: Deployment = request.param
+    return chosen
+
+
+@pytest.fixture
+def github(no_network: responses.RequestsMock) -> Iterator[FakeGithub]:
+    yield FakeGithub(no_network)
+
+
+@pytest.fixture
+def sopguard(tmp_path: Path) -> Service:
+    return service(tmp_path)
+
+
+def _titles(source: Source, checklist_id: str) -> list[str]:
+    checklist = POLICY.checklist(checklist_id)
+    assert checklist is not None
+    event = Event(source=source, kinds=frozenset(), delivery_id="x", actor=PERSON, issue=ref_for(source))
+    return list(item_titles(Context(POLICY, event, IssueSnapshot(ref=ref_for(source)), NOW), checklist))
+
+
+def _jira_text(fake: FakeJira, comment: Any) -> str:
+    return adf_text(comment) if fake.deployment is CLOUD else str(comment).replace("*", "")
+
+
+# --- S3.1: the preparation is made in planning and done before the work starts ---------------------
+
+
+@pytest.mark.parametrize("source", ["github", "jira"])
+def test_entering_planning_makes_the_preparation_checklist(source: Source) -> None:
+    decision, _ = move(POLICY, source, "diagnosis", "planning", IssueSnapshot(ref=ref_for(source)))
+
+    (created,) = [a for a in decision.actions if isinstance(a, CreateSubtasks)]
+    assert created.checklist == "preparation" and list(created.titles) == _titles(source, "preparation")
+
+
+@pytest.mark.parametrize("source", ["github", "jira"])
+@pytest.mark.parametrize(
+    ("before", "transition"), [("planning", "start-work"), ("customer-confirmation", "customer-confirmed")]
+)
+def test_the_work_does_not_start_before_the_preparation_is_done(
+    source: Source, before: str, transition: str
+) -> None:
+    found = POLICY.workflow.transition(before, "in-progress")
+    assert found is not None and found.id == transition
+    ready = snapshot_meeting(POLICY, found, source)
+    first = _titles(source, "preparation")[0]
+    unprepared = replace(
+        ready, subtasks=tuple(replace(s, done=False) if s.title == first else s for s in ready.subtasks)
+    )
+
+    refused, _ = move(POLICY, source, before, "in-progress", unprepared)
+    started, _ = move(POLICY, source, before, "in-progress", ready)
+
+    failed = {r.rule_id: r for r in refused.violations}
+    assert set(failed) >= {"prepared-before-work", transition}
+    assert first in failed["prepared-before-work"].reasons
+    (comment,) = [a for a in refused.actions if isinstance(a, PostComment)]
+    assert first in comment.body and "`prepared-before-work`, SOP S3.1" in comment.body
+    assert not started.violations and RememberState(transition, "in-progress") in started.actions
+
+
+@pytest.mark.parametrize("source", ["github", "jira"])
+def test_verification_no_longer_asks_for_the_preparation(source: Source) -> None:
+    verify = POLICY.workflow.transition("in-progress", "verification")
+    assert verify is not None and all(g.id != "prepared-before-work" for g in verify.guards)
+
+    decision, _ = move(
+        POLICY, source, "in-progress", "verification", snapshot_meeting(POLICY, verify, source)
+    )
+
+    assert not decision.violations
+
+
+@pytest.mark.parametrize("source", ["github", "jira"])
+def test_an_issue_adopted_in_progress_is_not_held_to_a_preparation_it_was_never_given(source: Source) -> None:
+    back = POLICY.workflow.transition("waiting-for-customer", "in-progress")
+    assert back is not None
+    ready = snapshot_meeting(POLICY, back, source)
+    adopted = replace(ready, adopted=True, subtasks=())
+
+    decision, _ = move(POLICY, source, "waiting-for-customer", "in-progress", adopted)
+
+    assert not decision.violations
+    (waived,) = [r for r in decision.results if r.rule_id == "prepared-before-work"]
+    assert waived.passed and "not demanded" in waived.reasons[0]
+    assert not [a for a in decision.actions if isinstance(a, CreateSubtasks | PostComment)]
+
+
+@pytest.mark.parametrize("source", ["github", "jira"])
+def test_an_issue_in_progress_from_before_the_rule_is_not_held_to_it_back_from_waiting(
+    source: Source,
+) -> None:
+    """Followed since the preparation was checked at verification: in progress with an item open,
+    it waits for the customer and comes back to work, which it was doing already."""
+    back = POLICY.workflow.transition("waiting-for-customer", "in-progress")
+    assert back is not None
+    ready = snapshot_meeting(POLICY, back, source)
+    first = _titles(source, "preparation")[0]
+    timeline = (
+        Created(at=NOW - dt.timedelta(hours=3), state="in-progress"),
+        StateChanged(at=NOW - dt.timedelta(hours=1), state="waiting-for-customer"),
+    )
+    legacy = replace(
+        ready,
+        timeline=timeline,
+        subtasks=tuple(replace(s, done=False) if s.title == first else s for s in ready.subtasks),
+    )
+
+    decision, _ = move(POLICY, source, "waiting-for-customer", "in-progress", legacy)
+
+    assert not decision.violations
+    (waived,) = [r for r in decision.results if r.rule_id == "prepared-before-work"]
+    assert waived.reasons == ("back from waiting to the stage it was in: not demanded again",)
+
+
+@pytest.mark.parametrize("source", ["github", "jira"])
+@pytest.mark.parametrize("adopted", [True, False])
+def test_an_issue_in_planning_without_its_preparation_is_held_and_given_it(
+    source: Source, adopted: bool
+) -> None:
+    """Adopted in planning, or followed since before planning made the checklist: the start is
+    undone, and the checklist it lacks is made in the stage it returns to."""
+    start_work = POLICY.workflow.transition("planning", "in-progress")
+    assert start_work is not None
+    lacking = replace(snapshot_meeting(POLICY, start_work, source), subtasks=(), adopted=adopted)
+
+    decision, _ = move(POLICY, source, "planning", "in-progress", lacking)
+
+    assert "prepared-before-work" in {r.rule_id for r in decision.violations}
+    (created,) = [a for a in decision.actions if isinstance(a, CreateSubtasks)]
+    assert list(created.titles) == _titles(source, "preparation")
+
+
+def test_github_starting_the_work_unprepared_is_undone_and_prepared_it_stands(
+    sopguard: Service, github: FakeGithub
+) -> None:
+    put_in_state(sopguard, github, "planning")
+    add_checklist(github, "preparation", open_items=1)
+
+    sopguard.deliver(labelled(github, "status/in-progress", body=PLAN["github"]), "start-1")
+
+    assert "status/planning" in github.labels and "status/in-progress" not in github.labels
+    (comment,) = github.our_comments()
+    assert "Preparation: Tools, documents and parts are ready" in comment
+    assert "`prepared-before-work`, SOP S3.1" in comment
+
+    github.sub_issues[0]["state"] = "closed"
+    sopguard.deliver(labelled(github, "status/in-progress", body=PLAN["github"]), "start-2")
+
+    assert [label for label in github.labels if label.startswith("status/")] == ["status/in-progress"]
+    assert len(list(github.our_comments())) == 1
+    assert sopguard.intake.store.ledger.memory(REF).last_state == "in-progress"
+
+
+def _jira_start_work(deployment: Deployment, *, open_item: bool) -> Scenario:
+    base = fixture_json("jira", CLOUD_TRANSITION if deployment is CLOUD else DC_STARTED)
+    payload = with_settled_intake(with_status_change(base, "Planning", "In Progress"))
+    fields = payload["issue"]["fields"]
+    fields["description"] = PLAN["jira"]
+    fields["assignee"] = fields.get("assignee") or fields["creator"]
+    project = payload["issue"]["key"].split("-")[0]
+    fields["subtasks"] = [
+        subtask_json(f"{project}-6{n}", title, "To Do" if open_item and n == 0 else "Done")
+        for n, title in enumerate(_titles("jira", "preparation"))
+    ]
+    return Scenario("start the work", payload)
+
+
+@pytest.mark.parametrize("prepared", [False, True])
+def test_jira_starting_the_work_unprepared_is_moved_back_and_prepared_it_stands(
+    no_network: responses.RequestsMock, tmp_path: Path, deployment: Deployment, prepared: bool
+) -> None:
+    scenario = _jira_start_work(deployment, open_item=not prepared)
+    fake, sopguard = start(no_network, tmp_path / "var", scenario, deployment)
+
+    sopguard.deliver(scenario.payload, "start-1")
+
+    if prepared:
+        assert fake.status == "In Progress" and fake.our_comments() == []
+        return
+    assert fake.status == "Planning"
+    (comment,) = fake.our_comments()
+    text = _jira_text(fake, comment)
+    assert "Preparation: Tools, documents and parts are ready" in text
+    assert "prepared-before-work" in text and "S3.1" in text
+    fake.check_against_openapi()
+
+
+# --- checklist items that say who may close them (S4.1, S4.2) ----------------------------------------
+
+
+def _closed(
+    source: Source, checklist_id: str, closer: Actor | None, teams: frozenset[str] = frozenset()
+) -> tuple[Subtask, ...]:
+    return tuple(
+        Subtask(title, done=True, key=f"K-{n}", closed_by=closer, closer_teams=teams)
+        for n, title in enumerate(_titles(source, checklist_id))
+    )
+
+
+@pytest.mark.parametrize("source", ["github", "jira"])
+def test_a_self_check_closed_by_someone_outside_the_team_is_not_done(source: Source) -> None:
+    verify = POLICY.workflow.transition("verification", "acceptance")
+    assert verify is not None
+    outsider = replace(
+        snapshot_meeting(POLICY, verify, source), subtasks=_closed(source, "self-check", Actor("mallory"))
+    )
+    member = replace(
+        outsider, subtasks=_closed(source, "self-check", Actor("rita"), frozenset({"team-members"}))
+    )
+
+    refused, _ = move(POLICY, source, "verification", "acceptance", outsider)
+    accepted, _ = move(POLICY, source, "verification", "acceptance", member)
+
+    (failed,) = [r for r in refused.violations if r.rule_id == "self-check-done"]
+    first = _titles(source, "self-check")[0]
+    assert f"{first} (closed by @mallory: only the service team may close it)" in failed.reasons
+    (comment,) = [a for a in refused.actions if isinstance(a, PostComment)]
+    assert "closed by @\u2060mallory: only the service team may close it" in comment.body
+    assert not accepted.violations
+
+
+@pytest.mark.parametrize("source", ["github", "jira"])
+def test_the_customer_acceptance_item_is_the_reporters_or_the_teams_to_close(source: Source) -> None:
+    close = POLICY.workflow.transition("acceptance", "closed")
+    assert close is not None
+    ready = snapshot_meeting(POLICY, close, source)
+    others = tuple(s for s in ready.subtasks if not s.title.startswith("Customer acceptance"))
+    by_agent = replace(ready, subtasks=(*others, *_closed(source, "customer-acceptance", Actor("dana"))))
+    by_customer = replace(ready, subtasks=(*others, *_closed(source, "customer-acceptance", Actor("carol"))))
+    team = frozenset({"team-members"})
+    by_team = replace(ready, subtasks=(*others, *_closed(source, "customer-acceptance", Actor("rita"), team)))
+
+    refused, _ = move(POLICY, source, "acceptance", "closed", by_agent)
+
+    (failed,) = [r for r in refused.violations if r.rule_id == "customer-accepted"]
+    assert "closed by @dana: only the reporter and the service team may close it" in failed.reasons[-1]
+    for allowed in (by_customer, by_team):
+        assert not move(POLICY, source, "acceptance", "closed", allowed)[0].violations
+
+
+def test_an_item_closed_by_nobody_the_tracker_names_counts() -> None:
+    verify = POLICY.workflow.transition("verification", "acceptance")
+    assert verify is not None
+    unknown = replace(
+        snapshot_meeting(POLICY, verify, "github"), subtasks=_closed("github", "self-check", None)
+    )
+
+    decision, _ = move(POLICY, "github", "verification", "acceptance", unknown)
+
+    assert not decision.violations
+
+
+def test_needs_name_the_restricted_items_and_their_teams() -> None:
+    verify = POLICY.workflow.transition("verification", "acceptance")
+    assert verify is not None
+    _, snapshot = move(
+        POLICY, "github", "verification", "acceptance", snapshot_meeting(POLICY, verify, "github")
+    )
+    github = POLICY.trackers.github
+    event = Event(
+        source="github",
+        kinds=frozenset({EventKind.LABELS_CHANGED}),
+        delivery_id="d",
+        actor=PERSON,
+        issue=ref_for("github"),
+        labels_before=frozenset({github.status_label("verification")}),
+        labels_after=frozenset({github.status_label("verification"), github.status_label("acceptance")}),
+    )
+
+    wanted = needs(POLICY, event, snapshot)
+
+    assert wanted.subtasks and wanted.closers == frozenset(_titles("github", "self-check"))
+    assert set(wanted.closer_teams) == {"team-members"}
+
+
+@pytest.mark.parametrize(("closer", "member"), [("mallory", False), ("rita", True)])
+def test_github_a_self_check_closed_by_a_passer_by_keeps_the_issue_in_verification(
+    sopguard: Service, github: FakeGithub, closer: str, member: bool
+) -> None:
+    put_in_state(sopguard, github, "verification")
+    add_checklist(github, "self-check", closed_by=closer)
+    if member:
+        github.collaborators.add(closer)
+
+    sopguard.deliver(labelled(github, "status/acceptance"), "accept-1")
+
+    assert f"GET /repos/{REPO}/collaborators/{closer}" in github.calls()
+    states = [label for label in github.labels if label.startswith("status/")]
+    if member:
+        assert states == ["status/acceptance"]
+        assert not [c for c in github.our_comments() if "self-check-done" in c]
+        return
+    assert states == ["status/verification"]
+    (comment,) = github.our_comments()
+    assert (
+        "Self-check: The problem is solved (closed by @\u2060mallory: only the service team may close it)"
+        in comment
+    )
+    assert "`self-check-done`, SOP S4.1" in comment
+
+
+def _jira_person(deployment: Deployment, ident: str) -> dict[str, str]:
+    if deployment is CLOUD:
+        return {"accountId": ident, "displayName": ident.title()}
+    return {"name": ident, "key": ident, "displayName": ident.title()}
+
+
+def _jira_request_acceptance(deployment: Deployment) -> Scenario:
+    base = fixture_json("jira", CLOUD_TRANSITION if deployment is CLOUD else DC_STARTED)
+    payload = with_settled_intake(with_status_change(base, "Verification", "Acceptance"))
+    project = payload["issue"]["key"].split("-")[0]
+    payload["issue"]["fields"]["subtasks"] = [
+        subtask_json(f"{project}-7{n}", title, "Done")
+        for n, title in enumerate(_titles("jira", "self-check"))
+    ]
+    return Scenario("request acceptance", payload)
+
+
+@pytest.mark.parametrize(("closer", "member"), [("mallory", False), ("rita", True)])
+def test_jira_a_self_check_closed_by_someone_without_the_role_is_moved_back(
+    no_network: responses.RequestsMock, tmp_path: Path, deployment: Deployment, closer: str, member: bool
+) -> None:
+    scenario = _jira_request_acceptance(deployment)
+    fake, sopguard = start(no_network, tmp_path / "var", scenario, deployment)
+    for subtask in fake.subtasks:
+        fake.closed_by(subtask["key"], _jira_person(deployment, closer))
+    if member:
+        fake.in_role("Service Desk Team", users=[closer])
+
+    sopguard.deliver(scenario.payload, "accept-1")
+
+    assert f"GET /rest/api/2/issue/{fake.subtasks[0]['key']}/changelog" in fake.calls()
+    if member:
+        assert fake.status == "Acceptance"
+        assert not [c for c in fake.our_comments() if "self-check-done" in _jira_text(fake, c)]
+        return
+    assert fake.status == "Verification"
+    (comment,) = fake.our_comments()
+    text = _jira_text(fake, comment)
+    assert (
+        "Self-check: The problem is solved (closed by" in text
+        and "only the service team may close it" in text
+    )
+    assert "S4.1" in text
+    fake.check_against_openapi()
+
+
+# --- team names in the locale ------------------------------------------------------------------------
+
+
+def test_in_chinese_the_built_ins_and_titled_teams_are_named_in_chinese() -> None:
+    chinese = POLICY.model_copy(update={"locale": "zh-CN"})
+    verify = chinese.workflow.transition("verification", "acceptance")
+    assert verify is not None
+    outsider = replace(
+        snapshot_meeting(chinese, verify, "github"),
+        subtasks=_closed("github", "self-check", Actor("mallory")),
+    )
+    outsider = replace(
+        outsider,
+        subtasks=tuple(replace(s, title=t) for s, t in zip(outsider.subtasks, _zh_titles(), strict=True)),
+    )
+
+    refused, _ = move(chinese, "github", "verification", "acceptance", outsider)
+
+    (comment,) = [a for a in refused.actions if isinstance(a, PostComment)]
+    assert "（由 @\u2060mallory 关闭：仅 服务团队成员 可以关闭）" in comment.body
+    label = Event(
+        source="github",
+        kinds=frozenset({EventKind.LABELS_CHANGED}),
+        delivery_id="d-2",
+        actor=Actor("mallory"),
+        issue=ref_for("github"),
+        labels_after=frozenset({"plan/approved"}),
+    )
+    snapshot = IssueSnapshot(ref=ref_for("github"), labels=frozenset({"plan/approved"}), assignees=("dana",))
+    (removed,) = [a for a in evaluate(chinese, label, snapshot, NOW).actions if isinstance(a, PostComment)]
+    assert "仅 方案评审人 可以添加；负责人、方案作者 不可添加" in removed.body
+
+
+def _zh_titles() -> list[str]:
+    checklist = POLICY.checklist("self-check")
+    assert checklist is not None
+    return [f"{checklist.title.get('zh-CN')}: {item.get('zh-CN')}" for item in checklist.items]
+
+
+# --- the delay notice (S3.3): public, in advance, with a new date and a reason -------------------------
+
+DELAY = {
+    "github": "### Delay\n\nThe replacement disk arrives late; new date: 2026-12-20.",
+    "jira": "h3. Delay\nThe replacement disk arrives late; new date: 2026-12-20.",
+}
+
+
+def _commented(source: Source, body: str, *, public: bool = True, at: dt.datetime = NOW) -> Event:
+    return Event(
+        source=source,
+        kinds=frozenset({EventKind.COMMENTED}),
+        delivery_id="c-1",
+        actor=Actor("dana"),
+        issue=ref_for(source),
+        name="issue_comment.created" if source == "github" else "comment_created",
+        comment=Comment(Actor("dana"), body, id="31", public=public, at=at),
+        at=at,
+    )
+
+
+def _followed(source: Source, *, created: dt.datetime = NOW - dt.timedelta(hours=1)) -> IssueSnapshot:
+    """A P1 issue followed since `created` (its resolution is due 4 working hours later)."""
+    timeline = (Created(at=created, state="in-progress", priority="P1"),)
+    return IssueSnapshot(
+        ref=ref_for(source), reporter="carol", timeline=timeline, actor_teams=frozenset({"team-members"})
+    )
+
+
+def _delays(source: Source, event: Event, snapshot: IssueSnapshot) -> list[DelayAnnounced]:
+    decision = evaluate(POLICY, event, snapshot, NOW)
+    facts = IssueFacts(True, "P1", "carol", (), frozenset())
+    entries = timeline_entries(POLICY, event, snapshot, decision, facts, "P1", NOW)
+    return [e for e in entries if isinstance(e, DelayAnnounced)]
+
+
+@pytest.mark.parametrize("source", ["github", "jira"])
+def test_a_public_delay_notice_in_advance_with_date_and_reason_counts(source: Source) -> None:
+    event, snapshot = _commented(source, DELAY[source]), _followed(source)
+
+    decision = evaluate(POLICY, event, snapshot, NOW)
+
+    assert not [a for a in decision.actions if isinstance(a, PostComment)]
+    ((rule, passed),) = [(r.rule_id, r.passed) for r in decision.results if r.sop == "S3.3"]
+    assert (rule, passed) == ("delay-announced", True)
+    (delay,) = _delays(source, event, snapshot)
+    assert (delay.new_date, delay.reason) == ("2026-12-20", "The replacement disk arrives late")
+
+
+@pytest.mark.parametrize(
+    ("source", "body", "public", "created", "said"),
+    [
+        ("jira", DELAY["jira"], False, NOW - dt.timedelta(hours=1), "it is an internal note"),
+        (
+            "github",
+            DELAY["github"],
+            True,
+            NOW - dt.timedelta(days=3),
+            "it comes after the resolution deadline",
+        ),
+        ("jira", DELAY["jira"], True, NOW - dt.timedelta(days=3), "it comes after the resolution deadline"),
+        (
+            "github",
+            "### Delay\n\nThe disk arrives late.",
+            True,
+            NOW - dt.timedelta(hours=1),
+            "it gives no new date",
+        ),
+        ("jira", "h3. Delay\nNew date: 2026-12-20", True, NOW - dt.timedelta(hours=1), "it gives no reason"),
+        (
+            "github",
+            "### Delay\n\nLate parts; 2026-11-20.",
+            True,
+            NOW - dt.timedelta(hours=1),
+            "is not a later day",
+        ),
+    ],
+)
+def test_a_delay_notice_that_does_not_count_is_answered_once_and_not_recorded(
+    source: Source, body: str, public: bool, created: dt.datetime, said: str
+) -> None:
+    event, snapshot = _commented(source, body, public=public), _followed(source, created=created)
+
+    decision = evaluate(POLICY, event, snapshot, NOW)
+
+    (answer,) = [a for a in decision.actions if isinstance(a, PostComment)]
+    assert answer.marker == "delay-refused:31"
+    assert answer.body.startswith("**This delay notice does not count as telling the customer.** @dana")
+    assert said in answer.body and "Rule `delay-announced`, SOP S3.3" in answer.body
+    assert _delays(source, event, snapshot) == []
+    edited = replace(event, name="issue_comment.edited" if source == "github" else "comment_updated")
+    assert not [a for a in evaluate(POLICY, edited, snapshot, NOW).actions if isinstance(a, PostComment)]
+
+
+@pytest.mark.parametrize("source", ["github", "jira"])
+def test_a_delay_command_in_an_internal_note_or_too_late_is_refused(source: Source) -> None:
+    command = '/delay 2026-12-20 "the replacement disk arrives late"'
+    internal = _commented(source, command, public=False)
+    late = _followed(source, created=NOW - dt.timedelta(days=3))
+
+    for event, snapshot in ((internal, _followed(source)), (_commented(source, command), late)):
+        decision = evaluate(POLICY, event, snapshot, NOW)
+        (answer,) = [a for a in decision.actions if isinstance(a, PostComment)]
+        assert "This delay notice does not count" in answer.body and "command-delay" in answer.body
+        assert not [a for a in decision.actions if isinstance(a, React)]
+        assert _delays(source, event, snapshot) == []
+
+    counted = _commented(source, command)
+    assert [d.new_date for d in _delays(source, counted, _followed(source))] == ["2026-12-20"]
+
+
+@pytest.mark.parametrize("locale", ["en", "zh-CN"])
+def test_the_resolution_breach_says_whether_a_delay_notice_was_given(locale: str) -> None:
+    policy = POLICY.model_copy(update={"locale": locale})
+    created = NOW - dt.timedelta(days=3)
+    timeline: tuple[Any, ...] = (Created(at=created, state="in-progress", priority="P1"),)
+    notice = DelayAnnounced(
+        at=created + dt.timedelta(hours=1), author="dana", new_date="2026-12-20", reason="x"
+    )
+    clocks = issue_clocks(policy.sla, timeline, NOW)
+    facts = IssueFacts(True, "P1", "carol", ("dana",), frozenset())
+
+    def breach(entries: tuple[Any, ...]) -> str:
+        notices = due_notices(policy, ref_for("github"), facts, clocks, (), entries)
+        (resolution,) = [n for n in notices if n.target_id == "resolution"]
+        (comment,) = [a for a in resolution.actions if isinstance(a, PostComment)]
+        return comment.body
+
+    told, untold = breach((*timeline, notice)), breach(timeline)
+    if locale == "en":
+        assert "The customer was told of the delay in advance, with the new date **Dec 20, 2026**." in told
+        assert "The customer was not told of a delay before the deadline" in untold
+    else:
+        assert "截止前已告知客户延期，新的预计时间为 **2026年12月20日**。" in told
+        assert "截止前未告知客户延期" in untold
+
+
+def test_github_a_delay_notice_without_a_date_is_answered_and_one_with_it_recorded(
+    sopguard: Service, github: FakeGithub
+) -> None:
+    put_in_state(sopguard, github, "in-progress")
+
+    sopguard.deliver(_github_comment("### Delay\n\nThe disk arrives late.", 501), "delay-1", "issue_comment")
+    sopguard.deliver(_github_comment(DELAY["github"], 502), "delay-2", "issue_comment")
+
+    (answer,) = github.our_comments()
+    assert "it gives no new date: write it as YYYY-MM-DD" in answer and "SOP S3.3" in answer
+    timeline = _timeline_of(sopguard.intake.store.ledger.one(REF))
+    assert [(e.new_date, e.author) for e in timeline if isinstance(e, DelayAnnounced)] == [
+        ("2026-12-20", "dana")
+    ]
+
+
+def _github_comment(body: str, comment_id: int) -> dict[str, Any]:
+    payload = copy.deepcopy(fixture_json("github", "issue_comment__created.json"))
+    payload["comment"].update(body=body, id=comment_id, author_association="MEMBER")
+    for person in (payload["comment"]["user"], payload["sender"]):
+        person.update(login="dana", id=77)
+    return payload
+
+
+@pytest.mark.parametrize("public", [False, True])
+def test_jira_an_internal_note_with_a_delay_section_does_not_tell_the_customer(
+    tmp_path: Path, no_network: responses.RequestsMock, deployment: Deployment, public: bool
+) -> None:
+    payload = copy.deepcopy(fixture_json("jira", "mattermost__webhook-cloud-comment-created.json"))
+    payload["comment"].update(body=DELAY["jira"], jsdPublic=public, author=_jira_person(deployment, "dana"))
+    issue = {"issue": {"key": payload["issue"]["key"], "fields": {"status": {"name": "In Progress"}}}}
+    fake = fake_for(no_network, deployment, issue)
+    sopguard = jira_service(tmp_path, deployment)
+    follow(sopguard, issue)
+
+    sopguard.deliver(payload, "delay-1")
+
+    ref = IssueRef("jira", fake.project, fake.key)
+    delays = [e for e in _timeline_of(sopguard.intake.store.ledger.one(ref)) if isinstance(e, DelayAnnounced)]
+    if public:
+        assert [d.new_date for d in delays] == ["2026-12-20"] and fake.our_comments() == []
+        return
+    assert delays == []
+    (answer,) = fake.our_comments()
+    text = _jira_text(fake, answer)
+    assert "This delay notice does not count as telling the customer." in text
+    assert "it is an internal note, which the customer cannot read" in text and "S3.3" in text
+    fake.check_against_openapi()
+
+
+def _timeline_of(issue: FollowedIssue | None) -> tuple[Any, ...]:
+    assert issue is not None
+    return issue.timeline
+
+
+@pytest.mark.parametrize(
+    ("text", "date", "reason"),
+    [
+        ("New date: 2026-12-20\nReason: the part is late.", "2026-12-20", "the part is late"),
+        (
+            "We expect to finish on 2026/12/20 because the vendor is late",
+            "2026-12-20",
+            "We expect to finish because the vendor is late",
+        ),
+        ("新的预计时间：2026年12月20日\n原因：备件未到货", "2026-12-20", "备件未到货"),
+        ("预计延期至2026年12月20日，原因：备件未到", "2026-12-20", "预计延期，备件未到"),
+        ("New date: 2026-12-20", "2026-12-20", ""),
+        ("Parts are late; 2026-02-30 is not a day.", "", "Parts are late; 2026-02-30 is not a day"),
+    ],
+)
+def test_a_delay_sections_first_date_is_its_new_date_and_the_rest_its_reason(
+    text: str, date: str, reason: str
+) -> None:
+    event = _commented("github", f"### Delay\n\n{text}")
+    assert event.comment is not None
+    context = Context(POLICY, event, _followed("github"), NOW)
+
+    notice = section_notice(context, event.comment)
+
+    assert notice is not None
+    assert (notice.new_date.isoformat() if notice.new_date else "", notice.reason) == (date, reason)
+
+
+def test_a_delay_section_of_long_runs_is_read_without_backtracking() -> None:
+    body = "### Delay\n\n" + "new date " * 20_000 + " " * 50_000 + "2026-12-20 " + "reason: " * 20_000
+    event = _commented("github", body)
+    assert event.comment is not None
+
+    notice = section_notice(Context(POLICY, event, _followed("github"), NOW), event.comment)
+
+    assert notice is not None and notice.new_date == dt.date(2026, 12, 20)
+
+
+def test_a_refused_delay_notice_is_audited_in_the_policys_locale() -> None:
+    chinese = POLICY.model_copy(update={"locale": "zh-CN"})
+    event = _commented("jira", "h3. 延期说明\n备件未到", public=False)
+
+    decision = evaluate(chinese, event, _followed("jira"), NOW)
+
+    (refused,) = [r for r in decision.results if r.rule_id == "delay-announced"]
+    assert refused.reasons == ("延期说明不予认可：内部备注和未写明新的日期",)
+    (answer,) = [a for a in decision.actions if isinstance(a, PostComment)]
+    assert answer.body.startswith("**此延期说明不视为已告知客户。**")
+    assert (
+        "- 这是内部备注，客户无法看到：请以公开回复发出\n- 未写明新的日期：请按 YYYY-MM-DD 书写\n"
+        in answer.body
+    )
+
+
+def test_a_checklist_item_naming_an_unknown_team_is_refused_with_its_place() -> None:
+    text = (Path(__file__).parents[1] / "config" / "sop.yaml").read_text(encoding="utf-8")
+    text = text.replace("zh-CN: 问题已解决, by: team-members}", "zh-CN: 问题已解决, by: team-member}", 1)
+
+    with pytest.raises(PolicyError) as refused:
+        parse_policy(text)
+
+    assert "checklists[1].items[0].by[0]" in str(refused.value)
+    assert "unknown team 'team-member'" in str(refused.value)
