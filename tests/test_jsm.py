@@ -175,7 +175,10 @@ def test_a_p1_request_gets_a_public_receipt_internal_sla_notices_and_a_public_ra
     accepted["issue"]["fields"]["status"] = status_json("Acceptance")
     sopguard.deliver(accepted, "accepted")
     fake.status = "Done"
-    sopguard.deliver(_closed(request), "closed")
+    closed = _closed(request)
+    for subtask in closed["issue"]["fields"]["subtasks"]:  # the customer ticked off each item
+        fake.closed_by(subtask["key"], request["issue"]["fields"]["reporter"])
+    sopguard.deliver(closed, "closed")
 
     assert _visibility(fake) == [("receipt", True), ("sla", False), ("sla", False), ("satisfaction", True)]
     assert "how satisfied are you" in _text(_ours(fake)[-1])
