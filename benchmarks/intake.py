@@ -328,8 +328,16 @@ def _summary(
             f"{throughput[target.name]:,.0f} 2xx/s"
         )
     baseline, measured = targets
+    # Each run measures the two apps one after the other, so a run's ratio sees the same moment of
+    # a shared machine; the median of those is the figure that noise moves least.
+    paired = [
+        m.ok_per_second / b.ok_per_second
+        for b, m in zip(closed[baseline.name], closed[measured.name], strict=True)
+    ]
     lines.append(
-        f"  ratio {measured.name}/{baseline.name}: {throughput[measured.name] / throughput[baseline.name]:.3f}"
+        f"  ratio {measured.name}/{baseline.name}: {statistics.median(paired):.3f} (median of each run's ratio: "
+        f"{', '.join(f'{r:.2f}' for r in paired)}); of the medians above: "
+        f"{throughput[measured.name] / throughput[baseline.name]:.3f}"
     )
     for target in targets:
         runs = opened[target.name]
