@@ -315,6 +315,27 @@ def test_the_customers_organization_gives_the_tier_the_request_leaves_empty() ->
     )
 
 
+def _of_organizations(*names: str) -> dict[str, Any]:
+    """A degraded-service request that leaves its tier empty, of these customer organizations as
+    Jira lists them (in this order)."""
+    payload = _request(CLOUD, Impact="Degraded service", **{"Customer tier": ""})
+    [listed] = payload["issue"]["fields"]["customfield_10002"]
+    link = listed["_links"]["self"].rsplit("/", 1)[0]
+    payload["issue"]["fields"]["customfield_10002"] = [
+        {**listed, "id": str(n), "name": name, "_links": {"self": f"{link}/{n}"}}
+        for n, name in enumerate(names, start=1)
+    ]
+    return payload
+
+
+@pytest.mark.parametrize("names", [("Small Co", "Acme Bank"), ("Acme Bank", "Small Co")])
+def test_a_request_of_several_organizations_takes_the_highest_tier_of_any(names: tuple[str, str]) -> None:
+    policy = _with_desk(organizations={"Small Co": "Standard", "Acme Bank": "Strategic"})
+
+    assert events.snapshot(_of_organizations(*names)).organizations == names
+    assert _priority(policy, _of_organizations(*names)) == "P1"  # Acme Bank's Strategic raises the P2
+
+
 def test_the_request_type_says_what_the_request_leaves_empty() -> None:
     unsaid = _request(CLOUD, Impact="")
     policy = _with_desk(request_types={"Report a system problem": {"impact": "Business outage"}})
