@@ -156,9 +156,11 @@ def process(services: Services, delivery: Delivery, received: Received) -> Outco
         )
         return Outcome("ignored", note)
     if _is_history(memory, snapshot):
-        # A late comment still counts for the clocks, so whose it is is looked up (only that).
-        who = Needs(teams=needs(services.policy, event, snapshot).teams)
-        snapshot = connector.complete(delivery, event, snapshot, who) if who.teams else snapshot
+        # A late comment still counts for the clocks, so whose it is and whether the customer reads
+        # it are looked up (only that).
+        wanted = needs(services.policy, event, snapshot)
+        who = Needs(teams=wanted.teams, visibility=wanted.visibility)
+        snapshot = connector.complete(delivery, event, snapshot, who) if who != Needs() else snapshot
         return _record_history(services, delivery, seq, event, snapshot, known, memory, now)
     snapshot = replace(
         snapshot,

@@ -6,6 +6,7 @@ project's request (`jsm__issue-created.derived.json`, see tests/fixtures/SOURCES
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import json
 from dataclasses import replace
@@ -419,19 +420,87 @@ def test_a_request_type_scopes_only_jira_projects() -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "mark"),
+    ("name", "mark", "public"),
     [
-        ("mattermost__webhook-cloud-comment-created.json", {"jsdPublic": False}),
-        ("mattermost__webhook-server-comment-created.json", {"properties": [INTERNAL]}),
+        ("mattermost__webhook-cloud-comment-created.json", {"jsdPublic": False}, False),
+        ("mattermost__webhook-cloud-comment-created.json", {"jsdPublic": True}, True),
+        # A comment as Jira lists it with `expand=properties`: the property that made the note.
+        ("mattermost__webhook-server-comment-created.json", {"properties": [INTERNAL]}, False),
+        ("mattermost__webhook-server-comment-created.json", {"properties": []}, True),
     ],
-    ids=["cloud", "dc"],
+    ids=["cloud-internal", "cloud-public", "listed-internal", "listed-public"],
 )
-def test_an_agents_internal_note_is_read_as_one(name: str, mark: dict[str, Any]) -> None:
-    """Cloud says `jsdPublic: false`; Data Center shows only the property that made the note."""
+def test_a_comment_says_whether_the_customer_reads_it(name: str, mark: dict[str, Any], public: bool) -> None:
     delivery = fixture_json("jira", name)
-    event, _ = events.to_event("c-1", delivery)
     delivery["comment"].update(mark)
-    noted, _ = events.to_event("c-2", delivery)
+    event, _ = events.to_event("c-1", delivery)
 
-    assert event.comment is not None and event.comment.public
-    assert noted.comment is not None and not noted.comment.public
+    assert event.comment is not None and event.comment.public is public
+
+
+def test_a_data_center_comment_delivery_does_not_say_whether_the_customer_reads_it() -> None:
+    """Data Center's comment deliveries (and search results) list no comment properties."""
+    event, snapshot = events.to_event(
+        "c-1", fixture_json("jira", "mattermost__webhook-server-comment-created.json")
+    )
+
+    assert event.comment is not None and event.comment.public is None
+    assert not snapshot.is_public(event.comment)  # until the connector finds out
+
+
+AGENT = {"name": "amy", "key": "JIRAUSER10200", "displayName": "Amy Agent"}
+
+
+def _agents_comment(
+    fake: FakeJira, request: dict[str, Any], comment_id: str, at: dt.datetime
+) -> dict[str, Any]:
+    """Data Center's delivery of an agent's comment on the request (`issue_commented`), the issue as
+    Jira has it now: it shows the comment without its properties."""
+    commented = copy.deepcopy(request)
+    commented.pop("changelog", None)
+    fields = commented["issue"]["fields"]
+    fields["priority"], fields["labels"] = {"name": fake.priority}, list(fake.labels)
+    commented.update(
+        webhookEvent="jira:issue_updated",
+        issue_event_type_name="issue_commented",
+        user=AGENT,
+        timestamp=int(at.timestamp() * 1000),
+    )
+    issue_id = commented["issue"]["id"]
+    commented["comment"] = {
+        "self": f"{DATA_CENTER.server}/rest/api/2/issue/{issue_id}/comment/{comment_id}",
+        "id": comment_id,
+        "author": AGENT,
+        "body": "We are looking into it.",
+        "created": at.isoformat(),
+    }
+    return commented
+
+
+@pytest.mark.parametrize(
+    ("properties", "breached"), [([INTERNAL], True), ([], False)], ids=["internal", "public"]
+)
+def test_on_data_center_an_agents_internal_note_is_no_first_response(
+    tmp_path: Path, no_network: responses.RequestsMock, properties: list[Any], breached: bool
+) -> None:
+    request = _request(DATA_CENTER)
+    fake, sopguard = _start(tmp_path, no_network, DATA_CENTER, request, "service_desk")
+    fake.in_role("Service Desk Team", users=[AGENT["name"]])
+    sopguard.deliver(request, "created")
+    at = MONDAY_10 + dt.timedelta(minutes=5)
+    fake.comments.append(
+        {"id": "20001", "author": AGENT, "body": "We are looking into it.", "properties": properties}
+    )
+
+    no_network.calls.reset()
+    sopguard.deliver(_agents_comment(fake, request, "20001", at), "commented")
+    listed = fake.query("GET", f"/rest/api/2/issue/{fake.key}/comment")
+    no_network.calls.reset()
+    sopguard.deliver(_agents_comment(fake, request, "20001", at), "commented again")
+    again = fake.calls()
+    _sweep(sopguard, MONDAY_10 + dt.timedelta(minutes=15), no_network)
+
+    assert [q.get("expand") for q in listed] == [["properties"]]
+    assert f"GET /rest/api/2/issue/{fake.key}/comment" not in again  # remembered
+    said = [_marker(c) for c in _ours(fake) if _marker(c).startswith("sla:first-response")]
+    assert bool(said) is breached

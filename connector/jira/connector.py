@@ -31,6 +31,7 @@ from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
+from cachetools import LRUCache
 from jira import JIRAError
 
 from config.i18n import say
@@ -72,6 +73,7 @@ SERVICE_DESK = "service_desk"  # the `projectTypeKey` of a Jira Service Manageme
 # The comment property Jira Service Management reads to keep a comment from the customer (an
 # internal note), documented for the platform's `POST /issue/{key}/comment`.
 INTERNAL_NOTE = {"sd.public.comment": {"internal": True}}
+COMMENTS_REMEMBERED = 10_000  # whose visibility the connector keeps (`_comment_visibility`)
 _CUSTOM_FIELD_ID = re.compile(r"^customfield_\d+$")
 
 # --- field names ----------------------------------------------------------------------------
@@ -218,6 +220,8 @@ class JiraConnector:
         self._fields: FieldIndex | None = None
         self._transitions: dict[Step, tuple[float, tuple[Json, ...]]] = {}
         self._project_types: dict[str, str] = {}
+        # Whether the customer reads a comment, by issue key and comment id, as Jira listed it.
+        self._comment_visibility: LRUCache[tuple[str, str], bool] = LRUCache(maxsize=COMMENTS_REMEMBERED)
 
     @classmethod
     def from_settings(
@@ -355,6 +359,9 @@ class JiraConnector:
             person = people.subject(event)
             member = partial(self._is_member, event.issue.scope, person)
             snapshot = replace(snapshot, actor_teams=teams_of(person, needs.teams, member))
+        if needs.visibility and event.comment is not None and event.issue.scope:
+            visibility = self._visibility(delivery, event.issue, event.comment.id)
+            snapshot = replace(snapshot, visibility={**snapshot.visibility, **visibility})
         if not snapshot.fields:
             return snapshot
         policy = self.policy.for_issue("jira", event.issue.scope, snapshot.request_type)
@@ -375,6 +382,45 @@ class JiraConnector:
             subtasks=parsed.subtasks if "subtasks" in wanted else snapshot.subtasks,
             comments=parsed.comments if "comment" in wanted else snapshot.comments,
         )
+
+    def _visibility(self, delivery: Delivery, issue: IssueRef, comment_id: str) -> dict[str, bool]:
+        """Whether the customer reads a comment its delivery did not say of (Data Center's comment
+        deliveries and search results list no comment properties): on a project that is not a Jira
+        Service Management one, yes; on one, as the comment list read with `expand=properties`
+        shows it (newest first, a page at a time until the comment is found). What a page shows of
+        every comment is remembered, so that each comment is read about at most once. Empty when
+        Jira does not answer: the comment then counts as internal (`IssueSnapshot.is_public`)."""
+        if not comment_id:
+            return {}
+        if not self.is_service_desk(issue.scope, delivery.payload):
+            return {comment_id: True}
+        with self._lock:
+            known = self._comment_visibility.get((issue.key, comment_id))
+        if known is not None:
+            return {comment_id: known}
+        try:
+            found = self._visibility_listed(issue.key, comment_id)
+        except JIRAError as error:
+            if (later := unavailable(classify, error)) is not None:
+                raise later from error
+            log.warning(
+                "whether comment %s of %s is internal is unreadable: %s", comment_id, issue, describe(error)
+            )
+            return {}
+        return {comment_id: found[comment_id]} if comment_id in found else {}
+
+    def _visibility_listed(self, key: str, comment_id: str) -> dict[str, bool]:
+        """The comments' visibility from the newest back to `comment_id` (or the oldest), remembered."""
+        found: dict[str, bool] = {}
+        while comment_id not in found:
+            page = self.api.comments(key, start_at=len(found), newest_first=True)
+            listed = jira_events.comment_visibility(page.get("comments") or [])
+            if not listed or listed.keys() <= found.keys():
+                break
+            found.update(listed)
+        with self._lock:
+            self._comment_visibility.update({(key, ident): public for ident, public in found.items()})
+        return found
 
     # --- who is who ------------------------------------------------------------------------
 
@@ -412,7 +458,7 @@ class JiraConnector:
 
         def ask() -> tuple[frozenset[str], frozenset[str]]:
             try:
-                roles = {name.casefold(): ident for name, ident in self.api.project_roles(project).items()}
+                roles = self.memberships.get(("roles", project), partial(self._project_roles, project))
                 role_id = roles.get(role.casefold())
                 actors = self.api.project_role_actors(project, role_id) if role_id else []
             except JIRAError as error:
@@ -429,6 +475,10 @@ class JiraConnector:
             return frozenset(users - {""}), frozenset(groups - {""})
 
         return self.memberships.get(("role", project, role.casefold()), ask)
+
+    def _project_roles(self, project: str) -> dict[str, str]:
+        """Role id by case-folded role name, as the project lists them (read once for all its roles)."""
+        return {name.casefold(): ident for name, ident in self.api.project_roles(project).items()}
 
     def history(self, delivery: Delivery, event: Event) -> History | None:
         """The status changes in the issue's changelog and its comments, every page of both (ours,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from typing import Annotated, Any
 
 from pydantic import Field, PlainValidator
@@ -125,18 +125,22 @@ class JiraComment(Lenient):
     created: Time = None
 
     @property
-    def internal(self) -> bool:
-        """A Jira Service Management internal note: `jsdPublic: false` (Cloud), or the comment
-        property `sd.public.comment` that makes one (`{"internal": true}`)."""
-        if self.jsdPublic is False:
-            return True
-        listed = self.properties if isinstance(self.properties, list) else []
-        return any(
+    def public(self) -> bool | None:
+        """Whether the customer reads the comment, as far as the comment says: Cloud says
+        `jsdPublic` (false for a Jira Service Management internal note); a list read with
+        `expand=properties` shows the comment property `sd.public.comment` that makes a note
+        internal (`{"internal": true}`). `None` where it says neither, as Data Center's comment
+        deliveries and search results: the connector finds out (`Needs.visibility`)."""
+        if self.jsdPublic is not None:
+            return self.jsdPublic
+        if not isinstance(self.properties, list):
+            return None
+        return not any(
             isinstance(p, dict)
             and p.get("key") == "sd.public.comment"
             and isinstance(p.get("value"), dict)
             and p["value"].get("internal") is True
-            for p in listed
+            for p in self.properties
         )
 
 
@@ -370,14 +374,20 @@ def organizations(fields: Payload) -> tuple[str, ...]:
 
 
 def _comment(comment: JiraComment) -> Comment:
-    """Service-management projects mark internal notes (`JiraComment.internal`)."""
+    """Service-management projects mark internal notes (`JiraComment.public`)."""
     return Comment(
         author=actor(comment.author),
         body=flatten(comment.body, "comment.body"),
         id=comment.id,
-        public=not comment.internal,
+        public=comment.public,
         at=comment.created,
     )
+
+
+def comment_visibility(comments: Iterable[Payload]) -> dict[str, bool]:
+    """Whether the customer reads each comment of a list (read with `expand=properties`), by id."""
+    parsed = (validated(JiraComment, c, "comment") for c in comments if isinstance(c, dict))
+    return {c.id: c.public is not False for c in parsed if c.id}
 
 
 def _changes(delivery: DeliveryBody) -> dict[str, tuple[str | None, str | None]]:
