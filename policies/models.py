@@ -214,8 +214,9 @@ class PostComment:
     # The template the text comes from (`messages.templates`): who reads it follows from it.
     kind: str = ""
     # Whether the customer reads it too: on a Jira Service Management project a comment that is not
-    # public is an internal note (GitHub has no such thing: every comment there is public).
-    public: bool = True
+    # public is an internal note (GitHub has no such thing: every comment there is public). Internal
+    # unless decided (`policies.visibility`): a comment built outside that decision fails closed.
+    public: bool = False
 
 
 @dataclass(frozen=True)

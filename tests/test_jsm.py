@@ -20,11 +20,13 @@ import responses
 
 from config.loader import PolicyError, load_policy
 from config.schema import Policy, ScopeMatch
+from connector.base import MemoryJournal
+from connector.delivery import Delivery
 from connector.jira import events
 from connector.jira.connector import JiraConnector
 from policies import priority
 from policies.context import Context
-from policies.models import Actor, Comment, IssueRef, PostComment
+from policies.models import Actor, Comment, Event, IssueRef, IssueSnapshot, MoveToStatus, PostComment
 from policies.visibility import with_visibility
 from runtime.services import Services
 from runtime.sweep import sweep
@@ -268,6 +270,41 @@ def test_the_answer_to_the_customers_own_command_is_public() -> None:
 
     assert [a.public for a in with_visibility(policy, by_customer, snapshot, [answer])] == [True]  # type: ignore[union-attr]
     assert [a.public for a in with_visibility(policy, by_agent, snapshot, [answer])] == [False]  # type: ignore[union-attr]
+
+
+def test_a_comment_is_internal_unless_something_decides_it_is_public() -> None:
+    """Fail closed: a comment built outside the engine's visibility decision never reaches the
+    customer of a service project by accident (GitHub posts every comment publicly regardless)."""
+    assert PostComment("some-rule", "m:1", "text").public is False
+
+
+@pytest.mark.parametrize(
+    ("desk", "internal"), [({}, True), ({"comments": {"transition-rejected": "public"}}, False)]
+)
+def test_the_note_that_a_change_could_not_be_undone_is_as_the_policy_says(
+    tmp_path: Path, no_network: responses.RequestsMock, desk: dict[str, Any], internal: bool
+) -> None:
+    """The connector's own note (no rule's comment to append it to) takes the visibility decision
+    of its kind, `transition-rejected`, as the engine's comments do."""
+    fake = FakeJira(no_network, DATA_CENTER, key="TES-4", status="In Progress")
+    fake.project_type, fake.unreachable = "service_desk", {"To Do"}
+    sopguard = jira_service(tmp_path, DATA_CENTER)
+    sopguard.connector.policy = _with_desk(**desk)
+    ref = IssueRef("jira", "TES", "TES-4")
+    event = Event(source="jira", kinds=frozenset(), delivery_id="d-1", actor=Actor("amy"), issue=ref)
+    snapshot = IssueSnapshot(ref, status="In Progress")
+
+    sopguard.connector.apply(
+        Delivery("jira", "d-1", "later", {}),
+        event,
+        snapshot,
+        [MoveToStatus("workflow", "To Do")],
+        MemoryJournal(),
+    )
+
+    [note] = _ours(fake)
+    assert _marker(note) == "not-undone:d-1"
+    assert (INTERNAL in note["properties"]) is internal
 
 
 # --- request types and organizations ------------------------------------------------------------------

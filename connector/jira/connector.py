@@ -65,6 +65,7 @@ from policies.models import (
 )
 from policies.needs import Needs
 from policies.text import parse_time
+from policies.visibility import is_public
 
 log = logging.getLogger(__name__)
 
@@ -703,15 +704,13 @@ class _Run:
         self.stuck[action.rule_id] = stuck
         self.api.edit(self.key, edit_body(None, [VIOLATION_LABEL], []))
         if not any(isinstance(a, PostComment) and a.rule_id == action.rule_id for a in self.actions):
-            note = stuck.note(self.policy.locale)
-            self._comment(
-                PostComment(
-                    action.rule_id,
-                    f"not-undone:{self.delivery.delivery_id}",
-                    note,
-                    kind="transition-rejected",
-                )
+            note = PostComment(
+                action.rule_id,
+                f"not-undone:{self.delivery.delivery_id}",
+                stuck.note(self.policy.locale),
+                kind="transition-rejected",
             )
+            self._comment(replace(note, public=is_public(self.policy, note)))
         return f"failed: {reason}; commented and labelled {VIOLATION_LABEL}"
 
     # --- priority and labels, in one request ------------------------------------------------
