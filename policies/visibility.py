@@ -24,6 +24,35 @@ def is_public(policy: Policy, comment: PostComment, *, to_reporter: bool = False
     return policy.trackers.jira.service_desk.visibility(comment.kind, comment.rule_id) == "public"
 
 
+# The kind of comment a marker's first part names, for a comment kept by a release whose comments
+# had no kind (an unfinished write in the ledger).
+_KIND_OF_MARKER = {
+    "receipt": "receipt",
+    "satisfaction": "satisfaction",
+    "low-rating": "low-rating",
+    "checklist": "checklist-created",
+    "transition-rejected": "transition-rejected",
+    "not-undone": "transition-rejected",
+    "label-refused": "label-refused",
+    "plan-changed": "plan-changed",
+    "priority-set": "priority-set",
+    "priority-override": "priority-override",
+    "status-unmapped": "status-unmapped",
+    "command": "command-answer",
+}
+
+
+def kind_of_marker(rule_id: str, marker: str) -> str:
+    """The kind of a comment that was kept without one, told by its marker: the intake reminder's
+    marker is its rule's id, an SLA notice's `sla:<target>:<cycle>:<threshold>` (1: the breach)."""
+    if marker == rule_id:
+        return "intake-missing"
+    first = marker.split(":", 1)[0]
+    if first == "sla":
+        return "sla-breached" if marker.rsplit(":", 1)[-1] == "1" else "sla-warning"
+    return _KIND_OF_MARKER.get(first, "")
+
+
 def with_visibility(
     policy: Policy, event: Event, snapshot: IssueSnapshot, actions: Iterable[Action]
 ) -> list[Action]:

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 import jsonschema
 import pytest
 import responses
+from sqlalchemy import update
 
 from config.loader import PolicyError, load_policy
 from config.schema import Policy, ScopeMatch
@@ -29,6 +30,7 @@ from policies.context import Context
 from policies.models import Actor, Comment, Event, IssueRef, IssueSnapshot, MoveToStatus, PostComment
 from policies.visibility import with_visibility
 from runtime.services import Services
+from runtime.store.schema import issues
 from runtime.sweep import sweep
 from tests.conftest import fixture_json, services_of
 from tests.jira_support import (
@@ -305,6 +307,47 @@ def test_the_note_that_a_change_could_not_be_undone_is_as_the_policy_says(
     [note] = _ours(fake)
     assert _marker(note) == "not-undone:d-1"
     assert (INTERNAL in note["properties"]) is internal
+
+
+@pytest.mark.parametrize(
+    ("kept", "kind", "public"),
+    [
+        ({"rule_id": "confirm-receipt", "marker": "receipt"}, "receipt", True),
+        ({"rule_id": "intake-required-fields", "marker": "intake-required-fields"}, "intake-missing", True),
+        ({"rule_id": "first-response", "marker": "sla:first-response:1:1"}, "sla-breached", False),
+        ({"rule_id": "sop-workflow", "marker": "transition-rejected:a:b:d-1"}, "transition-rejected", False),
+    ],
+    ids=["receipt", "intake-reminder", "sla-breach", "rejection"],
+)
+def test_an_unfinished_comment_kept_before_comments_had_a_visibility_is_read_by_its_kind(
+    tmp_path: Path, kept: dict[str, str], kind: str, public: bool
+) -> None:
+    """A row of the ledger written by an earlier release names neither the comment's kind nor
+    whether the customer reads it: a receipt retried after the upgrade still reaches the customer."""
+    sopguard = jira_service(tmp_path, CLOUD)
+    store = _services(sopguard).store
+    ref = IssueRef("jira", "TES", "TES-41")
+    store.ledger.remember_state(ref, "new", MONDAY_10)
+    old = {
+        "type": "comment",
+        **kept,
+        "body": "**Received.**",
+        "on_existing": "upsert",
+        "delivery": "created",
+        "sop": "S1.4",
+        "mode": "enforce",
+        "attempts": 1,
+        "next_at": MONDAY_10.isoformat(),
+    }
+    with store.ledger.engine.begin() as db:
+        db.execute(update(issues).where(issues.c.ref == "jira:TES-41").values(unfinished=[old]))
+
+    followed = store.ledger.one(ref)
+
+    assert followed is not None
+    [item] = followed.unfinished
+    assert isinstance(item.part, PostComment)
+    assert (item.part.kind, item.part.public) == (kind, public)
 
 
 # --- request types and organizations ------------------------------------------------------------------
