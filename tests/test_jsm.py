@@ -27,7 +27,17 @@ from connector.jira import events
 from connector.jira.connector import JiraConnector
 from policies import priority
 from policies.context import Context
-from policies.models import Actor, Comment, Event, IssueRef, IssueSnapshot, MoveToStatus, PostComment
+from policies.models import (
+    Actor,
+    Comment,
+    Event,
+    EventKind,
+    IssueRef,
+    IssueSnapshot,
+    MoveToStatus,
+    PostComment,
+)
+from policies.needs import needs
 from policies.visibility import with_visibility
 from runtime.services import Services
 from runtime.store.schema import issues
@@ -262,16 +272,35 @@ def test_an_unknown_comment_name_is_refused_where_it_is_written(tmp_path: Path) 
     )
 
 
-def test_the_answer_to_the_customers_own_command_is_public() -> None:
+def test_the_answer_to_a_customers_command_is_public() -> None:
+    """The reporter, a request participant or a colleague of their organization: whoever is not of
+    the team reads the answer only if it is public."""
     policy = load_policy()
     event, snapshot = events.to_event("c-1", _request(CLOUD))
     customer = Actor(snapshot.reporter, id=snapshot.reporter_id)
-    by_customer = replace(event, comment=Comment(customer, "/accept"))
-    by_agent = replace(event, comment=Comment(Actor("amy", id="557058:amy"), "/accept"))
+    colleague = Actor("Colleague at Acme", id="qm:other-customer")
+    agent = Actor("amy", id="557058:amy")
     answer = _comment("command-answer", "command-accept")
 
-    assert [a.public for a in with_visibility(policy, by_customer, snapshot, [answer])] == [True]  # type: ignore[union-attr]
-    assert [a.public for a in with_visibility(policy, by_agent, snapshot, [answer])] == [False]  # type: ignore[union-attr]
+    def public(by: Actor, teams: frozenset[str] = frozenset()) -> bool:
+        given = replace(event, comment=Comment(by, "/accept"))
+        [shown] = with_visibility(policy, given, replace(snapshot, actor_teams=teams), [answer])
+        assert isinstance(shown, PostComment)
+        return shown.public
+
+    assert public(customer) and public(colleague)
+    assert not public(agent, frozenset({"team-members"}))
+
+
+def test_on_jira_whether_a_commands_author_is_of_the_team_is_looked_up() -> None:
+    policy = load_policy()
+    event, snapshot = events.to_event("c-1", _request(CLOUD))
+    agent = Actor("amy", id="557058:amy")
+    # An internal note is no first response: its author is looked up for the command alone.
+    note = Comment(agent, "/accept", public=False)
+    given = replace(event, kinds=frozenset({EventKind.COMMENTED}), comment=note)
+
+    assert "team-members" in needs(policy, given, snapshot).teams
 
 
 def test_a_comment_is_internal_unless_something_decides_it_is_public() -> None:
