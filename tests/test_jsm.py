@@ -20,8 +20,8 @@ import responses
 from sqlalchemy import update
 
 from config.loader import PolicyError, load_policy
-from config.schema import Policy, ScopeMatch
-from connector.base import MemoryJournal
+from config.schema import Adoption, Policy, Scope, ScopeMatch
+from connector.base import KnownIssue, MemoryJournal
 from connector.delivery import Delivery
 from connector.jira import events
 from connector.jira.connector import JiraConnector
@@ -39,6 +39,7 @@ from policies.models import (
 )
 from policies.needs import needs
 from policies.visibility import with_visibility
+from runtime.adopt import adopt
 from runtime.services import Services
 from runtime.store.schema import issues
 from runtime.sweep import sweep
@@ -515,6 +516,57 @@ def test_a_request_types_scope_holds_for_its_requests_after_a_delivery_that_does
 
     said = [_marker(c).split(":") for c in _ours(fake) if _marker(c).startswith("sla:")]
     assert [f"{target}:{threshold}" for _, target, _, threshold in said] == notices
+
+
+def _scoped_by_request_type(**overrides: Any) -> Policy:
+    """The default policy with a scope for the requests of the fixture's type, overriding sections."""
+    base = load_policy()
+    match = ScopeMatch(jira="TES", request_type="Report a system problem")
+    return base.model_copy(update={"scopes": [Scope(match=match, **overrides)]})
+
+
+def test_sopguard_adopt_applies_the_scope_of_the_requests_type(
+    tmp_path: Path, no_network: responses.RequestsMock
+) -> None:
+    """Only labelled requests of this type are adopted: the request type's scope says so."""
+    request = _request(CLOUD)
+    fake, sopguard = _start(tmp_path, no_network, CLOUD, request, "service_desk")
+    fake.listed = [copy.deepcopy(request["issue"])]
+    services = _services(sopguard)
+    services.policy = sopguard.connector.policy = _scoped_by_request_type(
+        adoption=Adoption(labels=["adopt-me"])
+    )
+
+    [found] = adopt(services, "TES", dry_run=True)
+
+    assert found.verdict == "outside adoption"
+
+
+def test_a_reconcile_reads_a_request_by_the_scope_of_its_type(
+    tmp_path: Path, no_network: responses.RequestsMock
+) -> None:
+    """A status only the request type's scope maps is a change of state the reconcile makes up."""
+    request = _request(CLOUD)
+    fake, sopguard = _start(tmp_path, no_network, CLOUD, request, "service_desk")
+    base = load_policy()
+    jira = base.trackers.jira
+    statuses = {**jira.statuses, "diagnosis": [*jira.statuses["diagnosis"], "Investigating"]}
+    trackers = base.trackers.model_copy(update={"jira": jira.model_copy(update={"statuses": statuses})})
+    sopguard.connector.policy = _scoped_by_request_type(trackers=trackers)
+    issue = copy.deepcopy(request["issue"])
+    issue["fields"]["status"] = {"name": "Investigating", "statusCategory": {"key": "indeterminate"}}
+    issue["fields"]["updated"] = (MONDAY_10 + dt.timedelta(minutes=30)).isoformat()
+    fake.search_reply = lambda _: (200, {}, json.dumps({"issues": [issue]}))
+    known = KnownIssue(is_open=True, labels=frozenset(issue["fields"]["labels"]), state="triage")
+
+    missed = sopguard.connector.missed(
+        "TES", MONDAY_10, MONDAY_10 + dt.timedelta(hours=1), {}, lambda _: known
+    )
+
+    [update] = [d for d in missed if d.event_name == "jira:issue_updated"]
+    assert {"field": "status", "fromString": None, "toString": "Investigating"} in update.payload[
+        "changelog"
+    ]["items"]
 
 
 def test_a_request_type_scopes_only_jira_projects() -> None:

@@ -259,12 +259,13 @@ class JiraConnector:
         # Newest first, so that an issue updated during the search is repeated, never skipped.
         jql = f'project = "{scope}" AND updated >= "{literal}" ORDER BY updated DESC'
         accounts = self.service_accounts(Delivery("jira", "reconcile", "", dict(context)))
-        policy = self.policy.for_issue("jira", scope)
         for issue in self.api.search(jql, ["*all"], cloud=self.is_cloud()):
-            updated = parse_time((issue.get("fields") or {}).get("updated"))
+            fields = issue.get("fields") or {}
+            updated = parse_time(fields.get("updated"))
             if updated is None or not since <= updated <= until:
                 continue
             ref = IssueRef("jira", scope, str(issue["key"]))
+            policy = self.policy.for_issue("jira", scope, jira_events.request_type(fields))
             yield from missed_deliveries(policy, issue, known(ref), since, accounts)
 
     def is_cloud(self) -> bool:
