@@ -172,8 +172,10 @@ def process(services: Services, delivery: Delivery, received: Received) -> Outco
     )
     if known is not None and not snapshot.reporter:  # a Jira comment event does not show the reporter
         snapshot = replace(snapshot, reporter=known.facts.reporter, reporter_id=known.facts.reporter_id)
-    if known is not None and not snapshot.request_type:  # nor its request type
-        snapshot = replace(snapshot, request_type=str(known.context.get(jira_events.REQUEST_TYPE, "")))
+    if known is not None and not snapshot.request_type:  # nor its request type, unless it is gone
+        snapshot = replace(
+            snapshot, request_type=str(_context(delivery, known).get(jira_events.REQUEST_TYPE, ""))
+        )
     snapshot = connector.complete(delivery, event, snapshot, needs(services.policy, event, snapshot))
     decision = evaluate(services.policy, event, snapshot, now)
     tracker_actions = [a for a in decision.actions if isinstance(a, TRACKER_ACTIONS)]
@@ -414,7 +416,7 @@ def _context(delivery: Delivery, known: FollowedIssue | None) -> dict[str, Any]:
     """What the ledger keeps for acting on the issue later: the delivery's, and on Jira what an
     earlier delivery said that this one does not (a comment event carries no request type)."""
     if delivery.source == "jira" and known is not None:
-        return {**known.context, **delivery.context()}
+        return jira_events.kept_context(known.context, delivery.payload)
     return delivery.context()
 
 

@@ -569,6 +569,60 @@ def test_a_reconcile_reads_a_request_by_the_scope_of_its_type(
     ]["items"]
 
 
+def test_a_request_type_cleared_on_the_request_is_no_longer_kept(
+    tmp_path: Path, no_network: responses.RequestsMock
+) -> None:
+    request = _request(CLOUD)
+    fake, sopguard = _start(tmp_path, no_network, CLOUD, request, "service_desk")
+    sopguard.deliver(request, "created")
+    ledger = _services(sopguard).store.ledger
+    ref = IssueRef("jira", "TES", fake.key)
+    cleared = copy.deepcopy(request)
+    cleared.update(webhookEvent="jira:issue_updated", issue_event_type_name="issue_generic")
+    cleared["issue"]["fields"]["customfield_10010"] = None  # the field there, and empty
+    cleared["changelog"] = {
+        "items": [{"field": "Customer Request Type", "fromString": "Report a system problem"}]
+    }
+    commented = fixture_json("jira", "mattermost__webhook-cloud-comment-created.json")  # shows no type
+    commented["issue"]["fields"]["project"]["projectTypeKey"] = "service_desk"
+
+    kept = ledger.one(ref)
+    sopguard.deliver(cleared, "cleared")
+    gone = ledger.one(ref)
+    sopguard.deliver(commented, "commented")
+    still_gone = ledger.one(ref)
+
+    assert kept is not None and kept.context[events.REQUEST_TYPE] == "Report a system problem"
+    assert gone is not None and events.REQUEST_TYPE not in gone.context
+    assert still_gone is not None and events.REQUEST_TYPE not in still_gone.context
+
+
+def _moved(project_type: str | None) -> dict[str, Any]:
+    """A delivery of the request moved to another project, which shows no request type."""
+    moved = copy.deepcopy(_request(CLOUD))
+    moved.update(webhookEvent="jira:issue_updated", issue_event_type_name="issue_moved")
+    fields = moved["issue"]["fields"]
+    del fields["customfield_10010"]
+    if project_type is None:
+        del fields["project"]["projectTypeKey"]  # as Data Center's deliveries
+    else:
+        fields["project"]["projectTypeKey"] = project_type
+    moved["changelog"] = {"items": [{"field": "Key", "fromString": "SUP-7", "toString": "TES-41"}]}
+    return moved
+
+
+@pytest.mark.parametrize("project_type", ["software", None, "service_desk"])
+def test_a_request_moved_to_another_project_keeps_no_request_type_it_does_not_show(
+    project_type: str | None,
+) -> None:
+    kept = {events.REQUEST_TYPE: "Report a system problem", events.REQUEST_TYPE_FIELD: "customfield_10010"}
+
+    assert events.REQUEST_TYPE not in events.kept_context(kept, _moved(project_type))
+    commented = fixture_json("jira", "mattermost__webhook-cloud-comment-created.json")
+    commented["issue"]["fields"]["project"]["projectTypeKey"] = "service_desk"
+    assert events.kept_context(kept, commented)[events.REQUEST_TYPE] == "Report a system problem"
+
+
 def test_a_request_type_scopes_only_jira_projects() -> None:
     with pytest.raises(ValueError, match="`request_type` is a Jira Service Management one"):
         ScopeMatch.model_validate({"github": "acme/*", "request_type": "Get IT help"})

@@ -70,7 +70,6 @@ from policies.visibility import is_public
 log = logging.getLogger(__name__)
 
 VIOLATION_LABEL = "sop-violation"
-SERVICE_DESK = "service_desk"  # the `projectTypeKey` of a Jira Service Management project
 # The comment property Jira Service Management reads to keep a comment from the customer (an
 # internal note), documented for the platform's `POST /issue/{key}/comment`.
 INTERNAL_NOTE = {"sd.public.comment": {"internal": True}}
@@ -297,7 +296,7 @@ class JiraConnector:
                 return True
             with self._lock:
                 self._project_types[project] = known
-        return known == SERVICE_DESK
+        return known == jira_events.SERVICE_DESK
 
     def field_index(self, names: Sequence[str]) -> FieldIndex:
         """The field list, loaded once and again when a name is unknown (at most every few minutes)."""
