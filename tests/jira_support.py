@@ -179,6 +179,18 @@ def _is_field_list(request: requests.PreparedRequest) -> bool:
     return request.method == "GET" and bool(FIELD_LIST.match(parts.path)) and not parts.query
 
 
+def _malformed_internal_note(properties: list[Json]) -> str:
+    """Why a comment's `sd.public.comment` property is not the shape Jira Service Management reads
+    (`{"internal": <boolean>}`), or `""`."""
+    for prop in properties:
+        if prop.get("key") != "sd.public.comment":
+            continue
+        value = prop.get("value")
+        if not isinstance(value, dict) or not isinstance(value.get("internal"), bool):
+            return f"sd.public.comment must be {{'internal': <boolean>}}, not {json.dumps(value)}"
+    return ""
+
+
 def _category(status: str) -> Json:
     key = "new" if status in NEW_CATEGORY else "done" if status in DONE_CATEGORY else "indeterminate"
     return {"key": key, "name": {"new": "To Do", "done": "Done"}.get(key, "In Progress")}
@@ -467,6 +479,9 @@ class FakeJira:
 
     def _add_comment(self, request: requests.PreparedRequest) -> Reply:
         body = _body(request)
+        if malformed := _malformed_internal_note(body.get("properties") or []):
+            # Jira would store any JSON and the note would silently be public: refused here instead.
+            return self._reply({"errorMessages": [malformed]}, 400)
         self._next_id += 1
         comment = {
             "id": str(self._next_id),

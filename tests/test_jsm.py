@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 import jsonschema
 import pytest
+import requests
 import responses
 from sqlalchemy import update
 
@@ -64,7 +65,7 @@ from tests.openapi_check import SPECS
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 MONDAY_10 = dt.datetime(2026, 11, 23, 10, 0, tzinfo=SHANGHAI)
 JSM_CREATED = "jsm__issue-created.derived.json"
-INTERNAL = {"key": "sd.public.comment", "value": {"internal": True}}
+INTERNAL: dict[str, Any] = {"key": "sd.public.comment", "value": {"internal": True}}
 
 
 def _request(deployment: Deployment, name: str = JSM_CREATED, **intake: str) -> dict[str, Any]:
@@ -220,6 +221,28 @@ def test_where_jira_does_not_say_the_projects_type_a_note_stays_internal(
     _sweep(sopguard, MONDAY_10 + dt.timedelta(minutes=11, seconds=15), no_network)
 
     assert INTERNAL in _ours(fake)[-1]["properties"]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [True, {"internal": "true"}, {"public": False}, "internal", None],
+    ids=["bare-boolean", "string", "other-key", "string-value", "null"],
+)
+def test_the_stand_in_jira_refuses_an_internal_note_property_of_another_shape(
+    no_network: responses.RequestsMock, value: Any
+) -> None:
+    """So that a wrong shape of `sd.public.comment` cannot pass the tests: only `{"internal": <bool>}`
+    (Jira itself stores any JSON as a property, and Jira Service Management then ignores it)."""
+    fake = FakeJira(no_network, CLOUD, key="TES-4", status="To Do")
+    url = f"{CLOUD.server}/rest/api/3/issue/TES-4/comment"
+    body: dict[str, Any] = {"body": {"type": "doc", "version": 1, "content": []}}
+    shaped: dict[str, Any] = {"key": "sd.public.comment", "value": value}
+
+    refused = requests.post(url, json={**body, "properties": [shaped]})
+    taken = requests.post(url, json={**body, "properties": [INTERNAL]})
+
+    assert refused.status_code == 400 and taken.status_code == 201
+    assert [c["jsdPublic"] for c in fake.comments] == [False]
 
 
 # --- the policy: who reads what ---------------------------------------------------------------------

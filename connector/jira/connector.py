@@ -71,7 +71,11 @@ log = logging.getLogger(__name__)
 
 VIOLATION_LABEL = "sop-violation"
 # The comment property Jira Service Management reads to keep a comment from the customer (an
-# internal note), documented for the platform's `POST /issue/{key}/comment`.
+# internal note). Atlassian's description of the platform's `POST /issue/{key}/comment` documents
+# comment `properties` in general, not this key (its `jsdPublic` points to the service-desk API
+# instead); the key is an undocumented convention, widely used by integrations (for instance the
+# Jira Service Desk backend of waldur/waldur-mastermind, which cites Atlassian's JSD-1261), and
+# what Cloud then lists as `jsdPublic: false`.
 INTERNAL_NOTE = {"sd.public.comment": {"internal": True}}
 COMMENTS_REMEMBERED = 10_000  # whose visibility the connector keeps (`_comment_visibility`)
 _CUSTOM_FIELD_ID = re.compile(r"^customfield_\d+$")
