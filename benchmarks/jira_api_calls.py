@@ -20,7 +20,12 @@ The minimum of a scenario (`MINIMUMS`) is the writes it needs plus the reads not
   (deliveries key fields by id), the deployment type before the first comment (ADF on Cloud, wiki
   markup on Data Center), on Data Center the project's type before the first internal note (its
   deliveries do not say whether the project is a Jira Service Management one; Cloud's do), and the
-  transitions out of a status before the first move from it (kept per project, issue type and status).
+  transitions out of a status before the first move from it (kept per project, issue type and status),
+  and the team of a comment's author that could be the first response (the project's roles, then
+  each role the team names; kept for a few minutes).
+- on Data Center, whether the customer reads a new comment that could be the first response: its
+  deliveries do not say (Cloud's `jsdPublic` does), so the comment list is read with its properties
+  (each comment's answer is then kept).
 Which comments were posted, and which sub-tasks were created, is in the service's journal, so none
 of those is read; Jira is read before a write only when an earlier try of it may have landed
 (tests/test_jira_faults.py shows those reads).
@@ -53,12 +58,14 @@ from tests.jira_support import (
 _ISSUE_KEY = re.compile(r"/issue/[A-Z][A-Z0-9]*-\d+")
 
 # The reads a first delivery makes once per process (see the module docstring for why each is needed).
-IDENTITY, FIELD_IDS, DEPLOYMENT_TYPE, TRANSITIONS, PROJECT_TYPE = (
+IDENTITY, FIELD_IDS, DEPLOYMENT_TYPE, TRANSITIONS, PROJECT_TYPE, ROLES, ROLE = (
     "GET myself",
     "GET field",
     "GET serverInfo",
     "GET transitions",
     "GET project/{key}",
+    "GET project/{key}/role",
+    "GET project/{key}/role/{id}",
 )
 
 
@@ -98,6 +105,15 @@ def minimum(scenario: str, deployment: str) -> Minimum:
     if scenario == "close blocked by open sub-tasks":  # move back, say why; Cloud: read the comments
         reads = ("GET issue",) if deployment == "cloud" else ()
         return Minimum((*reads, "POST transitions", comment), (*first_note, TRANSITIONS))
+    if scenario == "agent's comment on a service request":  # nothing to write
+        # Whether the agent is of the team (the first response's responders) is looked up once:
+        # the project's roles, then each role the team names that the project has. Data Center's
+        # delivery says neither whether the project is a service one nor whether the customer reads
+        # the comment: the comment list with its properties is read for each new comment.
+        visibility = ("GET comment",) if deployment == "dc" else ()
+        team = (ROLES, *(ROLE,) * 3)
+        once = (IDENTITY, *team, *((PROJECT_TYPE,) if deployment == "dc" else ()), FIELD_IDS)
+        return Minimum(visibility, once)
     raise KeyError(f"no minimum stated for {scenario!r}")
 
 
@@ -177,7 +193,8 @@ def _short(call: str) -> str:
     version = path.split("/")[3]
     rest = _ISSUE_KEY.sub("/issue/{key}", path.split(f"/rest/api/{version}", 1)[1])
     rest = rest.removeprefix("/issue/{key}/").removeprefix("/issue/{key}").strip("/") or "issue"
-    rest = re.sub(r"^project/[A-Z][A-Z0-9]*$", "project/{key}", rest)
+    rest = re.sub(r"^project/[A-Z][A-Z0-9]*", "project/{key}", rest)
+    rest = re.sub(r"/role/[0-9]+$", "/role/{id}", rest)
     return f"{method} {rest}" + (" (v3)" if version == "3" else "")
 
 

@@ -171,7 +171,7 @@ def beginning(
             author=comment.author.login,
             is_reporter=facts.is_reporter(comment.author),
             is_bot=comment.author.is_bot,
-            public=comment.public,
+            public=comment.public is not False,  # read with its properties: it says
             comment_id=comment.id,
             by_responder=_may_have_answered(policy, comment.author),
         )

@@ -15,7 +15,7 @@ import shlex
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from config.schema import AUTHOR_OF_PLAN, Command, Mode
+from config.schema import AUTHOR_OF_PLAN, TEAM_MEMBERS, Command, Mode
 from config.templates import Markdown
 from policies import followup, people, workflow
 from policies.context import Context, Outcome, outcome
@@ -129,8 +129,12 @@ def _is_comment_edit(event_name: str) -> bool:
 
 
 def teams_to_look_up(ctx: Context) -> frozenset[str]:
+    """The teams the commands given name; on Jira also `team-members` when any is given: whether
+    its answer is public follows from whether its author is a customer (`policies.visibility`)."""
+    given = commands_in(ctx)
+    answered = [TEAM_MEMBERS] if given and ctx.event.source == "jira" else []
     return people.looked_up(
-        name for command, _ in commands_in(ctx) for name in (*command.by, *command.not_by)
+        [*answered, *(name for command, _ in given for name in (*command.by, *command.not_by))]
     )
 
 

@@ -59,10 +59,21 @@ class Context:
                 return values[field_id]
         if field_id == self.policy.priority.tier_field:
             by_name = {name.casefold(): tier for name, tier in desk.organizations.items()}
-            return next(
-                (by_name[o.casefold()] for o in self.snapshot.organizations if o.casefold() in by_name), ""
-            )
+            tiers = [by_name[o.casefold()] for o in self.snapshot.organizations if o.casefold() in by_name]
+            return min(tiers, key=self._tier_rank, default="")
         return ""
+
+    def _tier_rank(self, tier: str) -> tuple[int, str]:
+        """How high a customer tier stands (lower is higher), so that a request of several
+        organizations takes the highest tier any of them has, whatever order Jira lists them in: the
+        priority's `top_tiers` first (they raise the level), then the tier field's options as listed,
+        then any other value."""
+        rule = self.policy.priority
+        field = self.policy.intake.field(rule.tier_field)
+        ranked = [*rule.top_tiers, *(o.value for o in field.options)] if field else list(rule.top_tiers)
+        folded = [t.casefold() for t in ranked]
+        key = tier.casefold()
+        return (folded.index(key) if key in folded else len(folded), key)
 
 
 def is_service_request(policy: Policy, snapshot: IssueSnapshot) -> bool:

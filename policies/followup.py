@@ -97,7 +97,7 @@ def check_notice(ctx: Context, comment: Comment, date: dt.date | None, reason: s
     """Whether a notice with this date and reason, given in `comment`, counts (S3.3)."""
     at = comment.at or ctx.event.at or ctx.now
     problems: list[str] = []
-    if not comment.public:
+    if not ctx.snapshot.is_public(comment):
         problems.append(INTERNAL)
     deadline = _missed_deadline(ctx, at)
     if deadline is not None:

@@ -196,7 +196,7 @@ def timeline_entries(
                 author=author.login,
                 is_reporter=facts.is_reporter(author),
                 is_bot=author.is_bot,
-                public=comment.public,
+                public=snapshot.is_public(comment),
                 comment_id=comment.id,
                 by_responder=people.is_responder(context, author),
             )

@@ -67,12 +67,13 @@ class Actor:
 
 @dataclass(frozen=True)
 class Comment:
-    """`public` is false for Jira internal notes."""
+    """`public` is false for Jira internal notes, `None` where the delivery does not say (a Jira
+    Data Center comment): read it through `IssueSnapshot.is_public`."""
 
     author: Actor
     body: str
     id: str = ""
-    public: bool = True
+    public: bool | None = True
     at: dt.datetime | None = None
 
 
@@ -179,6 +180,18 @@ class IssueSnapshot:
     first_seen: bool = False
     adopted: bool = False  # sopguard met the issue mid-life and adopted it (kept by the ledger)
     history: History | None = None  # read for a first-seen issue; None when not read or unreadable
+    # Whether the customer reads each comment whose delivery did not say (`Comment.public` is
+    # `None`), by comment id, as the connector found out for `Needs.visibility`.
+    visibility: Mapping[str, bool] = field(default_factory=dict)
+
+    def is_public(self, comment: Comment) -> bool:
+        """Whether the customer reads `comment`: as its delivery says, else as the connector found
+        out. One nobody found out about counts as internal: it is no answer to the customer (S1.4)
+        unless they surely read it."""
+        if comment.public is not None:
+            return comment.public
+        return self.visibility.get(comment.id, False)
+
     # Jira Service Management: the request's type (by name) and its customer organizations.
     request_type: str = ""
     organizations: tuple[str, ...] = ()
@@ -210,8 +223,9 @@ class PostComment:
     # The template the text comes from (`messages.templates`): who reads it follows from it.
     kind: str = ""
     # Whether the customer reads it too: on a Jira Service Management project a comment that is not
-    # public is an internal note (GitHub has no such thing: every comment there is public).
-    public: bool = True
+    # public is an internal note (GitHub has no such thing: every comment there is public). Internal
+    # unless decided (`policies.visibility`): a comment built outside that decision fails closed.
+    public: bool = False
 
 
 @dataclass(frozen=True)

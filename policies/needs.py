@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from config.schema import AUTHOR_OF_PLAN, ChecklistGuard, Mode, Policy, SectionGuard, Team
 from policies import adoption, checklists, commands, people
 from policies.context import Context, is_service_request
-from policies.models import Event, IssueSnapshot
+from policies.models import Event, EventKind, IssueSnapshot
 from policies.text import find_section
 from policies.workflow import is_return_from_pause, state_change
 
@@ -21,7 +21,9 @@ class Needs:
     into `IssueSnapshot.actor_teams`; `history`: the tracker's history of an issue sopguard adopts
     (its changes and comments); `closers`: the titles of closed subtasks whose closer to read
     (`Subtask.closed_by`, items that say who may close them), and `closer_teams` the teams to
-    look the closers up in (`Subtask.closer_teams`)."""
+    look the closers up in (`Subtask.closer_teams`); `visibility`: whether the customer reads the
+    event's comment, where the delivery does not say (`Comment.public` is `None`: a Jira Data Center
+    comment), into `IssueSnapshot.visibility`."""
 
     subtasks: bool = False
     comments: bool = False
@@ -29,6 +31,19 @@ class Needs:
     history: bool = False
     closers: frozenset[str] = frozenset()
     closer_teams: Mapping[str, Team] = field(default_factory=dict)
+    visibility: bool = False
+
+
+def visibility_needed(event: Event, snapshot: IssueSnapshot) -> bool:
+    """Whether the rules read the visibility of the event's comment and the delivery does not say
+    it: only a comment that could answer the customer (S1.4) is asked about."""
+    comment = event.comment
+    return (
+        comment is not None
+        and comment.public is None
+        and EventKind.COMMENTED in event.kinds
+        and people.may_answer_the_customer(comment, snapshot)
+    )
 
 
 def needs(policy: Policy, event: Event, snapshot: IssueSnapshot) -> Needs:
@@ -37,17 +52,18 @@ def needs(policy: Policy, event: Event, snapshot: IssueSnapshot) -> Needs:
     if event.by_service or not is_service_request(scoped, snapshot):
         return Needs()
     context = Context(scoped, event, snapshot, dt.datetime.min)  # no rule here reads the time
+    visibility = visibility_needed(event, snapshot)
     if snapshot.first_seen:
         if not adoption.covers(scoped, event.source, snapshot)[0]:
             return Needs()
         if adoption.is_adoption(context):
-            return Needs(history=True)
+            return Needs(history=True, visibility=visibility)
     names = people.teams_to_look_up(scoped, event, snapshot) | commands.teams_to_look_up(context)
     teams = {name: team for name in names if (team := scoped.team(name))}
     plan_author = people.needs_plan_author(scoped, event) or commands.need_plan_author(context)
     change = state_change(context)
     if change is None or change.before == change.after:
-        return Needs(comments=plan_author, teams=teams)
+        return Needs(comments=plan_author, teams=teams, visibility=visibility)
     transition = scoped.workflow.transition(change.before, change.after)
     target = scoped.workflow.state(change.after)
     guards = transition.guards if transition else []
@@ -76,4 +92,5 @@ def needs(policy: Policy, event: Event, snapshot: IssueSnapshot) -> Needs:
         teams=teams,
         closers=frozenset(title for title, _ in restricted),
         closer_teams={n: team for n in people.looked_up(closer_names) if (team := scoped.team(n))},
+        visibility=visibility,
     )

@@ -195,18 +195,28 @@ def refused_labels(ctx: Context) -> frozenset[str]:
 def teams_to_look_up(policy: Policy, event: Event, snapshot: IssueSnapshot) -> frozenset[str]:
     """The teams the rules will ask about for this event, so that the connector looks up no other.
 
-    A comment's author is looked up only where it could be the first response: a public comment
-    by neither a bot nor the reporter.
+    A comment's author is looked up only where it could be the first response: a comment not
+    known to be an internal note, by neither a bot nor the reporter.
     """
     names: list[str] = []
     for guard in _added_guarded(policy, event):
         names.extend([*guard.by, *guard.not_by])
     comment = event.comment
-    if comment is not None and EventKind.COMMENTED in event.kinds and comment.public:
-        author = comment.author
-        if not author.is_bot and not same_person(author, snapshot.reporter, snapshot.reporter_id):
-            names.extend(policy.sla.responders)
+    if (
+        comment is not None
+        and EventKind.COMMENTED in event.kinds
+        and comment.public is not False
+        and may_answer_the_customer(comment, snapshot)
+    ):
+        names.extend(policy.sla.responders)
     return looked_up(names)
+
+
+def may_answer_the_customer(comment: Comment, snapshot: IssueSnapshot) -> bool:
+    """Whether `comment`, if public, could be a response to the customer: by neither a bot nor
+    the reporter."""
+    author = comment.author
+    return not author.is_bot and not same_person(author, snapshot.reporter, snapshot.reporter_id)
 
 
 def needs_plan_author(policy: Policy, event: Event) -> bool:

@@ -66,7 +66,7 @@ def _plan(
     now: dt.datetime,
 ) -> tuple[Adopted, Decision, LedgerUpdate | None]:
     ref = snapshot.ref
-    scoped = services.policy.for_issue(ref.source, ref.scope)
+    scoped = services.policy.for_issue(ref.source, ref.scope, snapshot.request_type)
     if not is_service_request(scoped, snapshot):
         return Adopted(ref, "not judged", ("a checklist item or sub-task: its parent is",)), Decision(), None
     inside, why = adoption.covers(scoped, ref.source, snapshot)
@@ -81,7 +81,9 @@ def _plan(
     assert not any(isinstance(a, TRACKER_ACTIONS) for a in decision.actions), "an adoption posts nothing"
     update = ledger_update(services, delivery, event, snapshot, decision, None, IssueMemory(), now)
     clocks = (
-        services.clocks(ref, update.entries, now) if update and update.facts and update.facts.is_open else ()
+        services.clocks(ref, update.entries, now, snapshot.request_type)
+        if update and update.facts and update.facts.is_open
+        else ()
     )
     state = update.state if update else None
     reasons = tuple(r for result in decision.results for r in result.reasons)

@@ -156,9 +156,11 @@ def process(services: Services, delivery: Delivery, received: Received) -> Outco
         )
         return Outcome("ignored", note)
     if _is_history(memory, snapshot):
-        # A late comment still counts for the clocks, so whose it is is looked up (only that).
-        who = Needs(teams=needs(services.policy, event, snapshot).teams)
-        snapshot = connector.complete(delivery, event, snapshot, who) if who.teams else snapshot
+        # A late comment still counts for the clocks, so whose it is and whether the customer reads
+        # it are looked up (only that).
+        wanted = needs(services.policy, event, snapshot)
+        who = Needs(teams=wanted.teams, visibility=wanted.visibility)
+        snapshot = connector.complete(delivery, event, snapshot, who) if who != Needs() else snapshot
         return _record_history(services, delivery, seq, event, snapshot, known, memory, now)
     snapshot = replace(
         snapshot,
@@ -171,8 +173,12 @@ def process(services: Services, delivery: Delivery, received: Received) -> Outco
     )
     if known is not None:
         snapshot = _shown_or_known(event, snapshot, known.facts)
-    if known is not None and not snapshot.request_type:  # a Jira comment event does not show it
-        snapshot = replace(snapshot, request_type=str(known.context.get(jira_events.REQUEST_TYPE, "")))
+    if (
+        known is not None and not snapshot.request_type
+    ):  # a Jira comment event does not show it, unless it is gone
+        snapshot = replace(
+            snapshot, request_type=str(_context(delivery, known).get(jira_events.REQUEST_TYPE, ""))
+        )
     snapshot = connector.complete(delivery, event, snapshot, needs(services.policy, event, snapshot))
     decision = evaluate(services.policy, event, snapshot, now)
     tracker_actions = [a for a in decision.actions if isinstance(a, TRACKER_ACTIONS)]
@@ -428,7 +434,7 @@ def _context(delivery: Delivery, known: FollowedIssue | None) -> dict[str, Any]:
     """What the ledger keeps for acting on the issue later: the delivery's, and on Jira what an
     earlier delivery said that this one does not (a comment event carries no request type)."""
     if delivery.source == "jira" and known is not None:
-        return {**known.context, **delivery.context()}
+        return jira_events.kept_context(known.context, delivery.payload)
     return delivery.context()
 
 

@@ -179,6 +179,18 @@ def _is_field_list(request: requests.PreparedRequest) -> bool:
     return request.method == "GET" and bool(FIELD_LIST.match(parts.path)) and not parts.query
 
 
+def _malformed_internal_note(properties: list[Json]) -> str:
+    """Why a comment's `sd.public.comment` property is not the shape Jira Service Management reads
+    (`{"internal": <boolean>}`), or `""`."""
+    for prop in properties:
+        if prop.get("key") != "sd.public.comment":
+            continue
+        value = prop.get("value")
+        if not isinstance(value, dict) or not isinstance(value.get("internal"), bool):
+            return f"sd.public.comment must be {{'internal': <boolean>}}, not {json.dumps(value)}"
+    return ""
+
+
 def _category(status: str) -> Json:
     key = "new" if status in NEW_CATEGORY else "done" if status in DONE_CATEGORY else "indeterminate"
     return {"key": key, "name": {"new": "To Do", "done": "Done"}.get(key, "In Progress")}
@@ -499,6 +511,9 @@ class FakeJira:
 
     def _add_comment(self, request: requests.PreparedRequest) -> Reply:
         body = _body(request)
+        if malformed := _malformed_internal_note(body.get("properties") or []):
+            # Jira would store any JSON and the note would silently be public: refused here instead.
+            return self._reply({"errorMessages": [malformed]}, 400)
         self._next_id += 1
         comment = {
             "id": str(self._next_id),
@@ -792,6 +807,40 @@ def close_blocked(deployment: Deployment) -> Scenario:
     return Scenario("close blocked by open sub-tasks", payload, prepare)
 
 
+def agent_answers(deployment: Deployment) -> Scenario:
+    """An agent's comment on a Jira Service Management request, a possible first response (S1.4):
+    Cloud's delivery says whether the customer reads it (`jsdPublic`); Data Center's does not, nor
+    that the project is a service one, so both are read (the comment from the list with properties)."""
+    payload = with_settled_intake(fixture_json("jira", "jsm__issue-created.derived.json"))
+    payload.pop("changelog", None)
+    payload.update(webhookEvent="jira:issue_updated", issue_event_type_name="issue_commented")
+    cloud = deployment is CLOUD
+    agent = (
+        {"accountId": "557058:amy", "displayName": "Amy Agent"}
+        if cloud
+        else {"name": "amy", "key": "JIRAUSER10200", "displayName": "Amy Agent"}
+    )
+    if not cloud:
+        del payload["issue"]["fields"]["project"]["projectTypeKey"]
+    issue_id = payload["issue"]["id"]
+    payload["user"] = agent
+    payload["comment"] = {
+        "self": f"{deployment.server}/rest/api/2/issue/{issue_id}/comment/10300",
+        "id": "10300",
+        "author": agent,
+        "body": "We are on it: the billing portal is being restarted.",
+        "created": payload["issue"]["fields"]["created"],
+        **({"jsdPublic": True} if cloud else {}),
+    }
+
+    def prepare(fake: FakeJira) -> None:
+        fake.project_type = "service_desk"
+        fake.in_role("Service Desk Team", users=[agent.get("accountId") or agent["name"]])
+        fake.comments = [{**payload["comment"], "properties": []}]
+
+    return Scenario("agent's comment on a service request", payload, prepare)
+
+
 SCENARIOS: tuple[Callable[[Deployment], Scenario], ...] = (
     transition_undone,
     no_way_back,
@@ -799,6 +848,7 @@ SCENARIOS: tuple[Callable[[Deployment], Scenario], ...] = (
     intake_missing,
     subtasks_created,
     close_blocked,
+    agent_answers,
 )
 
 

@@ -31,6 +31,7 @@ from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
+from cachetools import LRUCache
 from jira import JIRAError
 from pydantic import ValidationError
 
@@ -66,14 +67,19 @@ from policies.models import (
 )
 from policies.needs import Needs
 from policies.text import parse_time
+from policies.visibility import is_public
 
 log = logging.getLogger(__name__)
 
 VIOLATION_LABEL = "sop-violation"
-SERVICE_DESK = "service_desk"  # the `projectTypeKey` of a Jira Service Management project
 # The comment property Jira Service Management reads to keep a comment from the customer (an
-# internal note), documented for the platform's `POST /issue/{key}/comment`.
+# internal note). Atlassian's description of the platform's `POST /issue/{key}/comment` documents
+# comment `properties` in general, not this key (its `jsdPublic` points to the service-desk API
+# instead); the key is an undocumented convention, widely used by integrations (for instance the
+# Jira Service Desk backend of waldur/waldur-mastermind, which cites Atlassian's JSD-1261), and
+# what Cloud then lists as `jsdPublic: false`.
 INTERNAL_NOTE = {"sd.public.comment": {"internal": True}}
+COMMENTS_REMEMBERED = 10_000  # whose visibility the connector keeps (`_comment_visibility`)
 _CUSTOM_FIELD_ID = re.compile(r"^customfield_\d+$")
 
 # --- field names ----------------------------------------------------------------------------
@@ -228,6 +234,8 @@ class JiraConnector:
         self._fields: FieldIndex | None = None
         self._transitions: dict[Step, tuple[float, tuple[Json, ...]]] = {}
         self._project_types: dict[str, str] = {}
+        # Whether the customer reads a comment, by issue key and comment id, as Jira listed it.
+        self._comment_visibility: LRUCache[tuple[str, str], bool] = LRUCache(maxsize=COMMENTS_REMEMBERED)
 
     @classmethod
     def from_settings(
@@ -264,12 +272,13 @@ class JiraConnector:
         # Newest first, so that an issue updated during the search is repeated, never skipped.
         jql = f'project = "{scope}" AND updated >= "{literal}" ORDER BY updated DESC'
         accounts = self.service_accounts(Delivery("jira", "reconcile", "", dict(context)))
-        policy = self.policy.for_issue("jira", scope)
         for issue in self.api.search(jql, ["*all"], cloud=self.is_cloud()):
-            updated = parse_time((issue.get("fields") or {}).get("updated"))
+            fields = issue.get("fields") or {}
+            updated = parse_time(fields.get("updated"))
             if updated is None or not since <= updated <= until:
                 continue
             ref = IssueRef("jira", scope, str(issue["key"]))
+            policy = self.policy.for_issue("jira", scope, jira_events.request_type(fields))
             yield from missed_deliveries(policy, issue, known(ref), since, accounts)
 
     def is_cloud(self) -> bool:
@@ -301,7 +310,7 @@ class JiraConnector:
                 return True
             with self._lock:
                 self._project_types[project] = known
-        return known == SERVICE_DESK
+        return known == jira_events.SERVICE_DESK
 
     def field_index(self, names: Sequence[str]) -> FieldIndex:
         """The field list, loaded once and again when a name is unknown (at most every few minutes)."""
@@ -406,6 +415,9 @@ class JiraConnector:
             person = people.subject(event)
             member = partial(self._is_member, event.issue.scope, person)
             snapshot = replace(snapshot, actor_teams=teams_of(person, needs.teams, member))
+        if needs.visibility and event.comment is not None and event.issue.scope:
+            visibility = self._visibility(delivery, event.issue, event.comment.id)
+            snapshot = replace(snapshot, visibility={**snapshot.visibility, **visibility})
         if snapshot.fields:  # a Data Center `comment_created` shows none: only what the rules need is read
             policy = self.policy.for_issue("jira", event.issue.scope, snapshot.request_type)
             names = policy_field_names(policy, snapshot.fields)
@@ -427,6 +439,45 @@ class JiraConnector:
             subtasks=parsed.subtasks if "subtasks" in wanted else snapshot.subtasks,
             comments=parsed.comments if "comment" in wanted else snapshot.comments,
         )
+
+    def _visibility(self, delivery: Delivery, issue: IssueRef, comment_id: str) -> dict[str, bool]:
+        """Whether the customer reads a comment its delivery did not say of (Data Center's comment
+        deliveries and search results list no comment properties): on a project that is not a Jira
+        Service Management one, yes; on one, as the comment list read with `expand=properties`
+        shows it (newest first, a page at a time until the comment is found). What a page shows of
+        every comment is remembered, so that each comment is read about at most once. Empty when
+        Jira does not answer: the comment then counts as internal (`IssueSnapshot.is_public`)."""
+        if not comment_id:
+            return {}
+        if not self.is_service_desk(issue.scope, delivery.payload):
+            return {comment_id: True}
+        with self._lock:
+            known = self._comment_visibility.get((issue.key, comment_id))
+        if known is not None:
+            return {comment_id: known}
+        try:
+            found = self._visibility_listed(issue.key, comment_id)
+        except JIRAError as error:
+            if (later := unavailable(classify, error)) is not None:
+                raise later from error
+            log.warning(
+                "whether comment %s of %s is internal is unreadable: %s", comment_id, issue, describe(error)
+            )
+            return {}
+        return {comment_id: found[comment_id]} if comment_id in found else {}
+
+    def _visibility_listed(self, key: str, comment_id: str) -> dict[str, bool]:
+        """The comments' visibility from the newest back to `comment_id` (or the oldest), remembered."""
+        found: dict[str, bool] = {}
+        while comment_id not in found:
+            page = self.api.comments(key, start_at=len(found), newest_first=True)
+            listed = jira_events.comment_visibility(page.get("comments") or [])
+            if not listed or listed.keys() <= found.keys():
+                break
+            found.update(listed)
+        with self._lock:
+            self._comment_visibility.update({(key, ident): public for ident, public in found.items()})
+        return found
 
     # --- who is who ------------------------------------------------------------------------
 
@@ -464,7 +515,7 @@ class JiraConnector:
 
         def ask() -> tuple[frozenset[str], frozenset[str]]:
             try:
-                roles = {name.casefold(): ident for name, ident in self.api.project_roles(project).items()}
+                roles = self.memberships.get(("roles", project), partial(self._project_roles, project))
                 role_id = roles.get(role.casefold())
                 actors = self.api.project_role_actors(project, role_id) if role_id else []
             except JIRAError as error:
@@ -481,6 +532,10 @@ class JiraConnector:
             return frozenset(users - {""}), frozenset(groups - {""})
 
         return self.memberships.get(("role", project, role.casefold()), ask)
+
+    def _project_roles(self, project: str) -> dict[str, str]:
+        """Role id by case-folded role name, as the project lists them (read once for all its roles)."""
+        return {name.casefold(): ident for name, ident in self.api.project_roles(project).items()}
 
     def history(self, delivery: Delivery, event: Event) -> History | None:
         """The status changes in the issue's changelog and its comments, every page of both (ours,
@@ -705,15 +760,13 @@ class _Run:
         self.stuck[action.rule_id] = stuck
         self.api.edit(self.key, edit_body(None, [VIOLATION_LABEL], []))
         if not any(isinstance(a, PostComment) and a.rule_id == action.rule_id for a in self.actions):
-            note = stuck.note(self.policy.locale)
-            self._comment(
-                PostComment(
-                    action.rule_id,
-                    f"not-undone:{self.delivery.delivery_id}",
-                    note,
-                    kind="transition-rejected",
-                )
+            note = PostComment(
+                action.rule_id,
+                f"not-undone:{self.delivery.delivery_id}",
+                stuck.note(self.policy.locale),
+                kind="transition-rejected",
             )
+            self._comment(replace(note, public=is_public(self.policy, note)))
         return f"failed: {reason}; commented and labelled {VIOLATION_LABEL}"
 
     # --- priority and labels, in one request ------------------------------------------------

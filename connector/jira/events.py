@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Iterable, Mapping
 from typing import Annotated, Any
 
 from pydantic import Field, PlainValidator
@@ -51,8 +51,10 @@ _DEEPEST_FIELD = 64
 _LONGEST_EVENT_NAME = 100  # what the audit log keeps of an event's name
 _LONGEST_NAME = 255  # of a request type or an organization (Jira's own limit for names)
 _ORGANIZATION_LINK = "/rest/servicedeskapi/organization/"
-# The keys of what the ledger keeps of a Jira delivery (`context`).
-PROJECT_TYPE, REQUEST_TYPE = "projectTypeKey", "requestType"
+# The keys of what the ledger keeps of a Jira delivery (`context`): the project's type, the
+# request's type and the id of the field that holds it (it varies by site).
+PROJECT_TYPE, REQUEST_TYPE, REQUEST_TYPE_FIELD = "projectTypeKey", "requestType", "requestTypeField"
+SERVICE_DESK = "service_desk"  # the `projectTypeKey` of a Jira Service Management project
 
 
 def classify(payload: Payload) -> str:
@@ -125,18 +127,22 @@ class JiraComment(Lenient):
     created: Time = None
 
     @property
-    def internal(self) -> bool:
-        """A Jira Service Management internal note: `jsdPublic: false` (Cloud), or the comment
-        property `sd.public.comment` that makes one (`{"internal": true}`)."""
-        if self.jsdPublic is False:
-            return True
-        listed = self.properties if isinstance(self.properties, list) else []
-        return any(
+    def public(self) -> bool | None:
+        """Whether the customer reads the comment, as far as the comment says: Cloud says
+        `jsdPublic` (false for a Jira Service Management internal note); a list read with
+        `expand=properties` shows the comment property `sd.public.comment` that makes a note
+        internal (`{"internal": true}`). `None` where it says neither, as Data Center's comment
+        deliveries and search results: the connector finds out (`Needs.visibility`)."""
+        if self.jsdPublic is not None:
+            return self.jsdPublic
+        if not isinstance(self.properties, list):
+            return None
+        return not any(
             isinstance(p, dict)
             and p.get("key") == "sd.public.comment"
             and isinstance(p.get("value"), dict)
             and p["value"].get("internal") is True
-            for p in listed
+            for p in self.properties
         )
 
 
@@ -331,23 +337,62 @@ def project_type(payload: Payload) -> str:
 def context(payload: Payload) -> dict[str, str]:
     """What the ledger keeps of a delivery to act on its issue later without one: the project's type
     (a sweep's comment may be an internal note) and the request's type (it decides the scope)."""
-    issue = payload.get("issue")
-    fields = issue.get("fields") if isinstance(issue, dict) else None
+    fields = _fields_of(payload)
+    field_id = _request_type_field(fields)
     said = {
         PROJECT_TYPE: project_type(payload),
-        REQUEST_TYPE: request_type(fields) if isinstance(fields, dict) else "",
+        REQUEST_TYPE: request_type(fields),
+        REQUEST_TYPE_FIELD: field_id[:_LONGEST_NAME],
     }
     return {key: value for key, value in said.items() if value}
 
 
-def request_type(fields: Payload) -> str:
-    """The name of a Jira Service Management request's type: the value of its Request Type field
-    (a custom field whose id varies by site) is the only one carrying a `requestType` object."""
-    for value in fields.values():
+def kept_context(kept: Mapping[str, Any], payload: Payload) -> dict[str, Any]:
+    """What the ledger keeps of an issue after a delivery: what the delivery says, over what was
+    kept from earlier ones (a comment event shows no request type), except a request type the
+    delivery shows gone: its Request Type field (as an earlier delivery showed it) is there and
+    empty, the project is not a service one, or the issue moved to another project (it keeps only
+    the type its delivery shows)."""
+    said = context(payload)
+    earlier = dict(kept)
+    if REQUEST_TYPE not in said and _request_type_gone(earlier, payload):
+        earlier.pop(REQUEST_TYPE, None)
+    return {**earlier, **said}
+
+
+def _request_type_gone(kept: Mapping[str, Any], payload: Payload) -> bool:
+    fields = _fields_of(payload)
+    field_id = kept.get(REQUEST_TYPE_FIELD)
+    if isinstance(field_id, str) and field_id in fields and not fields[field_id]:
+        return True
+    if project_type(payload) not in ("", SERVICE_DESK):
+        return True
+    changelog = payload.get("changelog")
+    items = changelog.get("items") if isinstance(changelog, dict) else None
+    moved = {"project", "key"}
+    return any(isinstance(i, dict) and str(i.get("field", "")).casefold() in moved for i in items or ())
+
+
+def _fields_of(payload: Payload) -> Payload:
+    issue = payload.get("issue")
+    fields = issue.get("fields") if isinstance(issue, dict) else None
+    return fields if isinstance(fields, dict) else {}
+
+
+def _request_type_field(fields: Payload) -> str:
+    """The id of the Request Type field (a custom field whose id varies by site): the only one whose
+    value carries a `requestType` object; `""` when no field shows one."""
+    for field_id, value in fields.items():
         kind = value.get("requestType") if isinstance(value, dict) else None
         if isinstance(kind, dict) and isinstance(kind.get("name"), str):
-            return str(kind["name"])[:_LONGEST_NAME]
+            return str(field_id)
     return ""
+
+
+def request_type(fields: Payload) -> str:
+    """The name of a Jira Service Management request's type (the value of its Request Type field)."""
+    field_id = _request_type_field(fields)
+    return str(fields[field_id]["requestType"]["name"])[:_LONGEST_NAME] if field_id else ""
 
 
 def organizations(fields: Payload) -> tuple[str, ...]:
@@ -370,14 +415,20 @@ def organizations(fields: Payload) -> tuple[str, ...]:
 
 
 def _comment(comment: JiraComment) -> Comment:
-    """Service-management projects mark internal notes (`JiraComment.internal`)."""
+    """Service-management projects mark internal notes (`JiraComment.public`)."""
     return Comment(
         author=actor(comment.author),
         body=flatten(comment.body, "comment.body"),
         id=comment.id,
-        public=not comment.internal,
+        public=comment.public,
         at=comment.created,
     )
+
+
+def comment_visibility(comments: Iterable[Payload]) -> dict[str, bool]:
+    """Whether the customer reads each comment of a list (read with `expand=properties`), by id."""
+    parsed = (validated(JiraComment, c, "comment") for c in comments if isinstance(c, dict))
+    return {c.id: c.public is not False for c in parsed if c.id}
 
 
 def _changes(delivery: DeliveryBody) -> dict[str, tuple[str | None, str | None]]:

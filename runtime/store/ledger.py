@@ -12,6 +12,7 @@ from sqlalchemy import ColumnElement, Engine, String, and_, func, insert, or_, s
 from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.exc import IntegrityError
 
+from config.schema import DEFAULT_VISIBILITY
 from policies.ledger import IssueFacts
 from policies.models import ChangeLabels, CommentPolicy, IssueRef, PostComment
 from policies.sla import (
@@ -26,6 +27,7 @@ from policies.sla import (
     StateChanged,
     TimelineEvent,
 )
+from policies.visibility import kind_of_marker
 from runtime.store.database import as_utc, aware
 from runtime.store.schema import issues, notifications, timeline, writes
 
@@ -121,13 +123,13 @@ def _encode_all(items: Sequence[Unfinished]) -> list[dict[str, Any]] | None:
 def _decode_unfinished(data: Mapping[str, Any]) -> Unfinished:
     part: NoticePart
     if data["type"] == "comment":
+        rule_id, marker = data["rule_id"], data["marker"]
+        kind = str(data.get("kind") or kind_of_marker(rule_id, marker))
+        # Kept by a release before comments had a visibility: as the defaults have its kind (the
+        # receipt, the intake reminder reach the customer), internal when its kind is unknown.
+        public = data["public"] if "public" in data else DEFAULT_VISIBILITY.get(kind) == "public"
         part = PostComment(
-            data["rule_id"],
-            data["marker"],
-            data["body"],
-            CommentPolicy(data["on_existing"]),
-            kind=str(data.get("kind", "")),
-            public=bool(data.get("public", False)),  # kept before comments had one: SLA notices, internal
+            rule_id, marker, data["body"], CommentPolicy(data["on_existing"]), kind=kind, public=bool(public)
         )
     else:
         part = ChangeLabels(data["rule_id"], frozenset(data["add"]), frozenset(data["remove"]))
