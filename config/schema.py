@@ -399,6 +399,11 @@ class PlanChanges(Rule):
 
     approval_label: str = "plan/approved"
     changed_label: str = "plan/changed"
+    waiver_labels: list[str] = Field(
+        default_factory=list,
+        description="Labels that waive the plan's review (an approver's `risk/low`): withdrawn too, "
+        "with `changed_label` added, when the plan changes, for they judged the plan before.",
+    )
 
 
 class RestrictedLabel(Rule):

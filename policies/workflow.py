@@ -204,7 +204,7 @@ def _applies(guard: Guard, ctx: Context) -> bool:
     return guard.when_label is None or guard.when_label in ctx.snapshot.labels
 
 
-def first_checked_in(policy: Policy, guard_id: str) -> str | None:
+def _first_checked_in(policy: Policy, guard_id: str) -> str | None:
     """The earliest stage (in workflow order) that a transition with this guard leaves from."""
     sources = {
         s for t in policy.workflow.transitions if any(g.id == guard_id for g in t.guards) for s in t.from_
@@ -224,7 +224,7 @@ def _waived(guard: Guard, ctx: Context, change: StateChange) -> str | None:
         return ctx.tell("waived: the issue carries %(label)s", label=guard.unless_label)
     if is_return_from_pause(ctx, change):
         return ctx.tell("back from waiting to the stage it was in: not demanded again")
-    if ctx.snapshot.adopted and change.before != first_checked_in(ctx.policy, guard.id):
+    if ctx.snapshot.adopted and change.before != _first_checked_in(ctx.policy, guard.id):
         return ctx.tell("adopted after the stage it is first checked on: not demanded")
     return None
 

@@ -642,6 +642,29 @@ def test_s2_2_an_approvers_review_lets_the_work_start(desk: Desk) -> None:
     assert desk.passed("plan-reviewed") == [True]
 
 
+def test_s2_2_a_plan_changed_after_its_low_risk_judgement_is_judged_or_reviewed_again(desk: Desk) -> None:
+    desk.start("planning", body=PLAN[desk.source], prepared=True)
+    desk.say("rita", "/low-risk")
+
+    desk.say("sam", "The disk is not enough.\n\n" + NEW_PLAN[desk.source])
+
+    assert "risk/low" not in desk.labels and "plan/changed" in desk.labels
+    assert desk.answer("The approval of the plan was withdrawn.").startswith(
+        f"The approval of the plan was withdrawn. @{desk.name('sam')} changed the plan whose review was "
+        'waived, so "risk/low" was removed and "plan/changed" added. The changed plan needs approval '
+        "again (/approve-plan). Rule changed-plan-needs-approval, SOP S3.2:"
+    )
+    desk.move("amy", "in-progress")
+    assert desk.state == "planning" and REVIEW_MISSING in desk.answer("This change of stage was undone.")
+
+    judged = desk.say("rita", "Still a small change.\n/low-risk")
+    desk.move("amy", "in-progress")
+
+    assert desk.done("low-risk", judged, "rita")
+    assert "risk/low" in desk.labels and "plan/changed" not in desk.labels
+    assert desk.state == "in-progress"
+
+
 def test_s2_2_low_risk_waives_no_review_of_a_plan_labelled_high_risk(desk: Desk) -> None:
     desk.start("planning", "risk/high", body=PLAN[desk.source], prepared=True)
 
