@@ -720,3 +720,34 @@ def test_a_label_restricted_twice_is_refused() -> None:
         parse_policy(twice)
 
     assert "label 'risk/low' is restricted more than once" in str(refused.value)
+
+
+@pytest.mark.parametrize("locale", ["en", "zh-CN"])
+def test_a_new_plan_withdraws_both_the_approval_and_the_low_risk_judgement(locale: str) -> None:
+    policy = POLICY.model_copy(update={"locale": locale})
+    event = Event(
+        source="github",
+        kinds=frozenset({EventKind.COMMENTED}),
+        delivery_id="d-2",
+        actor=Actor("sam"),
+        issue=GITHUB_REF,
+        name="issue_comment.created",
+        comment=Comment(Actor("sam"), PLAN["github"], id="9"),
+    )
+    snapshot = _snapshot("github", labels=frozenset({APPROVED, LOW_RISK}), last_state="planning")
+
+    decision = evaluate(policy, event, snapshot, NOW)
+
+    change, comment = decision.actions
+    assert change == ChangeLabels(
+        "changed-plan-needs-approval", add=frozenset({"plan/changed"}), remove=frozenset({APPROVED, LOW_RISK})
+    )
+    assert isinstance(comment, PostComment)
+    assert comment.body.startswith(
+        {
+            "en": '**The approval of the plan was withdrawn.** @sam changed the approved plan, so "plan/approved" '
+            'and "risk/low" were removed and "plan/changed" added. The changed plan needs approval again',
+            "zh-CN": "**方案的批准已撤回。** @sam 修改了已批准的方案，因此移除了「plan/approved」、「risk/low」标签并添加了"
+            "「plan/changed」标签。变更后的方案须重新批准",
+        }[locale]
+    )
