@@ -261,7 +261,7 @@ def _commands(s: Sections) -> Iterator[Found]:
                 yield ("commands", index, where), _unknown("state", state, states)
 
 
-@_needs("workflow", "sla", "teams", "commands", "checklists")
+@_needs("workflow", "sla", "teams", "commands", "checklists", "restricted_labels")
 def _people(s: Sections) -> Iterator[Found]:
     """Every name a guard or the SLA gives for people is a team of `teams:` or a built-in."""
     known = set(s["teams"]) | set(BUILT_IN_PEOPLE)
@@ -276,6 +276,9 @@ def _people(s: Sections) -> Iterator[Found]:
                 named += [((*loc, "by"), guard.by), ((*loc, "not_by"), guard.not_by)]
     for index, command in enumerate(s["commands"]):
         named += [(("commands", index, "by"), command.by), (("commands", index, "not_by"), command.not_by)]
+    for index, restricted in enumerate(s["restricted_labels"]):
+        loc = ("restricted_labels", index)
+        named += [((*loc, "by"), restricted.by), ((*loc, "not_by"), restricted.not_by)]
     for c_index, checklist in enumerate(s["checklists"]):
         for i_index, item in enumerate(checklist.items):
             loc = ("checklists", c_index, "items", i_index)
@@ -284,6 +287,23 @@ def _people(s: Sections) -> Iterator[Found]:
         for index, name in enumerate(names):
             if name not in known:
                 yield (*loc, index), _unknown("team", name, known)
+
+
+@_needs("workflow", "restricted_labels")
+def _restricted_labels(s: Sections) -> Iterator[Found]:
+    """A label is restricted in one place: a label guard's `by`/`not_by`, or `restricted_labels`."""
+    by_guards: dict[str, str] = {}
+    for transition in s["workflow"].transitions:
+        for guard in transition.guards:
+            if isinstance(guard, LabelGuard) and (guard.by or guard.not_by):
+                by_guards.setdefault(guard.label, guard.id)
+    labels = [restricted.label for restricted in s["restricted_labels"]]
+    for index, label in enumerate(labels):
+        if label in by_guards:
+            message = f"label '{label}' is restricted already, by guard '{by_guards[label]}'"
+            yield ("restricted_labels", index, "label"), message
+        elif label in _duplicates(labels):
+            yield ("restricted_labels", index, "label"), f"label '{label}' is restricted more than once"
 
 
 @_needs("messages")
@@ -319,6 +339,8 @@ def all_rules(s: Sections) -> Iterator[tuple[Loc, Rule]]:
         yield ("commands", index), command
     if s.get("plan_changes") is not None:
         yield ("plan_changes",), s["plan_changes"]
+    for index, restricted in enumerate(s.get("restricted_labels", [])):
+        yield ("restricted_labels", index), restricted
 
 
 def _unknown(kind: str, value: str, known: set[str]) -> str:

@@ -230,6 +230,13 @@ class GuardBase(Rule):
     when_label: str | None = Field(
         default=None, description="Apply the guard only while the issue carries this label."
     )
+    unless_label: str | None = Field(
+        default=None,
+        description="Waive the guard while the issue carries this label, one that counts only when "
+        "someone allowed to add it did (`restricted_labels`, a label guard's `by`/`not_by`). Such a "
+        "guard is demanded when the work first starts: not again on a return from waiting to the "
+        "stage the issue was in, nor of an issue adopted past the earliest stage it is checked on.",
+    )
 
 
 class IntakeGuard(GuardBase):
@@ -392,6 +399,30 @@ class PlanChanges(Rule):
 
     approval_label: str = "plan/approved"
     changed_label: str = "plan/changed"
+    waiver_labels: list[str] = Field(
+        default_factory=list,
+        description="Labels that waive the plan's review (an approver's `risk/low`): withdrawn too, "
+        "with `changed_label` added, when the plan changes, for they judged the plan before.",
+    )
+
+
+class RestrictedLabel(Rule):
+    """A label only some people may add, though no guard asks for it: a judgement that waives a
+    guard (`unless_label`), such as an approver's `risk/low`. Added by anyone else, it is removed
+    at once (in `enforce` mode) with a comment that says why, and counts for nothing meanwhile."""
+
+    label: str
+    by: PeopleNames = Field(default_factory=list, description="Only these people may add the label.")
+    not_by: PeopleNames = Field(
+        default_factory=list, description="These people may not add the label, even when in `by`."
+    )
+    requirement: Text = Field(description="Who may add it and why, as told to whoever may not.")
+
+    @model_validator(mode="after")
+    def _someone_named(self) -> RestrictedLabel:
+        if not self.by and not self.not_by:
+            raise ValueError("give `by` or `not_by`: who may add the label, or who may not")
+        return self
 
 
 # --- commands -------------------------------------------------------------------------------
@@ -870,6 +901,10 @@ class Policy(Strict):
     commands: list[Command] = Field(default_factory=list, description="Slash commands in comments.")
     plan_changes: PlanChanges | None = Field(
         default=None, description="Withdraw the approval of a plan that is changed (S3.2)."
+    )
+    restricted_labels: list[RestrictedLabel] = Field(
+        default_factory=list,
+        description="Labels only some people may add, though no guard asks for them (an approver's risk/low).",
     )
     checklists: list[Checklist] = Field(default_factory=list)
     sla: Sla

@@ -198,6 +198,8 @@ KIND_VARIABLES: Mapping[MessageKind, Mapping[str, tuple[Any, ...]]] = {
     "plan-changed": {
         "actor": ("dana",),
         "approval_label": ("plan/approved",),
+        "approved": (True, False),
+        "waiver_labels": ([], ["risk/low"]),
         "changed_label": ("plan/changed",),
         "during_work": (True, False),
     },

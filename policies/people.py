@@ -19,6 +19,7 @@ from config.schema import (
     LabelGuard,
     Mode,
     Policy,
+    RestrictedLabel,
 )
 from config.templates import Markdown
 from policies.context import Context, Outcome, outcome
@@ -154,17 +155,29 @@ def looked_up(names: Iterable[str]) -> frozenset[str]:
 # --- labels only some people may add --------------------------------------------------------
 
 
-def guarded_labels(policy: Policy) -> dict[str, LabelGuard]:
-    """Each label a guard restricts (`by`/`not_by`), with the first such guard: the one cited."""
-    found: dict[str, LabelGuard] = {}
+LabelRestriction = LabelGuard | RestrictedLabel
+"""A rule that says who may add a label: a label guard's `by`/`not_by`, or `restricted_labels`."""
+
+
+def guarded_labels(policy: Policy) -> dict[str, LabelRestriction]:
+    """Each label a guard (`by`/`not_by`) or `restricted_labels` restricts, with the rule cited
+    (of a label several guards restrict, the first)."""
+    found: dict[str, LabelRestriction] = {}
     for transition in policy.workflow.transitions:
         for guard in transition.guards:
             if isinstance(guard, LabelGuard) and (guard.by or guard.not_by):
                 found.setdefault(guard.label, guard)
+    for restricted in policy.restricted_labels:
+        found.setdefault(restricted.label, restricted)
     return found
 
 
-def _added_guarded(policy: Policy, event: Event) -> list[LabelGuard]:
+def waived_by(ctx: Context, label: str | None) -> bool:
+    """Whether the issue carries `label`, a guard's `unless_label`, and it counts (`vouched_for`)."""
+    return label is not None and label in ctx.snapshot.labels and vouched_for(ctx, label)
+
+
+def _added_guarded(policy: Policy, event: Event) -> list[LabelRestriction]:
     if EventKind.LABELS_CHANGED not in event.kinds:
         return []
     guarded = guarded_labels(policy)
@@ -248,7 +261,7 @@ def check_labels_added(ctx: Context) -> Iterator[Outcome]:
         )
 
 
-def _refuse(ctx: Context, guard: LabelGuard, *, undo: bool) -> list[ChangeLabels | PostComment]:
+def _refuse(ctx: Context, guard: LabelRestriction, *, undo: bool) -> list[ChangeLabels | PostComment]:
     variables = {
         "undone": undo,
         "actor": ctx.event.actor.login,

@@ -1,7 +1,8 @@
 """S3.2: a change of an approved plan needs approval again.
 
 An edit that changes the plan section (of the issue's body or of a comment), or a new comment
-with a plan section, while the plan carries its approval: the approval label is removed, the
+with a plan section, while the plan carries its approval or a label that waived its review (an
+approver's low-risk judgement, S2.2: it judged the plan before): those labels are removed, the
 "changed" label added, and a comment says why. During implementation the work stands; a guard on
 the changed label keeps the issue from moving on until the plan is approved again.
 """
@@ -49,7 +50,12 @@ def _marker(ctx: Context) -> str:
 @router.register(EventKind.EDITED, EventKind.COMMENTED)
 def withdraw_approval(ctx: Context) -> Iterator[Outcome]:
     rule = ctx.policy.plan_changes
-    if rule is None or rule.approval_label not in ctx.snapshot.labels or not _plan_changed(ctx):
+    if rule is None:
+        return
+    labels = ctx.snapshot.labels
+    approved = rule.approval_label in labels
+    waived = [label for label in rule.waiver_labels if label in labels]
+    if not (approved or waived) or not _plan_changed(ctx):
         return
     mode = ctx.mode(rule)
     if mode == Mode.OFF:
@@ -61,6 +67,8 @@ def withdraw_approval(ctx: Context) -> Iterator[Outcome]:
         rule,
         actor=person.login,
         approval_label=rule.approval_label,
+        approved=approved,
+        waiver_labels=waived,
         changed_label=rule.changed_label,
         during_work=ctx.snapshot.last_state == "in-progress",
     )
@@ -68,14 +76,17 @@ def withdraw_approval(ctx: Context) -> Iterator[Outcome]:
         PostComment(rule.id, _marker(ctx), body, kind="plan-changed")
     ]
     if mode == Mode.ENFORCE:
-        change = ChangeLabels(
-            rule.id, add=frozenset({rule.changed_label}), remove=frozenset({rule.approval_label})
-        )
+        withdrawn = frozenset({*([rule.approval_label] if approved else []), *waived})
+        change = ChangeLabels(rule.id, add=frozenset({rule.changed_label}), remove=withdrawn)
         actions.insert(0, change)
     yield outcome(
         rule,
         mode,
         passed=False,
-        reasons=[ctx.tell("the approved plan was changed by %(login)s", login=person.login)],
+        reasons=[
+            ctx.tell("the approved plan was changed by %(login)s", login=person.login)
+            if approved
+            else ctx.tell("the plan whose review was waived was changed by %(login)s", login=person.login)
+        ],
         actions=actions,
     )

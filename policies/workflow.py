@@ -204,10 +204,37 @@ def _applies(guard: Guard, ctx: Context) -> bool:
     return guard.when_label is None or guard.when_label in ctx.snapshot.labels
 
 
+def _first_checked_in(policy: Policy, guard_id: str) -> str | None:
+    """The earliest stage (in workflow order) that a transition with this guard leaves from."""
+    sources = {
+        s for t in policy.workflow.transitions if any(g.id == guard_id for g in t.guards) for s in t.from_
+    }
+    return next((state.id for state in policy.workflow.states if state.id in sources), None)
+
+
+def _waived(guard: Guard, ctx: Context, change: StateChange) -> str | None:
+    """Why a guard with `unless_label` (a review a judgement may waive: S2.2's) is not demanded at
+    this move, `None` when it is. Waived while the label counts; otherwise demanded when the work
+    first starts: not again on a return from waiting to the stage the issue was in (an issue
+    followed since before the guard existed started without it), nor of an issue adopted past the
+    earliest stage the guard is checked on (its plan was made before sopguard saw it)."""
+    if guard.unless_label is None:
+        return None
+    if people.waived_by(ctx, guard.unless_label):
+        return ctx.tell("waived: the issue carries %(label)s", label=guard.unless_label)
+    if is_return_from_pause(ctx, change):
+        return ctx.tell("back from waiting to the stage it was in: not demanded again")
+    if ctx.snapshot.adopted and change.before != _first_checked_in(ctx.policy, guard.id):
+        return ctx.tell("adopted after the stage it is first checked on: not demanded")
+    return None
+
+
 def _guard_holds(guard: Guard, ctx: Context, change: StateChange) -> tuple[bool, tuple[str, ...]]:
     """Whether the guard holds and, if not, the particulars missing (field names, open items).
     A guard that holds only by a waiver says why."""
     snapshot = ctx.snapshot
+    if (why := _waived(guard, ctx, change)) is not None:
+        return True, (why,)
     match guard:
         case IntakeGuard():
             missing = tuple(ctx.text(f.title) for f in incomplete_fields(ctx))

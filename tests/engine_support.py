@@ -78,6 +78,7 @@ def satisfy(policy: Policy, guard: Guard, snapshot: IssueSnapshot, source: Sourc
 def break_guard(policy: Policy, guard: Guard, snapshot: IssueSnapshot, source: Source) -> IssueSnapshot:
     """The snapshot changed so that `guard` applies and does not hold."""
     labels = set(snapshot.labels) | ({guard.when_label} if guard.when_label else set())
+    labels.discard(guard.unless_label or "")
     match guard:
         case IntakeGuard():
             snapshot = replace(snapshot, fields={})

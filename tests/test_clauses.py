@@ -40,7 +40,8 @@ from policies.models import (
 from policies.needs import needs
 from policies.sla import Created, DelayAnnounced, StateChanged, issue_clocks
 from policies.sla_notices import due_notices
-from runtime.store.ledger import FollowedIssue
+from runtime.services import utc_now
+from runtime.store.ledger import FollowedIssue, LedgerUpdate
 from tests.conftest import fixture_json
 from tests.engine_support import NOW, PERSON, move, ref_for, snapshot_meeting
 from tests.github_support import (
@@ -69,6 +70,7 @@ from tests.jira_support import (
     with_settled_intake,
     with_status_change,
 )
+from tests.jira_support import Service as JiraService
 from tests.jira_support import service as jira_service
 
 POLICY = load_policy()
@@ -215,7 +217,7 @@ def test_an_issue_in_planning_without_its_preparation_is_held_and_given_it(
 def test_github_starting_the_work_unprepared_is_undone_and_prepared_it_stands(
     sopguard: Service, github: FakeGithub
 ) -> None:
-    put_in_state(sopguard, github, "planning")
+    put_in_state(sopguard, github, "planning", "plan/approved")  # the plan reviewed (S2.2)
     add_checklist(github, "preparation", open_items=1)
 
     sopguard.deliver(labelled(github, "status/in-progress", body=PLAN["github"]), "start-1")
@@ -239,6 +241,7 @@ def _jira_start_work(deployment: Deployment, *, open_item: bool) -> Scenario:
     fields = payload["issue"]["fields"]
     fields["description"] = PLAN["jira"]
     fields["assignee"] = fields.get("assignee") or fields["creator"]
+    fields["labels"] = [*fields.get("labels", []), APPROVED]
     project = payload["issue"]["key"].split("-")[0]
     fields["subtasks"] = [
         subtask_json(f"{project}-6{n}", title, "To Do" if open_item and n == 0 else "Done")
@@ -247,12 +250,26 @@ def _jira_start_work(deployment: Deployment, *, open_item: bool) -> Scenario:
     return Scenario("start the work", payload)
 
 
+APPROVED = "plan/approved"
+
+
+def _approved_in_planning(sopguard: JiraService, scenario: Scenario) -> None:
+    """The plan was reviewed in planning (S2.2): the ledger saw the approver's plan/approved."""
+    issue = scenario.payload["issue"]
+    labels = frozenset(issue["fields"]["labels"])
+    ref = IssueRef("jira", issue["key"].split("-")[0], issue["key"])
+    store = sopguard.intake.store
+    with store.engine.begin() as db:
+        store.ledger.write(db, ref, LedgerUpdate(IssueFacts(True, None, "", (), labels), (), {}), utc_now())
+
+
 @pytest.mark.parametrize("prepared", [False, True])
 def test_jira_starting_the_work_unprepared_is_moved_back_and_prepared_it_stands(
     no_network: responses.RequestsMock, tmp_path: Path, deployment: Deployment, prepared: bool
 ) -> None:
     scenario = _jira_start_work(deployment, open_item=not prepared)
     fake, sopguard = start(no_network, tmp_path / "var", scenario, deployment)
+    _approved_in_planning(sopguard, scenario)
 
     sopguard.deliver(scenario.payload, "start-1")
 

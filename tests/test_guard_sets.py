@@ -19,7 +19,13 @@ def _guard_ids(text: str, transition: str) -> list[str]:
 
 
 def test_a_set_stands_for_its_guards_in_order_wherever_it_is_used() -> None:
-    expected = ["plan-before-work", "high-risk-plan-reviewed", "owner-before-work", "prepared-before-work"]
+    expected = [
+        "plan-before-work",
+        "plan-reviewed",
+        "high-risk-plan-reviewed",
+        "owner-before-work",
+        "prepared-before-work",
+    ]
 
     assert _guard_ids(TEXT, "start-work") == [*expected, "customer-impact-confirmed"]
     assert _guard_ids(TEXT, "customer-replied-during-work") == [
@@ -42,7 +48,7 @@ def test_a_change_to_the_set_changes_every_transition_that_uses_it() -> None:
         t.id: g.label
         for t in policy.workflow.transitions
         for g in t.guards
-        if isinstance(g, LabelGuard) and g.id == "high-risk-plan-reviewed"
+        if isinstance(g, LabelGuard) and g.id == "plan-reviewed"
     }
     assert labels == {
         name: "plan/reviewed" for name in ("start-work", "customer-confirmed", "customer-replied-during-work")

@@ -9,6 +9,7 @@ engine only reads the answer from the snapshot.
 from __future__ import annotations
 
 import copy
+import datetime as dt
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -34,12 +35,13 @@ from policies.models import (
     EventKind,
     IssueSnapshot,
     PostComment,
+    Source,
 )
 from policies.needs import Needs, needs
 from policies.people import guarded_labels
-from policies.sla import Commented
+from policies.sla import Commented, Created, StateChanged
 from tests.conftest import fixture_json
-from tests.engine_support import GITHUB_REF, JIRA_REF, NOW
+from tests.engine_support import GITHUB_REF, JIRA_REF, NOW, move, snapshot_meeting
 from tests.github_support import (
     COMMENTED_AT,
     REPO,
@@ -101,9 +103,9 @@ def _snapshot(source: str, **changes: Any) -> IssueSnapshot:
 def test_teams_take_the_short_github_form_and_guards_one_name_or_several() -> None:
     text = (Path(__file__).parents[1] / "config" / "sop.yaml").read_text(encoding="utf-8")
     text = text.replace(
-        "  approvers: # the internal review of a high-risk plan (S2.2)\n"
+        "  approvers: # the internal review of a plan, and the judgement that one is low-risk (S2.2)\n"
         "    github: {associations: [OWNER, MEMBER, COLLABORATOR]}\n",
-        '  approvers: # the internal review of a high-risk plan (S2.2)\n    github: [lead-1, "@acme/service-leads"]\n',
+        '  approvers: # the reviewers\n    github: [lead-1, "@acme/service-leads"]\n',
     )
 
     policy = parse_policy(text)
@@ -111,7 +113,7 @@ def test_teams_take_the_short_github_form_and_guards_one_name_or_several() -> No
     approvers = policy.teams["approvers"]
     assert approvers.github.users == ["lead-1"] and approvers.github.teams == ["acme/service-leads"]
     guard = guarded_labels(policy)[APPROVED]
-    assert guard.id == "high-risk-plan-reviewed"
+    assert guard.id == "plan-reviewed"
     assert guard.by == ["approvers"] and guard.not_by == ["assignee", "author-of-plan"]
 
 
@@ -133,13 +135,11 @@ def test_an_approval_by_someone_outside_the_approvers_is_removed_and_explained(s
     decision = evaluate(POLICY, _label_event(source, Actor("mallory")), _snapshot(source), NOW)
 
     remove, comment = decision.actions
-    assert remove == ChangeLabels("high-risk-plan-reviewed", remove=frozenset({APPROVED}))
+    assert remove == ChangeLabels("plan-reviewed", remove=frozenset({APPROVED}))
     assert isinstance(comment, PostComment)
     assert comment.body.startswith('**The label "plan/approved" was removed.**\n@mallory may not add it:')
     assert "only approvers may, and never the assignee, the plan's author." in comment.body
-    assert comment.body.rstrip().endswith(
-        "Rule `high-risk-plan-reviewed`, SOP S2.2: " + POLICY.clause("S2.2")
-    )
+    assert comment.body.rstrip().endswith("Rule `plan-reviewed`, SOP S2.2: " + POLICY.clause("S2.2"))
     assert not decision.results[0].passed
 
 
@@ -149,7 +149,7 @@ def test_the_assignee_cannot_approve_even_as_an_approver(source: str) -> None:
 
     decision = evaluate(POLICY, _label_event(source, Actor("dana")), snapshot, NOW)
 
-    assert ChangeLabels("high-risk-plan-reviewed", remove=frozenset({APPROVED})) in decision.actions
+    assert ChangeLabels("plan-reviewed", remove=frozenset({APPROVED})) in decision.actions
 
 
 @pytest.mark.parametrize("source", ["github", "jira"])
@@ -159,7 +159,7 @@ def test_the_author_of_the_plan_cannot_approve_it(source: str) -> None:
 
     decision = evaluate(POLICY, _label_event(source, Actor("erin")), snapshot, NOW)
 
-    assert ChangeLabels("high-risk-plan-reviewed", remove=frozenset({APPROVED})) in decision.actions
+    assert ChangeLabels("plan-reviewed", remove=frozenset({APPROVED})) in decision.actions
     chinese = POLICY.model_copy(update={"locale": "zh-CN"})
     (comment,) = [
         a
@@ -177,7 +177,7 @@ def test_an_approver_who_neither_wrote_nor_owns_the_plan_approves(source: str) -
     decision = evaluate(POLICY, _label_event(source, Actor("frank")), snapshot, NOW)
 
     assert decision.actions == ()
-    assert [(r.rule_id, r.passed) for r in decision.results] == [("high-risk-plan-reviewed", True)]
+    assert [(r.rule_id, r.passed) for r in decision.results] == [("plan-reviewed", True)]
 
 
 def test_the_label_added_by_sopguard_itself_stays() -> None:
@@ -187,7 +187,7 @@ def test_the_label_added_by_sopguard_itself_stays() -> None:
 
 
 def test_in_warn_mode_the_wrong_persons_label_stays_and_is_explained() -> None:
-    warn = POLICY.model_copy(update={"rule_modes": {"high-risk-plan-reviewed": "warn"}})
+    warn = POLICY.model_copy(update={"rule_modes": {"plan-reviewed": "warn"}})
 
     decision = evaluate(warn, _label_event("github", Actor("mallory")), _snapshot("github"), NOW)
 
@@ -506,3 +506,248 @@ def test_a_restricted_label_whose_adder_is_not_known_is_removed_saying_so(source
         '**The label "plan/approved" was removed.**\nWho added it is not known: only approvers may,'
     )
     assert "@" not in comment.body
+
+
+# --- the engine: every plan reviewed unless an approver judged it low-risk (S2.2) ----------------
+
+LOW_RISK = "risk/low"
+
+
+def _ready_to_start(source: Source, *labels: str, approved: bool = False) -> IssueSnapshot:
+    """An issue in planning that meets every guard of the start of the work but the review
+    (labelled neither risk/high nor risk/low unless told)."""
+    start = POLICY.workflow.transition("planning", "in-progress")
+    assert start is not None
+    ready = snapshot_meeting(POLICY, start, source)
+    kept = (ready.labels - {APPROVED, "risk/high"}) | ({APPROVED} if approved else set())
+    return replace(ready, labels=frozenset(kept | set(labels)))
+
+
+def _verdicts(decision: Decision) -> dict[str, tuple[bool | None, tuple[str, ...]]]:
+    return {r.rule_id: (r.passed, r.reasons) for r in decision.results}
+
+
+@pytest.mark.parametrize("source", ["github", "jira"])
+def test_a_plan_nobody_labelled_is_reviewed_before_the_work_starts(source: Source) -> None:
+    decision, _ = move(POLICY, source, "planning", "in-progress", _ready_to_start(source))
+
+    verdicts = _verdicts(decision)
+    assert verdicts["plan-reviewed"][0] is False and verdicts["start-work"][0] is False
+    assert "high-risk-plan-reviewed" not in verdicts  # it applies to risk/high plans only
+    assert any(
+        isinstance(a, PostComment) and "(rule `plan-reviewed`, SOP S2.2" in a.body for a in decision.actions
+    )
+
+
+@pytest.mark.parametrize("source", ["github", "jira"])
+def test_an_approvers_low_risk_judgement_waives_the_review(source: Source) -> None:
+    decision, _ = move(POLICY, source, "planning", "in-progress", _ready_to_start(source, LOW_RISK))
+
+    verdicts = _verdicts(decision)
+    assert verdicts["plan-reviewed"] == (True, ("waived: the issue carries risk/low",))
+    assert verdicts["start-work"][0] is True
+
+
+@pytest.mark.parametrize("source", ["github", "jira"])
+def test_low_risk_waives_no_review_of_a_high_risk_plan(source: Source) -> None:
+    both = _ready_to_start(source, LOW_RISK, "risk/high")
+
+    refused, _ = move(POLICY, source, "planning", "in-progress", both)
+    reviewed, _ = move(
+        POLICY, source, "planning", "in-progress", replace(both, labels=both.labels | {APPROVED})
+    )
+
+    assert _verdicts(refused)["high-risk-plan-reviewed"][0] is False
+    assert _verdicts(refused)["start-work"][0] is False
+    assert _verdicts(reviewed)["start-work"][0] is True
+
+
+def test_a_low_risk_label_sopguard_removed_waives_nothing() -> None:
+    """A delivery older than sopguard's removal of the assignee's risk/low still shows it."""
+    seen = _ready_to_start("github", LOW_RISK)
+    removed = replace(seen, known_labels=seen.labels - {LOW_RISK})
+
+    decision, _ = move(POLICY, "github", "planning", "in-progress", removed)
+
+    assert _verdicts(decision)["plan-reviewed"][0] is False
+
+
+@pytest.mark.parametrize(("who", "teams"), [("dana", frozenset({"approvers"})), ("mallory", frozenset())])
+def test_the_assignees_or_a_passer_bys_low_risk_is_removed_and_explained(
+    who: str, teams: frozenset[str]
+) -> None:
+    snapshot = _snapshot("github", labels=frozenset({LOW_RISK}), actor_teams=teams)
+
+    decision = evaluate(POLICY, _label_event("github", Actor(who), LOW_RISK), snapshot, NOW)
+
+    remove, comment = decision.actions
+    assert remove == ChangeLabels("low-risk-judged-by-approvers", remove=frozenset({LOW_RISK}))
+    assert isinstance(comment, PostComment)
+    assert comment.body.startswith(
+        f'**The label "risk/low" was removed.**\n@{who} may not add it: only approvers may, and never '
+        "the assignee, the plan's author. Only an approver judges a plan low-risk, so that it needs no "
+        "internal review (/low-risk)."
+    )
+    assert comment.body.rstrip().endswith(
+        "Rule `low-risk-judged-by-approvers`, SOP S2.2: " + POLICY.clause("S2.2")
+    )
+
+
+def test_an_approvers_low_risk_stays_and_the_approvers_are_looked_up_for_it() -> None:
+    snapshot = _snapshot("github", labels=frozenset({LOW_RISK}), actor_teams=frozenset({"approvers"}))
+    event = _label_event("github", Actor("frank"), LOW_RISK)
+
+    decision = evaluate(POLICY, event, snapshot, NOW)
+
+    assert decision.actions == ()
+    assert [(r.rule_id, r.passed) for r in decision.results] == [("low-risk-judged-by-approvers", True)]
+    assert set(needs(POLICY, event, snapshot).teams) == {"approvers"}
+
+
+def test_jira_the_assignees_low_risk_added_with_the_move_carries_neither() -> None:
+    """A Jira transition screen with the Labels field: one update adds risk/low and starts the work."""
+    ready = _ready_to_start("jira", LOW_RISK)
+    statuses = POLICY.trackers.jira.statuses
+    event = Event(
+        source="jira",
+        kinds=frozenset({EventKind.STATUS_CHANGED, EventKind.LABELS_CHANGED}),
+        delivery_id="d-1",
+        actor=Actor("dana"),
+        issue=JIRA_REF,
+        status_before=statuses["planning"][0],
+        status_after=statuses["in-progress"][0],
+        labels_before=ready.labels - {LOW_RISK},
+        labels_after=ready.labels,
+    )
+    snapshot = replace(ready, status=statuses["in-progress"][0], last_state="planning", assignees=("dana",))
+
+    decision = evaluate(POLICY, event, snapshot, NOW)
+
+    verdicts = _verdicts(decision)
+    assert verdicts["low-risk-judged-by-approvers"][0] is False
+    assert verdicts["plan-reviewed"][0] is False and verdicts["start-work"][0] is False
+    assert ChangeLabels("low-risk-judged-by-approvers", remove=frozenset({LOW_RISK})) in decision.actions
+
+
+@pytest.mark.parametrize("source", ["github", "jira"])
+def test_back_from_waiting_to_the_work_the_review_is_not_demanded_again(source: Source) -> None:
+    """An issue sopguard followed since before every plan needed a review started without one."""
+    ready = _ready_to_start(source)
+    earlier = NOW - dt.timedelta(days=2)
+    timeline = (
+        Created(at=earlier, state="planning"),
+        StateChanged(at=earlier + dt.timedelta(hours=1), state="in-progress"),
+        StateChanged(at=earlier + dt.timedelta(days=1), state="waiting-for-customer"),
+    )
+
+    decision, _ = move(
+        POLICY, source, "waiting-for-customer", "in-progress", replace(ready, timeline=timeline)
+    )
+
+    verdicts = _verdicts(decision)
+    assert verdicts["plan-reviewed"] == (
+        True,
+        ("back from waiting to the stage it was in: not demanded again",),
+    )
+    assert verdicts["customer-replied-during-work"][0] is True
+
+
+@pytest.mark.parametrize("source", ["github", "jira"])
+def test_an_issue_adopted_past_planning_is_not_held_to_the_review_and_one_adopted_in_it_is(
+    source: Source,
+) -> None:
+    confirmed = replace(_ready_to_start(source, "customer-confirmed"), adopted=True)
+
+    past, _ = move(POLICY, source, "customer-confirmation", "in-progress", confirmed)
+    within, _ = move(POLICY, source, "planning", "in-progress", confirmed)
+
+    assert _verdicts(past)["plan-reviewed"] == (
+        True,
+        ("adopted after the stage it is first checked on: not demanded",),
+    )
+    assert _verdicts(past)["customer-confirmed"][0] is True
+    assert _verdicts(within)["plan-reviewed"][0] is False
+
+
+# --- the policy language: restricted labels ---------------------------------------------------------
+
+RESTRICTED = "restricted_labels:\n  - id: low-risk-judged-by-approvers\n"
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (
+            (
+                "    by: approvers\n    not_by: [assignee, author-of-plan] # the people",
+                "    by: aprovers\n    not_by: [assignee, author-of-plan] # the people",
+            ),
+            "unknown team 'aprovers'",
+        ),
+        (
+            ("    label: risk/low # waives", "    label: plan/approved # waives"),
+            "label 'plan/approved' is restricted already, by guard 'plan-reviewed'",
+        ),
+        (
+            ("    by: approvers\n    not_by: [assignee, author-of-plan] # the people", "    # the people"),
+            "give `by` or `not_by`",
+        ),
+    ],
+    ids=["unknown team", "restricted by a guard too", "nobody named"],
+)
+def test_a_restricted_label_is_checked_with_its_place(change: tuple[str, str], problem: str) -> None:
+    text = (Path(__file__).parents[1] / "config" / "sop.yaml").read_text(encoding="utf-8")
+    assert RESTRICTED in text and change[0] in text
+
+    with pytest.raises(PolicyError) as refused:
+        parse_policy(text.replace(*change))
+
+    assert problem in str(refused.value)
+    assert "restricted_labels" in str(refused.value)
+
+
+def test_a_label_restricted_twice_is_refused() -> None:
+    text = (Path(__file__).parents[1] / "config" / "sop.yaml").read_text(encoding="utf-8")
+    twice = text.replace(
+        RESTRICTED,
+        RESTRICTED.replace(
+            "  - id: low-risk-judged-by-approvers\n",
+            "  - {id: low-risk-again, sop: S2.2, label: risk/low, by: approvers, requirement: {en: x}}\n  - id: low-risk-judged-by-approvers\n",
+        ),
+    )
+
+    with pytest.raises(PolicyError) as refused:
+        parse_policy(twice)
+
+    assert "label 'risk/low' is restricted more than once" in str(refused.value)
+
+
+@pytest.mark.parametrize("locale", ["en", "zh-CN"])
+def test_a_new_plan_withdraws_both_the_approval_and_the_low_risk_judgement(locale: str) -> None:
+    policy = POLICY.model_copy(update={"locale": locale})
+    event = Event(
+        source="github",
+        kinds=frozenset({EventKind.COMMENTED}),
+        delivery_id="d-2",
+        actor=Actor("sam"),
+        issue=GITHUB_REF,
+        name="issue_comment.created",
+        comment=Comment(Actor("sam"), PLAN["github"], id="9"),
+    )
+    snapshot = _snapshot("github", labels=frozenset({APPROVED, LOW_RISK}), last_state="planning")
+
+    decision = evaluate(policy, event, snapshot, NOW)
+
+    change, comment = decision.actions
+    assert change == ChangeLabels(
+        "changed-plan-needs-approval", add=frozenset({"plan/changed"}), remove=frozenset({APPROVED, LOW_RISK})
+    )
+    assert isinstance(comment, PostComment)
+    assert comment.body.startswith(
+        {
+            "en": '**The approval of the plan was withdrawn.** @sam changed the approved plan, so "plan/approved" '
+            'and "risk/low" were removed and "plan/changed" added. The changed plan needs approval again',
+            "zh-CN": "**方案的批准已撤回。** @sam 修改了已批准的方案，因此移除了「plan/approved」、「risk/low」标签并添加了"
+            "「plan/changed」标签。变更后的方案须重新批准",
+        }[locale]
+    )

@@ -60,6 +60,8 @@ VARIABLES: dict[str, dict[str, Any]] = {
     "plan-changed": {
         "actor": "dana",
         "approval_label": "plan/approved",
+        "approved": True,
+        "waiver_labels": [],
         "changed_label": "plan/changed",
         "during_work": True,
     },

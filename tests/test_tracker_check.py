@@ -415,6 +415,7 @@ def test_the_labels_the_policy_uses_include_its_guards() -> None:
         "sop-checklist",
     } <= set(labels)
     assert {"plan/approved", "risk/high", "affects-customer", "customer-confirmed"} <= set(labels)
+    assert "risk/low" in labels  # an approver's judgement that waives the review (S2.2)
 
 
 def test_check_needs_a_target_and_credentials(monkeypatch: pytest.MonkeyPatch) -> None:

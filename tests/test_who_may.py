@@ -95,8 +95,9 @@ class Desk(ABC):
     # --- what people do -------------------------------------------------------------------
 
     @abstractmethod
-    def start(self, state: str, *labels: str, body: str = "") -> None:
-        """The issue as sopguard already follows it: in `state`, with these labels and body."""
+    def start(self, state: str, *labels: str, body: str = "", prepared: bool = False) -> None:
+        """The issue as sopguard already follows it: in `state`, with these labels and body; its
+        preparation done when past planning, or when `prepared`."""
 
     @abstractmethod
     def say(self, who: str, text: str) -> str:
@@ -194,14 +195,14 @@ class GithubDesk(Desk):
     def ref(self) -> IssueRef:
         return IssueRef("github", REPO, "1")
 
-    def start(self, state: str, *labels: str, body: str = "") -> None:
+    def start(self, state: str, *labels: str, body: str = "", prepared: bool = False) -> None:
         self.body = form_body() + ("\n\n" + body if body else "")
         closed = state in self.policy.trackers.github.closed_states
         self.github.state = "closed" if closed else "open"
         status = [] if closed else [self.policy.trackers.github.status_label(state)]
         settled = self.policy.trackers.github.priority_label("P4")  # what the form's answers give
         self.github.labels = [*status, settled, *labels]
-        if state in PREPARED:
+        if prepared or state in PREPARED:
             add_checklist(self.github, "preparation")
         self._remember(state, IssueFacts(not closed, "P2", "carol", ("amy",), frozenset(self.github.labels)))
 
@@ -322,11 +323,11 @@ class JiraDesk(Desk):
     def _status(self, state: str) -> str:
         return self.policy.trackers.jira.statuses[state][0]
 
-    def start(self, state: str, *labels: str, body: str = "") -> None:
+    def start(self, state: str, *labels: str, body: str = "", prepared: bool = False) -> None:
         self.body = body
         self.jira.status = self._status(state)
         self.jira.labels = list(labels)
-        if state in PREPARED:
+        if prepared or state in PREPARED:
             self.jira.subtasks = [
                 subtask_json(f"OPS-{60 + n}", title, "Done") for n, title in enumerate(preparation_titles())
             ]
@@ -497,15 +498,16 @@ def test_s2_2_the_approval_label_of_the_owner_is_removed_and_a_reviewers_stays(d
     assert "plan/approved" not in desk.labels
     assert desk.answer('The label "plan/approved" was removed.') == (
         f'The label "plan/approved" was removed. @{desk.name("amy")} may not add it: only approvers may, '
-        "and never the assignee, the plan's author. A high-risk plan carries the plan/approved label "
-        "from its internal review. Rule high-risk-plan-reviewed, SOP S2.2: Write a service plan (steps, "
-        "time, risks, resources); high-risk plans pass an internal review."
+        "and never the assignee, the plan's author. The plan carries the plan/approved label from its "
+        "internal review (/approve-plan), unless an approver judged it low-risk (/low-risk). Rule "
+        "plan-reviewed, SOP S2.2: Write a service plan (steps, time, risks, resources); high-risk plans "
+        "pass an internal review."
     )
 
     desk.label("rita", "plan/approved")
 
     assert "plan/approved" in desk.labels and len(desk.answers()) == 1
-    assert desk.passed("high-risk-plan-reviewed") == [False, True]
+    assert desk.passed("plan-reviewed") == [False, True]
 
 
 def test_s2_2_approve_plan_by_the_owner_or_the_plans_author_is_refused_and_by_a_reviewer_done(
@@ -551,11 +553,141 @@ def test_s2_2_whoever_wrote_the_plan_into_the_issue_cannot_approve_it(desk: Desk
     assert "plan/approved" in desk.labels and desk.done("approve-plan", approval, "sam")
 
 
+# --- S2.2: every plan is reviewed, unless an approver judged it low-risk -------------------------
+
+NEVER_THE_REVIEWED = "approvers may, and never the assignee, the plan's author"
+REVIEW_MISSING = (
+    "The plan carries the plan/approved label from its internal review (/approve-plan), unless an "
+    "approver judged it low-risk (/low-risk) (rule plan-reviewed, SOP S2.2"
+)
+
+
+def undone(desk: Desk) -> list[str]:
+    return [text for text in desk.answers() if text.startswith("This change of stage was undone.")]
+
+
+def test_s2_2_the_owner_cannot_start_an_unreviewed_plan_nor_judge_it_low_risk(desk: Desk) -> None:
+    desk.start("planning", body=PLAN[desk.source], prepared=True)
+
+    desk.move("amy", "in-progress")
+
+    assert desk.state == "planning"  # undone: nobody labelled it, so it is reviewed
+    assert REVIEW_MISSING in desk.answer("This change of stage was undone.")
+
+    desk.label("amy", "risk/low")
+    desk.say("amy", "/low-risk")
+
+    assert "risk/low" not in desk.labels
+    assert desk.answer('The label "risk/low" was removed.') == (
+        f'The label "risk/low" was removed. @{desk.name("amy")} may not add it: only {NEVER_THE_REVIEWED}. '
+        "Only an approver judges a plan low-risk, so that it needs no internal review (/low-risk). Rule "
+        "low-risk-judged-by-approvers, SOP S2.2: Write a service plan (steps, time, risks, resources); "
+        "high-risk plans pass an internal review."
+    )
+    assert desk.answer("/low-risk was not carried out.").startswith(
+        not_allowed(desk, "low-risk", "amy", NEVER_THE_REVIEWED)
+    )
+
+    desk.move("amy", "in-progress")
+
+    assert desk.state == "planning" and len(undone(desk)) == 2
+    assert desk.passed("plan-reviewed") == [False, False]
+    assert desk.passed("low-risk-judged-by-approvers") == [False]
+
+
+def test_s2_2_the_plans_author_cannot_judge_it_low_risk_though_an_approver(desk: Desk) -> None:
+    desk.start("planning", prepared=True)
+    desk.say("sam", NEW_PLAN[desk.source])  # Sam, of the approvers, writes the plan; Amy owns the issue
+
+    desk.label("sam", "risk/low")
+    desk.say("sam", "Small change.\n/low-risk")
+    desk.move("amy", "in-progress")
+
+    assert "risk/low" not in desk.labels and desk.state == "planning"
+    assert desk.answer('The label "risk/low" was removed.').startswith(
+        f'The label "risk/low" was removed. @{desk.name("sam")} may not add it: only {NEVER_THE_REVIEWED}.'
+    )
+    assert desk.answer("/low-risk was not carried out.").startswith(
+        not_allowed(desk, "low-risk", "sam", NEVER_THE_REVIEWED)
+    )
+    assert REVIEW_MISSING in desk.answer("This change of stage was undone.")
+
+
+@pytest.mark.parametrize("how", ["command", "label"])
+def test_s2_2_an_approvers_low_risk_judgement_lets_the_work_start_without_review(
+    desk: Desk, how: str
+) -> None:
+    desk.start("planning", body=PLAN[desk.source], prepared=True)
+
+    if how == "command":
+        judged = desk.say("rita", "A disk swap we do every week.\n/low-risk")
+        assert desk.done("low-risk", judged, "rita")
+    else:
+        desk.label("rita", "risk/low")
+    desk.move("amy", "in-progress")
+
+    assert "risk/low" in desk.labels and "plan/approved" not in desk.labels
+    assert desk.state == "in-progress" and not undone(desk)
+    assert desk.passed("plan-reviewed") == [True]
+
+
+def test_s2_2_an_approvers_review_lets_the_work_start(desk: Desk) -> None:
+    desk.start("planning", body=PLAN[desk.source], prepared=True)
+
+    approval = desk.say("rita", "LGTM\n/approve-plan")
+    desk.move("amy", "in-progress")
+
+    assert desk.done("approve-plan", approval, "rita")
+    assert desk.state == "in-progress" and not undone(desk)
+    assert desk.passed("plan-reviewed") == [True]
+
+
+def test_s2_2_a_plan_changed_after_its_low_risk_judgement_is_judged_or_reviewed_again(desk: Desk) -> None:
+    desk.start("planning", body=PLAN[desk.source], prepared=True)
+    desk.say("rita", "/low-risk")
+
+    desk.say("sam", "The disk is not enough.\n\n" + NEW_PLAN[desk.source])
+
+    assert "risk/low" not in desk.labels and "plan/changed" in desk.labels
+    assert desk.answer("The approval of the plan was withdrawn.").startswith(
+        f"The approval of the plan was withdrawn. @{desk.name('sam')} changed the plan whose review was "
+        'waived, so "risk/low" was removed and "plan/changed" added. The changed plan needs approval '
+        "again (/approve-plan). Rule changed-plan-needs-approval, SOP S3.2:"
+    )
+    desk.move("amy", "in-progress")
+    assert desk.state == "planning" and REVIEW_MISSING in desk.answer("This change of stage was undone.")
+
+    judged = desk.say("rita", "Still a small change.\n/low-risk")
+    desk.move("amy", "in-progress")
+
+    assert desk.done("low-risk", judged, "rita")
+    assert "risk/low" in desk.labels and "plan/changed" not in desk.labels
+    assert desk.state == "in-progress"
+
+
+def test_s2_2_low_risk_waives_no_review_of_a_plan_labelled_high_risk(desk: Desk) -> None:
+    desk.start("planning", "risk/high", body=PLAN[desk.source], prepared=True)
+
+    desk.say("rita", "/low-risk")
+    desk.move("amy", "in-progress")
+
+    assert desk.state == "planning"
+    assert "A high-risk plan carries the plan/approved label from its internal review, even when also " in (
+        desk.answer("This change of stage was undone.")
+    )
+
+    desk.say("sam", "/approve-plan")
+    desk.move("amy", "in-progress")
+
+    assert desk.state == "in-progress"
+    assert desk.passed("high-risk-plan-reviewed") == [False, True]
+
+
 # --- S2.4: the customer confirms the plan themselves ----------------------------------------------
 
 
 def test_s2_4_the_agents_confirmation_is_refused_and_the_customers_lets_the_work_start(desk: Desk) -> None:
-    desk.start("customer-confirmation", body=PLAN[desk.source])
+    desk.start("customer-confirmation", "plan/approved", body=PLAN[desk.source])  # reviewed in planning
 
     desk.label("amy", "customer-confirmed")
     assert "customer-confirmed" not in desk.labels
@@ -769,6 +901,7 @@ def test_the_readmes_answers_are_the_ones_posted(no_network: responses.RequestsM
     desk = GithubDesk(no_network, tmp_path, POLICY)
     desk.start("planning", "risk/high")
     desk.say("amy", "/approve-plan")
+    desk.say("amy", "/low-risk")
     desk.start("customer-confirmation", body=PLAN["github"])
     desk.say("amy", "/confirm")
     desk.start("verification")
@@ -786,4 +919,4 @@ def test_the_readmes_answers_are_the_ones_posted(no_network: responses.RequestsM
 
     posted = {body.split("\n\n")[0] for body in desk.github.our_comments()}
     shown = _readme_answers()
-    assert len(shown) == 10 and shown == posted
+    assert len(shown) == 11 and shown == posted

@@ -265,6 +265,8 @@ def _zh_values() -> dict[MessageKind, dict[str, tuple[Any, ...]]]:
         "plan-changed": {
             "actor": ("dana",),
             "approval_label": ("plan/approved",),
+            "approved": (True, False),
+            "waiver_labels": ([], ["risk/low"]),
             "changed_label": ("plan/changed",),
             "during_work": (True, False),
         },

@@ -31,6 +31,10 @@ def policy_labels(policy: Policy) -> dict[str, str]:
                 labels.setdefault(guard.label, f"guard '{guard.id}' ({guard.sop})")
             if guard.when_label:
                 labels.setdefault(guard.when_label, f"when guard '{guard.id}' applies ({guard.sop})")
+            if guard.unless_label:
+                labels.setdefault(guard.unless_label, f"when guard '{guard.id}' is waived ({guard.sop})")
+    for restricted in policy.restricted_labels:
+        labels.setdefault(restricted.label, f"restricted label '{restricted.id}' ({restricted.sop})")
     return labels
 
 
