@@ -100,6 +100,9 @@ def test_guards_become_jira_expressions(default_policy: Policy) -> None:
     assert validators[("start-work", "high-risk-plan-reviewed")].expression == (
         '!issue.labels.includes("risk/high") || (issue.labels.includes("plan/approved"))'
     )
+    assert validators[("start-work", "plan-reviewed")].expression == (  # waived by an approver's risk/low
+        'issue.labels.includes("risk/low") || (issue.labels.includes("plan/approved"))'
+    )
     assert validators[("close-after-acceptance", "customer-accepted")].expression == (
         '["Customer acceptance: The customer confirms the result"].every(title => issue.subtasks.some('
         'task => task.summary == title && task.status.category.key == "done"))'

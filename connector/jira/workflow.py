@@ -237,6 +237,10 @@ def expression(policy: Policy, guard: Guard, field_ids: Mapping[str, str]) -> tu
 
 
 def _conditional(guard: Guard, text: str) -> str:
+    """The guard's expression as Jira should hold it: only while its `when_label` is there, never
+    while its `unless_label` is."""
+    if guard.unless_label is not None:
+        text = f"issue.labels.includes({_quote(guard.unless_label)}) || ({text})"
     if guard.when_label is None:
         return text
     return f"!issue.labels.includes({_quote(guard.when_label)}) || ({text})"
