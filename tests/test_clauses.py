@@ -65,6 +65,7 @@ from tests.jira_support import (
     fake_for,
     follow,
     start,
+    status_json,
     subtask_json,
     with_settled_intake,
     with_status_change,
@@ -195,21 +196,84 @@ def test_an_issue_in_progress_from_before_the_rule_is_not_held_to_it_back_from_w
 
 
 @pytest.mark.parametrize("source", ["github", "jira"])
-@pytest.mark.parametrize("adopted", [True, False])
-def test_an_issue_in_planning_without_its_preparation_is_held_and_given_it(
-    source: Source, adopted: bool
+@pytest.mark.parametrize(
+    ("before", "adopted"), [("planning", True), ("planning", False), ("customer-confirmation", False)]
+)
+def test_an_issue_without_its_preparation_is_held_and_given_it(
+    source: Source, before: str, adopted: bool
 ) -> None:
-    """Adopted in planning, or followed since before planning made the checklist: the start is
-    undone, and the checklist it lacks is made in the stage it returns to."""
-    start_work = POLICY.workflow.transition("planning", "in-progress")
+    """Adopted in planning, or followed since before planning made the checklist (in planning or
+    in customer confirmation, which makes none): the start is undone, and the checklist it lacks
+    is made in the stage it returns to, so the work can start once it is done."""
+    start_work = POLICY.workflow.transition(before, "in-progress")
     assert start_work is not None
     lacking = replace(snapshot_meeting(POLICY, start_work, source), subtasks=(), adopted=adopted)
 
-    decision, _ = move(POLICY, source, "planning", "in-progress", lacking)
+    decision, _ = move(POLICY, source, before, "in-progress", lacking)
 
     assert "prepared-before-work" in {r.rule_id for r in decision.violations}
     (created,) = [a for a in decision.actions if isinstance(a, CreateSubtasks)]
     assert list(created.titles) == _titles(source, "preparation")
+
+
+@pytest.mark.parametrize("source", ["github", "jira"])
+def test_a_deleted_preparation_item_is_made_again_when_the_start_is_undone(source: Source) -> None:
+    start_work = POLICY.workflow.transition("customer-confirmation", "in-progress")
+    assert start_work is not None
+    ready = snapshot_meeting(POLICY, start_work, source)
+    first = _titles(source, "preparation")[0]
+    deleted = replace(ready, subtasks=tuple(s for s in ready.subtasks if s.title != first))
+
+    decision, _ = move(POLICY, source, "customer-confirmation", "in-progress", deleted)
+
+    assert "prepared-before-work" in {r.rule_id for r in decision.violations}
+    (created,) = [a for a in decision.actions if isinstance(a, CreateSubtasks)]
+    assert list(created.titles) == [first]
+
+
+def test_github_a_legacy_issue_in_customer_confirmation_is_given_its_preparation_and_starts(
+    sopguard: Service, github: FakeGithub
+) -> None:
+    """Followed since before planning made the preparation: no sub-issues. The start is undone,
+    the preparation is made, and done it lets the work start."""
+    put_in_state(sopguard, github, "customer-confirmation", "customer-confirmed")
+
+    sopguard.deliver(labelled(github, "status/in-progress", body=PLAN["github"]), "start-1")
+
+    assert "status/customer-confirmation" in github.labels and "status/in-progress" not in github.labels
+    assert [s["title"] for s in github.sub_issues] == _titles("github", "preparation")
+    assert any("`prepared-before-work`, SOP S3.1" in c for c in github.our_comments())
+
+    for sub in github.sub_issues:
+        sub["state"] = "closed"
+    github.labels.remove("status/customer-confirmation")
+    sopguard.deliver(labelled(github, "status/in-progress", body=PLAN["github"]), "start-2")
+
+    assert [label for label in github.labels if label.startswith("status/")] == ["status/in-progress"]
+    assert sopguard.intake.store.ledger.memory(REF).last_state == "in-progress"
+
+
+def test_jira_a_legacy_issue_in_customer_confirmation_is_given_its_preparation_and_starts(
+    no_network: responses.RequestsMock, tmp_path: Path, deployment: Deployment
+) -> None:
+    scenario = _jira_start_work(deployment, open_item=False, before="Customer Confirmation", subtasks=False)
+    fake, sopguard = start(no_network, tmp_path / "var", scenario, deployment)
+
+    sopguard.deliver(scenario.payload, "start-1")
+
+    assert fake.status == "Customer Confirmation"
+    assert fake.subtask_summaries() == _titles("jira", "preparation")
+    assert any("prepared-before-work" in _jira_text(fake, c) for c in fake.our_comments())
+
+    fake.status = "In Progress"
+    payload = copy.deepcopy(scenario.payload)
+    payload["issue"]["fields"]["subtasks"] = [
+        {**s, "fields": {**s["fields"], "status": status_json("Done")}} for s in fake.subtasks
+    ]
+    sopguard.deliver(payload, "start-2")
+
+    assert fake.status == "In Progress"
+    fake.check_against_openapi()
 
 
 def test_github_starting_the_work_unprepared_is_undone_and_prepared_it_stands(
@@ -233,16 +297,20 @@ def test_github_starting_the_work_unprepared_is_undone_and_prepared_it_stands(
     assert sopguard.intake.store.ledger.memory(REF).last_state == "in-progress"
 
 
-def _jira_start_work(deployment: Deployment, *, open_item: bool) -> Scenario:
+def _jira_start_work(
+    deployment: Deployment, *, open_item: bool, before: str = "Planning", subtasks: bool = True
+) -> Scenario:
     base = fixture_json("jira", CLOUD_TRANSITION if deployment is CLOUD else DC_STARTED)
-    payload = with_settled_intake(with_status_change(base, "Planning", "In Progress"))
+    payload = with_settled_intake(with_status_change(base, before, "In Progress"))
     fields = payload["issue"]["fields"]
     fields["description"] = PLAN["jira"]
     fields["assignee"] = fields.get("assignee") or fields["creator"]
+    fields["labels"] = [*(fields.get("labels") or []), "customer-confirmed"]
     project = payload["issue"]["key"].split("-")[0]
     fields["subtasks"] = [
         subtask_json(f"{project}-6{n}", title, "To Do" if open_item and n == 0 else "Done")
         for n, title in enumerate(_titles("jira", "preparation"))
+        if subtasks
     ]
     return Scenario("start the work", payload)
 
