@@ -80,14 +80,25 @@ def _reason_in(text: str) -> str:
     return rest if re.search(r"\w", rest) else ""
 
 
+def delay_section(policy: Policy, event: Event, comment: Comment) -> str:
+    """The comment's delay section (`sla.delay_notice.headings`), empty without one."""
+    rule = policy.sla.delay_notice
+    return find_section(comment.body, rule.headings, event.source) if rule is not None else ""
+
+
+def gives_notices(ctx: Context, comment: Comment) -> bool:
+    """Whether the comment's author is one whose delay section is a notice (`sla.delay_notice.by`,
+    the service team unless the policy says otherwise): a customer's "### Delay" is not the team's."""
+    rule = ctx.policy.sla.delay_notice
+    return rule is not None and people.allowed(ctx, comment.author, rule.by, rule.not_by)
+
+
 def section_notice(ctx: Context, comment: Comment) -> DelayNotice | None:
     """The comment's delay section read as a notice: its first date is the new date, the rest of
-    the section (without the words that introduce the date) the reason; `None` without a section."""
-    notice = ctx.policy.sla.delay_notice
-    if notice is None:
-        return None
-    text = find_section(comment.body, notice.headings, ctx.event.source)
-    if not text:
+    the section (without the words that introduce the date) the reason; `None` without a section,
+    or when its author gives no delay notices."""
+    text = delay_section(ctx.policy, ctx.event, comment)
+    if not text or not gives_notices(ctx, comment):
         return None
     date, rest = _date_in(text)
     return check_notice(ctx, comment, date, _reason_in(rest))
@@ -188,7 +199,16 @@ def record_follow_up(ctx: Context) -> Iterator[Outcome]:
         return
     rule = ctx.policy.sla.delay_notice
     notice = section_notice(ctx, comment) if rule is not None else None
-    if rule is not None and notice is not None and ctx.mode(rule) != Mode.OFF:
+    if rule is not None and ctx.mode(rule) != Mode.OFF and notice is None:
+        if delay_section(ctx.policy, ctx.event, comment):
+            # Not answered: a refusal would tell a customer or a passer-by of a rule not theirs.
+            reason = ctx.tell(
+                "not a delay notice: %(login)s is not one who gives them (%(by)s)",
+                login=comment.author.login,
+                by=i18n.listing(people.shown(ctx, rule.by), ctx.policy.locale),
+            )
+            yield outcome(rule, ctx.mode(rule), passed=True, reasons=[reason])
+    elif rule is not None and notice is not None and ctx.mode(rule) != Mode.OFF:
         if notice.valid:
             reason = ctx.tell(
                 "delay announced by %(login)s: new date %(date)s",

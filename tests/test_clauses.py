@@ -687,12 +687,74 @@ def test_github_a_delay_notice_without_a_date_is_answered_and_one_with_it_record
     ]
 
 
-def _github_comment(body: str, comment_id: int) -> dict[str, Any]:
+def _github_comment(
+    body: str, comment_id: int, *, login: str = "dana", association: str = "MEMBER"
+) -> dict[str, Any]:
     payload = copy.deepcopy(fixture_json("github", "issue_comment__created.json"))
-    payload["comment"].update(body=body, id=comment_id, author_association="MEMBER")
+    payload["comment"].update(body=body, id=comment_id, author_association=association)
     for person in (payload["comment"]["user"], payload["sender"]):
-        person.update(login="dana", id=77)
+        person.update(login=login, id=77)
     return payload
+
+
+@pytest.mark.parametrize("source", ["github", "jira"])
+@pytest.mark.parametrize("body", [DELAY["github"], "### Delay\n\nI am away next week."])
+def test_a_delay_section_by_someone_outside_the_team_is_no_notice_and_not_answered(
+    source: Source, body: str
+) -> None:
+    """The reporter's own "### Delay" (valid or not) is not the team telling the customer."""
+    text = body if source == "github" else body.replace("### Delay\n\n", "h3. Delay\n")
+    event = replace(_commented(source, text), actor=Actor("carol"))
+    assert event.comment is not None
+    event = replace(event, comment=replace(event.comment, author=Actor("carol")))
+    snapshot = replace(_followed(source), actor_teams=frozenset())
+
+    decision = evaluate(POLICY, event, snapshot, NOW)
+
+    assert not [a for a in decision.actions if isinstance(a, PostComment)]
+    (audited,) = [r for r in decision.results if r.rule_id == "delay-announced"]
+    assert audited.passed
+    assert audited.reasons == ("not a delay notice: carol is not one who gives them (the service team)",)
+    assert _delays(source, event, snapshot) == []
+
+
+def test_a_policy_can_say_who_gives_delay_notices() -> None:
+    assert POLICY.sla.delay_notice is not None and POLICY.sla.delay_notice.by == ["team-members"]
+    reporters = POLICY.model_copy(
+        update={
+            "sla": POLICY.sla.model_copy(
+                update={
+                    "delay_notice": POLICY.sla.delay_notice.model_copy(
+                        update={"by": ["reporter", "team-members"]}
+                    )
+                }
+            )
+        }
+    )
+    event = replace(_commented("github", DELAY["github"]), actor=Actor("carol"))
+    assert event.comment is not None
+    event = replace(event, comment=replace(event.comment, author=Actor("carol")))
+    snapshot = replace(_followed("github"), actor_teams=frozenset())
+    decision = evaluate(reporters, event, snapshot, NOW)
+    facts = IssueFacts(True, "P1", "carol", (), frozenset())
+    entries = timeline_entries(reporters, event, snapshot, decision, facts, "P1", NOW)
+    assert [e.author for e in entries if isinstance(e, DelayAnnounced)] == ["carol"]
+
+
+def test_github_a_customers_delay_section_is_not_recorded_nor_answered(
+    sopguard: Service, github: FakeGithub
+) -> None:
+    put_in_state(sopguard, github, "in-progress")
+
+    customer = _github_comment(DELAY["github"], 501, login="carol", association="NONE")
+    sopguard.deliver(customer, "delay-1", "issue_comment")
+
+    assert list(github.our_comments()) == []
+    assert not [
+        e for e in _timeline_of(sopguard.intake.store.ledger.one(REF)) if isinstance(e, DelayAnnounced)
+    ]
+    (audited,) = [e for e in sopguard.intake.store.audit.entries() if e.rule_id == "delay-announced"]
+    assert audited.passed and "not a delay notice: carol" in audited.reasons[0]
 
 
 @pytest.mark.parametrize("public", [False, True])
@@ -703,6 +765,7 @@ def test_jira_an_internal_note_with_a_delay_section_does_not_tell_the_customer(
     payload["comment"].update(body=DELAY["jira"], jsdPublic=public, author=_jira_person(deployment, "dana"))
     issue = {"issue": {"key": payload["issue"]["key"], "fields": {"status": {"name": "In Progress"}}}}
     fake = fake_for(no_network, deployment, issue)
+    fake.in_role("Developers", users=["dana"])
     sopguard = jira_service(tmp_path, deployment)
     follow(sopguard, issue)
 
@@ -718,6 +781,29 @@ def test_jira_an_internal_note_with_a_delay_section_does_not_tell_the_customer(
     text = _jira_text(fake, answer)
     assert "This delay notice does not count as telling the customer." in text
     assert "it is an internal note, which the customer cannot read" in text and "S3.3" in text
+    fake.check_against_openapi()
+
+
+def test_jira_a_customers_delay_section_is_not_recorded_nor_answered(
+    tmp_path: Path, no_network: responses.RequestsMock, deployment: Deployment
+) -> None:
+    payload = copy.deepcopy(fixture_json("jira", "mattermost__webhook-cloud-comment-created.json"))
+    payload["comment"].update(body=DELAY["jira"], jsdPublic=True, author=_jira_person(deployment, "carol"))
+    issue = {"issue": {"key": payload["issue"]["key"], "fields": {"status": {"name": "In Progress"}}}}
+    fake = fake_for(no_network, deployment, issue)
+    fake.in_role("Developers", users=["dana"])
+    sopguard = jira_service(tmp_path, deployment)
+    follow(sopguard, issue)
+
+    sopguard.deliver(payload, "delay-1")
+
+    ref = IssueRef("jira", fake.project, fake.key)
+    assert not [
+        e for e in _timeline_of(sopguard.intake.store.ledger.one(ref)) if isinstance(e, DelayAnnounced)
+    ]
+    assert fake.our_comments() == []
+    (audited,) = [e for e in sopguard.intake.store.audit.entries() if e.rule_id == "delay-announced"]
+    assert audited.passed and "not a delay notice: " in audited.reasons[0]
     fake.check_against_openapi()
 
 
