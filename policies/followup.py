@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from config import i18n
@@ -13,10 +13,19 @@ from config.schema import Mode, Policy, Rule
 from config.templates import Markdown
 from policies import people
 from policies.context import Context, Outcome, outcome
-from policies.models import Action, ChangeLabels, Comment, Event, EventKind, IssueSnapshot, PostComment
+from policies.models import (
+    Action,
+    ChangeLabels,
+    Comment,
+    CommentPolicy,
+    Event,
+    EventKind,
+    IssueSnapshot,
+    PostComment,
+)
 from policies.render import render
 from policies.router import Router
-from policies.sla import issue_clocks
+from policies.sla import DelayAnnounced, issue_clocks
 from policies.text import find_section
 
 router = Router()
@@ -88,9 +97,16 @@ def delay_section(policy: Policy, event: Event, comment: Comment) -> str:
 
 def gives_notices(ctx: Context, comment: Comment) -> bool:
     """Whether the comment's author is one whose delay section is a notice (`sla.delay_notice.by`,
-    the service team unless the policy says otherwise): a customer's "### Delay" is not the team's."""
+    the service team unless the policy says otherwise): a customer's "### Delay" is not the team's.
+    An edit counts only as its author's own (the teams looked up are the editor's)."""
     rule = ctx.policy.sla.delay_notice
-    return rule is not None and people.allowed(ctx, comment.author, rule.by, rule.not_by)
+    if rule is None:
+        return False
+    if edited(ctx.event) and not people.same_person(
+        comment.author, ctx.event.actor.login, ctx.event.actor.id
+    ):
+        return False
+    return people.allowed(ctx, comment.author, rule.by, rule.not_by)
 
 
 def section_notice(ctx: Context, comment: Comment) -> DelayNotice | None:
@@ -104,9 +120,29 @@ def section_notice(ctx: Context, comment: Comment) -> DelayNotice | None:
     return check_notice(ctx, comment, date, _reason_in(rest))
 
 
+def given_at(ctx: Context, comment: Comment) -> dt.datetime:
+    """When the comment's notice was given: when it was written, or for an edit the edit's time
+    (a notice put right by an edit after the deadline is late)."""
+    if edited(ctx.event):
+        return ctx.event.at or ctx.now
+    return comment.at or ctx.event.at or ctx.now
+
+
+def announced(timeline: Sequence[object], comment: Comment) -> bool:
+    """Whether the comment's delay notice is in the timeline already: one comment, one notice."""
+    for entry in timeline:
+        if not isinstance(entry, DelayAnnounced):
+            continue
+        if entry.comment_id and entry.comment_id == comment.id:
+            return True
+        if not entry.comment_id and entry.at == comment.at and entry.author == comment.author.login:
+            return True  # recorded by an earlier release, which kept no comment id
+    return False
+
+
 def check_notice(ctx: Context, comment: Comment, date: dt.date | None, reason: str) -> DelayNotice:
     """Whether a notice with this date and reason, given in `comment`, counts (S3.3)."""
-    at = comment.at or ctx.event.at or ctx.now
+    at = given_at(ctx, comment)
     problems: list[str] = []
     if not comment.public:
         problems.append(INTERNAL)
@@ -142,14 +178,14 @@ def refuse_notice(ctx: Context, rule: Rule, notice: DelayNotice, comment: Commen
         deadline=Markdown(i18n.instant(notice.deadline, locale)) if notice.deadline else Markdown(),
         new_date=Markdown(i18n.day(notice.new_date, locale)) if notice.new_date else Markdown(),
     )
-    return PostComment(
-        rule.id, f"delay-refused:{comment.id or ctx.event.delivery_id}", body, kind="delay-refused"
-    )
+    # An edit that still does not count brings the answer up to date (the same marker).
+    again = CommentPolicy.UPSERT if edited(ctx.event) else CommentPolicy.ONCE
+    marker = f"delay-refused:{comment.id or ctx.event.delivery_id}"
+    return PostComment(rule.id, marker, body, on_existing=again, kind="delay-refused")
 
 
 def edited(event: Event) -> bool:
-    """An edit of a comment (GitHub `issue_comment.edited`, Jira `comment_updated`): its notice
-    was answered when it was written, under the comment's marker."""
+    """An edit of a comment (GitHub `issue_comment.edited`, Jira `comment_updated`)."""
     return event.name.endswith(".edited") or event.name in ("comment_updated", "issue_comment_edited")
 
 
@@ -197,33 +233,7 @@ def record_follow_up(ctx: Context) -> Iterator[Outcome]:
     comment = ctx.event.comment
     if comment is None:
         return
-    rule = ctx.policy.sla.delay_notice
-    notice = section_notice(ctx, comment) if rule is not None else None
-    if rule is not None and ctx.mode(rule) != Mode.OFF and notice is None:
-        if delay_section(ctx.policy, ctx.event, comment):
-            # Not answered: a refusal would tell a customer or a passer-by of a rule not theirs.
-            reason = ctx.tell(
-                "not a delay notice: %(login)s is not one who gives them (%(by)s)",
-                login=comment.author.login,
-                by=i18n.listing(people.shown(ctx, rule.by), ctx.policy.locale),
-            )
-            yield outcome(rule, ctx.mode(rule), passed=True, reasons=[reason])
-    elif rule is not None and notice is not None and ctx.mode(rule) != Mode.OFF:
-        if notice.valid:
-            reason = ctx.tell(
-                "delay announced by %(login)s: new date %(date)s",
-                login=comment.author.login,
-                date=notice.new_date.isoformat() if notice.new_date else "",
-            )
-            yield outcome(rule, ctx.mode(rule), passed=True, reasons=[reason])
-        elif not edited(ctx.event):
-            yield outcome(
-                rule,
-                ctx.mode(rule),
-                passed=False,
-                reasons=[refusal_reason(ctx, notice)],
-                actions=[refuse_notice(ctx, rule, notice, comment)],
-            )
+    yield from _delay_notice(ctx, comment)
     score = rating(ctx.policy, ctx.snapshot, comment)
     satisfaction = ctx.policy.sla.satisfaction
     if score is not None and satisfaction is not None:
@@ -236,6 +246,40 @@ def record_follow_up(ctx: Context) -> Iterator[Outcome]:
             passed=not low,
             reasons=[ctx.tell("rated %(score)s of 5", score=score)],
             actions=actions,
+        )
+
+
+def _delay_notice(ctx: Context, comment: Comment) -> Iterator[Outcome]:
+    """The comment's delay section judged (S3.3): counted, refused with why, or no notice at all
+    (not its author's to give: not answered). An edit judges it again until it counts, once."""
+    rule = ctx.policy.sla.delay_notice
+    if (
+        rule is None
+        or ctx.mode(rule) == Mode.OFF
+        or (edited(ctx.event) and announced(ctx.snapshot.timeline, comment))
+    ):
+        return
+    notice = section_notice(ctx, comment)
+    if notice is None:
+        if delay_section(ctx.policy, ctx.event, comment):
+            # Not answered: a refusal would tell a customer or a passer-by of a rule not theirs.
+            reason = ctx.tell(
+                "not a delay notice: %(login)s is not one who gives them (%(by)s)",
+                login=comment.author.login,
+                by=i18n.listing(people.shown(ctx, rule.by), ctx.policy.locale),
+            )
+            yield outcome(rule, ctx.mode(rule), passed=True, reasons=[reason])
+    elif notice.valid:
+        reason = ctx.tell(
+            "delay announced by %(login)s: new date %(date)s",
+            login=comment.author.login,
+            date=notice.new_date.isoformat() if notice.new_date else "",
+        )
+        yield outcome(rule, ctx.mode(rule), passed=True, reasons=[reason])
+    else:
+        refusal = refuse_notice(ctx, rule, notice, comment)
+        yield outcome(
+            rule, ctx.mode(rule), passed=False, reasons=[refusal_reason(ctx, notice)], actions=[refusal]
         )
 
 

@@ -26,6 +26,7 @@ from policies.ledger import IssueFacts, timeline_entries
 from policies.models import (
     Actor,
     Comment,
+    CommentPolicy,
     CreateSubtasks,
     Event,
     EventKind,
@@ -38,7 +39,7 @@ from policies.models import (
     Subtask,
 )
 from policies.needs import needs
-from policies.sla import Created, DelayAnnounced, StateChanged, issue_clocks
+from policies.sla import Commented, Created, DelayAnnounced, StateChanged, issue_clocks
 from policies.sla_notices import due_notices
 from runtime.store.ledger import FollowedIssue
 from tests.conftest import fixture_json
@@ -623,9 +624,70 @@ def test_a_delay_notice_that_does_not_count_is_answered_once_and_not_recorded(
     assert answer.marker == "delay-refused:31"
     assert answer.body.startswith("**This delay notice does not count as telling the customer.** @dana")
     assert said in answer.body and "Rule `delay-announced`, SOP S3.3" in answer.body
+    assert "Edit this comment to put it right" in answer.body
     assert _delays(source, event, snapshot) == []
     edited = replace(event, name="issue_comment.edited" if source == "github" else "comment_updated")
-    assert not [a for a in evaluate(POLICY, edited, snapshot, NOW).actions if isinstance(a, PostComment)]
+    (again,) = [a for a in evaluate(POLICY, edited, snapshot, NOW).actions if isinstance(a, PostComment)]
+    assert again.marker == answer.marker and again.on_existing == CommentPolicy.UPSERT
+
+
+def _edit(source: Source, body: str, at: dt.datetime) -> Event:
+    """An edit at `at` of the comment `_commented` wrote an hour before NOW."""
+    event = _commented(source, body, at=at)
+    assert event.comment is not None
+    written = replace(event.comment, at=NOW - dt.timedelta(hours=1))
+    return replace(
+        event, name="issue_comment.edited" if source == "github" else "comment_updated", comment=written
+    )
+
+
+def _with_comment(snapshot: IssueSnapshot, *notices: DelayAnnounced) -> IssueSnapshot:
+    written = Commented(
+        at=NOW - dt.timedelta(hours=1), author="dana", is_reporter=False, is_bot=False, comment_id="31"
+    )
+    return replace(snapshot, timeline=(*snapshot.timeline, written, *notices))
+
+
+@pytest.mark.parametrize("source", ["github", "jira"])
+def test_a_refused_notice_put_right_by_an_edit_counts_once_at_the_edits_time(source: Source) -> None:
+    snapshot = _with_comment(_followed(source, created=NOW - dt.timedelta(hours=2)))
+    fixed = _edit(source, DELAY[source], at=NOW)
+
+    (delay,) = _delays(source, fixed, snapshot)
+    decision = evaluate(POLICY, fixed, snapshot, NOW)
+
+    assert (delay.at, delay.new_date, delay.comment_id) == (NOW, "2026-12-20", "31")
+    assert not [a for a in decision.actions if isinstance(a, PostComment)]
+    (audited,) = [r for r in decision.results if r.rule_id == "delay-announced"]
+    assert audited.passed and audited.reasons == ("delay announced by dana: new date 2026-12-20",)
+    counted = _with_comment(snapshot, delay)
+    assert _delays(source, _edit(source, DELAY[source], at=NOW + dt.timedelta(minutes=5)), counted) == []
+    assert not [r for r in evaluate(POLICY, fixed, counted, NOW).results if r.rule_id == "delay-announced"]
+
+
+@pytest.mark.parametrize("source", ["github", "jira"])
+def test_a_notice_put_right_by_an_edit_after_the_deadline_is_late(source: Source) -> None:
+    """Written in time without a date; the date edited in once the resolution deadline passed."""
+    created = NOW - dt.timedelta(days=3)
+    snapshot = _with_comment(_followed(source, created=created))
+    fixed = _edit(source, DELAY[source], at=NOW)
+    assert fixed.comment is not None
+    fixed = replace(fixed, comment=replace(fixed.comment, at=created + dt.timedelta(minutes=30)))
+
+    decision = evaluate(POLICY, fixed, snapshot, NOW)
+
+    assert _delays(source, fixed, snapshot) == []
+    (answer,) = [a for a in decision.actions if isinstance(a, PostComment)]
+    assert "it comes after the resolution deadline" in answer.body
+
+
+def test_a_delay_section_edited_into_someone_elses_comment_is_no_notice() -> None:
+    """An admin's edit: the teams looked up are the editor's, and the comment is still its author's."""
+    edit = replace(_edit("jira", DELAY["jira"], at=NOW), actor=Actor("admin"))
+    snapshot = _with_comment(_followed("jira"))
+
+    assert _delays("jira", edit, snapshot) == []
+    assert not [a for a in evaluate(POLICY, edit, snapshot, NOW).actions if isinstance(a, PostComment)]
 
 
 @pytest.mark.parametrize("source", ["github", "jira"])
@@ -688,13 +750,57 @@ def test_github_a_delay_notice_without_a_date_is_answered_and_one_with_it_record
 
 
 def _github_comment(
-    body: str, comment_id: int, *, login: str = "dana", association: str = "MEMBER"
+    body: str,
+    comment_id: int,
+    *,
+    login: str = "dana",
+    association: str = "MEMBER",
+    edited_at: str = "",
 ) -> dict[str, Any]:
+    """A comment by `login`, written when the recording was; with `edited_at`, its edit then."""
     payload = copy.deepcopy(fixture_json("github", "issue_comment__created.json"))
-    payload["comment"].update(body=body, id=comment_id, author_association=association)
+    written = payload["comment"]["created_at"]
+    payload["comment"].update(
+        body=body,
+        id=comment_id,
+        author_association=association,
+        created_at=written,
+        updated_at=edited_at or written,
+    )
     for person in (payload["comment"]["user"], payload["sender"]):
         person.update(login=login, id=77)
+    if edited_at:
+        payload.update(action="edited", changes={"body": {"from": "before the edit"}})
     return payload
+
+
+def test_github_a_refused_notice_put_right_by_an_edit_is_recorded_once(
+    sopguard: Service, github: FakeGithub
+) -> None:
+    put_in_state(sopguard, github, "in-progress")
+    edited = "2019-05-15T15:25:21Z"  # five minutes after the recorded comment
+
+    sopguard.deliver(_github_comment("### Delay\n\nThe disk arrives late.", 501), "delay-1", "issue_comment")
+    sopguard.deliver(_github_comment(DELAY["github"], 501, edited_at=edited), "delay-2", "issue_comment")
+    sopguard.deliver(
+        _github_comment(DELAY["github"] + " Sorry.", 501, edited_at=edited), "delay-3", "issue_comment"
+    )
+
+    (answer,) = github.our_comments()
+    assert "it gives no new date" in answer and "Edit this comment to put it right" in answer
+    timeline = _timeline_of(sopguard.intake.store.ledger.one(REF))
+    (delay,) = [e for e in timeline if isinstance(e, DelayAnnounced)]
+    assert (delay.new_date, delay.comment_id, delay.at.isoformat()) == (
+        "2026-12-20",
+        "501",
+        edited.replace("Z", "+00:00"),
+    )
+    audited = [
+        (e.delivery_id, e.passed)
+        for e in sopguard.intake.store.audit.entries()
+        if e.rule_id == "delay-announced"
+    ]
+    assert audited == [("delay-1", False), ("delay-2", True)]
 
 
 @pytest.mark.parametrize("source", ["github", "jira"])
@@ -804,6 +910,37 @@ def test_jira_a_customers_delay_section_is_not_recorded_nor_answered(
     assert fake.our_comments() == []
     (audited,) = [e for e in sopguard.intake.store.audit.entries() if e.rule_id == "delay-announced"]
     assert audited.passed and "not a delay notice: " in audited.reasons[0]
+    fake.check_against_openapi()
+
+
+def test_jira_a_refused_notice_put_right_by_an_edit_is_recorded_once(
+    tmp_path: Path, no_network: responses.RequestsMock, deployment: Deployment
+) -> None:
+    payload = copy.deepcopy(fixture_json("jira", "mattermost__webhook-cloud-comment-created.json"))
+    dana = _jira_person(deployment, "dana")
+    payload["comment"].update(body="h3. Delay\nThe disk arrives late.", author=dana, updateAuthor=dana)
+    issue = {"issue": {"key": payload["issue"]["key"], "fields": {"status": {"name": "In Progress"}}}}
+    fake = fake_for(no_network, deployment, issue)
+    fake.in_role("Developers", users=["dana"])
+    sopguard = jira_service(tmp_path, deployment)
+    follow(sopguard, issue)
+    edit = copy.deepcopy(payload)
+    edit["webhookEvent"] = "comment_updated"
+    edit["timestamp"] = payload["timestamp"] + 300_000
+    edit["comment"]["body"] = DELAY["jira"]
+
+    sopguard.deliver(payload, "delay-1")
+    sopguard.deliver(edit, "delay-2")
+    sopguard.deliver(edit, "delay-3")
+
+    ref = IssueRef("jira", fake.project, fake.key)
+    (delay,) = [
+        e for e in _timeline_of(sopguard.intake.store.ledger.one(ref)) if isinstance(e, DelayAnnounced)
+    ]
+    assert (delay.new_date, delay.comment_id) == ("2026-12-20", payload["comment"]["id"])
+    assert delay.at == dt.datetime.fromtimestamp(edit["timestamp"] / 1000, dt.UTC)
+    (answer,) = fake.our_comments()
+    assert "it gives no new date" in _jira_text(fake, answer)
     fake.check_against_openapi()
 
 
