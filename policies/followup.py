@@ -41,8 +41,17 @@ _SCORE = re.compile(r"([1-5])(?:\s*/\s*5)?(?:\s*[.!])?")
 # A date in a delay section: 2026-12-20, 2026/12/20, 2026.12.20 or 2026年12月20日.
 _DATE = re.compile(r"(?<!\d)(\d{4})(?:[-/.](\d{1,2})[-/.](\d{1,2})|年(\d{1,2})月(\d{1,2})日?)(?!\d)")
 # Words that only introduce the date or the reason, before a colon (`New date:`, `原因：`).
-_NAMES = r"(?:new\s+(?:expected\s+)?date|expected\s+date|date|reason|新的?(?:预计)?(?:完成)?(?:时间|日期)|日期|原因)"
+_DATE_NAMES = (
+    r"(?:new\s+(?:expected\s+)?date|expected(?:\s+date)?|date|新的?(?:预计)?(?:完成)?(?:时间|日期)|日期)"
+)
+_NAMES = rf"(?:{_DATE_NAMES}|reason|原因)"
 _LABEL = re.compile(rf"(?<!\w){_NAMES}\s*[:：]\s*", re.IGNORECASE)
+# What says that the date after it is the new one: a date's name with its colon (`Expected:`,
+# `日期：`), or `new date` / `新的时间` without one.
+_DATE_LABEL = re.compile(
+    rf"(?:(?<!\w){_DATE_NAMES}\s*[:：]|(?<!\w)new\s+(?:expected\s+)?date|新的?(?:预计)?(?:完成)?(?:时间|日期)(?:为|是)?)\s*$",
+    re.IGNORECASE,
+)
 # What leads into the date (`finish on 2026-12-20`, `new date 2026-12-20`, `延至2026年12月20日`).
 _LEAD_IN_SPAN = 40
 _LEAD_IN = re.compile(rf"(?:(?<!\w)(?:on|by|until|to|at|{_NAMES}\s*[:：]?)|于|至|到|为)\s*$", re.IGNORECASE)
@@ -69,17 +78,30 @@ class DelayNotice:
 
 
 def _date_in(text: str) -> tuple[dt.date | None, str]:
-    """The first date written in `text`, and the text without it and the words that introduce it."""
+    """The new date written in `text`, and the text without it and the words that introduce it.
+
+    The first date a label introduces ("new date:", "Expected:", "新的预计时间：") is the new date;
+    without one, the latest date written: a date in the reason ("the part ordered on 2026-11-20")
+    is before the new one."""
+    found: list[tuple[dt.date, re.Match[str]]] = []
     for match in _DATE.finditer(text):
         year, month, day = (int(g) for g in match.groups() if g is not None)
         try:
-            found = dt.date(year, month, day)
+            found.append((dt.date(year, month, day), match))
         except ValueError:
             continue
-        before = text[: match.start()]
-        head, tail = before[:-_LEAD_IN_SPAN], before[-_LEAD_IN_SPAN:]  # bounded: no quadratic scan
-        return found, head + _LEAD_IN.sub("", tail) + " " + text[match.end() :]
-    return None, text
+    if not found:
+        return None, text
+    labelled = [f for f in found if _DATE_LABEL.search(_lead_in(text, f[1]))]
+    date, match = labelled[0] if labelled else max(found, key=lambda f: f[0])
+    before = text[: match.start()]
+    head, tail = before[:-_LEAD_IN_SPAN], before[-_LEAD_IN_SPAN:]
+    return date, head + _LEAD_IN.sub("", tail) + " " + text[match.end() :]
+
+
+def _lead_in(text: str, match: re.Match[str]) -> str:
+    """The few characters before a date (bounded: no quadratic scan of a long section)."""
+    return text[max(0, match.start() - _LEAD_IN_SPAN) : match.start()]
 
 
 def _reason_in(text: str) -> str:
@@ -110,7 +132,7 @@ def gives_notices(ctx: Context, comment: Comment) -> bool:
 
 
 def section_notice(ctx: Context, comment: Comment) -> DelayNotice | None:
-    """The comment's delay section read as a notice: its first date is the new date, the rest of
+    """The comment's delay section read as a notice: its new date (`_date_in`), and the rest of
     the section (without the words that introduce the date) the reason; `None` without a section,
     or when its author gives no delay notices."""
     text = delay_section(ctx.policy, ctx.event, comment)
