@@ -25,7 +25,7 @@ from policies.models import (
 )
 from policies.render import render
 from policies.router import Router
-from policies.sla import DelayAnnounced, issue_clocks
+from policies.sla import DelayAnnounced, issue_clocks, rules_for
 from policies.text import find_section
 
 router = Router()
@@ -173,11 +173,18 @@ def check_notice(ctx: Context, comment: Comment, date: dt.date | None, reason: s
         problems.append(LATE)
     if date is None:
         problems.append(NO_DATE)
-    elif date <= at.date():
+    elif date <= at.astimezone(_service_zone(ctx.policy)).date():
         problems.append(PAST_DATE)
     if not reason:
         problems.append(NO_REASON)
     return DelayNotice(date, reason, tuple(problems), deadline)
+
+
+def _service_zone(policy: Policy) -> dt.tzinfo:
+    """Where "a later day" is judged: the zone of the resolution target's calendar, where the team
+    and the customer keep their days (not the comment's timestamp's zone, often UTC)."""
+    zones = [t.calendar.zone for t in rules_for(policy.sla).targets if t.kind == "resolution"]
+    return zones[0] if zones else dt.UTC
 
 
 def _missed_deadline(ctx: Context, at: dt.datetime) -> dt.datetime | None:

@@ -995,6 +995,23 @@ def test_a_delay_sections_labelled_or_latest_date_is_its_new_date_and_the_rest_i
     assert reason is None or notice.reason == reason
 
 
+@pytest.mark.parametrize("source", ["github", "jira"])
+def test_a_later_day_is_judged_in_the_calendars_zone(source: Source) -> None:
+    """23:30 UTC on Mon 2026-11-23 is 07:30 on Tue 2026-11-24 in Asia/Shanghai (the calendar's)."""
+    at = dt.datetime(2026, 11, 23, 23, 30, tzinfo=dt.UTC)
+    snapshot = _followed(source, created=at - dt.timedelta(hours=1))
+    today = _commented(source, '/delay 2026-11-24 "the part is late"', at=at)
+    tomorrow = _commented(source, '/delay 2026-11-25 "the part is late"', at=at)
+
+    refused = evaluate(POLICY, today, snapshot, at)
+    (answer,) = [a for a in refused.actions if isinstance(a, PostComment)]
+    assert "is not a later day" in answer.body
+    decision = evaluate(POLICY, tomorrow, snapshot, at)
+    facts = IssueFacts(True, "P1", "carol", (), frozenset())
+    entries = timeline_entries(POLICY, tomorrow, snapshot, decision, facts, "P1", at)
+    assert [e.new_date for e in entries if isinstance(e, DelayAnnounced)] == ["2026-11-25"]
+
+
 def test_a_delay_section_of_long_runs_is_read_without_backtracking() -> None:
     body = "### Delay\n\n" + "new date " * 20_000 + " " * 50_000 + "2026-12-20 " + "reason: " * 20_000
     event = _commented("github", body)
