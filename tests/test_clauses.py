@@ -432,10 +432,14 @@ def test_github_a_self_check_closed_by_a_passer_by_keeps_the_issue_in_verificati
     add_checklist(github, "self-check", closed_by=closer)
     if member:
         github.collaborators.add(closer)
+    # The list of sub-issues does not say who closed them: each closed item is read once.
+    closed_items = [f"GET /repos/{REPO}/issues/{s['number']}" for s in github.sub_issues]
 
     sopguard.deliver(labelled(github, "status/acceptance"), "accept-1")
 
-    assert f"GET /repos/{REPO}/collaborators/{closer}" in github.calls()
+    calls = github.calls()
+    assert f"GET /repos/{REPO}/collaborators/{closer}" in calls
+    assert [c for c in calls if c in closed_items] == closed_items
     states = [label for label in github.labels if label.startswith("status/")]
     if member:
         assert states == ["status/acceptance"]
@@ -448,6 +452,21 @@ def test_github_a_self_check_closed_by_a_passer_by_keeps_the_issue_in_verificati
         in comment
     )
     assert "`self-check-done`, SOP S4.1" in comment
+
+
+def test_github_a_sub_issue_whose_closer_cannot_be_read_counts_as_done(
+    sopguard: Service, github: FakeGithub
+) -> None:
+    """The `GET` of a closed sub-issue fails: who closed it is unknown, and it counts (quiet
+    rather than untrue), as for an account since deleted."""
+    put_in_state(sopguard, github, "verification")
+    add_checklist(github, "self-check", closed_by="mallory")
+    for sub in github.sub_issues:
+        github.fail("GET", f"/issues/{sub['number']}", *[(404, {}, '{"message": "Not Found"}')] * 3)
+
+    sopguard.deliver(labelled(github, "status/acceptance"), "accept-1")
+
+    assert [label for label in github.labels if label.startswith("status/")] == ["status/acceptance"]
 
 
 def _jira_person(deployment: Deployment, ident: str) -> dict[str, str]:
