@@ -1066,3 +1066,14 @@ def test_a_checklist_item_naming_an_unknown_team_is_refused_with_its_place() -> 
 
     assert "checklists[1].items[0].by[0]" in str(refused.value)
     assert "unknown team 'team-member'" in str(refused.value)
+
+
+def test_a_delay_notice_naming_an_unknown_team_is_refused_with_its_place() -> None:
+    text = (Path(__file__).parents[1] / "config" / "sop.yaml").read_text(encoding="utf-8")
+    text = text.replace("headings: [Delay, 延期说明]}", "headings: [Delay, 延期说明], by: team-member}", 1)
+
+    with pytest.raises(PolicyError) as refused:
+        parse_policy(text)
+
+    assert "sla.delay_notice.by[0]" in str(refused.value)
+    assert "unknown team 'team-member'" in str(refused.value)
