@@ -269,6 +269,11 @@ def _people(s: Sections) -> Iterator[Found]:
         if name in BUILT_IN_PEOPLE and name != TEAM_MEMBERS:
             yield CheckError(("teams", name), f"'{name}' is a built-in and cannot be a team's name", True)
     named: list[tuple[Loc, list[str]]] = [(("sla", "responders"), s["sla"].responders)]
+    if (notice := s["sla"].delay_notice) is not None:
+        named += [
+            (("sla", "delay_notice", "by"), notice.by),
+            (("sla", "delay_notice", "not_by"), notice.not_by),
+        ]
     for t_index, transition in enumerate(s["workflow"].transitions):
         for g_index, guard in enumerate(transition.guards):
             if isinstance(guard, LabelGuard):

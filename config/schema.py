@@ -639,11 +639,17 @@ class SlaTarget(Rule):
 
 
 class DelayNotice(Rule):
-    """A comment with one of these headings tells the customer of a delay (S3.3): recorded when it
-    is public, before the resolution deadline, with a new date (its first date, YYYY-MM-DD) and a
-    reason (the rest of the section); otherwise answered with why it does not count."""
+    """A comment with one of these headings, by someone `by` allows (and `not_by` does not), tells
+    the customer of a delay (S3.3): recorded when it is public, before the resolution deadline,
+    with a new date and a reason; otherwise answered with why it does not count. Anyone else's
+    section is no notice: audited as such, never answered."""
 
     headings: list[str] = Field(min_length=1)
+    by: PeopleNames = Field(
+        default_factory=lambda: [TEAM_MEMBERS],
+        description="Only these people give delay notices (default: the service team, as `/delay`).",
+    )
+    not_by: PeopleNames = Field(default_factory=list, description="These people give no delay notice.")
 
 
 class Sla(Strict):

@@ -81,8 +81,8 @@ def owed(ctx: Context, checklist_id: str, left: str) -> bool:
     """Whether a guard demands the checklist of the issue. Always, unless the issue was adopted
     past the stage that makes it: an adopted issue none of whose items exist, leaving a stage
     that does not make them (adopted in progress, back from waiting), was never given them, and
-    is not blocked for it. Leaving a stage that makes them, it is held to them (and the undo
-    makes them)."""
+    is not blocked for it. Leaving a stage that makes them, it is held to them. An issue that is
+    held to a checklist it lacks is given it when its move is undone, whatever the stage."""
     if not ctx.snapshot.adopted:
         return True
     checklist = ctx.policy.checklist(checklist_id)

@@ -167,43 +167,63 @@ def timeline_entries(
         kept = find_section(snapshot.body, policy.workflow.plan_headings, event.source)
         author = event.actor if kept else Actor("")
         entries.append(PlanWritten(at=at, author=author.login, author_id=author.id))
-    comment = event.comment
-    # A comment the timeline has already (Jira delivers each twice: `comment_created` and an
-    # `issue_commented` update) adds no second rating, delay notice or reply.
-    recorded = (*snapshot.timeline, *entries)
-    listed = {e.comment_id for e in recorded if isinstance(e, Commented) and e.comment_id}
-    if (
-        comment is not None
-        and EventKind.COMMENTED in event.kinds
-        and not (comment.id and comment.id in listed)
-    ):
-        context = Context(policy, event, snapshot, at)
-        if (notice := delay_notice(context, comment)) is not None:
-            entries.append(
-                DelayAnnounced(
-                    at=comment.at or at,
-                    author=comment.author.login,
-                    new_date=notice.new_date.isoformat() if notice.new_date else "",
-                    reason=notice.reason,
-                )
-            )
-        if (score := followup.rating(policy, snapshot, comment)) is not None:
-            entries.append(Rated(at=comment.at or at, score=score))
-        author = comment.author
-        entries.append(
-            Commented(
-                at=comment.at or at,
-                author=author.login,
-                is_reporter=facts.is_reporter(author),
-                is_bot=author.is_bot,
-                public=snapshot.is_public(comment),
-                comment_id=comment.id,
-                by_responder=people.is_responder(context, author),
-            )
-        )
+    entries.extend(_comment_entries(policy, event, snapshot, facts, (*snapshot.timeline, *entries), at))
     if facts.priority != previous_priority:
         entries.append(PriorityChanged(at=at, priority=facts.priority))
     return entries
+
+
+def _comment_entries(
+    policy: Policy,
+    event: Event,
+    snapshot: IssueSnapshot,
+    facts: IssueFacts,
+    recorded: Sequence[TimelineEvent],
+    at: dt.datetime,
+) -> list[TimelineEvent]:
+    """What a comment adds: its delay notice, rating and the comment itself. One the timeline has
+    already (Jira delivers each twice: `comment_created` and an `issue_commented` update) adds no
+    second rating, delay notice or reply; an edit of it may put right a notice that did not count,
+    recorded once, at the edit's time."""
+    comment = event.comment
+    if comment is None or EventKind.COMMENTED not in event.kinds:
+        return []
+    context = Context(policy, event, snapshot, at)
+    listed = {e.comment_id for e in recorded if isinstance(e, Commented) and e.comment_id}
+    if comment.id and comment.id in listed:
+        fixed = followup.edited(event) and not followup.announced(recorded, comment)
+        return _announced(context, comment) if fixed else []
+    entries = _announced(context, comment)
+    if (score := followup.rating(policy, snapshot, comment)) is not None:
+        entries.append(Rated(at=comment.at or at, score=score))
+    author = comment.author
+    entries.append(
+        Commented(
+            at=comment.at or at,
+            author=author.login,
+            is_reporter=facts.is_reporter(author),
+            is_bot=author.is_bot,
+            public=snapshot.is_public(comment),
+            comment_id=comment.id,
+            by_responder=people.is_responder(context, author),
+        )
+    )
+    return entries
+
+
+def _announced(ctx: Context, comment: Comment) -> list[TimelineEvent]:
+    notice = delay_notice(ctx, comment)
+    if notice is None:
+        return []
+    return [
+        DelayAnnounced(
+            at=followup.given_at(ctx, comment),
+            author=comment.author.login,
+            new_date=notice.new_date.isoformat() if notice.new_date else "",
+            reason=notice.reason,
+            comment_id=comment.id or "",
+        )
+    ]
 
 
 def delay_notice(ctx: Context, comment: Comment) -> followup.DelayNotice | None:

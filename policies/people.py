@@ -16,6 +16,7 @@ from config.schema import (
     BUILT_IN_PEOPLE,
     REPORTER,
     TEAM_MEMBERS,
+    DelayNotice,
     LabelGuard,
     Mode,
     Policy,
@@ -222,6 +223,8 @@ def teams_to_look_up(policy: Policy, event: Event, snapshot: IssueSnapshot) -> f
         and may_answer_the_customer(comment, snapshot)
     ):
         names.extend(policy.sla.responders)
+    if (rule := _delay_notice_in(policy, event)) is not None:
+        names.extend([*rule.by, *rule.not_by])
     return looked_up(names)
 
 
@@ -232,8 +235,20 @@ def may_answer_the_customer(comment: Comment, snapshot: IssueSnapshot) -> bool:
     return not author.is_bot and not same_person(author, snapshot.reporter, snapshot.reporter_id)
 
 
+def _delay_notice_in(policy: Policy, event: Event) -> DelayNotice | None:
+    """The policy's delay notice when the event's comment has its section: its author is judged."""
+    rule, comment = policy.sla.delay_notice, event.comment
+    if rule is None or comment is None or EventKind.COMMENTED not in event.kinds:
+        return None
+    return rule if find_section(comment.body, rule.headings, event.source) else None
+
+
 def needs_plan_author(policy: Policy, event: Event) -> bool:
-    return any(AUTHOR_OF_PLAN in (*g.by, *g.not_by) for g in _added_guarded(policy, event))
+    notice = _delay_notice_in(policy, event)
+    named = [*notice.by, *notice.not_by] if notice else []
+    return AUTHOR_OF_PLAN in named or any(
+        AUTHOR_OF_PLAN in (*g.by, *g.not_by) for g in _added_guarded(policy, event)
+    )
 
 
 @router.register(EventKind.LABELS_CHANGED)

@@ -102,13 +102,15 @@ class Reopened:
 @dataclass(frozen=True)
 class DelayAnnounced:
     """Someone told the customer of a delay, in public and before the resolution deadline, with
-    its reason and the new date (S3.3): a valid delay notice (`policies.followup`). Entries of
-    earlier releases have neither date nor reason."""
+    its reason and the new date (S3.3): a valid delay notice (`policies.followup`), at the time it
+    was given (an edit's, for a notice an edit put right). Entries of earlier releases have no
+    date, reason or comment id."""
 
     at: dt.datetime
     author: str
     new_date: str = ""  # ISO 8601
     reason: str = ""
+    comment_id: str = ""  # the comment that gave it: counted once, however often it is edited
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -377,10 +377,11 @@ def check_transition(ctx: Context) -> Iterator[Outcome]:
     if not undo:
         yield from contained(_checklists(ctx, change.after))
     else:
-        # Back in the stage it left: a checklist it was held to and that is made there is made
-        # where it is missing (an issue followed since before it was made there, or adopted there).
-        demanded = frozenset(v.guard.checklist for v in failed if isinstance(v.guard, ChecklistGuard))
-        yield from contained(_checklists(ctx, change.before, only=demanded))
+        # Back in the stage it left: a checklist it was held to is made where its items are
+        # missing, whatever that stage (followed since before planning made it, adopted in
+        # planning, its creation failed, its items deleted): else nothing could ever meet the guard.
+        demanded = [v.guard.checklist for v in failed if isinstance(v.guard, ChecklistGuard)]
+        yield from contained(_made(ctx, dict.fromkeys(demanded), missing_only=True))
     actions = _reject(ctx, rule, change, failed, undo=undo, returns_to=origin)  # last: contained
     yield outcome(
         rule,
@@ -557,12 +558,17 @@ def _enter(ctx: Context, rule: Rule, state_id: str) -> list[Action]:
     return [*move_into(ctx, rule.id, state_id, restoring=False), RememberState(rule.id, state_id)]
 
 
-def _checklists(ctx: Context, state_id: str, *, only: frozenset[str] | None = None) -> Iterator[Outcome]:
+def _checklists(ctx: Context, state_id: str) -> Iterator[Outcome]:
     """The checklists of the state entered (S3.1, S4), each its own rule in the decision and the
-    audit; `only`: just these, where an item is not under the issue yet."""
+    audit."""
     state = ctx.policy.workflow.state(state_id)
-    for checklist_id in state.checklists if state else []:
-        if only is not None and (checklist_id not in only or not checklists.missing_items(ctx, checklist_id)):
+    yield from _made(ctx, state.checklists if state else [])
+
+
+def _made(ctx: Context, checklist_ids: Iterable[str], *, missing_only: bool = False) -> Iterator[Outcome]:
+    """These checklists made under the issue; `missing_only`: only those with an item not there."""
+    for checklist_id in checklist_ids:
+        if missing_only and not checklists.missing_items(ctx, checklist_id):
             continue
         checklist = ctx.policy.checklist(checklist_id)
         actions = checklists.create(ctx, checklist_id)

@@ -101,6 +101,7 @@ class FakeGithub:
             ("POST", f"{issue}/comments", self._create_comment),
             ("PATCH", f"{API}/repos/{REPO}/issues/comments/", self._edit_comment),
             ("GET", f"{issue}/sub_issues", self._list_sub_issues),
+            ("GET", f"{API}/repos/{REPO}/issues/", self._get_issue),
             ("GET", f"{issue}/events", lambda _: self._reply(self.events)),
             ("POST", f"{issue}/sub_issues", self._add_sub_issue),
             ("POST", f"{API}/repos/{REPO}/issues", self._create_issue),
@@ -116,6 +117,8 @@ class FakeGithub:
                 tail = r"[^/?]+/teams/[^/?]+/memberships/[^/?]+$"
             if method == "POST" and url.endswith("/comments/"):
                 tail = r"[0-9]+/reactions$"
+            if method == "GET" and url.endswith("/issues/"):
+                tail = r"[0-9]+(\?.*)?$"
             pattern = re.compile(r"^https://api\.github\.com(:443)?" + path + tail)
             self.mock.add_callback(method, pattern, callback=self._guarded(method, url, handler))
 
@@ -211,8 +214,23 @@ class FakeGithub:
         comment["body"] = request_json(request, {})["body"]
         return self._reply(comment)
 
+    @staticmethod
+    def _as_issue(child: dict[str, Any]) -> dict[str, Any]:
+        """A sub-issue as `GET /issues/{n}` gives it: with its `url` and `closed_by`."""
+        return {"url": f"{API}/repos/{REPO}/issues/{child['number']}", "closed_by": None, **child}
+
     def _list_sub_issues(self, _: requests.PreparedRequest) -> Reply:
-        return self._reply(self.sub_issues)
+        """As GitHub lists issues: `closed_by` is not in a list (only `GET` of one issue has it;
+        optional in the `issue` schema), so who closed a sub-issue takes a `GET` of it."""
+        listed = [{k: v for k, v in self._as_issue(c).items() if k != "closed_by"} for c in self.sub_issues]
+        return self._reply(listed)
+
+    def _get_issue(self, request: requests.PreparedRequest) -> Reply:
+        number = int(request.path_url.split("?")[0].rsplit("/", 1)[-1])
+        found = [c for c in self.sub_issues if c["number"] == number]
+        if not found:
+            return self._reply({"message": "Not Found"}, 404)
+        return self._reply(self._as_issue(found[0]))
 
     def _create_issue(self, request: requests.PreparedRequest) -> Reply:
         self._next_id += 1

@@ -26,6 +26,7 @@ from policies.ledger import IssueFacts, timeline_entries
 from policies.models import (
     Actor,
     Comment,
+    CommentPolicy,
     CreateSubtasks,
     Event,
     EventKind,
@@ -38,7 +39,7 @@ from policies.models import (
     Subtask,
 )
 from policies.needs import needs
-from policies.sla import Created, DelayAnnounced, StateChanged, issue_clocks
+from policies.sla import Commented, Created, DelayAnnounced, StateChanged, issue_clocks
 from policies.sla_notices import due_notices
 from runtime.services import utc_now
 from runtime.store.ledger import FollowedIssue, LedgerUpdate
@@ -66,6 +67,7 @@ from tests.jira_support import (
     fake_for,
     follow,
     start,
+    status_json,
     subtask_json,
     with_settled_intake,
     with_status_change,
@@ -197,21 +199,84 @@ def test_an_issue_in_progress_from_before_the_rule_is_not_held_to_it_back_from_w
 
 
 @pytest.mark.parametrize("source", ["github", "jira"])
-@pytest.mark.parametrize("adopted", [True, False])
-def test_an_issue_in_planning_without_its_preparation_is_held_and_given_it(
-    source: Source, adopted: bool
+@pytest.mark.parametrize(
+    ("before", "adopted"), [("planning", True), ("planning", False), ("customer-confirmation", False)]
+)
+def test_an_issue_without_its_preparation_is_held_and_given_it(
+    source: Source, before: str, adopted: bool
 ) -> None:
-    """Adopted in planning, or followed since before planning made the checklist: the start is
-    undone, and the checklist it lacks is made in the stage it returns to."""
-    start_work = POLICY.workflow.transition("planning", "in-progress")
+    """Adopted in planning, or followed since before planning made the checklist (in planning or
+    in customer confirmation, which makes none): the start is undone, and the checklist it lacks
+    is made in the stage it returns to, so the work can start once it is done."""
+    start_work = POLICY.workflow.transition(before, "in-progress")
     assert start_work is not None
     lacking = replace(snapshot_meeting(POLICY, start_work, source), subtasks=(), adopted=adopted)
 
-    decision, _ = move(POLICY, source, "planning", "in-progress", lacking)
+    decision, _ = move(POLICY, source, before, "in-progress", lacking)
 
     assert "prepared-before-work" in {r.rule_id for r in decision.violations}
     (created,) = [a for a in decision.actions if isinstance(a, CreateSubtasks)]
     assert list(created.titles) == _titles(source, "preparation")
+
+
+@pytest.mark.parametrize("source", ["github", "jira"])
+def test_a_deleted_preparation_item_is_made_again_when_the_start_is_undone(source: Source) -> None:
+    start_work = POLICY.workflow.transition("customer-confirmation", "in-progress")
+    assert start_work is not None
+    ready = snapshot_meeting(POLICY, start_work, source)
+    first = _titles(source, "preparation")[0]
+    deleted = replace(ready, subtasks=tuple(s for s in ready.subtasks if s.title != first))
+
+    decision, _ = move(POLICY, source, "customer-confirmation", "in-progress", deleted)
+
+    assert "prepared-before-work" in {r.rule_id for r in decision.violations}
+    (created,) = [a for a in decision.actions if isinstance(a, CreateSubtasks)]
+    assert list(created.titles) == [first]
+
+
+def test_github_a_legacy_issue_in_customer_confirmation_is_given_its_preparation_and_starts(
+    sopguard: Service, github: FakeGithub
+) -> None:
+    """Followed since before planning made the preparation: no sub-issues. The start is undone,
+    the preparation is made, and done it lets the work start."""
+    put_in_state(sopguard, github, "customer-confirmation", "customer-confirmed", APPROVED)
+
+    sopguard.deliver(labelled(github, "status/in-progress", body=PLAN["github"]), "start-1")
+
+    assert "status/customer-confirmation" in github.labels and "status/in-progress" not in github.labels
+    assert [s["title"] for s in github.sub_issues] == _titles("github", "preparation")
+    assert any("`prepared-before-work`, SOP S3.1" in c for c in github.our_comments())
+
+    for sub in github.sub_issues:
+        sub["state"] = "closed"
+    github.labels.remove("status/customer-confirmation")
+    sopguard.deliver(labelled(github, "status/in-progress", body=PLAN["github"]), "start-2")
+
+    assert [label for label in github.labels if label.startswith("status/")] == ["status/in-progress"]
+    assert sopguard.intake.store.ledger.memory(REF).last_state == "in-progress"
+
+
+def test_jira_a_legacy_issue_in_customer_confirmation_is_given_its_preparation_and_starts(
+    no_network: responses.RequestsMock, tmp_path: Path, deployment: Deployment
+) -> None:
+    scenario = _jira_start_work(deployment, open_item=False, before="Customer Confirmation", subtasks=False)
+    fake, sopguard = start(no_network, tmp_path / "var", scenario, deployment)
+
+    sopguard.deliver(scenario.payload, "start-1")
+
+    assert fake.status == "Customer Confirmation"
+    assert fake.subtask_summaries() == _titles("jira", "preparation")
+    assert any("prepared-before-work" in _jira_text(fake, c) for c in fake.our_comments())
+
+    fake.status = "In Progress"
+    payload = copy.deepcopy(scenario.payload)
+    payload["issue"]["fields"]["subtasks"] = [
+        {**s, "fields": {**s["fields"], "status": status_json("Done")}} for s in fake.subtasks
+    ]
+    sopguard.deliver(payload, "start-2")
+
+    assert fake.status == "In Progress"
+    fake.check_against_openapi()
 
 
 def test_github_starting_the_work_unprepared_is_undone_and_prepared_it_stands(
@@ -235,17 +300,20 @@ def test_github_starting_the_work_unprepared_is_undone_and_prepared_it_stands(
     assert sopguard.intake.store.ledger.memory(REF).last_state == "in-progress"
 
 
-def _jira_start_work(deployment: Deployment, *, open_item: bool) -> Scenario:
+def _jira_start_work(
+    deployment: Deployment, *, open_item: bool, before: str = "Planning", subtasks: bool = True
+) -> Scenario:
     base = fixture_json("jira", CLOUD_TRANSITION if deployment is CLOUD else DC_STARTED)
-    payload = with_settled_intake(with_status_change(base, "Planning", "In Progress"))
+    payload = with_settled_intake(with_status_change(base, before, "In Progress"))
     fields = payload["issue"]["fields"]
     fields["description"] = PLAN["jira"]
     fields["assignee"] = fields.get("assignee") or fields["creator"]
-    fields["labels"] = [*fields.get("labels", []), APPROVED]
+    fields["labels"] = [*(fields.get("labels") or []), APPROVED, "customer-confirmed"]
     project = payload["issue"]["key"].split("-")[0]
     fields["subtasks"] = [
         subtask_json(f"{project}-6{n}", title, "To Do" if open_item and n == 0 else "Done")
         for n, title in enumerate(_titles("jira", "preparation"))
+        if subtasks
     ]
     return Scenario("start the work", payload)
 
@@ -380,10 +448,14 @@ def test_github_a_self_check_closed_by_a_passer_by_keeps_the_issue_in_verificati
     add_checklist(github, "self-check", closed_by=closer)
     if member:
         github.collaborators.add(closer)
+    # The list of sub-issues does not say who closed them: each closed item is read once.
+    closed_items = [f"GET /repos/{REPO}/issues/{s['number']}" for s in github.sub_issues]
 
     sopguard.deliver(labelled(github, "status/acceptance"), "accept-1")
 
-    assert f"GET /repos/{REPO}/collaborators/{closer}" in github.calls()
+    calls = github.calls()
+    assert f"GET /repos/{REPO}/collaborators/{closer}" in calls
+    assert [c for c in calls if c in closed_items] == closed_items
     states = [label for label in github.labels if label.startswith("status/")]
     if member:
         assert states == ["status/acceptance"]
@@ -396,6 +468,21 @@ def test_github_a_self_check_closed_by_a_passer_by_keeps_the_issue_in_verificati
         in comment
     )
     assert "`self-check-done`, SOP S4.1" in comment
+
+
+def test_github_a_sub_issue_whose_closer_cannot_be_read_counts_as_done(
+    sopguard: Service, github: FakeGithub
+) -> None:
+    """The `GET` of a closed sub-issue fails: who closed it is unknown, and it counts (quiet
+    rather than untrue), as for an account since deleted."""
+    put_in_state(sopguard, github, "verification")
+    add_checklist(github, "self-check", closed_by="mallory")
+    for sub in github.sub_issues:
+        github.fail("GET", f"/issues/{sub['number']}", *[(404, {}, '{"message": "Not Found"}')] * 3)
+
+    sopguard.deliver(labelled(github, "status/acceptance"), "accept-1")
+
+    assert [label for label in github.labels if label.startswith("status/")] == ["status/acceptance"]
 
 
 def _jira_person(deployment: Deployment, ident: str) -> dict[str, str]:
@@ -572,9 +659,70 @@ def test_a_delay_notice_that_does_not_count_is_answered_once_and_not_recorded(
     assert answer.marker == "delay-refused:31"
     assert answer.body.startswith("**This delay notice does not count as telling the customer.** @dana")
     assert said in answer.body and "Rule `delay-announced`, SOP S3.3" in answer.body
+    assert "Edit this comment to put it right" in answer.body
     assert _delays(source, event, snapshot) == []
     edited = replace(event, name="issue_comment.edited" if source == "github" else "comment_updated")
-    assert not [a for a in evaluate(POLICY, edited, snapshot, NOW).actions if isinstance(a, PostComment)]
+    (again,) = [a for a in evaluate(POLICY, edited, snapshot, NOW).actions if isinstance(a, PostComment)]
+    assert again.marker == answer.marker and again.on_existing == CommentPolicy.UPSERT
+
+
+def _edit(source: Source, body: str, at: dt.datetime) -> Event:
+    """An edit at `at` of the comment `_commented` wrote an hour before NOW."""
+    event = _commented(source, body, at=at)
+    assert event.comment is not None
+    written = replace(event.comment, at=NOW - dt.timedelta(hours=1))
+    return replace(
+        event, name="issue_comment.edited" if source == "github" else "comment_updated", comment=written
+    )
+
+
+def _with_comment(snapshot: IssueSnapshot, *notices: DelayAnnounced) -> IssueSnapshot:
+    written = Commented(
+        at=NOW - dt.timedelta(hours=1), author="dana", is_reporter=False, is_bot=False, comment_id="31"
+    )
+    return replace(snapshot, timeline=(*snapshot.timeline, written, *notices))
+
+
+@pytest.mark.parametrize("source", ["github", "jira"])
+def test_a_refused_notice_put_right_by_an_edit_counts_once_at_the_edits_time(source: Source) -> None:
+    snapshot = _with_comment(_followed(source, created=NOW - dt.timedelta(hours=2)))
+    fixed = _edit(source, DELAY[source], at=NOW)
+
+    (delay,) = _delays(source, fixed, snapshot)
+    decision = evaluate(POLICY, fixed, snapshot, NOW)
+
+    assert (delay.at, delay.new_date, delay.comment_id) == (NOW, "2026-12-20", "31")
+    assert not [a for a in decision.actions if isinstance(a, PostComment)]
+    (audited,) = [r for r in decision.results if r.rule_id == "delay-announced"]
+    assert audited.passed and audited.reasons == ("delay announced by dana: new date 2026-12-20",)
+    counted = _with_comment(snapshot, delay)
+    assert _delays(source, _edit(source, DELAY[source], at=NOW + dt.timedelta(minutes=5)), counted) == []
+    assert not [r for r in evaluate(POLICY, fixed, counted, NOW).results if r.rule_id == "delay-announced"]
+
+
+@pytest.mark.parametrize("source", ["github", "jira"])
+def test_a_notice_put_right_by_an_edit_after_the_deadline_is_late(source: Source) -> None:
+    """Written in time without a date; the date edited in once the resolution deadline passed."""
+    created = NOW - dt.timedelta(days=3)
+    snapshot = _with_comment(_followed(source, created=created))
+    fixed = _edit(source, DELAY[source], at=NOW)
+    assert fixed.comment is not None
+    fixed = replace(fixed, comment=replace(fixed.comment, at=created + dt.timedelta(minutes=30)))
+
+    decision = evaluate(POLICY, fixed, snapshot, NOW)
+
+    assert _delays(source, fixed, snapshot) == []
+    (answer,) = [a for a in decision.actions if isinstance(a, PostComment)]
+    assert "it comes after the resolution deadline" in answer.body
+
+
+def test_a_delay_section_edited_into_someone_elses_comment_is_no_notice() -> None:
+    """An admin's edit: the teams looked up are the editor's, and the comment is still its author's."""
+    edit = replace(_edit("jira", DELAY["jira"], at=NOW), actor=Actor("admin"))
+    snapshot = _with_comment(_followed("jira"))
+
+    assert _delays("jira", edit, snapshot) == []
+    assert not [a for a in evaluate(POLICY, edit, snapshot, NOW).actions if isinstance(a, PostComment)]
 
 
 @pytest.mark.parametrize("source", ["github", "jira"])
@@ -636,12 +784,118 @@ def test_github_a_delay_notice_without_a_date_is_answered_and_one_with_it_record
     ]
 
 
-def _github_comment(body: str, comment_id: int) -> dict[str, Any]:
+def _github_comment(
+    body: str,
+    comment_id: int,
+    *,
+    login: str = "dana",
+    association: str = "MEMBER",
+    edited_at: str = "",
+) -> dict[str, Any]:
+    """A comment by `login`, written when the recording was; with `edited_at`, its edit then."""
     payload = copy.deepcopy(fixture_json("github", "issue_comment__created.json"))
-    payload["comment"].update(body=body, id=comment_id, author_association="MEMBER")
+    written = payload["comment"]["created_at"]
+    payload["comment"].update(
+        body=body,
+        id=comment_id,
+        author_association=association,
+        created_at=written,
+        updated_at=edited_at or written,
+    )
     for person in (payload["comment"]["user"], payload["sender"]):
-        person.update(login="dana", id=77)
+        person.update(login=login, id=77)
+    if edited_at:
+        payload.update(action="edited", changes={"body": {"from": "before the edit"}})
     return payload
+
+
+def test_github_a_refused_notice_put_right_by_an_edit_is_recorded_once(
+    sopguard: Service, github: FakeGithub
+) -> None:
+    put_in_state(sopguard, github, "in-progress")
+    edited = "2019-05-15T15:25:21Z"  # five minutes after the recorded comment
+
+    sopguard.deliver(_github_comment("### Delay\n\nThe disk arrives late.", 501), "delay-1", "issue_comment")
+    sopguard.deliver(_github_comment(DELAY["github"], 501, edited_at=edited), "delay-2", "issue_comment")
+    sopguard.deliver(
+        _github_comment(DELAY["github"] + " Sorry.", 501, edited_at=edited), "delay-3", "issue_comment"
+    )
+
+    (answer,) = github.our_comments()
+    assert "it gives no new date" in answer and "Edit this comment to put it right" in answer
+    timeline = _timeline_of(sopguard.intake.store.ledger.one(REF))
+    (delay,) = [e for e in timeline if isinstance(e, DelayAnnounced)]
+    assert (delay.new_date, delay.comment_id, delay.at.isoformat()) == (
+        "2026-12-20",
+        "501",
+        edited.replace("Z", "+00:00"),
+    )
+    audited = [
+        (e.delivery_id, e.passed)
+        for e in sopguard.intake.store.audit.entries()
+        if e.rule_id == "delay-announced"
+    ]
+    assert audited == [("delay-1", False), ("delay-2", True)]
+
+
+@pytest.mark.parametrize("source", ["github", "jira"])
+@pytest.mark.parametrize("body", [DELAY["github"], "### Delay\n\nI am away next week."])
+def test_a_delay_section_by_someone_outside_the_team_is_no_notice_and_not_answered(
+    source: Source, body: str
+) -> None:
+    """The reporter's own "### Delay" (valid or not) is not the team telling the customer."""
+    text = body if source == "github" else body.replace("### Delay\n\n", "h3. Delay\n")
+    event = replace(_commented(source, text), actor=Actor("carol"))
+    assert event.comment is not None
+    event = replace(event, comment=replace(event.comment, author=Actor("carol")))
+    snapshot = replace(_followed(source), actor_teams=frozenset())
+
+    decision = evaluate(POLICY, event, snapshot, NOW)
+
+    assert not [a for a in decision.actions if isinstance(a, PostComment)]
+    (audited,) = [r for r in decision.results if r.rule_id == "delay-announced"]
+    assert audited.passed
+    assert audited.reasons == ("not a delay notice: carol is not one who gives them (the service team)",)
+    assert _delays(source, event, snapshot) == []
+
+
+def test_a_policy_can_say_who_gives_delay_notices() -> None:
+    assert POLICY.sla.delay_notice is not None and POLICY.sla.delay_notice.by == ["team-members"]
+    reporters = POLICY.model_copy(
+        update={
+            "sla": POLICY.sla.model_copy(
+                update={
+                    "delay_notice": POLICY.sla.delay_notice.model_copy(
+                        update={"by": ["reporter", "team-members"]}
+                    )
+                }
+            )
+        }
+    )
+    event = replace(_commented("github", DELAY["github"]), actor=Actor("carol"))
+    assert event.comment is not None
+    event = replace(event, comment=replace(event.comment, author=Actor("carol")))
+    snapshot = replace(_followed("github"), actor_teams=frozenset())
+    decision = evaluate(reporters, event, snapshot, NOW)
+    facts = IssueFacts(True, "P1", "carol", (), frozenset())
+    entries = timeline_entries(reporters, event, snapshot, decision, facts, "P1", NOW)
+    assert [e.author for e in entries if isinstance(e, DelayAnnounced)] == ["carol"]
+
+
+def test_github_a_customers_delay_section_is_not_recorded_nor_answered(
+    sopguard: Service, github: FakeGithub
+) -> None:
+    put_in_state(sopguard, github, "in-progress")
+
+    customer = _github_comment(DELAY["github"], 501, login="carol", association="NONE")
+    sopguard.deliver(customer, "delay-1", "issue_comment")
+
+    assert list(github.our_comments()) == []
+    assert not [
+        e for e in _timeline_of(sopguard.intake.store.ledger.one(REF)) if isinstance(e, DelayAnnounced)
+    ]
+    (audited,) = [e for e in sopguard.intake.store.audit.entries() if e.rule_id == "delay-announced"]
+    assert audited.passed and "not a delay notice: carol" in audited.reasons[0]
 
 
 @pytest.mark.parametrize("public", [False, True])
@@ -652,6 +906,7 @@ def test_jira_an_internal_note_with_a_delay_section_does_not_tell_the_customer(
     payload["comment"].update(body=DELAY["jira"], jsdPublic=public, author=_jira_person(deployment, "dana"))
     issue = {"issue": {"key": payload["issue"]["key"], "fields": {"status": {"name": "In Progress"}}}}
     fake = fake_for(no_network, deployment, issue)
+    fake.in_role("Developers", users=["dana"])
     sopguard = jira_service(tmp_path, deployment)
     follow(sopguard, issue)
 
@@ -667,6 +922,60 @@ def test_jira_an_internal_note_with_a_delay_section_does_not_tell_the_customer(
     text = _jira_text(fake, answer)
     assert "This delay notice does not count as telling the customer." in text
     assert "it is an internal note, which the customer cannot read" in text and "S3.3" in text
+    fake.check_against_openapi()
+
+
+def test_jira_a_customers_delay_section_is_not_recorded_nor_answered(
+    tmp_path: Path, no_network: responses.RequestsMock, deployment: Deployment
+) -> None:
+    payload = copy.deepcopy(fixture_json("jira", "mattermost__webhook-cloud-comment-created.json"))
+    payload["comment"].update(body=DELAY["jira"], jsdPublic=True, author=_jira_person(deployment, "carol"))
+    issue = {"issue": {"key": payload["issue"]["key"], "fields": {"status": {"name": "In Progress"}}}}
+    fake = fake_for(no_network, deployment, issue)
+    fake.in_role("Developers", users=["dana"])
+    sopguard = jira_service(tmp_path, deployment)
+    follow(sopguard, issue)
+
+    sopguard.deliver(payload, "delay-1")
+
+    ref = IssueRef("jira", fake.project, fake.key)
+    assert not [
+        e for e in _timeline_of(sopguard.intake.store.ledger.one(ref)) if isinstance(e, DelayAnnounced)
+    ]
+    assert fake.our_comments() == []
+    (audited,) = [e for e in sopguard.intake.store.audit.entries() if e.rule_id == "delay-announced"]
+    assert audited.passed and "not a delay notice: " in audited.reasons[0]
+    fake.check_against_openapi()
+
+
+def test_jira_a_refused_notice_put_right_by_an_edit_is_recorded_once(
+    tmp_path: Path, no_network: responses.RequestsMock, deployment: Deployment
+) -> None:
+    payload = copy.deepcopy(fixture_json("jira", "mattermost__webhook-cloud-comment-created.json"))
+    dana = _jira_person(deployment, "dana")
+    payload["comment"].update(body="h3. Delay\nThe disk arrives late.", author=dana, updateAuthor=dana)
+    issue = {"issue": {"key": payload["issue"]["key"], "fields": {"status": {"name": "In Progress"}}}}
+    fake = fake_for(no_network, deployment, issue)
+    fake.in_role("Developers", users=["dana"])
+    sopguard = jira_service(tmp_path, deployment)
+    follow(sopguard, issue)
+    edit = copy.deepcopy(payload)
+    edit["webhookEvent"] = "comment_updated"
+    edit["timestamp"] = payload["timestamp"] + 300_000
+    edit["comment"]["body"] = DELAY["jira"]
+
+    sopguard.deliver(payload, "delay-1")
+    sopguard.deliver(edit, "delay-2")
+    sopguard.deliver(edit, "delay-3")
+
+    ref = IssueRef("jira", fake.project, fake.key)
+    (delay,) = [
+        e for e in _timeline_of(sopguard.intake.store.ledger.one(ref)) if isinstance(e, DelayAnnounced)
+    ]
+    assert (delay.new_date, delay.comment_id) == ("2026-12-20", payload["comment"]["id"])
+    assert delay.at == dt.datetime.fromtimestamp(edit["timestamp"] / 1000, dt.UTC)
+    (answer,) = fake.our_comments()
+    assert "it gives no new date" in _jira_text(fake, answer)
     fake.check_against_openapi()
 
 
@@ -688,11 +997,28 @@ def _timeline_of(issue: FollowedIssue | None) -> tuple[Any, ...]:
         ("预计延期至2026年12月20日，原因：备件未到", "2026-12-20", "预计延期，备件未到"),
         ("New date: 2026-12-20", "2026-12-20", ""),
         ("Parts are late; 2026-02-30 is not a day.", "", "Parts are late; 2026-02-30 is not a day"),
+        (
+            "The part ordered on 2026-11-20 was lost; new date: 2026-12-20.",
+            "2026-12-20",
+            "The part ordered on 2026-11-20 was lost",
+        ),
+        (
+            "Expected: 2026-12-20. We had said 2026-12-27, but the part came early.",
+            "2026-12-20",
+            "We had said 2026-12-27, but the part came early",
+        ),
+        ("The vendor shipped on 2026-11-20 and promises 2026-12-20.", "2026-12-20", None),
+        (
+            "2026年11月20日订购的备件丢失，新的预计时间：2026年12月20日",
+            "2026-12-20",
+            "2026年11月20日订购的备件丢失",
+        ),
     ],
 )
-def test_a_delay_sections_first_date_is_its_new_date_and_the_rest_its_reason(
-    text: str, date: str, reason: str
+def test_a_delay_sections_labelled_or_latest_date_is_its_new_date_and_the_rest_its_reason(
+    text: str, date: str, reason: str | None
 ) -> None:
+    """A labelled date ("new date:", "Expected:", "新的预计时间：") wins; else the latest one."""
     event = _commented("github", f"### Delay\n\n{text}")
     assert event.comment is not None
     context = Context(POLICY, event, _followed("github"), NOW)
@@ -700,7 +1026,25 @@ def test_a_delay_sections_first_date_is_its_new_date_and_the_rest_its_reason(
     notice = section_notice(context, event.comment)
 
     assert notice is not None
-    assert (notice.new_date.isoformat() if notice.new_date else "", notice.reason) == (date, reason)
+    assert (notice.new_date.isoformat() if notice.new_date else "") == date
+    assert reason is None or notice.reason == reason
+
+
+@pytest.mark.parametrize("source", ["github", "jira"])
+def test_a_later_day_is_judged_in_the_calendars_zone(source: Source) -> None:
+    """23:30 UTC on Mon 2026-11-23 is 07:30 on Tue 2026-11-24 in Asia/Shanghai (the calendar's)."""
+    at = dt.datetime(2026, 11, 23, 23, 30, tzinfo=dt.UTC)
+    snapshot = _followed(source, created=at - dt.timedelta(hours=1))
+    today = _commented(source, '/delay 2026-11-24 "the part is late"', at=at)
+    tomorrow = _commented(source, '/delay 2026-11-25 "the part is late"', at=at)
+
+    refused = evaluate(POLICY, today, snapshot, at)
+    (answer,) = [a for a in refused.actions if isinstance(a, PostComment)]
+    assert "is not a later day" in answer.body
+    decision = evaluate(POLICY, tomorrow, snapshot, at)
+    facts = IssueFacts(True, "P1", "carol", (), frozenset())
+    entries = timeline_entries(POLICY, tomorrow, snapshot, decision, facts, "P1", at)
+    assert [e.new_date for e in entries if isinstance(e, DelayAnnounced)] == ["2026-11-25"]
 
 
 def test_a_delay_section_of_long_runs_is_read_without_backtracking() -> None:
@@ -737,4 +1081,15 @@ def test_a_checklist_item_naming_an_unknown_team_is_refused_with_its_place() -> 
         parse_policy(text)
 
     assert "checklists[1].items[0].by[0]" in str(refused.value)
+    assert "unknown team 'team-member'" in str(refused.value)
+
+
+def test_a_delay_notice_naming_an_unknown_team_is_refused_with_its_place() -> None:
+    text = (Path(__file__).parents[1] / "config" / "sop.yaml").read_text(encoding="utf-8")
+    text = text.replace("headings: [Delay, 延期说明]}", "headings: [Delay, 延期说明], by: team-member}", 1)
+
+    with pytest.raises(PolicyError) as refused:
+        parse_policy(text)
+
+    assert "sla.delay_notice.by[0]" in str(refused.value)
     assert "unknown team 'team-member'" in str(refused.value)

@@ -266,7 +266,8 @@ def _engine_decisions() -> list[Decision]:
     )
     held = evaluate(POLICY, paused, IssueSnapshot(ref=JIRA_REF, status="Paused"), NOW)
     undated = replace(command, delivery_id="comment-4", comment=Comment(PERSON, "### Delay\n\nSoon.", id="9"))
-    not_counted = evaluate(POLICY, undated, IssueSnapshot(ref=GITHUB_REF), NOW)
+    team = frozenset({"team-members"})  # a delay section is a notice only when the team writes it
+    not_counted = evaluate(POLICY, undated, IssueSnapshot(ref=GITHUB_REF, actor_teams=team), NOW)
     return [
         opened,
         suggested,

@@ -257,8 +257,9 @@ class GithubConnector:
         return replace(snapshot, **changes) if changes else snapshot
 
     def _subtask(self, delivery: Delivery, event: Event, child: Issue, needs: Needs) -> Subtask:
-        """A sub-issue; for an item that says who may close it, who closed it (`closed_by`, which
-        GitHub's list of sub-issues may leave out: then `GET` the sub-issue) and their teams."""
+        """A sub-issue; for an item that says who may close it, who closed it and their teams.
+        GitHub's lists of issues leave `closed_by` out: reading it completes the sub-issue from
+        its `url` (PyGithub's `GET /repos/{owner}/{repo}/issues/{number}`)."""
         item = Subtask(child.title, done=child.state == "closed", key=str(child.number))
         if not item.done or child.title not in needs.closers:
             return item
