@@ -37,7 +37,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import aiohttp
@@ -105,6 +105,23 @@ class ClosedLoop:
     ok_per_second: float
     other_answers: int
     socket_errors: int
+    cpu_per_delivery_us: float = 0.0  # the gunicorn workers' CPU time over the 2xx answers
+
+
+@dataclass(frozen=True)
+class Served:
+    url: str
+    pid: int  # gunicorn's master
+
+    def workers_cpu_seconds(self) -> float:
+        """User and system CPU time of the master's children so far (Linux `/proc`)."""
+        ticks = 0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                if int(fields[1]) == self.pid:  # ppid
+                    ticks += int(fields[11]) + int(fields[12])  # utime, stime
+        return ticks / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True)
@@ -182,8 +199,8 @@ def _wait_until_answering(port: int, server: subprocess.Popen[bytes], log: Path)
 
 
 @contextlib.contextmanager
-def served(target: Target, data_dir: Path) -> Iterator[str]:
-    """`gunicorn -c gunicorn.conf.py TARGET` on a free loopback port; yields the delivery URL."""
+def served(target: Target, data_dir: Path) -> Iterator[Served]:
+    """`gunicorn -c gunicorn.conf.py TARGET` on a free loopback port; yields where it is."""
     port = _free_port()
     data_dir.mkdir(parents=True)
     log = data_dir / "gunicorn.log"
@@ -194,7 +211,7 @@ def served(target: Target, data_dir: Path) -> Iterator[str]:
         )
     try:
         _wait_until_answering(port, server, log)
-        yield f"http://127.0.0.1:{port}/webhooks/github"
+        yield Served(f"http://127.0.0.1:{port}/webhooks/github", server.pid)
         if server.poll() is not None:
             sys.exit(f"gunicorn stopped during the measurement:\n{log.read_text()}")
     finally:
@@ -323,9 +340,10 @@ def _summary(
     lines = [f"\nmedians over {args.repeat} run(s), {WORKERS} gunicorn workers, loopback:"]
     throughput = {t.name: statistics.median([c.ok_per_second for c in closed[t.name]]) for t in targets}
     for target in targets:
+        cpu = statistics.median([c.cpu_per_delivery_us for c in closed[target.name]])
         lines.append(
             f"  {target.name:9} closed loop ({args.connections} connections, {args.seconds} s): "
-            f"{throughput[target.name]:,.0f} 2xx/s"
+            f"{throughput[target.name]:,.0f} 2xx/s, {cpu:.0f} µs of the workers' CPU each"
         )
     baseline, measured = targets
     # Each run measures the two apps one after the other, so a run's ratio sees the same moment of
@@ -388,18 +406,26 @@ def main(argv: Sequence[str] | None = None) -> None:
         for run in range(1, args.repeat + 1):
             for target in targets:
                 data_dir = Path(scratch) / f"{run}-{target.name}-closed"
-                with served(target, data_dir) as url:
-                    result = closed_loop(url, args.body, args.seconds, args.connections, Path(scratch))
+                with served(target, data_dir) as server:
+                    cpu_before = server.workers_cpu_seconds()
+                    result = closed_loop(server.url, args.body, args.seconds, args.connections, Path(scratch))
+                    cpu = server.workers_cpu_seconds() - cpu_before
+                result = replace(
+                    result, cpu_per_delivery_us=cpu / max(1.0, result.ok_per_second * args.seconds) * 1e6
+                )
                 closed[target.name].append(result)
                 print(
-                    f"run {run} {target.name:9} closed loop: {result.ok_per_second:,.0f} 2xx/s "
+                    f"run {run} {target.name:9} closed loop: {result.ok_per_second:,.0f} 2xx/s, "
+                    f"{result.cpu_per_delivery_us:.0f} µs of CPU each "
                     f"(other answers {result.other_answers}, socket errors {result.socket_errors})",
                     flush=True,
                 )
             for target in targets:
                 data_dir = Path(scratch) / f"{run}-{target.name}-open"
-                with served(target, data_dir) as url:
-                    outcomes = asyncio.run(_open_loop(url, args.body.read_bytes(), args.rate, args.seconds))
+                with served(target, data_dir) as server:
+                    outcomes = asyncio.run(
+                        _open_loop(server.url, args.body.read_bytes(), args.rate, args.seconds)
+                    )
                 # the server has stopped (gracefully): what it acknowledged is on disk
                 opened_run = (
                     _checked(outcomes, data_dir) if target.has_store else OpenLoop(outcomes, None, None)
