@@ -11,7 +11,8 @@ per rule. Rendering (HTML, Markdown, CSV) is `runtime.report_page`'s.
   *running* (still counting, not yet due). "% met" is of the clocks decided: met and breached.
 - Leaving a stop state is either a *rejection at acceptance* (the customer sent the result back)
   or a *reopen after closure* (the tracker had closed it, or it was in a closed state).
-- A cancellation is an audit row of the rule `cancel` (the `/cancel` command).
+- A cancellation is an audit row of a command that closes the issue without acceptance, carried
+  out (`/cancel`: `command-cancel` in the default policy).
 - Where the SOP is skipped: the audit rows of the period whose rule did not pass, per rule and
   clause; the stages skipped by a change the lifecycle refused; the guards that blocked a move.
 """
@@ -28,7 +29,6 @@ from typing import Any, Protocol
 from policies.models import IssueRef
 from policies.sla import AllCycles, ClockReading, DelayAnnounced, Phase, Rated, Reopening, TimelineEvent
 
-CANCEL_RULE = "cancel"
 TRANSITION_MARKER = "transition-rejected:"
 
 
@@ -214,8 +214,9 @@ def week_of(day: dt.date) -> dt.date:
     return day - dt.timedelta(days=day.weekday())
 
 
-def _cancellations(audit_rows: Iterable[AuditRow]) -> Counter[str]:
-    return Counter(row.issue for row in audit_rows if row.rule_id == CANCEL_RULE)
+def _cancellations(audit_rows: Iterable[AuditRow], cancel_ids: frozenset[str]) -> Counter[str]:
+    """Closes without acceptance, by issue: audit rows of a cancelling command carried out."""
+    return Counter(row.issue for row in audit_rows if row.rule_id in cancel_ids and row.passed)
 
 
 def _breaches(items: Iterable[IssueClocks]) -> list[Breach]:
@@ -287,12 +288,14 @@ def summarize(
     target_ids: Sequence[str],
     closed_states: frozenset[str] = frozenset({"closed"}),
     guard_ids: frozenset[str] = frozenset(),
+    cancel_ids: frozenset[str] = frozenset(),
     skipped_states: Callable[[str, str], Sequence[str]] = lambda _before, _after: (),
 ) -> Report:
     """The report of the period. `audit_rows` are those of the period (already filtered to the
-    scope and priority asked for); `skipped_states` names the stages between two states."""
+    scope and priority asked for); `cancel_ids` are the rules (commands) that close an issue
+    without acceptance (S5.1); `skipped_states` names the stages between two states."""
     items = list(items)
-    cancelled = _cancellations(audit_rows)
+    cancelled = _cancellations(audit_rows, cancel_ids)
     groups: dict[tuple[str, str], Row] = {}
     weeks: dict[dt.date, Row] = {}
     total = Row("", "")
@@ -304,7 +307,7 @@ def summarize(
         weeks.setdefault(week, Row("", "")).add(item, cancellations, closed_states)
     for row in groups.values():
         total.merge(row)
-    ignored = frozenset({*target_ids, CANCEL_RULE})
+    ignored = frozenset({*target_ids, *cancel_ids})
     rules, stages, guards = _skips(audit_rows, ignored, guard_ids, skipped_states)
     return Report(
         since=since,

@@ -132,6 +132,7 @@ def gather(policy: Policy, store: Store, query: ReportQuery, now: dt.datetime) -
         row for row in store.audit.between(query.start, as_of) if not filtered or row.issue in chosen
     ]
     guards = frozenset(g.id for t in policy.workflow.transitions for g in t.guards)
+    closed = frozenset(policy.trackers.github.closed_states)
     return summarize(
         items,
         audit_rows,
@@ -139,8 +140,9 @@ def gather(policy: Policy, store: Store, query: ReportQuery, now: dt.datetime) -
         until=query.until,
         as_of=as_of,
         target_ids=[t.id for t in policy.sla.targets],
-        closed_states=frozenset(policy.trackers.github.closed_states),
+        closed_states=closed,
         guard_ids=guards,
+        cancel_ids=frozenset(c.id for c in policy.commands if c.to in closed),
         skipped_states=lambda before, after: skipped_states(policy, before, after),
     )
 

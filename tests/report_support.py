@@ -230,6 +230,6 @@ def seed(store: Store, count: int = 320, seed_value: int = 12) -> Expected:
     _audit(store, expected, refs)
     with store.engine.begin() as db:
         for index, ref in enumerate(cancelled):
-            row = {**_guard("cancel", "S5.1", "enforce"), "passed": True}
+            row = {**_guard("command-cancel", "S5.1", "enforce"), "passed": True}
             _write(db, store, ref, [row], AS_OF - dt.timedelta(days=1), f"c-{index}")
     return expected

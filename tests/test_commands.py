@@ -7,6 +7,7 @@ Jira; a short comment why when refused) and audited, on GitHub and on Jira.
 from __future__ import annotations
 
 import copy
+import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,8 +20,21 @@ from config.schema import Command
 from policies.commands import given, parse
 from policies.models import IssueRef, Source
 from policies.sla import DelayAnnounced
-from tests.conftest import fixture_json
-from tests.github_support import COMMENTED_AT, REF, REPO, FakeGithub, Service, labelled, put_in_state, service
+from runtime.report_page import ReportQuery, gather
+from runtime.services import utc_now
+from tests.conftest import fixture_json, services_of
+from tests.github_support import (
+    COMMENTED_AT,
+    REF,
+    REPO,
+    FakeGithub,
+    Service,
+    form_body,
+    issue_payload,
+    labelled,
+    put_in_state,
+    service,
+)
 from tests.jira_support import CLOUD, FakeJira, adf_text, fake_for, issue_path
 from tests.jira_support import Service as JiraService
 from tests.jira_support import service as jira_service
@@ -200,6 +214,9 @@ def test_github_accept_only_in_acceptance_and_reject_needs_a_reason_and_moves_ba
 def test_github_cancel_closes_without_acceptance_with_its_reason_and_a_passer_by_cannot(
     sopguard: Service, github: FakeGithub
 ) -> None:
+    opened = issue_payload("opened", labels=[], body=form_body(Impact="Degraded service", Urgency="High"))
+    opened["issue"]["created_at"] = (utc_now() - dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    sopguard.deliver(opened, "opened")  # so that the report has it among the issues of the period
     put_in_state(sopguard, github, "triage")
     sopguard.deliver(
         commented(github, '/cancel spam "ads"', by="mallory", user_id=66), "c-1", "issue_comment"
@@ -214,6 +231,14 @@ def test_github_cancel_closes_without_acceptance_with_its_reason_and_a_passer_by
 
     assert github.state == "closed" and "cancelled/duplicate" in github.labels
     assert sopguard.intake.store.ledger.memory(REF).last_state == "closed"
+    # The report counts it apart (S5.1): the cancellation carried out, not the passer-by's attempt.
+    services = services_of(sopguard.app)
+    now = utc_now()
+    period = ReportQuery(since=now.date() - dt.timedelta(days=30), until=now.date())
+    assert (
+        gather(services.policy, services.store, period, now + dt.timedelta(seconds=1)).total.cancellations
+        == 1
+    )
 
 
 def test_github_a_delay_command_of_the_team_is_a_delay_notice(sopguard: Service, github: FakeGithub) -> None:

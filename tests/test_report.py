@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from cli import main
 from config.loader import load_policy
 from policies.models import IssueRef
-from policies.report import CANCEL_RULE, AuditRow, IssueClocks, Report, summarize
+from policies.report import AuditRow, IssueClocks, Report, summarize
 from policies.sla import (
     Closed,
     Commented,
@@ -61,6 +61,7 @@ def _summary(items: list[IssueClocks], audit_rows: Sequence[AuditRow] = ()) -> R
         as_of=LATER,
         target_ids=TARGETS,
         guard_ids=GUARDS,
+        cancel_ids=frozenset({"command-cancel"}),
         skipped_states=lambda before, after: skipped_states(POLICY, before, after),
     )
 
@@ -181,7 +182,8 @@ def test_where_the_sop_is_skipped_per_rule_stage_and_guard() -> None:
         _Audit("acme/desk#3", "intake-complete", "S1.2", False, mode="warn"),
         _Audit("acme/desk#3", "intake-complete", "S1.2", True),
         _Audit("acme/desk#3", "resolution", "S3.3", False),  # a breach notice: the clocks count it
-        _Audit("acme/desk#1", CANCEL_RULE, "S5.1", None),
+        _Audit("acme/desk#1", "command-cancel", "S5.1", True),
+        _Audit("acme/desk#1", "command-cancel", "S5.1", False),  # a passer-by's /cancel, refused
     ]
 
     report = _summary([_answered_after(5)], rows)
