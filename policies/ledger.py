@@ -91,6 +91,23 @@ def _labels_after(snapshot: IssueSnapshot, decision: Decision) -> frozenset[str]
     return labels
 
 
+def _vouched_labels(
+    policy: Policy, event: Event, snapshot: IssueSnapshot, previous: IssueFacts | None
+) -> frozenset[str]:
+    """The delivery's labels, less the restricted ones (`by`/`not_by`) the ledger does not know and
+    this event did not add: a delivery older than sopguard's removal of one still shows it (GitHub
+    sends labels picked together as one delivery each, each showing them all)."""
+    if previous is None:
+        return snapshot.labels
+    added = event.labels_after - event.labels_before
+    stale = {
+        label
+        for label in people.guarded_labels(policy)
+        if label in snapshot.labels and label not in previous.labels and label not in added
+    }
+    return snapshot.labels - stale
+
+
 def facts_after(
     policy: Policy,
     event: Event,
@@ -104,7 +121,9 @@ def facts_after(
     if previous is not None and not shows_whole_issue(event):
         known = replace(snapshot, labels=previous.labels)
         return replace(previous, labels=_labels_after(known, decision))
-    labels = _labels_after(snapshot, decision)
+    labels = _labels_after(
+        replace(snapshot, labels=_vouched_labels(policy, event, snapshot, previous)), decision
+    )
     chosen = [a.name for a in decision.actions if isinstance(a, SetPriority)]
     after = IssueSnapshot(
         ref=snapshot.ref, labels=labels, priority=chosen[-1] if chosen else snapshot.priority

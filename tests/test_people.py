@@ -47,12 +47,14 @@ from tests.github_support import (
     REPO,
     FakeGithub,
     Service,
+    add_checklist,
     form_body,
     issue_payload,
     labelled,
     put_in_state,
     service,
 )
+from tests.github_support import REF as HELLO_WORLD
 from tests.jira_support import (
     CLOUD,
     DEPLOYMENTS,
@@ -751,3 +753,32 @@ def test_a_new_plan_withdraws_both_the_approval_and_the_low_risk_judgement(local
             "「plan/changed」标签。变更后的方案须重新批准",
         }[locale]
     )
+
+
+@pytest.mark.parametrize(
+    "picked", [["risk/low", "status/in-progress"], ["risk/low", "area/db", "status/in-progress"]]
+)
+def test_github_labels_picked_together_give_no_waiver_the_assignee_may_not_give(
+    sopguard: Service, github: FakeGithub, picked: list[str]
+) -> None:
+    """GitHub sends labels picked at once as one delivery each, each showing them all: the
+    `area/db` delivery still showed the `risk/low` sopguard had removed, the ledger took it for
+    known, and the move's delivery then counted it: the unreviewed work started."""
+    amy = {"login": "agent-amy", "id": 8, "type": "User"}
+    put_in_state(sopguard, github, "planning", "priority/P4")
+    add_checklist(github, "preparation")
+    github.labels += picked
+    shown = list(github.labels)
+    for label in picked:
+        payload = issue_payload(
+            "labeled",
+            labels=shown,
+            body=form_body() + "\n\n### Plan\n\nRestart the cluster node by node.",
+            label={"name": label},
+            issue={"assignee": amy, "assignees": [amy]},
+        )
+        payload["sender"] = {**payload["sender"], "login": "agent-amy", "id": 8}
+        sopguard.deliver(payload, f"picked-{label}")
+
+    assert "risk/low" not in github.labels and "status/in-progress" not in github.labels
+    assert sopguard.intake.store.ledger.memory(HELLO_WORLD).last_state == "planning"
