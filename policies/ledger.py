@@ -99,7 +99,7 @@ def _vouched_labels(
     sends labels picked together as one delivery each, each showing them all)."""
     if previous is None:
         return snapshot.labels
-    added = event.labels_after - event.labels_before
+    added = people.labels_added(event)
     stale = {
         label
         for label in people.guarded_labels(policy)

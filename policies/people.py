@@ -178,11 +178,20 @@ def waived_by(ctx: Context, label: str | None) -> bool:
     return label is not None and label in ctx.snapshot.labels and vouched_for(ctx, label)
 
 
+def labels_added(event: Event) -> frozenset[str]:
+    """The labels this event's actor added: those of a change of labels, and those an issue is
+    created with (a Jira create screen, a clone; a GitHub issue opened with labels), but not those
+    an issue brings along when it is moved or transferred here."""
+    if EventKind.OPENED in event.kinds and event.moved_from is None:
+        return event.labels_after
+    if EventKind.LABELS_CHANGED in event.kinds:
+        return event.labels_after - event.labels_before
+    return frozenset()
+
+
 def _added_guarded(policy: Policy, event: Event) -> list[LabelRestriction]:
-    if EventKind.LABELS_CHANGED not in event.kinds:
-        return []
     guarded = guarded_labels(policy)
-    return [guarded[label] for label in sorted(event.labels_after - event.labels_before) if label in guarded]
+    return [guarded[label] for label in sorted(labels_added(event)) if label in guarded]
 
 
 def vouched_for(ctx: Context, label: str) -> bool:
@@ -192,8 +201,7 @@ def vouched_for(ctx: Context, label: str) -> bool:
     if label in refused_labels(ctx):
         return False
     known = ctx.snapshot.known_labels
-    added = label in ctx.event.labels_after - ctx.event.labels_before
-    return known is None or label in known or added
+    return known is None or label in known or label in labels_added(ctx.event)
 
 
 def refused_labels(ctx: Context) -> frozenset[str]:
@@ -251,7 +259,7 @@ def needs_plan_author(policy: Policy, event: Event) -> bool:
     )
 
 
-@router.register(EventKind.LABELS_CHANGED)
+@router.register(EventKind.LABELS_CHANGED, EventKind.OPENED)
 def check_labels_added(ctx: Context) -> Iterator[Outcome]:
     """A restricted label added by someone not allowed to is removed (enforce) and explained."""
     person = ctx.event.actor

@@ -782,3 +782,28 @@ def test_github_labels_picked_together_give_no_waiver_the_assignee_may_not_give(
 
     assert "risk/low" not in github.labels and "status/in-progress" not in github.labels
     assert sopguard.intake.store.ledger.memory(HELLO_WORLD).last_state == "planning"
+
+
+@pytest.mark.parametrize("source", ["github", "jira"])
+def test_a_restricted_label_an_issue_is_created_with_is_judged_like_one_added_later(source: Source) -> None:
+    """Jira's `issue_created` has no changelog: a `risk/low` put on the create screen (or kept by a
+    clone) was never judged, then known, and waived the review of the plan."""
+    start = POLICY.workflow.transition("planning", "in-progress")
+    assert start is not None
+    ready = snapshot_meeting(POLICY, start, source)
+    labels = frozenset((ready.labels - {"plan/approved"}) | {"risk/low"})
+    created = Event(
+        source=source,
+        kinds=frozenset({EventKind.OPENED}),
+        delivery_id="created-1",
+        actor=Actor("dana"),
+        issue=GITHUB_REF if source == "github" else JIRA_REF,
+        labels_before=labels,
+        labels_after=labels,
+    )
+
+    decision = evaluate(POLICY, created, replace(ready, labels=labels, assignees=("dana",)), NOW)
+
+    (refused,) = [r for r in decision.results if r.rule_id == "low-risk-judged-by-approvers"]
+    assert not refused.passed and refused.reasons == ("dana may not add risk/low",)
+    assert any(isinstance(a, ChangeLabels) and "risk/low" in a.remove for a in decision.actions)
