@@ -17,9 +17,11 @@ from config.schema import (
     BUILT_IN_PEOPLE,
     TEAM_MEMBERS,
     ChecklistGuard,
+    Guard,
     LabelGuard,
     MessageKind,
     Rule,
+    Workflow,
     apply_scope,
 )
 from config.template_checks import Spot, template_problems
@@ -309,6 +311,33 @@ def _restricted_labels(s: Sections) -> Iterator[Found]:
             yield ("restricted_labels", index, "label"), message
         elif label in _duplicates(labels):
             yield ("restricted_labels", index, "label"), f"label '{label}' is restricted more than once"
+    restricted = {*by_guards, *labels}
+    for loc, guard in _guards_where_written(s["workflow"]):
+        waiver = guard.unless_label
+        if waiver is None:
+            continue
+        if waiver == getattr(guard, "label", None):
+            yield (*loc, "unless_label"), f"guard '{guard.id}' is waived by the very label it asks for"
+        elif waiver not in restricted:
+            yield (
+                (*loc, "unless_label"),
+                (
+                    f"label '{waiver}' waives guard '{guard.id}' but nothing restricts who may add it, so "
+                    "anyone could: name who may under restricted_labels"
+                ),
+            )
+
+
+def _guards_where_written(workflow: Workflow) -> Iterator[tuple[Loc, Guard]]:
+    """Each guard once, where the policy writes it: in a guard set, or in its transition."""
+    for name, guards in workflow.guard_sets.items():
+        for index, guard in enumerate(guards):
+            yield ("workflow", "guard_sets", name, index), guard
+    in_sets = {g.id for guards in workflow.guard_sets.values() for g in guards}
+    for t_index, transition in enumerate(workflow.transitions):
+        for g_index, guard in enumerate(transition.guards):
+            if guard.id not in in_sets:
+                yield ("workflow", "transitions", t_index, "guards", g_index), guard
 
 
 @_needs("messages")

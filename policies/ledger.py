@@ -91,20 +91,15 @@ def _labels_after(snapshot: IssueSnapshot, decision: Decision) -> frozenset[str]
     return labels
 
 
-def _vouched_labels(
-    policy: Policy, event: Event, snapshot: IssueSnapshot, previous: IssueFacts | None
-) -> frozenset[str]:
-    """The delivery's labels, less the restricted ones (`by`/`not_by`) the ledger does not know and
-    this event did not add: a delivery older than sopguard's removal of one still shows it (GitHub
-    sends labels picked together as one delivery each, each showing them all)."""
-    if previous is None:
+def _vouched_labels(policy: Policy, event: Event, snapshot: IssueSnapshot) -> frozenset[str]:
+    """The delivery's labels, less the restricted ones (`by`/`not_by`) sopguard does not know of
+    and this event did not add: a delivery older than sopguard's removal of one still shows it
+    (GitHub sends labels picked together as one delivery each, each showing them all)."""
+    known = snapshot.known_labels
+    if known is None:
         return snapshot.labels
     added = people.labels_added(event)
-    stale = {
-        label
-        for label in people.guarded_labels(policy)
-        if label in snapshot.labels and label not in previous.labels and label not in added
-    }
+    stale = {label for label in people.guarded_labels(policy) if label not in known and label not in added}
     return snapshot.labels - stale
 
 
@@ -121,9 +116,7 @@ def facts_after(
     if previous is not None and not shows_whole_issue(event):
         known = replace(snapshot, labels=previous.labels)
         return replace(previous, labels=_labels_after(known, decision))
-    labels = _labels_after(
-        replace(snapshot, labels=_vouched_labels(policy, event, snapshot, previous)), decision
-    )
+    labels = _labels_after(replace(snapshot, labels=_vouched_labels(policy, event, snapshot)), decision)
     chosen = [a.name for a in decision.actions if isinstance(a, SetPriority)]
     after = IssueSnapshot(
         ref=snapshot.ref, labels=labels, priority=chosen[-1] if chosen else snapshot.priority

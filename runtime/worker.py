@@ -169,7 +169,7 @@ def process(services: Services, delivery: Delivery, received: Received) -> Outco
         timeline=known.timeline if known is not None else (),
         first_seen=not memory.known,
         adopted=memory.adopted,
-        known_labels=known.facts.labels if known is not None else None,
+        known_labels=known.facts.labels if known is not None and known.labels_known else None,
     )
     if known is not None:
         snapshot = _shown_or_known(event, snapshot, known.facts)

@@ -63,6 +63,13 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 MONDAY_10 = dt.datetime(2026, 11, 23, 10, 0, tzinfo=SHANGHAI)
 TUESDAY_10 = MONDAY_10 + dt.timedelta(days=1)
 
+# The preparation's items (made in planning, S3.1) and the self-check's (made entering verification).
+PREPARED_AND_SELF_CHECKED = sum(
+    len(checklist.items)
+    for checklist in load_policy().checklists
+    if checklist.id in ("preparation", "self-check")
+)
+
 
 def _services(app: Flask) -> Services:
     return services_of(app)
@@ -820,13 +827,16 @@ def test_a_checklist_comment_the_tracker_refused_is_posted_by_the_next_sweep_and
     github.fail("POST", "/comments", refused)
     body = "### Key steps\n\nRestarted the gateway; error rate back to normal."
     sopguard.deliver(labelled(github, "status/verification", body=body), "verify-1")
-    assert len(github.sub_issues) == 6 and not list(github.our_comments())
+    assert len(github.sub_issues) == PREPARED_AND_SELF_CHECKED and not list(github.our_comments())
 
     github.mock.calls.reset()
     sweep(_services(sopguard.app), _minutes(1))
     posted = [c for c in github.our_comments() if c.startswith("**Self-check**")]
     assert len(posted) == 1 and "one sub-issue per item was created" in posted[0]
-    assert len(github.sub_issues) == 6 and f"POST /repos/{REPO}/issues" not in github.calls()
+    assert (
+        len(github.sub_issues) == PREPARED_AND_SELF_CHECKED
+        and f"POST /repos/{REPO}/issues" not in github.calls()
+    )
     sweep(_services(sopguard.app), _minutes(5))
     assert len([c for c in github.our_comments() if c.startswith("**Self-check**")]) == 1
 

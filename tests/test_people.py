@@ -708,6 +708,24 @@ def test_a_restricted_label_is_checked_with_its_place(change: tuple[str, str], p
     assert "restricted_labels" in str(refused.value)
 
 
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (("label: risk/low # waives", "label: risk/lowest # waives"), "nothing restricts who may add it"),
+        (("unless_label: risk/low", "unless_label: plan/approved"), "waived by the very label it asks for"),
+    ],
+    ids=["waiver restricted by nobody", "waived by its own label"],
+)
+def test_a_waiver_anyone_could_give_is_refused_with_its_place(change: tuple[str, str], problem: str) -> None:
+    text = (Path(__file__).parents[1] / "config" / "sop.yaml").read_text(encoding="utf-8")
+    assert change[0] in text
+
+    with pytest.raises(PolicyError) as refused:
+        parse_policy(text.replace(*change, 1))
+
+    assert problem in str(refused.value) and "guard_sets.plan-ready" in str(refused.value)
+
+
 def test_a_label_restricted_twice_is_refused() -> None:
     text = (Path(__file__).parents[1] / "config" / "sop.yaml").read_text(encoding="utf-8")
     twice = text.replace(
@@ -751,6 +769,38 @@ def test_a_new_plan_withdraws_both_the_approval_and_the_low_risk_judgement(local
             'and "risk/low" were removed and "plan/changed" added. The changed plan needs approval again',
             "zh-CN": "**方案的批准已撤回。** @sam 修改了已批准的方案，因此移除了「plan/approved」、「risk/low」标签并添加了"
             "「plan/changed」标签。变更后的方案须重新批准",
+        }[locale]
+    )
+
+
+@pytest.mark.parametrize("locale", ["en", "zh-CN"])
+def test_a_new_plan_judged_low_risk_only_says_that_judgement_was_withdrawn_and_how_to_give_it(
+    locale: str,
+) -> None:
+    """No approval existed: the comment said "The approval of the plan was withdrawn" and offered
+    only /approve-plan."""
+    policy = POLICY.model_copy(update={"locale": locale})
+    event = Event(
+        source="github",
+        kinds=frozenset({EventKind.COMMENTED}),
+        delivery_id="d-3",
+        actor=Actor("sam"),
+        issue=GITHUB_REF,
+        name="issue_comment.created",
+        comment=Comment(Actor("sam"), PLAN["github"], id="10"),
+    )
+    snapshot = _snapshot("github", labels=frozenset({LOW_RISK}), last_state="planning")
+
+    _, comment = evaluate(policy, event, snapshot, NOW).actions
+
+    assert isinstance(comment, PostComment)
+    assert comment.body.startswith(
+        {
+            "en": "**The judgement of the plan as low-risk was withdrawn.** @sam changed the plan judged "
+            'low-risk, so "risk/low" was removed and "plan/changed" added. The changed plan needs an '
+            "approver's review (/approve-plan), or their judgement that it is low-risk (/low-risk).",
+            "zh-CN": "**方案的低风险认定已撤回。** @sam 修改了已认定为低风险的方案，因此移除了「risk/low」标签并添加了"
+            "「plan/changed」标签。变更后的方案须经评审人评审（/approve-plan），或由其认定为低风险（/low-risk）。",
         }[locale]
     )
 

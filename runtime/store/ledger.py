@@ -194,6 +194,8 @@ class FollowedIssue:
     history_before: dt.datetime | None = None
     memory: IssueMemory = field(default_factory=IssueMemory)
     unfinished: tuple[Unfinished, ...] = ()
+    # Whether a delivery ever told the labels (`facts.labels`); not when only the state was recorded.
+    labels_known: bool = True
 
 
 def _memory_of(row: RowMapping) -> IssueMemory:
@@ -379,6 +381,7 @@ class Ledger:
                 history_before=aware(row["history_before"]),
                 memory=_memory_of(row),
                 unfinished=tuple(_decode_unfinished(item) for item in row["unfinished"] or ()),
+                labels_known=row["labels"] is not None,
             )
             for row in rows
         ]
