@@ -53,6 +53,7 @@ PREPARATION = [
     "Preparation: Tools, documents and parts are ready",
     "Preparation: Authorizations are in place",
     "Preparation: The customer's contact person is confirmed",
+    "Preparation: The quality and safety rules for this work are checked (S3.4)",
 ]
 
 
@@ -318,7 +319,7 @@ def test_a_timeout_after_the_sub_tasks_were_created_does_not_create_them_again(
     assert fake.calls()[2:4] == [bulk, f"GET {issue}"]  # did they land? all three: nothing is sent again
     assert fake.calls().count(bulk) == 1 and fake.query("GET", issue) == [{"fields": ["subtasks"]}]
     assert fake.subtask_summaries() == PREPARATION
-    assert sopguard.outcomes("slow-2")["preparation"] == "applied (3 created); applied"
+    assert sopguard.outcomes("slow-2")["preparation"] == "applied (4 created); applied"
     fake.check_against_openapi()
 
 
@@ -339,7 +340,9 @@ def test_a_bulk_creation_cut_off_after_some_items_sends_only_the_others_again(
     assert [u["fields"]["summary"] for u in second["issueUpdates"]] == PREPARATION[1:]
     assert fake.subtask_summaries() == PREPARATION
     journal = sopguard.journal(fake.key)
-    assert [journal[f"sub-task:preparation:{title}"].state for title in PREPARATION] == ["done"] * 3
+    assert [journal[f"sub-task:preparation:{title}"].state for title in PREPARATION] == ["done"] * len(
+        PREPARATION
+    )
     fake.check_against_openapi()
 
 
@@ -353,9 +356,9 @@ def test_an_item_jira_refuses_is_reported_and_the_others_are_created(
     sopguard.deliver(scenario.payload, "refused-2")
 
     assert fake.calls().count("POST /rest/api/2/issue/bulk") == 1  # a refusal is an answer: not retried
-    assert fake.subtask_summaries() == [PREPARATION[0], PREPARATION[2]]
+    assert fake.subtask_summaries() == [PREPARATION[0], *PREPARATION[2:]]
     assert sopguard.outcomes("refused-2")["preparation"].startswith(
-        f"failed: 2 of 3 created; {PREPARATION[1]}: The issue type selected is invalid."
+        f"failed: 3 of 4 created; {PREPARATION[1]}: The issue type selected is invalid."
     )
     assert sopguard.journal(fake.key)[f"sub-task:preparation:{PREPARATION[1]}"].state == "failed"
     fake.check_against_openapi()
@@ -373,12 +376,13 @@ def test_a_bulk_creation_jira_refuses_as_a_whole_reports_each_item_and_is_not_re
     assert fake.calls().count("POST /rest/api/2/issue/bulk") == 1 and sopguard.slept == []
     assert fake.subtasks == []
     outcome = sopguard.outcomes("refused-3")["preparation"]
-    assert (
-        outcome.startswith("failed: 0 of 3 created; ")
-        and outcome.count("The issue type selected is invalid.") == 3
-    )
+    assert outcome.startswith("failed: 0 of 4 created; ") and outcome.count(
+        "The issue type selected is invalid."
+    ) == len(PREPARATION)
     journal = sopguard.journal(fake.key)
-    assert [journal[f"sub-task:preparation:{title}"].state for title in PREPARATION] == ["failed"] * 3
+    assert [journal[f"sub-task:preparation:{title}"].state for title in PREPARATION] == ["failed"] * len(
+        PREPARATION
+    )
     fake.check_against_openapi()
 
 

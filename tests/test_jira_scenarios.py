@@ -355,11 +355,12 @@ def test_a_valid_transition_creates_its_checklist_as_sub_tasks_once(
             "summary": "Preparation: Tools, documents and parts are ready",
         }
     }
-    assert sopguard.outcomes("work-1")["preparation"] == "applied (3 created); applied"
+    assert sopguard.outcomes("work-1")["preparation"] == "applied (4 created); applied"
     assert fake.subtask_summaries() == [
         "Preparation: Tools, documents and parts are ready",
         "Preparation: Authorizations are in place",
         "Preparation: The customer's contact person is confirmed",
+        "Preparation: The quality and safety rules for this work are checked (S3.4)",
     ]
     assert fake.status == "Planning"  # the preparation is made ready while the plan is written (S3.1)
 
@@ -367,7 +368,7 @@ def test_a_valid_transition_creates_its_checklist_as_sub_tasks_once(
     seen = len(fake.calls())
     sopguard.deliver(scenario.payload, "work-2")
     assert fake.calls()[seen:] == []  # the journal knows the items and the comment: nothing is read
-    assert len(fake.subtasks) == 3 and len(fake.our_comments()) == 1
+    assert len(fake.subtasks) == 4 and len(fake.our_comments()) == 1
     fake.check_against_openapi()
 
 

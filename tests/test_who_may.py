@@ -649,10 +649,11 @@ def test_s2_2_a_plan_changed_after_its_low_risk_judgement_is_judged_or_reviewed_
     desk.say("sam", "The disk is not enough.\n\n" + NEW_PLAN[desk.source])
 
     assert "risk/low" not in desk.labels and "plan/changed" in desk.labels
-    assert desk.answer("The approval of the plan was withdrawn.").startswith(
-        f"The approval of the plan was withdrawn. @{desk.name('sam')} changed the plan whose review was "
-        'waived, so "risk/low" was removed and "plan/changed" added. The changed plan needs approval '
-        "again (/approve-plan). Rule changed-plan-needs-approval, SOP S3.2:"
+    assert desk.answer("The judgement of the plan as low-risk was withdrawn.").startswith(
+        f"The judgement of the plan as low-risk was withdrawn. @{desk.name('sam')} changed the plan "
+        'judged low-risk, so "risk/low" was removed and "plan/changed" added. The changed plan needs an '
+        "approver's review (/approve-plan), or their judgement that it is low-risk (/low-risk). "
+        "Rule changed-plan-needs-approval, SOP S3.2:"
     )
     desk.move("amy", "in-progress")
     assert desk.state == "planning" and REVIEW_MISSING in desk.answer("This change of stage was undone.")
