@@ -301,17 +301,30 @@ Guard = Annotated[
 ]
 
 
+_USE_SCHEMA = {
+    "type": "object",
+    "properties": {"use": {**_IDENT_SCHEMA, "description": "A guard set of `workflow.guard_sets`."}},
+    "required": ["use"],
+    "additionalProperties": False,
+    SHORTHAND: True,
+}
+
+
 def _guards_may_use_sets(schema: dict[str, Any]) -> None:
     """In the JSON Schema, a transition's guard may also be `{use: <guard set>}`."""
     guards = schema["properties"]["guards"]
-    use = {
-        "type": "object",
-        "properties": {"use": {**_IDENT_SCHEMA, "description": "A guard set of `workflow.guard_sets`."}},
-        "required": ["use"],
-        "additionalProperties": False,
-        SHORTHAND: True,
-    }
-    guards["items"] = {"anyOf": [guards["items"], use]}
+    guards["items"] = {"anyOf": [guards["items"], _USE_SCHEMA]}
+
+
+def _sets_may_use_sets(schema: dict[str, Any]) -> None:
+    """In the JSON Schema, a guard set's guard may also be `{use: <another guard set>}`."""
+    sets = schema["properties"]["guard_sets"]
+    for pattern in sets.get("patternProperties", {}).values():
+        pattern["items"] = {"anyOf": [pattern["items"], _USE_SCHEMA]}
+    if isinstance(sets.get("additionalProperties"), dict):
+        sets["additionalProperties"]["items"] = {
+            "anyOf": [sets["additionalProperties"]["items"], _USE_SCHEMA]
+        }
 
 
 class Transition(Rule):
@@ -333,11 +346,51 @@ def _valid_guards(guards: list[Any]) -> bool:
     return True
 
 
+def _used(guard: Any) -> str | None:
+    """The set a `{use: name}` entry names; `None` for a guard."""
+    return str(guard["use"]) if isinstance(guard, dict) and set(guard) == {"use"} else None
+
+
+def _unknown_set(name: str, sets: dict[str, Any]) -> ValueError:
+    return ValueError(f"unknown guard set '{name}' (known: {', '.join(sorted(sets)) or 'none defined'})")
+
+
+def _resolved_sets(sets: dict[str, Any]) -> dict[str, Any]:
+    """Each guard set with the sets it uses (`{use: name}` among its guards) put in their place."""
+    resolved: dict[str, Any] = {}
+
+    def resolve(name: str, using: tuple[str, ...]) -> Any:
+        if name in using:
+            raise ValueError(f"guard set '{name}' uses itself (through {' -> '.join((*using, name))})")
+        if name not in resolved:
+            guards = sets[name]
+            if not isinstance(guards, list):
+                return guards
+            expanded: list[Any] = []
+            for guard in guards:
+                used = _used(guard)
+                if used is None:
+                    expanded.append(guard)
+                elif isinstance(sets.get(used), list):
+                    guards_used = resolve(used, (*using, name))
+                    # One that does not validate is reported where it is defined, once.
+                    expanded.extend(guards_used if _valid_guards(guards_used) else [])
+                else:
+                    raise _unknown_set(used, sets)
+            resolved[name] = expanded
+        return resolved[name]
+
+    for name in sets:
+        resolve(name, ())
+    return resolved
+
+
 def _expand_guard_sets(data: Any) -> Any:
-    """`{use: name}` among a transition's guards stands for the guards of that set, in order."""
+    """`{use: name}` among a transition's guards (or a set's) stands for the guards of that set, in
+    order."""
     if not isinstance(data, dict) or not isinstance(data.get("guard_sets"), dict):
         return data
-    sets = data["guard_sets"]
+    sets = _resolved_sets(data["guard_sets"])
     transitions = []
     for transition in data.get("transitions") or []:
         guards = transition.get("guards") if isinstance(transition, dict) else None
@@ -346,24 +399,25 @@ def _expand_guard_sets(data: Any) -> Any:
             continue
         expanded: list[Any] = []
         for guard in guards:
-            name = guard.get("use") if isinstance(guard, dict) and set(guard) == {"use"} else None
+            name = _used(guard)
             if name is None:
                 expanded.append(guard)
             elif isinstance(sets.get(name), list):
                 expanded.extend(sets[name] if _valid_guards(sets[name]) else [])
             else:
-                raise ValueError(
-                    f"unknown guard set '{name}' (known: {', '.join(sorted(sets)) or 'none defined'})"
-                )
+                raise _unknown_set(name, sets)
         transitions.append({**transition, "guards": expanded})
-    return {**data, "transitions": transitions}
+    return {**data, "guard_sets": sets, "transitions": transitions}
 
 
 class Workflow(Strict):
+    model_config = ConfigDict(**Strict.model_config, json_schema_extra=_sets_may_use_sets)
+
     initial: Ident = Field(description="The state of an issue that has no status yet.")
     guard_sets: dict[Ident, list[Guard]] = Field(
         default_factory=dict,
-        description="Guards named once and used on several transitions with `{use: name}`.",
+        description="Guards named once and used on several transitions (or in another set) with "
+        "`{use: name}`.",
     )
 
     @model_validator(mode="before")

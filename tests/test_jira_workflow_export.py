@@ -112,7 +112,7 @@ def test_guards_become_jira_expressions(default_policy: Policy) -> None:
 def test_what_no_expression_can_check_is_said_with_the_reason(default_policy: Policy) -> None:
     validators = {(v.transition, v.guard): v for v in jira_workflow(default_policy).validators}
 
-    plan = validators[("start-work", "plan-before-work")]
+    plan = validators[("start-work", "plan-written")]
     intake = validators[("start-diagnosis", "intake-complete")]
     assert plan.expression is None and "heading" in plan.reason
     assert intake.expression is None and "Customer, Customer tier" in intake.reason

@@ -264,17 +264,17 @@ CROSS_CASES: dict[str, CrossCase] = {
         [("priorities: {P1", "{", "priority P4 has no Jira priority name")],
     ),
     "duplicate rule ids": (
-        ((DELIVERABLES_RULE, "        - id: owner-assigned\n"),),
+        ((DELIVERABLES_RULE, "        - id: priority-set\n"),),
         [
             (
-                "        - id: owner-assigned\n          sop: S2.3",
-                "owner-assigned",
-                "rule id 'owner-assigned' is used by",
+                "        - id: priority-set\n          sop: S1.3",
+                "priority-set",
+                "rule id 'priority-set' is used by",
             ),
             (
-                "        - id: owner-assigned\n          sop: S4.3",
-                "owner-assigned",
-                "rule id 'owner-assigned' is used by",
+                "        - id: priority-set\n          sop: S4.3",
+                "priority-set",
+                "rule id 'priority-set' is used by",
             ),
         ],
     ),
@@ -374,7 +374,7 @@ def test_wrong_enum_value_is_reported_at_the_value() -> None:
 
 
 def test_unknown_guard_kind_suggests_the_closest() -> None:
-    guard = "        - id: owner-assigned\n          sop: S2.3\n          check: assignee\n"
+    guard = "      - id: owner-assigned\n        sop: S2.3\n        check: assignee\n"  # in a guard set
     broken = mutate((guard, guard.replace("assignee", "asignee")))
 
     problem = only_problem(broken)
@@ -383,7 +383,7 @@ def test_unknown_guard_kind_suggests_the_closest() -> None:
     assert (problem.line, problem.column) == where(broken, "check: asignee", "asignee")
 
 
-OWNER_GUARD = "        - id: owner-assigned\n"
+OWNER_GUARD = "        - id: priority-set\n"  # a transition's own guard
 PLAN_REVIEW_GUARD = "      - id: high-risk-plan-reviewed\n"  # in a guard set
 TYPO = "          when_lable: x\n"
 SET_TYPO = "        when_lable: x\n"
@@ -424,7 +424,7 @@ def test_error_in_a_label_guard_requirement_is_reported_on_the_requirement_line(
 def test_error_path_inside_a_guard_names_only_keys_of_the_file() -> None:
     problem = only_problem(mutate((OWNER_GUARD, OWNER_GUARD + TYPO)))
 
-    assert "unknown key 'when_lable' in workflow.transitions[1].guards[2];" in problem.message
+    assert "unknown key 'when_lable' in workflow.transitions[1].guards[1];" in problem.message
 
 
 def test_bad_sop_clause_pattern_is_reported_at_the_value() -> None:

@@ -25,10 +25,9 @@ from tests.github_support import form_body, issue_payload
 
 ROOT = Path(__file__).parents[1]
 SOP_TEXT = (ROOT / "config" / DEFAULT_POLICY_NAME).read_text(encoding="utf-8")
-OWNER_GUARD = """        - id: owner-assigned
-          sop: S2.3
-          check: assignee
-          requirement: {en: "A named owner is assigned", zh-CN: "须指定责任人"}
+# start-diagnosis's use of the owner guard (S2.3); start-work keeps it, through plan-ready.
+OWNER_GUARD = """          requirement: {en: "A priority is set", zh-CN: "须设定优先级"}
+        - use: owner
 """
 ISSUE = "github:Codertocat/Hello-World#1"
 ISSUE_2 = "github:Codertocat/Hello-World#2"
@@ -66,9 +65,10 @@ def recorded(app: Flask) -> Store:
 
 
 def _candidate(tmp_path: Path) -> Path:
-    assert SOP_TEXT.count(OWNER_GUARD) == 1  # start-diagnosis's; start-work has owner-before-work
+    assert SOP_TEXT.count(OWNER_GUARD) == 1
     path = tmp_path / "no-owner-guard.yaml"
-    path.write_text(SOP_TEXT.replace(OWNER_GUARD, ""), encoding="utf-8")
+    without = OWNER_GUARD.replace("        - use: owner\n", "")
+    path.write_text(SOP_TEXT.replace(OWNER_GUARD, without), encoding="utf-8")
     return path
 
 
