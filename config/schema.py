@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from enum import StrEnum
 from fnmatch import fnmatchcase
 from typing import Annotated, Any, Literal
@@ -355,6 +355,22 @@ def _unknown_set(name: str, sets: dict[str, Any]) -> ValueError:
     return ValueError(f"unknown guard set '{name}' (known: {', '.join(sorted(sets)) or 'none defined'})")
 
 
+def _expanded(guards: list[Any], sets: dict[str, Any], guards_of: Callable[[str], list[Any]]) -> list[Any]:
+    """The guards with each `{use: name}` replaced by that set's guards (`guards_of(name)`) where
+    they validate: a set that does not is reported where it is defined, once."""
+    expanded: list[Any] = []
+    for guard in guards:
+        used = _used(guard)
+        if used is None:
+            expanded.append(guard)
+        elif isinstance(sets.get(used), list):
+            of_set = guards_of(used)
+            expanded.extend(of_set if _valid_guards(of_set) else [])
+        else:
+            raise _unknown_set(used, sets)
+    return expanded
+
+
 def _resolved_sets(sets: dict[str, Any]) -> dict[str, Any]:
     """Each guard set with the sets it uses (`{use: name}` among its guards) put in their place."""
     resolved: dict[str, Any] = {}
@@ -366,18 +382,7 @@ def _resolved_sets(sets: dict[str, Any]) -> dict[str, Any]:
             guards = sets[name]
             if not isinstance(guards, list):
                 return guards
-            expanded: list[Any] = []
-            for guard in guards:
-                used = _used(guard)
-                if used is None:
-                    expanded.append(guard)
-                elif isinstance(sets.get(used), list):
-                    guards_used = resolve(used, (*using, name))
-                    # One that does not validate is reported where it is defined, once.
-                    expanded.extend(guards_used if _valid_guards(guards_used) else [])
-                else:
-                    raise _unknown_set(used, sets)
-            resolved[name] = expanded
+            resolved[name] = _expanded(guards, sets, lambda used: resolve(used, (*using, name)))
         return resolved[name]
 
     for name in sets:
@@ -397,16 +402,7 @@ def _expand_guard_sets(data: Any) -> Any:
         if not isinstance(guards, list):
             transitions.append(transition)
             continue
-        expanded: list[Any] = []
-        for guard in guards:
-            name = _used(guard)
-            if name is None:
-                expanded.append(guard)
-            elif isinstance(sets.get(name), list):
-                expanded.extend(sets[name] if _valid_guards(sets[name]) else [])
-            else:
-                raise _unknown_set(name, sets)
-        transitions.append({**transition, "guards": expanded})
+        transitions.append({**transition, "guards": _expanded(guards, sets, sets.__getitem__)})
     return {**data, "guard_sets": sets, "transitions": transitions}
 
 
