@@ -457,6 +457,8 @@ class Inbox(Arrivals):
         """Remove the files taken in whole whose writers will write no more (an empty one too)."""
         for name in names:
             path = directory / name
+            if not is_finished(path):  # a live writer's: no lock, no transaction for it
+                continue
             with self._writer.held(), self.engine.begin() as db:
                 finished, size = _extent(path)
                 taken_to = db.execute(
