@@ -1,5 +1,6 @@
 """The door's spool on SQLite (runtime/store/spool.py) and the inbox taking it in: real files, real
-processes, a real short write (the file-size limit of the process), no patching."""
+processes, a real short write (the file-size limit of the process); of our code nothing is patched
+(two tests make a system call misbehave: a failing `ftruncate`, a clock that stands still)."""
 
 from __future__ import annotations
 
@@ -102,7 +103,9 @@ def test_a_frame_larger_than_one_read_is_read_whole(tmp_path: Path) -> None:
 # --- the writer --------------------------------------------------------------------------------------
 
 
-def test_a_short_write_leaves_the_file_as_it_was_and_the_next_append_succeeds(tmp_path: Path) -> None:
+def test_a_short_write_leaves_the_file_as_it_was_and_the_next_append_goes_to_a_new_one(
+    tmp_path: Path,
+) -> None:
     writer = SpoolWriter(tmp_path / "spool")
     writer.append(_item("before"))
     ((name, size),) = spool_files(tmp_path / "spool")
@@ -116,12 +119,80 @@ def test_a_short_write_leaves_the_file_as_it_was_and_the_next_append_succeeds(tm
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
         signal.signal(signal.SIGXFSZ, previous)
     assert dict(spool_files(tmp_path / "spool"))[name] == size  # no half frame left behind
+    assert is_finished(tmp_path / "spool" / name)  # and nothing more is written to it
 
     writer.append(_item("after"))
-    chunk = read_from(
-        tmp_path / "spool" / name, 0, dict(spool_files(tmp_path / "spool"))[name], finished=False
-    )
-    assert [f.delivery_id for f, _ in chunk.frames] == ["before", "after"] and chunk.skipped == 0
+    names = [n for n, _ in spool_files(tmp_path / "spool")]
+    assert len(names) == 2 and names[0] == name  # the new file comes after
+    assert _frames(tmp_path / "spool") == ["before", "after"]
+    chunk = read_from(tmp_path / "spool" / name, 0, size, finished=True)
+    assert [f.delivery_id for f, _ in chunk.frames] == ["before"] and chunk.skipped == 0
+
+
+def _frames(directory: Path) -> list[str]:
+    """The deliveries of every file, as a take-in of finished files would find them."""
+    return [
+        frame.delivery_id
+        for name, size in spool_files(directory)
+        for frame, _ in read_from(directory / name, 0, size, finished=True).frames
+    ]
+
+
+def test_a_cut_back_that_fails_costs_no_later_delivery(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The half frame of a short write stays when cutting it off fails too (the system's
+    `ftruncate` is made to fail once): the file is finished then, so that no later frame is
+    written behind it, nor cut off by the next failure's cut-back."""
+    directory = tmp_path / "spool"
+    writer = SpoolWriter(directory)
+    writer.append(_item("A"))
+    real = os.ftruncate
+
+    def fails_once(fd: int, length: int) -> None:
+        monkeypatch.setattr(os, "ftruncate", real)
+        raise OSError(5, "Input/output error")
+
+    def short_write(delivery_id: str) -> None:
+        size = sum(size for _, size in spool_files(directory))
+        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size + 50, hard))
+        try:
+            with pytest.raises(OSError):
+                writer.append(_item(delivery_id, body=b"y" * 5000))
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+            signal.signal(signal.SIGXFSZ, previous)
+
+    monkeypatch.setattr(os, "ftruncate", fails_once)
+    short_write("B")  # 50 bytes of B stay
+    writer.append(_item("C"))
+    writer.append(_item("D"))
+    short_write("E")
+    writer.close()
+
+    assert _frames(directory) == ["A", "C", "D"]
+    first = next(iter(spool_files(directory)))[0]
+    assert read_from(directory / first, 0, (directory / first).stat().st_size, finished=True).skipped == 50
+
+
+def test_two_writers_of_one_instant_never_take_each_others_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Names are the pid and the time: a clock that stands still (here, the system's `time_ns`)
+    or two writers of one process in one nanosecond must not replace a live file."""
+    monkeypatch.setattr(time, "time_ns", lambda: 1_764_579_600_000_000_000)
+    directory = tmp_path / "spool"
+    one, two = SpoolWriter(directory), SpoolWriter(directory)
+
+    one.append(_item("one-1"))
+    two.append(_item("two-1"))
+    one.append(_item("one-2"))
+
+    assert len(list(spool_files(directory))) == 2
+    assert sorted(_frames(directory)) == ["one-1", "one-2", "two-1"]
+    assert not list(directory.glob("*.new"))
 
 
 def test_a_file_is_finished_only_once_its_writer_moved_on(tmp_path: Path) -> None:
@@ -278,6 +349,30 @@ def test_a_delivery_appended_while_a_take_in_waits_for_the_lock_is_taken_in_befo
 
     assert [row[0] for row in _rows(inbox)] == ["w-1", "o-1", "w-2"]
     assert inbox.spool_directory is not None and len(list(spool_files(inbox.spool_directory))) == 1  # other's
+
+
+def test_a_file_that_grows_while_a_take_in_waits_for_the_lock_is_read_as_far_as_the_others(
+    tmp_path: Path,
+) -> None:
+    """The take-in listed the files before it had the lock (only one had grown): a delivery
+    acknowledged meanwhile in the other file must not come after a later one of the first."""
+    consumer, a, b = _inbox(tmp_path), _inbox(tmp_path), _inbox(tmp_path)
+    _put(a, _item("a-0"))
+    _put(b, _item("b-0", seconds=1))
+    consumer.take_in()
+    _put(a, _item("a-1", seconds=2))  # a grew: the next take-in needs the lock
+    lock = _writer_lock_held(tmp_path / "sopguard.db")
+    waiting = threading.Thread(target=consumer.take_in)
+    waiting.start()
+    time.sleep(0.3)  # it has listed the spool and waits for the lock
+    _put(b, _item("b-1", seconds=3))  # acknowledged first ...
+    _put(a, _item("a-2", seconds=4))  # ... then this one, of the same issue
+    fcntl.flock(lock, fcntl.LOCK_UN)
+    os.close(lock)
+    waiting.join()
+    consumer.take_in()
+
+    assert [row[0] for row in _rows(consumer)] == ["a-0", "b-0", "a-1", "b-1", "a-2"]
 
 
 def test_a_file_with_more_than_one_read_waiting_holds_back_later_deliveries_of_the_others(

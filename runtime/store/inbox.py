@@ -417,7 +417,7 @@ class Inbox(Arrivals):
             return 0
         sizes = dict(spool_files(directory))
         grown = sorted(name for name, size in sizes.items() if size > self._taken_to.get(name, 0))
-        new = self._take_in_files(directory, grown) if grown else 0
+        new = self._take_in_files(directory) if grown else 0
         if time.monotonic() - self._finished_looked_at >= self.look_for_finished_every:
             self._finished_looked_at = time.monotonic()
             done = [name for name, size in sizes.items() if size == self._taken_to.get(name, 0)]
@@ -426,14 +426,18 @@ class Inbox(Arrivals):
             self.notify()
         return new
 
-    def _take_in_files(self, directory: Path, names: Sequence[str]) -> int:
+    def _take_in_files(self, directory: Path) -> int:
+        """Every file, as listed under the lock: one that grew while this take-in waited for the
+        lock is read as far as the others, or a delivery received after one of it could come first."""
         with self._writer.held(), self.engine.begin() as db:
+            names = [name for name, _ in spool_files(directory)]
             taken_to: dict[str, int] = dict(
                 db.execute(select(spooled.c.file, spooled.c.taken_to).where(spooled.c.file.in_(names))).all()
             )
             # Every file's extent first, then the reading: what is appended meanwhile waits for
-            # the next take-in, so no delivery read from one file is received after one left
-            # unread in another. A file is finished if its writer was gone before its size was read.
+            # the next take-in. (The extents are read one after another: deliveries of two
+            # processes received within those microseconds may be taken in either way round.)
+            # A file is finished if its writer was gone before its size was read.
             extents = [(name, *_extent(directory / name)) for name in names]
             chunks = [
                 chunk

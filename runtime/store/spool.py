@@ -27,6 +27,7 @@ import contextlib
 import datetime as dt
 import errno
 import fcntl
+import itertools
 import logging
 import os
 import struct
@@ -158,8 +159,10 @@ class SpoolWriter:
         self._file: _OpenFile | None = None
 
     def append(self, item: Spooled) -> None:
-        """Once this returns, the delivery is kept. An `OSError` (a full disk) leaves the file as it
-        was: a frame that could not be written whole is cut off again."""
+        """Once this returns, the delivery is kept. A failure (an `OSError` such as a full disk)
+        keeps nothing of the frame: it is cut off again where it can be, and the file is finished
+        either way, so that a frame the cut missed is passed over as damage, never followed by
+        another (the next delivery starts a new file)."""
         frame = encode(item)
         with self._lock:
             current = self._current(len(frame))
@@ -167,11 +170,18 @@ class SpoolWriter:
                 written = os.write(current.fd, frame)
                 if written != len(frame):
                     raise OSError(errno.ENOSPC, f"only {written} of {len(frame)} bytes written")
-            except OSError:
+            except BaseException:
                 with contextlib.suppress(OSError):
                     os.ftruncate(current.fd, current.size)
+                self._finish(current)
                 raise
             current.size += written
+
+    def _finish(self, current: _OpenFile) -> None:
+        """Write no more to `current`: closed, its lock goes with it."""
+        if current.pid == os.getpid():
+            os.close(current.fd)
+        self._file = None
 
     def _current(self, adding: int) -> _OpenFile:
         """This process's file, a new one when there is none yet (or only the parent's, after a
@@ -184,16 +194,36 @@ class SpoolWriter:
             and (current.size == 0 or current.size + adding <= self.file_limit)
         ):
             return current
-        self.directory.mkdir(parents=True, exist_ok=True)
-        path = self.directory / f"{pid}-{time.time_ns()}{SUFFIX}"
-        # Locked before it has its name: a take-in must never find it unlocked, so finished.
-        fd = os.open(f"{path}.new", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o600)
-        fcntl.flock(fd, fcntl.LOCK_EX)  # held while this process may write to it
-        os.rename(f"{path}.new", path)
-        if current is not None and current.pid == pid:
-            os.close(current.fd)  # finished: its lock goes with it
+        fd = self._new_file(pid)
+        if current is not None:
+            self._finish(current)
         self._file = _OpenFile(fd, pid)
         return self._file
+
+    def _new_file(self, pid: int) -> int:
+        """A new file of this process, open and locked before it has its name (a take-in must
+        never find it unlocked, so finished); a name another file has already is never taken
+        (`link` refuses it, where `rename` would replace that file)."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        attempts = itertools.count()
+        while True:
+            attempt = next(attempts)
+            again = f"-{attempt}" if attempt else ""  # a clock that stands still or steps back
+            path = self.directory / f"{pid}-{time.time_ns()}{again}{SUFFIX}"
+            draft = f"{path}.new"
+            try:
+                fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o600)
+            except FileExistsError:  # another writer's draft of the same instant
+                continue
+            fcntl.flock(fd, fcntl.LOCK_EX)  # held while this process may write to it
+            try:
+                os.link(draft, path)
+            except FileExistsError:
+                os.close(fd)
+                continue
+            finally:
+                os.unlink(draft)
+            return fd
 
     def close(self) -> None:
         with self._lock:
