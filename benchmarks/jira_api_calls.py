@@ -21,8 +21,8 @@ The minimum of a scenario (`MINIMUMS`) is the writes it needs plus the reads not
   markup on Data Center), on Data Center the project's type before the first internal note (its
   deliveries do not say whether the project is a Jira Service Management one; Cloud's do), and the
   transitions out of a status before the first move from it (kept per project, issue type and status),
-  and the team of a comment's author that could be the first response (the project's roles, then
-  each role the team names; kept for a few minutes).
+  and the team of a comment's author that could be the first response, or that wrote the root cause
+  (the project's roles, then each role the team names; kept for a few minutes).
 - on Data Center, whether the customer reads a new comment that could be the first response: its
   deliveries do not say (Cloud's `jsdPublic` does), so the comment list is read with its properties
   (each comment's answer is then kept).
@@ -69,6 +69,11 @@ IDENTITY, FIELD_IDS, DEPLOYMENT_TYPE, TRANSITIONS, PROJECT_TYPE, ROLES, ROLE = (
 )
 
 
+# Whether someone is of the service team: the project's roles, then each role the team names that
+# the project has (kept for a few minutes).
+TEAM = (ROLES, *(ROLE,) * 3)
+
+
 @dataclass(frozen=True)
 class Minimum:
     """The requests a scenario cannot do without, warm, and those a fresh process adds once."""
@@ -103,16 +108,17 @@ def minimum(scenario: str, deployment: str) -> Minimum:
     if scenario == "valid transition creating sub-tasks":  # the three items at once, the checklist comment
         return Minimum(("POST issue/bulk", comment), first_note)
     if scenario == "close blocked by open sub-tasks":  # move back, say why; Cloud: read the comments
+        # The root cause counts only when the team wrote it (S5.1): whether its author is of the
+        # team is looked up once, as for the first response below.
         reads = ("GET issue",) if deployment == "cloud" else ()
-        return Minimum((*reads, "POST transitions", comment), (*first_note, TRANSITIONS))
+        return Minimum((*reads, "POST transitions", comment), (*first_note, TRANSITIONS, *TEAM))
     if scenario == "agent's comment on a service request":  # nothing to write
         # Whether the agent is of the team (the first response's responders) is looked up once:
         # the project's roles, then each role the team names that the project has. Data Center's
         # delivery says neither whether the project is a service one nor whether the customer reads
         # the comment: the comment list with its properties is read for each new comment.
         visibility = ("GET comment",) if deployment == "dc" else ()
-        team = (ROLES, *(ROLE,) * 3)
-        once = (IDENTITY, *team, *((PROJECT_TYPE,) if deployment == "dc" else ()), FIELD_IDS)
+        once = (IDENTITY, *TEAM, *((PROJECT_TYPE,) if deployment == "dc" else ()), FIELD_IDS)
         return Minimum(visibility, once)
     raise KeyError(f"no minimum stated for {scenario!r}")
 

@@ -21,6 +21,7 @@ from config.schema import (
     LabelGuard,
     MessageKind,
     Rule,
+    SectionGuard,
     Workflow,
     apply_scope,
 )
@@ -276,11 +277,9 @@ def _people(s: Sections) -> Iterator[Found]:
             (("sla", "delay_notice", "by"), notice.by),
             (("sla", "delay_notice", "not_by"), notice.not_by),
         ]
-    for t_index, transition in enumerate(s["workflow"].transitions):
-        for g_index, guard in enumerate(transition.guards):
-            if isinstance(guard, LabelGuard):
-                loc: Loc = ("workflow", "transitions", t_index, "guards", g_index)
-                named += [((*loc, "by"), guard.by), ((*loc, "not_by"), guard.not_by)]
+    for loc, guard in _guards_where_written(s["workflow"]):
+        if isinstance(guard, LabelGuard | SectionGuard):
+            named += [((*loc, "by"), guard.by), ((*loc, "not_by"), guard.not_by)]
     for index, command in enumerate(s["commands"]):
         named += [(("commands", index, "by"), command.by), (("commands", index, "not_by"), command.not_by)]
     for index, restricted in enumerate(s["restricted_labels"]):

@@ -289,10 +289,24 @@ class ChecklistGuard(GuardBase):
 
 
 class SectionGuard(GuardBase):
-    """The issue body or a comment has a section with one of these headings (a plan, a root cause)."""
+    """The issue body or a comment has a section with one of these headings (a plan, a root cause).
+
+    With `by` or `not_by`, it also says who may write the section: one in a comment counts when
+    its author is allowed; one in the issue's own text when whoever last wrote that section there
+    is (the reporter, unless sopguard saw someone else edit it in). The names are those of a label
+    guard's `by`.
+    """
 
     check: Literal["section"]
     headings: list[str] = Field(min_length=1)
+    by: PeopleNames = Field(default_factory=list, description="Only a section these people wrote counts.")
+    not_by: PeopleNames = Field(
+        default_factory=list, description="A section these people wrote does not count, even when in `by`."
+    )
+
+    @property
+    def restricted(self) -> bool:
+        return bool(self.by or self.not_by)
 
 
 Guard = Annotated[

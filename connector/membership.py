@@ -8,13 +8,15 @@ membership changed on the tracker is seen once its answer has expired.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
+from functools import partial
 from typing import TypeVar
 
 from cachetools import TTLCache
 
 from config.schema import Team
 from policies.models import Actor
+from policies.people import person_key
 
 _T = TypeVar("_T")
 
@@ -45,3 +47,11 @@ def teams_of(person: Actor, teams: Mapping[str, Team], member: Callable[[Team], 
     if not person.login and not person.id:
         return frozenset()
     return frozenset(name for name, team in teams.items() if member(team))
+
+
+def writers_teams(
+    writers: Iterable[Actor], teams: Mapping[str, Team], member: Callable[[Actor, Team], bool]
+) -> dict[str, frozenset[str]]:
+    """The teams of each writer of a section a guard asks who wrote, by `people.person_key`, as
+    `member` tells of a person and a team (`IssueSnapshot.writer_teams`)."""
+    return {person_key(w): teams_of(w, teams, partial(member, w)) for w in writers}

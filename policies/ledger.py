@@ -37,10 +37,10 @@ from policies.sla import (
     PriorityChanged,
     Rated,
     Reopened,
+    SectionWritten,
     StateChanged,
     TimelineEvent,
 )
-from policies.text import find_section
 
 
 @dataclass(frozen=True)
@@ -174,11 +174,13 @@ def timeline_entries(
     elif event.source == "github" and event.status_after == "closed" and not facts.is_open:
         entries.append(Closed(at=at))
     entries.extend(StateChanged(at=at, state=state) for state in states)
-    if people.body_plan_edited(Context(policy, event, snapshot, at)):
-        # Who wrote the plan of the issue's own text; nobody ("") once it is taken out of it.
-        kept = find_section(snapshot.body, policy.workflow.plan_headings, event.source)
-        author = event.actor if kept else Actor("")
+    context = Context(policy, event, snapshot, at)
+    # Who wrote the plan, and each section a guard asks who wrote, of the issue's own text.
+    if (author := people.body_section_writer(context, policy.workflow.plan_headings)) is not None:
         entries.append(PlanWritten(at=at, author=author.login, author_id=author.id))
+    for guard in people.restricted_sections(policy):
+        if (author := people.body_section_writer(context, guard.headings)) is not None:
+            entries.append(SectionWritten(at=at, guard=guard.id, author=author.login, author_id=author.id))
     entries.extend(_comment_entries(policy, event, snapshot, facts, (*snapshot.timeline, *entries), at))
     if facts.priority != previous_priority:
         entries.append(PriorityChanged(at=at, priority=facts.priority))

@@ -172,6 +172,9 @@ class IssueSnapshot:
     # The policy teams the event's actor (for a comment: its author) belongs to, as the connector
     # looked them up for the teams `policies.needs` named; the engine reads nothing else of it.
     actor_teams: frozenset[str] = frozenset()
+    # The policy teams of the people who wrote a section a guard asks who wrote (`SectionGuard.by`),
+    # by `policies.people.person_key`, as the connector looked them up for `Needs.writers`.
+    writer_teams: Mapping[str, frozenset[str]] = field(default_factory=dict)
     # The issue's SLA timeline as the ledger has it before this event: the receipt reads the same
     # clocks from it as the sweep does, and the lifecycle finds where a pause came from.
     timeline: tuple[TimelineEvent, ...] = ()

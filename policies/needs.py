@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from config.schema import AUTHOR_OF_PLAN, ChecklistGuard, Mode, Policy, SectionGuard, Team
 from policies import adoption, checklists, commands, people
 from policies.context import Context, is_service_request
-from policies.models import Event, EventKind, IssueSnapshot
+from policies.models import Actor, Event, EventKind, IssueSnapshot
 from policies.text import find_section
 from policies.workflow import is_return_from_pause, state_change
 
@@ -23,7 +23,9 @@ class Needs:
     (`Subtask.closed_by`, items that say who may close them), and `closer_teams` the teams to
     look the closers up in (`Subtask.closer_teams`); `visibility`: whether the customer reads the
     event's comment, where the delivery does not say (`Comment.public` is `None`: a Jira Data Center
-    comment), into `IssueSnapshot.visibility`."""
+    comment), into `IssueSnapshot.visibility`; `sections`: the guards that ask who wrote their
+    section, whose writers (`writers`) the connector looks up in `writer_teams`, into
+    `IssueSnapshot.writer_teams`."""
 
     subtasks: bool = False
     comments: bool = False
@@ -32,6 +34,14 @@ class Needs:
     closers: frozenset[str] = frozenset()
     closer_teams: Mapping[str, Team] = field(default_factory=dict)
     visibility: bool = False
+    sections: tuple[SectionGuard, ...] = ()
+    writer_teams: Mapping[str, Team] = field(default_factory=dict)
+
+    def writers(self, event: Event, snapshot: IssueSnapshot) -> list[Actor]:
+        """Who wrote the sections of `sections` the issue has, read once its comments are in `snapshot`."""
+        return [
+            person for guard in self.sections for person in people.section_writers(event, snapshot, guard)
+        ]
 
 
 def visibility_needed(event: Event, snapshot: IssueSnapshot) -> bool:
@@ -80,6 +90,10 @@ def needs(policy: Policy, event: Event, snapshot: IssueSnapshot) -> Needs:
         for item in checklists.restricted_items(context, g.checklist)
     ]
     closer_names = [name for _, item in restricted for name in (*item.by, *item.not_by)]
+    sections = tuple(
+        g for g in guards if isinstance(g, SectionGuard) and g.restricted and scoped.mode_of(g) != Mode.OFF
+    )
+    writer_names = [name for g in sections for name in (*g.by, *g.not_by)]
     return Needs(
         subtasks=any(isinstance(g, ChecklistGuard) for g in guards)
         or bool(entered and target and target.checklists),
@@ -93,4 +107,20 @@ def needs(policy: Policy, event: Event, snapshot: IssueSnapshot) -> Needs:
         closers=frozenset(title for title, _ in restricted),
         closer_teams={n: team for n in people.looked_up(closer_names) if (team := scoped.team(n))},
         visibility=visibility,
+        sections=sections,
+        writer_teams={n: team for n in people.looked_up(writer_names) if (team := scoped.team(n))},
     )
+
+
+def comments_still_needed(policy: Policy, event: Event, snapshot: IssueSnapshot, asked: Needs) -> Needs:
+    """What to read next, once `asked` is read: the comments (and who wrote their sections), when a
+    guard that asks who wrote its section finds one only in the issue's own text, by someone it
+    does not allow; a comment may still hold one that counts. Nothing, when that text settles it
+    (the comments are read only when they could change the verdict)."""
+    if not asked.sections or asked.comments:
+        return Needs()
+    scoped = policy.for_issue(event.source, event.issue.scope, snapshot.request_type)
+    context = Context(scoped, event, snapshot, dt.datetime.min)  # no rule here reads the time
+    if all(people.section_counts(context, guard)[0] for guard in asked.sections):
+        return Needs()
+    return Needs(comments=True, sections=asked.sections, writer_teams=asked.writer_teams)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 
+from config import i18n
 from config.i18n import marked
 from config.schema import (
     ASSIGNEE,
@@ -21,13 +22,14 @@ from config.schema import (
     Mode,
     Policy,
     RestrictedLabel,
+    SectionGuard,
 )
 from config.templates import Markdown
 from policies.context import Context, Outcome, outcome
 from policies.models import Actor, ChangeLabels, Comment, Event, EventKind, IssueSnapshot, PostComment
 from policies.render import render
 from policies.router import Router
-from policies.sla import PlanWritten
+from policies.sla import PlanWritten, SectionWritten
 from policies.text import find_section
 
 router = Router()
@@ -57,42 +59,65 @@ def same_person(person: Actor, login: str, account_id: str = "") -> bool:
     return bool(login) and person.login.casefold() == login.casefold()
 
 
-def body_plan_edited(ctx: Context) -> bool:
-    """Whether this event is an edit of the issue's own text that changes its plan section."""
-    event, headings = ctx.event, ctx.policy.workflow.plan_headings
+def body_section_edited(event: Event, snapshot: IssueSnapshot, headings: Sequence[str]) -> bool:
+    """Whether this event is an edit of the issue's own text that changes its section of `headings`."""
     if EventKind.EDITED not in event.kinds or event.body_before is None:
         return False
     before = find_section(event.body_before, headings, event.source)
-    return before != find_section(ctx.snapshot.body, headings, event.source)
+    return before != find_section(snapshot.body, headings, event.source)
 
 
-def _body_plan_author(ctx: Context) -> Actor | None:
-    """Who wrote the plan of the issue's own text, `None` when it has none: whoever last edited it
-    in (this event, else the ledger's last `PlanWritten`), else the reporter. A Jira comment event
-    does not show the description: there the ledger's record of it stands."""
-    snapshot, event = ctx.snapshot, ctx.event
-    has_plan = bool(find_section(snapshot.body, ctx.policy.workflow.plan_headings, event.source))
-    if body_plan_edited(ctx):
-        return event.actor if has_plan else None
-    written = [entry for entry in snapshot.timeline if isinstance(entry, PlanWritten)]
+def body_plan_edited(ctx: Context) -> bool:
+    """Whether this event is an edit of the issue's own text that changes its plan section."""
+    return body_section_edited(ctx.event, ctx.snapshot, ctx.policy.workflow.plan_headings)
+
+
+def body_section_writer(ctx: Context, headings: Sequence[str]) -> Actor | None:
+    """Who this event makes the writer of the section of `headings` in the issue's own text, for
+    the ledger: the editor, or nobody (`Actor("")`) when the edit takes it out; `None` when the
+    event does not change it."""
+    if not body_section_edited(ctx.event, ctx.snapshot, headings):
+        return None
+    kept = find_section(ctx.snapshot.body, headings, ctx.event.source)
+    return ctx.event.actor if kept else Actor("")
+
+
+def _body_section_author(
+    event: Event, snapshot: IssueSnapshot, headings: Sequence[str], written: Sequence[Actor]
+) -> Actor | None:
+    """Who wrote the section of `headings` in the issue's own text, `None` when it has none:
+    whoever last edited it in (this event, else the last of the ledger's records `written`), else
+    the reporter. A Jira comment event does not show the description: there the ledger's record
+    of it stands."""
+    has_section = bool(find_section(snapshot.body, headings, event.source))
+    if body_section_edited(event, snapshot, headings):
+        return event.actor if has_section else None
     unseen = event.source == "jira" and event.kinds == {EventKind.COMMENTED}
-    if written and written[-1].author and (has_plan or unseen):
-        return Actor(written[-1].author, id=written[-1].author_id)
-    return Actor(snapshot.reporter, id=snapshot.reporter_id) if has_plan else None
+    if written and written[-1].login and (has_section or unseen):
+        return written[-1]
+    return Actor(snapshot.reporter, id=snapshot.reporter_id) if has_section else None
+
+
+def section_authors(
+    event: Event, snapshot: IssueSnapshot, headings: Sequence[str], written: Sequence[Actor]
+) -> list[Actor]:
+    """Who wrote each text (the issue's own, then each comment, the event's included) with a
+    section of `headings`, in that order; `written`: the ledger's records of who wrote it into the
+    issue's own text."""
+    comments: list[Comment] = list(snapshot.comments)
+    if event.comment is not None and all(c.id != event.comment.id for c in comments):
+        comments.append(event.comment)
+    in_body = _body_section_author(event, snapshot, headings, written)
+    return [
+        *([in_body] if in_body else []),
+        *(c.author for c in comments if find_section(c.body, headings, event.source)),
+    ]
 
 
 def author_of_plan(ctx: Context) -> Actor | None:
     """Who wrote the plan in force: the author of the last text (body or comment) with a plan section."""
-    snapshot, event = ctx.snapshot, ctx.event
-    comments: list[Comment] = list(snapshot.comments)
-    if event.comment is not None and all(c.id != event.comment.id for c in comments):
-        comments.append(event.comment)
-    headings = ctx.policy.workflow.plan_headings
-    in_body = _body_plan_author(ctx)
-    authors = [
-        *([in_body] if in_body else []),
-        *(c.author for c in comments if find_section(c.body, headings, event.source)),
-    ]
+    written = [Actor(e.author, id=e.author_id) for e in ctx.snapshot.timeline if isinstance(e, PlanWritten)]
+    authors = section_authors(ctx.event, ctx.snapshot, ctx.policy.workflow.plan_headings, written)
     return authors[-1] if authors else None
 
 
@@ -300,3 +325,65 @@ def _refuse(ctx: Context, guard: LabelRestriction, *, undo: bool) -> list[Change
     if not undo:
         return [comment]
     return [ChangeLabels(guard.id, remove=frozenset({guard.label})), comment]
+
+
+# --- sections only some people may write ----------------------------------------------------
+
+
+def person_key(person: Actor) -> str:
+    """How `IssueSnapshot.writer_teams` names a person: by account id where known, else by login."""
+    return f"id:{person.id}" if person.id else f"login:{person.login.casefold()}"
+
+
+def restricted_sections(policy: Policy) -> list[SectionGuard]:
+    """The section guards that say who may write their section (`by`/`not_by`), each once."""
+    found: dict[str, SectionGuard] = {}
+    for transition in policy.workflow.transitions:
+        for guard in transition.guards:
+            if isinstance(guard, SectionGuard) and guard.restricted:
+                found.setdefault(guard.id, guard)
+    return list(found.values())
+
+
+def section_writers(event: Event, snapshot: IssueSnapshot, guard: SectionGuard) -> list[Actor]:
+    """Who wrote each section of the guard the issue has, each person once."""
+    written = [
+        Actor(e.author, id=e.author_id)
+        for e in snapshot.timeline
+        if isinstance(e, SectionWritten) and e.guard == guard.id
+    ]
+    unique: dict[str, Actor] = {}
+    for person in section_authors(event, snapshot, guard.headings, written):
+        unique.setdefault(person_key(person), person)
+    return list(unique.values())
+
+
+def _may_write(ctx: Context, guard: SectionGuard, person: Actor) -> bool:
+    teams = ctx.snapshot.writer_teams.get(person_key(person), frozenset())
+    return allowed(ctx, person, guard.by, guard.not_by, teams)
+
+
+def _wrongly_written(ctx: Context, guard: SectionGuard, person: Actor) -> str:
+    """Why a section does not count: who wrote it and who may."""
+    values = {
+        "heading": guard.headings[0],
+        "login": person.login,
+        "by": i18n.listing(shown(ctx, guard.by), ctx.policy.locale),
+        "not_by": i18n.listing(shown(ctx, guard.not_by), ctx.policy.locale),
+    }
+    if guard.by and guard.not_by:
+        return ctx.tell(
+            "a %(heading)s section by @%(login)s: only %(by)s may write it, never %(not_by)s", **values
+        )
+    if guard.by:
+        return ctx.tell("a %(heading)s section by @%(login)s: only %(by)s may write it", **values)
+    return ctx.tell("a %(heading)s section by @%(login)s, who may not write it: %(not_by)s", **values)
+
+
+def section_counts(ctx: Context, guard: SectionGuard) -> tuple[bool, tuple[str, ...]]:
+    """Whether the issue has the guard's section written by someone it allows (`by`/`not_by`)
+    and, when not, who wrote the sections it has."""
+    writers = section_writers(ctx.event, ctx.snapshot, guard)
+    if any(_may_write(ctx, guard, person) for person in writers):
+        return True, ()
+    return False, tuple(_wrongly_written(ctx, guard, person) for person in writers)

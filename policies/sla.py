@@ -130,6 +130,17 @@ class PlanWritten:
     author_id: str = ""
 
 
+@dataclass(frozen=True)
+class SectionWritten:
+    """Someone wrote or changed, in the issue's own text, the section of a guard that says who
+    may write it (`SectionGuard.by`): its author, or nobody ("") once it is taken out."""
+
+    at: dt.datetime
+    guard: str
+    author: str
+    author_id: str = ""
+
+
 TimelineEvent = (
     Created
     | StateChanged
@@ -140,6 +151,7 @@ TimelineEvent = (
     | DelayAnnounced
     | Rated
     | PlanWritten
+    | SectionWritten
 )
 
 

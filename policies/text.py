@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from functools import cache
 
 from markdown_it import MarkdownIt
@@ -127,7 +127,7 @@ def parse_time(value: object) -> dt.datetime | None:
     return at if _EPOCH <= at < _LATEST else None
 
 
-def find_section(text: str, headings: list[str], markup: Source) -> str:
+def find_section(text: str, headings: Iterable[str], markup: Source) -> str:
     """The content of the first section whose heading is one of `headings` (any case), or ''."""
     wanted = {heading.casefold() for heading in headings}
     for title, content in sections(text, markup).items():

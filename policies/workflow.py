@@ -258,6 +258,8 @@ def _guard_holds(guard: Guard, ctx: Context, change: StateChange) -> tuple[bool,
                 # (an issue followed since before the checklist guarded that stage was not).
                 return True, (ctx.tell("back from waiting to the stage it was in: not demanded again"),)
             return not still_open, still_open
+        case SectionGuard() if guard.restricted:
+            return people.section_counts(ctx, guard)
         case SectionGuard():
             texts = [snapshot.body, *(c.body for c in snapshot.comments)]
             if ctx.event.comment:

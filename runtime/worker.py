@@ -47,7 +47,7 @@ from policies.models import (
     Source,
     StopFollowing,
 )
-from policies.needs import Needs, needs
+from policies.needs import Needs, comments_still_needed, needs
 from policies.sla import Commented, Created, TimelineEvent
 from policies.sla_notices import next_due
 from runtime import metrics
@@ -179,7 +179,10 @@ def process(services: Services, delivery: Delivery, received: Received) -> Outco
         snapshot = replace(
             snapshot, request_type=str(_context(delivery, known).get(jira_events.REQUEST_TYPE, ""))
         )
-    snapshot = connector.complete(delivery, event, snapshot, needs(services.policy, event, snapshot))
+    asked = needs(services.policy, event, snapshot)
+    snapshot = connector.complete(delivery, event, snapshot, asked)
+    if (more := comments_still_needed(services.policy, event, snapshot, asked)) != Needs():
+        snapshot = connector.complete(delivery, event, snapshot, more)
     decision = evaluate(services.policy, event, snapshot, now)
     tracker_actions = [a for a in decision.actions if isinstance(a, TRACKER_ACTIONS)]
     journal = store.journal(

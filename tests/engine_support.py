@@ -21,6 +21,7 @@ from policies.checklists import item_titles
 from policies.context import Context
 from policies.engine import evaluate
 from policies.models import Actor, Decision, Event, EventKind, IssueRef, IssueSnapshot, Source, Subtask
+from policies.people import person_key
 
 NOW = dt.datetime(2026, 11, 24, 10, 0, tzinfo=dt.UTC)
 GITHUB_REF = IssueRef(
@@ -72,6 +73,11 @@ def satisfy(policy: Policy, guard: Guard, snapshot: IssueSnapshot, source: Sourc
         case SectionGuard():
             heading = f"### {guard.headings[0]}" if source == "github" else f"h3. {guard.headings[0]}"
             snapshot = replace(snapshot, body=f"{snapshot.body}\n\n{heading}\n\nWritten down.\n")
+            if guard.restricted:  # written by the reporter, one of the people the guard allows
+                writer = person_key(Actor(snapshot.reporter, id=snapshot.reporter_id))
+                snapshot = replace(
+                    snapshot, writer_teams={**snapshot.writer_teams, writer: frozenset(guard.by)}
+                )
     return replace(snapshot, labels=frozenset(labels))
 
 

@@ -803,6 +803,7 @@ def close_blocked(deployment: Deployment) -> Scenario:
 
     def prepare(fake: FakeJira) -> None:
         fake.comments = [copy.deepcopy(ROOT_CAUSE)]
+        fake.in_role("Developers", users=["admin"])  # the root cause is the team's to write (S5.1)
 
     return Scenario("close blocked by open sub-tasks", payload, prepare)
 
@@ -960,6 +961,16 @@ def project_type_read(fake: FakeJira) -> list[str]:
     """The read before the first internal note of a process on Data Center, whose deliveries do not
     say the project's type (Cloud's do): is it a Jira Service Management project?"""
     return [f"GET /rest/api/2/project/{fake.project}"] if fake.deployment is DATA_CENTER else []
+
+
+def team_reads(fake: FakeJira) -> list[str]:
+    """The reads that tell whether someone is of the service team, once per process: the project's
+    roles, then each role the default team names that the project has, in the policy's order."""
+    base = f"GET /rest/api/2/project/{fake.project}/role"
+    return [
+        base,
+        *(f"{base}/{ROLE_IDS[name]}" for name in ("Administrators", "Developers", "Service Desk Team")),
+    ]
 
 
 def post_comment(fake: FakeJira) -> str:

@@ -1084,6 +1084,21 @@ def test_a_checklist_item_naming_an_unknown_team_is_refused_with_its_place() -> 
     assert "unknown team 'team-member'" in str(refused.value)
 
 
+def test_a_section_guard_naming_an_unknown_team_is_refused_with_its_place() -> None:
+    text = (Path(__file__).parents[1] / "config" / "sop.yaml").read_text(encoding="utf-8")
+    marked = "          by: team-members # recorded by those who do the work"
+    assert marked in text
+    text = text.replace(marked, "          by: team-member", 1)
+
+    with pytest.raises(PolicyError) as refused:
+        parse_policy(text)
+
+    transitions = [t.id for t in POLICY.workflow.transitions]
+    at = transitions.index("start-verification")
+    assert f"workflow.transitions[{at}].guards[1].by[0]" in str(refused.value)
+    assert "unknown team 'team-member'" in str(refused.value)
+
+
 def test_a_delay_notice_naming_an_unknown_team_is_refused_with_its_place() -> None:
     text = (Path(__file__).parents[1] / "config" / "sop.yaml").read_text(encoding="utf-8")
     text = text.replace("headings: [Delay, 延期说明]}", "headings: [Delay, 延期说明], by: team-member}", 1)

@@ -138,15 +138,14 @@ def _text(comment: dict[str, Any]) -> str:
 
 
 def _closed(payload: dict[str, Any]) -> dict[str, Any]:
-    """The request closed from customer acceptance: every checklist item done, the root cause given,
-    the customer's acceptance recorded (their `/accept`)."""
+    """The request closed from customer acceptance: every checklist item done, the customer's
+    acceptance recorded (their `/accept`); the agent gave the root cause (`_root_cause_by_an_agent`)."""
     closed = with_status_change(payload, "Acceptance", "Done")
     closed["changelog"]["items"] = closed["changelog"]["items"][-1:]  # the status alone changed
     closed["webhookEvent"], closed["issue_event_type_name"] = "jira:issue_updated", "issue_generic"
     closed["timestamp"] = int((MONDAY_10 + dt.timedelta(hours=2)).timestamp() * 1000)
     fields = closed["issue"]["fields"]
     fields["labels"] = ["priority-P1", "sla/breached", "customer-accepted"]
-    fields["description"] = "The billing portal answers 502.\n\nh3. Root cause\n\nA full disk."
     items = [
         "Customer acceptance: The customer confirms the result",
         "Deliverables: Service report handed over",
@@ -154,6 +153,21 @@ def _closed(payload: dict[str, Any]) -> dict[str, Any]:
     ]
     fields["subtasks"] = [subtask_json(f"TES-{500 + n}", item, "Done") for n, item in enumerate(items)]
     return closed
+
+
+def _root_cause_by_an_agent(fake: FakeJira, closed: dict[str, Any]) -> None:
+    """An agent of the service desk writes the root cause (S5.1) in an internal note."""
+    agent = {"accountId": "557058:amy", "displayName": "Amy Agent"} if fake.deployment is CLOUD else AGENT
+    fake.in_role("Service Desk Team", users=[agent.get("accountId") or agent["name"]])
+    note = {
+        "id": "20002",
+        "author": agent,
+        "body": "h3. Root cause\n\nA full disk.",
+        "properties": [INTERNAL],
+    }
+    fake.comments.append(note)
+    if "comment" in closed["issue"]["fields"]:  # a Data Center delivery lists the comments
+        closed["issue"]["fields"]["comment"]["comments"].append(copy.deepcopy(note))
 
 
 @pytest.mark.parametrize("deployment", [CLOUD, DATA_CENTER], ids=["cloud", "dc"])
@@ -193,6 +207,7 @@ def test_a_p1_request_gets_a_public_receipt_internal_sla_notices_and_a_public_ra
     sopguard.deliver(accepted, "accepted")
     fake.status = "Done"
     closed = _closed(request)
+    _root_cause_by_an_agent(fake, closed)
     for subtask in closed["issue"]["fields"]["subtasks"]:  # the customer ticked off each item
         fake.closed_by(subtask["key"], request["issue"]["fields"]["reporter"])
     sopguard.deliver(closed, "closed")

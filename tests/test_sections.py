@@ -17,6 +17,7 @@ from tests.jira_support import (
     DC_STARTED,
     DEPLOYMENTS,
     Deployment,
+    FakeJira,
     Scenario,
     start,
     subtask_json,
@@ -90,7 +91,12 @@ def test_key_steps_written_as_a_wiki_numbered_list_let_the_move_to_verification_
             ]
         )
     ]
-    scenario = Scenario("verification with wiki key steps", copy.deepcopy(payload))
+    reporter = fields["reporter"].get("accountId") or fields["reporter"]["name"]
+
+    def reporter_of_the_team(fake: FakeJira) -> None:  # key steps are the team's to record (S3.2)
+        fake.in_role("Developers", users=[reporter])
+
+    scenario = Scenario("verification with wiki key steps", copy.deepcopy(payload), reporter_of_the_team)
     fake, sopguard = start(no_network, tmp_path / "var", scenario, deployment)
 
     sopguard.deliver(scenario.payload, "verify-1")

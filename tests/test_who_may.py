@@ -37,7 +37,7 @@ from connector.jira.events import User as JiraUser
 from connector.jira.events import actor as jira_actor
 from policies.ledger import IssueFacts
 from policies.models import Actor, IssueRef, Source
-from policies.sla import Commented, DelayAnnounced, TimelineEvent
+from policies.sla import Commented, DelayAnnounced, SectionWritten, TimelineEvent
 from policies.workflow import jira_state
 from runtime.services import Services, utc_now
 from runtime.store import Store
@@ -786,6 +786,80 @@ def test_s3_2_a_changed_plan_withdraws_the_approval_and_holds_the_issue_until_ap
     desk.move("amy", "verification")  # still held by its other guards, no longer by the change
 
     assert desk.passed("changed-plan-approved") == [False, True]
+
+
+# --- S3.2: the key steps are recorded by those who do the work ------------------------------------
+
+KEY_STEPS = {
+    "github": "### Key steps\n\nReplaced the disk; restored from the night's backup.",
+    "jira": "h3. Key steps\nReplaced the disk; restored from the night's backup.",
+}
+
+
+def test_s3_2_a_passer_bys_key_steps_do_not_count_and_the_teams_do(desk: Desk) -> None:
+    desk.start("in-progress", "plan/approved", body=PLAN[desk.source], prepared=True)
+
+    desk.say("mallory", KEY_STEPS[desk.source])
+    desk.move("amy", "verification")
+
+    assert desk.state == "in-progress"  # undone
+    undone = desk.answer("This change of stage was undone.").replace("\N{WORD JOINER}", "")  # no mention
+    assert (
+        "The key steps and data are recorded (### Key steps) in the issue or a comment: a Key steps "
+        f"section by @{desk.login('mallory')}: only the service team may write it (rule "
+        "key-steps-recorded, SOP S3.2" in undone
+    )
+    assert desk.passed("key-steps-recorded") == [False]
+
+    desk.say("sam", KEY_STEPS[desk.source])
+    desk.move("amy", "verification")
+
+    assert desk.state == "verification"
+    assert desk.passed("key-steps-recorded") == [False, True]
+
+
+def test_s3_2_key_steps_the_customer_writes_into_the_issue_do_not_count_and_the_agents_do(
+    desk: Desk,
+) -> None:
+    desk.start("in-progress", "plan/approved", body=PLAN[desk.source], prepared=True)
+
+    desk.edit("carol", f"{PLAN[desk.source]}\n\n{KEY_STEPS[desk.source]}")
+    desk.move("amy", "verification")
+
+    assert desk.state == "in-progress"
+    undone = desk.answer("This change of stage was undone.").replace("\N{WORD JOINER}", "")
+    assert f"a Key steps section by @{desk.login('carol')}: only the service team may write it" in undone
+
+    desk.edit("amy", f"{PLAN[desk.source]}\n\n{KEY_STEPS[desk.source]}\n\nChecked the logs.")
+    desk.move("amy", "verification")
+
+    assert desk.state == "verification"
+    assert desk.passed("key-steps-recorded") == [False, True]
+
+
+def test_s3_2_the_teams_key_steps_in_a_comment_count_when_the_customers_in_the_issue_do_not(
+    desk: Desk,
+) -> None:
+    """The comments are read for the guard once the issue's own section turns out not to count."""
+    desk.start("in-progress", "plan/approved", body=f"{PLAN[desk.source]}\n\n{KEY_STEPS[desk.source]}")
+    desk.say("sam", KEY_STEPS[desk.source])
+    desk.move("amy", "verification")
+
+    assert desk.state == "verification"
+    assert desk.passed("key-steps-recorded") == [True]
+    written = [e for e in desk.timeline() if isinstance(e, SectionWritten)]
+    assert written == []  # the reporter wrote the issue's text: nothing to record
+
+
+def test_s3_2_the_ledger_records_who_wrote_the_key_steps_into_the_issue(desk: Desk) -> None:
+    desk.start("in-progress", "plan/approved", body=PLAN[desk.source])
+
+    desk.edit("amy", f"{PLAN[desk.source]}\n\n{KEY_STEPS[desk.source]}")
+    desk.edit("mallory", f"{PLAN[desk.source]}\n\n{KEY_STEPS[desk.source]}")  # the same text: no change
+    desk.edit("carol", PLAN[desk.source])  # taken out
+
+    written = [(e.guard, e.author) for e in desk.timeline() if isinstance(e, SectionWritten)]
+    assert written == [("key-steps-recorded", desk.login("amy")), ("key-steps-recorded", "")]
 
 
 # --- S1.4: only the team's public reply is the first response --------------------------------------

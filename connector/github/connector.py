@@ -41,7 +41,7 @@ from connector.github import events as github_events
 from connector.github.deliveries import AppDeliveries
 from connector.github.events import actor as actor_of
 from connector.github.missed import missed_deliveries
-from connector.membership import Memberships, teams_of
+from connector.membership import Memberships, teams_of, writers_teams
 from connector.metrics import count_github_calls
 from connector.retry import (
     BACK_OFF,
@@ -254,6 +254,10 @@ class GithubConnector:
             person = people.subject(event)
             member = partial(self._is_member, delivery, event, person)
             changes["actor_teams"] = teams_of(person, needs.teams, member)
+        if needs.writer_teams:
+            writers = needs.writers(event, replace(snapshot, **changes))
+            member_of = partial(self._is_member, delivery, event)
+            changes["writer_teams"] = writers_teams(writers, needs.writer_teams, member_of)
         return replace(snapshot, **changes) if changes else snapshot
 
     def _subtask(self, delivery: Delivery, event: Event, child: Issue, needs: Needs) -> Subtask:

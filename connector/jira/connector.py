@@ -46,7 +46,7 @@ from connector.jira import markers
 from connector.jira.api import JiraApi, Json, classify, describe, status_of
 from connector.jira.format import to_adf, to_wiki
 from connector.jira.missed import missed_deliveries
-from connector.membership import Memberships, teams_of
+from connector.membership import Memberships, teams_of, writers_teams
 from connector.retry import unavailable
 from policies import people
 from policies.models import (
@@ -369,7 +369,13 @@ class JiraConnector:
         self, delivery: Delivery, event: Event, snapshot: IssueSnapshot, needs: Needs
     ) -> IssueSnapshot:
         completed = self._complete(delivery, event, snapshot, needs)
-        if not needs.closers or completed.is_subtask or not event.issue.scope:
+        if completed.is_subtask or not event.issue.scope:
+            return completed
+        if needs.writer_teams and not event.by_service:
+            member_of = partial(self._is_member, event.issue.scope)
+            writers = needs.writers(event, completed)
+            completed = replace(completed, writer_teams=writers_teams(writers, needs.writer_teams, member_of))
+        if not needs.closers:
             return completed
         subtasks = tuple(
             self._closed_by(event.issue.scope, s, needs)

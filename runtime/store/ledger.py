@@ -24,6 +24,7 @@ from policies.sla import (
     PriorityChanged,
     Rated,
     Reopened,
+    SectionWritten,
     StateChanged,
     TimelineEvent,
 )
@@ -223,6 +224,7 @@ _TIMELINE_TYPES: dict[str, type[TimelineEvent]] = {
         DelayAnnounced,
         Rated,
         PlanWritten,
+        SectionWritten,
     )
 }
 
