@@ -196,7 +196,8 @@ def _missed_deadline(ctx: Context, at: dt.datetime) -> dt.datetime | None:
 
 
 def refuse_notice(ctx: Context, rule: Rule, notice: DelayNotice, comment: Comment) -> PostComment:
-    """One comment that says why a delay notice does not count, once per comment."""
+    """One comment that says why a delay notice does not count, once per comment; for a notice an
+    edit put right, that answer brought up to date (it now counts), where there was one."""
     locale = ctx.policy.locale
     body = render(
         ctx.policy,
@@ -207,8 +208,12 @@ def refuse_notice(ctx: Context, rule: Rule, notice: DelayNotice, comment: Commen
         deadline=Markdown(i18n.instant(notice.deadline, locale)) if notice.deadline else Markdown(),
         new_date=Markdown(i18n.day(notice.new_date, locale)) if notice.new_date else Markdown(),
     )
-    # An edit that still does not count brings the answer up to date (the same marker).
-    again = CommentPolicy.UPSERT if edited(ctx.event) else CommentPolicy.ONCE
+    # An edit brings the answer up to date (the same marker): one that still does not count, or
+    # one that put it right, which needs no answer where there was none.
+    if notice.valid:
+        again = CommentPolicy.UPDATE_ONLY
+    else:
+        again = CommentPolicy.UPSERT if edited(ctx.event) else CommentPolicy.ONCE
     marker = f"delay-refused:{comment.id or ctx.event.delivery_id}"
     return PostComment(rule.id, marker, body, on_existing=again, kind="delay-refused")
 
@@ -304,7 +309,8 @@ def _delay_notice(ctx: Context, comment: Comment) -> Iterator[Outcome]:
             login=comment.author.login,
             date=notice.new_date.isoformat() if notice.new_date else "",
         )
-        yield outcome(rule, ctx.mode(rule), passed=True, reasons=[reason])
+        put_right = [refuse_notice(ctx, rule, notice, comment)] if edited(ctx.event) else []
+        yield outcome(rule, ctx.mode(rule), passed=True, reasons=[reason], actions=put_right)
     else:
         refusal = refuse_notice(ctx, rule, notice, comment)
         yield outcome(

@@ -692,7 +692,10 @@ def test_a_refused_notice_put_right_by_an_edit_counts_once_at_the_edits_time(sou
     decision = evaluate(POLICY, fixed, snapshot, NOW)
 
     assert (delay.at, delay.new_date, delay.comment_id) == (NOW, "2026-12-20", "31")
-    assert not [a for a in decision.actions if isinstance(a, PostComment)]
+    # The refusal, where there was one, is brought up to date; none is posted where there was none.
+    (answer,) = [a for a in decision.actions if isinstance(a, PostComment)]
+    assert (answer.marker, answer.on_existing) == ("delay-refused:31", CommentPolicy.UPDATE_ONLY)
+    assert answer.body.startswith("**This delay notice now counts.**")
     (audited,) = [r for r in decision.results if r.rule_id == "delay-announced"]
     assert audited.passed and audited.reasons == ("delay announced by dana: new date 2026-12-20",)
     counted = _with_comment(snapshot, delay)
@@ -821,8 +824,12 @@ def test_github_a_refused_notice_put_right_by_an_edit_is_recorded_once(
         _github_comment(DELAY["github"] + " Sorry.", 501, edited_at=edited), "delay-3", "issue_comment"
     )
 
-    (answer,) = github.our_comments()
-    assert "it gives no new date" in answer and "Edit this comment to put it right" in answer
+    (answer,) = github.our_comments()  # the refusal, edited in place: it is true again
+    assert answer.startswith(
+        "**This delay notice now counts.** @dana's edit put it right: the customer was told of the "
+        "delay in public, before the deadline, with the new date (Dec 20, 2026) and the reason."
+    )
+    assert "it gives no new date" not in answer and "Rule `delay-announced`, SOP S3.3" in answer
     timeline = _timeline_of(sopguard.intake.store.ledger.one(REF))
     (delay,) = [e for e in timeline if isinstance(e, DelayAnnounced)]
     assert (delay.new_date, delay.comment_id, delay.at.isoformat()) == (
@@ -974,8 +981,11 @@ def test_jira_a_refused_notice_put_right_by_an_edit_is_recorded_once(
     ]
     assert (delay.new_date, delay.comment_id) == ("2026-12-20", payload["comment"]["id"])
     assert delay.at == dt.datetime.fromtimestamp(edit["timestamp"] / 1000, dt.UTC)
-    (answer,) = fake.our_comments()
-    assert "it gives no new date" in _jira_text(fake, answer)
+    # Jira comments are never edited: the refusal, then one follow-up that says it now counts.
+    refusal, put_right = fake.our_comments()
+    assert "it gives no new date" in _jira_text(fake, refusal)
+    assert "This delay notice now counts." in _jira_text(fake, put_right)
+    assert "new date (Dec 20, 2026)" in _jira_text(fake, put_right)
     fake.check_against_openapi()
 
 
