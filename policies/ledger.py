@@ -179,8 +179,16 @@ def timeline_entries(
     if (author := people.body_section_writer(context, policy.workflow.plan_headings)) is not None:
         entries.append(PlanWritten(at=at, author=author.login, author_id=author.id))
     for guard in people.restricted_sections(policy):
-        if (author := people.body_section_writer(context, guard.headings)) is not None:
-            entries.append(SectionWritten(at=at, guard=guard.id, author=author.login, author_id=author.id))
+        if (author := people.body_section_writer(context, guard.headings, at_opening=True)) is not None:
+            entries.append(
+                SectionWritten(
+                    at=at,
+                    guard=guard.id,
+                    author=author.login,
+                    author_id=author.id,
+                    association=author.association,
+                )
+            )
     entries.extend(_comment_entries(policy, event, snapshot, facts, (*snapshot.timeline, *entries), at))
     if facts.priority != previous_priority:
         entries.append(PriorityChanged(at=at, priority=facts.priority))

@@ -40,7 +40,7 @@ class Needs:
     def writers(self, event: Event, snapshot: IssueSnapshot) -> list[Actor]:
         """Who wrote the sections of `sections` the issue has, read once its comments are in `snapshot`."""
         return [
-            person for guard in self.sections for person in people.section_writers(event, snapshot, guard)
+            person for guard in self.sections for person in people.writers_to_look_up(event, snapshot, guard)
         ]
 
 
@@ -91,7 +91,12 @@ def needs(policy: Policy, event: Event, snapshot: IssueSnapshot) -> Needs:
     ]
     closer_names = [name for _, item in restricted for name in (*item.by, *item.not_by)]
     sections = tuple(
-        g for g in guards if isinstance(g, SectionGuard) and g.restricted and scoped.mode_of(g) != Mode.OFF
+        g
+        for g in guards
+        if isinstance(g, SectionGuard)
+        and g.restricted
+        and scoped.mode_of(g) != Mode.OFF
+        and (g.when_label is None or g.when_label in snapshot.labels)
     )
     writer_names = [name for g in sections for name in (*g.by, *g.not_by)]
     return Needs(
@@ -99,6 +104,7 @@ def needs(policy: Policy, event: Event, snapshot: IssueSnapshot) -> Needs:
         or bool(entered and target and target.checklists),
         comments=plan_author
         or AUTHOR_OF_PLAN in closer_names
+        or AUTHOR_OF_PLAN in writer_names
         or any(
             isinstance(g, SectionGuard) and not find_section(snapshot.body, g.headings, event.source)
             for g in guards

@@ -7,6 +7,7 @@ looked up by the connector (for the teams `teams_to_look_up` names) and handed i
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable, Iterator, Sequence
 
 from config import i18n
@@ -72,42 +73,55 @@ def body_plan_edited(ctx: Context) -> bool:
     return body_section_edited(ctx.event, ctx.snapshot, ctx.policy.workflow.plan_headings)
 
 
-def body_section_writer(ctx: Context, headings: Sequence[str]) -> Actor | None:
+def body_section_writer(ctx: Context, headings: Sequence[str], *, at_opening: bool = False) -> Actor | None:
     """Who this event makes the writer of the section of `headings` in the issue's own text, for
-    the ledger: the editor, or nobody (`Actor("")`) when the edit takes it out; `None` when the
-    event does not change it."""
-    if not body_section_edited(ctx.event, ctx.snapshot, headings):
+    the ledger: the editor, or nobody (`Actor("")`) when the edit takes it out; with `at_opening`,
+    also whoever opens an issue with it; `None` when the event does not change it."""
+    event = ctx.event
+    if at_opening and EventKind.OPENED in event.kinds and event.moved_from is None:
+        return event.actor if find_section(ctx.snapshot.body, headings, event.source) else None
+    if not body_section_edited(event, ctx.snapshot, headings):
         return None
-    kept = find_section(ctx.snapshot.body, headings, ctx.event.source)
-    return ctx.event.actor if kept else Actor("")
+    kept = find_section(ctx.snapshot.body, headings, event.source)
+    return event.actor if kept else Actor("")
+
+
+Written = tuple[dt.datetime, Actor]
+"""A ledger record of who wrote a section into the issue's own text (`PlanWritten`,
+`SectionWritten`), and when: the latest counts, whatever order late deliveries recorded them in."""
 
 
 def _body_section_author(
-    event: Event, snapshot: IssueSnapshot, headings: Sequence[str], written: Sequence[Actor]
+    event: Event, snapshot: IssueSnapshot, headings: Sequence[str], written: Sequence[Written], unknown: Actor
 ) -> Actor | None:
     """Who wrote the section of `headings` in the issue's own text, `None` when it has none:
-    whoever last edited it in (this event, else the last of the ledger's records `written`), else
-    the reporter. A Jira comment event does not show the description: there the ledger's record
-    of it stands."""
+    whoever last edited it in (this event, else the latest of the ledger's records `written`),
+    else `unknown`. A Jira comment event does not show the description: there the ledger's
+    record of it stands."""
     has_section = bool(find_section(snapshot.body, headings, event.source))
     if body_section_edited(event, snapshot, headings):
         return event.actor if has_section else None
     unseen = event.source == "jira" and event.kinds == {EventKind.COMMENTED}
-    if written and written[-1].login and (has_section or unseen):
-        return written[-1]
-    return Actor(snapshot.reporter, id=snapshot.reporter_id) if has_section else None
+    latest = max(written, key=lambda record: record[0])[1] if written else None
+    if latest is not None and latest.login and (has_section or unseen):
+        return latest
+    return unknown if has_section else None
 
 
 def section_authors(
-    event: Event, snapshot: IssueSnapshot, headings: Sequence[str], written: Sequence[Actor]
+    event: Event,
+    snapshot: IssueSnapshot,
+    headings: Sequence[str],
+    written: Sequence[Written],
+    unknown: Actor,
 ) -> list[Actor]:
     """Who wrote each text (the issue's own, then each comment, the event's included) with a
     section of `headings`, in that order; `written`: the ledger's records of who wrote it into the
-    issue's own text."""
+    issue's own text, `unknown` who did when they say nothing."""
     comments: list[Comment] = list(snapshot.comments)
     if event.comment is not None and all(c.id != event.comment.id for c in comments):
         comments.append(event.comment)
-    in_body = _body_section_author(event, snapshot, headings, written)
+    in_body = _body_section_author(event, snapshot, headings, written, unknown)
     return [
         *([in_body] if in_body else []),
         *(c.author for c in comments if find_section(c.body, headings, event.source)),
@@ -115,9 +129,14 @@ def section_authors(
 
 
 def author_of_plan(ctx: Context) -> Actor | None:
-    """Who wrote the plan in force: the author of the last text (body or comment) with a plan section."""
-    written = [Actor(e.author, id=e.author_id) for e in ctx.snapshot.timeline if isinstance(e, PlanWritten)]
-    authors = section_authors(ctx.event, ctx.snapshot, ctx.policy.workflow.plan_headings, written)
+    """Who wrote the plan in force: the author of the last text (body or comment) with a plan
+    section; the issue's own text is the reporter's unless the ledger saw someone edit the plan in."""
+    snapshot = ctx.snapshot
+    written = [
+        (e.at, Actor(e.author, id=e.author_id)) for e in snapshot.timeline if isinstance(e, PlanWritten)
+    ]
+    reporter = Actor(snapshot.reporter, id=snapshot.reporter_id)
+    authors = section_authors(ctx.event, snapshot, ctx.policy.workflow.plan_headings, written, reporter)
     return authors[-1] if authors else None
 
 
@@ -345,20 +364,32 @@ def restricted_sections(policy: Policy) -> list[SectionGuard]:
     return list(found.values())
 
 
+UNKNOWN_WRITER = Actor("")
+"""The writer of a section of the issue's own text that sopguard did not see written: there when
+it first met the issue (adopted, or followed before it recorded who wrote the section)."""
+
+
 def section_writers(event: Event, snapshot: IssueSnapshot, guard: SectionGuard) -> list[Actor]:
-    """Who wrote each section of the guard the issue has, each person once."""
+    """Who wrote each section of the guard the issue has, each person once (as GitHub's
+    association shows them, where one of their texts has it)."""
     written = [
-        Actor(e.author, id=e.author_id)
+        (e.at, Actor(e.author, id=e.author_id, association=e.association))
         for e in snapshot.timeline
         if isinstance(e, SectionWritten) and e.guard == guard.id
     ]
     unique: dict[str, Actor] = {}
-    for person in section_authors(event, snapshot, guard.headings, written):
-        unique.setdefault(person_key(person), person)
+    for person in section_authors(event, snapshot, guard.headings, written, UNKNOWN_WRITER):
+        key = person_key(person)
+        if key not in unique or (person.association and not unique[key].association):
+            unique[key] = person
     return list(unique.values())
 
 
 def _may_write(ctx: Context, guard: SectionGuard, person: Actor) -> bool:
+    """Whether the guard allows `person`'s section; one whose writer is unknown counts (quiet
+    rather than untrue: nobody can be told they wrote it)."""
+    if person == UNKNOWN_WRITER:
+        return True
     teams = ctx.snapshot.writer_teams.get(person_key(person), frozenset())
     return allowed(ctx, person, guard.by, guard.not_by, teams)
 
@@ -387,3 +418,8 @@ def section_counts(ctx: Context, guard: SectionGuard) -> tuple[bool, tuple[str, 
     if any(_may_write(ctx, guard, person) for person in writers):
         return True, ()
     return False, tuple(_wrongly_written(ctx, guard, person) for person in writers)
+
+
+def writers_to_look_up(event: Event, snapshot: IssueSnapshot, guard: SectionGuard) -> list[Actor]:
+    """The writers of the guard's sections whose teams the connector looks up (known ones)."""
+    return [person for person in section_writers(event, snapshot, guard) if person != UNKNOWN_WRITER]

@@ -133,12 +133,14 @@ class PlanWritten:
 @dataclass(frozen=True)
 class SectionWritten:
     """Someone wrote or changed, in the issue's own text, the section of a guard that says who
-    may write it (`SectionGuard.by`): its author, or nobody ("") once it is taken out."""
+    may write it (`SectionGuard.by`), or opened the issue with it: its author (with GitHub's
+    `author_association` where the delivery gave it), or nobody ("") once it is taken out."""
 
     at: dt.datetime
     guard: str
     author: str
     author_id: str = ""
+    association: str = ""
 
 
 TimelineEvent = (

@@ -37,7 +37,6 @@ from policies.models import (
     Adopt,
     Decision,
     Event,
-    EventKind,
     IssueRef,
     IssueSnapshot,
     PostComment,
@@ -48,7 +47,7 @@ from policies.models import (
     StopFollowing,
 )
 from policies.needs import Needs, comments_still_needed, needs
-from policies.sla import Commented, Created, TimelineEvent
+from policies.sla import Commented, Created, PlanWritten, SectionWritten, TimelineEvent
 from policies.sla_notices import next_due
 from runtime import metrics
 from runtime.observability import delivery_context
@@ -310,16 +309,19 @@ def _record_history(
         instant=known_as_of,
     )
     ledger = None
-    if followed is not None and event.comment is not None and EventKind.COMMENTED in event.kinds:
+    if followed is not None:
+        # Who wrote what stays a fact: its comment, and who wrote a section of the issue's own
+        # text (the latest record of it counts, so a late one changes nothing newer).
         scoped = services.policy.for_issue(event.issue.source, event.issue.scope)
         entries = [
             e
             for e in timeline_entries(
                 scoped, event, snapshot, Decision(), followed.facts, followed.facts.priority, now
             )
-            if isinstance(e, Commented)
+            if isinstance(e, Commented | PlanWritten | SectionWritten)
         ]
-        ledger = LedgerUpdate(None, _new_comments(entries, followed.timeline), {})
+        if entries:
+            ledger = LedgerUpdate(None, _new_comments(entries, followed.timeline), {})
     _record(
         services, delivery, seq, "processed", None, event.issue, event.name, Decision(note=note), {}, ledger
     )

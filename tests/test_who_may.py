@@ -841,14 +841,53 @@ def test_s3_2_the_teams_key_steps_in_a_comment_count_when_the_customers_in_the_i
     desk: Desk,
 ) -> None:
     """The comments are read for the guard once the issue's own section turns out not to count."""
-    desk.start("in-progress", "plan/approved", body=f"{PLAN[desk.source]}\n\n{KEY_STEPS[desk.source]}")
+    desk.start("in-progress", "plan/approved", body=PLAN[desk.source])
+    desk.edit("carol", f"{PLAN[desk.source]}\n\n{KEY_STEPS[desk.source]}")
     desk.say("sam", KEY_STEPS[desk.source])
     desk.move("amy", "verification")
 
     assert desk.state == "verification"
     assert desk.passed("key-steps-recorded") == [True]
-    written = [e for e in desk.timeline() if isinstance(e, SectionWritten)]
-    assert written == []  # the reporter wrote the issue's text: nothing to record
+
+
+def test_s3_2_key_steps_in_the_issue_before_sopguard_saw_them_written_count(desk: Desk) -> None:
+    """Followed since before this release recorded who writes a section (or adopted with it):
+    nobody can be told they wrote it, so it counts rather than being laid at the reporter's door."""
+    desk.start("in-progress", "plan/approved", body=f"{PLAN[desk.source]}\n\n{KEY_STEPS[desk.source]}")
+    desk.move("amy", "verification")
+
+    assert desk.state == "verification"
+    assert desk.passed("key-steps-recorded") == [True]
+    assert [e for e in desk.timeline() if isinstance(e, SectionWritten)] == []
+
+
+def test_s3_2_an_agents_edit_delivered_late_still_makes_her_the_key_steps_writer(
+    no_network: responses.RequestsMock, tmp_path: Path
+) -> None:
+    """Amy's edit of the key steps arrives after her move (GitHub redelivered it late): the move is
+    refused on what sopguard knew (the customer's), and the late edit, history, still records her."""
+    desk = GithubDesk(no_network, tmp_path, POLICY)
+    desk.start("in-progress", "plan/approved", body=PLAN["github"], prepared=True)
+    desk.edit("carol", f"{PLAN['github']}\n\n{KEY_STEPS['github']}")
+    before, desk.body = desk.body, f"{form_body()}\n\n{PLAN['github']}\n\n{KEY_STEPS['github']} Logs kept."
+    held = copy.deepcopy(fixture_json("github", "issues__edited.json"))
+    held.update(issue=desk._issue(), changes={"body": {"from": before}}, sender=desk._person("amy"))
+    held_as = desk.sequence
+
+    desk.move("amy", "verification")  # delivered first
+    assert desk.state == "in-progress"
+    body = json.dumps(held).encode()
+    answer = desk._app.test_client().post(
+        "/webhooks/github", data=body, headers=github_headers(body, "issues", f"late-{held_as}")
+    )
+    assert answer.status_code == 202
+    drain(desk._app)
+    desk.move("amy", "verification")
+
+    written = [e.author for e in desk.timeline() if isinstance(e, SectionWritten)]
+    assert written == ["carol", "amy"]
+    assert desk.state == "verification"
+    assert desk.passed("key-steps-recorded") == [False, True]
 
 
 def test_s3_2_the_ledger_records_who_wrote_the_key_steps_into_the_issue(desk: Desk) -> None:
