@@ -218,6 +218,7 @@ KIND_VARIABLES: Mapping[MessageKind, Mapping[str, tuple[Any, ...]]] = {
         "problems": (["internal"], ["late", "no-date", "past-date", "no-reason"], []),
         "deadline": ("", "Nov 24, 2026, 6:00\u202fPM (China Time)"),
         "new_date": ("", "Dec 20, 2026"),
+        "command": ("", "delay"),
     },
 }
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from config import i18n
 from config.i18n import marked
-from config.schema import Mode, Policy, Rule
+from config.schema import Command, Mode, Policy, Rule
 from config.templates import Markdown
 from policies import people
 from policies.context import Context, Outcome, outcome
@@ -207,6 +207,7 @@ def refuse_notice(ctx: Context, rule: Rule, notice: DelayNotice, comment: Commen
         problems=list(notice.problems),
         deadline=Markdown(i18n.instant(notice.deadline, locale)) if notice.deadline else Markdown(),
         new_date=Markdown(i18n.day(notice.new_date, locale)) if notice.new_date else Markdown(),
+        command=rule.name if isinstance(rule, Command) else "",  # a command is not judged again on an edit
     )
     # An edit brings the answer up to date (the same marker): one that still does not count, or
     # one that put it right, which needs no answer where there was none.

@@ -364,9 +364,10 @@ def restricted_sections(policy: Policy) -> list[SectionGuard]:
     return list(found.values())
 
 
-UNKNOWN_WRITER = Actor("")
+UNKNOWN_WRITER = Actor("", id="(not seen written)")
 """The writer of a section of the issue's own text that sopguard did not see written: there when
-it first met the issue (adopted, or followed before it recorded who wrote the section)."""
+it first met the issue (adopted, or followed before it recorded who wrote the section). Told
+apart by identity: an anonymous author (Jira's, `Actor("")`) is someone, not this."""
 
 
 def section_writers(event: Event, snapshot: IssueSnapshot, guard: SectionGuard) -> list[Actor]:
@@ -388,7 +389,7 @@ def section_writers(event: Event, snapshot: IssueSnapshot, guard: SectionGuard) 
 def _may_write(ctx: Context, guard: SectionGuard, person: Actor) -> bool:
     """Whether the guard allows `person`'s section; one whose writer is unknown counts (quiet
     rather than untrue: nobody can be told they wrote it)."""
-    if person == UNKNOWN_WRITER:
+    if person is UNKNOWN_WRITER:
         return True
     teams = ctx.snapshot.writer_teams.get(person_key(person), frozenset())
     return allowed(ctx, person, guard.by, guard.not_by, teams)
@@ -398,7 +399,7 @@ def _wrongly_written(ctx: Context, guard: SectionGuard, person: Actor) -> str:
     """Why a section does not count: who wrote it and who may."""
     values = {
         "heading": guard.headings[0],
-        "login": person.login,
+        "login": person.login or ctx.tell("anonymous"),
         "by": i18n.listing(shown(ctx, guard.by), ctx.policy.locale),
         "not_by": i18n.listing(shown(ctx, guard.not_by), ctx.policy.locale),
     }
@@ -422,4 +423,4 @@ def section_counts(ctx: Context, guard: SectionGuard) -> tuple[bool, tuple[str, 
 
 def writers_to_look_up(event: Event, snapshot: IssueSnapshot, guard: SectionGuard) -> list[Actor]:
     """The writers of the guard's sections whose teams the connector looks up (known ones)."""
-    return [person for person in section_writers(event, snapshot, guard) if person != UNKNOWN_WRITER]
+    return [person for person in section_writers(event, snapshot, guard) if person is not UNKNOWN_WRITER]

@@ -47,7 +47,7 @@ from policies.models import (
     StopFollowing,
 )
 from policies.needs import Needs, comments_still_needed, needs
-from policies.sla import Commented, Created, PlanWritten, SectionWritten, TimelineEvent
+from policies.sla import Commented, Created, DelayAnnounced, PlanWritten, SectionWritten, TimelineEvent
 from policies.sla_notices import next_due
 from runtime import metrics
 from runtime.observability import delivery_context
@@ -310,15 +310,17 @@ def _record_history(
     )
     ledger = None
     if followed is not None:
-        # Who wrote what stays a fact: its comment, and who wrote a section of the issue's own
+        # Who wrote what stays a fact: its comment and the delay notice it gave (judged against
+        # the clocks as they stood when it was given), and who wrote a section of the issue's own
         # text (the latest record of it counts, so a late one changes nothing newer).
         scoped = services.policy.for_issue(event.issue.source, event.issue.scope)
+        known = replace(snapshot, timeline=followed.timeline)
         entries = [
             e
             for e in timeline_entries(
-                scoped, event, snapshot, Decision(), followed.facts, followed.facts.priority, now
+                scoped, event, known, Decision(), followed.facts, followed.facts.priority, now
             )
-            if isinstance(e, Commented | PlanWritten | SectionWritten)
+            if isinstance(e, Commented | DelayAnnounced | PlanWritten | SectionWritten)
         ]
         if entries:
             ledger = LedgerUpdate(None, _new_comments(entries, followed.timeline), {})

@@ -738,6 +738,9 @@ def test_a_delay_command_in_an_internal_note_or_too_late_is_refused(source: Sour
         decision = evaluate(POLICY, event, snapshot, NOW)
         (answer,) = [a for a in decision.actions if isinstance(a, PostComment)]
         assert "This delay notice does not count" in answer.body and "command-delay" in answer.body
+        # A command is read when written, not when edited: the answer asks for a new one.
+        assert "Give /delay again, in a new comment, to put it right." in answer.body
+        assert "Edit this comment" not in answer.body
         assert not [a for a in decision.actions if isinstance(a, React)]
         assert _delays(source, event, snapshot) == []
 
@@ -827,7 +830,7 @@ def test_github_a_refused_notice_put_right_by_an_edit_is_recorded_once(
     (answer,) = github.our_comments()  # the refusal, edited in place: it is true again
     assert answer.startswith(
         "**This delay notice now counts.** @dana's edit put it right: the customer was told of the "
-        "delay in public, before the deadline, with the new date (Dec 20, 2026) and the reason."
+        "delay in public, with the new date (Dec 20, 2026) and the reason."
     )
     assert "it gives no new date" not in answer and "Rule `delay-announced`, SOP S3.3" in answer
     timeline = _timeline_of(sopguard.intake.store.ledger.one(REF))

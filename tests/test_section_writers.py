@@ -156,3 +156,14 @@ def test_opening_an_issue_with_the_section_records_its_writer_with_githubs_assoc
 
     written = [e for e in entries if isinstance(e, SectionWritten)]
     assert written == [_written_by(Actor("carol", id="101"), at=NOW, association="NONE")]
+
+
+def test_an_anonymous_authors_section_is_someones_and_does_not_count() -> None:
+    """Jira Data Center may allow anonymous comments: their author is nobody known, not a writer
+    sopguard did not see."""
+    guard, event = _guard(POLICY), _to_verification()
+    snapshot = replace(_in_progress(body=""), comments=(Comment(Actor(""), KEY_STEPS, "c-9"),))
+
+    verdict = section_counts(Context(POLICY, event, snapshot, NOW), guard)
+
+    assert verdict == (False, ("a Key steps section by @anonymous: only the service team may write it",))

@@ -106,6 +106,7 @@ VARIABLES: dict[str, dict[str, Any]] = {
         "problems": ["internal", "late"],
         "deadline": "Nov 24, 2026, 6:00 PM (China Time)",
         "new_date": "Dec 20, 2026",
+        "command": "",
     },
 }
 

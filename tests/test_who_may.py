@@ -890,6 +890,35 @@ def test_s3_2_an_agents_edit_delivered_late_still_makes_her_the_key_steps_writer
     assert desk.passed("key-steps-recorded") == [False, True]
 
 
+def test_s3_3_a_delay_notice_delivered_late_is_still_recorded_as_given(
+    no_network: responses.RequestsMock, tmp_path: Path
+) -> None:
+    """Sam's public delay notice reaches sopguard after a later change of the issue (a redelivery):
+    history, so nothing is undone or answered, but the customer was told, and the ledger says so."""
+    desk = GithubDesk(no_network, tmp_path, POLICY)
+    desk.start("in-progress", "plan/approved", body=PLAN["github"], prepared=True)
+    notice = "### Delay\n\nNew date: 2026-12-20\nReason: the replacement disk arrives late."
+    held = copy.deepcopy(fixture_json("github", "issue_comment__created.json"))
+    held.update(issue=desk._issue(), sender=desk._person("sam"))
+    written = {"id": 7999, "body": notice, "user": desk._person("sam"), "created_at": "2026-11-24T02:00:00Z"}
+    held["comment"].update(written, author_association="MEMBER")
+    desk.github.comments.append(written)
+
+    desk.label("amy", "affects-customer")  # a later change, delivered first
+    body = json.dumps(held).encode()
+    answer = desk._app.test_client().post(
+        "/webhooks/github", data=body, headers=github_headers(body, "issue_comment", "late-delay")
+    )
+    assert answer.status_code == 202
+    drain(desk._app)
+
+    delays = [(e.author, e.new_date, e.comment_id) for e in desk.timeline() if isinstance(e, DelayAnnounced)]
+    assert delays == [("sam", "2026-12-20", "7999")]
+    (entry,) = [e for e in desk.services.store.audit.entries() if e.delivery_id == "late-delay"]
+    assert entry.outcome == "no action" and "recorded as history" in entry.reasons[0]
+    assert not [c for c in desk.github.comments if "delay" in c["body"].casefold() and c["id"] != 7999]
+
+
 def test_s3_2_the_ledger_records_who_wrote_the_key_steps_into_the_issue(desk: Desk) -> None:
     desk.start("in-progress", "plan/approved", body=PLAN[desk.source])
 

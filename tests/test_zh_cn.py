@@ -228,9 +228,10 @@ def _zh_values() -> dict[MessageKind, dict[str, tuple[Any, ...]]]:
         },
         "delay-refused": {
             "actor": ("dana",),
-            "problems": (["internal"], ["late", "no-date", "past-date", "no-reason"]),
+            "problems": (["internal"], ["late", "no-date", "past-date", "no-reason"], []),
             "deadline": (Markdown(""), deadline),
             "new_date": (Markdown(""), Markdown(i18n.day(dt.date(2026, 11, 20), "zh-CN"))),
+            "command": ("", "delay"),
         },
         "receipt": {
             "reason": (None, reason, {**reason, "tier": "", "raised": False}),
