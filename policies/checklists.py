@@ -3,7 +3,7 @@ issue; an item can say who may close it."""
 
 from __future__ import annotations
 
-from config import i18n
+from config.i18n import marked
 from config.schema import Checklist, ChecklistItem, Mode
 from config.templates import Markdown
 from policies import people
@@ -37,19 +37,13 @@ def _closed_rightly(ctx: Context, item: ChecklistItem, subtask: Subtask) -> bool
 
 def _wrongly_closed(ctx: Context, title: str, item: ChecklistItem, subtask: Subtask) -> str:
     """Why a closed item does not count: who closed it and who may."""
-    values = {
-        "item": title,
-        "login": subtask.closed_by.login if subtask.closed_by else "",
-        "by": i18n.listing(people.shown(ctx, item.by), ctx.policy.locale),
-        "not_by": i18n.listing(people.shown(ctx, item.not_by), ctx.policy.locale),
-    }
-    if item.by and item.not_by:
-        return ctx.tell(
-            "%(item)s (closed by @%(login)s: only %(by)s may close it, never %(not_by)s)", **values
-        )
-    if item.by:
-        return ctx.tell("%(item)s (closed by @%(login)s: only %(by)s may close it)", **values)
-    return ctx.tell("%(item)s (closed by @%(login)s, who may not: %(not_by)s)", **values)
+    sentences = (
+        marked("%(item)s (closed by @%(login)s: only %(by)s may close it, never %(not_by)s)"),
+        marked("%(item)s (closed by @%(login)s: only %(by)s may close it)"),
+        marked("%(item)s (closed by @%(login)s, who may not: %(not_by)s)"),
+    )
+    login = subtask.closed_by.login if subtask.closed_by else ""
+    return people.tell_who_may(ctx, item.by, item.not_by, sentences, item=title, login=login)
 
 
 def open_items(ctx: Context, checklist_id: str) -> tuple[str, ...]:

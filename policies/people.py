@@ -170,6 +170,17 @@ def allowed(
     return (not by or is_one_of(ctx, person, by, teams)) and not is_one_of(ctx, person, not_by, teams)
 
 
+def tell_who_may(
+    ctx: Context, by: Sequence[str], not_by: Sequence[str], sentences: tuple[str, str, str], **values: str
+) -> str:
+    """Of `sentences` (for `by` and `not_by` both named, `by` alone, `not_by` alone), the one that
+    fits, in the policy's locale, with the people of `by` and `not_by` named in it."""
+    locale = ctx.policy.locale
+    names = {"by": i18n.listing(shown(ctx, by), locale), "not_by": i18n.listing(shown(ctx, not_by), locale)}
+    sentence = sentences[0] if by and not_by else sentences[1] if by else sentences[2]
+    return ctx.tell(sentence, **values, **names)
+
+
 def shown(ctx: Context, names: Iterable[str]) -> list[Markdown]:
     """People's names as comments show them: a team's `title` in the locale, a built-in's name
     in the locale, else the name as the policy writes it."""
@@ -397,19 +408,13 @@ def _may_write(ctx: Context, guard: SectionGuard, person: Actor) -> bool:
 
 def _wrongly_written(ctx: Context, guard: SectionGuard, person: Actor) -> str:
     """Why a section does not count: who wrote it and who may."""
-    values = {
-        "heading": guard.headings[0],
-        "login": person.login or ctx.tell("anonymous"),
-        "by": i18n.listing(shown(ctx, guard.by), ctx.policy.locale),
-        "not_by": i18n.listing(shown(ctx, guard.not_by), ctx.policy.locale),
-    }
-    if guard.by and guard.not_by:
-        return ctx.tell(
-            "a %(heading)s section by @%(login)s: only %(by)s may write it, never %(not_by)s", **values
-        )
-    if guard.by:
-        return ctx.tell("a %(heading)s section by @%(login)s: only %(by)s may write it", **values)
-    return ctx.tell("a %(heading)s section by @%(login)s, who may not write it: %(not_by)s", **values)
+    sentences = (
+        marked("a %(heading)s section by @%(login)s: only %(by)s may write it, never %(not_by)s"),
+        marked("a %(heading)s section by @%(login)s: only %(by)s may write it"),
+        marked("a %(heading)s section by @%(login)s, who may not write it: %(not_by)s"),
+    )
+    login = person.login or ctx.tell("anonymous")
+    return tell_who_may(ctx, guard.by, guard.not_by, sentences, heading=guard.headings[0], login=login)
 
 
 def section_counts(ctx: Context, guard: SectionGuard) -> tuple[bool, tuple[str, ...]]:
