@@ -292,9 +292,9 @@ class SectionGuard(GuardBase):
     """The issue body or a comment has a section with one of these headings (a plan, a root cause).
 
     With `by` or `not_by`, it also says who may write the section: one in a comment counts when
-    its author is allowed; one in the issue's own text when whoever last wrote that section there
-    is (the reporter, unless sopguard saw someone else edit it in). The names are those of a label
-    guard's `by`.
+    its author is allowed; one in the issue's own text when whoever sopguard saw put it there is
+    (who opened the issue with it, or the last to edit it in); one there before sopguard saw it
+    written counts. The names are those of a label guard's `by`.
     """
 
     check: Literal["section"]
