@@ -236,7 +236,7 @@ def adopt(ctx: Context) -> Decision:
         f"clocks {origin}",
         *_missed(ctx, clocks),
     ]
-    actions: list[RememberState | Adopt] = [Adopt(RULE_ID, at, tuple(entries), crossed_claims(clocks))]
+    actions: list[RememberState | Adopt] = [Adopt(RULE_ID, at, tuple(entries), crossed_claims(clocks), state)]
     if state is not None:
         actions.insert(0, RememberState(RULE_ID, state))
     lifecycle = policy.workflow.rule

@@ -29,6 +29,7 @@ from policies.models import (
     SetPriority,
 )
 from policies.sla import (
+    AdoptedIn,
     Closed,
     Commented,
     Created,
@@ -163,6 +164,7 @@ def timeline_entries(
     entries: list[TimelineEvent] = []
     if adopted:
         entries.extend(adopted[0].beginning)
+        entries.append(AdoptedIn(at=adopted[0].at, state=adopted[0].state))
         states = []
     elif not followed:
         known = states[0] if states else snapshot.last_state

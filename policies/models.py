@@ -320,6 +320,7 @@ class Adopt:
     at: dt.datetime
     beginning: tuple[TimelineEvent, ...]
     claims: tuple[tuple[str, int, str], ...] = ()
+    state: str | None = None  # the stage it was adopted in
 
 
 Action = (

@@ -143,6 +143,15 @@ class SectionWritten:
     association: str = ""
 
 
+@dataclass(frozen=True)
+class AdoptedIn:
+    """sopguard adopted the issue here, met mid-life in this stage (`None`: none it knows): what
+    came before, it did not see."""
+
+    at: dt.datetime
+    state: str | None
+
+
 TimelineEvent = (
     Created
     | StateChanged
@@ -154,6 +163,7 @@ TimelineEvent = (
     | Rated
     | PlanWritten
     | SectionWritten
+    | AdoptedIn
 )
 
 

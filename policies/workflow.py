@@ -36,7 +36,7 @@ from policies.models import (
 )
 from policies.render import contained, render
 from policies.router import Router
-from policies.sla import Created, Reopened, StateChanged, TimelineEvent
+from policies.sla import AdoptedIn, Created, Reopened, StateChanged, TimelineEvent
 from policies.text import find_section
 
 router = Router()
@@ -212,6 +212,20 @@ def _first_checked_in(policy: Policy, guard_id: str) -> str | None:
     return next((state.id for state in policy.workflow.states if state.id in sources), None)
 
 
+def _adopted_past(ctx: Context, guard_id: str, change: StateChange) -> bool:
+    """Whether the issue was adopted past the earliest stage (in workflow order) the guard is
+    checked on: in a later stage, so what the guard asks for was done before sopguard saw it. An
+    issue adopted by an earlier release, which kept no record of the stage, is judged by the stage
+    it leaves now."""
+    first = _first_checked_in(ctx.policy, guard_id)
+    marks = [e for e in ctx.snapshot.timeline if isinstance(e, AdoptedIn)]
+    order = [state.id for state in ctx.policy.workflow.states]
+    adopted_in = marks[-1].state if marks else None
+    if first is None or adopted_in not in order:
+        return change.before != first
+    return order.index(adopted_in) > order.index(first)
+
+
 def _waived(guard: Guard, ctx: Context, change: StateChange) -> str | None:
     """Why a guard with `unless_label` (a review a judgement may waive: S2.2's) is not demanded at
     this move, `None` when it is. Waived while the label counts; otherwise demanded when the work
@@ -224,7 +238,7 @@ def _waived(guard: Guard, ctx: Context, change: StateChange) -> str | None:
         return ctx.tell("waived: the issue carries %(label)s", label=guard.unless_label)
     if is_return_from_pause(ctx, change):
         return ctx.tell("back from waiting to the stage it was in: not demanded again")
-    if ctx.snapshot.adopted and change.before != _first_checked_in(ctx.policy, guard.id):
+    if ctx.snapshot.adopted and _adopted_past(ctx, guard.id, change):
         return ctx.tell("adopted after the stage it is first checked on: not demanded")
     return None
 

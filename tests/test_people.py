@@ -39,7 +39,7 @@ from policies.models import (
 )
 from policies.needs import Needs, needs
 from policies.people import guarded_labels
-from policies.sla import Commented, Created, StateChanged
+from policies.sla import AdoptedIn, Commented, Created, StateChanged
 from tests.conftest import fixture_json
 from tests.engine_support import GITHUB_REF, JIRA_REF, NOW, move, snapshot_meeting
 from tests.github_support import (
@@ -669,6 +669,49 @@ def test_an_issue_adopted_past_planning_is_not_held_to_the_review_and_one_adopte
     )
     assert _verdicts(past)["customer-confirmed"][0] is True
     assert _verdicts(within)["plan-reviewed"][0] is False
+
+
+@pytest.mark.parametrize("source", ["github", "jira"])
+def test_an_issue_adopted_in_planning_is_held_to_the_review_on_the_way_through_customer_confirmation(
+    source: Source,
+) -> None:
+    """Where it was adopted is on record: the plan was made under sopguard's eyes, whichever way
+    the work starts. One adopted in customer confirmation had its plan before."""
+    earlier = NOW - dt.timedelta(days=2)
+    confirmed = replace(_ready_to_start(source, "customer-confirmed"), adopted=True)
+
+    def adopted_in(state: str) -> IssueSnapshot:
+        beginning = (Created(at=earlier, state=state), AdoptedIn(at=earlier, state=state))
+        return replace(confirmed, timeline=beginning)
+
+    in_planning, _ = move(POLICY, source, "customer-confirmation", "in-progress", adopted_in("planning"))
+    in_confirmation, _ = move(
+        POLICY, source, "customer-confirmation", "in-progress", adopted_in("customer-confirmation")
+    )
+
+    assert _verdicts(in_planning)["plan-reviewed"][0] is False
+    assert _verdicts(in_planning)["customer-confirmed"][0] is False
+    assert _verdicts(in_confirmation)["plan-reviewed"] == (
+        True,
+        ("adopted after the stage it is first checked on: not demanded",),
+    )
+
+
+def test_adopting_an_issue_records_the_stage_it_was_adopted_in() -> None:
+    event = Event(
+        source="github",
+        kinds=frozenset({EventKind.LABELS_CHANGED}),
+        delivery_id="a-1",
+        actor=Actor("amy"),
+        issue=GITHUB_REF,
+    )
+    snapshot = IssueSnapshot(ref=GITHUB_REF, labels=frozenset({"status/planning"}), first_seen=True)
+    decision = evaluate(POLICY, event, snapshot, NOW)
+    facts = IssueFacts(is_open=True, priority=None, reporter="", assignees=(), labels=snapshot.labels)
+
+    entries = timeline_entries(POLICY, event, snapshot, decision, facts, None, NOW)
+
+    assert [e for e in entries if isinstance(e, AdoptedIn)] == [AdoptedIn(at=NOW, state="planning")]
 
 
 # --- the policy language: restricted labels ---------------------------------------------------------

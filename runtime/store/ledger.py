@@ -16,6 +16,7 @@ from config.schema import DEFAULT_VISIBILITY
 from policies.ledger import IssueFacts
 from policies.models import ChangeLabels, CommentPolicy, IssueRef, PostComment
 from policies.sla import (
+    AdoptedIn,
     Closed,
     Commented,
     Created,
@@ -225,6 +226,7 @@ _TIMELINE_TYPES: dict[str, type[TimelineEvent]] = {
         Rated,
         PlanWritten,
         SectionWritten,
+        AdoptedIn,
     )
 }
 
