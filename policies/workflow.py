@@ -214,16 +214,29 @@ def _first_checked_in(policy: Policy, guard_id: str) -> str | None:
 
 def _adopted_past(ctx: Context, guard_id: str, change: StateChange) -> bool:
     """Whether the issue was adopted past the earliest stage (in workflow order) the guard is
-    checked on: in a later stage, so what the guard asks for was done before sopguard saw it. An
-    issue adopted by an earlier release, which kept no record of the stage, is judged by the stage
-    it leaves now."""
+    checked on and has not been back at or before it since: what the guard asks for was done
+    before sopguard saw it. An issue adopted while paused counts from the stage it was paused
+    from. One adopted by an earlier release (no record of the stage), or in a stage the policy
+    does not know, is judged by the stage it leaves now."""
     first = _first_checked_in(ctx.policy, guard_id)
-    marks = [e for e in ctx.snapshot.timeline if isinstance(e, AdoptedIn)]
+    timeline = ctx.snapshot.timeline
+    marks = [index for index, entry in enumerate(timeline) if isinstance(entry, AdoptedIn)]
     order = [state.id for state in ctx.policy.workflow.states]
-    adopted_in = marks[-1].state if marks else None
-    if first is None or adopted_in not in order:
+    if first is None or not marks:
         return change.before != first
-    return order.index(adopted_in) > order.index(first)
+    adopted = timeline[marks[-1]]
+    assert isinstance(adopted, AdoptedIn)
+    pauses = set(ctx.policy.sla.pause_states)
+    adopted_in = paused_from(ctx.policy, timeline[: marks[-1]]) if adopted.state in pauses else adopted.state
+    if adopted_in not in order:
+        return change.before != first
+    since = [
+        entry.state
+        for entry in timeline[marks[-1] + 1 :]
+        if isinstance(entry, StateChanged | Reopened) and entry.state is not None
+    ]
+    stages = [s for s in (adopted_in, *since, change.before) if s in order and s not in pauses]
+    return all(order.index(stage) > order.index(first) for stage in stages)
 
 
 def _waived(guard: Guard, ctx: Context, change: StateChange) -> str | None:

@@ -697,6 +697,36 @@ def test_an_issue_adopted_in_planning_is_held_to_the_review_on_the_way_through_c
     )
 
 
+@pytest.mark.parametrize("source", ["github", "jira"])
+def test_an_issue_adopted_while_waiting_counts_from_where_it_paused_and_is_held_once_back_before_planning(
+    source: Source,
+) -> None:
+    earlier = NOW - dt.timedelta(days=2)
+    ready = replace(_ready_to_start(source, "customer-confirmed"), adopted=True)
+
+    def adopted_waiting(paused_in: str, *later: str) -> IssueSnapshot:
+        hour = dt.timedelta(hours=1)
+        timeline = (
+            Created(at=earlier, state=paused_in),
+            StateChanged(at=earlier + hour, state="waiting-for-customer"),
+            AdoptedIn(at=earlier + 2 * hour, state="waiting-for-customer"),
+            *(StateChanged(at=earlier + (3 + n) * hour, state=state) for n, state in enumerate(later)),
+        )
+        return replace(ready, timeline=timeline)
+
+    from_triage = adopted_waiting("triage", "triage", "diagnosis", "planning")
+    from_confirmation = adopted_waiting("customer-confirmation", "customer-confirmation")
+
+    planned_in_sight, _ = move(POLICY, source, "planning", "in-progress", from_triage)
+    planned_before, _ = move(POLICY, source, "customer-confirmation", "in-progress", from_confirmation)
+
+    assert _verdicts(planned_in_sight)["plan-reviewed"][0] is False
+    assert _verdicts(planned_before)["plan-reviewed"] == (
+        True,
+        ("adopted after the stage it is first checked on: not demanded",),
+    )
+
+
 def test_adopting_an_issue_records_the_stage_it_was_adopted_in() -> None:
     event = Event(
         source="github",

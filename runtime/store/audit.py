@@ -39,6 +39,7 @@ def describe(action: Action) -> dict[str, Any]:
             "type": "Adopt",
             "rule_id": action.rule_id,
             "at": action.at.isoformat(),
+            "state": action.state,
             "timeline_entries": len(action.beginning),
             "claimed_quietly": [list(claim) for claim in action.claims],
         }
