@@ -39,7 +39,7 @@ from policies.models import (
 )
 from policies.needs import Needs, needs
 from policies.people import guarded_labels
-from policies.sla import AdoptedIn, Commented, Created, StateChanged
+from policies.sla import AdoptedIn, Commented, Created, StateChanged, TimelineEvent
 from tests.conftest import fixture_json
 from tests.engine_support import GITHUB_REF, JIRA_REF, NOW, move, snapshot_meeting
 from tests.github_support import (
@@ -706,7 +706,7 @@ def test_an_issue_adopted_while_waiting_counts_from_where_it_paused_and_is_held_
 
     def adopted_waiting(paused_in: str, *later: str) -> IssueSnapshot:
         hour = dt.timedelta(hours=1)
-        timeline = (
+        timeline: tuple[TimelineEvent, ...] = (
             Created(at=earlier, state=paused_in),
             StateChanged(at=earlier + hour, state="waiting-for-customer"),
             AdoptedIn(at=earlier + 2 * hour, state="waiting-for-customer"),
