@@ -728,13 +728,7 @@ def test_an_issue_adopted_while_waiting_counts_from_where_it_paused_and_is_held_
 
 
 def test_adopting_an_issue_records_the_stage_it_was_adopted_in() -> None:
-    event = Event(
-        source="github",
-        kinds=frozenset({EventKind.LABELS_CHANGED}),
-        delivery_id="a-1",
-        actor=Actor("amy"),
-        issue=GITHUB_REF,
-    )
+    event = _label_event("github", Actor("amy"), "status/planning")
     snapshot = IssueSnapshot(ref=GITHUB_REF, labels=frozenset({"status/planning"}), first_seen=True)
     decision = evaluate(POLICY, event, snapshot, NOW)
     facts = IssueFacts(is_open=True, priority=None, reporter="", assignees=(), labels=snapshot.labels)
