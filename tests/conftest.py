@@ -20,8 +20,9 @@ from runtime.consumer import Consumer
 from runtime.services import Services, build_services
 from webhooks.signatures import sign
 
-# Real PostgreSQL and Redis servers: postgres_url, fresh_postgres_url, redis_url.
-pytest_plugins = ["tests.servers.plugin"]
+# Real PostgreSQL and Redis servers: postgres_url, fresh_postgres_url, redis_url; the stand-in
+# GitHub and a sopguard in front of it: github, sopguard.
+pytest_plugins = ["tests.servers.plugin", "tests.github_fixtures"]
 
 FIXTURES = Path(__file__).parent / "fixtures"
 GITHUB_SECRET = "It's a Secret to Everybody"

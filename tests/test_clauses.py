@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -53,7 +52,6 @@ from tests.github_support import (
     add_checklist,
     labelled,
     put_in_state,
-    service,
 )
 from tests.jira_support import (
     CLOUD,
@@ -84,16 +82,6 @@ PLAN = {"github": "### Plan\n\nReplace the disk.", "jira": "h3. Plan\nReplace th
 def deployment(request: pytest.FixtureRequest) -> Deployment:
     chosen: Deployment = request.param
     return chosen
-
-
-@pytest.fixture
-def github(no_network: responses.RequestsMock) -> Iterator[FakeGithub]:
-    yield FakeGithub(no_network)
-
-
-@pytest.fixture
-def sopguard(tmp_path: Path) -> Service:
-    return service(tmp_path)
 
 
 def _titles(source: Source, checklist_id: str) -> list[str]:
@@ -908,22 +896,37 @@ def test_github_a_customers_delay_section_is_not_recorded_nor_answered(
     assert audited.passed and "not a delay notice: carol" in audited.reasons[0]
 
 
+def _jira_desk_with_comment(
+    tmp_path: Path, mock: responses.RequestsMock, deployment: Deployment, author: str, **comment: Any
+) -> tuple[dict[str, Any], FakeJira, JiraService]:
+    """A comment delivery by `author` on an issue in progress that sopguard follows, where Dana holds
+    the project role Developers (the service team); the Jira and the service it reaches."""
+    payload = copy.deepcopy(fixture_json("jira", "mattermost__webhook-cloud-comment-created.json"))
+    payload["comment"].update(author=_jira_person(deployment, author), **comment)
+    issue = {"issue": {"key": payload["issue"]["key"], "fields": {"status": {"name": "In Progress"}}}}
+    fake = fake_for(mock, deployment, issue)
+    fake.in_role("Developers", users=["dana"])
+    sopguard = jira_service(tmp_path, deployment)
+    follow(sopguard, issue)
+    return payload, fake, sopguard
+
+
+def _jira_delays(sopguard: JiraService, fake: FakeJira) -> list[DelayAnnounced]:
+    ref = IssueRef("jira", fake.project, fake.key)
+    return [e for e in _timeline_of(sopguard.intake.store.ledger.one(ref)) if isinstance(e, DelayAnnounced)]
+
+
 @pytest.mark.parametrize("public", [False, True])
 def test_jira_an_internal_note_with_a_delay_section_does_not_tell_the_customer(
     tmp_path: Path, no_network: responses.RequestsMock, deployment: Deployment, public: bool
 ) -> None:
-    payload = copy.deepcopy(fixture_json("jira", "mattermost__webhook-cloud-comment-created.json"))
-    payload["comment"].update(body=DELAY["jira"], jsdPublic=public, author=_jira_person(deployment, "dana"))
-    issue = {"issue": {"key": payload["issue"]["key"], "fields": {"status": {"name": "In Progress"}}}}
-    fake = fake_for(no_network, deployment, issue)
-    fake.in_role("Developers", users=["dana"])
-    sopguard = jira_service(tmp_path, deployment)
-    follow(sopguard, issue)
+    payload, fake, sopguard = _jira_desk_with_comment(
+        tmp_path, no_network, deployment, "dana", body=DELAY["jira"], jsdPublic=public
+    )
 
     sopguard.deliver(payload, "delay-1")
 
-    ref = IssueRef("jira", fake.project, fake.key)
-    delays = [e for e in _timeline_of(sopguard.intake.store.ledger.one(ref)) if isinstance(e, DelayAnnounced)]
+    delays = _jira_delays(sopguard, fake)
     if public:
         assert [d.new_date for d in delays] == ["2026-12-20"] and fake.our_comments() == []
         return
@@ -938,20 +941,13 @@ def test_jira_an_internal_note_with_a_delay_section_does_not_tell_the_customer(
 def test_jira_a_customers_delay_section_is_not_recorded_nor_answered(
     tmp_path: Path, no_network: responses.RequestsMock, deployment: Deployment
 ) -> None:
-    payload = copy.deepcopy(fixture_json("jira", "mattermost__webhook-cloud-comment-created.json"))
-    payload["comment"].update(body=DELAY["jira"], jsdPublic=True, author=_jira_person(deployment, "carol"))
-    issue = {"issue": {"key": payload["issue"]["key"], "fields": {"status": {"name": "In Progress"}}}}
-    fake = fake_for(no_network, deployment, issue)
-    fake.in_role("Developers", users=["dana"])
-    sopguard = jira_service(tmp_path, deployment)
-    follow(sopguard, issue)
+    payload, fake, sopguard = _jira_desk_with_comment(
+        tmp_path, no_network, deployment, "carol", body=DELAY["jira"], jsdPublic=True
+    )
 
     sopguard.deliver(payload, "delay-1")
 
-    ref = IssueRef("jira", fake.project, fake.key)
-    assert not [
-        e for e in _timeline_of(sopguard.intake.store.ledger.one(ref)) if isinstance(e, DelayAnnounced)
-    ]
+    assert not _jira_delays(sopguard, fake)
     assert fake.our_comments() == []
     (audited,) = [e for e in sopguard.intake.store.audit.entries() if e.rule_id == "delay-announced"]
     assert audited.passed and "not a delay notice: " in audited.reasons[0]
@@ -961,14 +957,10 @@ def test_jira_a_customers_delay_section_is_not_recorded_nor_answered(
 def test_jira_a_refused_notice_put_right_by_an_edit_is_recorded_once(
     tmp_path: Path, no_network: responses.RequestsMock, deployment: Deployment
 ) -> None:
-    payload = copy.deepcopy(fixture_json("jira", "mattermost__webhook-cloud-comment-created.json"))
     dana = _jira_person(deployment, "dana")
-    payload["comment"].update(body="h3. Delay\nThe disk arrives late.", author=dana, updateAuthor=dana)
-    issue = {"issue": {"key": payload["issue"]["key"], "fields": {"status": {"name": "In Progress"}}}}
-    fake = fake_for(no_network, deployment, issue)
-    fake.in_role("Developers", users=["dana"])
-    sopguard = jira_service(tmp_path, deployment)
-    follow(sopguard, issue)
+    payload, fake, sopguard = _jira_desk_with_comment(
+        tmp_path, no_network, deployment, "dana", body="h3. Delay\nThe disk arrives late.", updateAuthor=dana
+    )
     edit = copy.deepcopy(payload)
     edit["webhookEvent"] = "comment_updated"
     edit["timestamp"] = payload["timestamp"] + 300_000
@@ -978,10 +970,7 @@ def test_jira_a_refused_notice_put_right_by_an_edit_is_recorded_once(
     sopguard.deliver(edit, "delay-2")
     sopguard.deliver(edit, "delay-3")
 
-    ref = IssueRef("jira", fake.project, fake.key)
-    (delay,) = [
-        e for e in _timeline_of(sopguard.intake.store.ledger.one(ref)) if isinstance(e, DelayAnnounced)
-    ]
+    (delay,) = _jira_delays(sopguard, fake)
     assert (delay.new_date, delay.comment_id) == ("2026-12-20", payload["comment"]["id"])
     assert delay.at == dt.datetime.fromtimestamp(edit["timestamp"] / 1000, dt.UTC)
     # Jira comments are never edited: the refusal, then one follow-up that says it now counts.

@@ -33,7 +33,6 @@ from tests.github_support import (
     issue_payload,
     labelled,
     put_in_state,
-    service,
 )
 from tests.jira_support import CLOUD, FakeJira, adf_text, fake_for, issue_path
 from tests.jira_support import Service as JiraService
@@ -95,16 +94,6 @@ def test_a_command_without_what_it_needs_is_a_usage_problem(name: str, args: tup
 
 
 # --- GitHub --------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def github(no_network: responses.RequestsMock) -> Iterator[FakeGithub]:
-    yield FakeGithub(no_network)
-
-
-@pytest.fixture
-def sopguard(tmp_path: Path) -> Service:
-    return service(tmp_path)
 
 
 def commented(

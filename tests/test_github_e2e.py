@@ -6,7 +6,6 @@ Every request is checked against GitHub's OpenAPI description. Counts exclude th
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,7 +26,6 @@ from tests.github_support import (
     issue_payload,
     labelled,
     put_in_state,
-    service,
 )
 
 POLICY = load_policy()
@@ -46,11 +44,6 @@ def github(no_network: responses.RequestsMock) -> Iterator[FakeGithub]:
     fake = FakeGithub(no_network)
     yield fake
     fake.check_against_openapi()  # every request of every test here
-
-
-@pytest.fixture
-def sopguard(tmp_path: Path) -> Service:
-    return service(tmp_path)
 
 
 # --- intake (S1.2) -----------------------------------------------------------------------------

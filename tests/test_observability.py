@@ -32,7 +32,7 @@ from runtime.services import utc_now
 from runtime.sweep import sweep
 from tests.conftest import GITHUB_SECRET, JIRA_SECRET, fixture_bytes, github_headers, services_of
 from tests.fake_github import FakeGithubServer
-from tests.github_support import FakeGithub, Service, form_body, issue_payload, service
+from tests.github_support import FakeGithub, Service, form_body, issue_payload
 from tests.servers.launch import postgres_bin_dir, redis_binary, running_postgres, running_redis
 from tests.test_overload import _environment, _get, _request, _serving
 from tests.test_sla_e2e import MONDAY_10, _open_github
@@ -48,11 +48,6 @@ def github(no_network: responses.RequestsMock) -> Iterator[FakeGithub]:
     fake = FakeGithub(no_network)
     yield fake
     fake.check_against_openapi()
-
-
-@pytest.fixture
-def sopguard(tmp_path: Path) -> Service:
-    return service(tmp_path)
 
 
 @pytest.fixture

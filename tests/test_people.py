@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -52,7 +51,6 @@ from tests.github_support import (
     issue_payload,
     labelled,
     put_in_state,
-    service,
 )
 from tests.github_support import REF as HELLO_WORLD
 from tests.jira_support import (
@@ -207,16 +205,6 @@ def test_needs_name_the_teams_to_look_up_and_the_comments_for_the_plans_author()
 
 
 # --- GitHub, end to end --------------------------------------------------------------------------
-
-
-@pytest.fixture
-def github(no_network: responses.RequestsMock) -> Iterator[FakeGithub]:
-    yield FakeGithub(no_network)
-
-
-@pytest.fixture
-def sopguard(tmp_path: Path) -> Service:
-    return service(tmp_path)
 
 
 def _refused(github: FakeGithub) -> bool:
@@ -809,18 +797,23 @@ def test_a_label_restricted_twice_is_refused() -> None:
     assert "label 'risk/low' is restricted more than once" in str(refused.value)
 
 
-@pytest.mark.parametrize("locale", ["en", "zh-CN"])
-def test_a_new_plan_withdraws_both_the_approval_and_the_low_risk_judgement(locale: str) -> None:
-    policy = POLICY.model_copy(update={"locale": locale})
-    event = Event(
+def _new_plan_by_sam(delivery_id: str, comment_id: str) -> Event:
+    """Sam's comment on GitHub with a new plan."""
+    return Event(
         source="github",
         kinds=frozenset({EventKind.COMMENTED}),
-        delivery_id="d-2",
+        delivery_id=delivery_id,
         actor=Actor("sam"),
         issue=GITHUB_REF,
         name="issue_comment.created",
-        comment=Comment(Actor("sam"), PLAN["github"], id="9"),
+        comment=Comment(Actor("sam"), PLAN["github"], id=comment_id),
     )
+
+
+@pytest.mark.parametrize("locale", ["en", "zh-CN"])
+def test_a_new_plan_withdraws_both_the_approval_and_the_low_risk_judgement(locale: str) -> None:
+    policy = POLICY.model_copy(update={"locale": locale})
+    event = _new_plan_by_sam("d-2", "9")
     snapshot = _snapshot("github", labels=frozenset({APPROVED, LOW_RISK}), last_state="planning")
 
     decision = evaluate(policy, event, snapshot, NOW)
@@ -847,15 +840,7 @@ def test_a_new_plan_judged_low_risk_only_says_that_judgement_was_withdrawn_and_h
     """No approval existed: the comment said "The approval of the plan was withdrawn" and offered
     only /approve-plan."""
     policy = POLICY.model_copy(update={"locale": locale})
-    event = Event(
-        source="github",
-        kinds=frozenset({EventKind.COMMENTED}),
-        delivery_id="d-3",
-        actor=Actor("sam"),
-        issue=GITHUB_REF,
-        name="issue_comment.created",
-        comment=Comment(Actor("sam"), PLAN["github"], id="10"),
-    )
+    event = _new_plan_by_sam("d-3", "10")
     snapshot = _snapshot("github", labels=frozenset({LOW_RISK}), last_state="planning")
 
     _, comment = evaluate(policy, event, snapshot, NOW).actions

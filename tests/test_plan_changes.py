@@ -4,10 +4,8 @@ on until the plan is approved again (GitHub and Jira)."""
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import responses
 
 from tests.conftest import fixture_json
@@ -18,7 +16,6 @@ from tests.github_support import (
     issue_payload,
     labelled,
     put_in_state,
-    service,
 )
 from tests.jira_support import CLOUD, adf_text, fake_for, follow, issue_path
 from tests.jira_support import service as jira_service
@@ -26,16 +23,6 @@ from tests.test_commands import _jira_comment, commented
 
 OLD_PLAN = "### Plan\n\nReplace the disk on Saturday."
 NEW_PLAN = "### Plan\n\nReplace the whole server on Sunday."
-
-
-@pytest.fixture
-def github(no_network: responses.RequestsMock) -> Iterator[FakeGithub]:
-    yield FakeGithub(no_network)
-
-
-@pytest.fixture
-def sopguard(tmp_path: Path) -> Service:
-    return service(tmp_path)
 
 
 def _edited(github: FakeGithub, before: str, after: str) -> dict[str, object]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import responses
@@ -21,7 +20,7 @@ from config.loader import load_policy
 from config.schema import Messages, Text
 from connector.github.connector import GithubConnector
 from tests.conftest import drain, services_of
-from tests.github_support import FakeGithub, Service, form_body, issue_payload, service
+from tests.github_support import FakeGithub, Service, form_body, issue_payload
 
 POLICY = load_policy()
 
@@ -31,11 +30,6 @@ def github(no_network: responses.RequestsMock) -> Iterator[FakeGithub]:
     fake = FakeGithub(no_network)
     yield fake
     fake.check_against_openapi()
-
-
-@pytest.fixture
-def sopguard(tmp_path: Path) -> Service:
-    return service(tmp_path)
 
 
 def _retry(sopguard: Service, monkeypatch: pytest.MonkeyPatch, *args: str) -> str:

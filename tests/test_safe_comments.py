@@ -26,7 +26,7 @@ from connector.jira.format import escape_wiki, to_adf, to_wiki
 from policies.intake import is_option
 from policies.render import render
 from tests.conftest import fixture_json
-from tests.github_support import FakeGithub, Service, form_body, issue_payload, labelled, service
+from tests.github_support import FakeGithub, Service, form_body, issue_payload, labelled
 from tests.jira_support import (
     CLOUD,
     DEPLOYMENTS,
@@ -75,11 +75,6 @@ def github(no_network: responses.RequestsMock) -> Iterator[FakeGithub]:
     fake = FakeGithub(no_network)
     yield fake
     fake.check_against_openapi()
-
-
-@pytest.fixture
-def sopguard(tmp_path: Path) -> Service:
-    return service(tmp_path)
 
 
 def test_a_hostile_dropdown_answer_is_quoted_as_text_and_the_actor_is_still_mentioned(

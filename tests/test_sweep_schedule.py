@@ -9,7 +9,6 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,7 +24,7 @@ from runtime.store.ledger import DUE_PAGE, encode
 from runtime.store.schema import deliveries, issues, timeline
 from runtime.sweep import sweep
 from tests.conftest import services_of
-from tests.github_support import REPO, FakeGithub, Service, form_body, issue_payload, service
+from tests.github_support import REPO, FakeGithub, Service, form_body, issue_payload
 
 T0 = dt.datetime(2026, 11, 23, 2, 0, tzinfo=dt.UTC)  # Monday 10:00 in Shanghai
 WARNING_DUE = T0 + dt.timedelta(hours=4, minutes=1)  # 3 working hours of a P3's 4: 75% used
@@ -34,11 +33,6 @@ BACKLOG = 100
 OTHER_ISSUES = re.compile(
     rf"^https://api\.github\.com(:443)?/repos/{re.escape(REPO)}/issues/(?:[2-9]|[1-9]\d+)(?:[/?].*)?$"
 )
-
-
-@pytest.fixture
-def sopguard(tmp_path: Path) -> Service:
-    return service(tmp_path)
 
 
 def _opened(number: int) -> dict[str, Any]:

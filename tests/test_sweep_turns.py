@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +17,7 @@ from runtime.consumer import Consumer
 from runtime.services import process_name
 from runtime.sweep import sweep
 from tests.conftest import drain, services_of
-from tests.github_support import REPO, FakeGithub, Service, form_body, issue_payload, service
+from tests.github_support import REPO, FakeGithub, Service, form_body, issue_payload
 
 T0 = dt.datetime(2026, 11, 23, 2, 0, tzinfo=dt.UTC)  # Monday 10:00 in Shanghai
 
@@ -30,11 +29,6 @@ def _iso(when: dt.datetime) -> str:
 @pytest.fixture
 def fakes(no_network: responses.RequestsMock) -> Iterator[tuple[FakeGithub, FakeGithub]]:
     yield FakeGithub(no_network, number=1), FakeGithub(no_network, number=2)
-
-
-@pytest.fixture
-def sopguard(tmp_path: Path) -> Service:
-    return service(tmp_path)
 
 
 def _issue(number: int, action: str, labels: list[str], when: dt.datetime, **extra: Any) -> dict[str, Any]:

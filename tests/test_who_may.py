@@ -226,14 +226,19 @@ class GithubDesk(Desk):
         )
         return issue
 
-    def _deliver(self, event: str, payload: dict[str, Any]) -> None:
+    def _deliver(self, event: str, payload: dict[str, Any], delivery_id: str = "") -> None:
         body = json.dumps(payload).encode()
-        headers = github_headers(body, event, f"d-{self.sequence}")
+        headers = github_headers(body, event, delivery_id or f"d-{self.sequence}")
         answer = self._app.test_client().post("/webhooks/github", data=body, headers=headers)
         assert answer.status_code in (200, 202), answer.get_json()
         drain(self._app)
 
-    def say(self, who: str, text: str) -> str:
+    def deliver_late(self, event: str, payload: dict[str, Any], delivery_id: str) -> None:
+        """A delivery written earlier (`comment_written`, `edit_made`) that GitHub sends only now."""
+        self._deliver(event, payload, delivery_id)
+
+    def comment_written(self, who: str, text: str) -> tuple[dict[str, Any], str]:
+        """The comment on GitHub, and its delivery (not sent), with the comment's id."""
         _, _, association = GITHUB_PEOPLE[who]
         payload = copy.deepcopy(fixture_json("github", "issue_comment__created.json"))
         payload["issue"] = self._issue()
@@ -247,8 +252,12 @@ class GithubDesk(Desk):
         payload["comment"].update(comment, author_association=association)
         payload["sender"] = self._person(who)
         self.github.comments.append(comment)
+        return payload, str(comment_id)
+
+    def say(self, who: str, text: str) -> str:
+        payload, comment_id = self.comment_written(who, text)
         self._deliver("issue_comment", payload)
-        return str(comment_id)
+        return comment_id
 
     def label(self, who: str, label: str) -> None:
         self.github.labels.append(label)
@@ -256,11 +265,15 @@ class GithubDesk(Desk):
         payload.update(issue=self._issue(), label={"name": label}, sender=self._person(who))
         self._deliver("issues", payload)
 
-    def edit(self, who: str, body: str) -> None:
+    def edit_made(self, who: str, body: str) -> dict[str, Any]:
+        """The issue's text edited on GitHub, and the edit's delivery (not sent)."""
         before, self.body = self.body, form_body() + "\n\n" + body
         payload = copy.deepcopy(fixture_json("github", "issues__edited.json"))
         payload.update(issue=self._issue(), changes={"body": {"from": before}}, sender=self._person(who))
-        self._deliver("issues", payload)
+        return payload
+
+    def edit(self, who: str, body: str) -> None:
+        self._deliver("issues", self.edit_made(who, body))
 
     def move(self, who: str, state: str) -> None:
         self.label(who, self.policy.trackers.github.status_label(state))
@@ -869,19 +882,11 @@ def test_s3_2_an_agents_edit_delivered_late_still_makes_her_the_key_steps_writer
     desk = GithubDesk(no_network, tmp_path, POLICY)
     desk.start("in-progress", "plan/approved", body=PLAN["github"], prepared=True)
     desk.edit("carol", f"{PLAN['github']}\n\n{KEY_STEPS['github']}")
-    before, desk.body = desk.body, f"{form_body()}\n\n{PLAN['github']}\n\n{KEY_STEPS['github']} Logs kept."
-    held = copy.deepcopy(fixture_json("github", "issues__edited.json"))
-    held.update(issue=desk._issue(), changes={"body": {"from": before}}, sender=desk._person("amy"))
-    held_as = desk.sequence
+    held = desk.edit_made("amy", f"{PLAN['github']}\n\n{KEY_STEPS['github']} Logs kept.")
 
     desk.move("amy", "verification")  # delivered first
     assert desk.state == "in-progress"
-    body = json.dumps(held).encode()
-    answer = desk._app.test_client().post(
-        "/webhooks/github", data=body, headers=github_headers(body, "issues", f"late-{held_as}")
-    )
-    assert answer.status_code == 202
-    drain(desk._app)
+    desk.deliver_late("issues", held, "late-edit")
     desk.move("amy", "verification")
 
     written = [e.author for e in desk.timeline() if isinstance(e, SectionWritten)]
@@ -898,25 +903,18 @@ def test_s3_3_a_delay_notice_delivered_late_is_still_recorded_as_given(
     desk = GithubDesk(no_network, tmp_path, POLICY)
     desk.start("in-progress", "plan/approved", body=PLAN["github"], prepared=True)
     notice = "### Delay\n\nNew date: 2026-12-20\nReason: the replacement disk arrives late."
-    held = copy.deepcopy(fixture_json("github", "issue_comment__created.json"))
-    held.update(issue=desk._issue(), sender=desk._person("sam"))
-    written = {"id": 7999, "body": notice, "user": desk._person("sam"), "created_at": "2026-11-24T02:00:00Z"}
-    held["comment"].update(written, author_association="MEMBER")
-    desk.github.comments.append(written)
+    held, comment_id = desk.comment_written("sam", notice)
 
     desk.label("amy", "affects-customer")  # a later change, delivered first
-    body = json.dumps(held).encode()
-    answer = desk._app.test_client().post(
-        "/webhooks/github", data=body, headers=github_headers(body, "issue_comment", "late-delay")
-    )
-    assert answer.status_code == 202
-    drain(desk._app)
+    desk.deliver_late("issue_comment", held, "late-delay")
 
     delays = [(e.author, e.new_date, e.comment_id) for e in desk.timeline() if isinstance(e, DelayAnnounced)]
-    assert delays == [("sam", "2026-12-20", "7999")]
+    assert delays == [("sam", "2026-12-20", comment_id)]
     (entry,) = [e for e in desk.services.store.audit.entries() if e.delivery_id == "late-delay"]
     assert entry.outcome == "no action" and "recorded as history" in entry.reasons[0]
-    assert not [c for c in desk.github.comments if "delay" in c["body"].casefold() and c["id"] != 7999]
+    assert not [
+        c for c in desk.github.comments if "delay" in c["body"].casefold() and str(c["id"]) != comment_id
+    ]
 
 
 def test_s3_2_the_ledger_records_who_wrote_the_key_steps_into_the_issue(desk: Desk) -> None:
